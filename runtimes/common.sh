@@ -1,0 +1,387 @@
+#!/bin/sh
+# tej runtime, common part: queue layout, job records, listing, transfers.
+#
+# The client installs this file, followed by one runtime's own file
+# (default.sh, ...), as QUEUE/tej.sh, and runs it as
+#
+#     sh QUEUE/tej.sh QUEUE VERB [ARG ...]
+#
+# QUEUE is absolute: the client's bootstrap has resolved "~", relative
+# paths and "tejdir: PATH" link files.
+#
+# Verbs:
+#   _install VERSION MODE FORCE [LINK ...]
+#                         run from a temporary copy pushed by the client:
+#                         MODE "auto" or "setup" puts this file in place as
+#                         QUEUE/tej.sh (jobs are kept), MODE "links" only
+#                         writes the LINK files ("tejdir: QUEUE")
+#   submit ID MODE SCRIPT create job ID from a tar stream on stdin, start it;
+#                         MODE "file" runs the file SCRIPT of the job, MODE
+#                         "command" runs SCRIPT with sh -c
+#   status ID [ID ...]    one record per job
+#   list                  one record per job in the queue
+#   download ID PATH ...  a tar stream of PATHs (relative to the job)
+#   kill ID               stop a running job (TERM, then KILL after a grace)
+#   delete ID [kill]      remove a job; refused while it runs, unless "kill"
+#   cleanup [kill]        remove the whole queue and the links that led to it
+#   _wrap ID              internal: the detached process that runs the job
+#
+# Stdout: a sentinel line "TEJ 1", then for status and list one line per job
+# of tab-separated key=value fields, "dir=" last:
+#   id=ID state=STATE exit=N submitted=T started=T finished=T now=T
+#   runtime=NAME runtime_id=X dir=PATH
+# with STATE one of created, queued, running, finished, killed, lost,
+# notfound; times are epoch seconds, empty when unknown. download writes
+# "stream=tar" after the sentinel, then the archive.
+#
+# Exit codes: 0 ok, 1 failure (message on stderr), 2 job still running,
+# 3 no such job, 4 job already exists, 5 no queue, 6 broken queue link,
+# 7 queue or link already exists, 8 invalid argument, 9 unsupported,
+# 10 no such file in the job. 90 is the bootstrap's "runtime missing or
+# outdated". Never 126, 127, 128+N or 255: those are the shell's and ssh's.
+
+# The st_* variables and the _rt_* hooks are shared with the runtime file
+# appended to this one.
+# shellcheck disable=SC2034
+
+set -eu
+LC_ALL=C
+export LC_ALL
+umask 077
+
+TEJ_PROTOCOL=1
+: "${TEJ_SH:=sh}"
+export TEJ_SH
+TEJ_GRACE=${TEJ_GRACE:-5}
+
+_die() {  # _die CODE MESSAGE
+    _code=$1
+    shift
+    printf 'tej: %s\n' "$*" >&2
+    exit "$_code"
+}
+
+_header() {
+    printf 'TEJ %s\n' "$TEJ_PROTOCOL"
+}
+
+_nap() {  # a short sleep; POSIX sleep only takes whole seconds
+    sleep 0.1 2>/dev/null || sleep 1
+}
+
+_now() {
+    date +%s
+}
+
+_check_id() {  # the server never trusts the client's validation
+    case $1 in
+        ''|-*|.*) _die 8 "invalid job id: '$1'" ;;
+        *[!A-Za-z0-9_.,+=@%:-]*) _die 8 "invalid job id: '$1'" ;;
+    esac
+    [ "${#1}" -le 128 ] || _die 8 "job id longer than 128 characters"
+}
+
+_check_path() {  # a path inside a job: relative, no "..", not empty
+    case /$1/ in
+        //) _die 8 "empty path" ;;
+        *//*) _die 8 "invalid path: '$1'" ;;
+    esac
+    case $1 in
+        /*) _die 8 "absolute path: '$1'" ;;
+    esac
+    case /$1/ in
+        */../*) _die 8 "path goes up with '..': '$1'" ;;
+    esac
+}
+
+# ---- locking and job records -----------------------------------------------
+
+_locked=
+_tmp=
+
+_cleanup() {
+    if [ -n "$_locked" ]; then
+        rmdir "$_locked" 2>/dev/null || :
+    fi
+    if [ -n "$_tmp" ]; then
+        rm -f "$_tmp"
+    fi
+}
+trap _cleanup EXIT
+
+_lock() {  # _lock JOBDIR: mkdir is atomic; a lock older than ~10 s is stale
+    _n=0
+    while ! mkdir "$1/lock" 2>/dev/null; do
+        [ -d "$1" ] || _die 3 "no such job"
+        _n=$((_n + 1))
+        if [ "$_n" -ge 100 ]; then
+            rmdir "$1/lock" 2>/dev/null || :
+            _n=0
+        fi
+        _nap
+    done
+    _locked=$1/lock
+}
+
+_unlock() {
+    rmdir "$_locked"
+    _locked=
+}
+
+_KEYS='state exit submitted started finished pid pgid boot killreq runtime runtime_id mode'
+
+_load() {  # _load JOBDIR: read the state file into st_* variables
+    st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
+    st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
+    st_mode=''
+    [ -f "$1/state" ] || return 0
+    while IFS= read -r _line; do
+        _k=${_line%%=*}
+        case " $_KEYS " in
+            *" $_k "*) eval "st_$_k=\${_line#*=}" ;;
+        esac
+    done < "$1/state"
+}
+
+_save() {  # _save JOBDIR: write st_* variables, atomically (temp file + mv)
+    _tmp=$1/state.tmp.$$
+    : > "$_tmp"
+    for _k in $_KEYS; do
+        eval "printf '%s=%s\n' \"\$_k\" \"\$st_$_k\"" >> "$_tmp"
+    done
+    mv -f "$_tmp" "$1/state"
+    _tmp=
+}
+
+_bootid() {
+    if [ -r /proc/sys/kernel/random/boot_id ]; then
+        cat /proc/sys/kernel/random/boot_id
+    fi
+}
+
+_record() {  # _record ID: print one job's record; 3 if there is no such job
+    _j=$Q/jobs/$1
+    if [ ! -d "$_j" ]; then
+        printf 'id=%s\tstate=notfound\n' "$1"
+        return 3
+    fi
+    _load "$_j"
+    if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
+        _rt_refresh "$_j"
+    fi
+    printf 'id=%s\tstate=%s\texit=%s\tsubmitted=%s\tstarted=%s\tfinished=%s\tnow=%s\truntime=%s\truntime_id=%s\tdir=%s\n' \
+        "$1" "${st_state:-created}" "$st_exit" "$st_submitted" "$st_started" \
+        "$st_finished" "$_nowt" "$st_runtime" "$st_runtime_id" "$_j/stage"
+}
+
+_active() {  # is the loaded job (after _rt_refresh) still to end?
+    case ${st_state:-created} in
+        created|queued|running) return 0 ;;
+    esac
+    return 1
+}
+
+# ---- verbs -------------------------------------------------------------------
+
+_install() {  # _install VERSION MODE FORCE [LINK ...]
+    _version=$1 _mode=$2 _force=$3
+    shift 3
+    _self=$0
+    if [ "$_mode" = links ]; then
+        rm -f "$_self"
+    else
+        if [ "$_mode" = setup ] && [ "$_force" != 1 ] && [ -f "$Q/version" ]; then
+            rm -f "$_self"
+            _die 7 "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
+        fi
+        mkdir -p "$Q/jobs"
+        mv -f "$_self" "$Q/tej.sh"
+        _tmp=$Q/version.tmp.$$
+        printf '%s\n' "$_version" > "$_tmp"
+        mv -f "$_tmp" "$Q/version"
+        _tmp=
+    fi
+    for _link in "$@"; do
+        # shellcheck disable=SC2088 # a literal "~" from the client
+        case $_link in
+            "~") _link=$HOME ;;
+            "~/"*) _link=$HOME/${_link#"~/"} ;;
+            /*) ;;
+            *) _link=$HOME/$_link ;;
+        esac
+        if [ -d "$_link" ]; then
+            _die 7 "cannot make link $_link: a directory is there"
+        fi
+        if [ -e "$_link" ] && [ "$_force" != 1 ]; then
+            IFS= read -r _line < "$_link" || :
+            [ "$_line" = "tejdir: $Q" ] || \
+                _die 7 "cannot make link $_link: it exists (use force)"
+        fi
+        _tmp=$_link.tmp.$$
+        printf 'tejdir: %s\n' "$Q" > "$_tmp"
+        chmod 644 "$_tmp"
+        mv -f "$_tmp" "$_link"
+        _tmp=
+    done
+    _header
+    printf 'queue=%s\n' "$Q"
+}
+
+_submit() {  # _submit ID MODE SCRIPT, tar stream on stdin
+    _check_id "$1"
+    case $2 in
+        file) _check_path "$3" ;;
+        command) ;;
+        *) _die 8 "invalid script mode: '$2'" ;;
+    esac
+    mkdir -p "$Q/jobs"
+    _j=$Q/jobs/$1
+    mkdir "$_j" 2>/dev/null || _die 4 "job $1 already exists"
+    mkdir "$_j/lock"
+    _locked=$_j/lock
+    if ! mkdir "$_j/stage" || ! (cd "$_j/stage" && tar -xf -); then
+        rm -rf "$_j"
+        _locked=
+        _die 1 "could not unpack the job directory"
+    fi
+    if [ "$2" = file ] && [ ! -f "$_j/stage/$3" ]; then
+        rm -rf "$_j"
+        _locked=
+        _die 10 "no script '$3' in the job directory"
+    fi
+    printf '%s' "$3" > "$_j/script"
+    _load "$_j"
+    st_state=created st_mode=$2 st_submitted=$(_now) st_runtime=$TEJ_RUNTIME
+    _save "$_j"
+    _rt_start "$_j" "$1"
+    _save "$_j"
+    _unlock
+    _header
+    printf 'id=%s\n' "$1"
+}
+
+_status() {
+    _header
+    _nowt=$(_now)
+    _rc=0
+    for _id in "$@"; do
+        _check_id "$_id"
+        _record "$_id" || _rc=3
+    done
+    return "$_rc"
+}
+
+_list() {
+    _header
+    _nowt=$(_now)
+    for _j in "$Q"/jobs/*; do
+        [ -d "$_j" ] || continue
+        _record "${_j##*/}" || :
+    done
+}
+
+_download() {  # _download ID PATH ...
+    _check_id "$1"
+    _j=$Q/jobs/$1
+    [ -d "$_j" ] || exit 3
+    shift
+    [ "$#" -gt 0 ] || _die 8 "no file to download"
+    _n=$#
+    while [ "$_n" -gt 0 ]; do
+        _check_path "$1"
+        if [ ! -e "$_j/stage/$1" ] && [ ! -L "$_j/stage/$1" ]; then
+            _die 10 "no file '$1' in job"
+        fi
+        set -- "$@" "./$1"  # "./" keeps names starting with "-" from tar
+        shift
+        _n=$((_n - 1))
+    done
+    cd "$_j/stage"
+    _header
+    printf 'stream=tar\n'
+    tar -cf - "$@"
+}
+
+_kill() {  # _kill ID: no-op unless the job is running
+    _check_id "$1"
+    _j=$Q/jobs/$1
+    [ -d "$_j" ] || exit 3
+    _lock "$_j"
+    _load "$_j"
+    if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
+        _rt_refresh "$_j"
+    fi
+    if _active; then
+        st_killreq=$(_now)
+        _save "$_j"
+        _unlock
+        _rt_kill "$_j"
+    else
+        _unlock
+    fi
+    _header
+}
+
+_delete() {  # _delete ID [kill]
+    _check_id "$1"
+    _j=$Q/jobs/$1
+    [ -d "$_j" ] || exit 3
+    _load "$_j"
+    if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
+        _rt_refresh "$_j"
+    fi
+    if _active; then
+        [ "${2:-}" = kill ] || _die 2 "job $1 is still running"
+        _kill "$1" > /dev/null
+    fi
+    rm -rf "$_j"
+    _header
+}
+
+_cleanup_queue() {  # remove the queue, then the links the bootstrap followed
+    for _j in "$Q"/jobs/*; do
+        [ -d "$_j" ] || continue
+        _load "$_j"
+        if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
+            _rt_refresh "$_j"
+        fi
+        if _active; then
+            [ "${1:-}" = kill ] || _die 2 "job ${_j##*/} is still running"
+            _kill "${_j##*/}" > /dev/null
+        fi
+    done
+    rm -rf "$Q"
+    _n=1
+    while [ "$_n" -le 10 ]; do
+        eval "_link=\${TEJ_LINK_$_n:-}"
+        [ -n "$_link" ] && rm -f "$_link"
+        _n=$((_n + 1))
+    done
+    _header
+}
+
+_main() {
+    [ "$#" -ge 2 ] || _die 8 "usage: tej.sh QUEUE VERB [ARG ...]"
+    Q=$1
+    _verb=$2
+    shift 2
+    TEJ_SELF=$Q/tej.sh
+    case $_verb in
+        _install) _install "$@" ;;
+        submit) [ "$#" -eq 3 ] || _die 8 "usage: submit ID MODE SCRIPT"
+                _submit "$@" ;;
+        status) [ "$#" -ge 1 ] || _die 8 "usage: status ID ..."
+                _status "$@" ;;
+        list) _list ;;
+        download) [ "$#" -ge 1 ] || _die 8 "usage: download ID PATH ..."
+                  _download "$@" ;;
+        kill) [ "$#" -eq 1 ] || _die 8 "usage: kill ID"
+              _kill "$1" ;;
+        delete) [ "$#" -ge 1 ] || _die 8 "usage: delete ID [kill]"
+                _delete "$@" ;;
+        cleanup) _cleanup_queue "$@" ;;
+        _wrap) _check_id "$1"
+               _rt_wrap "$Q/jobs/$1" ;;
+        *) _die 8 "unknown verb: '$_verb'" ;;
+    esac
+}

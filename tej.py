@@ -1,0 +1,2076 @@
+#!/usr/bin/env python3
+"""tej: the Trivial Extensible Job-submission system.
+
+Sends a job directory to any server reachable over SSH, starts it there, and
+later tells its status, fetches its files, kills it and cleans it up. One
+file, standard library only: copy it anywhere and run it.
+
+Usage (the command line)::
+
+    python3 tej.py submit DEST DIRECTORY [--id ID] [--script S]   # prints the id
+    python3 tej.py status DEST --id ID     # running / finished N / not found
+    python3 tej.py download DEST --id ID FILE ... [--directory D]
+    python3 tej.py kill DEST --id ID
+    python3 tej.py delete DEST --id ID
+    python3 tej.py list DEST
+    python3 tej.py setup DEST [--make-link PATH] [--force]
+
+DEST is ``[ssh://][user@]host[:port]``, an alias from ``~/.ssh/config``, or
+``local:`` to run jobs on this machine. Usage (the Python API)::
+
+    import tej
+    queue = tej.RemoteQueue('user@cluster', '~/.tej')
+    job_id = queue.submit(None, 'my_job_dir')
+    status, directory, exit_code = queue.status(job_id)
+
+The system OpenSSH client is used, with connection sharing (ControlMaster),
+so ``~/.ssh/config``, agents, keys and ProxyJump work as they do for ssh.
+On first contact, small POSIX shell scripts (the "runtime") are copied to
+the server; nothing needs to be installed there beforehand.
+"""
+
+import errno
+import getpass
+import hashlib
+import io
+import logging
+import os
+import random
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+if sys.version_info < (3, 6):  # pragma: no cover
+    sys.exit("tej needs Python 3.6 or later")
+
+__version__ = '1.0.0.dev0'
+
+__all__ = [
+    'DEFAULT_TEJ_DIR', 'RemoteQueue', 'ServerLogger',
+    'parse_ssh_destination', 'destination_as_string', 'make_unique_name',
+    'check_jobid', 'main',
+    'Error', 'InvalidDestination', 'QueueDoesntExist', 'QueueLinkBroken',
+    'QueueExists', 'JobAlreadyExists', 'JobNotFound', 'JobStillRunning',
+    'RemoteCommandFailure',
+]
+
+logger = logging.getLogger('tej')
+
+
+# ===========================================================================
+# Constants
+# ===========================================================================
+
+DEFAULT_TEJ_DIR = '~/.tej'
+
+#: The runtime protocol: the sentinel line "TEJ 1" starts every answer.
+PROTOCOL = 1
+
+# Exit codes of the runtime scripts (see runtimes/common.sh).
+_RC_OK = 0
+_RC_FAILURE = 1
+_RC_RUNNING = 2
+_RC_NO_JOB = 3
+_RC_JOB_EXISTS = 4
+_RC_NO_QUEUE = 5
+_RC_LINK_BROKEN = 6
+_RC_QUEUE_EXISTS = 7
+_RC_INVALID = 8
+_RC_UNSUPPORTED = 9
+_RC_NO_FILE = 10
+_RC_NEED_RUNTIME = 90
+
+#: Characters allowed in job ids, and their bound length.
+_JOB_ID = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.,+=@%:-]{0,127}\Z')
+
+#: Seconds a remote command may take (transfers excepted) before tej gives
+#: up on it; TEJ_TIMEOUT overrides it.
+_DEFAULT_TIMEOUT = 300
+#: Seconds an idle shared connection stays open; TEJ_CONTROL_PERSIST
+#: overrides it.
+_DEFAULT_PERSIST = 600
+#: Seconds to establish a connection.
+_CONNECT_TIMEOUT = 20
+
+#: Longest control socket path: sun_path is 104 bytes on BSD and macOS (108
+#: on Linux), and ssh binds a temporary name 17 bytes longer first.
+_MAX_SOCKET_PATH = 104 - 1 - 17
+
+# Job states, as the runtimes report them.
+_STATES = ('created', 'queued', 'running', 'finished', 'killed', 'lost')
+
+
+# ===========================================================================
+# Errors
+# ===========================================================================
+
+class Error(Exception):
+    """Base class for the errors tej raises."""
+
+
+class InvalidDestination(Error):
+    """The destination string or dictionary is not usable."""
+
+    def __init__(self, msg="Invalid destination"):
+        super(InvalidDestination, self).__init__(msg)
+
+
+class QueueDoesntExist(Error):
+    """There is no queue at the given location on the server."""
+
+    def __init__(self, msg="Queue doesn't exist on the server"):
+        super(QueueDoesntExist, self).__init__(msg)
+
+
+class QueueLinkBroken(QueueDoesntExist):
+    """A "tejdir:" link file leads to a location where there is no queue."""
+
+    def __init__(self, msg="Queue link chain is broken"):
+        super(QueueLinkBroken, self).__init__(msg)
+
+
+class QueueExists(Error):
+    """Setting up a queue (or a link) where one already exists."""
+
+    def __init__(self, msg="Queue already exists"):
+        super(QueueExists, self).__init__(msg)
+
+
+class JobAlreadyExists(Error):
+    """Submitting a job with an id that is already in the queue."""
+
+    def __init__(self, msg="Job already exists"):
+        super(JobAlreadyExists, self).__init__(msg)
+
+
+class JobNotFound(Error):
+    """There is no job with that id in the queue."""
+
+    def __init__(self, msg="Job not found"):
+        super(JobNotFound, self).__init__(msg)
+
+
+class JobStillRunning(Error):
+    """The operation needs the job to have ended."""
+
+    def __init__(self, msg="Job is still running"):
+        super(JobStillRunning, self).__init__(msg)
+
+
+class RemoteCommandFailure(Error):
+    """A command failed on the server, or ssh could not run it.
+
+    Attributes: ``command`` (what was run), ``ret`` (its exit status) and
+    ``stderr`` (the last lines it wrote on its standard error).
+    """
+
+    def __init__(self, msg=None, command=None, ret=None, stderr=None):
+        self.command = command
+        self.ret = ret
+        self.stderr = stderr
+        if msg is None:
+            msg = "Command %r failed with status %s" % (command, ret)
+            if stderr:
+                msg += ": " + stderr
+        super(RemoteCommandFailure, self).__init__(msg)
+
+
+# ===========================================================================
+# Helpers (pure: no I/O)
+# ===========================================================================
+
+_DESTINATION = re.compile(r'''
+    (?:ssh://)?
+    (?:(?P<username>[A-Za-z0-9_.][A-Za-z0-9_.-]*)(?::(?P<password>[^@]+))?@)?
+    (?:\[(?P<ipv6>[0-9A-Fa-f:.%a-z]+)\]|(?P<hostname>[A-Za-z0-9_.][A-Za-z0-9_.-]*))
+    (?::(?P<port>[0-9]{1,5}))?
+    \Z''', re.VERBOSE)
+
+
+def _parse_destination(destination):
+    """Parse a destination string; return a dict with ``hostname`` and, when
+    given, ``username``, ``password``, ``port`` (int). ``local:`` gives
+    ``{'local': True}``. Raise `InvalidDestination`.
+    """
+    if not isinstance(destination, str):
+        raise TypeError("destination must be a string, not %s"
+                        % type(destination).__name__)
+    if destination == 'local:':
+        return {'local': True}
+    match = _DESTINATION.match(destination)
+    if match is None:
+        raise InvalidDestination("Invalid destination: %s" % destination)
+    result = {'hostname': match.group('ipv6') or match.group('hostname')}
+    for key in ('username', 'password'):
+        if match.group(key) is not None:
+            result[key] = match.group(key)
+    if match.group('port') is not None:
+        port = int(match.group('port'))
+        if not 0 < port < 65536:
+            raise InvalidDestination("Invalid port in destination: %s"
+                                     % destination)
+        result['port'] = port
+    return result
+
+
+def parse_ssh_destination(destination):
+    """Parse ``[ssh://][user[:password]@]host[:port]`` into a dictionary.
+
+    Return a dict with the keys ``hostname``, ``username`` (the local user
+    when none is given), ``port`` (an int, only when given) and ``password``
+    (only when given). An IPv6 address is written in brackets: ``[::1]:22``.
+    Raise `InvalidDestination` when the string is not a destination.
+    """
+    result = _parse_destination(destination)
+    if 'local' in result:
+        raise InvalidDestination("Not an SSH destination: %s" % destination)
+    result.setdefault('username', getpass.getuser())
+    return result
+
+
+def destination_as_string(destination):
+    """Format a destination dictionary as ``ssh://user@host[:port]``.
+
+    The port is only written when it is not 22; the password, when there is
+    one, as ``user:password@``.
+    """
+    if destination.get('local'):
+        return 'local:'
+    host = destination['hostname']
+    if ':' in host:
+        host = '[%s]' % host
+    user = destination.get('username')
+    if user is None:
+        user = ''
+    elif destination.get('password') is not None:
+        user = '%s:%s@' % (user, destination['password'])
+    else:
+        user += '@'
+    port = destination.get('port', 22)
+    if port != 22:
+        return 'ssh://%s%s:%d' % (user, host, port)
+    return 'ssh://%s%s' % (user, host)
+
+
+def make_unique_name():
+    """Return 10 random characters from ``[a-z0-9]``, for job ids."""
+    rand = random.SystemRandom()
+    return ''.join(rand.choice('abcdefghijklmnopqrstuvwxyz0123456789')
+                   for _ in range(10))
+
+
+def check_jobid(job_id):
+    """Raise `ValueError` unless ``job_id`` is a valid job id.
+
+    Valid ids are made of letters, digits and ``_.,+=@%:-``, do not start
+    with ``-`` or ``.``, and have at most 128 characters.
+    """
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        raise ValueError("Invalid job identifier %r: use letters, digits and "
+                         "_.,+=@%%:- (not first: - or .), at most 128"
+                         % (job_id,))
+
+
+def _default_job_id(directory, username):
+    """``<dirname>_<user>_<random>``, with invalid characters replaced."""
+    base = os.path.basename(os.path.normpath(os.path.abspath(directory)))
+    job_id = '%s_%s_%s' % (base, username or getpass.getuser(),
+                           make_unique_name())
+    job_id = re.sub(r'[^A-Za-z0-9_.,+=@%:-]', '_', job_id).lstrip('.-')
+    return job_id[-128:].lstrip('.-')
+
+
+def _shell_command(argv):
+    """Quote an argv list into one string for a POSIX shell."""
+    return ' '.join(shlex.quote(arg) for arg in argv)
+
+
+def _split_answer(output):
+    """Return the lines of a runtime's answer after its "TEJ n" sentinel.
+
+    Anything before the sentinel (login banners, rc-file noise) is ignored.
+    Raise `RemoteCommandFailure` when there is no sentinel.
+    """
+    lines = output.split(b'\n')
+    sentinel = b'TEJ %d' % PROTOCOL
+    for i, line in enumerate(lines):
+        if line.rstrip(b'\r') == sentinel:
+            return [l.decode('utf-8', 'surrogateescape')
+                    for l in lines[i + 1:] if l]
+    raise RemoteCommandFailure(
+        "The server's answer has no 'TEJ %d' line: %r"
+        % (PROTOCOL, output[-200:]))
+
+
+def _parse_pairs(lines):
+    """Parse ``key=value`` lines into a dict."""
+    result = {}
+    for line in lines:
+        key, sep, value = line.partition('=')
+        if sep:
+            result[key] = value
+    return result
+
+
+def _parse_record(line):
+    """Parse one job record: tab-separated ``key=value`` fields, ``dir=``
+    last (a directory may hold tabs). Times and the exit code become ints
+    (None when empty).
+    """
+    head, sep, directory = line.partition('\tdir=')
+    record = _parse_pairs(head.split('\t'))
+    if sep:
+        record['dir'] = directory
+    for key in ('exit', 'submitted', 'started', 'finished', 'now'):
+        value = record.get(key)
+        record[key] = int(value) if value else None
+    return record
+
+
+def _parse_records(lines):
+    """Parse the records of a status or list answer."""
+    return [_parse_record(line) for line in lines]
+
+
+def _format_duration(seconds):
+    """Format a duration as ``H:MM:SS``."""
+    seconds = max(0, int(seconds))
+    return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+
+
+def _script_mode(directory, script):
+    """Decide how a job's script runs: return ``('file', relative path)`` or
+    ``('command', text)``.
+
+    A name of a file in the directory is a file; a missing name that looks
+    like a file (it has a ``/`` or an extension, like ``start.sh``, and no
+    blanks) is an error; anything else is a shell command. Raise
+    `ValueError`.
+    """
+    if script is None:
+        script = 'start.sh'
+    if not script.strip():
+        raise ValueError("The script is empty")
+    path = os.path.join(directory, script)
+    relative = os.path.normpath(script)
+    if os.path.isfile(path) and not os.path.isabs(script) and \
+            relative != '..' and not relative.startswith('../'):
+        return 'file', relative
+    if re.match(r'[\w.,+=@%:/-]+\Z', script) and \
+            ('/' in script or re.search(r'\.\w+\Z', script)):
+        raise ValueError("No file %r in %s (to run a shell command, "
+                         "give it with its arguments)" % (script, directory))
+    return 'command', script
+
+
+# ===========================================================================
+# Embedded runtimes (make embed copies runtimes/*.sh here, verbatim)
+# ===========================================================================
+
+# BEGIN runtimes/common.sh
+_RUNTIME_COMMON = r'''#!/bin/sh
+# tej runtime, common part: queue layout, job records, listing, transfers.
+#
+# The client installs this file, followed by one runtime's own file
+# (default.sh, ...), as QUEUE/tej.sh, and runs it as
+#
+#     sh QUEUE/tej.sh QUEUE VERB [ARG ...]
+#
+# QUEUE is absolute: the client's bootstrap has resolved "~", relative
+# paths and "tejdir: PATH" link files.
+#
+# Verbs:
+#   _install VERSION MODE FORCE [LINK ...]
+#                         run from a temporary copy pushed by the client:
+#                         MODE "auto" or "setup" puts this file in place as
+#                         QUEUE/tej.sh (jobs are kept), MODE "links" only
+#                         writes the LINK files ("tejdir: QUEUE")
+#   submit ID MODE SCRIPT create job ID from a tar stream on stdin, start it;
+#                         MODE "file" runs the file SCRIPT of the job, MODE
+#                         "command" runs SCRIPT with sh -c
+#   status ID [ID ...]    one record per job
+#   list                  one record per job in the queue
+#   download ID PATH ...  a tar stream of PATHs (relative to the job)
+#   kill ID               stop a running job (TERM, then KILL after a grace)
+#   delete ID [kill]      remove a job; refused while it runs, unless "kill"
+#   cleanup [kill]        remove the whole queue and the links that led to it
+#   _wrap ID              internal: the detached process that runs the job
+#
+# Stdout: a sentinel line "TEJ 1", then for status and list one line per job
+# of tab-separated key=value fields, "dir=" last:
+#   id=ID state=STATE exit=N submitted=T started=T finished=T now=T
+#   runtime=NAME runtime_id=X dir=PATH
+# with STATE one of created, queued, running, finished, killed, lost,
+# notfound; times are epoch seconds, empty when unknown. download writes
+# "stream=tar" after the sentinel, then the archive.
+#
+# Exit codes: 0 ok, 1 failure (message on stderr), 2 job still running,
+# 3 no such job, 4 job already exists, 5 no queue, 6 broken queue link,
+# 7 queue or link already exists, 8 invalid argument, 9 unsupported,
+# 10 no such file in the job. 90 is the bootstrap's "runtime missing or
+# outdated". Never 126, 127, 128+N or 255: those are the shell's and ssh's.
+
+# The st_* variables and the _rt_* hooks are shared with the runtime file
+# appended to this one.
+# shellcheck disable=SC2034
+
+set -eu
+LC_ALL=C
+export LC_ALL
+umask 077
+
+TEJ_PROTOCOL=1
+: "${TEJ_SH:=sh}"
+export TEJ_SH
+TEJ_GRACE=${TEJ_GRACE:-5}
+
+_die() {  # _die CODE MESSAGE
+    _code=$1
+    shift
+    printf 'tej: %s\n' "$*" >&2
+    exit "$_code"
+}
+
+_header() {
+    printf 'TEJ %s\n' "$TEJ_PROTOCOL"
+}
+
+_nap() {  # a short sleep; POSIX sleep only takes whole seconds
+    sleep 0.1 2>/dev/null || sleep 1
+}
+
+_now() {
+    date +%s
+}
+
+_check_id() {  # the server never trusts the client's validation
+    case $1 in
+        ''|-*|.*) _die 8 "invalid job id: '$1'" ;;
+        *[!A-Za-z0-9_.,+=@%:-]*) _die 8 "invalid job id: '$1'" ;;
+    esac
+    [ "${#1}" -le 128 ] || _die 8 "job id longer than 128 characters"
+}
+
+_check_path() {  # a path inside a job: relative, no "..", not empty
+    case /$1/ in
+        //) _die 8 "empty path" ;;
+        *//*) _die 8 "invalid path: '$1'" ;;
+    esac
+    case $1 in
+        /*) _die 8 "absolute path: '$1'" ;;
+    esac
+    case /$1/ in
+        */../*) _die 8 "path goes up with '..': '$1'" ;;
+    esac
+}
+
+# ---- locking and job records -----------------------------------------------
+
+_locked=
+_tmp=
+
+_cleanup() {
+    if [ -n "$_locked" ]; then
+        rmdir "$_locked" 2>/dev/null || :
+    fi
+    if [ -n "$_tmp" ]; then
+        rm -f "$_tmp"
+    fi
+}
+trap _cleanup EXIT
+
+_lock() {  # _lock JOBDIR: mkdir is atomic; a lock older than ~10 s is stale
+    _n=0
+    while ! mkdir "$1/lock" 2>/dev/null; do
+        [ -d "$1" ] || _die 3 "no such job"
+        _n=$((_n + 1))
+        if [ "$_n" -ge 100 ]; then
+            rmdir "$1/lock" 2>/dev/null || :
+            _n=0
+        fi
+        _nap
+    done
+    _locked=$1/lock
+}
+
+_unlock() {
+    rmdir "$_locked"
+    _locked=
+}
+
+_KEYS='state exit submitted started finished pid pgid boot killreq runtime runtime_id mode'
+
+_load() {  # _load JOBDIR: read the state file into st_* variables
+    st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
+    st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
+    st_mode=''
+    [ -f "$1/state" ] || return 0
+    while IFS= read -r _line; do
+        _k=${_line%%=*}
+        case " $_KEYS " in
+            *" $_k "*) eval "st_$_k=\${_line#*=}" ;;
+        esac
+    done < "$1/state"
+}
+
+_save() {  # _save JOBDIR: write st_* variables, atomically (temp file + mv)
+    _tmp=$1/state.tmp.$$
+    : > "$_tmp"
+    for _k in $_KEYS; do
+        eval "printf '%s=%s\n' \"\$_k\" \"\$st_$_k\"" >> "$_tmp"
+    done
+    mv -f "$_tmp" "$1/state"
+    _tmp=
+}
+
+_bootid() {
+    if [ -r /proc/sys/kernel/random/boot_id ]; then
+        cat /proc/sys/kernel/random/boot_id
+    fi
+}
+
+_record() {  # _record ID: print one job's record; 3 if there is no such job
+    _j=$Q/jobs/$1
+    if [ ! -d "$_j" ]; then
+        printf 'id=%s\tstate=notfound\n' "$1"
+        return 3
+    fi
+    _load "$_j"
+    if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
+        _rt_refresh "$_j"
+    fi
+    printf 'id=%s\tstate=%s\texit=%s\tsubmitted=%s\tstarted=%s\tfinished=%s\tnow=%s\truntime=%s\truntime_id=%s\tdir=%s\n' \
+        "$1" "${st_state:-created}" "$st_exit" "$st_submitted" "$st_started" \
+        "$st_finished" "$_nowt" "$st_runtime" "$st_runtime_id" "$_j/stage"
+}
+
+_active() {  # is the loaded job (after _rt_refresh) still to end?
+    case ${st_state:-created} in
+        created|queued|running) return 0 ;;
+    esac
+    return 1
+}
+
+# ---- verbs -------------------------------------------------------------------
+
+_install() {  # _install VERSION MODE FORCE [LINK ...]
+    _version=$1 _mode=$2 _force=$3
+    shift 3
+    _self=$0
+    if [ "$_mode" = links ]; then
+        rm -f "$_self"
+    else
+        if [ "$_mode" = setup ] && [ "$_force" != 1 ] && [ -f "$Q/version" ]; then
+            rm -f "$_self"
+            _die 7 "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
+        fi
+        mkdir -p "$Q/jobs"
+        mv -f "$_self" "$Q/tej.sh"
+        _tmp=$Q/version.tmp.$$
+        printf '%s\n' "$_version" > "$_tmp"
+        mv -f "$_tmp" "$Q/version"
+        _tmp=
+    fi
+    for _link in "$@"; do
+        # shellcheck disable=SC2088 # a literal "~" from the client
+        case $_link in
+            "~") _link=$HOME ;;
+            "~/"*) _link=$HOME/${_link#"~/"} ;;
+            /*) ;;
+            *) _link=$HOME/$_link ;;
+        esac
+        if [ -d "$_link" ]; then
+            _die 7 "cannot make link $_link: a directory is there"
+        fi
+        if [ -e "$_link" ] && [ "$_force" != 1 ]; then
+            IFS= read -r _line < "$_link" || :
+            [ "$_line" = "tejdir: $Q" ] || \
+                _die 7 "cannot make link $_link: it exists (use force)"
+        fi
+        _tmp=$_link.tmp.$$
+        printf 'tejdir: %s\n' "$Q" > "$_tmp"
+        chmod 644 "$_tmp"
+        mv -f "$_tmp" "$_link"
+        _tmp=
+    done
+    _header
+    printf 'queue=%s\n' "$Q"
+}
+
+_submit() {  # _submit ID MODE SCRIPT, tar stream on stdin
+    _check_id "$1"
+    case $2 in
+        file) _check_path "$3" ;;
+        command) ;;
+        *) _die 8 "invalid script mode: '$2'" ;;
+    esac
+    mkdir -p "$Q/jobs"
+    _j=$Q/jobs/$1
+    mkdir "$_j" 2>/dev/null || _die 4 "job $1 already exists"
+    mkdir "$_j/lock"
+    _locked=$_j/lock
+    if ! mkdir "$_j/stage" || ! (cd "$_j/stage" && tar -xf -); then
+        rm -rf "$_j"
+        _locked=
+        _die 1 "could not unpack the job directory"
+    fi
+    if [ "$2" = file ] && [ ! -f "$_j/stage/$3" ]; then
+        rm -rf "$_j"
+        _locked=
+        _die 10 "no script '$3' in the job directory"
+    fi
+    printf '%s' "$3" > "$_j/script"
+    _load "$_j"
+    st_state=created st_mode=$2 st_submitted=$(_now) st_runtime=$TEJ_RUNTIME
+    _save "$_j"
+    _rt_start "$_j" "$1"
+    _save "$_j"
+    _unlock
+    _header
+    printf 'id=%s\n' "$1"
+}
+
+_status() {
+    _header
+    _nowt=$(_now)
+    _rc=0
+    for _id in "$@"; do
+        _check_id "$_id"
+        _record "$_id" || _rc=3
+    done
+    return "$_rc"
+}
+
+_list() {
+    _header
+    _nowt=$(_now)
+    for _j in "$Q"/jobs/*; do
+        [ -d "$_j" ] || continue
+        _record "${_j##*/}" || :
+    done
+}
+
+_download() {  # _download ID PATH ...
+    _check_id "$1"
+    _j=$Q/jobs/$1
+    [ -d "$_j" ] || exit 3
+    shift
+    [ "$#" -gt 0 ] || _die 8 "no file to download"
+    _n=$#
+    while [ "$_n" -gt 0 ]; do
+        _check_path "$1"
+        if [ ! -e "$_j/stage/$1" ] && [ ! -L "$_j/stage/$1" ]; then
+            _die 10 "no file '$1' in job"
+        fi
+        set -- "$@" "./$1"  # "./" keeps names starting with "-" from tar
+        shift
+        _n=$((_n - 1))
+    done
+    cd "$_j/stage"
+    _header
+    printf 'stream=tar\n'
+    tar -cf - "$@"
+}
+
+_kill() {  # _kill ID: no-op unless the job is running
+    _check_id "$1"
+    _j=$Q/jobs/$1
+    [ -d "$_j" ] || exit 3
+    _lock "$_j"
+    _load "$_j"
+    if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
+        _rt_refresh "$_j"
+    fi
+    if _active; then
+        st_killreq=$(_now)
+        _save "$_j"
+        _unlock
+        _rt_kill "$_j"
+    else
+        _unlock
+    fi
+    _header
+}
+
+_delete() {  # _delete ID [kill]
+    _check_id "$1"
+    _j=$Q/jobs/$1
+    [ -d "$_j" ] || exit 3
+    _load "$_j"
+    if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
+        _rt_refresh "$_j"
+    fi
+    if _active; then
+        [ "${2:-}" = kill ] || _die 2 "job $1 is still running"
+        _kill "$1" > /dev/null
+    fi
+    rm -rf "$_j"
+    _header
+}
+
+_cleanup_queue() {  # remove the queue, then the links the bootstrap followed
+    for _j in "$Q"/jobs/*; do
+        [ -d "$_j" ] || continue
+        _load "$_j"
+        if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
+            _rt_refresh "$_j"
+        fi
+        if _active; then
+            [ "${1:-}" = kill ] || _die 2 "job ${_j##*/} is still running"
+            _kill "${_j##*/}" > /dev/null
+        fi
+    done
+    rm -rf "$Q"
+    _n=1
+    while [ "$_n" -le 10 ]; do
+        eval "_link=\${TEJ_LINK_$_n:-}"
+        [ -n "$_link" ] && rm -f "$_link"
+        _n=$((_n + 1))
+    done
+    _header
+}
+
+_main() {
+    [ "$#" -ge 2 ] || _die 8 "usage: tej.sh QUEUE VERB [ARG ...]"
+    Q=$1
+    _verb=$2
+    shift 2
+    TEJ_SELF=$Q/tej.sh
+    case $_verb in
+        _install) _install "$@" ;;
+        submit) [ "$#" -eq 3 ] || _die 8 "usage: submit ID MODE SCRIPT"
+                _submit "$@" ;;
+        status) [ "$#" -ge 1 ] || _die 8 "usage: status ID ..."
+                _status "$@" ;;
+        list) _list ;;
+        download) [ "$#" -ge 1 ] || _die 8 "usage: download ID PATH ..."
+                  _download "$@" ;;
+        kill) [ "$#" -eq 1 ] || _die 8 "usage: kill ID"
+              _kill "$1" ;;
+        delete) [ "$#" -ge 1 ] || _die 8 "usage: delete ID [kill]"
+                _delete "$@" ;;
+        cleanup) _cleanup_queue "$@" ;;
+        _wrap) _check_id "$1"
+               _rt_wrap "$Q/jobs/$1" ;;
+        *) _die 8 "unknown verb: '$_verb'" ;;
+    esac
+}
+'''
+# END runtimes/common.sh
+
+# BEGIN runtimes/default.sh
+_RUNTIME_DEFAULT = r'''# tej runtime "default": starts each job at once, detached from the session.
+#
+# Appended to common.sh to make QUEUE/tej.sh. Provides the runtime hooks
+# common.sh calls, with the job's record loaded in st_* variables:
+#   _rt_start JOBDIR ID   start the job (lock held); sets st_state, st_pid
+#   _rt_refresh JOBDIR    for a job recorded as running: "lost" when its
+#                         wrapper is gone without writing an exit code
+#   _rt_kill JOBDIR       TERM to the job's process group, KILL after
+#                         TEJ_GRACE seconds; returns when no process is left
+#   _rt_wrap JOBDIR       the detached wrapper: records pid, process group,
+#                         boot id and start time, runs the job with stdin
+#                         from /dev/null and output to _stdout and _stderr,
+#                         then records the exit code
+# The job's script runs in JOBDIR/stage: a file of the job is made
+# executable and run (a "#!" line is honoured, else sh runs it); a command
+# runs with sh -c.
+
+# The st_* variables are common.sh's.
+# shellcheck disable=SC2034,SC2154
+
+TEJ_RUNTIME=default
+
+_rt_start() {
+    set -- "$TEJ_SH" "$TEJ_SELF" "$Q" _wrap "$2"
+    # setsid gives the job a process group of its own, so that kill reaches
+    # all of its processes and nothing else
+    if command -v setsid > /dev/null 2>&1; then
+        set -- setsid "$@"
+    fi
+    # nohup is missing on some systems (busybox); ignoring HUP is what it does
+    ( trap '' HUP; exec "$@" ) < /dev/null > /dev/null 2>&1 &
+    st_state=running st_pid=$! st_boot=$(_bootid)
+}
+
+_alive() {  # _alive PID: is PID a live process of this queue's wrapper?
+    if [ -r "/proc/$1/cmdline" ]; then
+        # not just any process that reused the pid
+        case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
+            *" _wrap "*) return 0 ;;
+        esac
+        return 1
+    fi
+    kill -s 0 "$1" 2>/dev/null
+}
+
+_rt_refresh() {
+    [ "$st_state" = running ] || return 0
+    if [ -n "$st_boot" ] && [ "$st_boot" != "$(_bootid)" ]; then
+        st_state=lost  # the machine rebooted since
+        return 0
+    fi
+    [ -n "$st_pid" ] && _alive "$st_pid" && return 0
+    _load "$1"  # the wrapper may have written its record just now
+    if [ "$st_state" = running ]; then
+        st_state=lost
+    fi
+}
+
+_group_alive() {  # _group_alive PGID: has the group a process, not a zombie?
+    _g=$1
+    if [ -r /proc/self/stat ]; then
+        # zombies answer kill -0 until their parent (init) reaps them
+        for _p in /proc/[0-9]*/stat; do
+            { read -r _stat < "$_p"; } 2>/dev/null || continue
+            # shellcheck disable=SC2086 # the fields after "(comm) "
+            set -- ${_stat##*) }
+            [ "$3" = "$_g" ] && [ "$1" != Z ] && return 0
+        done
+        return 1
+    fi
+    { kill -s 0 -- "-$_g" || kill -s 0 "-$_g"; } 2>/dev/null
+}
+
+_signal_group() {  # _signal_group SIGNAL PGID
+    # dash wants "--" before a negative pid, busybox refuses "--"
+    { kill -s "$1" -- "-$2" || kill -s "$1" "-$2"; } 2>/dev/null || :
+}
+
+_rt_kill() {
+    _pgid=$st_pgid
+    if [ -z "$_pgid" ]; then
+        # started without setsid: the wrapper leads no group of its own
+        _pgid=$st_pid
+    fi
+    _signal_group TERM "$_pgid"
+    [ "$_pgid" = "$st_pid" ] || kill -s TERM "$st_pid" 2>/dev/null || :
+    _n=0
+    while _group_alive "$_pgid" && [ "$_n" -lt $((TEJ_GRACE * 10)) ]; do
+        _nap
+        _n=$((_n + 1))
+    done
+    if _group_alive "$_pgid"; then
+        _signal_group KILL "$_pgid"
+        while _group_alive "$_pgid"; do
+            _nap
+        done
+    fi
+    # the wrapper records the exit code when it survives; if it was killed
+    # too, the record is written here
+    _lock "$1"
+    _load "$1"
+    if [ "$st_state" = running ]; then
+        st_state=killed st_exit=137 st_finished=$(_now)
+        _save "$1"
+    fi
+    _unlock
+}
+
+_rt_wrap() {
+    # a TERM sent to the group ends the job; the wrapper lives on to record
+    # the exit code (a trapped signal is reset to default in the job)
+    trap : TERM INT
+    _lock "$1"
+    _load "$1"
+    st_pid=$$ st_started=$(_now)
+    if [ -r "/proc/$$/stat" ]; then
+        read -r _stat < "/proc/$$/stat"
+        # shellcheck disable=SC2086 # split the fields after "(comm) "
+        set -- "$1" ${_stat##*) }
+        st_pgid=$4
+    else
+        st_pgid=$(ps -o pgid= -p "$$" 2>/dev/null | tr -d ' ') || st_pgid=
+    fi
+    _save "$1"
+    _unlock
+    _script=$(cat "$1/script")
+    _code=0
+    cd "$1/stage" || exit 1
+    if [ "$st_mode" = command ]; then
+        sh -c "$_script" < /dev/null > _stdout 2> _stderr || _code=$?
+    else
+        chmod u+x "./$_script" 2>/dev/null || :
+        "./$_script" < /dev/null > _stdout 2> _stderr || _code=$?
+    fi
+    _lock "$1"
+    _load "$1"
+    st_exit=$_code st_finished=$(_now) st_state=finished
+    if [ -n "$st_killreq" ]; then
+        st_state=killed
+    fi
+    _save "$1"
+    _unlock
+}
+
+_main "$@"
+'''
+# END runtimes/default.sh
+
+#: The runtimes this client can install: name -> its own script.
+_RUNTIMES = {'default': _RUNTIME_DEFAULT}
+
+
+def _runtime_script(name):
+    """The QUEUE/tej.sh of a runtime: common.sh followed by its own file."""
+    return _RUNTIME_COMMON + _RUNTIMES[name]
+
+
+def _runtime_version(name):
+    """The content of QUEUE/version for a runtime: protocol, name, hash."""
+    digest = hashlib.sha256(_runtime_script(name).encode('utf-8'))
+    return '%d/%s/%s' % (PROTOCOL, name, digest.hexdigest()[:16])
+
+
+# The bootstrap: "sh -c BOOTSTRAP tej QUEUE VERSIONS VERB ARG...". It
+# resolves the queue ("~", relative to the home directory, "tejdir: PATH"
+# link files, remembered as TEJ_LINK_n for cleanup), then runs the installed
+# runtime if its version is one of VERSIONS. Otherwise it answers
+# "queue=missing" (no queue there) and "installed=VERSION", and exits 90.
+# The verb _install receives a new runtime on stdin and runs it. One line,
+# no "!": a csh login shell reads this string too.
+_BOOTSTRAP = (
+    'umask 077;q=$1;k=$2;shift 2;n=0;'
+    'case $q in "~")q=$HOME;;"~/"*)q=$HOME/${q#"~/"};;/*);;*)q=$HOME/$q;;esac;'
+    'while [ -f "$q" ];do '
+    'l=;IFS= read -r l <"$q";'
+    'case $l in "tejdir: "*);;'
+    '*)echo "tej: $q is neither a queue nor a link to one" >&2;exit 6;;esac;'
+    'n=$((n+1));'
+    '[ $n -le 10 ]||{ echo "tej: too many links to follow" >&2;exit 6; };'
+    'eval "TEJ_LINK_$n=\\$q";export "TEJ_LINK_$n";'
+    'l=${l#"tejdir: "};case $l in /*)q=$l;;*)q=${q%/*}/$l;;esac;'
+    'done;'
+    'case $1 in _install)t=${TMPDIR:-/tmp}/tej-install.$$;rm -f "$t";'
+    'set -C;cat >"$t"||exit 1;set +C;exec "${TEJ_SH:-sh}" "$t" "$q" "$@";;'
+    'esac;'
+    '[ $n -eq 0 ]||[ -d "$q" ]||'
+    '{ echo "tej: broken queue link: $q does not exist" >&2;exit 6; };'
+    'v=;[ -f "$q/version" ]&&IFS= read -r v <"$q/version";'
+    'case " $k " in *" $v "*)[ -z "$v" ]||'
+    'exec "${TEJ_SH:-sh}" "$q/tej.sh" "$q" "$@";;esac;'
+    'echo "TEJ 1";[ -d "$q" ]||echo queue=missing;echo "installed=$v";exit 90'
+)
+
+
+# ===========================================================================
+# Transports
+# ===========================================================================
+
+def _timeout_setting(name, default):
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise Error("%s must be a number of seconds, not %r" % (name, value))
+
+
+class _Transport(object):
+    """Runs the runtime's bootstrap somewhere; subclasses say where."""
+
+    #: What this transport prefixes to the commands it logs.
+    name = None
+
+    def run(self, argv, stdin=None, timeout=None):
+        """Run ``sh -c`` with ``argv`` as arguments; return (exit code,
+        stdout bytes, stderr bytes). ``stdin`` is None, bytes, or a file.
+        """
+        raise NotImplementedError
+
+    def stream(self, argv):
+        """Start ``argv`` with its stdout readable as a stream; return an
+        object with ``stdout``, ``finish() -> (code, stderr bytes)`` and
+        ``abort()``.
+        """
+        raise NotImplementedError
+
+    def close(self):
+        """Close the shared connection, if there is one."""
+
+
+def _communicate(proc, command, stdin, timeout):
+    """Feed stdin, collect output, enforce the timeout (killing ``proc``)."""
+    try:
+        out, err = proc.communicate(
+            stdin if isinstance(stdin, bytes) else None, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RemoteCommandFailure(
+            "Timed out after %d seconds: %s" % (timeout, command),
+            command=command)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc.returncode, out, err
+
+
+def _stdin_arg(stdin):
+    if stdin is None:
+        return subprocess.DEVNULL
+    if isinstance(stdin, bytes):
+        return subprocess.PIPE
+    return stdin
+
+
+class _Stream(object):
+    """A running remote command whose stdout is read as a stream."""
+
+    def __init__(self, proc, errfile, on_finish=None):
+        self.proc = proc
+        self.stdout = proc.stdout
+        self._errfile = errfile
+        self._on_finish = on_finish
+
+    def finish(self):
+        self.stdout.read()
+        self.proc.wait()
+        self._errfile.seek(0)
+        err = self._errfile.read()
+        self._errfile.close()
+        code = self.proc.returncode
+        if self._on_finish is not None:
+            code = self._on_finish(code, err)
+        return code, err
+
+    def abort(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.stdout.close()
+        self._errfile.close()
+
+
+class _LocalTransport(_Transport):
+    """Runs the runtime on this machine with sh: the ``local:`` destination.
+
+    The shell is ``sh``, or TEJ_SH (tests run the runtime under each shell).
+    The home directory is where relative queue paths start, as with ssh.
+    """
+
+    name = 'local:'
+
+    def __init__(self):
+        self.shell = os.environ.get('TEJ_SH') or 'sh'
+
+    def _argv(self, argv):
+        return [self.shell, '-c', _BOOTSTRAP, 'tej'] + list(argv)
+
+    def _popen(self, argv, stdin, stdout, stderr):
+        logger.debug("local: %s", _shell_command(argv))
+        try:
+            return subprocess.Popen(self._argv(argv), stdin=stdin,
+                                    stdout=stdout, stderr=stderr,
+                                    cwd=os.path.expanduser('~'))
+        except OSError as e:
+            raise Error("Cannot run %s: %s" % (self.shell, e))
+
+    def run(self, argv, stdin=None, timeout=None):
+        proc = self._popen(argv, _stdin_arg(stdin), subprocess.PIPE,
+                           subprocess.PIPE)
+        return _communicate(proc, _shell_command(argv), stdin, timeout)
+
+    def stream(self, argv):
+        import tempfile
+        errfile = tempfile.TemporaryFile()
+        proc = self._popen(argv, subprocess.DEVNULL, subprocess.PIPE,
+                           errfile)
+        return _Stream(proc, errfile)
+
+
+def _control_dir():
+    """The private directory for control sockets: $XDG_RUNTIME_DIR/tej, or
+    ~/.cache/tej. Created 0700; refused when it is someone else's or open to
+    others.
+    """
+    runtime_dir = os.environ.get('XDG_RUNTIME_DIR')
+    if runtime_dir and os.path.isdir(runtime_dir):
+        path = os.path.join(runtime_dir, 'tej')
+    else:
+        path = os.path.join(os.path.expanduser('~'), '.cache', 'tej')
+    try:
+        os.makedirs(path, 0o700)
+    except OSError as e:
+        if e.errno != errno.EEXIST:
+            raise Error("Cannot create %s: %s" % (path, e))
+    st = os.stat(path)
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise Error("%s must be a directory of yours that only you can "
+                    "access (chmod 700)" % path)
+    return path
+
+
+class _SSHTransport(_Transport):
+    """Runs the runtime through the system OpenSSH client.
+
+    One shared connection per destination (ControlMaster), kept open for
+    TEJ_CONTROL_PERSIST seconds after its last use.
+    """
+
+    def __init__(self, destination, ssh_options=(), multiplex=True,
+                 ssh=None):
+        self.hostname = destination['hostname']
+        self.username = destination.get('username')
+        self.port = destination.get('port')
+        self.password = destination.get('password')
+        self.options = list(ssh_options)
+        self.multiplex = multiplex
+        self.ssh = ssh or os.environ.get('TEJ_SSH') or 'ssh'
+        self.name = destination_as_string(destination)
+        if self.password is not None:
+            self.name = destination_as_string(
+                dict(destination, password=None))
+        self.persist = int(_timeout_setting('TEJ_CONTROL_PERSIST',
+                                            _DEFAULT_PERSIST))
+        self._control_path = None
+
+    @property
+    def control_path(self):
+        """The ControlMaster socket: a short hash of what identifies the
+        connection, in a private directory.
+        """
+        if self._control_path is None:
+            key = '\0'.join([self.hostname, self.username or '',
+                             str(self.port or '')] + self.options)
+            name = hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]
+            path = os.path.join(_control_dir(), name)
+            if len(path.encode('utf-8')) > _MAX_SOCKET_PATH:
+                raise Error(
+                    "The control socket path %s is too long for a socket "
+                    "(%d bytes at most): set XDG_RUNTIME_DIR or HOME to a "
+                    "shorter directory" % (path, _MAX_SOCKET_PATH))
+            self._control_path = path
+        return self._control_path
+
+    def _base(self, log, multiplex):
+        """The ssh command line up to the destination, without the command.
+
+        The user's options come first: ssh keeps the first value it is
+        given for each option.
+        """
+        argv = [self.ssh] + self.options + [
+            # no terminal, no X11: a plain pipe to sh
+            '-T', '-x',
+            # ssh's own messages go to a file, apart from the job's stderr
+            '-E', log,
+            # give up on an unreachable host instead of hanging
+            '-o', 'ConnectTimeout=%d' % _CONNECT_TIMEOUT,
+            # notice a dead network or server within a minute
+            '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4',
+        ]
+        if self.password is None:
+            # never prompt: "tej login" is the interactive way in
+            argv += ['-o', 'BatchMode=yes']
+        else:
+            # the password comes from SSH_ASKPASS, never a command line
+            argv += ['-o', 'BatchMode=no', '-o', 'NumberOfPasswordPrompts=1']
+        if multiplex:
+            argv += [
+                # share one connection between calls, if there is one
+                '-o', 'ControlMaster=auto',
+                # our own socket, in a private directory
+                '-o', 'ControlPath=%s' % self.control_path,
+                # keep the connection open a while for the next call
+                '-o', 'ControlPersist=%d' % self.persist,
+            ]
+        else:
+            # neither use nor create a shared connection
+            argv += ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
+        if self.username is not None:
+            argv += ['-l', self.username]
+        if self.port is not None:
+            argv += ['-p', str(self.port)]
+        return argv + ['--', self.hostname]
+
+    def _env(self):
+        if self.password is None:
+            return None
+        askpass = os.path.join(_control_dir(), 'askpass')
+        if not os.path.exists(askpass):
+            with open(askpass + '.tmp', 'w') as fp:
+                fp.write('#!/bin/sh\nprintf \'%s\\n\' "$TEJ_PASSWORD"\n')
+            os.chmod(askpass + '.tmp', 0o700)
+            os.rename(askpass + '.tmp', askpass)
+        env = dict(os.environ, SSH_ASKPASS=askpass, TEJ_PASSWORD=self.password,
+                   SSH_ASKPASS_REQUIRE='force')
+        env.setdefault('DISPLAY', 'tej:0')
+        return env
+
+    def _remote(self, argv):
+        return _shell_command(['sh', '-c', _BOOTSTRAP, 'tej'] + list(argv))
+
+    def _start(self, argv, stdin, stdout, stderr, multiplex):
+        import tempfile
+        fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
+        os.close(fd)
+        cmd = self._base(log, multiplex) + [self._remote(argv)]
+        logger.debug("%s: %s", self.name, _shell_command(argv))
+        try:
+            proc = subprocess.Popen(cmd, stdin=stdin, stdout=stdout,
+                                    stderr=stderr, env=self._env(),
+                                    start_new_session=self.password is not None)
+        except OSError as e:
+            os.unlink(log)
+            raise Error("Cannot run %s: %s" % (self.ssh, e))
+        return proc, log
+
+    def _read_log(self, log):
+        try:
+            with open(log, 'rb') as fp:
+                return fp.read().decode('utf-8', 'replace')
+        finally:
+            os.unlink(log)
+
+    def _failure(self, log):
+        """Decide what an exit status of 255 means, from ssh's log: return
+        'mux' (the shared connection failed: try again without it) or raise
+        the error to report.
+        """
+        lines = [l for l in log.splitlines() if l.strip()]
+        if 'Host key verification failed' in log or \
+                'host key is known' in log or 'HOST IDENTIFICATION' in log:
+            raise Error(
+                "The host key of %s is unknown or has changed. Check it, "
+                "then connect once with 'ssh %s' (or 'tej login %s') to "
+                "accept it." % (self.hostname, self.hostname, self.hostname))
+        if 'Permission denied' in log or 'Too many authentication' in log:
+            raise Error(
+                "Authentication to %s failed. tej does not prompt: use a "
+                "key or an agent, or run 'tej login %s' first."
+                % (self.name, self.name))
+        if re.search(r'mux_client|[Cc]ontrol ?[Ss]ocket|master|'
+                     r'Session open refused', log):
+            return 'mux'
+        raise RemoteCommandFailure(
+            "Cannot connect to %s: %s" % (
+                self.name, lines[-1] if lines else "ssh failed (status 255)"),
+            command=self.ssh, ret=255, stderr=log[-2000:])
+
+    def check_master(self):
+        """Is there a live shared connection? A stale socket is removed."""
+        if not self.multiplex or not os.path.exists(self.control_path):
+            return False
+        cmd = [self.ssh] + self.options + [
+            '-o', 'ControlPath=%s' % self.control_path, '-O', 'check',
+            '--', self.hostname]
+        try:
+            code = subprocess.call(cmd, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, timeout=30)
+        except subprocess.TimeoutExpired:
+            code = 1
+        if code != 0:
+            logger.debug("removing stale control socket %s",
+                         self.control_path)
+            try:
+                os.unlink(self.control_path)
+            except OSError:
+                pass
+            return False
+        return True
+
+    def run(self, argv, stdin=None, timeout=None):
+        multiplex = self.multiplex
+        for attempt in range(3):
+            proc, log = self._start(argv, _stdin_arg(stdin), subprocess.PIPE,
+                                    subprocess.PIPE, multiplex)
+            try:
+                code, out, err = _communicate(proc, _shell_command(argv),
+                                              stdin, timeout)
+            finally:
+                text = self._read_log(log)
+            if code != 255:
+                return code, out, err
+            if self._failure(text + err.decode('utf-8', 'replace')) == 'mux' \
+                    and attempt < 2:
+                logger.debug("shared connection failed: %s", text.strip())
+                if multiplex and not self.check_master() and attempt == 0:
+                    continue
+                multiplex = False
+                continue
+            if hasattr(stdin, 'seek'):
+                stdin.seek(0)
+        raise RemoteCommandFailure("Cannot connect to %s: %s" % (
+            self.name, text.strip() or "ssh failed"), command=self.ssh,
+            ret=255)
+
+    def stream(self, argv):
+        import tempfile
+        errfile = tempfile.TemporaryFile()
+        proc, log = self._start(argv, subprocess.DEVNULL, subprocess.PIPE,
+                                errfile, self.multiplex)
+
+        def on_finish(code, err):
+            text = self._read_log(log)
+            if code == 255:
+                self._failure(text + err.decode('utf-8', 'replace'))
+                raise RemoteCommandFailure(
+                    "Cannot connect to %s: %s" % (self.name, text.strip()),
+                    command=self.ssh, ret=255)
+            return code
+        return _Stream(proc, errfile, on_finish)
+
+    def login(self):
+        """Open the shared connection interactively (password, 2FA and host
+        key questions happen here, once); return ssh's exit status.
+        """
+        cmd = [self.ssh] + self.options + [
+            '-o', 'ControlMaster=yes',
+            '-o', 'ControlPath=%s' % self.control_path,
+            '-o', 'ControlPersist=%d' % self.persist,
+            '-o', 'ConnectTimeout=%d' % _CONNECT_TIMEOUT,
+            '-N', '-f']
+        if self.username is not None:
+            cmd += ['-l', self.username]
+        if self.port is not None:
+            cmd += ['-p', str(self.port)]
+        return subprocess.call(cmd + ['--', self.hostname])
+
+    def close(self):
+        if not self.multiplex or not os.path.exists(self.control_path):
+            return
+        cmd = [self.ssh] + self.options + [
+            '-o', 'ControlPath=%s' % self.control_path, '-O', 'exit',
+            '--', self.hostname]
+        try:
+            subprocess.call(cmd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+# ===========================================================================
+# Queue API
+# ===========================================================================
+
+class ServerLogger(object):
+    """Receives what the server writes on stderr during one call.
+
+    `append` is called with bytes, `done` at the end of the call, which
+    passes the text to `message`; override `message` (or return another
+    object from `RemoteQueue.server_logger`) to route or hide it.
+    """
+
+    logger = logging.getLogger('tej.server')
+
+    def __init__(self):
+        self.data = []
+
+    def append(self, data):
+        """Collect a chunk of the server's stderr (bytes)."""
+        self.data.append(data)
+
+    def done(self):
+        """The call ended: pass what was collected to `message`."""
+        if self.data:
+            text = b''.join(self.data).decode('utf-8', 'replace').rstrip()
+            if text:
+                self.message(text)
+        self.data = []
+
+    def message(self, data):
+        """Show the server's text; logs it at INFO on ``tej.server``."""
+        self.logger.info(data)
+
+
+class RemoteQueue(object):
+    """A queue of jobs on a server (or on this machine, with ``local:``).
+
+    ``destination`` is ``[ssh://][user@]host[:port]``, an ssh-config alias,
+    ``local:``, or a dictionary as returned by `parse_ssh_destination`.
+    ``queue`` is the queue's directory on the server (``~`` and paths
+    relative to the home directory work; a file "tejdir: PATH" is followed).
+    ``setup_runtime`` names the runtime to install (None: the default),
+    ``need_runtime`` the runtimes accepted in an existing queue (None: any).
+    ``ssh_options`` are passed to ssh (``['-i', key]``, ``['-J', jump]``,
+    ``['-F', config]``, ``['-o', 'K=V']``); ``multiplex=False`` makes every
+    call a connection of its own. Nothing is done until the first call.
+
+    Raises `InvalidDestination` for a bad destination and `ValueError` for
+    an unknown runtime.
+    """
+
+    JOB_DONE = 'finished'
+    JOB_RUNNING = 'running'
+    JOB_INCOMPLETE = 'incomplete'
+    JOB_CREATED = 'created'
+    JOB_QUEUED = 'queued'
+    JOB_LOST = 'lost'
+
+    def __init__(self, destination, queue=DEFAULT_TEJ_DIR, setup_runtime=None,
+                 need_runtime=None, ssh_options=(), multiplex=True):
+        if isinstance(destination, str):
+            destination = _parse_destination(destination)
+        elif isinstance(destination, dict):
+            if not destination.get('local') and \
+                    not destination.get('hostname'):
+                raise InvalidDestination(
+                    "destination dictionary is missing hostname")
+            destination = dict(destination)
+        else:
+            raise TypeError("destination must be a string or a dict")
+        for runtime in [setup_runtime] + list(need_runtime or ()):
+            if runtime is not None and runtime not in _RUNTIMES:
+                raise ValueError("Unknown runtime %r (known: %s)" % (
+                    runtime, ', '.join(sorted(_RUNTIMES))))
+        queue = str(queue)
+        if not queue or '\n' in queue or '\0' in queue:
+            raise ValueError("Invalid queue path %r" % queue)
+        self.destination = destination
+        self.queue = queue
+        self.setup_runtime = setup_runtime
+        self.need_runtime = set(need_runtime) if need_runtime else None
+        if destination.get('local'):
+            self._transport = _LocalTransport()
+        else:
+            self._transport = _SSHTransport(destination, ssh_options,
+                                            multiplex)
+        self.timeout = _timeout_setting('TEJ_TIMEOUT', _DEFAULT_TIMEOUT)
+
+    @property
+    def destination_string(self):
+        """The destination as a string, without its password."""
+        return self._transport.name
+
+    def __repr__(self):
+        return '<RemoteQueue %s %s>' % (self.destination_string, self.queue)
+
+    def server_logger(self):
+        """Return a new `ServerLogger` for the server's messages of one
+        call; override to route them elsewhere.
+        """
+        return ServerLogger()
+
+    # --- remote calls ----------------------------------------------------
+
+    def _versions(self):
+        names = self.need_runtime or _RUNTIMES
+        return ' '.join(sorted(_runtime_version(n) for n in names))
+
+    def _argv(self, verb, args):
+        return [self.queue, self._versions(), verb] + list(args)
+
+    def _need_runtime(self, out, create):
+        """The bootstrap found no usable runtime: install one, or raise."""
+        info = _parse_pairs(_split_answer(out))
+        if info.get('queue') == 'missing':
+            if not create:
+                raise QueueDoesntExist(
+                    "There is no queue at %s on %s" % (
+                        self.queue, self.destination_string))
+            self._install('auto')
+            return
+        installed = info.get('installed', '')
+        name = installed.split('/')[1] if installed.count('/') == 2 else None
+        if self.need_runtime and name not in self.need_runtime:
+            raise QueueExists(
+                "The queue at %s uses the runtime %s, not %s" % (
+                    self.queue, name or 'unknown',
+                    ' or '.join(sorted(self.need_runtime))))
+        if name is not None and name not in _RUNTIMES:
+            raise QueueExists(
+                "The queue at %s uses the runtime %s, which this tej does "
+                "not know (tej %s)" % (self.queue, name, __version__))
+        self._install('auto', runtime=name)
+
+    def _call(self, verb, args=(), stdin=None, create=False, timeout=None):
+        """Run a verb of the runtime; install the runtime when it is missing
+        or outdated, and try again. Return the answer's lines; raise the
+        error that the exit status means.
+        """
+        argv = self._argv(verb, args)
+        for attempt in range(2):
+            code, out, err = self._transport.run(
+                argv, stdin, timeout=timeout or self.timeout)
+            if code != _RC_NEED_RUNTIME:
+                break
+            self._need_runtime(out, create)
+            if hasattr(stdin, 'seek'):
+                stdin.seek(0)
+        else:
+            raise RemoteCommandFailure(
+                "The runtime was installed but the server still asks for it",
+                command=verb, ret=code)
+        return self._answer(verb, code, out, err)
+
+    def _answer(self, verb, code, out, err):
+        if code == _RC_OK:
+            self._log_server(err)
+            return _split_answer(out)
+        raise self._error(verb, code, err)
+
+    def _log_server(self, err):
+        if err:
+            server = self.server_logger()
+            server.append(err)
+            server.done()
+
+    def _error(self, verb, code, err):
+        """The exception for a runtime's exit status."""
+        text = err.decode('utf-8', 'replace').strip()
+        message = text.splitlines()[-1] if text else None
+        if message and message.startswith('tej: '):
+            message = message[5:]
+        errors = {
+            _RC_RUNNING: JobStillRunning,
+            _RC_NO_JOB: JobNotFound,
+            _RC_JOB_EXISTS: JobAlreadyExists,
+            _RC_NO_QUEUE: QueueDoesntExist,
+            _RC_LINK_BROKEN: QueueLinkBroken,
+            _RC_QUEUE_EXISTS: QueueExists,
+        }
+        if code in errors:
+            return errors[code](message) if message else errors[code]()
+        if code == _RC_NO_FILE:
+            return Error(message or "No such file in the job")
+        if code == _RC_INVALID:
+            return ValueError(message or "Invalid argument")
+        return RemoteCommandFailure(
+            command='tej.sh %s' % verb, ret=code,
+            stderr='\n'.join(text.splitlines()[-10:]))
+
+    def _install(self, mode, runtime=None, force=False, links=()):
+        """Push a runtime through stdin (one call)."""
+        runtime = runtime or self.setup_runtime or 'default'
+        if self.need_runtime and runtime not in self.need_runtime:
+            raise ValueError("Runtime %s is not one of %s" % (
+                runtime, ', '.join(sorted(self.need_runtime))))
+        logger.info("Installing the %s runtime in %s on %s", runtime,
+                    self.queue, self.destination_string)
+        argv = self._argv('_install', [_runtime_version(runtime), mode,
+                                       '1' if force else '0'] + list(links))
+        code, out, err = self._transport.run(
+            argv, _runtime_script(runtime).encode('utf-8'),
+            timeout=self.timeout)
+        return _parse_pairs(self._answer('_install', code, out, err))
+
+    # --- the original API ------------------------------------------------
+
+    def setup(self, links=None, force=False, only_links=False):
+        """Create the queue and install the runtime, then write each path
+        in ``links`` as a link file ("tejdir: QUEUE") to the queue.
+
+        With ``only_links``, only the links are written. Raise `QueueExists`
+        when a queue is already there (``force`` replaces its runtime; its
+        jobs are kept) or a link path is taken (``force`` replaces it).
+        """
+        links = list(links or ())
+        for link in links:
+            if not link or '\n' in link:
+                raise ValueError("Invalid link path %r" % (link,))
+        self._install('links' if only_links else 'setup', force=force,
+                      links=links)
+
+    def submit(self, job_id, directory, script=None):
+        """Send ``directory`` to the server as a new job and start it.
+
+        ``job_id`` None makes one: ``<dirname>_<user>_<random>``. ``script``
+        is a file of the directory to run (default ``start.sh``) or a shell
+        command. A missing queue is set up. Return the job id. Raise
+        `JobAlreadyExists`, `ValueError` for an invalid id, a missing
+        directory or script.
+        """
+        if job_id is None:
+            job_id = _default_job_id(directory,
+                                     self.destination.get('username'))
+        check_jobid(job_id)
+        if not os.path.isdir(directory):
+            raise ValueError("Not a directory: %s" % directory)
+        mode, script = _script_mode(directory, script)
+        import tempfile
+        with tempfile.TemporaryFile() as archive:
+            _write_tar(directory, archive)
+            archive.seek(0)
+            self._call('submit', [job_id, mode, script], stdin=archive,
+                       create=True, timeout=None)
+        logger.info("Submitted job %s", job_id)
+        return job_id
+
+    def info(self, job_id):
+        """Return the full record of a job: a dict with ``id``, ``state``
+        (created, queued, running, finished, killed or lost), ``exit`` (int
+        or None), the times ``submitted``, ``started``, ``finished`` and the
+        server's ``now`` (epoch seconds or None), ``runtime``, ``runtime_id``
+        and ``dir``. Raise `JobNotFound`, `QueueDoesntExist`.
+        """
+        check_jobid(job_id)
+        record = _parse_records(self._call('status', [job_id]))[0]
+        return record
+
+    def status(self, job_id):
+        """Return ``(status, directory, arg)`` for a job.
+
+        ``status`` is ``'running'`` (``arg`` None), ``'finished'`` (``arg``
+        the exit code, a string; a killed job is finished too), or
+        ``'created'``, ``'queued'``, ``'lost'`` (``arg`` None).
+        ``directory`` is the job's directory on the server. Raise
+        `JobNotFound`, `QueueDoesntExist`.
+        """
+        record = self.info(job_id)
+        return _compat_status(record)
+
+    def download(self, job_id, files, **kwargs):
+        """Fetch files or directories of a job.
+
+        ``files`` is a path relative to the job directory, or a list of
+        them. Keyword arguments: ``directory`` (put them in this directory,
+        default the current one), or ``destination`` (one file or directory
+        saved under this name); ``recursive`` (default True: directories
+        come whole). Raise `JobNotFound`, `Error` for a missing file,
+        `TypeError`/`ValueError` for bad arguments.
+        """
+        recursive = kwargs.pop('recursive', True)
+        destination = kwargs.pop('destination', None)
+        directory = kwargs.pop('directory', None)
+        if kwargs:
+            raise TypeError("Unexpected arguments: %s" % ', '.join(kwargs))
+        if destination is not None and directory is not None:
+            raise TypeError("Give destination or directory, not both")
+        if isinstance(files, str):
+            files = [files]
+        files = [_normalize_member(f, ValueError) for f in files]
+        if not files:
+            return
+        check_jobid(job_id)
+        if destination is not None:
+            if len(files) != 1:
+                raise ValueError("destination is for one file; use "
+                                 "directory for several")
+            targets = {files[0]: str(destination)}
+        else:
+            directory = str(directory if directory is not None else '.')
+            targets = {f: os.path.join(directory, f.rsplit('/', 1)[-1])
+                       for f in files}
+        argv = self._argv('download', [job_id] + files)
+        for attempt in range(2):
+            stream = self._transport.stream(argv)
+            try:
+                first = _read_until_stream(stream.stdout)
+                if first == 'stream=tar':
+                    _extract(stream.stdout, targets, recursive)
+            except BaseException:
+                stream.abort()
+                raise
+            code, err = stream.finish()
+            if code != _RC_NEED_RUNTIME:
+                break
+            self._need_runtime(b'TEJ %d\n%s\n' % (PROTOCOL, first.encode()),
+                               False)
+        if code != _RC_OK or first != 'stream=tar':
+            if code == _RC_OK:
+                code = _RC_FAILURE
+            raise self._error('download', code, err)
+        self._log_server(err)
+
+    def kill(self, job_id):
+        """Stop a running job (TERM to all its processes, KILL after a
+        grace period); nothing happens if it is not running. Raise
+        `JobNotFound`, `QueueDoesntExist`.
+        """
+        check_jobid(job_id)
+        self._call('kill', [job_id])
+
+    def delete(self, job_id, kill=False):
+        """Remove a job and its files from the server. Raise
+        `JobStillRunning` if it runs (unless ``kill``: then it is killed
+        first), `JobNotFound`, `QueueDoesntExist`.
+        """
+        check_jobid(job_id)
+        self._call('delete', [job_id] + (['kill'] if kill else []))
+
+    def list(self):
+        """Yield ``(job_id, info)`` for each job in the queue, where
+        ``info['status']`` is as in `status` and the rest as in `info`.
+        Raise `QueueDoesntExist`.
+        """
+        for record in _parse_records(self._call('list')):
+            record['status'] = _compat_status(record)[0]
+            yield record['id'], record
+
+    def cleanup(self, kill=False):
+        """Remove the queue with all its jobs, and the link files that led
+        to it. Raise `JobStillRunning` if a job runs (unless ``kill``).
+        Return True.
+        """
+        self._call('cleanup', ['kill'] if kill else [])
+        return True
+
+    def close(self):
+        """Close the shared SSH connection now, instead of when it has been
+        idle for a while.
+        """
+        self._transport.close()
+
+
+def _compat_status(record):
+    """(status, directory, arg) as the original API returned them."""
+    from pathlib import PurePosixPath
+    state = record['state']
+    directory = PurePosixPath(record['dir']) if record.get('dir') else None
+    if state in ('finished', 'killed'):
+        exit_code = record['exit']
+        return 'finished', directory, str(exit_code if exit_code is not None
+                                          else '')
+    return state, directory, None
+
+
+def _write_tar(directory, fileobj):
+    """Write ``directory`` as a tar archive: sorted, owners left out."""
+    import tarfile
+
+    def anonymous(info):
+        info.uid = info.gid = 0
+        info.uname = info.gname = ''
+        return info
+
+    with tarfile.open(fileobj=fileobj, mode='w', format=tarfile.GNU_FORMAT,
+                      encoding='utf-8', errors='surrogateescape') as tar:
+        for root, dirs, files in os.walk(directory):
+            dirs.sort()
+            for name in sorted(dirs) + sorted(files):
+                path = os.path.join(root, name)
+                arcname = os.path.relpath(path, directory)
+                tar.add(path, arcname=arcname, recursive=False,
+                        filter=anonymous)
+
+
+def _read_until_stream(stdout):
+    """Read a streaming answer's header: skip to the sentinel, return the
+    line after it ('' when there is none).
+    """
+    sentinel = b'TEJ %d' % PROTOCOL
+    for line in stdout:
+        if line.rstrip(b'\r\n') == sentinel:
+            return stdout.readline().rstrip(b'\r\n').decode('utf-8',
+                                                            'replace')
+    return ''
+
+
+def _normalize_member(name, error=Error):
+    """A relative path inside a job, normalized; raise ``error`` if it is
+    absolute or goes up with ``..``.
+    """
+    if not isinstance(name, str) or not name:
+        raise error("Invalid path %r" % (name,))
+    while name.startswith('./'):
+        name = name[2:]
+    parts = [p for p in name.split('/') if p not in ('', '.')]
+    if name.startswith('/') or '..' in parts or not parts:
+        raise error("Invalid path %r: it must be relative to the job "
+                    "directory, without '..'" % (name,))
+    return '/'.join(parts)
+
+
+def _extract(stream, targets, recursive):
+    """Extract a tar stream where ``targets`` says (member path -> local
+    path), safely: no absolute names, no "..", no links leading outside,
+    no devices. Never holds a whole file in memory.
+    """
+    import shutil
+    import tarfile
+
+    roots = {}
+    for name, target in targets.items():
+        parent = os.path.dirname(os.path.abspath(target))
+        os.makedirs(parent, exist_ok=True)
+        roots[name] = os.path.realpath(parent)
+
+    def inside(path, root):
+        path = os.path.realpath(path)
+        return path == root or path.startswith(root.rstrip('/') + '/')
+
+    tar = tarfile.open(fileobj=stream, mode='r|', encoding='utf-8',
+                       errors='surrogateescape')
+    for member in tar:
+        name = _normalize_member(member.name)
+        for top in targets:
+            if name == top or name.startswith(top + '/'):
+                break
+        else:
+            raise Error("The server sent %r, which was not asked for"
+                        % member.name)
+        if not recursive and name != top:
+            continue
+        root = roots[top]
+        local = targets[top] + name[len(top):]
+        parent = os.path.dirname(os.path.abspath(local))
+        os.makedirs(parent, exist_ok=True)
+        if not inside(parent, root):
+            raise Error("Not writing %s: it leads outside %s through a "
+                        "link" % (local, root))
+        if os.path.islink(local):
+            os.unlink(local)
+        if member.isdir():
+            os.makedirs(local, exist_ok=True)
+            os.chmod(local, (member.mode & 0o777) | 0o700)
+        elif member.isfile():
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | \
+                getattr(os, 'O_NOFOLLOW', 0)
+            fd = os.open(local, flags, 0o600)
+            with os.fdopen(fd, 'wb') as out:
+                shutil.copyfileobj(tar.extractfile(member), out)
+            os.chmod(local, (member.mode & 0o777) | 0o600)
+        elif member.issym():
+            link_target = os.path.join(os.path.dirname(local),
+                                       member.linkname)
+            if os.path.isabs(member.linkname) or \
+                    not inside(link_target, root):
+                logger.warning("Not creating link %s -> %s: it leads "
+                               "outside %s", local, member.linkname, root)
+                continue
+            if os.path.lexists(local):
+                os.unlink(local)
+            os.symlink(member.linkname, local)
+        elif member.islnk():
+            source = _normalize_member(member.linkname)
+            for other in targets:
+                if source == other or source.startswith(other + '/'):
+                    source = targets[other] + source[len(other):]
+                    break
+            else:
+                raise Error("The server sent a hard link to %r, which was "
+                            "not asked for" % member.linkname)
+            if not inside(source, root) or not os.path.isfile(source):
+                raise Error("Bad hard link %s -> %s" % (local,
+                                                        member.linkname))
+            if os.path.lexists(local):
+                os.unlink(local)
+            shutil.copyfile(source, local)
+        else:
+            logger.warning("Not creating %s: devices and fifos are not "
+                           "downloaded", local)
+    tar.close()
+
+
+# ===========================================================================
+# Command line
+# ===========================================================================
+
+_EXIT_CODES = """\
+exit status:
+  0    success (for status: whatever the job's state; "not found" too)
+  1    error: a message "tej: error: ..." says what
+  2    bad command line
+  130  interrupted (Ctrl-C)
+"""
+
+
+def _add_common(parser, with_id=False):
+    import argparse
+    # also accepted after the command; SUPPRESS keeps the value given before
+    parser.add_argument('-v', '--verbose', action='count',
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument('-q', '--quiet', action='count',
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument('destination', metavar='DESTINATION',
+                        help="[ssh://][user@]host[:port], an ssh_config "
+                             "alias, or local:")
+    parser.add_argument('--queue', default=DEFAULT_TEJ_DIR,
+                        help="the queue's directory on the server "
+                             "(default: %(default)s)")
+    if with_id:
+        parser.add_argument('--id', dest='job_id', required=True,
+                            help="the job's identifier")
+    ssh = parser.add_argument_group('ssh options (passed to ssh)')
+    ssh.add_argument('-F', dest='ssh_config', metavar='FILE',
+                     help="ssh configuration file")
+    ssh.add_argument('-i', dest='ssh_identity', action='append', default=[],
+                     metavar='FILE', help="identity (private key) file")
+    ssh.add_argument('-J', dest='ssh_jump', metavar='HOST',
+                     help="jump host(s)")
+    ssh.add_argument('-o', dest='ssh_option', action='append', default=[],
+                     metavar='KEY=VALUE', help="an ssh_config option")
+    ssh.add_argument('--no-multiplex', action='store_true',
+                     help="one connection per call (no ControlMaster)")
+
+
+def _parser():
+    import argparse
+
+    class Formatter(argparse.RawDescriptionHelpFormatter):
+        pass
+
+    parser = argparse.ArgumentParser(
+        prog='tej', formatter_class=Formatter,
+        description="Trivial Extensible Job-submission: send a directory "
+                    "to a server over SSH, run it there, and get its "
+                    "results back.",
+        epilog=_EXIT_CODES)
+    parser.add_argument('--version', action='version',
+                        version='tej version %s' % __version__)
+    parser.add_argument('-v', '--verbose', action='count', default=0,
+                        help="more messages (twice: debugging)")
+    parser.add_argument('-q', '--quiet', action='count', default=0,
+                        help="fewer messages (errors only)")
+    commands = parser.add_subparsers(dest='command', metavar='COMMAND')
+
+    def command(name, help, with_id=False):
+        sub = commands.add_parser(name, help=help, description=help,
+                                  formatter_class=Formatter,
+                                  epilog=_EXIT_CODES)
+        _add_common(sub, with_id)
+        return sub
+
+    sub = command('setup', "create the queue on the server and install the "
+                           "runtime (submit does it when needed)")
+    sub.add_argument('-r', '--runtime', choices=sorted(_RUNTIMES),
+                     help="the runtime to install (default: default)")
+    sub.add_argument('--make-link', action='append', dest='make_link',
+                     metavar='PATH', help="also write a link file at PATH "
+                     "pointing to the queue (repeatable)")
+    sub.add_argument('--make-default-link', action='append_const',
+                     dest='make_link', const=DEFAULT_TEJ_DIR,
+                     help="write a link at %s pointing to the queue"
+                          % DEFAULT_TEJ_DIR)
+    sub.add_argument('--force', action='store_true',
+                     help="replace an existing queue's runtime (its jobs "
+                          "are kept) and existing links")
+    sub.add_argument('--only-links', action='store_true',
+                     help="only write the links")
+
+    sub = command('submit', "send a directory and start it as a job; "
+                            "prints the job's id")
+    sub.add_argument('-r', '--runtime', choices=sorted(_RUNTIMES),
+                     help="the runtime to install if the queue has none")
+    sub.add_argument('--id', dest='job_id',
+                     help="the job's id (default: <dirname>_<user>_<random>)")
+    sub.add_argument('--script', help="the file in the directory to run "
+                     "(default: start.sh), or a shell command")
+    sub.add_argument('directory', metavar='DIRECTORY')
+
+    command('status', "print the job's status: running, finished <exit "
+                      "code>, created, lost, or not found", True)
+    sub = command('download', "fetch files or directories of a job", True)
+    sub.add_argument('files', nargs='+', metavar='FILE',
+                     help="paths relative to the job's directory")
+    where = sub.add_mutually_exclusive_group()
+    where.add_argument('--destination', dest='save_as', metavar='PATH',
+                       help="save the one FILE under this name")
+    where.add_argument('--directory', metavar='DIR',
+                       help="save the files in DIR (default: here)")
+    command('kill', "stop a running job (nothing happens if it ended)", True)
+    sub = command('delete', "remove a job and its files from the server",
+                  True)
+    sub.add_argument('--kill', action='store_true',
+                     help="kill the job first if it is running")
+    command('list', "print each job of the queue: <id> <status>")
+    command('login', "open the shared connection interactively (password, "
+                     "two-factor and host key questions happen here)")
+    command('logout', "close the shared connection")
+    return parser
+
+
+def _ssh_options(args):
+    options = []
+    if args.ssh_config:
+        options += ['-F', args.ssh_config]
+    for identity in args.ssh_identity:
+        options += ['-i', identity]
+    if args.ssh_jump:
+        options += ['-J', args.ssh_jump]
+    for option in args.ssh_option:
+        options += ['-o', option]
+    return options
+
+
+def _run_command(args):
+    runtime = getattr(args, 'runtime', None)
+    queue = RemoteQueue(args.destination, args.queue, setup_runtime=runtime,
+                        ssh_options=_ssh_options(args),
+                        multiplex=not args.no_multiplex)
+    out = sys.stdout
+    if args.command == 'setup':
+        queue.setup(links=args.make_link, force=args.force,
+                    only_links=args.only_links)
+    elif args.command == 'submit':
+        job_id = queue.submit(args.job_id, args.directory, args.script)
+        out.write('%s\n' % job_id)
+    elif args.command == 'status':
+        try:
+            record = queue.info(args.job_id)
+        except JobNotFound:
+            out.write('not found\n')
+            return 0
+        status, _, arg = _compat_status(record)
+        out.write('%s %s\n' % (status, arg) if arg is not None
+                  else '%s\n' % status)
+        _describe(record)
+    elif args.command == 'download':
+        queue.download(args.job_id, args.files,
+                       **({'destination': args.save_as}
+                          if args.save_as is not None
+                          else {'directory': args.directory or '.'}))
+    elif args.command == 'kill':
+        queue.kill(args.job_id)
+    elif args.command == 'delete':
+        queue.delete(args.job_id, kill=args.kill)
+    elif args.command == 'list':
+        for job_id, info in queue.list():
+            out.write('%s %s\n' % (job_id, info['state']))
+    elif args.command in ('login', 'logout'):
+        transport = queue._transport
+        if not isinstance(transport, _SSHTransport):
+            raise Error("%s needs an SSH destination" % args.command)
+        if args.command == 'logout':
+            transport.close()
+        elif transport.login() != 0:
+            raise Error("Could not log in to %s" % transport.name)
+    return 0
+
+
+def _describe(record):
+    """Say on stderr how long a job has been running, or took."""
+    state, started, finished = (record['state'], record['started'],
+                                record['finished'])
+    now = record['now'] or time.time()
+    if state == 'running' and started:
+        logger.info("Job is still running (%s)",
+                    _format_duration(now - started))
+    elif state == 'killed':
+        logger.info("Job was killed")
+    elif state == 'lost':
+        logger.info("Job was lost: its process ended without recording an "
+                    "exit code (killed, or the server restarted)")
+    elif state == 'finished' and started and finished:
+        logger.info("Job ran for %s", _format_duration(finished - started))
+
+
+def main(argv=None):
+    """Run the command line; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("tej: error: a command is required\n")
+        return 2
+    level = [logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG][
+        max(0, min(3, 2 + args.verbose - args.quiet))]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter('tej: %(message)s'))
+    server = logging.StreamHandler(sys.stderr)
+    server.setFormatter(logging.Formatter('%(message)s'))
+    logging.getLogger('tej.server').addHandler(server)
+    logging.getLogger('tej.server').propagate = False
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        return _run_command(args)
+    except (Error, ValueError) as e:
+        sys.stderr.write('tej: error: %s\n' % e)
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write('tej: interrupted\n')
+        return 130
+    finally:
+        logger.removeHandler(handler)
+        logging.getLogger('tej.server').removeHandler(server)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
