@@ -470,6 +470,7 @@ _check_path() {  # a path inside a job: relative, no "..", not empty
 
 _locked=
 _tmp=
+_self=
 
 _cleanup() {
     if [ -n "$_locked" ]; then
@@ -477,6 +478,9 @@ _cleanup() {
     fi
     if [ -n "$_tmp" ]; then
         rm -f "$_tmp"
+    fi
+    if [ -n "$_self" ]; then  # the pushed copy, unless it was put in place
+        rm -f "$_self"
     fi
 }
 trap _cleanup EXIT
@@ -559,21 +563,19 @@ _install() {  # _install VERSION MODE FORCE [LINK ...]
     _version=$1 _mode=$2 _force=$3
     shift 3
     _self=$0
-    if [ "$_mode" = links ]; then
-        rm -f "$_self"
-    else
+    if [ "$_mode" != links ]; then
         if [ "$_mode" = setup ] && [ "$_force" != 1 ] && [ -f "$Q/version" ]; then
-            rm -f "$_self"
             _die 7 "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
         fi
         mkdir -p "$Q/jobs"
         mv -f "$_self" "$Q/tej.sh"
+        _self=
         _tmp=$Q/version.tmp.$$
         printf '%s\n' "$_version" > "$_tmp"
         mv -f "$_tmp" "$Q/version"
         _tmp=
     fi
-    for _link in "$@"; do
+    for _link do
         # shellcheck disable=SC2088 # a literal "~" from the client
         case $_link in
             "~") _link=$HOME ;;
@@ -751,7 +753,7 @@ _main() {
               _kill "$1" ;;
         delete) [ "$#" -ge 1 ] || _die 8 "usage: delete ID [kill]"
                 _delete "$@" ;;
-        cleanup) _cleanup_queue "$@" ;;
+        cleanup) _cleanup_queue ${1+"$@"} ;;  # posh: "$@" is unset if empty
         _wrap) _check_id "$1"
                _rt_wrap "$Q/jobs/$1" ;;
         *) _die 8 "unknown verb: '$_verb'" ;;
@@ -790,8 +792,11 @@ _rt_start() {
     if command -v setsid > /dev/null 2>&1; then
         set -- setsid "$@"
     fi
-    # nohup is missing on some systems (busybox); ignoring HUP is what it does
-    ( trap '' HUP; exec "$@" ) < /dev/null > /dev/null 2>&1 &
+    # nohup is missing on some systems (busybox); ignoring HUP is what it
+    # does. The redirections go on exec: yash keeps copies of the original
+    # descriptors in a subshell whose redirections are outside, and the ssh
+    # session would then wait for the job.
+    ( trap '' HUP; exec "$@" < /dev/null > /dev/null 2>&1 ) &
     st_state=running st_pid=$! st_boot=$(_bootid)
 }
 
@@ -894,6 +899,10 @@ _rt_wrap() {
     else
         chmod u+x "./$_script" 2>/dev/null || :
         "./$_script" < /dev/null > _stdout 2> _stderr || _code=$?
+    fi
+    if [ "$_code" -gt 255 ]; then
+        # killed by a signal: ksh says 256+N, yash 384+N; report 128+N
+        _code=$((128 + _code % 128))
     fi
     _lock "$1"
     _load "$1"

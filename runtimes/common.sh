@@ -98,6 +98,7 @@ _check_path() {  # a path inside a job: relative, no "..", not empty
 
 _locked=
 _tmp=
+_self=
 
 _cleanup() {
     if [ -n "$_locked" ]; then
@@ -105,6 +106,9 @@ _cleanup() {
     fi
     if [ -n "$_tmp" ]; then
         rm -f "$_tmp"
+    fi
+    if [ -n "$_self" ]; then  # the pushed copy, unless it was put in place
+        rm -f "$_self"
     fi
 }
 trap _cleanup EXIT
@@ -187,21 +191,19 @@ _install() {  # _install VERSION MODE FORCE [LINK ...]
     _version=$1 _mode=$2 _force=$3
     shift 3
     _self=$0
-    if [ "$_mode" = links ]; then
-        rm -f "$_self"
-    else
+    if [ "$_mode" != links ]; then
         if [ "$_mode" = setup ] && [ "$_force" != 1 ] && [ -f "$Q/version" ]; then
-            rm -f "$_self"
             _die 7 "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
         fi
         mkdir -p "$Q/jobs"
         mv -f "$_self" "$Q/tej.sh"
+        _self=
         _tmp=$Q/version.tmp.$$
         printf '%s\n' "$_version" > "$_tmp"
         mv -f "$_tmp" "$Q/version"
         _tmp=
     fi
-    for _link in "$@"; do
+    for _link do
         # shellcheck disable=SC2088 # a literal "~" from the client
         case $_link in
             "~") _link=$HOME ;;
@@ -379,7 +381,7 @@ _main() {
               _kill "$1" ;;
         delete) [ "$#" -ge 1 ] || _die 8 "usage: delete ID [kill]"
                 _delete "$@" ;;
-        cleanup) _cleanup_queue "$@" ;;
+        cleanup) _cleanup_queue ${1+"$@"} ;;  # posh: "$@" is unset if empty
         _wrap) _check_id "$1"
                _rt_wrap "$Q/jobs/$1" ;;
         *) _die 8 "unknown verb: '$_verb'" ;;

@@ -27,8 +27,11 @@ _rt_start() {
     if command -v setsid > /dev/null 2>&1; then
         set -- setsid "$@"
     fi
-    # nohup is missing on some systems (busybox); ignoring HUP is what it does
-    ( trap '' HUP; exec "$@" ) < /dev/null > /dev/null 2>&1 &
+    # nohup is missing on some systems (busybox); ignoring HUP is what it
+    # does. The redirections go on exec: yash keeps copies of the original
+    # descriptors in a subshell whose redirections are outside, and the ssh
+    # session would then wait for the job.
+    ( trap '' HUP; exec "$@" < /dev/null > /dev/null 2>&1 ) &
     st_state=running st_pid=$! st_boot=$(_bootid)
 }
 
@@ -131,6 +134,10 @@ _rt_wrap() {
     else
         chmod u+x "./$_script" 2>/dev/null || :
         "./$_script" < /dev/null > _stdout 2> _stderr || _code=$?
+    fi
+    if [ "$_code" -gt 255 ]; then
+        # killed by a signal: ksh says 256+N, yash 384+N; report 128+N
+        _code=$((128 + _code % 128))
     fi
     _lock "$1"
     _load "$1"

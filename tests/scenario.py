@@ -1,0 +1,274 @@
+"""The whole life of jobs, run against any destination: test_runtime runs it
+under every POSIX shell through local:, test_ssh through a real sshd.
+
+A subclass (also a unittest.TestCase) provides ``make_queue(path)`` and may
+set ``remote_home``.
+"""
+
+import os
+import shutil
+import signal
+import tempfile
+
+from . import support
+from .support import tej, wait_for, wait_state
+
+# Names that must survive upload and download byte for byte.
+NASTY_FILES = {
+    'plain.txt': b'plain\n',
+    'with space/and more.txt': b'spaces\n',
+    "quote's \"double\".txt": b'quotes\n',
+    '$HOME and `id`.txt': b'dollar\n',
+    '-n': b'dash\n',
+    'new\nline': b'newline\n',
+    'caf\u00e9/\u4e2d\u6587.txt': '\u00e9\u00e8'.encode('utf-8'),
+    'deep/a/b/c/d.bin': bytes(range(256)) * 64,
+}
+
+# Waits for a file "go" in its directory: "running" is observed for sure.
+WAIT_FOR_GO = (
+    '#!/bin/sh\n'
+    'while [ ! -f go ]; do sleep 0.1; done\n'
+    'echo "out: $(cat plain.txt)"\n'
+    'echo "err" >&2\n'
+    'mkdir -p results && cp -R deep results/ && echo done > results/r.txt\n'
+)
+
+
+def group_processes(pgid):
+    """Live (not zombie) processes of a process group, from /proc."""
+    found = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as fp:
+                fields = fp.read().rsplit(') ', 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[2] == str(pgid) and fields[0] != 'Z':
+            found.append(int(entry))
+    return found
+
+
+def read_state(stage_dir):
+    with open(os.path.join(os.path.dirname(stage_dir), 'state')) as fp:
+        return dict(line.rstrip('\n').split('=', 1) for line in fp if '=' in line)
+
+
+class Scenario(object):
+    """Test methods shared by every destination."""
+
+    def make_queue(self, path):
+        raise NotImplementedError
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp()
+        self.job = os.path.join(self.tmp, 'my job')
+        os.mkdir(self.job)
+        support.make_tree(self.job, NASTY_FILES)
+        support.make_tree(self.job, {'start.sh': WAIT_FOR_GO})
+        # a queue path with a space and a quote
+        self.queue = self.make_queue(self.queue_path("q 'x"))
+
+    def queue_path(self, name):
+        return os.path.join(self.base_dir(), name)
+
+    def go(self, queue, job_id):
+        stage = queue.info(job_id)['dir']
+        with open(os.path.join(stage, 'go'), 'w'):
+            pass
+
+    def test_whole_life(self):
+        q = self.queue
+        with self.assertRaises(tej.QueueDoesntExist):
+            q.status('nothing')
+        q.setup()
+        with self.assertRaises(tej.JobNotFound):
+            q.status('nothing')
+        with self.assertRaises(tej.JobNotFound):
+            q.kill('nothing')
+        with self.assertRaises(tej.JobNotFound):
+            q.delete('nothing')
+        self.assertEqual(q.submit('job1', self.job), 'job1')
+        status, directory, arg = q.status('job1')
+        self.assertEqual((status, arg), ('running', None))
+        self.assertTrue(str(directory).endswith('/jobs/job1/stage'))
+        with self.assertRaises(tej.JobAlreadyExists):
+            q.submit('job1', self.job)
+        with self.assertRaises(tej.JobStillRunning):
+            q.delete('job1')
+        self.assertEqual([(i, d['status']) for i, d in q.list()],
+                         [('job1', 'running')])
+        self.go(q, 'job1')
+        record = wait_state(q, 'job1')
+        self.assertEqual((record['state'], record['exit']), ('finished', 0))
+        self.assertLessEqual(record['submitted'], record['started'])
+        self.assertLessEqual(record['started'], record['finished'])
+        self.assertEqual(q.status('job1')[::2], ('finished', '0'))
+
+        out = os.path.join(self.tmp, 'out')
+        q.download('job1', ['_stdout', '_stderr', 'results'], directory=out)
+        with open(os.path.join(out, '_stdout'), 'rb') as fp:
+            self.assertEqual(fp.read(), b'out: plain\n')
+        with open(os.path.join(out, '_stderr'), 'rb') as fp:
+            self.assertEqual(fp.read(), b'err\n')
+        with open(os.path.join(out, 'results', 'deep', 'a', 'b', 'c',
+                               'd.bin'), 'rb') as fp:
+            self.assertEqual(fp.read(), NASTY_FILES['deep/a/b/c/d.bin'])
+        # every name, byte for byte, back from the server
+        back = os.path.join(self.tmp, 'back')
+        names = sorted({n.split('/')[0] for n in NASTY_FILES})
+        q.download('job1', names, directory=back)
+        for name, content in NASTY_FILES.items():
+            with open(os.path.join(back, name), 'rb') as fp:
+                self.assertEqual(fp.read(), content, name)
+        q.download('job1', 'results/r.txt',
+                   destination=os.path.join(self.tmp, 'r'))
+        with open(os.path.join(self.tmp, 'r')) as fp:
+            self.assertEqual(fp.read(), 'done\n')
+        with self.assertRaises(tej.Error):
+            q.download('job1', 'no such file', directory=out)
+        with self.assertRaises(ValueError):
+            q.download('job1', '../../etc/passwd', directory=out)
+
+        q.kill('job1')  # finished: nothing happens
+        self.assertEqual(q.status('job1')[::2], ('finished', '0'))
+        q.delete('job1')
+        with self.assertRaises(tej.JobNotFound):
+            q.status('job1')
+        self.assertEqual(list(q.list()), [])
+
+    def test_kill_leaves_no_process(self):
+        q = self.queue
+        support.make_tree(self.job, {'start.sh':
+                                     'sleep 1000 & sleep 1001\n'})
+        q.submit('long', self.job)
+        stage = q.info('long')['dir']
+        state = wait_for(lambda: (lambda s: s if s.get('pgid') else None)(
+            read_state(stage)), what='the wrapper to start')
+        wait_for(lambda: len(group_processes(state['pgid'])) >= 3,
+                 what='the job to start its processes')
+        with self.assertRaises(tej.JobStillRunning):
+            q.delete('long')
+        q.kill('long')
+        record = q.info('long')
+        self.assertEqual((record['state'], record['exit']), ('killed', 143))
+        self.assertEqual(q.status('long')[::2], ('finished', '143'))
+        self.assertEqual(group_processes(state['pgid']), [])
+        q.delete('long')
+
+    def test_kill_stubborn_job(self):
+        q = self.queue
+        support.make_tree(self.job, {'start.sh':
+                                     'trap "" TERM\nsleep 1000\n'})
+        q.submit('stubborn', self.job)
+        stage = q.info('stubborn')['dir']
+        state = wait_for(lambda: (lambda s: s if s.get('pgid') else None)(
+            read_state(stage)), what='the wrapper to start')
+        wait_for(lambda: len(group_processes(state['pgid'])) >= 2,
+                 what='the job to start')
+        os.environ['TEJ_GRACE'] = '1'
+        try:
+            q.kill('stubborn')
+        finally:
+            del os.environ['TEJ_GRACE']
+        record = q.info('stubborn')
+        self.assertEqual((record['state'], record['exit']), ('killed', 137))
+        self.assertEqual(group_processes(state['pgid']), [])
+        q.delete('stubborn', kill=True)
+
+    def test_lost_job(self):
+        q = self.queue
+        support.make_tree(self.job, {'start.sh': 'sleep 1000\n'})
+        q.submit('lost', self.job)
+        stage = q.info('lost')['dir']
+        state = wait_for(lambda: (lambda s: s if s.get('pgid') else None)(
+            read_state(stage)), what='the wrapper to start')
+        wait_for(lambda: len(group_processes(state['pgid'])) >= 2,
+                 what='the job to start')
+        os.kill(int(state['pid']), signal.SIGKILL)
+        record = wait_state(q, 'lost', states=('lost',))
+        self.assertIsNone(record['exit'])
+        self.assertEqual(q.status('lost')[0], 'lost')
+        for pid in group_processes(state['pgid']):
+            os.kill(pid, signal.SIGKILL)
+        q.delete('lost')  # a lost job is not running
+
+    def test_command_script(self):
+        q = self.queue
+        empty = os.path.join(self.tmp, 'empty')
+        os.mkdir(empty)
+        job_id = q.submit(None, empty, script='echo "hi"; exit 3')
+        self.assertRegex(job_id, r'\Aempty_.+_[a-z0-9]{10}\Z')
+        record = wait_state(q, job_id)
+        self.assertEqual((record['state'], record['exit']), ('finished', 3))
+        dest = os.path.join(self.tmp, 'o')
+        q.download(job_id, '_stdout', destination=dest)
+        with open(dest) as fp:
+            self.assertEqual(fp.read(), 'hi\n')
+
+    def test_script_without_shebang_and_in_subdirectory(self):
+        q = self.queue
+        support.make_tree(self.job, {'bin/run': 'echo "$0 ran"\n'})
+        q.submit('sub', self.job, script='bin/run')
+        record = wait_state(q, 'sub')
+        self.assertEqual(record['exit'], 0)
+
+    def test_links_and_cleanup(self):
+        q = self.queue
+        link = self.queue_path('a link')
+        q.setup(links=[link])
+        with self.assertRaises(tej.QueueExists):
+            q.setup()
+        q.setup(force=True)  # replaces the runtime, keeps jobs
+        via_link = self.make_queue(link)
+        via_link.submit('j', self.job, script='true')
+        self.assertEqual(wait_state(q, 'j')['exit'], 0)
+        self.assertEqual([i for i, _ in via_link.list()], ['j'])
+        with self.assertRaises(tej.QueueExists):
+            q.setup(links=[link + '/..'])  # a directory is there
+        # a link to a link
+        link2 = self.queue_path('link2')
+        self.make_queue(link).setup(links=[link2], only_links=True)
+        self.assertEqual([i for i, _ in self.make_queue(link2).list()], ['j'])
+        # cleanup removes the queue and the links it went through
+        via_link.cleanup()
+        self.assertFalse(os.path.lexists(link))
+        with self.assertRaises(tej.QueueDoesntExist):
+            q.status('j')
+        with self.assertRaises(tej.QueueLinkBroken):
+            self.make_queue(link2).status('j')
+
+    def test_broken_link(self):
+        link = self.queue_path('broken')
+        with open(link, 'w') as fp:
+            fp.write('tejdir: %s\n' % self.queue_path('nowhere'))
+        os.chmod(link, 0o644)
+        with self.assertRaises(tej.QueueLinkBroken):
+            self.make_queue(link).status('x')
+
+    def test_outdated_runtime_is_replaced_and_jobs_kept(self):
+        q = self.queue
+        q.submit('old', self.job, script='true')
+        wait_state(q, 'old')
+        version = os.path.join(self.queue_path("q 'x"), 'version')
+        with open(version, 'w') as fp:
+            fp.write('1/default/0000000000000000\n')
+        self.assertEqual(q.status('old')[::2], ('finished', '0'))
+        with open(version) as fp:
+            self.assertEqual(fp.read().strip(),
+                             tej._runtime_version('default'))
+
+    def test_cleanup_refuses_running_jobs(self):
+        q = self.queue
+        support.make_tree(self.job, {'start.sh': 'sleep 1000\n'})
+        q.submit('r', self.job)
+        with self.assertRaises(tej.JobStillRunning):
+            q.cleanup()
+        self.assertTrue(q.cleanup(kill=True))
+        with self.assertRaises(tej.QueueDoesntExist):
+            list(q.list())
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)

@@ -1,0 +1,269 @@
+"""What the tests share: a hermetic environment, a real sshd, waiting.
+
+TEJ_TEST_REQUIRE (comma-separated: sshd, shells, python-versions) turns the
+skip of a test whose component is missing into a failure; CI sets it.
+"""
+
+import contextlib
+import io
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, TOP)
+
+import tej  # noqa: E402
+
+REQUIRED = set(filter(None, os.environ.get('TEJ_TEST_REQUIRE', '').split(',')))
+TEST_USER = 'tejtest'
+
+
+def need(component, available, reason):
+    """Skip (or fail, when TEJ_TEST_REQUIRE names the component) unless
+    ``available``.
+    """
+    if available:
+        return
+    if component in REQUIRED or 'all' in REQUIRED:
+        raise AssertionError("%s is required (TEJ_TEST_REQUIRE) but "
+                             "missing: %s" % (component, reason))
+    raise unittest.SkipTest(reason)
+
+
+def which(name):
+    return shutil.which(name)
+
+
+class Hermetic(object):
+    """HOME, TMPDIR and the control socket directory in a temporary
+    directory, for the whole test run; the real ones are never touched.
+    """
+
+    root = None
+    _saved = None
+
+    @classmethod
+    def start(cls):
+        if cls.root is not None:
+            return cls.root
+        # short: control socket paths must stay under ~100 bytes
+        cls.root = tempfile.mkdtemp(prefix='tej-', dir='/tmp')
+        os.chmod(cls.root, 0o755)  # the test user reads the sshd files here
+        home = os.path.join(cls.root, 'home')
+        tmp = os.path.join(cls.root, 'tmp')
+        os.mkdir(home, 0o700)
+        os.mkdir(tmp, 0o700)
+        cls._saved = {k: os.environ.get(k)
+                      for k in ('HOME', 'TMPDIR', 'XDG_RUNTIME_DIR', 'TEJ_SH')}
+        os.environ['HOME'] = home
+        os.environ['TMPDIR'] = tmp
+        os.environ.pop('XDG_RUNTIME_DIR', None)
+        os.environ.pop('TEJ_SH', None)
+        tempfile.tempdir = None
+        return cls.root
+
+    @classmethod
+    def stop(cls):
+        if cls.root is None:
+            return
+        for key, value in cls._saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        tempfile.tempdir = None
+        shutil.rmtree(cls.root, ignore_errors=True)
+        cls.root = None
+
+
+def wait_for(predicate, timeout=20, interval=0.05, what='condition'):
+    """Poll ``predicate`` until it returns a true value; fail after
+    ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for %s" % what)
+        time.sleep(interval)
+
+
+def wait_state(queue, job_id, states=('finished', 'killed', 'lost'),
+               timeout=30):
+    """Wait until a job is in one of ``states``; return its record."""
+    return wait_for(lambda: (lambda r: r if r['state'] in states else None)(
+        queue.info(job_id)), timeout=timeout,
+        what="job %s to be %s" % (job_id, '/'.join(states)))
+
+
+def run_cli(*argv):
+    """Run ``tej.main(argv)`` in-process; return (code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = tej.main(list(argv))
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def make_tree(root, files):
+    """Create files under ``root``: {relative path: bytes or str}."""
+    for name, content in files.items():
+        path = os.path.join(root, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if isinstance(content, str):
+            content = content.encode('utf-8')
+        with open(path, 'wb') as fp:
+            fp.write(content)
+    return root
+
+
+class SSHServer(object):
+    """A real OpenSSH server, no port and no daemon: ssh's ProxyCommand runs
+    ``sshd -i`` with a private configuration and throwaway keys (as
+    OpenSSH's own regression tests do). As root, the login is an
+    unprivileged user, as on real servers. The remote HOME is a fresh
+    directory (sshd's SetEnv). Every sshd started records its pid; `stop`
+    closes the shared connections and kills those pids.
+    """
+
+    alias = 'tejtest'
+
+    def __init__(self):
+        self.sshd = which('sshd') or (
+            '/usr/sbin/sshd' if os.path.exists('/usr/sbin/sshd') else None)
+        need('sshd', self.sshd and which('ssh') and which('ssh-keygen'),
+             "OpenSSH server or client is not installed")
+        root = Hermetic.start()
+        self.dir = tempfile.mkdtemp(prefix='sshd-', dir=root)
+        os.chmod(self.dir, 0o755)
+        if os.getuid() == 0:
+            self.user = TEST_USER
+            try:
+                pwd.getpwnam(self.user)
+            except KeyError:
+                subprocess.check_call(['useradd', '-m', '-s', '/bin/sh',
+                                       self.user])
+                # useradd leaves it locked; sshd (UsePAM no) refuses that
+                subprocess.check_call(['usermod', '-p', '*', self.user])
+            # sshd's privilege separation directory
+            os.makedirs('/run/sshd', 0o755, exist_ok=True)
+        else:
+            self.user = pwd.getpwuid(os.getuid()).pw_name
+        entry = pwd.getpwnam(self.user)
+        self.uid, self.gid = entry.pw_uid, entry.pw_gid
+        self.home = self.path('home')
+        os.mkdir(self.home, 0o700)
+        os.chown(self.home, self.uid, self.gid)
+        for key in ('host_key', 'client_key'):
+            subprocess.check_call(['ssh-keygen', '-q', '-t', 'ed25519',
+                                   '-N', '', '-C', key, '-f', self.path(key)])
+        shutil.copy(self.path('client_key.pub'), self.path('authorized_keys'))
+        os.chmod(self.path('authorized_keys'), 0o644)
+        self.pids = self.path('pids')
+        with open(self.path('sshd_config'), 'w') as fp:
+            fp.write(
+                "HostKey {d}/host_key\n"
+                "AuthorizedKeysFile {d}/authorized_keys\n"
+                "StrictModes no\nUsePAM no\nPidFile none\n"
+                "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                "PubkeyAuthentication yes\nLogLevel ERROR\n"
+                "AllowUsers {u}\nSetEnv HOME={h}\n".format(
+                    d=self.dir, u=self.user, h=self.home))
+        with open(self.path('host_key.pub')) as fp:
+            host_key = fp.read().split()
+        with open(self.path('known_hosts'), 'w') as fp:
+            fp.write('%s %s %s\n' % (self.alias, host_key[0], host_key[1]))
+        self.config = self.path('ssh_config')
+        with open(self.config, 'w') as fp:
+            fp.write(
+                "Host {a}\n"
+                "  HostName 127.0.0.1\n"
+                "  User {u}\n"
+                "  HostKeyAlias {a}\n"
+                "  ProxyCommand sh -c 'echo $$ >> {d}/pids; "
+                "exec {sshd} -i -f {d}/sshd_config'\n"
+                "  IdentityFile {d}/client_key\n"
+                "  IdentitiesOnly yes\n"
+                "  UserKnownHostsFile {d}/known_hosts\n"
+                "  GlobalKnownHostsFile /dev/null\n"
+                "  StrictHostKeyChecking yes\n"
+                "  LogLevel ERROR\n".format(
+                    a=self.alias, u=self.user, d=self.dir, sshd=self.sshd))
+        self.options = ['-F', self.config]
+        self.queues = []
+
+    def path(self, *names):
+        return os.path.join(self.dir, *names)
+
+    def queue(self, queue='~/.tej', **kwargs):
+        """A RemoteQueue on this server."""
+        q = tej.RemoteQueue(self.alias, queue, ssh_options=self.options,
+                            **kwargs)
+        self.queues.append(q)
+        return q
+
+    def cli(self, *args):
+        """The CLI options that reach this server."""
+        return list(args) + ['-F', self.config]
+
+    def remote_path(self, path):
+        """A path on the server, "~" being the remote HOME."""
+        if path.startswith('~/'):
+            return os.path.join(self.home, path[2:])
+        return path
+
+    def processes(self, pattern):
+        """Pids of the test user's processes whose command line has
+        ``pattern``.
+        """
+        out = subprocess.run(['ps', '-u', str(self.uid), '-o', 'pid=,args='],
+                             stdout=subprocess.PIPE).stdout.decode()
+        return [line.split()[0] for line in out.splitlines()
+                if pattern in line]
+
+    def stop(self):
+        for q in self.queues:
+            q.close()
+        if os.path.exists(self.pids):
+            with open(self.pids) as fp:
+                for pid in fp.read().split():
+                    try:
+                        os.kill(int(pid), 9)
+                    except OSError:
+                        pass
+        # the test user's jobs
+        for pid in self.processes(self.home):
+            try:
+                os.kill(int(pid), 9)
+            except OSError:
+                pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_server = None
+
+
+def ssh_server():
+    """The one SSHServer of this test run (started on first use)."""
+    global _server
+    if _server is None:
+        _server = SSHServer()
+    return _server
+
+
+def stop_all():
+    global _server
+    if _server is not None:
+        _server.stop()
+        _server = None
+    Hermetic.stop()

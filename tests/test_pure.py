@@ -1,0 +1,358 @@
+"""Pure tests: destinations, ids, quoting, parsers, safe extraction, embed
+sync, command line errors. No server.
+"""
+
+import getpass
+import io
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import unittest
+
+from . import support
+from .support import tej, run_cli
+
+NASTY = ['plain', 'with space', "it's", 'say "hi"', '$HOME', '$(id)', '`id`',
+         '-n', '--help', 'new\nline', 'tab\there', 'caf\u00e9 \u4e2d\u6587',
+         '*', '\\', ';rm', '', '!bang', '~']
+
+
+class TestDestinations(unittest.TestCase):
+    def test_parse(self):
+        me = getpass.getuser()
+        P = tej.parse_ssh_destination
+        self.assertEqual(P('host'), {'hostname': 'host', 'username': me})
+        self.assertEqual(P('ssh://user@host'),
+                         {'hostname': 'host', 'username': 'user'})
+        self.assertEqual(P('user@host:2222'),
+                         {'hostname': 'host', 'username': 'user', 'port': 2222})
+        self.assertEqual(P('me:p4$$w0rd@host:12'),
+                         {'hostname': 'host', 'username': 'me',
+                          'password': 'p4$$w0rd', 'port': 12})
+        self.assertEqual(P('[::1]:22'),
+                         {'hostname': '::1', 'username': me, 'port': 22})
+        self.assertEqual(P('u@[fe80::1%eth0]'),
+                         {'hostname': 'fe80::1%eth0', 'username': 'u'})
+        self.assertEqual(P('my-alias.example.org'),
+                         {'hostname': 'my-alias.example.org', 'username': me})
+
+    def test_invalid(self):
+        for bad in ['http://host', 'ssh://test@test@host', 'ssh://host:port',
+                    '', 'host:99999', '-oProxyCommand=x', 'a b', 'host/x',
+                    'user@', '@host', 'local:', 'ho;st']:
+            with self.assertRaises(tej.InvalidDestination, msg=bad):
+                tej.parse_ssh_destination(bad)
+
+    def test_as_string(self):
+        S = tej.destination_as_string
+        self.assertEqual(S({'hostname': 'h', 'username': 'u'}), 'ssh://u@h')
+        self.assertEqual(S({'hostname': 'h', 'username': 'u', 'port': 22}),
+                         'ssh://u@h')
+        self.assertEqual(S({'hostname': 'h', 'username': 'u', 'port': 2}),
+                         'ssh://u@h:2')
+        self.assertEqual(S({'hostname': 'h', 'username': 'u',
+                            'password': 'p'}), 'ssh://u:p@h')
+        self.assertEqual(S({'hostname': '::1', 'port': 2}), 'ssh://[::1]:2')
+        d = tej.parse_ssh_destination('ssh://me@h:12')
+        self.assertEqual(tej.parse_ssh_destination(S(d)), d)
+
+    def test_queue_hides_password(self):
+        q = tej.RemoteQueue('me:secret@host:12', '~/.tej')
+        self.assertEqual(q.destination_string, 'ssh://me@host:12')
+        self.assertNotIn('secret', repr(q))
+        q = tej.RemoteQueue({'hostname': 'h', 'username': 'u'})
+        self.assertEqual(q.destination_string, 'ssh://u@h')
+        with self.assertRaises(tej.InvalidDestination):
+            tej.RemoteQueue({'username': 'u'})
+        with self.assertRaises(ValueError):
+            tej.RemoteQueue('h', setup_runtime='nope')
+        with self.assertRaises(ValueError):
+            tej.RemoteQueue('h', 'bad\nqueue')
+
+    def test_control_path_is_short_and_private(self):
+        q = tej.RemoteQueue('u@' + 'h' * 200, '~/.tej')
+        path = q._transport.control_path
+        self.assertLess(len(path), 100)
+        self.assertEqual(os.stat(os.path.dirname(path)).st_mode & 0o777,
+                         0o700)
+        other = tej.RemoteQueue('u@' + 'h' * 200, '~/.tej',
+                                ssh_options=['-p', '2'])
+        self.assertNotEqual(path, other._transport.control_path)
+
+    def test_control_path_too_long(self):
+        old = os.environ['HOME']
+        os.environ['HOME'] = '/tmp/' + 'x' * 120
+        try:
+            q = tej.RemoteQueue('host')
+            with self.assertRaises(tej.Error) as ctx:
+                q._transport.control_path
+            self.assertIn('too long', str(ctx.exception))
+        finally:
+            os.environ['HOME'] = old
+
+
+class TestIds(unittest.TestCase):
+    def test_valid(self):
+        for good in ['a', 'job_1', 'A.b,c+d=e@f%g:h-i', '0' * 128, '_x']:
+            tej.check_jobid(good)
+
+    def test_invalid(self):
+        for bad in ['', '..', '.hidden', '-rf', 'a/b', '../x', 'a b',
+                    '$(id)', 'a\nb', 'a\tb', 'caf\u00e9', '0' * 129, 'a;b',
+                    "a'b", None, 12]:
+            with self.assertRaises(ValueError, msg=repr(bad)):
+                tej.check_jobid(bad)
+
+    def test_unique_names(self):
+        names = {tej.make_unique_name() for _ in range(100)}
+        self.assertEqual(len(names), 100)
+        for name in names:
+            self.assertRegex(name, r'\A[a-z0-9]{10}\Z')
+
+    def test_default_id(self):
+        job_id = tej._default_job_id('/some/my job dir/', 'me')
+        self.assertRegex(job_id, r'\Amy_job_dir_me_[a-z0-9]{10}\Z')
+        tej.check_jobid(job_id)
+        tej.check_jobid(tej._default_job_id('/x/.hidden', 'u'))
+        tej.check_jobid(tej._default_job_id('/x/' + 'a' * 300, 'u'))
+
+
+class TestQuoting(unittest.TestCase):
+    def test_round_trip_through_sh(self):
+        """Every argument reaches the remote sh byte for byte."""
+        command = tej._shell_command(
+            ['sh', '-c', 'printf "%s\\0" "$@"', 'sh'] + NASTY)
+        out = subprocess.run(['sh', '-c', command],
+                             stdout=subprocess.PIPE).stdout
+        self.assertEqual(out.decode('utf-8').split('\0')[:-1], NASTY)
+
+    def test_bootstrap_is_one_line(self):
+        # a csh login shell reads it: no newline, no history "!"
+        self.assertNotIn('\n', tej._BOOTSTRAP)
+        self.assertNotIn('!', tej._BOOTSTRAP)
+
+
+class TestParsers(unittest.TestCase):
+    def test_split_answer(self):
+        out = b'Welcome to the cluster!\nTEJ 1\nid=x\n'
+        self.assertEqual(tej._split_answer(out), ['id=x'])
+        self.assertEqual(tej._split_answer(b'TEJ 1\r\na=1\r\n'), ['a=1\r'])
+        with self.assertRaises(tej.RemoteCommandFailure):
+            tej._split_answer(b'no sentinel here\n')
+        with self.assertRaises(tej.RemoteCommandFailure):
+            tej._split_answer(b'TEJ 12\n')
+
+    def test_record(self):
+        line = ('id=j\tstate=finished\texit=3\tsubmitted=10\tstarted=11\t'
+                'finished=20\tnow=30\truntime=default\truntime_id=\t'
+                'dir=/q/jobs/j/st\tage')
+        record = tej._parse_record(line)
+        self.assertEqual(record, {
+            'id': 'j', 'state': 'finished', 'exit': 3, 'submitted': 10,
+            'started': 11, 'finished': 20, 'now': 30, 'runtime': 'default',
+            'runtime_id': '', 'dir': '/q/jobs/j/st\tage'})
+        running = tej._parse_record('id=j\tstate=running\texit=\tstarted=5')
+        self.assertIsNone(running['exit'])
+        self.assertEqual(tej._compat_status(record)[::2], ('finished', '3'))
+        self.assertEqual(str(tej._compat_status(record)[1]),
+                         '/q/jobs/j/st\tage')
+        killed = dict(record, state='killed', exit=143)
+        self.assertEqual(tej._compat_status(killed)[::2], ('finished', '143'))
+        self.assertEqual(tej._compat_status(dict(record, state='lost'))[::2],
+                         ('lost', None))
+        self.assertEqual(tej._parse_record('id=x\tstate=notfound'),
+                         {'id': 'x', 'state': 'notfound', 'exit': None,
+                          'submitted': None, 'started': None,
+                          'finished': None, 'now': None})
+
+    def test_duration(self):
+        self.assertEqual(tej._format_duration(5337), '1:28:57')
+        self.assertEqual(tej._format_duration(0), '0:00:00')
+        self.assertEqual(tej._format_duration(-3), '0:00:00')
+
+    def test_pairs(self):
+        self.assertEqual(tej._parse_pairs(['a=1', 'b=x=y', 'junk']),
+                         {'a': '1', 'b': 'x=y'})
+
+
+class TestScriptMode(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        support.make_tree(self.dir, {'start.sh': 'true', 'bin/run.py': '',
+                                     'has space.sh': ''})
+
+    def test_modes(self):
+        M = tej._script_mode
+        self.assertEqual(M(self.dir, None), ('file', 'start.sh'))
+        self.assertEqual(M(self.dir, './bin/run.py'), ('file', 'bin/run.py'))
+        self.assertEqual(M(self.dir, 'has space.sh'), ('file', 'has space.sh'))
+        self.assertEqual(M(self.dir, 'echo "hi"'), ('command', 'echo "hi"'))
+        self.assertEqual(M(self.dir, 'make'), ('command', 'make'))
+        for missing in ['nope.sh', 'bin/nope', '../start.sh']:
+            with self.assertRaises(ValueError, msg=missing):
+                M(self.dir, missing)
+        with self.assertRaises(ValueError):
+            M(self.dir, '  ')
+        os.unlink(os.path.join(self.dir, 'start.sh'))
+        with self.assertRaises(ValueError):
+            M(self.dir, None)
+
+
+def _tar(members):
+    """A tar archive in memory: members are (TarInfo kwargs, data)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT) as t:
+        for fields, data in members:
+            info = tarfile.TarInfo(fields.pop('name'))
+            for key, value in fields.items():
+                setattr(info, key, value)
+            if data is not None:
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+            else:
+                t.addfile(info)
+    buf.seek(0)
+    return buf
+
+
+class TestExtract(unittest.TestCase):
+    def setUp(self):
+        self.top = tempfile.mkdtemp()
+        self.dest = os.path.join(self.top, 'dest')
+
+    def extract(self, members, targets=None, recursive=True):
+        targets = targets or {'out': os.path.join(self.dest, 'out')}
+        tej._extract(_tar(members), targets, recursive)
+
+    def test_names_survive(self):
+        names = ['out/with space', "out/it's", 'out/$HOME', 'out/-n',
+                 'out/new\nline', 'out/caf\u00e9 \u4e2d\u6587', 'out/sub/x']
+        self.extract([({'name': 'out', 'type': tarfile.DIRTYPE}, None)] +
+                     [({'name': './' + n}, n.encode('utf-8')) for n in names])
+        for name in names:
+            with open(os.path.join(self.dest, name), 'rb') as fp:
+                self.assertEqual(fp.read(), name.encode('utf-8'))
+
+    def test_rename_and_not_recursive(self):
+        self.extract([({'name': 'out/a'}, b'a'), ({'name': 'out/d/b'}, b'b')],
+                     {'out': os.path.join(self.dest, 'renamed')})
+        self.assertTrue(os.path.isfile(os.path.join(self.dest, 'renamed/d/b')))
+        self.extract([({'name': 'out', 'type': tarfile.DIRTYPE}, None),
+                      ({'name': 'out/a'}, b'a')],
+                     {'out': os.path.join(self.dest, 'flat')}, recursive=False)
+        self.assertEqual(os.listdir(os.path.join(self.dest, 'flat')), [])
+
+    def test_hostile_names(self):
+        for name in ['/etc/evil', 'out/../../evil', '../evil', 'other/x']:
+            with self.assertRaises(tej.Error, msg=name):
+                self.extract([({'name': name}, b'x')])
+        self.assertFalse(os.path.exists(os.path.join(self.top, 'evil')))
+
+    def test_links_pointing_out(self):
+        self.extract([({'name': 'out/up', 'type': tarfile.SYMTYPE,
+                        'linkname': '../../..'}, None),
+                      ({'name': 'out/abs', 'type': tarfile.SYMTYPE,
+                        'linkname': '/etc'}, None),
+                      ({'name': 'out/ok', 'type': tarfile.SYMTYPE,
+                        'linkname': 'file'}, None),
+                      ({'name': 'out/file'}, b'in')])
+        out = os.path.join(self.dest, 'out')
+        self.assertFalse(os.path.lexists(os.path.join(out, 'up')))
+        self.assertFalse(os.path.lexists(os.path.join(out, 'abs')))
+        self.assertEqual(os.readlink(os.path.join(out, 'ok')), 'file')
+
+    def test_write_through_local_link_refused(self):
+        os.makedirs(os.path.join(self.dest, 'out'))
+        os.symlink(self.top, os.path.join(self.dest, 'out', 'esc'))
+        with self.assertRaises(tej.Error):
+            self.extract([({'name': 'out/esc/evil'}, b'x')])
+        self.assertFalse(os.path.exists(os.path.join(self.top, 'evil')))
+
+    def test_existing_link_replaced_not_followed(self):
+        os.makedirs(os.path.join(self.dest, 'out'))
+        victim = os.path.join(self.top, 'victim')
+        with open(victim, 'w') as fp:
+            fp.write('safe')
+        os.symlink(victim, os.path.join(self.dest, 'out', 'f'))
+        self.extract([({'name': 'out/f'}, b'new')])
+        with open(victim) as fp:
+            self.assertEqual(fp.read(), 'safe')
+
+    def test_devices_and_hard_links(self):
+        self.extract([({'name': 'out/dev', 'type': tarfile.CHRTYPE,
+                        'devmajor': 1, 'devminor': 3}, None),
+                      ({'name': 'out/fifo', 'type': tarfile.FIFOTYPE}, None),
+                      ({'name': 'out/a'}, b'A'),
+                      ({'name': 'out/b', 'type': tarfile.LNKTYPE,
+                        'linkname': 'out/a'}, None)])
+        out = os.path.join(self.dest, 'out')
+        self.assertFalse(os.path.lexists(os.path.join(out, 'dev')))
+        self.assertFalse(os.path.lexists(os.path.join(out, 'fifo')))
+        with open(os.path.join(out, 'b')) as fp:
+            self.assertEqual(fp.read(), 'A')
+        with self.assertRaises(tej.Error):
+            self.extract([({'name': 'out/c', 'type': tarfile.LNKTYPE,
+                            'linkname': '/etc/passwd'}, None)])
+
+
+class TestEmbed(unittest.TestCase):
+    def test_in_sync(self):
+        sys.path.insert(0, os.path.join(support.TOP, 'tests'))
+        import embed
+        with open(os.path.join(support.TOP, 'tej.py')) as fp:
+            text = fp.read()
+        blocks = embed.embedded(text)
+        self.assertEqual(sorted(blocks), ['runtimes/common.sh',
+                                          'runtimes/default.sh'])
+        for name, content in blocks.items():
+            with open(os.path.join(support.TOP, name)) as fp:
+                self.assertEqual(content, fp.read(),
+                                 "%s differs from tej.py (make embed)" % name)
+
+    def test_versions(self):
+        version = tej._runtime_version('default')
+        self.assertRegex(version, r'\A1/default/[0-9a-f]{16}\Z')
+
+
+class TestCommandLine(unittest.TestCase):
+    def test_no_command(self):
+        code, out, err = run_cli()
+        self.assertEqual((code, out), (2, ''))
+        self.assertIn('a command is required', err)
+
+    def test_version(self):
+        code, out, err = run_cli('--version')
+        self.assertEqual(code, 0)
+        self.assertEqual(out.strip(), 'tej version %s' % tej.__version__)
+
+    def test_help_lists_commands_and_exit_codes(self):
+        code, out, err = run_cli('--help')
+        self.assertEqual(code, 0)
+        for word in ['setup', 'submit', 'status', 'download', 'kill',
+                     'delete', 'list', 'login', 'logout', 'exit status']:
+            self.assertIn(word, out)
+
+    def test_user_mistakes_are_one_line(self):
+        cases = [
+            ('status', 'local:', '--id', '../x'),
+            ('status', 'http://host', '--id', 'x'),
+            ('submit', 'local:', '/nonexistent/dir'),
+            ('submit', 'local:', '.', '--id', 'a b'),
+        ]
+        for argv in cases:
+            code, out, err = run_cli(*argv)
+            self.assertEqual(code, 1, argv)
+            self.assertEqual(out, '', argv)
+            self.assertTrue(err.startswith('tej: error: '), (argv, err))
+            self.assertNotIn('Traceback', err)
+
+    def test_missing_id(self):
+        code, out, err = run_cli('status', 'local:')
+        self.assertEqual(code, 2)
+        self.assertIn('--id', err)
+
+
+def setUpModule():
+    support.Hermetic.start()

@@ -1,0 +1,180 @@
+"""The runtime scripts, run directly on this machine (the local:
+destination) under every POSIX shell: dash, bash --posix, busybox sh (also
+with a PATH of busybox applets only, which has no nohup), mksh, yash, posh.
+And shellcheck -s sh on them.
+"""
+
+import os
+import stat
+import subprocess
+import tempfile
+import unittest
+
+from . import support
+from .scenario import Scenario
+from .support import tej, need, which
+
+# name -> command line of the shell
+SHELLS = {
+    'dash': ['dash'],
+    'bash': ['bash', '--posix'],
+    'busybox': ['busybox', 'sh'],
+    'mksh': ['mksh'],
+    'yash': ['yash'],
+    'posh': ['posh'],
+}
+
+
+def shell_wrapper(name):
+    """A one-word command for a shell with arguments (TEJ_SH is one word)."""
+    argv = SHELLS[name]
+    if len(argv) == 1:
+        return which(argv[0])
+    path = os.path.join(support.Hermetic.start(), 'sh-%s' % name)
+    if not os.path.exists(path):
+        with open(path, 'w') as fp:
+            fp.write('#!/bin/sh\nexec %s "$@"\n' % ' '.join(
+                [which(argv[0])] + argv[1:]))
+        os.chmod(path, 0o755)
+    return path
+
+
+class LocalScenario(Scenario):
+    """The scenario through local:, with TEJ_SH set to the shell."""
+
+    shell = None
+
+    def setUp(self):
+        need('shells', which(SHELLS[self.shell][0]),
+             "%s is not installed" % self.shell)
+        self._env = {k: os.environ.get(k) for k in ('TEJ_SH', 'PATH')}
+        os.environ['TEJ_SH'] = shell_wrapper(self.shell)
+        super(LocalScenario, self).setUp()
+
+    def tearDown(self):
+        super(LocalScenario, self).tearDown()
+        for key, value in self._env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+    def base_dir(self):
+        path = os.path.join(self.tmp, 'server')
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def make_queue(self, path):
+        return tej.RemoteQueue('local:', path)
+
+
+def _shell_case(name):
+    return type('Test_%s' % name, (LocalScenario, unittest.TestCase),
+                {'shell': name})
+
+
+for _name in SHELLS:
+    globals()['Test_%s' % _name] = _shell_case(_name)
+del _name
+
+
+class Test_busybox_only(LocalScenario, unittest.TestCase):
+    """busybox sh with nothing but busybox applets on PATH: no nohup, the
+    busybox flavours of tar, ps, date, kill.
+    """
+
+    shell = 'busybox'
+
+    def setUp(self):
+        busybox = which('busybox')
+        need('shells', busybox, "busybox is not installed")
+        bindir = os.path.join(support.Hermetic.start(), 'busybox-bin')
+        if not os.path.isdir(bindir):
+            os.mkdir(bindir)
+            applets = subprocess.run([busybox, '--list'],
+                                     stdout=subprocess.PIPE).stdout.split()
+            for applet in applets:
+                os.symlink(busybox, os.path.join(bindir, applet.decode()))
+        self.assertFalse(os.path.exists(os.path.join(bindir, 'nohup')))
+        super(Test_busybox_only, self).setUp()
+        os.environ['TEJ_SH'] = 'sh'
+        os.environ['PATH'] = bindir
+
+
+class TestShellcheck(unittest.TestCase):
+    def test_runtimes_are_clean(self):
+        need('shells', which('shellcheck'), "shellcheck is not installed")
+        runtimes = os.path.join(support.TOP, 'runtimes')
+        files = sorted(os.path.join(runtimes, f) for f in os.listdir(runtimes)
+                       if f.endswith('.sh'))
+        proc = subprocess.run(['shellcheck', '-s', 'sh'] + files,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.assertEqual(proc.returncode, 0, proc.stdout.decode())
+
+    def test_bootstrap_is_clean(self):
+        need('shells', which('shellcheck'), "shellcheck is not installed")
+        proc = subprocess.run(['shellcheck', '-s', 'sh', '-'],
+                              # a literal "~" is what it compares with
+                              input=b'# shellcheck disable=SC2088\n' +
+                              tej._BOOTSTRAP.encode(),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.assertEqual(proc.returncode, 0, proc.stdout.decode())
+
+
+class TestRuntimeDirectly(unittest.TestCase):
+    """Checks the runtime makes itself, whatever the client says."""
+
+    def setUp(self):
+        self.queue = tempfile.mkdtemp()
+        self.script = os.path.join(self.queue, 'tej.sh')
+        with open(self.script, 'w') as fp:
+            fp.write(tej._runtime_script('default'))
+
+    def run_sh(self, *args):
+        proc = subprocess.run(['sh', self.script, self.queue] + list(args),
+                              stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def test_ids_checked_on_the_server(self):
+        for bad in ['..', '../x', '-rf', '.x', 'a/b', 'a b', '$(id)', 'a\nb',
+                    '', 'x' * 129]:
+            code, out, err = self.run_sh('status', bad)
+            self.assertEqual(code, 8, bad)
+            code, out, err = self.run_sh('submit', bad, 'command', 'true')
+            self.assertEqual(code, 8, bad)
+        self.assertFalse(os.path.exists(os.path.join(self.queue, 'jobs', '..',
+                                                     'x')))
+
+    def test_paths_checked_on_the_server(self):
+        os.makedirs(os.path.join(self.queue, 'jobs', 'j', 'stage'))
+        for bad in ['/etc/passwd', '../state', 'a/../../x', '']:
+            code, out, err = self.run_sh('download', 'j', bad)
+            self.assertEqual(code, 8, bad)
+
+    def test_exit_codes_avoid_the_shells(self):
+        code, out, err = self.run_sh('nonsense')
+        self.assertEqual(code, 8)
+        code, out, err = self.run_sh('status', 'none')
+        self.assertEqual((code, out), (3, b'TEJ 1\nid=none\tstate=notfound\n'))
+
+    def test_files_are_private(self):
+        code, out, err = self.run_sh('list')
+        self.assertEqual(code, 0)
+        tmp = tempfile.mkdtemp()
+        with open(os.path.join(tmp, 'start.sh'), 'w') as fp:
+            fp.write('true\n')
+        archive = os.path.join(tmp, 'a.tar')
+        with open(archive, 'wb') as fp:
+            tej._write_tar(tmp, fp)
+        with open(archive, 'rb') as fp:
+            proc = subprocess.run(['sh', self.script, self.queue, 'submit',
+                                   'p', 'file', 'start.sh'], stdin=fp,
+                                  stdout=subprocess.PIPE)
+        self.assertEqual(proc.returncode, 0)
+        mode = os.stat(os.path.join(self.queue, 'jobs', 'p')).st_mode
+        self.assertEqual(stat.S_IMODE(mode) & 0o077, 0)
+
+
+def setUpModule():
+    support.Hermetic.start()
