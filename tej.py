@@ -382,11 +382,12 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 # paths and "tejdir: PATH" link files.
 #
 # Verbs:
-#   _install VERSION MODE FORCE [LINK ...]
+#   _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
 #                         run from a temporary copy pushed by the client:
 #                         MODE "auto" or "setup" puts this file in place as
 #                         QUEUE/tej.sh (jobs are kept), MODE "links" only
-#                         writes the LINK files ("tejdir: QUEUE")
+#                         writes the NLINKS LINK files ("tejdir: QUEUE");
+#                         then runs VERB, which reads the rest of stdin
 #   submit ID MODE SCRIPT create job ID from a tar stream on stdin, start it;
 #                         MODE "file" runs the file SCRIPT of the job, MODE
 #                         "command" runs SCRIPT with sh -c
@@ -559,9 +560,9 @@ _active() {  # is the loaded job (after _rt_refresh) still to end?
 
 # ---- verbs -------------------------------------------------------------------
 
-_install() {  # _install VERSION MODE FORCE [LINK ...]
-    _version=$1 _mode=$2 _force=$3
-    shift 3
+_install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
+    _version=$1 _mode=$2 _force=$3 _nlinks=$4
+    shift 4
     _self=$0
     if [ "$_mode" != links ]; then
         if [ "$_mode" = setup ] && [ "$_force" != 1 ] && [ -f "$Q/version" ]; then
@@ -575,7 +576,10 @@ _install() {  # _install VERSION MODE FORCE [LINK ...]
         mv -f "$_tmp" "$Q/version"
         _tmp=
     fi
-    for _link do
+    while [ "$_nlinks" -gt 0 ]; do
+        _link=$1
+        shift
+        _nlinks=$((_nlinks - 1))
         # shellcheck disable=SC2088 # a literal "~" from the client
         case $_link in
             "~") _link=$HOME ;;
@@ -597,6 +601,9 @@ _install() {  # _install VERSION MODE FORCE [LINK ...]
         mv -f "$_tmp" "$_link"
         _tmp=
     done
+    if [ "$#" -gt 0 ]; then  # the verb that found the runtime missing
+        exec "$TEJ_SH" "$Q/tej.sh" "$Q" "$@"
+    fi
     _header
     printf 'queue=%s\n' "$Q"
 }
@@ -938,8 +945,10 @@ def _runtime_version(name):
 # link files, remembered as TEJ_LINK_n for cleanup), then runs the installed
 # runtime if its version is one of VERSIONS. Otherwise it answers
 # "queue=missing" (no queue there) and "installed=VERSION", and exits 90.
-# The verb _install receives a new runtime on stdin and runs it. One line,
-# no "!": a csh login shell reads this string too.
+# The verb "_install SIZE ARG..." takes a new runtime from the first SIZE
+# bytes of stdin (dd bs=1 reads no further: the rest is for the verb run
+# after the install) and runs it. One line, no "!": a csh login shell reads
+# this string too.
 _BOOTSTRAP = (
     'umask 077;q=$1;k=$2;shift 2;n=0;'
     'case $q in "~")q=$HOME;;"~/"*)q=$HOME/${q#"~/"};;/*);;*)q=$HOME/$q;;esac;'
@@ -953,8 +962,8 @@ _BOOTSTRAP = (
     'l=${l#"tejdir: "};case $l in /*)q=$l;;*)q=${q%/*}/$l;;esac;'
     'done;'
     'case $1 in _install)t=${TMPDIR:-/tmp}/tej-install.$$;rm -f "$t";'
-    'set -C;cat >"$t"||exit 1;set +C;exec "${TEJ_SH:-sh}" "$t" "$q" "$@";;'
-    'esac;'
+    'set -C;dd bs=1 count="$2" 2>/dev/null >"$t"||exit 1;set +C;shift 2;'
+    'exec "${TEJ_SH:-sh}" "$t" "$q" _install "$@";;esac;'
     '[ $n -eq 0 ]||[ -d "$q" ]||'
     '{ echo "tej: broken queue link: $q does not exist" >&2;exit 6; };'
     'v=;[ -f "$q/version" ]&&IFS= read -r v <"$q/version";'
@@ -1465,16 +1474,17 @@ class RemoteQueue(object):
     def _argv(self, verb, args):
         return [self.queue, self._versions(), verb] + list(args)
 
-    def _need_runtime(self, out, create):
-        """The bootstrap found no usable runtime: install one, or raise."""
+    def _runtime_to_install(self, out, create):
+        """The bootstrap found no usable runtime (exit 90): return the name
+        of the runtime to install, or raise.
+        """
         info = _parse_pairs(_split_answer(out))
         if info.get('queue') == 'missing':
             if not create:
                 raise QueueDoesntExist(
                     "There is no queue at %s on %s" % (
                         self.queue, self.destination_string))
-            self._install('auto')
-            return
+            return self.setup_runtime or 'default'
         installed = info.get('installed', '')
         name = installed.split('/')[1] if installed.count('/') == 2 else None
         if self.need_runtime and name not in self.need_runtime:
@@ -1486,23 +1496,42 @@ class RemoteQueue(object):
             raise QueueExists(
                 "The queue at %s uses the runtime %s, which this tej does "
                 "not know (tej %s)" % (self.queue, name, __version__))
-        self._install('auto', runtime=name)
+        return name or self.setup_runtime or 'default'
+
+    def _install_call(self, runtime, mode, force=False, links=(), then=()):
+        """The argv and stdin that install ``runtime`` (pushed on stdin,
+        ahead of what the verb ``then`` reads) and run ``then`` after it.
+        """
+        if self.need_runtime and runtime not in self.need_runtime:
+            raise ValueError("Runtime %s is not one of %s" % (
+                runtime, ', '.join(sorted(self.need_runtime))))
+        logger.info("Installing the %s runtime in %s on %s", runtime,
+                    self.queue, self.destination_string)
+        script = _runtime_script(runtime).encode('utf-8')
+        links = list(links)
+        argv = self._argv('_install', [
+            str(len(script)), _runtime_version(runtime), mode,
+            '1' if force else '0', str(len(links))] + links + list(then))
+        return argv, script
 
     def _call(self, verb, args=(), stdin=None, create=False, timeout=None):
-        """Run a verb of the runtime; install the runtime when it is missing
-        or outdated, and try again. Return the answer's lines; raise the
-        error that the exit status means.
+        """Run a verb of the runtime. When the runtime is missing or
+        outdated, push it and run the verb again in the same call. Return
+        the answer's lines; raise the error that the exit status means.
         """
         argv = self._argv(verb, args)
-        for attempt in range(2):
-            code, out, err = self._transport.run(
-                argv, stdin, timeout=timeout or self.timeout)
-            if code != _RC_NEED_RUNTIME:
-                break
-            self._need_runtime(out, create)
-            if hasattr(stdin, 'seek'):
-                stdin.seek(0)
-        else:
+        timeout = timeout or self.timeout
+        code, out, err = self._transport.run(argv, stdin, timeout=timeout)
+        if code == _RC_NEED_RUNTIME:
+            runtime = self._runtime_to_install(out, create)
+            argv, script = self._install_call(runtime, 'auto',
+                                              then=[verb] + list(args))
+            if stdin is None:
+                stdin = script
+            else:
+                stdin = _prepend(script, stdin)
+            code, out, err = self._transport.run(argv, stdin, timeout=timeout)
+        if code == _RC_NEED_RUNTIME:
             raise RemoteCommandFailure(
                 "The runtime was installed but the server still asks for it",
                 command=verb, ret=code)
@@ -1544,21 +1573,6 @@ class RemoteQueue(object):
             command='tej.sh %s' % verb, ret=code,
             stderr='\n'.join(text.splitlines()[-10:]))
 
-    def _install(self, mode, runtime=None, force=False, links=()):
-        """Push a runtime through stdin (one call)."""
-        runtime = runtime or self.setup_runtime or 'default'
-        if self.need_runtime and runtime not in self.need_runtime:
-            raise ValueError("Runtime %s is not one of %s" % (
-                runtime, ', '.join(sorted(self.need_runtime))))
-        logger.info("Installing the %s runtime in %s on %s", runtime,
-                    self.queue, self.destination_string)
-        argv = self._argv('_install', [_runtime_version(runtime), mode,
-                                       '1' if force else '0'] + list(links))
-        code, out, err = self._transport.run(
-            argv, _runtime_script(runtime).encode('utf-8'),
-            timeout=self.timeout)
-        return _parse_pairs(self._answer('_install', code, out, err))
-
     # --- the original API ------------------------------------------------
 
     def setup(self, links=None, force=False, only_links=False):
@@ -1573,8 +1587,12 @@ class RemoteQueue(object):
         for link in links:
             if not link or '\n' in link:
                 raise ValueError("Invalid link path %r" % (link,))
-        self._install('links' if only_links else 'setup', force=force,
-                      links=links)
+        argv, script = self._install_call(
+            self.setup_runtime or 'default',
+            'links' if only_links else 'setup', force=force, links=links)
+        code, out, err = self._transport.run(argv, script,
+                                             timeout=self.timeout)
+        self._answer('_install', code, out, err)
 
     def submit(self, job_id, directory, script=None):
         """Send ``directory`` to the server as a new job and start it.
@@ -1621,8 +1639,9 @@ class RemoteQueue(object):
         ``directory`` is the job's directory on the server. Raise
         `JobNotFound`, `QueueDoesntExist`.
         """
-        record = self.info(job_id)
-        return _compat_status(record)
+        from pathlib import PurePosixPath
+        status, directory, arg = _compat_status(self.info(job_id))
+        return status, PurePosixPath(directory), arg
 
     def download(self, job_id, files, **kwargs):
         """Fetch files or directories of a job.
@@ -1669,8 +1688,12 @@ class RemoteQueue(object):
             code, err = stream.finish()
             if code != _RC_NEED_RUNTIME:
                 break
-            self._need_runtime(b'TEJ %d\n%s\n' % (PROTOCOL, first.encode()),
-                               False)
+            # an outdated runtime: update it, then download again
+            runtime = self._runtime_to_install(
+                b'TEJ %d\n%s\n' % (PROTOCOL, first.encode()), False)
+            argv2, script = self._install_call(runtime, 'auto')
+            self._answer('_install', *self._transport.run(
+                argv2, script, timeout=self.timeout))
         if code != _RC_OK or first != 'stream=tar':
             if code == _RC_OK:
                 code = _RC_FAILURE
@@ -1718,15 +1741,28 @@ class RemoteQueue(object):
 
 
 def _compat_status(record):
-    """(status, directory, arg) as the original API returned them."""
-    from pathlib import PurePosixPath
+    """(status, directory, arg) as the original API returned them, but the
+    directory a string.
+    """
     state = record['state']
-    directory = PurePosixPath(record['dir']) if record.get('dir') else None
+    directory = record.get('dir')
     if state in ('finished', 'killed'):
         exit_code = record['exit']
         return 'finished', directory, str(exit_code if exit_code is not None
                                           else '')
     return state, directory, None
+
+
+def _prepend(data, fileobj):
+    """A temporary file holding ``data`` followed by ``fileobj``'s content."""
+    import shutil
+    import tempfile
+    combined = tempfile.TemporaryFile()
+    combined.write(data)
+    fileobj.seek(0)
+    shutil.copyfileobj(fileobj, combined)
+    combined.seek(0)
+    return combined
 
 
 def _write_tar(directory, fileobj):
@@ -2035,8 +2071,8 @@ def _run_command(args):
 
 def _describe(record):
     """Say on stderr how long a job has been running, or took."""
-    state, started, finished = (record['state'], record['started'],
-                                record['finished'])
+    state, finished = record['state'], record['finished']
+    started = record['started'] or record['submitted']
     now = record['now'] or time.time()
     if state == 'running' and started:
         logger.info("Job is still running (%s)",

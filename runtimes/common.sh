@@ -10,11 +10,12 @@
 # paths and "tejdir: PATH" link files.
 #
 # Verbs:
-#   _install VERSION MODE FORCE [LINK ...]
+#   _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
 #                         run from a temporary copy pushed by the client:
 #                         MODE "auto" or "setup" puts this file in place as
 #                         QUEUE/tej.sh (jobs are kept), MODE "links" only
-#                         writes the LINK files ("tejdir: QUEUE")
+#                         writes the NLINKS LINK files ("tejdir: QUEUE");
+#                         then runs VERB, which reads the rest of stdin
 #   submit ID MODE SCRIPT create job ID from a tar stream on stdin, start it;
 #                         MODE "file" runs the file SCRIPT of the job, MODE
 #                         "command" runs SCRIPT with sh -c
@@ -187,9 +188,9 @@ _active() {  # is the loaded job (after _rt_refresh) still to end?
 
 # ---- verbs -------------------------------------------------------------------
 
-_install() {  # _install VERSION MODE FORCE [LINK ...]
-    _version=$1 _mode=$2 _force=$3
-    shift 3
+_install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
+    _version=$1 _mode=$2 _force=$3 _nlinks=$4
+    shift 4
     _self=$0
     if [ "$_mode" != links ]; then
         if [ "$_mode" = setup ] && [ "$_force" != 1 ] && [ -f "$Q/version" ]; then
@@ -203,7 +204,10 @@ _install() {  # _install VERSION MODE FORCE [LINK ...]
         mv -f "$_tmp" "$Q/version"
         _tmp=
     fi
-    for _link do
+    while [ "$_nlinks" -gt 0 ]; do
+        _link=$1
+        shift
+        _nlinks=$((_nlinks - 1))
         # shellcheck disable=SC2088 # a literal "~" from the client
         case $_link in
             "~") _link=$HOME ;;
@@ -225,6 +229,9 @@ _install() {  # _install VERSION MODE FORCE [LINK ...]
         mv -f "$_tmp" "$_link"
         _tmp=
     done
+    if [ "$#" -gt 0 ]; then  # the verb that found the runtime missing
+        exec "$TEJ_SH" "$Q/tej.sh" "$Q" "$@"
+    fi
     _header
     printf 'queue=%s\n' "$Q"
 }

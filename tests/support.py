@@ -223,13 +223,21 @@ class SSHServer(object):
         return path
 
     def processes(self, pattern):
-        """Pids of the test user's processes whose command line has
-        ``pattern``.
+        """Pids of the test user's processes whose command line or working
+        directory has ``pattern``.
         """
         out = subprocess.run(['ps', '-u', str(self.uid), '-o', 'pid=,args='],
                              stdout=subprocess.PIPE).stdout.decode()
-        return [line.split()[0] for line in out.splitlines()
-                if pattern in line]
+        found = []
+        for line in out.splitlines():
+            pid = line.split()[0]
+            try:
+                cwd = os.readlink('/proc/%s/cwd' % pid)
+            except OSError:
+                cwd = ''
+            if pattern in line or pattern in cwd:
+                found.append(pid)
+        return found
 
     def stop(self):
         for q in self.queues:
@@ -242,7 +250,7 @@ class SSHServer(object):
                     except OSError:
                         pass
         # the test user's jobs
-        for pid in self.processes(self.home):
+        for pid in self.processes(self.dir):
             try:
                 os.kill(int(pid), 9)
             except OSError:

@@ -83,7 +83,7 @@ class TestDestinations(unittest.TestCase):
 
     def test_control_path_too_long(self):
         old = os.environ['HOME']
-        os.environ['HOME'] = '/tmp/' + 'x' * 120
+        os.environ['HOME'] = os.path.join(support.Hermetic.start(), 'x' * 120)
         try:
             q = tej.RemoteQueue('host')
             with self.assertRaises(tej.Error) as ctx:
@@ -156,8 +156,7 @@ class TestParsers(unittest.TestCase):
         running = tej._parse_record('id=j\tstate=running\texit=\tstarted=5')
         self.assertIsNone(running['exit'])
         self.assertEqual(tej._compat_status(record)[::2], ('finished', '3'))
-        self.assertEqual(str(tej._compat_status(record)[1]),
-                         '/q/jobs/j/st\tage')
+        self.assertEqual(tej._compat_status(record)[1], '/q/jobs/j/st\tage')
         killed = dict(record, state='killed', exit=143)
         self.assertEqual(tej._compat_status(killed)[::2], ('finished', '143'))
         self.assertEqual(tej._compat_status(dict(record, state='lost'))[::2],

@@ -1,0 +1,354 @@
+"""End to end through a real OpenSSH server (see support.SSHServer): the job
+scenario, the command line with its exact output, round trips, ssh
+failures, the shared connection, and the oldest and newest Pythons.
+"""
+
+import glob
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from . import support
+from .scenario import Scenario, WAIT_FOR_GO
+from .support import tej, run_cli, wait_for, need
+
+
+def setUpModule():
+    support.Hermetic.start()
+    os.environ['TEJ_CONTROL_PERSIST'] = '60'
+
+
+def server():
+    return support.ssh_server()
+
+
+class SSHCase(unittest.TestCase):
+    def setUp(self):
+        self.server = server()
+        self.tmp = tempfile.mkdtemp()
+
+    def remote_dir(self):
+        """A fresh directory in the server's home, the test user's."""
+        path = tempfile.mkdtemp(dir=self.server.home)
+        os.chown(path, self.server.uid, self.server.gid)
+        return path
+
+
+class TestScenarioOverSSH(Scenario, SSHCase):
+    def setUp(self):
+        SSHCase.setUp(self)
+        self.base = self.remote_dir()
+        Scenario.setUp(self)
+
+    def base_dir(self):
+        return self.base
+
+    def make_queue(self, path):
+        return self.server.queue(path)
+
+    def tearDown(self):
+        Scenario.tearDown(self)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class TestCommandLine(SSHCase):
+    """The original tej's command line, with its exact output."""
+
+    def tej(self, *argv, expect=0):
+        code, out, err = run_cli(*self.server.cli(*argv))
+        self.assertEqual(code, expect, (argv, out, err))
+        self.assertNotIn('Traceback', err)
+        return out
+
+    def test_scenario(self):
+        queue = self.remote_dir() + '/with space/queue'
+        link = self.remote_dir() + '/the link'
+        d = self.server.alias
+        q = ['--queue', queue]
+        self.assertEqual(self.tej('setup', d, '--make-link', link, *q), '')
+        self.assertTrue(os.path.isfile(link))
+        self.assertEqual(self.tej('status', d, '--id', 'nope', *q),
+                         'not found\n')
+        job = support.make_tree(os.path.join(self.tmp, 'job'), {
+            'start.sh': WAIT_FOR_GO, 'plain.txt': 'p', 'deep/a/b.txt': 'b'})
+        out = self.tej('submit', d, '--id', 'job1', job, '--queue', link)
+        self.assertEqual(out, 'job1\n')
+        code, out, err = run_cli(*self.server.cli('status', d, '--id', 'job1',
+                                                  *q))
+        self.assertEqual((code, out), (0, 'running\n'))
+        self.assertRegex(err, r'Job is still running \(0:00:0\d\)')
+        self.tej('delete', d, '--id', 'job1', *q, expect=1)
+        with open(os.path.join(queue, 'jobs', 'job1', 'stage', 'go'), 'w'):
+            pass
+        wait_for(lambda: self.tej('status', d, '--id', 'job1', *q)
+                 == 'finished 0\n', what='job1 to finish')
+        here = os.getcwd()
+        os.chdir(self.tmp)
+        try:
+            self.assertEqual(self.tej('download', d, '--id', 'job1',
+                                      '_stdout', 'deep', *q), '')
+        finally:
+            os.chdir(here)
+        with open(os.path.join(self.tmp, '_stdout')) as fp:
+            self.assertEqual(fp.read(), 'out: p\n')
+        self.assertTrue(os.path.isfile(os.path.join(self.tmp, 'deep/a/b.txt')))
+        self.tej('download', d, '--id', 'job1', 'results/r.txt',
+                 '--destination', os.path.join(self.tmp, 'r.txt'), *q)
+        self.tej('download', d, '--id', 'job1', 'results',
+                 '--directory', os.path.join(self.tmp, 'into'), *q)
+        self.assertTrue(os.path.isfile(os.path.join(self.tmp,
+                                                    'into/results/r.txt')))
+        self.assertEqual(self.tej('list', d, *q), 'job1 finished\n')
+        self.assertEqual(self.tej('kill', d, '--id', 'job1', *q), '')
+        self.assertEqual(self.tej('delete', d, '--id', 'job1', *q), '')
+        self.assertEqual(self.tej('status', d, '--id', 'job1', *q),
+                         'not found\n')
+
+        # a long job, killed: no process of it is left on the server
+        long_job = support.make_tree(os.path.join(self.tmp, 'long'), {
+            'start.sh': 'sleep 1000 &\nsleep 1001\n'})
+        self.tej('submit', d, '--id', 'long', long_job, *q)
+        wait_for(lambda: self.server.processes('sleep 1001'),
+                 what='the long job to start')
+        self.tej('delete', d, '--id', 'long', *q, expect=1)
+        self.tej('kill', d, '--id', 'long', *q)
+        self.assertEqual(self.tej('status', d, '--id', 'long', *q),
+                         'finished 143\n')
+        self.assertEqual(self.server.processes('sleep 100'), [])
+        self.tej('delete', d, '--id', 'long', *q)
+
+        # a command as the script, on an empty directory
+        empty = os.path.join(self.tmp, 'empty')
+        os.mkdir(empty)
+        job_id = self.tej('submit', d, '--script', 'echo "hi"', empty,
+                          *q).strip()
+        self.assertRegex(job_id, r'\Aempty_.+_[a-z0-9]{10}\Z')
+        wait_for(lambda: self.tej('status', d, '--id', job_id, *q)
+                 == 'finished 0\n', what='the echo job')
+        self.tej('download', d, '--id', job_id, '_stdout', '--destination',
+                 os.path.join(self.tmp, 'hi'), *q)
+        with open(os.path.join(self.tmp, 'hi')) as fp:
+            self.assertEqual(fp.read(), 'hi\n')
+
+    def test_default_queue_and_default_link(self):
+        d = self.server.alias
+        real = self.remote_dir() + '/real'
+        home_queue = os.path.join(self.server.home, '.tej')
+        shutil.rmtree(home_queue, ignore_errors=True)
+        try:
+            self.tej('setup', d, '--queue', real, '--make-default-link')
+            with open(home_queue) as fp:
+                self.assertEqual(fp.read(), 'tejdir: %s\n' % real)
+            job = support.make_tree(os.path.join(self.tmp, 'j'),
+                                    {'start.sh': 'true\n'})
+            self.assertEqual(self.tej('submit', d, '--id', 'x', job), 'x\n')
+            self.assertTrue(os.path.isdir(os.path.join(real, 'jobs', 'x')))
+        finally:
+            if os.path.lexists(home_queue):
+                os.unlink(home_queue)
+
+    def test_errors_are_one_line(self):
+        d = self.server.alias
+        queue = self.remote_dir() + '/q'
+        for argv in [('status', d, '--id', 'x', '--queue', queue),
+                     ('list', d, '--queue', queue),
+                     ('kill', d, '--id', 'x', '--queue', queue)]:
+            code, out, err = run_cli(*self.server.cli(*argv))
+            self.assertEqual((code, out), (1, ''))
+            self.assertRegex(err, r'\Atej: error: There is no queue at .*\n\Z')
+
+
+class TestRoundTrips(SSHCase):
+    """Each operation is one ssh exec once the runtime is in place; first
+    contact is two.
+    """
+
+    def setUp(self):
+        super(TestRoundTrips, self).setUp()
+        self.log = os.path.join(self.tmp, 'ssh.log')
+        wrapper = os.path.join(self.tmp, 'ssh')
+        with open(wrapper, 'w') as fp:
+            fp.write('#!/bin/sh\n'
+                     'case " $* " in *" -O "*) ;; '
+                     '*) echo exec >> "%s" ;; esac\n'
+                     'exec ssh "$@"\n' % self.log)
+        os.chmod(wrapper, 0o755)
+        os.environ['TEJ_SSH'] = wrapper
+
+    def tearDown(self):
+        del os.environ['TEJ_SSH']
+
+    def count(self, action):
+        open(self.log, 'w').close()
+        action()
+        with open(self.log) as fp:
+            return len(fp.read().split())
+
+    def test_counts(self):
+        q = self.server.queue(self.remote_dir() + '/q')
+        job = support.make_tree(os.path.join(self.tmp, 'job'),
+                                {'start.sh': 'echo hi\n'})
+        counts = {
+            'first submit': self.count(lambda: q.submit('a', job)),
+            'submit': self.count(lambda: q.submit('b', job)),
+            'status': self.count(lambda: q.status('a')),
+            'list': self.count(lambda: list(q.list())),
+        }
+        support.wait_state(q, 'a')
+        counts.update({
+            'download': self.count(lambda: q.download(
+                'a', '_stdout', directory=self.tmp)),
+            'kill': self.count(lambda: q.kill('a')),
+            'delete': self.count(lambda: q.delete('a')),
+            'setup': self.count(lambda: q.setup(force=True)),
+        })
+        self.assertEqual(counts, {
+            'first submit': 2, 'submit': 1, 'status': 1, 'list': 1,
+            'download': 1, 'kill': 1, 'delete': 1, 'setup': 1})
+        # an outdated runtime costs one more exec, not more
+        with open(os.path.join(q.queue, 'version'), 'w') as fp:
+            fp.write('1/default/0\n')
+        self.assertEqual(self.count(lambda: q.status('b')), 2)
+        # and the connection is shared: one sshd for all of this
+        self.assertEqual(self.count(lambda: q.status('b')), 1)
+
+
+class TestSSHFailures(SSHCase):
+    def test_unknown_host_key(self):
+        known = os.path.join(self.tmp, 'known_hosts')
+        open(known, 'w').close()
+        q = tej.RemoteQueue(self.server.alias, ssh_options=[
+            '-o', 'UserKnownHostsFile=%s' % known] + self.server.options,
+            multiplex=False)
+        with self.assertRaises(tej.Error) as ctx:
+            q.status('x')
+        self.assertIn('host key', str(ctx.exception))
+        self.assertIn('tej login', str(ctx.exception))
+
+    def test_authentication_failure(self):
+        key = os.path.join(self.tmp, 'other_key')
+        subprocess.check_call(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '',
+                               '-f', key])
+        config = os.path.join(self.tmp, 'ssh_config')
+        with open(self.server.config) as fp:
+            text = fp.read()
+        with open(config, 'w') as fp:
+            fp.write(text.replace(self.server.path('client_key'), key))
+        q = tej.RemoteQueue(self.server.alias, ssh_options=['-F', config])
+        with self.assertRaises(tej.Error) as ctx:
+            q.status('x')
+        self.assertIn('Authentication', str(ctx.exception))
+        code, out, err = run_cli('status', self.server.alias, '--id', 'x',
+                                 '-F', config)
+        self.assertEqual((code, out), (1, ''))
+        self.assertRegex(err, r'\Atej: error: Authentication to \S+ failed'
+                              r'[^\n]*\n\Z')
+
+    def test_unreachable(self):
+        q = tej.RemoteQueue('nowhere.invalid', ssh_options=[
+            '-F', '/dev/null', '-o', 'ProxyCommand=false'])
+        with self.assertRaises(tej.Error) as ctx:
+            q.status('x')
+        self.assertIn('Cannot connect', str(ctx.exception))
+
+    def test_dead_master_is_replaced(self):
+        q = self.server.queue(self.remote_dir() + '/q')
+        q.setup()
+        self.assertTrue(q._transport.check_master())
+        out = subprocess.run(['ps', '-eo', 'pid=,args='],
+                             stdout=subprocess.PIPE).stdout.decode()
+        masters = [int(l.split()[0]) for l in out.splitlines()
+                   if q._transport.control_path in l and '[mux]' in l]
+        self.assertEqual(len(masters), 1, out)
+        os.kill(masters[0], signal.SIGKILL)
+        wait_for(lambda: not q._transport.check_master() or None,
+                 what='the master to die')
+        with self.assertRaises(tej.JobNotFound):
+            q.status('x')
+        self.assertTrue(q._transport.check_master())
+
+    def test_stale_socket(self):
+        q = self.server.queue(self.remote_dir() + '/q', multiplex=True)
+        q.close()
+        # a socket file that nothing listens on
+        import socket
+        path = q._transport.control_path
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(path)
+        sock.close()
+        q.setup()
+        self.assertTrue(q._transport.check_master())
+
+    def test_no_multiplex(self):
+        q = tej.RemoteQueue(self.server.alias, self.remote_dir() + '/q',
+                            ssh_options=self.server.options +
+                            ['-o', 'ServerAliveCountMax=5'], multiplex=False)
+        q.setup()
+        self.assertEqual(list(q.list()), [])
+        self.assertFalse(os.path.exists(q._transport.control_path))
+
+
+def _pythons():
+    """The oldest and newest Python 3 of pyenv's, if there are several."""
+    found = {}
+    roots = [os.environ.get('PYENV_ROOT'), os.path.expanduser('~/.pyenv'),
+             '/root/.pyenv']
+    if shutil.which('pyenv'):
+        roots.insert(0, subprocess.run(['pyenv', 'root'],
+                                       stdout=subprocess.PIPE)
+                     .stdout.decode().strip())
+    root = next((r for r in roots if r and os.path.isdir(r)), '')
+    for exe in glob.glob(root + '/versions/3.*/bin/python3'):
+        out = subprocess.run([exe, '-c', 'import sys; print(sys.version_info'
+                              '[:2])'], stdout=subprocess.PIPE)
+        if out.returncode == 0:
+            found[eval(out.stdout)] = exe
+    for name in ['python3.6', 'python3.13']:
+        exe = shutil.which(name)
+        if exe:
+            found.setdefault((3, int(name[8:])), exe)
+    if not found:
+        return []
+    versions = sorted(found)
+    return [(versions[0], found[versions[0]]),
+            (versions[-1], found[versions[-1]])]
+
+
+class TestClientPythons(SSHCase):
+    """The command line as a subprocess, with the oldest and newest
+    Python: 3.6 and 3.13.
+    """
+
+    def test_oldest_and_newest(self):
+        pythons = _pythons()
+        need('python-versions', pythons and pythons[0][0] <= (3, 6) and
+             pythons[-1][0] >= (3, 13), "Python 3.6 and 3.13 are not both "
+             "installed (found: %s)" % [v for v, _ in pythons])
+        job = support.make_tree(os.path.join(self.tmp, 'job'),
+                                {'start.sh': 'echo "$0" ok\n'})
+        queue = self.remote_dir() + '/q'
+        tej_py = os.path.join(support.TOP, 'tej.py')
+        for version, exe in pythons:
+            def cli(*args):
+                proc = subprocess.run(
+                    [exe, tej_py] + self.server.cli(*args) +
+                    ['--queue', queue], stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, cwd=self.tmp)
+                self.assertEqual(proc.returncode, 0, (version, args, proc))
+                return proc.stdout.decode()
+            job_id = 'py%d%d' % version
+            self.assertEqual(cli('submit', self.server.alias, '--id', job_id,
+                                 job), job_id + '\n')
+            wait_for(lambda: cli('status', self.server.alias, '--id', job_id)
+                     == 'finished 0\n', what='the job of %s' % (version,))
+            cli('download', self.server.alias, '--id', job_id, '_stdout',
+                '--destination', job_id)
+            with open(os.path.join(self.tmp, job_id)) as fp:
+                self.assertEqual(fp.read(), './start.sh ok\n')
+            self.assertIn('%s finished' % job_id,
+                          cli('list', self.server.alias))
+            cli('delete', self.server.alias, '--id', job_id)
