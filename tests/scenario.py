@@ -11,7 +11,7 @@ import signal
 import tempfile
 
 from . import support
-from .support import tej, wait_for, wait_state
+from .support import tej, run_cli, wait_for, wait_state
 
 # Names that must survive upload and download byte for byte.
 NASTY_FILES = {
@@ -272,3 +272,86 @@ class Scenario(object):
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class CommandLineScenario(object):
+    """The original tej's command line, with its exact output. A subclass
+    sets ``dest``, ``cli_extra`` (options reaching the server) and
+    ``tmp``, and provides ``remote_dir()`` and ``processes(pattern)``.
+    """
+
+    def tej(self, *argv, expect=0):
+        code, out, err = run_cli(*(list(argv) + self.cli_extra))
+        self.assertEqual(code, expect, (argv, out, err))
+        self.assertNotIn('Traceback', err)
+        return out
+
+    def test_scenario(self):
+        queue = self.remote_dir() + '/with space/queue'
+        link = self.remote_dir() + '/the link'
+        d = self.dest
+        q = ['--queue', queue]
+        self.assertEqual(self.tej('setup', d, '--make-link', link, *q), '')
+        self.assertTrue(os.path.isfile(link))
+        self.assertEqual(self.tej('status', d, '--id', 'nope', *q),
+                         'not found\n')
+        job = support.make_tree(os.path.join(self.tmp, 'job'), {
+            'start.sh': WAIT_FOR_GO, 'plain.txt': 'p', 'deep/a/b.txt': 'b'})
+        out = self.tej('submit', d, '--id', 'job1', job, '--queue', link)
+        self.assertEqual(out, 'job1\n')
+        code, out, err = run_cli('status', d, '--id', 'job1', *(q + self.cli_extra))
+        self.assertEqual((code, out), (0, 'running\n'))
+        self.assertRegex(err, r'Job is still running \(0:00:0\d\)')
+        self.tej('delete', d, '--id', 'job1', *q, expect=1)
+        with open(os.path.join(queue, 'jobs', 'job1', 'stage', 'go'), 'w'):
+            pass
+        wait_for(lambda: self.tej('status', d, '--id', 'job1', *q)
+                 == 'finished 0\n', what='job1 to finish')
+        here = os.getcwd()
+        os.chdir(self.tmp)
+        try:
+            self.assertEqual(self.tej('download', d, '--id', 'job1',
+                                      '_stdout', 'deep', *q), '')
+        finally:
+            os.chdir(here)
+        with open(os.path.join(self.tmp, '_stdout')) as fp:
+            self.assertEqual(fp.read(), 'out: p\n')
+        self.assertTrue(os.path.isfile(os.path.join(self.tmp, 'deep/a/b.txt')))
+        self.tej('download', d, '--id', 'job1', 'results/r.txt',
+                 '--destination', os.path.join(self.tmp, 'r.txt'), *q)
+        self.tej('download', d, '--id', 'job1', 'results',
+                 '--directory', os.path.join(self.tmp, 'into'), *q)
+        self.assertTrue(os.path.isfile(os.path.join(self.tmp,
+                                                    'into/results/r.txt')))
+        self.assertEqual(self.tej('list', d, *q), 'job1 finished\n')
+        self.assertEqual(self.tej('kill', d, '--id', 'job1', *q), '')
+        self.assertEqual(self.tej('delete', d, '--id', 'job1', *q), '')
+        self.assertEqual(self.tej('status', d, '--id', 'job1', *q),
+                         'not found\n')
+
+        # a long job, killed: no process of it is left on the server
+        long_job = support.make_tree(os.path.join(self.tmp, 'long'), {
+            'start.sh': 'sleep 1000 &\nsleep 1001\n'})
+        self.tej('submit', d, '--id', 'long', long_job, *q)
+        wait_for(lambda: self.processes('sleep 1001'),
+                 what='the long job to start')
+        self.tej('delete', d, '--id', 'long', *q, expect=1)
+        self.tej('kill', d, '--id', 'long', *q)
+        self.assertEqual(self.tej('status', d, '--id', 'long', *q),
+                         'finished 143\n')
+        self.assertEqual(self.processes('sleep 100'), [])
+        self.tej('delete', d, '--id', 'long', *q)
+
+        # a command as the script, on an empty directory
+        empty = os.path.join(self.tmp, 'empty')
+        os.mkdir(empty)
+        job_id = self.tej('submit', d, '--script', 'echo "hi"', empty,
+                          *q).strip()
+        self.assertRegex(job_id, r'\Aempty_.+_[a-z0-9]{10}\Z')
+        wait_for(lambda: self.tej('status', d, '--id', job_id, *q)
+                 == 'finished 0\n', what='the echo job')
+        self.tej('download', d, '--id', job_id, '_stdout', '--destination',
+                 os.path.join(self.tmp, 'hi'), *q)
+        with open(os.path.join(self.tmp, 'hi')) as fp:
+            self.assertEqual(fp.read(), 'hi\n')
+

@@ -11,7 +11,7 @@ import tempfile
 import unittest
 
 from . import support
-from .scenario import Scenario
+from .scenario import CommandLineScenario, Scenario, read_state
 from .support import tej, need, which
 
 # name -> command line of the shell
@@ -99,6 +99,53 @@ class Test_busybox_only(LocalScenario, unittest.TestCase):
         super(Test_busybox_only, self).setUp()
         os.environ['TEJ_SH'] = 'sh'
         os.environ['PATH'] = bindir
+
+
+class TestCommandLineLocal(CommandLineScenario, unittest.TestCase):
+    """The command line scenario through local:."""
+
+    dest = 'local:'
+    cli_extra = []
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp()
+
+    def remote_dir(self):
+        return tempfile.mkdtemp()
+
+    def processes(self, pattern):
+        found = []
+        for pid in filter(str.isdigit, os.listdir('/proc')):
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as fp:
+                    cmdline = fp.read().replace(b'\0', b' ').decode()
+            except OSError:
+                continue
+            if pattern in cmdline:
+                found.append(pid)
+        return found
+
+
+class TestReboot(unittest.TestCase):
+    def test_job_of_another_boot_is_lost(self):
+        base = tempfile.mkdtemp()
+        job = support.make_tree(os.path.join(base, 'job'),
+                                {'start.sh': 'sleep 1000\n'})
+        q = tej.RemoteQueue('local:', os.path.join(base, 'q'))
+        q.submit('j', job)
+        stage = q.info('j')['dir']
+        state = support.wait_for(lambda: (lambda s: s if s.get('pgid')
+                                          else None)(read_state(stage)))
+        self.assertEqual(q.info('j')['state'], 'running')
+        path = os.path.join(os.path.dirname(stage), 'state')
+        with open(path) as fp:
+            text = fp.read()
+        with open(path, 'w') as fp:
+            fp.write(text.replace('boot=' + state['boot'],
+                                  'boot=another-boot'))
+        self.assertEqual(q.info('j')['state'], 'lost')
+        q.delete('j')
+        os.killpg(int(state['pgid']), 9)
 
 
 class TestShellcheck(unittest.TestCase):
