@@ -48,7 +48,7 @@ if sys.version_info < (3, 6):  # pragma: no cover
 __version__ = '1.0.0.dev0'
 
 __all__ = [
-    'DEFAULT_TEJ_DIR', 'RemoteQueue', 'ServerLogger',
+    'DEFAULT_TEJ_DIR', 'RemoteQueue', 'Job', 'ServerLogger',
     'parse_ssh_destination', 'destination_as_string', 'make_unique_name',
     'check_jobid', 'main',
     'Error', 'InvalidDestination', 'QueueDoesntExist', 'QueueLinkBroken',
@@ -699,6 +699,7 @@ _kill() {  # _kill ID: no-op unless the job is running
         _rt_kill "$_j"
     else
         _unlock
+        printf 'tej: job %s is not running\n' "$1" >&2
     fi
     _header
 }
@@ -1441,7 +1442,7 @@ class RemoteQueue(object):
         if not queue or '\n' in queue or '\0' in queue:
             raise ValueError("Invalid queue path %r" % queue)
         self.destination = destination
-        self.queue = queue
+        self._queue = queue
         self.setup_runtime = setup_runtime
         self.need_runtime = set(need_runtime) if need_runtime else None
         if destination.get('local'):
@@ -1452,12 +1453,18 @@ class RemoteQueue(object):
         self.timeout = _timeout_setting('TEJ_TIMEOUT', _DEFAULT_TIMEOUT)
 
     @property
+    def queue(self):
+        """The queue's location as given (a PurePosixPath, unresolved)."""
+        from pathlib import PurePosixPath
+        return PurePosixPath(self._queue)
+
+    @property
     def destination_string(self):
         """The destination as a string, without its password."""
         return self._transport.name
 
     def __repr__(self):
-        return '<RemoteQueue %s %s>' % (self.destination_string, self.queue)
+        return '<RemoteQueue %s %s>' % (self.destination_string, self._queue)
 
     def server_logger(self):
         """Return a new `ServerLogger` for the server's messages of one
@@ -1472,7 +1479,7 @@ class RemoteQueue(object):
         return ' '.join(sorted(_runtime_version(n) for n in names))
 
     def _argv(self, verb, args):
-        return [self.queue, self._versions(), verb] + list(args)
+        return [self._queue, self._versions(), verb] + list(args)
 
     def _runtime_to_install(self, out, create):
         """The bootstrap found no usable runtime (exit 90): return the name
@@ -1483,19 +1490,19 @@ class RemoteQueue(object):
             if not create:
                 raise QueueDoesntExist(
                     "There is no queue at %s on %s" % (
-                        self.queue, self.destination_string))
+                        self._queue, self.destination_string))
             return self.setup_runtime or 'default'
         installed = info.get('installed', '')
         name = installed.split('/')[1] if installed.count('/') == 2 else None
         if self.need_runtime and name not in self.need_runtime:
             raise QueueExists(
                 "The queue at %s uses the runtime %s, not %s" % (
-                    self.queue, name or 'unknown',
+                    self._queue, name or 'unknown',
                     ' or '.join(sorted(self.need_runtime))))
         if name is not None and name not in _RUNTIMES:
             raise QueueExists(
                 "The queue at %s uses the runtime %s, which this tej does "
-                "not know (tej %s)" % (self.queue, name, __version__))
+                "not know (tej %s)" % (self._queue, name, __version__))
         return name or self.setup_runtime or 'default'
 
     def _install_call(self, runtime, mode, force=False, links=(), then=()):
@@ -1506,7 +1513,7 @@ class RemoteQueue(object):
             raise ValueError("Runtime %s is not one of %s" % (
                 runtime, ', '.join(sorted(self.need_runtime))))
         logger.info("Installing the %s runtime in %s on %s", runtime,
-                    self.queue, self.destination_string)
+                    self._queue, self.destination_string)
         script = _runtime_script(runtime).encode('utf-8')
         links = list(links)
         argv = self._argv('_install', [
@@ -1738,6 +1745,90 @@ class RemoteQueue(object):
         idle for a while.
         """
         self._transport.close()
+
+    # --- new API ---------------------------------------------------------
+
+    def wait(self, job_id, timeout=None, interval=1.0, max_interval=15.0):
+        """Wait until a job has ended; return its exit code (an int; 143 or
+        137 for a killed job), or None for a lost job.
+
+        Polls with one call each time, every ``interval`` seconds at first,
+        then less often, up to every ``max_interval`` seconds. Raise
+        `JobStillRunning` when ``timeout`` seconds have passed (the job goes
+        on), `JobNotFound`, `QueueDoesntExist`.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            record = self.info(job_id)
+            if record['state'] in ('finished', 'killed', 'lost'):
+                return record['exit']
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise JobStillRunning(
+                        "Job %s is still %s after %s seconds" % (
+                            job_id, record['state'], timeout))
+                time.sleep(min(interval, left))
+            else:
+                time.sleep(interval)
+            interval = min(interval * 1.5, max_interval)
+
+    def job(self, job_id):
+        """Return a `Job` handle for ``job_id`` (no remote call)."""
+        return Job(self, job_id)
+
+
+class Job(object):
+    """A handle on one job of a `RemoteQueue`, for code that keeps jobs
+    around, like a workflow engine's job monitor polling `finished`.
+
+    Its methods are the queue's, for this job.
+    """
+
+    def __init__(self, queue, job_id):
+        check_jobid(job_id)
+        self.queue = queue
+        self.id = job_id
+
+    def __repr__(self):
+        return '<Job %s on %s>' % (self.id, self.queue.destination_string)
+
+    def info(self):
+        """The full record: see `RemoteQueue.info`."""
+        return self.queue.info(self.id)
+
+    def status(self):
+        """``(status, directory, arg)``: see `RemoteQueue.status`."""
+        return self.queue.status(self.id)
+
+    def finished(self):
+        """Has the job ended (finished, killed or lost)? One call. Raise
+        `JobNotFound` if it is not in the queue.
+        """
+        return self.info()['state'] in ('finished', 'killed', 'lost')
+
+    def exit_code(self):
+        """The exit code (an int), or None while it runs or if it is lost.
+        """
+        return self.info()['exit']
+
+    def wait(self, timeout=None):
+        """Wait until it ends; return its exit code: see
+        `RemoteQueue.wait`.
+        """
+        return self.queue.wait(self.id, timeout=timeout)
+
+    def download(self, files, **kwargs):
+        """Fetch files: see `RemoteQueue.download`."""
+        return self.queue.download(self.id, files, **kwargs)
+
+    def kill(self):
+        """Stop it if it runs: see `RemoteQueue.kill`."""
+        return self.queue.kill(self.id)
+
+    def delete(self, kill=False):
+        """Remove it: see `RemoteQueue.delete`."""
+        return self.queue.delete(self.id, kill=kill)
 
 
 def _compat_status(record):

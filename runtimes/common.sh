@@ -327,6 +327,7 @@ _kill() {  # _kill ID: no-op unless the job is running
         _rt_kill "$_j"
     else
         _unlock
+        printf 'tej: job %s is not running\n' "$1" >&2
     fi
     _header
 }

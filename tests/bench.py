@@ -50,11 +50,11 @@ def main(argv):
         job = support.make_tree(tempfile.mkdtemp(), {'start.sh': 'true\n'})
 
         first = median_time(lambda: (queue.cleanup() if os.path.isdir(
-            queue.queue) else None, queue.submit('j', job)), 1)
+            str(queue.queue)) else None, queue.submit('j', job)), 1)
         support.wait_state(queue, 'j')
         tej_py = os.path.join(support.TOP, 'tej.py')
         cli = [sys.executable, tej_py] + server.cli(
-            'status', server.alias, '--id', 'j', '--queue', queue.queue)
+            'status', server.alias, '--id', 'j', '--queue', str(queue.queue))
         ssh = ['ssh'] + server.options + [
             '-o', 'ControlPath=%s' % queue._transport.control_path,
             server.alias, 'true']
