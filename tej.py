@@ -50,10 +50,10 @@ __version__ = '1.0.0.dev0'
 __all__ = [
     'DEFAULT_TEJ_DIR', 'RemoteQueue', 'Job', 'ServerLogger',
     'parse_ssh_destination', 'destination_as_string', 'make_unique_name',
-    'check_jobid', 'main',
+    'check_jobid', 'content_id', 'main',
     'Error', 'InvalidDestination', 'QueueDoesntExist', 'QueueLinkBroken',
     'QueueExists', 'JobAlreadyExists', 'JobNotFound', 'JobStillRunning',
-    'RemoteCommandFailure',
+    'RemoteCommandFailure', 'ConnectionLost',
 ]
 
 logger = logging.getLogger('tej')
@@ -175,6 +175,12 @@ class RemoteCommandFailure(Error):
             if stderr:
                 msg += ": " + stderr
         super(RemoteCommandFailure, self).__init__(msg)
+
+
+class ConnectionLost(RemoteCommandFailure):
+    """ssh could not connect, or the connection broke during a call (the
+    command may or may not have run). Worth trying again later.
+    """
 
 
 # ===========================================================================
@@ -394,6 +400,12 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #   status ID [ID ...]    one record per job
 #   list                  one record per job in the queue
 #   download ID PATH ...  a tar stream of PATHs (relative to the job)
+#   logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
+#                         the job's _stdout and/or _stderr (STREAMS "out",
+#                         "err" or "outerr") past the offsets: "stream=logs",
+#                         frames "out N" or "err N" then N bytes; with MODE
+#                         "follow", until the job has ended; then a line
+#                         "end STATE EXIT"
 #   kill ID               stop a running job (TERM, then KILL after a grace)
 #   delete ID [kill]      remove a job; refused while it runs, unless "kill"
 #   cleanup [kill]        remove the whole queue and the links that led to it
@@ -405,7 +417,7 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #   runtime=NAME runtime_id=X dir=PATH
 # with STATE one of created, queued, running, finished, killed, lost,
 # notfound; times are epoch seconds, empty when unknown. download writes
-# "stream=tar" after the sentinel, then the archive.
+# "stream=download" after the sentinel, then a tar archive.
 #
 # Exit codes: 0 ok, 1 failure (message on stderr), 2 job still running,
 # 3 no such job, 4 job already exists, 5 no queue, 6 broken queue link,
@@ -679,8 +691,50 @@ _download() {  # _download ID PATH ...
     done
     cd "$_j/stage"
     _header
-    printf 'stream=tar\n'
+    printf 'stream=download\n'
     tar -cf - "$@"
+}
+
+_send() {  # _send NAME FILE OFFSET: a frame "NAME LENGTH" + the bytes past
+    # OFFSET; _to is the new offset
+    _to=$3
+    [ -f "$2" ] || return 0
+    _size=$(wc -c < "$2" | tr -d ' ')
+    [ "$_size" -gt "$3" ] || return 0
+    printf '%s %s\n' "$1" "$((_size - $3))"
+    tail -c "+$(($3 + 1))" "$2" | head -c "$((_size - $3))"
+    _to=$_size
+}
+
+_logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
+    _check_id "$1"
+    _j=$Q/jobs/$1
+    [ -d "$_j" ] || exit 3
+    case $4$5 in
+        ''|*[!0-9]*) _die 8 "invalid offsets: '$4' '$5'" ;;
+    esac
+    _out=$4 _err=$5
+    _header
+    printf 'stream=logs\n'
+    while :; do
+        # the state is read before the files: once the job has ended, one
+        # more pass sends all it wrote
+        _load "$_j"
+        _rt_refresh "$_j"
+        case $2 in
+            *out*) _send out "$_j/stage/_stdout" "$_out"
+                   _out=$_to ;;
+        esac
+        case $2 in
+            *err*) _send err "$_j/stage/_stderr" "$_err"
+                   _err=$_to ;;
+        esac
+        if [ "$3" != follow ] || ! _active; then
+            break
+        fi
+        sleep 0.25 2>/dev/null || sleep 1
+    done
+    printf 'end %s %s\n' "${st_state:-created}" "$st_exit"
 }
 
 _kill() {  # _kill ID: no-op unless the job is running
@@ -757,6 +811,8 @@ _main() {
         list) _list ;;
         download) [ "$#" -ge 1 ] || _die 8 "usage: download ID PATH ..."
                   _download "$@" ;;
+        logs) [ "$#" -eq 5 ] || _die 8 "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"
+              _logs "$@" ;;
         kill) [ "$#" -eq 1 ] || _die 8 "usage: kill ID"
               _kill "$1" ;;
         delete) [ "$#" -ge 1 ] || _die 8 "usage: delete ID [kill]"
@@ -1246,9 +1302,12 @@ class _SSHTransport(_Transport):
             os.unlink(log)
 
     def _failure(self, log):
-        """Decide what an exit status of 255 means, from ssh's log: return
-        'mux' (the shared connection failed: try again without it) or raise
-        the error to report.
+        """Decide what an exit status of 255 means, from ssh's log. Return
+        'refused' (the shared connection has all the sessions it may:
+        try again soon), 'mux' (the shared connection failed), 'early' (the
+        server dropped the connection before authentication, as sshd's
+        MaxStartups does: safe to try again); raise the error to report
+        otherwise: `ConnectionLost` for a connection that failed or broke.
         """
         lines = [l for l in log.splitlines() if l.strip()]
         if 'Host key verification failed' in log or \
@@ -1262,10 +1321,14 @@ class _SSHTransport(_Transport):
                 "Authentication to %s failed. tej does not prompt: use a "
                 "key or an agent, or run 'tej login %s' first."
                 % (self.name, self.name))
-        if re.search(r'mux_client|[Cc]ontrol ?[Ss]ocket|master|'
-                     r'Session open refused', log):
+        if 'Session open refused' in log:
+            return 'refused'
+        if re.search(r'mux_client|[Cc]ontrol ?[Ss]ocket|master', log):
             return 'mux'
-        raise RemoteCommandFailure(
+        if re.search(r'kex_exchange_identification|'
+                     r'ssh_exchange_identification', log):
+            return 'early'
+        raise ConnectionLost(
             "Cannot connect to %s: %s" % (
                 self.name, lines[-1] if lines else "ssh failed (status 255)"),
             command=self.ssh, ret=255, stderr=log[-2000:])
@@ -1295,7 +1358,7 @@ class _SSHTransport(_Transport):
 
     def run(self, argv, stdin=None, timeout=None):
         multiplex = self.multiplex
-        for attempt in range(3):
+        for attempt in range(1, 9):
             proc, log = self._start(argv, _stdin_arg(stdin), subprocess.PIPE,
                                     subprocess.PIPE, multiplex)
             try:
@@ -1305,34 +1368,70 @@ class _SSHTransport(_Transport):
                 text = self._read_log(log)
             if code != 255:
                 return code, out, err
-            if self._failure(text + err.decode('utf-8', 'replace')) == 'mux' \
-                    and attempt < 2:
-                logger.debug("shared connection failed: %s", text.strip())
-                if multiplex and not self.check_master() and attempt == 0:
-                    continue
-                multiplex = False
-                continue
+            multiplex = self._retry(text + err.decode('utf-8', 'replace'),
+                                    attempt, multiplex)
             if hasattr(stdin, 'seek'):
                 stdin.seek(0)
-        raise RemoteCommandFailure("Cannot connect to %s: %s" % (
+        raise ConnectionLost("Cannot connect to %s: %s" % (
             self.name, text.strip() or "ssh failed"), command=self.ssh,
             ret=255)
 
+    def _retry(self, log, attempt, multiplex):
+        """After an ssh failure that happened before the command ran: wait
+        a little, and say whether to use the shared connection next time.
+        Raise when there is no point in trying again.
+        """
+        kind = self._failure(log)
+        logger.debug("ssh failed (%s), attempt %d: %s", kind, attempt,
+                     log.strip())
+        if attempt >= 8:
+            raise ConnectionLost("Cannot connect to %s: %s" % (
+                self.name, log.strip() or "ssh failed"), command=self.ssh,
+                ret=255)
+        if kind == 'mux':
+            # a stale socket is removed; a live master that fails is avoided
+            return multiplex and not self.check_master() and attempt == 1
+        time.sleep(random.uniform(0.05, 0.1 * 2 ** min(attempt, 5)))
+        if kind == 'refused':
+            # sessions are short: a place is free soon; else a connection of
+            # its own
+            return multiplex and attempt < 4
+        return multiplex
+
     def stream(self, argv):
         import tempfile
-        errfile = tempfile.TemporaryFile()
-        proc, log = self._start(argv, subprocess.DEVNULL, subprocess.PIPE,
-                                errfile, self.multiplex)
+        multiplex = self.multiplex
+        for attempt in range(1, 9):
+            errfile = tempfile.TemporaryFile()
+            proc, log = self._start(argv, subprocess.DEVNULL, subprocess.PIPE,
+                                    errfile, multiplex)
+            # ssh's failures come before any output: peek at the first byte
+            first = proc.stdout.peek(1)[:1] if hasattr(proc.stdout, 'peek') \
+                else b''
+            if first:
+                return _Stream(proc, errfile, self._stream_finish(log))
+            proc.wait()
+            text = self._read_log(log)
+            if proc.returncode != 255:
+                stream = _Stream(proc, errfile)
+                return stream
+            errfile.seek(0)
+            err = errfile.read()
+            errfile.close()
+            proc.stdout.close()
+            multiplex = self._retry(text + err.decode('utf-8', 'replace'),
+                                    attempt, multiplex)
 
+    def _stream_finish(self, log):
         def on_finish(code, err):
             text = self._read_log(log)
             if code == 255:
                 self._failure(text + err.decode('utf-8', 'replace'))
-                raise RemoteCommandFailure(
-                    "Cannot connect to %s: %s" % (self.name, text.strip()),
+                raise ConnectionLost(
+                    "Connection to %s lost: %s" % (self.name, text.strip()),
                     command=self.ssh, ret=255)
             return code
-        return _Stream(proc, errfile, on_finish)
+        return on_finish
 
     def login(self):
         """Open the shared connection interactively (password, 2FA and host
@@ -1521,13 +1620,15 @@ class RemoteQueue(object):
             '1' if force else '0', str(len(links))] + links + list(then))
         return argv, script
 
-    def _call(self, verb, args=(), stdin=None, create=False, timeout=None):
+    def _call(self, verb, args=(), stdin=None, create=False, transfer=False,
+              ok=(_RC_OK,)):
         """Run a verb of the runtime. When the runtime is missing or
         outdated, push it and run the verb again in the same call. Return
-        the answer's lines; raise the error that the exit status means.
+        the answer's lines; raise the error that the exit status means
+        (unless it is in ``ok``). A ``transfer`` has no overall timeout.
         """
         argv = self._argv(verb, args)
-        timeout = timeout or self.timeout
+        timeout = None if transfer else self.timeout
         code, out, err = self._transport.run(argv, stdin, timeout=timeout)
         if code == _RC_NEED_RUNTIME:
             runtime = self._runtime_to_install(out, create)
@@ -1542,10 +1643,10 @@ class RemoteQueue(object):
             raise RemoteCommandFailure(
                 "The runtime was installed but the server still asks for it",
                 command=verb, ret=code)
-        return self._answer(verb, code, out, err)
+        return self._answer(verb, code, out, err, ok)
 
-    def _answer(self, verb, code, out, err):
-        if code == _RC_OK:
+    def _answer(self, verb, code, out, err, ok=(_RC_OK,)):
+        if code in ok:
             self._log_server(err)
             return _split_answer(out)
         raise self._error(verb, code, err)
@@ -1580,6 +1681,48 @@ class RemoteQueue(object):
             command='tej.sh %s' % verb, ret=code,
             stderr='\n'.join(text.splitlines()[-10:]))
 
+    def _stream_call(self, verb, args, consume, deadline=None):
+        """Run a verb whose answer is a stream: after the sentinel, a line
+        "stream=VERB", then what ``consume(stdout)`` reads; return what it
+        returns. The runtime is installed when needed (one more call). At
+        the ``deadline`` (of time.monotonic), the stream is cut.
+        """
+        argv = self._argv(verb, args)
+        for attempt in range(2):
+            stream = self._transport.stream(argv)
+            timer = None
+            if deadline is not None:
+                import threading
+                timer = threading.Timer(
+                    max(0, deadline - time.monotonic()) + 0.1,
+                    stream.proc.kill)
+                timer.daemon = True
+                timer.start()
+            try:
+                first = _read_until_stream(stream.stdout)
+                if first == 'stream=' + verb:
+                    result = consume(stream.stdout)
+                else:
+                    first += '\n' + stream.stdout.read().decode(
+                        'utf-8', 'replace')
+            except BaseException:
+                stream.abort()
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            code, err = stream.finish()
+            if code != _RC_NEED_RUNTIME:
+                break
+            runtime = self._runtime_to_install(
+                b'TEJ %d\n%s\n' % (PROTOCOL, first.encode()), False)
+            self._answer('_install', *self._transport.run(
+                *self._install_call(runtime, 'auto'), timeout=self.timeout))
+        if code == _RC_OK and first == 'stream=' + verb:
+            self._log_server(err)
+            return result
+        raise self._error(verb, code or _RC_FAILURE, err)
+
     # --- the original API ------------------------------------------------
 
     def setup(self, links=None, force=False, only_links=False):
@@ -1601,30 +1744,53 @@ class RemoteQueue(object):
                                              timeout=self.timeout)
         self._answer('_install', code, out, err)
 
-    def submit(self, job_id, directory, script=None):
+    def submit(self, job_id, directory, script=None, content_id=False,
+               if_exists=None):
         """Send ``directory`` to the server as a new job and start it.
 
-        ``job_id`` None makes one: ``<dirname>_<user>_<random>``. ``script``
-        is a file of the directory to run (default ``start.sh``) or a shell
-        command. A missing queue is set up. Return the job id. Raise
-        `JobAlreadyExists`, `ValueError` for an invalid id, a missing
-        directory or script.
+        ``job_id`` None makes one: ``<dirname>_<user>_<random>``, or with
+        ``content_id`` the job's `content_id` (the same content gives the
+        same id). ``script`` is a file of the directory to run (default
+        ``start.sh``) or a shell command. ``if_exists`` says what to do when
+        the id is taken: ``'fail'`` (raise `JobAlreadyExists`; the default)
+        or ``'reuse'`` (return the id of the job that is there; the default
+        with ``content_id``). A missing queue is set up. Return the job id.
+        Raise `ValueError` for an invalid id, a missing directory or script.
         """
-        if job_id is None:
-            job_id = _default_job_id(directory,
-                                     self.destination.get('username'))
-        check_jobid(job_id)
+        return self._submit(job_id, directory, script, content_id,
+                            if_exists)[0]
+
+    def _submit(self, job_id, directory, script, content_id, if_exists):
+        """submit(); return (job id, whether the job was created)."""
+        if if_exists is None:
+            if_exists = 'reuse' if content_id else 'fail'
+        if if_exists not in ('fail', 'reuse'):
+            raise ValueError("if_exists is 'fail' or 'reuse', not %r"
+                             % (if_exists,))
         if not os.path.isdir(directory):
             raise ValueError("Not a directory: %s" % directory)
         mode, script = _script_mode(directory, script)
+        if job_id is None:
+            if content_id:
+                job_id = _content_id(directory, mode, script)
+            else:
+                job_id = _default_job_id(directory,
+                                         self.destination.get('username'))
+        check_jobid(job_id)
         import tempfile
         with tempfile.TemporaryFile() as archive:
             _write_tar(directory, archive)
             archive.seek(0)
-            self._call('submit', [job_id, mode, script], stdin=archive,
-                       create=True, timeout=None)
+            try:
+                self._call('submit', [job_id, mode, script], stdin=archive,
+                           create=True, transfer=True)
+            except JobAlreadyExists:
+                if if_exists != 'reuse':
+                    raise
+                logger.info("Job %s exists already: using it", job_id)
+                return job_id, False
         logger.info("Submitted job %s", job_id)
-        return job_id
+        return job_id, True
 
     def info(self, job_id):
         """Return the full record of a job: a dict with ``id``, ``state``
@@ -1634,8 +1800,17 @@ class RemoteQueue(object):
         and ``dir``. Raise `JobNotFound`, `QueueDoesntExist`.
         """
         check_jobid(job_id)
-        record = _parse_records(self._call('status', [job_id]))[0]
-        return record
+        return _parse_records(self._call('status', [job_id]))[0]
+
+    def infos(self, job_ids):
+        """The records of several jobs, in one call: a list of dicts as
+        `info` returns, with ``state`` ``'notfound'`` for a job that is not
+        in the queue. Raise `QueueDoesntExist`.
+        """
+        for job_id in job_ids:
+            check_jobid(job_id)
+        return _parse_records(self._call('status', list(job_ids),
+                                         ok=(_RC_OK, _RC_NO_JOB)))
 
     def status(self, job_id):
         """Return ``(status, directory, arg)`` for a job.
@@ -1682,30 +1857,8 @@ class RemoteQueue(object):
             directory = str(directory if directory is not None else '.')
             targets = {f: os.path.join(directory, f.rsplit('/', 1)[-1])
                        for f in files}
-        argv = self._argv('download', [job_id] + files)
-        for attempt in range(2):
-            stream = self._transport.stream(argv)
-            try:
-                first = _read_until_stream(stream.stdout)
-                if first == 'stream=tar':
-                    _extract(stream.stdout, targets, recursive)
-            except BaseException:
-                stream.abort()
-                raise
-            code, err = stream.finish()
-            if code != _RC_NEED_RUNTIME:
-                break
-            # an outdated runtime: update it, then download again
-            runtime = self._runtime_to_install(
-                b'TEJ %d\n%s\n' % (PROTOCOL, first.encode()), False)
-            argv2, script = self._install_call(runtime, 'auto')
-            self._answer('_install', *self._transport.run(
-                argv2, script, timeout=self.timeout))
-        if code != _RC_OK or first != 'stream=tar':
-            if code == _RC_OK:
-                code = _RC_FAILURE
-            raise self._error('download', code, err)
-        self._log_server(err)
+        self._stream_call('download', [job_id] + files,
+                          lambda stdout: _extract(stdout, targets, recursive))
 
     def kill(self, job_id):
         """Stop a running job (TERM to all its processes, KILL after a
@@ -1748,30 +1901,114 @@ class RemoteQueue(object):
 
     # --- new API ---------------------------------------------------------
 
-    def wait(self, job_id, timeout=None, interval=1.0, max_interval=15.0):
+    def wait(self, job_id, timeout=None, interval=1.0, max_interval=15.0,
+             retry_for=None):
         """Wait until a job has ended; return its exit code (an int; 143 or
         137 for a killed job), or None for a lost job.
 
         Polls with one call each time, every ``interval`` seconds at first,
-        then less often, up to every ``max_interval`` seconds. Raise
-        `JobStillRunning` when ``timeout`` seconds have passed (the job goes
-        on), `JobNotFound`, `QueueDoesntExist`.
+        then less often, up to every ``max_interval`` seconds. A connection
+        that fails is tried again for ``retry_for`` seconds (default
+        TEJ_RETRY_FOR, 300). Raise `JobStillRunning` when ``timeout``
+        seconds have passed (the job goes on), `JobNotFound`,
+        `QueueDoesntExist`, `ConnectionLost`.
+        """
+        record = self.wait_all([job_id], timeout, interval, max_interval,
+                               retry_for)[0]
+        if record['state'] == 'notfound':
+            raise JobNotFound("Job %s not found" % job_id)
+        return record['exit']
+
+    def wait_all(self, job_ids, timeout=None, interval=1.0,
+                 max_interval=15.0, retry_for=None):
+        """Wait until every job has ended (or is not found); return their
+        records (see `infos`). One call per poll, whatever the number of
+        jobs. See `wait`.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        retry = _Retry(retry_for)
         while True:
-            record = self.info(job_id)
-            if record['state'] in ('finished', 'killed', 'lost'):
-                return record['exit']
+            try:
+                records = self.infos(job_ids)
+            except ConnectionLost as e:
+                retry.failed(e)
+                continue
+            retry.succeeded()
+            active = [r for r in records if r['state'] not in _ENDED]
+            if not active:
+                return records
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise JobStillRunning(
                         "Job %s is still %s after %s seconds" % (
-                            job_id, record['state'], timeout))
+                            active[0]['id'], active[0]['state'], timeout))
                 time.sleep(min(interval, left))
             else:
                 time.sleep(interval)
             interval = min(interval * 1.5, max_interval)
+
+    def logs(self, job_id, stdout=None, stderr=None, follow=False,
+             timeout=None, retry_for=None):
+        """Write the job's ``_stdout`` to ``stdout`` and its ``_stderr`` to
+        ``stderr`` (binary file objects; None: not that one), as they are
+        now, or with ``follow`` as the job writes them until it has ended
+        (one call, streaming; no byte lost or repeated, also when the
+        connection is made again after it broke).
+
+        Return ``(state, exit code)`` as the job was at the end. Raise
+        `JobNotFound`, `JobStillRunning` after ``timeout`` seconds (the job
+        goes on), `ConnectionLost` after ``retry_for`` seconds of failures.
+        """
+        check_jobid(job_id)
+        targets = {'out': stdout, 'err': stderr}
+        streams = ''.join(n for n in ('out', 'err') if targets[n] is not None)
+        offsets = {'out': 0, 'err': 0}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        retry = _Retry(retry_for)
+
+        def consume(source):
+            while True:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise JobStillRunning(
+                        "Job %s is still running after %s seconds"
+                        % (job_id, timeout))
+                line = source.readline().decode('utf-8', 'replace')
+                if not line:
+                    return None  # the connection ended early
+                name, _, rest = line.rstrip('\n').partition(' ')
+                if name == 'end':
+                    state, _, exit_code = rest.partition(' ')
+                    return state, int(exit_code) if exit_code else None
+                size = int(rest)
+                while size:
+                    data = source.read(min(size, 65536))
+                    if not data:
+                        return None
+                    targets[name].write(data)
+                    targets[name].flush()
+                    offsets[name] += len(data)
+                    size -= len(data)
+
+        while True:
+            try:
+                end = self._stream_call('logs', [
+                    job_id, streams or 'out', 'follow' if follow else 'once',
+                    str(offsets['out']), str(offsets['err'])], consume,
+                    deadline)
+            except ConnectionLost as e:
+                if deadline is not None and time.monotonic() > deadline:
+                    end = None
+                else:
+                    retry.failed(e)
+                    continue
+            if end is not None:
+                return end
+            if deadline is not None and time.monotonic() > deadline:
+                raise JobStillRunning("Job %s is still running after %s "
+                                      "seconds" % (job_id, timeout))
+            retry.failed(ConnectionLost("The connection to %s ended early"
+                                        % self.destination_string))
 
     def job(self, job_id):
         """Return a `Job` handle for ``job_id`` (no remote call)."""
@@ -1842,6 +2079,82 @@ def _compat_status(record):
         return 'finished', directory, str(exit_code if exit_code is not None
                                           else '')
     return state, directory, None
+
+
+_ENDED = ('finished', 'killed', 'lost', 'notfound')
+
+
+class _Retry(object):
+    """Retries after connection failures, with backoff, for a bounded
+    time: ``failed(error)`` sleeps, or raises ``error`` once ``retry_for``
+    seconds have passed since the first failure in a row.
+    """
+
+    def __init__(self, retry_for=None):
+        if retry_for is None:
+            retry_for = _timeout_setting('TEJ_RETRY_FOR', 300)
+        self.retry_for = retry_for
+        self.since = None
+        self.delay = 1.0
+
+    def failed(self, error):
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        if now - self.since >= self.retry_for:
+            raise error
+        logger.warning("%s; trying again in %d s", error, self.delay)
+        time.sleep(min(self.delay, self.since + self.retry_for - now))
+        self.delay = min(self.delay * 2, 30)
+
+    def succeeded(self):
+        self.since = None
+        self.delay = 1.0
+
+
+def _content_id(directory, mode, script):
+    """``<dirname>_<12 hex>``: a hash of the job's files (names, contents,
+    whether executable, link targets; not times nor owners) and script.
+    """
+    digest = hashlib.sha256()
+
+    def add(*fields):
+        for field in fields:
+            if isinstance(field, str):
+                field = field.encode('utf-8', 'surrogateescape')
+            digest.update(b'%d:%s,' % (len(field), field))
+
+    add('tej-content-1', mode, script)
+    for root, dirs, files in os.walk(directory):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, directory)
+            if os.path.islink(path):
+                add('link', relative, os.readlink(path))
+            elif os.path.isdir(path):
+                add('dir', relative)
+            else:
+                executable = os.stat(path).st_mode & 0o111
+                add('file', relative, 'x' if executable else '-')
+                with open(path, 'rb') as fp:
+                    for chunk in iter(lambda: fp.read(1 << 16), b''):
+                        digest.update(chunk)
+                add(str(os.path.getsize(path)))
+    base = os.path.basename(os.path.normpath(os.path.abspath(directory)))
+    base = re.sub(r'[^A-Za-z0-9_.,+=@%:-]', '_', base).lstrip('.-')[:100]
+    return '%s_%s' % (base or 'job', digest.hexdigest()[:12])
+
+
+def content_id(directory, script=None):
+    """The id that ``submit(None, directory, script, content_id=True)``
+    gives: ``<dirname>_<12 hex>`` from a hash of the files (names,
+    contents, whether executable; not times) and the script. Raise
+    `ValueError` for a missing directory or script.
+    """
+    if not os.path.isdir(directory):
+        raise ValueError("Not a directory: %s" % directory)
+    return _content_id(directory, *_script_mode(directory, script))
 
 
 def _prepend(data, fileobj):

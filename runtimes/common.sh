@@ -22,6 +22,12 @@
 #   status ID [ID ...]    one record per job
 #   list                  one record per job in the queue
 #   download ID PATH ...  a tar stream of PATHs (relative to the job)
+#   logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
+#                         the job's _stdout and/or _stderr (STREAMS "out",
+#                         "err" or "outerr") past the offsets: "stream=logs",
+#                         frames "out N" or "err N" then N bytes; with MODE
+#                         "follow", until the job has ended; then a line
+#                         "end STATE EXIT"
 #   kill ID               stop a running job (TERM, then KILL after a grace)
 #   delete ID [kill]      remove a job; refused while it runs, unless "kill"
 #   cleanup [kill]        remove the whole queue and the links that led to it
@@ -33,7 +39,7 @@
 #   runtime=NAME runtime_id=X dir=PATH
 # with STATE one of created, queued, running, finished, killed, lost,
 # notfound; times are epoch seconds, empty when unknown. download writes
-# "stream=tar" after the sentinel, then the archive.
+# "stream=download" after the sentinel, then a tar archive.
 #
 # Exit codes: 0 ok, 1 failure (message on stderr), 2 job still running,
 # 3 no such job, 4 job already exists, 5 no queue, 6 broken queue link,
@@ -307,8 +313,50 @@ _download() {  # _download ID PATH ...
     done
     cd "$_j/stage"
     _header
-    printf 'stream=tar\n'
+    printf 'stream=download\n'
     tar -cf - "$@"
+}
+
+_send() {  # _send NAME FILE OFFSET: a frame "NAME LENGTH" + the bytes past
+    # OFFSET; _to is the new offset
+    _to=$3
+    [ -f "$2" ] || return 0
+    _size=$(wc -c < "$2" | tr -d ' ')
+    [ "$_size" -gt "$3" ] || return 0
+    printf '%s %s\n' "$1" "$((_size - $3))"
+    tail -c "+$(($3 + 1))" "$2" | head -c "$((_size - $3))"
+    _to=$_size
+}
+
+_logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
+    _check_id "$1"
+    _j=$Q/jobs/$1
+    [ -d "$_j" ] || exit 3
+    case $4$5 in
+        ''|*[!0-9]*) _die 8 "invalid offsets: '$4' '$5'" ;;
+    esac
+    _out=$4 _err=$5
+    _header
+    printf 'stream=logs\n'
+    while :; do
+        # the state is read before the files: once the job has ended, one
+        # more pass sends all it wrote
+        _load "$_j"
+        _rt_refresh "$_j"
+        case $2 in
+            *out*) _send out "$_j/stage/_stdout" "$_out"
+                   _out=$_to ;;
+        esac
+        case $2 in
+            *err*) _send err "$_j/stage/_stderr" "$_err"
+                   _err=$_to ;;
+        esac
+        if [ "$3" != follow ] || ! _active; then
+            break
+        fi
+        sleep 0.25 2>/dev/null || sleep 1
+    done
+    printf 'end %s %s\n' "${st_state:-created}" "$st_exit"
 }
 
 _kill() {  # _kill ID: no-op unless the job is running
@@ -385,6 +433,8 @@ _main() {
         list) _list ;;
         download) [ "$#" -ge 1 ] || _die 8 "usage: download ID PATH ..."
                   _download "$@" ;;
+        logs) [ "$#" -eq 5 ] || _die 8 "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"
+              _logs "$@" ;;
         kill) [ "$#" -eq 1 ] || _die 8 "usage: kill ID"
               _kill "$1" ;;
         delete) [ "$#" -ge 1 ] || _die 8 "usage: delete ID [kill]"
