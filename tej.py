@@ -399,6 +399,8 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #                         "command" runs SCRIPT with sh -c
 #   status ID [ID ...]    one record per job
 #   list                  one record per job in the queue
+#   wait SECONDS ID ...   as status, once every job has ended or after
+#                         SECONDS
 #   download ID PATH ...  a tar stream of PATHs (relative to the job)
 #   logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
 #                         the job's _stdout and/or _stderr (STREAMS "out",
@@ -664,6 +666,33 @@ _status() {
     return "$_rc"
 }
 
+_wait() {  # _wait SECONDS ID ...: the records, once every job has ended
+    # (or is not there), or after SECONDS
+    case $1 in
+        ''|*[!0-9]*) _die 8 "invalid number of seconds: '$1'" ;;
+    esac
+    _until=$(($(_now) + $1))
+    shift
+    for _id do
+        _check_id "$_id"
+    done
+    while [ "$(_now)" -lt "$_until" ]; do
+        _ended=1
+        for _id do
+            [ -d "$Q/jobs/$_id" ] || continue
+            _load "$Q/jobs/$_id"
+            _rt_refresh "$Q/jobs/$_id"
+            if _active; then
+                _ended=0
+                break
+            fi
+        done
+        [ "$_ended" = 0 ] || break
+        sleep 0.5 2>/dev/null || sleep 1
+    done
+    _status "$@"
+}
+
 _list() {
     _header
     _nowt=$(_now)
@@ -809,6 +838,8 @@ _main() {
         status) [ "$#" -ge 1 ] || _die 8 "usage: status ID ..."
                 _status "$@" ;;
         list) _list ;;
+        wait) [ "$#" -ge 2 ] || _die 8 "usage: wait SECONDS ID ..."
+              _wait "$@" ;;
         download) [ "$#" -ge 1 ] || _die 8 "usage: download ID PATH ..."
                   _download "$@" ;;
         logs) [ "$#" -eq 5 ] || _die 8 "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"
@@ -1901,35 +1932,38 @@ class RemoteQueue(object):
 
     # --- new API ---------------------------------------------------------
 
-    def wait(self, job_id, timeout=None, interval=1.0, max_interval=15.0,
-             retry_for=None):
+    def wait(self, job_id, timeout=None, retry_for=None):
         """Wait until a job has ended; return its exit code (an int; 143 or
         137 for a killed job), or None for a lost job.
 
-        Polls with one call each time, every ``interval`` seconds at first,
-        then less often, up to every ``max_interval`` seconds. A connection
-        that fails is tried again for ``retry_for`` seconds (default
-        TEJ_RETRY_FOR, 300). Raise `JobStillRunning` when ``timeout``
-        seconds have passed (the job goes on), `JobNotFound`,
-        `QueueDoesntExist`, `ConnectionLost`.
+        The server waits, and answers within half a second of the job's
+        end (one call per minute of waiting). A connection that fails is
+        tried again for ``retry_for`` seconds (default TEJ_RETRY_FOR, 300).
+        Raise `JobStillRunning` when ``timeout`` seconds have passed (the
+        job goes on), `JobNotFound`, `QueueDoesntExist`, `ConnectionLost`.
         """
-        record = self.wait_all([job_id], timeout, interval, max_interval,
-                               retry_for)[0]
+        record = self.wait_all([job_id], timeout, retry_for)[0]
         if record['state'] == 'notfound':
             raise JobNotFound("Job %s not found" % job_id)
         return record['exit']
 
-    def wait_all(self, job_ids, timeout=None, interval=1.0,
-                 max_interval=15.0, retry_for=None):
+    def wait_all(self, job_ids, timeout=None, retry_for=None):
         """Wait until every job has ended (or is not found); return their
-        records (see `infos`). One call per poll, whatever the number of
-        jobs. See `wait`.
+        records (see `infos`). The server waits and answers as soon as the
+        jobs have ended: one call per minute, whatever the number of jobs.
+        See `wait`.
         """
+        for job_id in job_ids:
+            check_jobid(job_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         retry = _Retry(retry_for)
         while True:
+            left = _WAIT_CALL if deadline is None else \
+                min(_WAIT_CALL, deadline - time.monotonic())
             try:
-                records = self.infos(job_ids)
+                records = _parse_records(self._call(
+                    'wait', [str(max(0, int(-(-left // 1))))] + list(job_ids),
+                    ok=(_RC_OK, _RC_NO_JOB)))
             except ConnectionLost as e:
                 retry.failed(e)
                 continue
@@ -1937,16 +1971,10 @@ class RemoteQueue(object):
             active = [r for r in records if r['state'] not in _ENDED]
             if not active:
                 return records
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise JobStillRunning(
-                        "Job %s is still %s after %s seconds" % (
-                            active[0]['id'], active[0]['state'], timeout))
-                time.sleep(min(interval, left))
-            else:
-                time.sleep(interval)
-            interval = min(interval * 1.5, max_interval)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobStillRunning(
+                    "Job %s is still %s after %s seconds" % (
+                        active[0]['id'], active[0]['state'], timeout))
 
     def logs(self, job_id, stdout=None, stderr=None, follow=False,
              timeout=None, retry_for=None):
@@ -2082,6 +2110,8 @@ def _compat_status(record):
 
 
 _ENDED = ('finished', 'killed', 'lost', 'notfound')
+#: Seconds the server waits for jobs to end in one call of wait.
+_WAIT_CALL = 60
 
 
 class _Retry(object):
@@ -2301,13 +2331,34 @@ def _extract(stream, targets, recursive):
 # Command line
 # ===========================================================================
 
+# Exit statuses of wait, run and status --check, which otherwise exit with
+# the job's own exit code. Chosen where programs seldom exit, as env(1) and
+# timeout(1) do; 126, 127 and 128+N stay the shell's.
+_EXIT_RUNNING = 120
+_EXIT_NOT_FOUND = 121
+_EXIT_LOST = 122
+_EXIT_KILLED = 123
+_EXIT_TIMEOUT = 124
+_EXIT_ERROR = 125
+
 _EXIT_CODES = """\
 exit status:
-  0    success (for status: whatever the job's state; "not found" too)
+  0    success (status: whatever the job's state, "not found" too)
   1    error: a message "tej: error: ..." says what
   2    bad command line
-  130  interrupted (Ctrl-C)
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
+wait, run and status --check exit with the job's own exit code, or:
+  120  the job has not ended (status --check)
+  121  no such job
+  122  the job was lost (its process vanished without an exit code)
+  123  the job was killed
+  124  timeout: the job goes on
+  125  error (in place of 1)
 """
+
+
+class _Terminated(Exception):
+    """SIGTERM, as an exception (like KeyboardInterrupt for SIGINT)."""
 
 
 def _add_common(parser, with_id=False):
@@ -2339,6 +2390,18 @@ def _add_common(parser, with_id=False):
                      help="one connection per call (no ControlMaster)")
 
 
+def _seconds(text):
+    import argparse
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError("not a number of seconds: %r"
+                                         % text)
+    return value
+
+
 def _parser():
     import argparse
 
@@ -2359,11 +2422,14 @@ def _parser():
                         help="fewer messages (errors only)")
     commands = parser.add_subparsers(dest='command', metavar='COMMAND')
 
-    def command(name, help, with_id=False):
+    def command(name, help, with_id=False, json=False):
         sub = commands.add_parser(name, help=help, description=help,
                                   formatter_class=Formatter,
                                   epilog=_EXIT_CODES)
         _add_common(sub, with_id)
+        if json:
+            sub.add_argument('--json', action='store_true',
+                             help="print JSON (see README.rst)")
         return sub
 
     sub = command('setup', "create the queue on the server and install the "
@@ -2383,18 +2449,31 @@ def _parser():
     sub.add_argument('--only-links', action='store_true',
                      help="only write the links")
 
+    def job_options(sub):
+        sub.add_argument('-r', '--runtime', choices=sorted(_RUNTIMES),
+                         help="the runtime to install if the queue has none")
+        sub.add_argument('--script', help="the file in the directory to run "
+                         "(default: start.sh), or a shell command")
+        sub.add_argument('directory', metavar='DIRECTORY')
+
     sub = command('submit', "send a directory and start it as a job; "
-                            "prints the job's id")
-    sub.add_argument('-r', '--runtime', choices=sorted(_RUNTIMES),
-                     help="the runtime to install if the queue has none")
+                            "prints the job's id", json=True)
+    job_options(sub)
     sub.add_argument('--id', dest='job_id',
                      help="the job's id (default: <dirname>_<user>_<random>)")
-    sub.add_argument('--script', help="the file in the directory to run "
-                     "(default: start.sh), or a shell command")
-    sub.add_argument('directory', metavar='DIRECTORY')
+    sub.add_argument('--content-id', action='store_true',
+                     help="the id is <dirname>_<hash of the files and "
+                          "script>: the same content is the same job")
+    sub.add_argument('--if-exists', choices=['fail', 'reuse'],
+                     help="when a job has the id: fail (default), or reuse "
+                          "it (default with --content-id)")
 
-    command('status', "print the job's status: running, finished <exit "
-                      "code>, created, lost, or not found", True)
+    sub = command('status', "print the job's status: running, finished "
+                            "<exit code>, created, lost, or not found",
+                  True, json=True)
+    sub.add_argument('--check', action='store_true',
+                     help="exit with the job's exit code, or 120 to 123 when "
+                          "it has not finished (see below)")
     sub = command('download', "fetch files or directories of a job", True)
     sub.add_argument('files', nargs='+', metavar='FILE',
                      help="paths relative to the job's directory")
@@ -2408,7 +2487,36 @@ def _parser():
                   True)
     sub.add_argument('--kill', action='store_true',
                      help="kill the job first if it is running")
-    command('list', "print each job of the queue: <id> <status>")
+    command('list', "print each job of the queue: <id> <state>", json=True)
+
+    sub = command('wait', "wait until jobs have ended; exit with the exit "
+                          "code of the first that failed", json=True)
+    sub.add_argument('--id', dest='job_ids', action='append', required=True,
+                     metavar='ID', help="a job's id (repeatable)")
+    sub.add_argument('--timeout', type=_seconds, metavar='SECONDS',
+                     help="give up after this long (exit 124; the jobs go "
+                          "on)")
+    sub = command('logs', "print the job's _stdout (or _stderr)", True)
+    sub.add_argument('--stderr', action='store_true',
+                     help="print _stderr instead")
+    sub.add_argument('-f', '--follow', action='store_true',
+                     help="keep printing what the job writes, until it ends")
+    sub = command('run', "submit with a content id, print the job's output "
+                         "as it comes, wait, download results, delete the "
+                         "job, and exit with its exit code; run the same "
+                         "command again after an interruption to "
+                         "re-attach", json=True)
+    job_options(sub)
+    sub.add_argument('--download', action='append', default=[],
+                     metavar='PATH', help="a result to fetch, relative to "
+                     "the job's directory (repeatable)")
+    sub.add_argument('--into', metavar='DIR', default='.',
+                     help="where to put the results (default: here)")
+    sub.add_argument('--keep', action='store_true',
+                     help="do not delete the job at the end")
+    sub.add_argument('--timeout', type=_seconds, metavar='SECONDS',
+                     help="give up after this long (exit 124; the job goes "
+                          "on)")
     command('login', "open the shared connection interactively (password, "
                      "two-factor and host key questions happen here)")
     command('logout', "close the shared connection")
@@ -2428,28 +2536,69 @@ def _ssh_options(args):
     return options
 
 
+def _job_exit(record):
+    """The exit status that says how a job ended (see _EXIT_CODES)."""
+    state = record['state']
+    if state == 'finished':
+        return record['exit']
+    return {'notfound': _EXIT_NOT_FOUND, 'lost': _EXIT_LOST,
+            'killed': _EXIT_KILLED}.get(state, _EXIT_RUNNING)
+
+
+def _json_record(record):
+    """A job's record as the JSON object documented in README.rst."""
+    result = {'tej': 1, 'id': record['id'], 'state': record['state'],
+              'exit_code': record.get('exit')}
+    for key in ('submitted', 'started', 'finished'):
+        epoch = record.get(key)
+        result[key] = None if epoch is None else time.strftime(
+            '%Y-%m-%dT%H:%M:%SZ', time.gmtime(epoch))
+        result[key + '_epoch'] = epoch
+    result['directory'] = record.get('dir')
+    result['runtime'] = record.get('runtime') or None
+    result['runtime_id'] = record.get('runtime_id') or None
+    return result
+
+
+def _print_json(obj):
+    import json
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + '\n')
+
+
 def _run_command(args):
     runtime = getattr(args, 'runtime', None)
     queue = RemoteQueue(args.destination, args.queue, setup_runtime=runtime,
                         ssh_options=_ssh_options(args),
                         multiplex=not args.no_multiplex)
     out = sys.stdout
+    json_out = getattr(args, 'json', False)
     if args.command == 'setup':
         queue.setup(links=args.make_link, force=args.force,
                     only_links=args.only_links)
     elif args.command == 'submit':
-        job_id = queue.submit(args.job_id, args.directory, args.script)
-        out.write('%s\n' % job_id)
+        job_id, created = queue._submit(
+            args.job_id, args.directory, args.script, args.content_id,
+            args.if_exists)
+        if json_out:
+            _print_json({'tej': 1, 'id': job_id, 'created': created})
+        else:
+            out.write('%s\n' % job_id)
     elif args.command == 'status':
         try:
             record = queue.info(args.job_id)
         except JobNotFound:
+            record = {'id': args.job_id, 'state': 'notfound'}
+        if json_out:
+            _print_json(_json_record(record))
+        elif record['state'] == 'notfound':
             out.write('not found\n')
-            return 0
-        status, _, arg = _compat_status(record)
-        out.write('%s %s\n' % (status, arg) if arg is not None
-                  else '%s\n' % status)
-        _describe(record)
+        else:
+            status, _, arg = _compat_status(record)
+            out.write('%s %s\n' % (status, arg) if arg is not None
+                      else '%s\n' % status)
+            _describe(record)
+        if args.check:
+            return _job_exit(record)
     elif args.command == 'download':
         queue.download(args.job_id, args.files,
                        **({'destination': args.save_as}
@@ -2461,7 +2610,19 @@ def _run_command(args):
         queue.delete(args.job_id, kill=args.kill)
     elif args.command == 'list':
         for job_id, info in queue.list():
-            out.write('%s %s\n' % (job_id, info['state']))
+            if json_out:
+                _print_json(_json_record(info))
+            else:
+                out.write('%s %s\n' % (job_id, info['state']))
+    elif args.command == 'wait':
+        return _wait(queue, args)
+    elif args.command == 'logs':
+        target = _binary_stdout()
+        queue.logs(args.job_id, stdout=None if args.stderr else target,
+                   stderr=target if args.stderr else None,
+                   follow=args.follow)
+    elif args.command == 'run':
+        return _run(queue, args)
     elif args.command in ('login', 'logout'):
         transport = queue._transport
         if not isinstance(transport, _SSHTransport):
@@ -2471,6 +2632,71 @@ def _run_command(args):
         elif transport.login() != 0:
             raise Error("Could not log in to %s" % transport.name)
     return 0
+
+
+def _binary_stdout():
+    sys.stdout.flush()
+    return getattr(sys.stdout, 'buffer', sys.stdout)
+
+
+def _wait(queue, args):
+    try:
+        records = queue.wait_all(args.job_ids, timeout=args.timeout)
+    except JobStillRunning as e:
+        logger.warning("%s; it goes on", e)
+        return _EXIT_TIMEOUT
+    for record in records:
+        if args.json:
+            _print_json(_json_record(record))
+        if record['state'] == 'notfound':
+            logger.warning("Job %s not found", record['id'])
+    for record in records:
+        if _job_exit(record):
+            return _job_exit(record)
+    return 0
+
+
+def _run(queue, args):
+    job_id, created = queue._submit(None, args.directory, args.script, True,
+                                    'reuse')
+    if not created:
+        logger.info("Re-attaching to job %s, submitted before", job_id)
+    try:
+        state, exit_code = queue.logs(
+            job_id, stdout=sys.stderr.buffer if args.json else _binary_stdout(),
+            stderr=sys.stderr.buffer, follow=True, timeout=args.timeout)
+    except JobStillRunning as e:
+        logger.warning("%s; it goes on. Run the same command again to "
+                       "re-attach.", e)
+        return _EXIT_TIMEOUT
+    except (KeyboardInterrupt, _Terminated):
+        logger.warning(
+            "Job %s goes on on %s. Run the same command again to re-attach, "
+            "or stop it with: tej kill %s --id %s", job_id,
+            queue.destination_string, args.destination, job_id)
+        raise
+    record = {'id': job_id, 'state': state, 'exit': exit_code}
+    downloaded = []
+    if args.download:
+        try:
+            queue.download(job_id, args.download, directory=args.into)
+            downloaded = [os.path.join(args.into, path.rstrip('/')
+                                       .rsplit('/', 1)[-1])
+                          for path in args.download]
+        except Error as e:
+            if _job_exit(record) == 0:
+                raise
+            logger.warning("Could not download the results: %s", e)
+    if not args.keep:
+        queue.delete(job_id)
+    if args.json:
+        result = dict(_json_record(record), downloaded=downloaded)
+        _print_json(result)
+    if state != 'finished':
+        logger.warning("Job %s was %s", job_id, state)
+    elif exit_code:
+        logger.warning("Job %s failed with exit code %d", job_id, exit_code)
+    return _job_exit(record)
 
 
 def _describe(record):
@@ -2488,6 +2714,10 @@ def _describe(record):
                     "exit code (killed, or the server restarted)")
     elif state == 'finished' and started and finished:
         logger.info("Job ran for %s", _format_duration(finished - started))
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
 
 
 def main(argv=None):
@@ -2508,17 +2738,35 @@ def main(argv=None):
     logging.getLogger('tej.server').propagate = False
     logger.addHandler(handler)
     logger.setLevel(level)
+    # wait, run and status --check exit with job codes: errors are 125
+    error_code = _EXIT_ERROR if args.command in ('wait', 'run') or \
+        getattr(args, 'check', False) else 1
+    import signal
+    previous = None
+    if _in_main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _run_command(args)
     except (Error, ValueError) as e:
         sys.stderr.write('tej: error: %s\n' % e)
-        return 1
+        return error_code
     except KeyboardInterrupt:
         sys.stderr.write('tej: interrupted\n')
         return 130
+    except _Terminated:
+        sys.stderr.write('tej: terminated\n')
+        return 143
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         logger.removeHandler(handler)
         logging.getLogger('tej.server').removeHandler(server)
+
+
+def _in_main_thread():
+    """Signal handlers can only be set from the main thread."""
+    import threading
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == '__main__':

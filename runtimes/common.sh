@@ -21,6 +21,8 @@
 #                         "command" runs SCRIPT with sh -c
 #   status ID [ID ...]    one record per job
 #   list                  one record per job in the queue
+#   wait SECONDS ID ...   as status, once every job has ended or after
+#                         SECONDS
 #   download ID PATH ...  a tar stream of PATHs (relative to the job)
 #   logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
 #                         the job's _stdout and/or _stderr (STREAMS "out",
@@ -286,6 +288,33 @@ _status() {
     return "$_rc"
 }
 
+_wait() {  # _wait SECONDS ID ...: the records, once every job has ended
+    # (or is not there), or after SECONDS
+    case $1 in
+        ''|*[!0-9]*) _die 8 "invalid number of seconds: '$1'" ;;
+    esac
+    _until=$(($(_now) + $1))
+    shift
+    for _id do
+        _check_id "$_id"
+    done
+    while [ "$(_now)" -lt "$_until" ]; do
+        _ended=1
+        for _id do
+            [ -d "$Q/jobs/$_id" ] || continue
+            _load "$Q/jobs/$_id"
+            _rt_refresh "$Q/jobs/$_id"
+            if _active; then
+                _ended=0
+                break
+            fi
+        done
+        [ "$_ended" = 0 ] || break
+        sleep 0.5 2>/dev/null || sleep 1
+    done
+    _status "$@"
+}
+
 _list() {
     _header
     _nowt=$(_now)
@@ -431,6 +460,8 @@ _main() {
         status) [ "$#" -ge 1 ] || _die 8 "usage: status ID ..."
                 _status "$@" ;;
         list) _list ;;
+        wait) [ "$#" -ge 2 ] || _die 8 "usage: wait SECONDS ID ..."
+              _wait "$@" ;;
         download) [ "$#" -ge 1 ] || _die 8 "usage: download ID PATH ..."
                   _download "$@" ;;
         logs) [ "$#" -eq 5 ] || _die 8 "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"

@@ -126,10 +126,10 @@ class TestWorkflow(unittest.TestCase):
     def test_wait(self):
         q = self.queue()
         q.submit('fails', self.job_dir, script='exit 3')
-        self.assertEqual(q.wait('fails', timeout=30, interval=0.1), 3)
+        self.assertEqual(q.wait('fails', timeout=30), 3)
         q.submit('slow', self.job_dir, script='sleep 1000')
         with self.assertRaises(tej.JobStillRunning):
-            q.wait('slow', timeout=0.5, interval=0.1)
+            q.wait('slow', timeout=0.5)
         q.kill('slow')
         self.assertEqual(q.wait('slow'), 143)
         self.assertEqual(q.info('slow')['state'], 'killed')
