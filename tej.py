@@ -406,8 +406,8 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #                         the job's _stdout and/or _stderr (STREAMS "out",
 #                         "err" or "outerr") past the offsets: "stream=logs",
 #                         frames "out N" or "err N" then N bytes; with MODE
-#                         "follow", until the job has ended; then a line
-#                         "end STATE EXIT"
+#                         "follow", until the job has ended (with a line
+#                         "tick" now and then); then a line "end STATE EXIT"
 #   kill ID               stop a running job (TERM, then KILL after a grace)
 #   delete ID [kill]      remove a job; refused while it runs, unless "kill"
 #   cleanup [kill]        remove the whole queue and the links that led to it
@@ -742,7 +742,7 @@ _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
     case $4$5 in
         ''|*[!0-9]*) _die 8 "invalid offsets: '$4' '$5'" ;;
     esac
-    _out=$4 _err=$5
+    _out=$4 _err=$5 _idle=0
     _header
     printf 'stream=logs\n'
     while :; do
@@ -760,6 +760,12 @@ _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
         esac
         if [ "$3" != follow ] || ! _active; then
             break
+        fi
+        _idle=$((_idle + 1))
+        if [ "$_idle" -ge 20 ]; then
+            # a reader that went away ends this loop (SIGPIPE)
+            printf 'tick\n'
+            _idle=0
         fi
         sleep 0.25 2>/dev/null || sleep 1
     done
@@ -1361,7 +1367,7 @@ class _SSHTransport(_Transport):
             return 'early'
         raise ConnectionLost(
             "Cannot connect to %s: %s" % (
-                self.name, lines[-1] if lines else "ssh failed (status 255)"),
+                self.name, lines[-1] if lines else "the connection was lost"),
             command=self.ssh, ret=255, stderr=log[-2000:])
 
     def check_master(self):
@@ -1721,12 +1727,15 @@ class RemoteQueue(object):
         argv = self._argv(verb, args)
         for attempt in range(2):
             stream = self._transport.stream(argv)
-            timer = None
+            timer, cut = None, []
             if deadline is not None:
                 import threading
+
+                def cut_stream(proc=stream.proc):
+                    cut.append(True)
+                    proc.kill()
                 timer = threading.Timer(
-                    max(0, deadline - time.monotonic()) + 0.1,
-                    stream.proc.kill)
+                    max(0, deadline - time.monotonic()), cut_stream)
                 timer.daemon = True
                 timer.start()
             try:
@@ -1743,6 +1752,8 @@ class RemoteQueue(object):
                 if timer is not None:
                     timer.cancel()
             code, err = stream.finish()
+            if cut:
+                raise JobStillRunning("The deadline passed")
             if code != _RC_NEED_RUNTIME:
                 break
             runtime = self._runtime_to_install(
@@ -2005,6 +2016,8 @@ class RemoteQueue(object):
                 if not line:
                     return None  # the connection ended early
                 name, _, rest = line.rstrip('\n').partition(' ')
+                if name == 'tick':  # the server checks that we are here
+                    continue
                 if name == 'end':
                     state, _, exit_code = rest.partition(' ')
                     return state, int(exit_code) if exit_code else None
@@ -2024,6 +2037,9 @@ class RemoteQueue(object):
                     job_id, streams or 'out', 'follow' if follow else 'once',
                     str(offsets['out']), str(offsets['err'])], consume,
                     deadline)
+            except JobStillRunning:
+                raise JobStillRunning("Job %s is still running after %s "
+                                      "seconds" % (job_id, timeout))
             except ConnectionLost as e:
                 if deadline is not None and time.monotonic() > deadline:
                     end = None
@@ -2617,7 +2633,7 @@ def _run_command(args):
     elif args.command == 'wait':
         return _wait(queue, args)
     elif args.command == 'logs':
-        target = _binary_stdout()
+        target = _binary(sys.stdout)
         queue.logs(args.job_id, stdout=None if args.stderr else target,
                    stderr=target if args.stderr else None,
                    follow=args.follow)
@@ -2634,9 +2650,26 @@ def _run_command(args):
     return 0
 
 
-def _binary_stdout():
-    sys.stdout.flush()
-    return getattr(sys.stdout, 'buffer', sys.stdout)
+class _TextWriter(object):
+    """Bytes written to a text stream that has no binary buffer (a
+    StringIO in place of sys.stdout)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, data):
+        self.stream.write(data.decode('utf-8', 'replace'))
+
+    def flush(self):
+        self.stream.flush()
+
+
+def _binary(stream):
+    """The binary side of sys.stdout or sys.stderr."""
+    stream.flush()
+    if hasattr(stream, 'buffer'):
+        return stream.buffer
+    return _TextWriter(stream)
 
 
 def _wait(queue, args):
@@ -2663,8 +2696,8 @@ def _run(queue, args):
         logger.info("Re-attaching to job %s, submitted before", job_id)
     try:
         state, exit_code = queue.logs(
-            job_id, stdout=sys.stderr.buffer if args.json else _binary_stdout(),
-            stderr=sys.stderr.buffer, follow=True, timeout=args.timeout)
+            job_id, stdout=_binary(sys.stderr if args.json else sys.stdout),
+            stderr=_binary(sys.stderr), follow=True, timeout=args.timeout)
     except JobStillRunning as e:
         logger.warning("%s; it goes on. Run the same command again to "
                        "re-attach.", e)

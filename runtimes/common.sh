@@ -28,8 +28,8 @@
 #                         the job's _stdout and/or _stderr (STREAMS "out",
 #                         "err" or "outerr") past the offsets: "stream=logs",
 #                         frames "out N" or "err N" then N bytes; with MODE
-#                         "follow", until the job has ended; then a line
-#                         "end STATE EXIT"
+#                         "follow", until the job has ended (with a line
+#                         "tick" now and then); then a line "end STATE EXIT"
 #   kill ID               stop a running job (TERM, then KILL after a grace)
 #   delete ID [kill]      remove a job; refused while it runs, unless "kill"
 #   cleanup [kill]        remove the whole queue and the links that led to it
@@ -364,7 +364,7 @@ _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
     case $4$5 in
         ''|*[!0-9]*) _die 8 "invalid offsets: '$4' '$5'" ;;
     esac
-    _out=$4 _err=$5
+    _out=$4 _err=$5 _idle=0
     _header
     printf 'stream=logs\n'
     while :; do
@@ -382,6 +382,12 @@ _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
         esac
         if [ "$3" != follow ] || ! _active; then
             break
+        fi
+        _idle=$((_idle + 1))
+        if [ "$_idle" -ge 20 ]; then
+            # a reader that went away ends this loop (SIGPIPE)
+            printf 'tick\n'
+            _idle=0
         fi
         sleep 0.25 2>/dev/null || sleep 1
     done

@@ -190,8 +190,9 @@ class SSHServer(object):
                 "  HostName 127.0.0.1\n"
                 "  User {u}\n"
                 "  HostKeyAlias {a}\n"
-                "  ProxyCommand sh -c 'echo $$ >> {d}/pids; "
-                "exec {sshd} -i -f {d}/sshd_config'\n"
+                # the file "down" makes the server unreachable
+                "  ProxyCommand sh -c 'test -f {d}/down && exit 1; "
+                "echo $$ >> {d}/pids; exec {sshd} -i -f {d}/sshd_config'\n"
                 "  IdentityFile {d}/client_key\n"
                 "  IdentitiesOnly yes\n"
                 "  UserKnownHostsFile {d}/known_hosts\n"
@@ -239,16 +240,33 @@ class SSHServer(object):
                 found.append(pid)
         return found
 
+    def kill_sshd(self):
+        """Kill every sshd started so far, with the processes it forked (the
+        shared connections die).
+        """
+        with open(self.pids) as fp:
+            pids = set(int(pid) for pid in fp.read().split())
+        open(self.pids, 'w').close()
+        out = subprocess.run(['ps', '-eo', 'pid=,ppid='],
+                             stdout=subprocess.PIPE).stdout.decode()
+        children = {}
+        for line in out.splitlines():
+            pid, ppid = map(int, line.split())
+            children.setdefault(ppid, []).append(pid)
+        todo = list(pids)
+        while todo:
+            pid = todo.pop()
+            todo.extend(children.get(pid, []))
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+
     def stop(self):
         for q in self.queues:
             q.close()
         if os.path.exists(self.pids):
-            with open(self.pids) as fp:
-                for pid in fp.read().split():
-                    try:
-                        os.kill(int(pid), 9)
-                    except OSError:
-                        pass
+            self.kill_sshd()
         # the test user's jobs
         for pid in self.processes(self.dir):
             try:
