@@ -1,14 +1,16 @@
 """Benchmarks: tej's cost against baselines measured in the same run.
 
-    python3 tests/bench.py [--runs N]
+    python3 tests/bench.py [--runs N] [--wait-job SECONDS]
 
 Through the test suite's real sshd (see tests/support.py), medians of N runs:
   python3 -c pass             the interpreter alone
   ssh HOST true               one exec over the shared connection
   tej status (warm)           the command line, runtime installed, master up
   tej status (API, warm)      RemoteQueue.status in a running process
-and of the first contact (submit to a new queue). Printed as seconds and as
-ratios to the baselines.
+and of the first contact (submit to a new queue), printed as seconds and as
+ratios to the baselines. Then "tej wait" on a 30 s job (ssh execs made, and
+how soon after the job's end it returns), and 50 "tej status" processes
+started at once.
 """
 
 import os
@@ -68,6 +70,8 @@ def main(argv):
             ('tej status, API (warm)',
              median_time(lambda: queue.status('j'), runs)),
         ]
+        waited = bench_wait(server, queue, job, argv)
+        concurrency = bench_concurrency(server, queue, tej_py)
     finally:
         support.stop_all()
     base = dict(results)
@@ -85,7 +89,53 @@ def main(argv):
     print("  status (API) / ssh HOST true              %.2f" % (
         base['tej status, API (warm)'] /
         base['ssh HOST true (shared connection)']))
+    print("wait for a %d s job: %d ssh exec(s), returned %.2f s after the "
+          "job's end" % waited)
+    print("%d concurrent 'tej status' processes: %d succeeded, %.1f s "
+          "wall time" % concurrency)
     return 0
+
+
+def bench_wait(server, queue, job, argv):
+    """``tej wait`` on a job of 30 s (--wait-job N): ssh execs made, and
+    the time from the job's end to wait's return.
+    """
+    seconds = int(argv[argv.index('--wait-job') + 1]) \
+        if '--wait-job' in argv else 30
+    log = os.path.join(tempfile.mkdtemp(), 'execs')
+    wrapper = log + '.ssh'
+    with open(wrapper, 'w') as fp:
+        fp.write('#!/bin/sh\necho x >> %s\nexec ssh "$@"\n' % log)
+    os.chmod(wrapper, 0o755)
+    support.make_tree(job, {'start.sh': 'sleep %d; python3 -c "import time; '
+                                        'print(time.time())" > end\n'
+                                        % seconds})
+    queue.submit('wait30', job)
+    cmd = [sys.executable, os.path.join(support.TOP, 'tej.py')] + \
+        server.cli('wait', server.alias, '--id', 'wait30', '--queue',
+                   str(queue.queue))
+    subprocess.run(cmd, check=True, env=dict(os.environ, TEJ_SSH=wrapper))
+    returned = time.time()
+    with open(os.path.join(str(queue.queue), 'jobs', 'wait30', 'stage',
+                           'end')) as fp:
+        ended = float(fp.read())
+    with open(log) as fp:
+        execs = len(fp.read().split())
+    return seconds, execs, returned - ended
+
+
+def bench_concurrency(server, queue, tej_py, count=50):
+    """``count`` ``tej status`` processes started together."""
+    queue.close()
+    cmd = [sys.executable, tej_py] + server.cli(
+        'status', server.alias, '--id', 'j', '--queue', str(queue.queue))
+    start = time.perf_counter()
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
+             for _ in range(count)]
+    ok = sum(p.communicate()[0] == b'finished 0\n' and p.returncode == 0
+             for p in procs)
+    return count, ok, time.perf_counter() - start
 
 
 if __name__ == '__main__':
