@@ -224,8 +224,8 @@ class SSHServer(object):
         return path
 
     def processes(self, pattern):
-        """Pids of the test user's processes whose command line or working
-        directory has ``pattern``.
+        """Pids of this server's processes (the test user's, in its
+        directory) whose command line or working directory has ``pattern``.
         """
         out = subprocess.run(['ps', '-u', str(self.uid), '-o', 'pid=,args='],
                              stdout=subprocess.PIPE).stdout.decode()
@@ -236,7 +236,8 @@ class SSHServer(object):
                 cwd = os.readlink('/proc/%s/cwd' % pid)
             except OSError:
                 cwd = ''
-            if pattern in line or pattern in cwd:
+            if (pattern in line or pattern in cwd) and \
+                    (self.dir in line or self.dir in cwd):
                 found.append(pid)
         return found
 

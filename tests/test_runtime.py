@@ -111,17 +111,21 @@ class TestCommandLineLocal(CommandLineScenario, unittest.TestCase):
         self.tmp = tempfile.mkdtemp()
 
     def remote_dir(self):
-        return tempfile.mkdtemp()
+        return tempfile.mkdtemp(dir=self.tmp)
 
     def processes(self, pattern):
+        """This test's processes (working in its directory) whose command
+        line has ``pattern``.
+        """
         found = []
         for pid in filter(str.isdigit, os.listdir('/proc')):
             try:
                 with open('/proc/%s/cmdline' % pid, 'rb') as fp:
                     cmdline = fp.read().replace(b'\0', b' ').decode()
+                cwd = os.readlink('/proc/%s/cwd' % pid)
             except OSError:
                 continue
-            if pattern in cmdline:
+            if pattern in cmdline and cwd.startswith(self.tmp + '/'):
                 found.append(pid)
         return found
 
