@@ -394,9 +394,14 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #                         QUEUE/tej.sh (jobs are kept), MODE "links" only
 #                         writes the NLINKS LINK files ("tejdir: QUEUE");
 #                         then runs VERB, which reads the rest of stdin
-#   submit ID MODE SCRIPT create job ID from a tar stream on stdin, start it;
+#   submit ID MODE SCRIPT [KEY=VALUE ...]
+#                         create job ID from a tar stream on stdin, start it;
 #                         MODE "file" runs the file SCRIPT of the job, MODE
-#                         "command" runs SCRIPT with sh -c
+#                         "command" runs SCRIPT with sh -c. Options: walltime
+#                         (seconds), cpus, mem, partition, account, gpus, arg
+#                         (a scheduler argument, repeatable), prologue (sh
+#                         code run before the job, in its shell); a runtime
+#                         refuses those it cannot honour (exit 9)
 #   status ID [ID ...]    one record per job
 #   list                  one record per job in the queue
 #   wait SECONDS ID ...   as status, once every job has ended or after
@@ -411,7 +416,7 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #   kill ID               stop a running job (TERM, then KILL after a grace)
 #   delete ID [kill]      remove a job; refused while it runs, unless "kill"
 #   cleanup [kill]        remove the whole queue and the links that led to it
-#   _wrap ID              internal: the detached process that runs the job
+#   _wrap ID, _batch ID   internal: the runtime's wrapper that runs the job
 #
 # Stdout: a sentinel line "TEJ 1", then for status and list one line per job
 # of tab-separated key=value fields, "dir=" last:
@@ -427,8 +432,17 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 # 10 no such file in the job. 90 is the bootstrap's "runtime missing or
 # outdated". Never 126, 127, 128+N or 255: those are the shell's and ssh's.
 
-# The st_* variables and the _rt_* hooks are shared with the runtime file
-# appended to this one.
+# The st_* variables are shared with the runtime file appended to this one,
+# which defines the hooks:
+#   _rt_usable            exit 9 with a message if the runtime cannot work
+#   _rt_option KEY        exit 9 if the runtime cannot honour submit option KEY
+#   _rt_start JOBDIR ID   start the job (lock held); set st_state (queued or
+#                         running), st_runtime_id
+#   _rt_started JOBDIR    in the wrapper, as the job starts (lock held): set
+#                         runtime fields (st_pid...)
+#   _rt_refresh JOBDIR    bring the loaded record of an active job up to date
+#                         with the runtime (lost, killed...)
+#   _rt_kill JOBDIR       stop the job; return when it has ended
 # shellcheck disable=SC2034
 
 set -eu
@@ -486,6 +500,7 @@ _check_path() {  # a path inside a job: relative, no "..", not empty
 _locked=
 _tmp=
 _self=
+_creating=
 
 _cleanup() {
     if [ -n "$_locked" ]; then
@@ -496,6 +511,9 @@ _cleanup() {
     fi
     if [ -n "$_self" ]; then  # the pushed copy, unless it was put in place
         rm -f "$_self"
+    fi
+    if [ -n "$_creating" ]; then  # a job whose submission failed
+        rm -rf "$_creating"
     fi
 }
 trap _cleanup EXIT
@@ -557,9 +575,7 @@ _record() {  # _record ID: print one job's record; 3 if there is no such job
         return 3
     fi
     _load "$_j"
-    if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
-        _rt_refresh "$_j"
-    fi
+    _rt_refresh "$_j"
     printf 'id=%s\tstate=%s\texit=%s\tsubmitted=%s\tstarted=%s\tfinished=%s\tnow=%s\truntime=%s\truntime_id=%s\tdir=%s\n' \
         "$1" "${st_state:-created}" "$st_exit" "$st_submitted" "$st_started" \
         "$st_finished" "$_nowt" "$st_runtime" "$st_runtime_id" "$_j/stage"
@@ -572,6 +588,76 @@ _active() {  # is the loaded job (after _rt_refresh) still to end?
     return 1
 }
 
+_finish() {  # _finish JOBDIR STATE EXIT: record how a job ended (unless
+    # its wrapper did), and load the record
+    _lock "$1"
+    _load "$1"
+    if _active; then
+        st_state=$2 st_exit=$3 st_finished=$(_now)
+        _save "$1"
+    fi
+    _unlock
+}
+
+_option() {  # _option JOBDIR KEY: the value of a submit option, or nothing
+    [ -f "$1/options" ] || return 0
+    while IFS= read -r _line; do
+        case $_line in
+            "$2="*) printf '%s\n' "${_line#*=}" ;;
+        esac
+    done < "$1/options"
+}
+
+_quote() {  # _quote STRING: STRING quoted for sh
+    printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\"'\"'/g")"
+}
+
+_run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
+    # directory (stdin from /dev/null, output to _stdout and _stderr), with
+    # the prologue first; record its start (with _rt_started's fields) and
+    # its end. A TERM (tej kill, scancel, a time limit) ends the job; the
+    # wrapper lives on to record it as killed (a trapped signal is reset to
+    # default in the job).
+    _termed=
+    trap '_termed=1' TERM
+    trap : INT
+    _lock "$1"
+    _load "$1"
+    st_state=running st_started=$(_now)
+    _rt_started "$1"
+    _save "$1"
+    _unlock
+    _script=$(cat "$1/script")
+    _prologue=
+    if [ -f "$1/prologue" ]; then
+        _prologue=$(cat "$1/prologue")
+    fi
+    cd "$1/stage" || exit 1
+    _code=0
+    (
+        if [ -n "$_prologue" ]; then
+            eval "$_prologue" || exit
+        fi
+        if [ "$st_mode" = command ]; then
+            exec sh -c "$_script"
+        fi
+        chmod u+x "./$_script" 2>/dev/null || :
+        exec "./$_script"
+    ) < /dev/null > _stdout 2> _stderr || _code=$?
+    if [ "$_code" -gt 255 ]; then
+        # killed by a signal: ksh says 256+N, yash 384+N; report 128+N
+        _code=$((128 + _code % 128))
+    fi
+    _lock "$1"
+    _load "$1"
+    st_exit=$_code st_finished=$(_now) st_state=finished
+    if [ -n "$st_killreq" ] || [ -n "$_termed" ] || [ -f "$1/timedout" ]; then
+        st_state=killed
+    fi
+    _save "$1"
+    _unlock
+}
+
 # ---- verbs -------------------------------------------------------------------
 
 _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
@@ -579,6 +665,7 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
     shift 4
     _self=$0
     if [ "$_mode" != links ]; then
+        _rt_usable
         if [ "$_mode" = setup ] && [ "$_force" != 1 ] && [ -f "$Q/version" ]; then
             _die 7 "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
         fi
@@ -622,37 +709,57 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
     printf 'queue=%s\n' "$Q"
 }
 
-_submit() {  # _submit ID MODE SCRIPT, tar stream on stdin
+_submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     _check_id "$1"
     case $2 in
         file) _check_path "$3" ;;
         command) ;;
         *) _die 8 "invalid script mode: '$2'" ;;
     esac
+    _id=$1 _mode=$2 _script=$3
+    shift 3
+    for _o do
+        case $_o in
+            prologue=*) ;;
+            *"
+"*) _die 8 "an option holds a newline" ;;
+            walltime=*) case ${_o#*=} in
+                            ''|*[!0-9]*) _die 8 "invalid walltime: '${_o#*=}'" ;;
+                        esac ;;
+            cpus=*|mem=*|partition=*|account=*|gpus=*|arg=*) ;;
+            *) _die 8 "unknown option: '$_o'" ;;
+        esac
+        _rt_option "${_o%%=*}"
+    done
     mkdir -p "$Q/jobs"
-    _j=$Q/jobs/$1
-    mkdir "$_j" 2>/dev/null || _die 4 "job $1 already exists"
+    _j=$Q/jobs/$_id
+    mkdir "$_j" 2>/dev/null || _die 4 "job $_id already exists"
+    _creating=$_j
     mkdir "$_j/lock"
     _locked=$_j/lock
     if ! mkdir "$_j/stage" || ! (cd "$_j/stage" && tar -xf -); then
-        rm -rf "$_j"
-        _locked=
         _die 1 "could not unpack the job directory"
     fi
-    if [ "$2" = file ] && [ ! -f "$_j/stage/$3" ]; then
-        rm -rf "$_j"
-        _locked=
-        _die 10 "no script '$3' in the job directory"
+    if [ "$_mode" = file ] && [ ! -f "$_j/stage/$_script" ]; then
+        _die 10 "no script '$_script' in the job directory"
     fi
-    printf '%s' "$3" > "$_j/script"
+    printf '%s' "$_script" > "$_j/script"
+    : > "$_j/options"
+    for _o do
+        case $_o in
+            prologue=*) printf '%s\n' "${_o#*=}" > "$_j/prologue" ;;
+            *) printf '%s\n' "$_o" >> "$_j/options" ;;
+        esac
+    done
     _load "$_j"
-    st_state=created st_mode=$2 st_submitted=$(_now) st_runtime=$TEJ_RUNTIME
+    st_state=created st_mode=$_mode st_submitted=$(_now) st_runtime=$TEJ_RUNTIME
     _save "$_j"
-    _rt_start "$_j" "$1"
+    _rt_start "$_j" "$_id"
     _save "$_j"
+    _creating=
     _unlock
     _header
-    printf 'id=%s\n' "$1"
+    printf 'id=%s\n' "$_id"
 }
 
 _status() {
@@ -776,18 +883,16 @@ _kill() {  # _kill ID: no-op unless the job is running
     _check_id "$1"
     _j=$Q/jobs/$1
     [ -d "$_j" ] || exit 3
-    _lock "$_j"
     _load "$_j"
-    if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
-        _rt_refresh "$_j"
-    fi
+    _rt_refresh "$_j"
     if _active; then
+        _lock "$_j"
+        _load "$_j"
         st_killreq=$(_now)
         _save "$_j"
         _unlock
         _rt_kill "$_j"
     else
-        _unlock
         printf 'tej: job %s is not running\n' "$1" >&2
     fi
     _header
@@ -798,9 +903,7 @@ _delete() {  # _delete ID [kill]
     _j=$Q/jobs/$1
     [ -d "$_j" ] || exit 3
     _load "$_j"
-    if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
-        _rt_refresh "$_j"
-    fi
+    _rt_refresh "$_j"
     if _active; then
         [ "${2:-}" = kill ] || _die 2 "job $1 is still running"
         _kill "$1" > /dev/null
@@ -813,9 +916,7 @@ _cleanup_queue() {  # remove the queue, then the links the bootstrap followed
     for _j in "$Q"/jobs/*; do
         [ -d "$_j" ] || continue
         _load "$_j"
-        if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
-            _rt_refresh "$_j"
-        fi
+        _rt_refresh "$_j"
         if _active; then
             [ "${1:-}" = kill ] || _die 2 "job ${_j##*/} is still running"
             _kill "${_j##*/}" > /dev/null
@@ -839,7 +940,7 @@ _main() {
     TEJ_SELF=$Q/tej.sh
     case $_verb in
         _install) _install "$@" ;;
-        submit) [ "$#" -eq 3 ] || _die 8 "usage: submit ID MODE SCRIPT"
+        submit) [ "$#" -ge 3 ] || _die 8 "usage: submit ID MODE SCRIPT [KEY=VALUE ...]"
                 _submit "$@" ;;
         status) [ "$#" -ge 1 ] || _die 8 "usage: status ID ..."
                 _status "$@" ;;
@@ -857,6 +958,8 @@ _main() {
         cleanup) _cleanup_queue ${1+"$@"} ;;  # posh: "$@" is unset if empty
         _wrap) _check_id "$1"
                _rt_wrap "$Q/jobs/$1" ;;
+        _batch) _check_id "$1"
+                _run_job "$Q/jobs/$1" ;;
         *) _die 8 "unknown verb: '$_verb'" ;;
     esac
 }
@@ -866,25 +969,30 @@ _main() {
 # BEGIN runtimes/default.sh
 _RUNTIME_DEFAULT = r'''# tej runtime "default": starts each job at once, detached from the session.
 #
-# Appended to common.sh to make QUEUE/tej.sh. Provides the runtime hooks
-# common.sh calls, with the job's record loaded in st_* variables:
-#   _rt_start JOBDIR ID   start the job (lock held); sets st_state, st_pid
-#   _rt_refresh JOBDIR    for a job recorded as running: "lost" when its
-#                         wrapper is gone without writing an exit code
-#   _rt_kill JOBDIR       TERM to the job's process group, KILL after
-#                         TEJ_GRACE seconds; returns when no process is left
-#   _rt_wrap JOBDIR       the detached wrapper: records pid, process group,
-#                         boot id and start time, runs the job with stdin
-#                         from /dev/null and output to _stdout and _stderr,
-#                         then records the exit code
-# The job's script runs in JOBDIR/stage: a file of the job is made
-# executable and run (a "#!" line is honoured, else sh runs it); a command
-# runs with sh -c.
+# Appended to common.sh to make QUEUE/tej.sh; provides its _rt_* hooks. The
+# wrapper (verb _wrap) is started with setsid, so that the job has a process
+# group of its own, and with HUP ignored; it records its pid, process group
+# and the boot id, runs the job (common.sh's _run_job) and records its exit
+# code. A job whose wrapper is gone without a record (SIGKILL, a reboot) is
+# lost. kill sends TERM to the process group, KILL after TEJ_GRACE seconds,
+# and returns when no process of it is left. Of the submit options, only
+# walltime (enforced here: TERM when it is over) and prologue are honoured.
 
 # The st_* variables are common.sh's.
 # shellcheck disable=SC2034,SC2154
 
 TEJ_RUNTIME=default
+
+_rt_usable() {
+    :
+}
+
+_rt_option() {
+    case $1 in
+        walltime|prologue) ;;
+        *) _die 9 "the default runtime starts jobs at once, without a scheduler: it cannot honour the option $1" ;;
+    esac
+}
 
 _rt_start() {
     set -- "$TEJ_SH" "$TEJ_SELF" "$Q" _wrap "$2"
@@ -899,6 +1007,18 @@ _rt_start() {
     # session would then wait for the job.
     ( trap '' HUP; exec "$@" < /dev/null > /dev/null 2>&1 ) &
     st_state=running st_pid=$! st_boot=$(_bootid)
+}
+
+_rt_started() {
+    st_pid=$$ st_boot=$(_bootid)
+    if [ -r "/proc/$$/stat" ]; then
+        read -r _stat < "/proc/$$/stat"
+        # shellcheck disable=SC2086 # split the fields after "(comm) "
+        set -- ${_stat##*) }
+        st_pgid=$3
+    else
+        st_pgid=$(ps -o pgid= -p "$$" 2>/dev/null | tr -d ' ') || st_pgid=
+    fi
 }
 
 _alive() {  # _alive PID: is PID a live process of this queue's wrapper?
@@ -966,61 +1086,165 @@ _rt_kill() {
     fi
     # the wrapper records the exit code when it survives; if it was killed
     # too, the record is written here
-    _lock "$1"
-    _load "$1"
-    if [ "$st_state" = running ]; then
-        st_state=killed st_exit=137 st_finished=$(_now)
-        _save "$1"
-    fi
-    _unlock
+    _finish "$1" killed 137
 }
 
 _rt_wrap() {
-    # a TERM sent to the group ends the job; the wrapper lives on to record
-    # the exit code (a trapped signal is reset to default in the job)
-    trap : TERM INT
-    _lock "$1"
-    _load "$1"
-    st_pid=$$ st_started=$(_now)
-    if [ -r "/proc/$$/stat" ]; then
-        read -r _stat < "/proc/$$/stat"
-        # shellcheck disable=SC2086 # split the fields after "(comm) "
-        set -- "$1" ${_stat##*) }
-        st_pgid=$4
-    else
-        st_pgid=$(ps -o pgid= -p "$$" 2>/dev/null | tr -d ' ') || st_pgid=
+    _walltime=$(_option "$1" walltime)
+    if [ -n "$_walltime" ]; then
+        # the watchdog: TERM to the group (the wrapper survives it) when the
+        # time is over; killed with the wrapper's group at the end
+        (
+            _n=0
+            while [ "$_n" -lt "$_walltime" ]; do
+                sleep 1
+                _n=$((_n + 1))
+            done
+            : > "$1/timedout"
+            _signal_group TERM "$$"
+        ) &
+        _dog=$!
     fi
-    _save "$1"
-    _unlock
-    _script=$(cat "$1/script")
-    _code=0
-    cd "$1/stage" || exit 1
-    if [ "$st_mode" = command ]; then
-        sh -c "$_script" < /dev/null > _stdout 2> _stderr || _code=$?
-    else
-        chmod u+x "./$_script" 2>/dev/null || :
-        "./$_script" < /dev/null > _stdout 2> _stderr || _code=$?
+    _run_job "$1"
+    if [ -n "$_walltime" ]; then
+        kill "$_dog" 2>/dev/null || :
     fi
-    if [ "$_code" -gt 255 ]; then
-        # killed by a signal: ksh says 256+N, yash 384+N; report 128+N
-        _code=$((128 + _code % 128))
-    fi
-    _lock "$1"
-    _load "$1"
-    st_exit=$_code st_finished=$(_now) st_state=finished
-    if [ -n "$st_killreq" ]; then
-        st_state=killed
-    fi
-    _save "$1"
-    _unlock
 }
 
 _main "$@"
 '''
 # END runtimes/default.sh
 
+# BEGIN runtimes/slurm.sh
+_RUNTIME_SLURM = r'''# tej runtime "slurm": hands jobs to Slurm (sbatch, squeue, scancel).
+#
+# Appended to common.sh to make QUEUE/tej.sh; provides its _rt_* hooks.
+# submit writes JOBDIR/batch.sh: "#!/bin/sh", "#SBATCH --job-name=ID", the
+# user's own "#SBATCH" lines from the top of the job's script, and a line
+# that runs the job through tej.sh (verb _batch: common.sh's _run_job, which
+# records the start and the exit code itself). It is given to
+# "sbatch --parsable" with the job's directory as working directory, and
+# the submit options mapped to sbatch's (they override the user's lines).
+# The Slurm id is the record's runtime_id.
+#
+# States: squeue tells queued (PENDING...) and running; once Slurm no longer
+# lists the job, the wrapper's record tells finished or killed (TERM from
+# scancel or the time limit). Without a record, "scontrol show job" tells
+# CANCELLED or TIMEOUT (killed: it never ran, or was KILLed), FAILED,
+# NODE_FAIL... (lost); a job Slurm has forgotten, or that COMPLETED without
+# a record, is lost after TEJ_LOST_GRACE seconds (60: a shared file system
+# may be late). sacct is not used: many clusters have no accounting.
+
+# The st_* variables are common.sh's.
+# shellcheck disable=SC2034,SC2154
+
+TEJ_RUNTIME=slurm
+
+_rt_usable() {
+    command -v sbatch > /dev/null 2>&1 || \
+        _die 9 "the slurm runtime needs sbatch, which is not on the PATH"
+    sinfo -h -o %P > /dev/null 2>&1 || \
+        _die 9 "Slurm's controller does not answer (sinfo fails)"
+}
+
+_rt_option() {
+    :
+}
+
+_hms() {  # _hms SECONDS: H:MM:SS
+    printf '%d:%02d:%02d' "$(($1 / 3600))" "$(($1 / 60 % 60))" "$(($1 % 60))"
+}
+
+_rt_start() {
+    {
+        printf '#!/bin/sh\n#SBATCH --job-name=%s\n' "$2"
+        if [ "$st_mode" = file ]; then
+            # the directives sbatch reads: those before the first command
+            sed -n -e '/^#SBATCH/p' -e '/^[^#]/q' "$1/stage/$(cat "$1/script")"
+        fi
+        printf 'exec %s %s %s _batch %s\n' "$(_quote "$TEJ_SH")" \
+            "$(_quote "$TEJ_SELF")" "$(_quote "$Q")" "$(_quote "$2")"
+    } > "$1/batch.sh"
+    _jd=$1
+    set -- --parsable --chdir="$_jd/stage" --output="$_jd/scheduler.out" \
+        --error="$_jd/scheduler.out"
+    while IFS= read -r _o; do
+        _v=${_o#*=}
+        case $_o in
+            walltime=*) set -- "$@" --time="$(_hms "$_v")" ;;
+            cpus=*) set -- "$@" --cpus-per-task="$_v" ;;
+            mem=*) set -- "$@" --mem="$_v" ;;
+            partition=*) set -- "$@" --partition="$_v" ;;
+            account=*) set -- "$@" --account="$_v" ;;
+            gpus=*) set -- "$@" --gpus="$_v" ;;
+            arg=*) set -- "$@" "$_v" ;;
+        esac
+    done < "$_jd/options"
+    if ! _out=$(sbatch "$@" "$_jd/batch.sh" 2> "$_jd/sbatch.err"); then
+        _die 1 "sbatch failed: $(cat "$_jd/sbatch.err")"
+    fi
+    st_state=queued st_runtime_id=${_out%%;*}
+}
+
+_rt_started() {
+    st_pid=$$
+}
+
+_squeue_state() {  # the job's state in squeue, empty when it is not listed
+    squeue -h -j "$st_runtime_id" -o %T 2>/dev/null || :
+}
+
+_rt_refresh() {
+    _active || return 0
+    [ -n "$st_runtime_id" ] || return 0
+    case $(_squeue_state) in
+        PENDING|CONFIGURING|REQUEUE*|RESV_DEL_HOLD|SUSPENDED)
+            [ "$st_state" = running ] || st_state=queued
+            return 0 ;;
+        RUNNING|COMPLETING|SIGNALING|STAGE_OUT|RESIZING)
+            st_state=running
+            return 0 ;;
+    esac
+    _load "$1"  # the wrapper may have written its record just now
+    _active || return 0
+    case $(scontrol show job -o "$st_runtime_id" 2>/dev/null) in
+        *" JobState=CANCELLED"*|*" JobState=TIMEOUT"*|*" JobState=DEADLINE"*)
+            _finish "$1" killed "" ;;
+        *" JobState=FAILED"*|*" JobState=NODE_FAIL"*|*" JobState=BOOT_FAIL"*|\
+        *" JobState=OUT_OF_MEMORY"*|*" JobState=PREEMPTED"*)
+            _finish "$1" lost "" ;;
+        *)
+            # completed without a record yet, or forgotten by Slurm
+            [ -f "$1/gone" ] || _now > "$1/gone"
+            read -r _gone < "$1/gone" || _gone=0
+            if [ "$(($(_now) - _gone))" -ge "${TEJ_LOST_GRACE:-60}" ]; then
+                _finish "$1" lost ""
+            fi ;;
+    esac
+}
+
+_rt_kill() {
+    scancel "$st_runtime_id" 2>/dev/null || :
+    # the wrapper records a TERM; Slurm KILLs after its KillWait
+    _n=0
+    while [ "$_n" -lt 400 ]; do
+        _load "$1"
+        _active || return 0
+        [ -n "$(_squeue_state)" ] || break
+        sleep 0.25 2>/dev/null || sleep 1
+        _n=$((_n + 1))
+    done
+    _load "$1"
+    _active || return 0
+    _finish "$1" killed ""
+}
+
+_main "$@"
+'''
+# END runtimes/slurm.sh
+
 #: The runtimes this client can install: name -> its own script.
-_RUNTIMES = {'default': _RUNTIME_DEFAULT}
+_RUNTIMES = {'default': _RUNTIME_DEFAULT, 'slurm': _RUNTIME_SLURM}
 
 
 def _runtime_script(name):
@@ -1038,13 +1262,20 @@ def _runtime_version(name):
 # resolves the queue ("~", relative to the home directory, "tejdir: PATH"
 # link files, remembered as TEJ_LINK_n for cleanup), then runs the installed
 # runtime if its version is one of VERSIONS. Otherwise it answers
-# "queue=missing" (no queue there) and "installed=VERSION", and exits 90.
+# "queue=missing" (no queue there), "installed=VERSION" and "detected=NAME"
+# (slurm when sinfo answers, pbs when qstat does, else default), and exits
+# 90. The verb _detect answers "detected=NAME" only.
 # The verb "_install SIZE ARG..." takes a new runtime from the first SIZE
 # bytes of stdin (dd bs=1 reads no further: the rest is for the verb run
 # after the install) and runs it. One line, no "!": a csh login shell reads
 # this string too.
 _BOOTSTRAP = (
     'umask 077;q=$1;k=$2;shift 2;n=0;'
+    'D(){ d=default;'
+    'if command -v sbatch >/dev/null 2>&1&&sinfo -h >/dev/null 2>&1;then '
+    'd=slurm;elif command -v qsub >/dev/null 2>&1&&qstat >/dev/null 2>&1;'
+    'then d=pbs;fi;echo "detected=$d"; };'
+    'case $1 in _detect)echo "TEJ 1";D;exit 0;;esac;'
     'case $q in "~")q=$HOME;;"~/"*)q=$HOME/${q#"~/"};;/*);;*)q=$HOME/$q;;esac;'
     'while [ -f "$q" ];do '
     'l=;IFS= read -r l <"$q";'
@@ -1063,7 +1294,8 @@ _BOOTSTRAP = (
     'v=;[ -f "$q/version" ]&&IFS= read -r v <"$q/version";'
     'case " $k " in *" $v "*)[ -z "$v" ]||'
     'exec "${TEJ_SH:-sh}" "$q/tej.sh" "$q" "$@";;esac;'
-    'echo "TEJ 1";[ -d "$q" ]||echo queue=missing;echo "installed=$v";exit 90'
+    'echo "TEJ 1";[ -d "$q" ]||echo queue=missing;echo "installed=$v";D;'
+    'exit 90'
 )
 
 
@@ -1627,7 +1859,7 @@ class RemoteQueue(object):
                 raise QueueDoesntExist(
                     "There is no queue at %s on %s" % (
                         self._queue, self.destination_string))
-            return self.setup_runtime or 'default'
+            return self._choose_runtime(info.get('detected'))
         installed = info.get('installed', '')
         name = installed.split('/')[1] if installed.count('/') == 2 else None
         if self.need_runtime and name not in self.need_runtime:
@@ -1640,6 +1872,17 @@ class RemoteQueue(object):
                 "The queue at %s uses the runtime %s, which this tej does "
                 "not know (tej %s)" % (self._queue, name, __version__))
         return name or self.setup_runtime or 'default'
+
+    def _choose_runtime(self, detected):
+        """The runtime to install: setup_runtime, else the one the server
+        has (detected), if need_runtime allows it.
+        """
+        name = self.setup_runtime or detected
+        if name not in _RUNTIMES:
+            name = 'default'
+        if self.need_runtime and name not in self.need_runtime:
+            name = sorted(self.need_runtime)[0]
+        return name
 
     def _install_call(self, runtime, mode, force=False, links=(), then=()):
         """The argv and stdin that install ``runtime`` (pushed on stdin,
@@ -1712,6 +1955,8 @@ class RemoteQueue(object):
             return errors[code](message) if message else errors[code]()
         if code == _RC_NO_FILE:
             return Error(message or "No such file in the job")
+        if code == _RC_UNSUPPORTED:
+            return Error(message or "The runtime cannot do that")
         if code == _RC_INVALID:
             return ValueError(message or "Invalid argument")
         return RemoteCommandFailure(
@@ -1779,15 +2024,22 @@ class RemoteQueue(object):
         for link in links:
             if not link or '\n' in link:
                 raise ValueError("Invalid link path %r" % (link,))
+        runtime = self.setup_runtime
+        if runtime is None and not only_links:
+            # which scheduler the server has: one more call
+            code, out, err = self._transport.run(
+                self._argv('_detect', []), timeout=self.timeout)
+            runtime = _parse_pairs(self._answer('_detect', code, out,
+                                                err)).get('detected')
         argv, script = self._install_call(
-            self.setup_runtime or 'default',
+            self._choose_runtime(runtime),
             'links' if only_links else 'setup', force=force, links=links)
         code, out, err = self._transport.run(argv, script,
                                              timeout=self.timeout)
         self._answer('_install', code, out, err)
 
     def submit(self, job_id, directory, script=None, content_id=False,
-               if_exists=None):
+               if_exists=None, **resources):
         """Send ``directory`` to the server as a new job and start it.
 
         ``job_id`` None makes one: ``<dirname>_<user>_<random>``, or with
@@ -1796,13 +2048,24 @@ class RemoteQueue(object):
         ``start.sh``) or a shell command. ``if_exists`` says what to do when
         the id is taken: ``'fail'`` (raise `JobAlreadyExists`; the default)
         or ``'reuse'`` (return the id of the job that is there; the default
-        with ``content_id``). A missing queue is set up. Return the job id.
-        Raise `ValueError` for an invalid id, a missing directory or script.
+        with ``content_id``). A missing queue is set up.
+
+        Resources, for the scheduler: ``walltime`` (seconds, or
+        ``[D-]HH:MM:SS``), ``cpus``, ``mem`` (``4G``), ``partition``,
+        ``account``, ``gpus``, ``scheduler_args`` (a list passed as is), and
+        ``prologue`` (shell code run before the job, in its shell, e.g.
+        ``module load x``). The default runtime enforces ``walltime`` and
+        runs the prologue, and refuses the others.
+
+        Return the job id. Raise `ValueError` for an invalid id, a missing
+        directory or script, a bad resource; `Error` for a resource the
+        runtime cannot honour.
         """
         return self._submit(job_id, directory, script, content_id,
-                            if_exists)[0]
+                            if_exists, resources)[0]
 
-    def _submit(self, job_id, directory, script, content_id, if_exists):
+    def _submit(self, job_id, directory, script, content_id, if_exists,
+                resources):
         """submit(); return (job id, whether the job was created)."""
         if if_exists is None:
             if_exists = 'reuse' if content_id else 'fail'
@@ -1812,9 +2075,10 @@ class RemoteQueue(object):
         if not os.path.isdir(directory):
             raise ValueError("Not a directory: %s" % directory)
         mode, script = _script_mode(directory, script)
+        options = _job_options(**resources)
         if job_id is None:
             if content_id:
-                job_id = _content_id(directory, mode, script)
+                job_id = _content_id(directory, mode, script, options)
             else:
                 job_id = _default_job_id(directory,
                                          self.destination.get('username'))
@@ -1824,8 +2088,8 @@ class RemoteQueue(object):
             _write_tar(directory, archive)
             archive.seek(0)
             try:
-                self._call('submit', [job_id, mode, script], stdin=archive,
-                           create=True, transfer=True)
+                self._call('submit', [job_id, mode, script] + options,
+                           stdin=archive, create=True, transfer=True)
             except JobAlreadyExists:
                 if if_exists != 'reuse':
                     raise
@@ -2158,9 +2422,10 @@ class _Retry(object):
         self.delay = 1.0
 
 
-def _content_id(directory, mode, script):
+def _content_id(directory, mode, script, options=()):
     """``<dirname>_<12 hex>``: a hash of the job's files (names, contents,
-    whether executable, link targets; not times nor owners) and script.
+    whether executable, link targets; not times nor owners), script and
+    submit options.
     """
     digest = hashlib.sha256()
 
@@ -2170,7 +2435,7 @@ def _content_id(directory, mode, script):
                 field = field.encode('utf-8', 'surrogateescape')
             digest.update(b'%d:%s,' % (len(field), field))
 
-    add('tej-content-1', mode, script)
+    add('tej-content-1', mode, script, *options)
     for root, dirs, files in os.walk(directory):
         dirs.sort()
         for name in sorted(dirs + files):
@@ -2192,15 +2457,66 @@ def _content_id(directory, mode, script):
     return '%s_%s' % (base or 'job', digest.hexdigest()[:12])
 
 
-def content_id(directory, script=None):
-    """The id that ``submit(None, directory, script, content_id=True)``
-    gives: ``<dirname>_<12 hex>`` from a hash of the files (names,
-    contents, whether executable; not times) and the script. Raise
-    `ValueError` for a missing directory or script.
+def content_id(directory, script=None, **resources):
+    """The id that ``submit(None, directory, script, content_id=True,
+    **resources)`` gives: ``<dirname>_<12 hex>`` from a hash of the files
+    (names, contents, whether executable; not times), the script and the
+    resources. Raise `ValueError` for a missing directory or script.
     """
     if not os.path.isdir(directory):
         raise ValueError("Not a directory: %s" % directory)
-    return _content_id(directory, *_script_mode(directory, script))
+    mode, script = _script_mode(directory, script)
+    return _content_id(directory, mode, script, _job_options(**resources))
+
+
+def _walltime(value):
+    """Seconds from an int or ``[[[D-]HH:]MM:]SS``; raise `ValueError`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    else:
+        match = re.match(r'(?:(\d+)-)?(?:(?:(\d+):)?(\d+):)?(\d+)\Z',
+                         str(value))
+        if not match:
+            raise ValueError("Invalid walltime %r: give [D-]HH:MM:SS or "
+                             "seconds" % (value,))
+        days, hours, minutes, secs = (int(g or 0) for g in match.groups())
+        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+    if seconds <= 0:
+        raise ValueError("The walltime must be positive")
+    return seconds
+
+
+def _job_options(walltime=None, cpus=None, mem=None, partition=None,
+                 account=None, gpus=None, scheduler_args=(), prologue=None):
+    """The runtime's submit options (KEY=VALUE arguments), checked."""
+    options = []
+    if walltime is not None:
+        options.append('walltime=%d' % _walltime(walltime))
+    for key, value in (('cpus', cpus), ('gpus', gpus)):
+        if value is not None:
+            if not re.match(r'[1-9][0-9]{0,5}\Z', str(value)):
+                raise ValueError("Invalid %s %r: a positive number"
+                                 % (key, value))
+            options.append('%s=%s' % (key, value))
+    if mem is not None:
+        if not re.match(r'[0-9]+[KMGTkmgt]?[Bb]?\Z', str(mem)):
+            raise ValueError("Invalid mem %r: a size like 500M or 4G"
+                             % (mem,))
+        options.append('mem=%s' % mem)
+    for key, value in (('partition', partition), ('account', account)):
+        if value is not None:
+            if not re.match(r'[\w.@+%:=,-]+\Z', str(value)):
+                raise ValueError("Invalid %s %r" % (key, value))
+            options.append('%s=%s' % (key, value))
+    if isinstance(scheduler_args, str):
+        scheduler_args = [scheduler_args]
+    for arg in scheduler_args:
+        if not arg or '\n' in arg:
+            raise ValueError("Invalid scheduler argument %r" % (arg,))
+        options.append('arg=%s' % arg)
+    if prologue is not None:
+        options.append('prologue=%s' % prologue)
+    return options
 
 
 def _prepend(data, fileobj):
@@ -2471,6 +2787,25 @@ def _parser():
         sub.add_argument('--script', help="the file in the directory to run "
                          "(default: start.sh), or a shell command")
         sub.add_argument('directory', metavar='DIRECTORY')
+        res = sub.add_argument_group(
+            'resources (for the scheduler; the default runtime enforces '
+            '--walltime, runs --prologue and refuses the others)')
+        res.add_argument('--walltime', metavar='[D-]HH:MM:SS',
+                         help="the time limit")
+        res.add_argument('--cpus', metavar='N', help="CPUs for the job")
+        res.add_argument('--mem', metavar='SIZE', help="memory (4G, 500M)")
+        res.add_argument('--partition', metavar='NAME',
+                         help="the scheduler's partition or queue")
+        res.add_argument('--account', metavar='NAME',
+                         help="the account to charge")
+        res.add_argument('--gpus', metavar='N', help="GPUs for the job")
+        res.add_argument('--scheduler-arg', action='append', default=[],
+                         metavar='ARG', dest='scheduler_args',
+                         help="an argument for sbatch or qsub, as is "
+                              "(repeatable)")
+        res.add_argument('--prologue', metavar='CODE|FILE',
+                         help="shell code run before the job, in its shell "
+                              "(e.g. 'module load x'), or a file of it")
 
     sub = command('submit', "send a directory and start it as a job; "
                             "prints the job's id", json=True)
@@ -2552,6 +2887,18 @@ def _ssh_options(args):
     return options
 
 
+def _resources(args):
+    """The submit resources given on the command line."""
+    resources = {key: getattr(args, key) for key in (
+        'walltime', 'cpus', 'mem', 'partition', 'account', 'gpus',
+        'scheduler_args', 'prologue')}
+    prologue = resources['prologue']
+    if prologue is not None and os.path.isfile(prologue):
+        with open(prologue) as fp:
+            resources['prologue'] = fp.read()
+    return resources
+
+
 def _job_exit(record):
     """The exit status that says how a job ended (see _EXIT_CODES)."""
     state = record['state']
@@ -2594,7 +2941,7 @@ def _run_command(args):
     elif args.command == 'submit':
         job_id, created = queue._submit(
             args.job_id, args.directory, args.script, args.content_id,
-            args.if_exists)
+            args.if_exists, _resources(args))
         if json_out:
             _print_json({'tej': 1, 'id': job_id, 'created': created})
         else:
@@ -2691,7 +3038,7 @@ def _wait(queue, args):
 
 def _run(queue, args):
     job_id, created = queue._submit(None, args.directory, args.script, True,
-                                    'reuse')
+                                    'reuse', _resources(args))
     if not created:
         logger.info("Re-attaching to job %s, submitted before", job_id)
     try:

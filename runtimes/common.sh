@@ -16,9 +16,14 @@
 #                         QUEUE/tej.sh (jobs are kept), MODE "links" only
 #                         writes the NLINKS LINK files ("tejdir: QUEUE");
 #                         then runs VERB, which reads the rest of stdin
-#   submit ID MODE SCRIPT create job ID from a tar stream on stdin, start it;
+#   submit ID MODE SCRIPT [KEY=VALUE ...]
+#                         create job ID from a tar stream on stdin, start it;
 #                         MODE "file" runs the file SCRIPT of the job, MODE
-#                         "command" runs SCRIPT with sh -c
+#                         "command" runs SCRIPT with sh -c. Options: walltime
+#                         (seconds), cpus, mem, partition, account, gpus, arg
+#                         (a scheduler argument, repeatable), prologue (sh
+#                         code run before the job, in its shell); a runtime
+#                         refuses those it cannot honour (exit 9)
 #   status ID [ID ...]    one record per job
 #   list                  one record per job in the queue
 #   wait SECONDS ID ...   as status, once every job has ended or after
@@ -33,7 +38,7 @@
 #   kill ID               stop a running job (TERM, then KILL after a grace)
 #   delete ID [kill]      remove a job; refused while it runs, unless "kill"
 #   cleanup [kill]        remove the whole queue and the links that led to it
-#   _wrap ID              internal: the detached process that runs the job
+#   _wrap ID, _batch ID   internal: the runtime's wrapper that runs the job
 #
 # Stdout: a sentinel line "TEJ 1", then for status and list one line per job
 # of tab-separated key=value fields, "dir=" last:
@@ -49,8 +54,17 @@
 # 10 no such file in the job. 90 is the bootstrap's "runtime missing or
 # outdated". Never 126, 127, 128+N or 255: those are the shell's and ssh's.
 
-# The st_* variables and the _rt_* hooks are shared with the runtime file
-# appended to this one.
+# The st_* variables are shared with the runtime file appended to this one,
+# which defines the hooks:
+#   _rt_usable            exit 9 with a message if the runtime cannot work
+#   _rt_option KEY        exit 9 if the runtime cannot honour submit option KEY
+#   _rt_start JOBDIR ID   start the job (lock held); set st_state (queued or
+#                         running), st_runtime_id
+#   _rt_started JOBDIR    in the wrapper, as the job starts (lock held): set
+#                         runtime fields (st_pid...)
+#   _rt_refresh JOBDIR    bring the loaded record of an active job up to date
+#                         with the runtime (lost, killed...)
+#   _rt_kill JOBDIR       stop the job; return when it has ended
 # shellcheck disable=SC2034
 
 set -eu
@@ -108,6 +122,7 @@ _check_path() {  # a path inside a job: relative, no "..", not empty
 _locked=
 _tmp=
 _self=
+_creating=
 
 _cleanup() {
     if [ -n "$_locked" ]; then
@@ -118,6 +133,9 @@ _cleanup() {
     fi
     if [ -n "$_self" ]; then  # the pushed copy, unless it was put in place
         rm -f "$_self"
+    fi
+    if [ -n "$_creating" ]; then  # a job whose submission failed
+        rm -rf "$_creating"
     fi
 }
 trap _cleanup EXIT
@@ -179,9 +197,7 @@ _record() {  # _record ID: print one job's record; 3 if there is no such job
         return 3
     fi
     _load "$_j"
-    if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
-        _rt_refresh "$_j"
-    fi
+    _rt_refresh "$_j"
     printf 'id=%s\tstate=%s\texit=%s\tsubmitted=%s\tstarted=%s\tfinished=%s\tnow=%s\truntime=%s\truntime_id=%s\tdir=%s\n' \
         "$1" "${st_state:-created}" "$st_exit" "$st_submitted" "$st_started" \
         "$st_finished" "$_nowt" "$st_runtime" "$st_runtime_id" "$_j/stage"
@@ -194,6 +210,76 @@ _active() {  # is the loaded job (after _rt_refresh) still to end?
     return 1
 }
 
+_finish() {  # _finish JOBDIR STATE EXIT: record how a job ended (unless
+    # its wrapper did), and load the record
+    _lock "$1"
+    _load "$1"
+    if _active; then
+        st_state=$2 st_exit=$3 st_finished=$(_now)
+        _save "$1"
+    fi
+    _unlock
+}
+
+_option() {  # _option JOBDIR KEY: the value of a submit option, or nothing
+    [ -f "$1/options" ] || return 0
+    while IFS= read -r _line; do
+        case $_line in
+            "$2="*) printf '%s\n' "${_line#*=}" ;;
+        esac
+    done < "$1/options"
+}
+
+_quote() {  # _quote STRING: STRING quoted for sh
+    printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\"'\"'/g")"
+}
+
+_run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
+    # directory (stdin from /dev/null, output to _stdout and _stderr), with
+    # the prologue first; record its start (with _rt_started's fields) and
+    # its end. A TERM (tej kill, scancel, a time limit) ends the job; the
+    # wrapper lives on to record it as killed (a trapped signal is reset to
+    # default in the job).
+    _termed=
+    trap '_termed=1' TERM
+    trap : INT
+    _lock "$1"
+    _load "$1"
+    st_state=running st_started=$(_now)
+    _rt_started "$1"
+    _save "$1"
+    _unlock
+    _script=$(cat "$1/script")
+    _prologue=
+    if [ -f "$1/prologue" ]; then
+        _prologue=$(cat "$1/prologue")
+    fi
+    cd "$1/stage" || exit 1
+    _code=0
+    (
+        if [ -n "$_prologue" ]; then
+            eval "$_prologue" || exit
+        fi
+        if [ "$st_mode" = command ]; then
+            exec sh -c "$_script"
+        fi
+        chmod u+x "./$_script" 2>/dev/null || :
+        exec "./$_script"
+    ) < /dev/null > _stdout 2> _stderr || _code=$?
+    if [ "$_code" -gt 255 ]; then
+        # killed by a signal: ksh says 256+N, yash 384+N; report 128+N
+        _code=$((128 + _code % 128))
+    fi
+    _lock "$1"
+    _load "$1"
+    st_exit=$_code st_finished=$(_now) st_state=finished
+    if [ -n "$st_killreq" ] || [ -n "$_termed" ] || [ -f "$1/timedout" ]; then
+        st_state=killed
+    fi
+    _save "$1"
+    _unlock
+}
+
 # ---- verbs -------------------------------------------------------------------
 
 _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
@@ -201,6 +287,7 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
     shift 4
     _self=$0
     if [ "$_mode" != links ]; then
+        _rt_usable
         if [ "$_mode" = setup ] && [ "$_force" != 1 ] && [ -f "$Q/version" ]; then
             _die 7 "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
         fi
@@ -244,37 +331,57 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
     printf 'queue=%s\n' "$Q"
 }
 
-_submit() {  # _submit ID MODE SCRIPT, tar stream on stdin
+_submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     _check_id "$1"
     case $2 in
         file) _check_path "$3" ;;
         command) ;;
         *) _die 8 "invalid script mode: '$2'" ;;
     esac
+    _id=$1 _mode=$2 _script=$3
+    shift 3
+    for _o do
+        case $_o in
+            prologue=*) ;;
+            *"
+"*) _die 8 "an option holds a newline" ;;
+            walltime=*) case ${_o#*=} in
+                            ''|*[!0-9]*) _die 8 "invalid walltime: '${_o#*=}'" ;;
+                        esac ;;
+            cpus=*|mem=*|partition=*|account=*|gpus=*|arg=*) ;;
+            *) _die 8 "unknown option: '$_o'" ;;
+        esac
+        _rt_option "${_o%%=*}"
+    done
     mkdir -p "$Q/jobs"
-    _j=$Q/jobs/$1
-    mkdir "$_j" 2>/dev/null || _die 4 "job $1 already exists"
+    _j=$Q/jobs/$_id
+    mkdir "$_j" 2>/dev/null || _die 4 "job $_id already exists"
+    _creating=$_j
     mkdir "$_j/lock"
     _locked=$_j/lock
     if ! mkdir "$_j/stage" || ! (cd "$_j/stage" && tar -xf -); then
-        rm -rf "$_j"
-        _locked=
         _die 1 "could not unpack the job directory"
     fi
-    if [ "$2" = file ] && [ ! -f "$_j/stage/$3" ]; then
-        rm -rf "$_j"
-        _locked=
-        _die 10 "no script '$3' in the job directory"
+    if [ "$_mode" = file ] && [ ! -f "$_j/stage/$_script" ]; then
+        _die 10 "no script '$_script' in the job directory"
     fi
-    printf '%s' "$3" > "$_j/script"
+    printf '%s' "$_script" > "$_j/script"
+    : > "$_j/options"
+    for _o do
+        case $_o in
+            prologue=*) printf '%s\n' "${_o#*=}" > "$_j/prologue" ;;
+            *) printf '%s\n' "$_o" >> "$_j/options" ;;
+        esac
+    done
     _load "$_j"
-    st_state=created st_mode=$2 st_submitted=$(_now) st_runtime=$TEJ_RUNTIME
+    st_state=created st_mode=$_mode st_submitted=$(_now) st_runtime=$TEJ_RUNTIME
     _save "$_j"
-    _rt_start "$_j" "$1"
+    _rt_start "$_j" "$_id"
     _save "$_j"
+    _creating=
     _unlock
     _header
-    printf 'id=%s\n' "$1"
+    printf 'id=%s\n' "$_id"
 }
 
 _status() {
@@ -398,18 +505,16 @@ _kill() {  # _kill ID: no-op unless the job is running
     _check_id "$1"
     _j=$Q/jobs/$1
     [ -d "$_j" ] || exit 3
-    _lock "$_j"
     _load "$_j"
-    if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
-        _rt_refresh "$_j"
-    fi
+    _rt_refresh "$_j"
     if _active; then
+        _lock "$_j"
+        _load "$_j"
         st_killreq=$(_now)
         _save "$_j"
         _unlock
         _rt_kill "$_j"
     else
-        _unlock
         printf 'tej: job %s is not running\n' "$1" >&2
     fi
     _header
@@ -420,9 +525,7 @@ _delete() {  # _delete ID [kill]
     _j=$Q/jobs/$1
     [ -d "$_j" ] || exit 3
     _load "$_j"
-    if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
-        _rt_refresh "$_j"
-    fi
+    _rt_refresh "$_j"
     if _active; then
         [ "${2:-}" = kill ] || _die 2 "job $1 is still running"
         _kill "$1" > /dev/null
@@ -435,9 +538,7 @@ _cleanup_queue() {  # remove the queue, then the links the bootstrap followed
     for _j in "$Q"/jobs/*; do
         [ -d "$_j" ] || continue
         _load "$_j"
-        if [ "$st_state" = running ] || [ "$st_state" = queued ]; then
-            _rt_refresh "$_j"
-        fi
+        _rt_refresh "$_j"
         if _active; then
             [ "${1:-}" = kill ] || _die 2 "job ${_j##*/} is still running"
             _kill "${_j##*/}" > /dev/null
@@ -461,7 +562,7 @@ _main() {
     TEJ_SELF=$Q/tej.sh
     case $_verb in
         _install) _install "$@" ;;
-        submit) [ "$#" -eq 3 ] || _die 8 "usage: submit ID MODE SCRIPT"
+        submit) [ "$#" -ge 3 ] || _die 8 "usage: submit ID MODE SCRIPT [KEY=VALUE ...]"
                 _submit "$@" ;;
         status) [ "$#" -ge 1 ] || _die 8 "usage: status ID ..."
                 _status "$@" ;;
@@ -479,6 +580,8 @@ _main() {
         cleanup) _cleanup_queue ${1+"$@"} ;;  # posh: "$@" is unset if empty
         _wrap) _check_id "$1"
                _rt_wrap "$Q/jobs/$1" ;;
+        _batch) _check_id "$1"
+                _run_job "$Q/jobs/$1" ;;
         *) _die 8 "unknown verb: '$_verb'" ;;
     esac
 }

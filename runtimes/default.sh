@@ -1,24 +1,29 @@
 # tej runtime "default": starts each job at once, detached from the session.
 #
-# Appended to common.sh to make QUEUE/tej.sh. Provides the runtime hooks
-# common.sh calls, with the job's record loaded in st_* variables:
-#   _rt_start JOBDIR ID   start the job (lock held); sets st_state, st_pid
-#   _rt_refresh JOBDIR    for a job recorded as running: "lost" when its
-#                         wrapper is gone without writing an exit code
-#   _rt_kill JOBDIR       TERM to the job's process group, KILL after
-#                         TEJ_GRACE seconds; returns when no process is left
-#   _rt_wrap JOBDIR       the detached wrapper: records pid, process group,
-#                         boot id and start time, runs the job with stdin
-#                         from /dev/null and output to _stdout and _stderr,
-#                         then records the exit code
-# The job's script runs in JOBDIR/stage: a file of the job is made
-# executable and run (a "#!" line is honoured, else sh runs it); a command
-# runs with sh -c.
+# Appended to common.sh to make QUEUE/tej.sh; provides its _rt_* hooks. The
+# wrapper (verb _wrap) is started with setsid, so that the job has a process
+# group of its own, and with HUP ignored; it records its pid, process group
+# and the boot id, runs the job (common.sh's _run_job) and records its exit
+# code. A job whose wrapper is gone without a record (SIGKILL, a reboot) is
+# lost. kill sends TERM to the process group, KILL after TEJ_GRACE seconds,
+# and returns when no process of it is left. Of the submit options, only
+# walltime (enforced here: TERM when it is over) and prologue are honoured.
 
 # The st_* variables are common.sh's.
 # shellcheck disable=SC2034,SC2154
 
 TEJ_RUNTIME=default
+
+_rt_usable() {
+    :
+}
+
+_rt_option() {
+    case $1 in
+        walltime|prologue) ;;
+        *) _die 9 "the default runtime starts jobs at once, without a scheduler: it cannot honour the option $1" ;;
+    esac
+}
 
 _rt_start() {
     set -- "$TEJ_SH" "$TEJ_SELF" "$Q" _wrap "$2"
@@ -33,6 +38,18 @@ _rt_start() {
     # session would then wait for the job.
     ( trap '' HUP; exec "$@" < /dev/null > /dev/null 2>&1 ) &
     st_state=running st_pid=$! st_boot=$(_bootid)
+}
+
+_rt_started() {
+    st_pid=$$ st_boot=$(_bootid)
+    if [ -r "/proc/$$/stat" ]; then
+        read -r _stat < "/proc/$$/stat"
+        # shellcheck disable=SC2086 # split the fields after "(comm) "
+        set -- ${_stat##*) }
+        st_pgid=$3
+    else
+        st_pgid=$(ps -o pgid= -p "$$" 2>/dev/null | tr -d ' ') || st_pgid=
+    fi
 }
 
 _alive() {  # _alive PID: is PID a live process of this queue's wrapper?
@@ -100,53 +117,29 @@ _rt_kill() {
     fi
     # the wrapper records the exit code when it survives; if it was killed
     # too, the record is written here
-    _lock "$1"
-    _load "$1"
-    if [ "$st_state" = running ]; then
-        st_state=killed st_exit=137 st_finished=$(_now)
-        _save "$1"
-    fi
-    _unlock
+    _finish "$1" killed 137
 }
 
 _rt_wrap() {
-    # a TERM sent to the group ends the job; the wrapper lives on to record
-    # the exit code (a trapped signal is reset to default in the job)
-    trap : TERM INT
-    _lock "$1"
-    _load "$1"
-    st_pid=$$ st_started=$(_now)
-    if [ -r "/proc/$$/stat" ]; then
-        read -r _stat < "/proc/$$/stat"
-        # shellcheck disable=SC2086 # split the fields after "(comm) "
-        set -- "$1" ${_stat##*) }
-        st_pgid=$4
-    else
-        st_pgid=$(ps -o pgid= -p "$$" 2>/dev/null | tr -d ' ') || st_pgid=
+    _walltime=$(_option "$1" walltime)
+    if [ -n "$_walltime" ]; then
+        # the watchdog: TERM to the group (the wrapper survives it) when the
+        # time is over; killed with the wrapper's group at the end
+        (
+            _n=0
+            while [ "$_n" -lt "$_walltime" ]; do
+                sleep 1
+                _n=$((_n + 1))
+            done
+            : > "$1/timedout"
+            _signal_group TERM "$$"
+        ) &
+        _dog=$!
     fi
-    _save "$1"
-    _unlock
-    _script=$(cat "$1/script")
-    _code=0
-    cd "$1/stage" || exit 1
-    if [ "$st_mode" = command ]; then
-        sh -c "$_script" < /dev/null > _stdout 2> _stderr || _code=$?
-    else
-        chmod u+x "./$_script" 2>/dev/null || :
-        "./$_script" < /dev/null > _stdout 2> _stderr || _code=$?
+    _run_job "$1"
+    if [ -n "$_walltime" ]; then
+        kill "$_dog" 2>/dev/null || :
     fi
-    if [ "$_code" -gt 255 ]; then
-        # killed by a signal: ksh says 256+N, yash 384+N; report 128+N
-        _code=$((128 + _code % 128))
-    fi
-    _lock "$1"
-    _load "$1"
-    st_exit=$_code st_finished=$(_now) st_state=finished
-    if [ -n "$st_killreq" ]; then
-        st_state=killed
-    fi
-    _save "$1"
-    _unlock
 }
 
 _main "$@"

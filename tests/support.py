@@ -1,6 +1,6 @@
 """What the tests share: a hermetic environment, a real sshd, waiting.
 
-TEJ_TEST_REQUIRE (comma-separated: sshd, shells, python-versions) turns the
+TEJ_TEST_REQUIRE (comma-separated: sshd, shells, python-versions, slurm) turns the
 skip of a test whose component is missing into a failure; CI sets it.
 """
 
@@ -206,6 +206,18 @@ class SSHServer(object):
     def path(self, *names):
         return os.path.join(self.dir, *names)
 
+    def add_alias(self, alias, prefix):
+        """Another name for this server, whose sshd runs under ``prefix``
+        (a command line, e.g. nsenter into a namespace).
+        """
+        with open(self.config) as fp:
+            block = fp.read().split('\nHost ')[0]
+        block = block.replace('Host %s\n' % self.alias, 'Host %s\n' % alias)
+        block = block.replace('exec %s -i' % self.sshd, 'exec %s %s -i' % (
+            ' '.join(prefix), self.sshd))
+        with open(self.config, 'a') as fp:
+            fp.write('\n' + block)
+
     def queue(self, queue='~/.tej', **kwargs):
         """A RemoteQueue on this server."""
         q = tej.RemoteQueue(self.alias, queue, ssh_options=self.options,
@@ -289,8 +301,192 @@ def ssh_server():
 
 
 def stop_all():
-    global _server
+    global _server, _slurm
+    if _slurm is not None:
+        _slurm.stop()
+        _slurm = None
     if _server is not None:
         _server.stop()
         _server = None
     Hermetic.stop()
+
+
+class SlurmCluster(object):
+    """A single-node Slurm (munged, slurmctld, slurmd from Debian's
+    packages) started in a temporary directory, its daemons inside a
+    network namespace of its own (they listen on every address: there,
+    those are only this test's), and an ssh alias whose sshd runs in that
+    namespace too. Needs root. /etc/slurm/slurm.conf is linked to the
+    configuration while it runs (ssh sessions do not carry SLURM_CONF), and
+    removed after. Everything is stopped by pid.
+    """
+
+    alias = 'tejslurm'
+
+    def __init__(self, server):
+        missing = [name for name in ('munged', 'slurmctld', 'slurmd',
+                                     'sbatch', 'unshare', 'nsenter', 'ip')
+                   if not (which(name) or os.path.exists('/usr/sbin/' +
+                                                         name))]
+        need('slurm', not missing and os.getuid() == 0,
+             "a Slurm test bed needs root and %s" % (
+                 ', '.join(missing) or 'root'))
+        self.conf_link = '/etc/slurm/slurm.conf'
+        need('slurm', not os.path.lexists(self.conf_link),
+             "%s exists: a real Slurm is configured here" % self.conf_link)
+        self.server = server
+        self.dir = tempfile.mkdtemp(prefix='slurm-', dir=Hermetic.start())
+        os.chmod(self.dir, 0o755)
+        self.pids = []
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def path(self, *names):
+        return os.path.join(self.dir, *names)
+
+    def ns(self, argv):
+        """argv run inside the namespace."""
+        return ['nsenter', '--net=/proc/%d/ns/net' % self.holder] + argv
+
+    def _start(self):
+        # the namespace, held by a sleeping process; an address other than
+        # loopback, on a veth pair whose both ends are inside, so that
+        # getaddrinfo(AI_ADDRCONFIG) answers for 127.0.0.1
+        holder = subprocess.Popen(['unshare', '--net', 'sleep', '100000'])
+        self.pids.append(holder.pid)
+        self.holder = holder.pid
+        wait_for(lambda: os.readlink('/proc/%d/ns/net' % holder.pid) !=
+                 os.readlink('/proc/self/ns/net'), what='the namespace')
+        for argv in (['ip', 'link', 'set', 'lo', 'up'],
+                     ['ip', 'link', 'add', 'tej0', 'type', 'veth', 'peer',
+                      'name', 'tej1'],
+                     ['ip', 'addr', 'add', '169.254.77.1/32', 'dev', 'tej0'],
+                     ['ip', 'link', 'set', 'tej0', 'up'],
+                     ['ip', 'link', 'set', 'tej1', 'up']):
+            subprocess.check_call(self.ns(argv))
+        # munge, as user munge, with a socket of its own
+        munge = self.path('munge')
+        os.mkdir(munge, 0o755)
+        key = self.path('munge', 'munge.key')
+        with open(key, 'wb') as fp:
+            fp.write(os.urandom(1024))
+        os.chmod(key, 0o400)
+        entry = pwd.getpwnam('munge')
+        for path in (munge, key):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        self.socket = self.path('munge', 'munge.socket.2')
+        subprocess.check_call([
+            'runuser', '-u', 'munge', '--', 'munged',
+            '--socket=' + self.socket, '--key-file=' + key,
+            '--pid-file=' + self.path('munge', 'munged.pid'),
+            '--seed-file=' + self.path('munge', 'seed'),
+            '--log-file=' + self.path('munge', 'log')])
+        self.pids.append(int(self._read(self.path('munge', 'munged.pid'))))
+        node = subprocess.run(['slurmd', '-C'], stdout=subprocess.PIPE,
+                              check=True).stdout.decode().splitlines()[0]
+        hostname = node.split()[0].split('=', 1)[1]
+        for sub in ('state', 'spool'):
+            os.mkdir(self.path(sub), 0o755)
+        self.conf = self.path('slurm.conf')
+        with open(self.conf, 'w') as fp:
+            fp.write(
+                "ClusterName=tejtest\n"
+                "SlurmctldHost={h}(127.0.0.1)\n"
+                "AuthType=auth/munge\nCredType=cred/munge\n"
+                "AuthInfo=socket={s}\n"
+                "SlurmUser=root\nSlurmdUser=root\n"
+                "SlurmctldPidFile={d}/slurmctld.pid\n"
+                "SlurmdPidFile={d}/slurmd.pid\n"
+                "SlurmdSpoolDir={d}/spool\nStateSaveLocation={d}/state\n"
+                "SlurmctldLogFile={d}/slurmctld.log\n"
+                "SlurmdLogFile={d}/slurmd.log\n"
+                "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n"
+                "SelectType=select/cons_tres\n"
+                "AccountingStorageType=accounting_storage/none\n"
+                "JobAcctGatherType=jobacct_gather/none\n"
+                "SchedulerParameters=batch_sched_delay=0\n"
+                "ReturnToService=2\nKillWait=2\nOverTimeLimit=0\n"
+                "{n} NodeAddr=127.0.0.1\n"
+                "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE "
+                "State=UP\n".format(h=hostname, s=self.socket, d=self.dir,
+                                   n=node))
+        os.chmod(self.conf, 0o644)
+        os.makedirs(os.path.dirname(self.conf_link), exist_ok=True)
+        os.symlink(self.conf, self.conf_link)
+        env = dict(os.environ, SLURM_CONF=self.conf)
+        for daemon in ('slurmctld', 'slurmd'):
+            subprocess.check_call(self.ns([daemon, '-f', self.conf]), env=env)
+            self.pids.append(int(self._read(self.path(daemon + '.pid'))))
+        wait_for(lambda: b'idle' in self.run(['sinfo', '-h', '-o', '%T']),
+                 timeout=30, what='the Slurm node to be idle')
+        self.server.add_alias(self.alias, self.ns([]))
+
+    @staticmethod
+    def _read(path):
+        wait_for(lambda: os.path.exists(path) and open(path).read().strip(),
+                 what=path)
+        with open(path) as fp:
+            return fp.read().strip()
+
+    def run(self, argv):
+        """A Slurm command's output (inside the namespace)."""
+        return subprocess.run(self.ns(argv), stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL,
+                              env=dict(os.environ, SLURM_CONF=self.conf)
+                              ).stdout
+
+    def job_field(self, job_id, field):
+        """A field of "scontrol show job" (JobName, TimeLimit...)."""
+        out = self.run(['scontrol', 'show', 'job', '-o', str(job_id)])
+        for word in out.decode().split():
+            if word.startswith(field + '='):
+                return word.split('=', 1)[1]
+        return None
+
+    def stop_controller(self):
+        """Stop slurmctld (auto-detection must then pick default)."""
+        pid = int(self._read(self.path('slurmctld.pid')))
+        os.kill(pid, 15)
+        wait_for(lambda: not os.path.exists('/proc/%d' % pid) or
+                 open('/proc/%d/stat' % pid).read().split(') ')[1][0] == 'Z',
+                 what='slurmctld to stop')
+
+    def start_controller(self):
+        subprocess.check_call(self.ns(['slurmctld', '-f', self.conf]),
+                              env=dict(os.environ, SLURM_CONF=self.conf))
+        self.pids.append(int(self._read(self.path('slurmctld.pid'))))
+        wait_for(lambda: b'idle' in self.run(['sinfo', '-h', '-o', '%T']),
+                 timeout=30, what='the Slurm node to be idle')
+
+    def stop(self):
+        for pid in reversed(self.pids):
+            try:
+                os.kill(pid, 15)
+            except OSError:
+                pass
+        if os.path.islink(self.conf_link) and \
+                os.readlink(self.conf_link) == self.path('slurm.conf'):
+            os.unlink(self.conf_link)
+        deadline = time.monotonic() + 10
+        for pid in self.pids:
+            while os.path.exists('/proc/%d' % pid) and \
+                    time.monotonic() < deadline:
+                time.sleep(0.05)
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+
+
+_slurm = None
+
+
+def slurm_cluster():
+    """The one SlurmCluster of this test run (started on first use)."""
+    global _slurm
+    if _slurm is None:
+        _slurm = SlurmCluster(ssh_server())
+    return _slurm

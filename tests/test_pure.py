@@ -304,7 +304,8 @@ class TestEmbed(unittest.TestCase):
             text = fp.read()
         blocks = embed.embedded(text)
         self.assertEqual(sorted(blocks), ['runtimes/common.sh',
-                                          'runtimes/default.sh'])
+                                          'runtimes/default.sh',
+                                          'runtimes/slurm.sh'])
         for name, content in blocks.items():
             with open(os.path.join(support.TOP, name)) as fp:
                 self.assertEqual(content, fp.read(),

@@ -121,7 +121,8 @@ class TestRoundTrips(SSHCase):
             return len(fp.read().split())
 
     def test_counts(self):
-        q = self.server.queue(self.remote_dir() + '/q')
+        q = self.server.queue(self.remote_dir() + '/q',
+                              setup_runtime='default')
         job = support.make_tree(os.path.join(self.tmp, 'job'),
                                 {'start.sh': 'echo hi\n'})
         counts = {
@@ -137,10 +138,14 @@ class TestRoundTrips(SSHCase):
             'kill': self.count(lambda: q.kill('a')),
             'delete': self.count(lambda: q.delete('a')),
             'setup': self.count(lambda: q.setup(force=True)),
+            # which scheduler the server has: one call more
+            'setup, detecting': self.count(
+                lambda: self.server.queue(str(q.queue)).setup(force=True)),
         })
         self.assertEqual(counts, {
             'first submit': 2, 'submit': 1, 'status': 1, 'list': 1,
-            'download': 1, 'kill': 1, 'delete': 1, 'setup': 1})
+            'download': 1, 'kill': 1, 'delete': 1, 'setup': 1,
+            'setup, detecting': 2})
         # an outdated runtime costs one more exec, not more
         with open(os.path.join(q.queue, 'version'), 'w') as fp:
             fp.write('1/default/0\n')

@@ -1,0 +1,197 @@
+"""The slurm runtime against a real single-node Slurm (support.SlurmCluster),
+through the real sshd, as the unprivileged user.
+"""
+
+import os
+import shutil
+import signal
+import tempfile
+import time
+import unittest
+
+from . import support
+from .scenario import WAIT_FOR_GO, NASTY_FILES
+from .support import tej, run_cli, wait_for, wait_state
+
+
+def setUpModule():
+    support.Hermetic.start()
+    os.environ['TEJ_CONTROL_PERSIST'] = '60'
+
+
+class SlurmCase(unittest.TestCase):
+    runtime = 'slurm'
+
+    def setUp(self):
+        self.server = support.ssh_server()
+        self.slurm = support.slurm_cluster()
+        self.tmp = tempfile.mkdtemp()
+        self.remote = tempfile.mkdtemp(dir=self.server.home)
+        os.chown(self.remote, self.server.uid, self.server.gid)
+        self.queue_path = os.path.join(self.remote, 'q')
+        self.q = self.queue()
+
+    def tearDown(self):
+        self.slurm.run(['scancel', '-u', self.server.user])
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        shutil.rmtree(self.remote, ignore_errors=True)
+
+    def queue(self, path=None, **kwargs):
+        q = tej.RemoteQueue(self.slurm.alias, path or self.queue_path,
+                            ssh_options=self.server.options, **kwargs)
+        self.server.queues.append(q)
+        return q
+
+    def job(self, files, name='job'):
+        return support.make_tree(os.path.join(self.tmp, name), files)
+
+    def stage(self, job_id):
+        return os.path.join(self.queue_path, 'jobs', job_id, 'stage')
+
+    def cli(self, *argv):
+        return run_cli(*(list(argv) + ['--queue', self.queue_path, '-F',
+                                       self.server.config]))
+
+
+class TestSlurm(SlurmCase):
+    def test_whole_life(self):
+        q = self.q
+        q.setup()  # auto-detected: the controller answers
+        job = self.job(dict(NASTY_FILES, **{'start.sh': WAIT_FOR_GO}))
+        self.assertEqual(q.submit('j1', job), 'j1')
+        record = q.info('j1')
+        self.assertEqual(record['runtime'], 'slurm')
+        self.assertRegex(record['runtime_id'], r'\A\d+\Z')
+        self.assertIn(record['state'], ('queued', 'running'))
+        wait_for(lambda: q.info('j1')['state'] == 'running',
+                 what='the job to run')
+        self.assertEqual(self.slurm.job_field(record['runtime_id'],
+                                              'JobState'), 'RUNNING')
+        with self.assertRaises(tej.JobStillRunning):
+            q.delete('j1')
+        self.assertEqual([(i, d['state']) for i, d in q.list()],
+                         [('j1', 'running')])
+        open(os.path.join(self.stage('j1'), 'go'), 'w').close()
+        self.assertEqual(q.wait('j1'), 0)
+        self.assertEqual(q.status('j1')[::2], ('finished', '0'))
+        out = os.path.join(self.tmp, 'out')
+        q.download('j1', ['_stdout', '_stderr', 'results'], directory=out)
+        with open(os.path.join(out, '_stdout')) as fp:
+            self.assertEqual(fp.read(), 'out: plain\n')
+        with open(os.path.join(out, 'results/deep/a/b/c/d.bin'), 'rb') as fp:
+            self.assertEqual(fp.read(), NASTY_FILES['deep/a/b/c/d.bin'])
+        q.kill('j1')  # finished: nothing happens
+        q.delete('j1')
+        with self.assertRaises(tej.JobNotFound):
+            q.status('j1')
+
+    def test_failing_job_and_command_line(self):
+        job = self.job({'start.sh': 'echo "$SLURM_JOB_ID" ok; exit 3\n'})
+        code, out, err = self.cli('run', self.slurm.alias, job)
+        self.assertEqual(code, 3, err)
+        self.assertRegex(out, r'\A\d+ ok\n\Z')
+        code, out, err = self.cli('submit', self.slurm.alias, job, '--id', 'f')
+        self.assertEqual(self.cli('wait', self.slurm.alias, '--id', 'f')[0], 3)
+        self.assertEqual(self.cli('status', self.slurm.alias, '--id', 'f')[1],
+                         'finished 3\n')
+
+    def test_scancel_outside_tej_is_killed(self):
+        job = self.job({'start.sh': 'sleep 1000\n'})
+        self.q.submit('c', job)
+        wait_for(lambda: self.q.info('c')['state'] == 'running',
+                 what='the job to run')
+        self.slurm.run(['scancel', self.q.info('c')['runtime_id']])
+        record = wait_state(self.q, 'c')
+        self.assertEqual(record['state'], 'killed')
+        self.assertEqual(self.q.status('c')[0], 'finished')
+
+    def test_kill_queued_and_running(self):
+        job = self.job({'start.sh': 'sleep 1000\n'})
+        # more CPUs than the node has: it stays pending
+        self.q.submit('pending', job, cpus=64)
+        self.assertEqual(self.q.info('pending')['state'], 'queued')
+        self.assertEqual(self.cli('status', self.slurm.alias, '--id',
+                                  'pending')[1], 'queued\n')
+        with self.assertRaises(tej.JobStillRunning):
+            self.q.delete('pending')
+        self.q.kill('pending')
+        self.assertEqual(self.q.info('pending')['state'], 'killed')
+        self.q.delete('pending')
+        self.q.submit('running', job)
+        wait_for(lambda: self.q.info('running')['state'] == 'running',
+                 what='the job to run')
+        self.q.delete('running', kill=True)
+        self.assertEqual(list(self.q.list()), [])
+
+    def test_directives_and_resources_reach_slurm(self):
+        job = self.job({'start.sh': '#!/bin/sh\n#SBATCH --job-name=mine\n'
+                                    '#SBATCH --comment=hello\nsleep 1000\n'})
+        self.q.submit('res', job, walltime='0:10:00', cpus=2,
+                      scheduler_args=['--nice=5'])
+        slurm_id = self.q.info('res')['runtime_id']
+        self.assertEqual(self.slurm.job_field(slurm_id, 'JobName'), 'mine')
+        self.assertEqual(self.slurm.job_field(slurm_id, 'Comment'), 'hello')
+        self.assertEqual(self.slurm.job_field(slurm_id, 'TimeLimit'),
+                         '00:10:00')
+        self.assertEqual(self.slurm.job_field(slurm_id, 'NumCPUs'), '2')
+        self.assertEqual(self.slurm.job_field(slurm_id, 'Nice'), '5')
+        self.q.kill('res')
+
+    def test_prologue(self):
+        job = self.job({'start.sh': 'echo "$GREETING"\n'})
+        self.q.submit('p', job, prologue='GREETING=hello; export GREETING')
+        self.assertEqual(self.q.wait('p'), 0)
+        dest = os.path.join(self.tmp, 'p.out')
+        self.q.download('p', '_stdout', destination=dest)
+        with open(dest) as fp:
+            self.assertEqual(fp.read(), 'hello\n')
+
+    def test_lost_when_the_wrapper_dies(self):
+        job = self.job({'start.sh': 'sleep 1000\n'})
+        self.q.submit('l', job)
+        wait_for(lambda: self.q.info('l')['state'] == 'running',
+                 what='the job to run')
+        with open(os.path.join(os.path.dirname(self.stage('l')),
+                               'state')) as fp:
+            pid = int([l for l in fp if l.startswith('pid=')][0][4:])
+        os.kill(pid, signal.SIGKILL)
+        record = wait_state(self.q, 'l', timeout=60)
+        self.assertEqual((record['state'], record['exit']), ('lost', None))
+
+    def test_walltime_exceeded_is_killed(self):
+        job = self.job({'start.sh': 'sleep 1000\n'})
+        # Slurm counts limits in minutes and checks them every 30 s or so
+        self.q.submit('w', job, walltime=60)
+        wait_for(lambda: self.q.info('w')['state'] == 'running',
+                 what='the job to run')
+        record = wait_state(self.q, 'w', timeout=180)
+        self.assertEqual(record['state'], 'killed')
+        self.assertEqual(self.slurm.job_field(record['runtime_id'],
+                                              'JobState'), 'TIMEOUT')
+
+
+class TestDetection(SlurmCase):
+    def test_slurm_then_default_when_the_controller_is_down(self):
+        q = self.queue(os.path.join(self.remote, 'detected'))
+        q.setup()
+        job = self.job({'start.sh': 'true\n'})
+        q.submit('a', job)
+        self.assertEqual(q.info('a')['runtime'], 'slurm')
+        # first contact by submit detects too
+        q2 = self.queue(os.path.join(self.remote, 'first-contact'))
+        q2.submit('b', job)
+        self.assertEqual(q2.info('b')['runtime'], 'slurm')
+        self.slurm.stop_controller()
+        try:
+            q3 = self.queue(os.path.join(self.remote, 'without'))
+            q3.setup()
+            q3.submit('c', job)
+            self.assertEqual(q3.info('c')['runtime'], 'default')
+            # asked for, but unusable: a clear error
+            q4 = self.queue(os.path.join(self.remote, 'forced'),
+                            setup_runtime='slurm')
+            with self.assertRaises(tej.Error) as ctx:
+                q4.setup()
+            self.assertIn('controller', str(ctx.exception))
+        finally:
+            self.slurm.start_controller()
