@@ -446,6 +446,11 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 # shellcheck disable=SC2034
 
 set -eu
+# the jobs get the caller's locale and umask back (_run_job)
+if [ -z "${TEJ_CALLER_SAVED:-}" ]; then
+    TEJ_CALLER_SAVED=1 TEJ_LC_ALL=${LC_ALL-} TEJ_LC_ALL_SET=${LC_ALL+1}
+    export TEJ_CALLER_SAVED TEJ_LC_ALL TEJ_LC_ALL_SET
+fi
 LC_ALL=C
 export LC_ALL
 umask 077
@@ -504,13 +509,13 @@ _creating=
 
 _cleanup() {
     if [ -n "$_locked" ]; then
-        rmdir "$_locked" 2>/dev/null || :
+        rm -rf "$_locked"
     fi
     if [ -n "$_tmp" ]; then
         rm -f "$_tmp"
     fi
-    if [ -n "$_self" ]; then  # the pushed copy, unless it was put in place
-        rm -f "$_self"
+    if [ -n "$_self" ]; then  # the pushed copy, in its private directory
+        rm -rf "${_self%/*}"
     fi
     if [ -n "$_creating" ]; then  # a job whose submission failed
         rm -rf "$_creating"
@@ -518,22 +523,33 @@ _cleanup() {
 }
 trap _cleanup EXIT
 
-_lock() {  # _lock JOBDIR: mkdir is atomic; a lock older than ~10 s is stale
+_host=$(uname -n)
+
+_lock() {  # _lock JOBDIR: mkdir is atomic. The owner (host:pid) is in the
+    # lock: a lock whose owner is dead is broken; one of another host (a
+    # cluster node), or without an owner, after a minute.
     _n=0
     while ! mkdir "$1/lock" 2>/dev/null; do
         [ -d "$1" ] || _die 3 "no such job"
         _n=$((_n + 1))
-        if [ "$_n" -ge 100 ]; then
-            rmdir "$1/lock" 2>/dev/null || :
-            _n=0
+        if [ "$((_n % 20))" -eq 0 ]; then
+            _owner=
+            { read -r _owner < "$1/lock/owner"; } 2>/dev/null || :
+            case $_owner in
+                "$_host:"*)
+                    kill -s 0 "${_owner#*:}" 2>/dev/null || rm -rf "$1/lock" ;;
+                *)
+                    [ "$_n" -lt 600 ] || rm -rf "$1/lock" ;;
+            esac
         fi
         _nap
     done
     _locked=$1/lock
+    printf '%s:%s\n' "$_host" "$$" > "$1/lock/owner"
 }
 
 _unlock() {
-    rmdir "$_locked"
+    rm -rf "$_locked"
     _locked=
 }
 
@@ -543,7 +559,11 @@ _load() {  # _load JOBDIR: read the state file into st_* variables
     st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
     st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
     st_mode=''
-    [ -f "$1/state" ] || return 0
+    if [ ! -f "$1/state" ]; then
+        # being submitted, or its submission died (lost)
+        [ -d "$1/lock" ] || st_state=lost
+        return 0
+    fi
     while IFS= read -r _line; do
         _k=${_line%%=*}
         case " $_KEYS " in
@@ -623,6 +643,13 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     trap : INT
     _lock "$1"
     _load "$1"
+    if [ -n "$st_killreq" ] || ! _active; then
+        # killed before it started
+        st_state=killed st_finished=$(_now)
+        _save "$1"
+        _unlock
+        return 0
+    fi
     st_state=running st_started=$(_now)
     _rt_started "$1"
     _save "$1"
@@ -635,6 +662,12 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     cd "$1/stage" || exit 1
     _code=0
     (
+        if [ -n "$TEJ_LC_ALL_SET" ]; then
+            LC_ALL=$TEJ_LC_ALL
+        else
+            unset LC_ALL
+        fi
+        umask "${TEJ_UMASK:-022}"
         if [ -n "$_prologue" ]; then
             eval "$_prologue" || exit
         fi
@@ -669,9 +702,13 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
         if [ "$_mode" = setup ] && [ "$_force" != 1 ] && [ -f "$Q/version" ]; then
             _die 7 "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
         fi
+        if [ ! -f "$Q/version" ] && [ -d "$Q" ] && [ -n "$(ls -A "$Q")" ]; then
+            _die 7 "$Q is a directory that is not a queue: not using it"
+        fi
         mkdir -p "$Q/jobs"
-        mv -f "$_self" "$Q/tej.sh"
-        _self=
+        _tmp=$Q/tej.sh.tmp.$$
+        cp "$_self" "$_tmp"
+        mv -f "$_tmp" "$Q/tej.sh"
         _tmp=$Q/version.tmp.$$
         printf '%s\n' "$_version" > "$_tmp"
         mv -f "$_tmp" "$Q/version"
@@ -703,6 +740,7 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
         _tmp=
     done
     if [ "$#" -gt 0 ]; then  # the verb that found the runtime missing
+        rm -rf "${_self%/*}"
         exec "$TEJ_SH" "$Q/tej.sh" "$Q" "$@"
     fi
     _header
@@ -733,7 +771,10 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     done
     mkdir -p "$Q/jobs"
     _j=$Q/jobs/$_id
-    mkdir "$_j" 2>/dev/null || _die 4 "job $_id already exists"
+    if ! mkdir "$_j" 2>/dev/null; then
+        [ -d "$_j" ] && _die 4 "job $_id already exists"
+        _die 1 "cannot create $_j"
+    fi
     _creating=$_j
     mkdir "$_j/lock"
     _locked=$_j/lock
@@ -812,7 +853,7 @@ _list() {
 _download() {  # _download ID PATH ...
     _check_id "$1"
     _j=$Q/jobs/$1
-    [ -d "$_j" ] || exit 3
+    [ -d "$_j" ] || _die 3 "no job $1"
     shift
     [ "$#" -gt 0 ] || _die 8 "no file to download"
     _n=$#
@@ -828,7 +869,11 @@ _download() {  # _download ID PATH ...
     cd "$_j/stage"
     _header
     printf 'stream=download\n'
-    tar -cf - "$@"
+    # GNU tar says 1 when a file changed as it was read (a running job's
+    # _stdout): what was read is sent
+    _rc=0
+    tar -cf - "$@" || _rc=$?
+    [ "$_rc" -le 1 ] || _die 1 "tar failed ($_rc)"
 }
 
 _send() {  # _send NAME FILE OFFSET: a frame "NAME LENGTH" + the bytes past
@@ -845,7 +890,7 @@ _send() {  # _send NAME FILE OFFSET: a frame "NAME LENGTH" + the bytes past
 _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
     _check_id "$1"
     _j=$Q/jobs/$1
-    [ -d "$_j" ] || exit 3
+    [ -d "$_j" ] || _die 3 "no job $1"
     case $4$5 in
         ''|*[!0-9]*) _die 8 "invalid offsets: '$4' '$5'" ;;
     esac
@@ -855,6 +900,10 @@ _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
     while :; do
         # the state is read before the files: once the job has ended, one
         # more pass sends all it wrote
+        if [ ! -d "$_j" ]; then
+            printf 'end notfound \n'
+            return 0
+        fi
         _load "$_j"
         _rt_refresh "$_j"
         case $2 in
@@ -882,7 +931,7 @@ _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
 _kill() {  # _kill ID: no-op unless the job is running
     _check_id "$1"
     _j=$Q/jobs/$1
-    [ -d "$_j" ] || exit 3
+    [ -d "$_j" ] || _die 3 "no job $1"
     _load "$_j"
     _rt_refresh "$_j"
     if _active; then
@@ -901,7 +950,7 @@ _kill() {  # _kill ID: no-op unless the job is running
 _delete() {  # _delete ID [kill]
     _check_id "$1"
     _j=$Q/jobs/$1
-    [ -d "$_j" ] || exit 3
+    [ -d "$_j" ] || _die 3 "no job $1"
     _load "$_j"
     _rt_refresh "$_j"
     if _active; then
@@ -1019,6 +1068,8 @@ _rt_started() {
     else
         st_pgid=$(ps -o pgid= -p "$$" 2>/dev/null | tr -d ' ') || st_pgid=
     fi
+    # without setsid, the group is the caller's: not the job's to kill
+    [ "$st_pgid" = "$$" ] || st_pgid=
 }
 
 _alive() {  # _alive PID: is PID a live process of this queue's wrapper?
@@ -1065,23 +1116,67 @@ _signal_group() {  # _signal_group SIGNAL PGID
     { kill -s "$1" -- "-$2" || kill -s "$1" "-$2"; } 2>/dev/null || :
 }
 
-_rt_kill() {
-    _pgid=$st_pgid
-    if [ -z "$_pgid" ]; then
-        # started without setsid: the wrapper leads no group of its own
-        _pgid=$st_pid
+_tree() {  # _tree PID: PID and its descendants
+    ps -A -o pid= -o ppid= 2>/dev/null | awk -v top="$1" '
+        { parent[$1] = $2 }
+        END {
+            found[top] = 1; print top
+            do {
+                more = 0
+                for (p in parent)
+                    if ((parent[p] in found) && !(p in found)) {
+                        found[p] = 1; print p; more = 1
+                    }
+            } while (more)
+        }'
+}
+
+_procs_alive() {  # _procs_alive: is one of $_procs (or the group) alive?
+    if [ -n "$st_pgid" ]; then
+        _group_alive "$st_pgid"
+        return
     fi
-    _signal_group TERM "$_pgid"
-    [ "$_pgid" = "$st_pid" ] || kill -s TERM "$st_pid" 2>/dev/null || :
+    for _p in $_procs; do
+        if [ -r "/proc/$_p/stat" ]; then
+            { read -r _stat < "/proc/$_p/stat"; } 2>/dev/null || continue
+            # shellcheck disable=SC2086 # the fields after "(comm) "
+            set -- ${_stat##*) }
+            [ "$1" != Z ] && return 0
+        elif kill -s 0 "$_p" 2>/dev/null; then
+            return 0
+        fi
+    done
+    return 1
+}
+
+_procs_signal() {  # _procs_signal SIGNAL: to the group, or to $_procs
+    if [ -n "$st_pgid" ]; then
+        _signal_group "$1" "$st_pgid"
+    else
+        # shellcheck disable=SC2086 # a list of pids
+        kill -s "$1" $_procs 2>/dev/null || :
+    fi
+}
+
+_rt_kill() {
+    # the job's process group; without setsid, the wrapper and its
+    # descendants (as they are now)
+    _procs=
+    if [ -z "$st_pgid" ] && [ -n "$st_pid" ]; then
+        _procs=$(_tree "$st_pid")
+    fi
+    _procs_signal TERM
     _n=0
-    while _group_alive "$_pgid" && [ "$_n" -lt $((TEJ_GRACE * 10)) ]; do
+    while _procs_alive && [ "$_n" -lt $((TEJ_GRACE * 10)) ]; do
         _nap
         _n=$((_n + 1))
     done
-    if _group_alive "$_pgid"; then
-        _signal_group KILL "$_pgid"
-        while _group_alive "$_pgid"; do
-            _nap
+    if _procs_alive; then
+        _procs_signal KILL
+        _n=0
+        while _procs_alive && [ "$_n" -lt 100 ]; do
+            _nap  # a process in uninterruptible sleep takes its time
+            _n=$((_n + 1))
         done
     fi
     # the wrapper records the exit code when it survives; if it was killed
@@ -1092,8 +1187,9 @@ _rt_kill() {
 _rt_wrap() {
     _walltime=$(_option "$1" walltime)
     if [ -n "$_walltime" ]; then
-        # the watchdog: TERM to the group (the wrapper survives it) when the
-        # time is over; killed with the wrapper's group at the end
+        # the watchdog: TERM to the job's processes (the wrapper survives
+        # it) when the time is over; stopped when the job ends
+        _wrapper=$$
         (
             _n=0
             while [ "$_n" -lt "$_walltime" ]; do
@@ -1101,7 +1197,9 @@ _rt_wrap() {
                 _n=$((_n + 1))
             done
             : > "$1/timedout"
-            _signal_group TERM "$$"
+            _load "$1"
+            _procs=$(_tree "$_wrapper")
+            _procs_signal TERM
         ) &
         _dog=$!
     fi
@@ -1267,10 +1365,11 @@ def _runtime_version(name):
 # 90. The verb _detect answers "detected=NAME" only.
 # The verb "_install SIZE ARG..." takes a new runtime from the first SIZE
 # bytes of stdin (dd bs=1 reads no further: the rest is for the verb run
-# after the install) and runs it. One line, no "!": a csh login shell reads
+# after the install) into a private new directory, and runs it. The
+# caller's umask is kept for the jobs (TEJ_UMASK). One line, no "!": a csh login shell reads
 # this string too.
 _BOOTSTRAP = (
-    'umask 077;q=$1;k=$2;shift 2;n=0;'
+    'TEJ_UMASK=$(umask);export TEJ_UMASK;umask 077;q=$1;k=$2;shift 2;n=0;'
     'D(){ d=default;'
     'if command -v sbatch >/dev/null 2>&1&&sinfo -h >/dev/null 2>&1;then '
     'd=slurm;elif command -v qsub >/dev/null 2>&1&&qstat >/dev/null 2>&1;'
@@ -1286,9 +1385,10 @@ _BOOTSTRAP = (
     'eval "TEJ_LINK_$n=\\$q";export "TEJ_LINK_$n";'
     'l=${l#"tejdir: "};case $l in /*)q=$l;;*)q=${q%/*}/$l;;esac;'
     'done;'
-    'case $1 in _install)t=${TMPDIR:-/tmp}/tej-install.$$;rm -f "$t";'
-    'set -C;dd bs=1 count="$2" 2>/dev/null >"$t"||exit 1;set +C;shift 2;'
-    'exec "${TEJ_SH:-sh}" "$t" "$q" _install "$@";;esac;'
+    'case $1 in _install)t=${TMPDIR:-/tmp}/tej-install.$$;'
+    'mkdir -m 700 "$t"||exit 1;dd bs=1 count="$2" 2>/dev/null >"$t/tej.sh"'
+    '||exit 1;shift 2;exec "${TEJ_SH:-sh}" "$t/tej.sh" "$q" _install "$@";;'
+    'esac;'
     '[ $n -eq 0 ]||[ -d "$q" ]||'
     '{ echo "tej: broken queue link: $q does not exist" >&2;exit 6; };'
     'v=;[ -f "$q/version" ]&&IFS= read -r v <"$q/version";'
@@ -1388,6 +1488,11 @@ class _Stream(object):
         self.proc.wait()
         self.proc.stdout.close()
         self._errfile.close()
+        if self._on_finish is not None:
+            try:
+                self._on_finish(self.proc.returncode, b'')
+            except Error:
+                pass
 
 
 class _LocalTransport(_Transport):
@@ -1592,7 +1697,13 @@ class _SSHTransport(_Transport):
                 % (self.name, self.name))
         if 'Session open refused' in log:
             return 'refused'
-        if re.search(r'mux_client|[Cc]ontrol ?[Ss]ocket|master', log):
+        # a shared connection that failed before the session started; one
+        # that broke during it ("read from master failed") may have run
+        # the command: ConnectionLost below, not tried again here
+        if re.search(r'[Cc]ontrol ?[Ss]ocket|mux_client_hello|'
+                     r'mux_client_request_session', log) and \
+                'read from master failed' not in log and \
+                'read_packet' not in log:
             return 'mux'
         if re.search(r'kex_exchange_identification|'
                      r'ssh_exchange_identification', log):
@@ -1943,6 +2054,12 @@ class RemoteQueue(object):
         message = text.splitlines()[-1] if text else None
         if message and message.startswith('tej: '):
             message = message[5:]
+        elif code not in (_RC_NO_JOB,):
+            # not the runtime's own exit (a tool's status passed through
+            # set -e): a failure
+            return RemoteCommandFailure(
+                command='tej.sh %s' % verb, ret=code,
+                stderr='\n'.join(text.splitlines()[-10:]))
         errors = {
             _RC_RUNNING: JobStillRunning,
             _RC_NO_JOB: JobNotFound,
@@ -2233,8 +2350,10 @@ class RemoteQueue(object):
         deadline = None if timeout is None else time.monotonic() + timeout
         retry = _Retry(retry_for)
         while True:
-            left = _WAIT_CALL if deadline is None else \
-                min(_WAIT_CALL, deadline - time.monotonic())
+            # the server's wait stays well within one call's timeout
+            call = min(_WAIT_CALL, max(1, self.timeout - 10))
+            left = call if deadline is None else \
+                min(call, deadline - time.monotonic())
             try:
                 records = _parse_records(self._call(
                     'wait', [str(max(0, int(-(-left // 1))))] + list(job_ids),
@@ -2266,6 +2385,8 @@ class RemoteQueue(object):
         check_jobid(job_id)
         targets = {'out': stdout, 'err': stderr}
         streams = ''.join(n for n in ('out', 'err') if targets[n] is not None)
+        if not streams:
+            raise TypeError("logs() needs stdout or stderr (or both)")
         offsets = {'out': 0, 'err': 0}
         deadline = None if timeout is None else time.monotonic() + timeout
         retry = _Retry(retry_for)
@@ -2298,7 +2419,7 @@ class RemoteQueue(object):
         while True:
             try:
                 end = self._stream_call('logs', [
-                    job_id, streams or 'out', 'follow' if follow else 'once',
+                    job_id, streams, 'follow' if follow else 'once',
                     str(offsets['out']), str(offsets['err'])], consume,
                     deadline)
             except JobStillRunning:
@@ -2540,9 +2661,12 @@ def _write_tar(directory, fileobj):
         info.uname = info.gname = ''
         return info
 
+    def unreadable(error):
+        raise error  # a job sent without some of its files is no good
+
     with tarfile.open(fileobj=fileobj, mode='w', format=tarfile.GNU_FORMAT,
                       encoding='utf-8', errors='surrogateescape') as tar:
-        for root, dirs, files in os.walk(directory):
+        for root, dirs, files in os.walk(directory, onerror=unreadable):
             dirs.sort()
             for name in sorted(dirs) + sorted(files):
                 path = os.path.join(root, name)
@@ -2580,21 +2704,34 @@ def _normalize_member(name, error=Error):
 
 def _extract(stream, targets, recursive):
     """Extract a tar stream where ``targets`` says (member path -> local
-    path), safely: no absolute names, no "..", no links leading outside,
-    no devices. Never holds a whole file in memory.
+    path), safely: each member goes under its own target, never through a
+    link (one that was there, or one the archive made); no absolute names,
+    no "..", no links leading outside their target, no devices. Never holds
+    a whole file in memory.
     """
     import shutil
     import tarfile
 
-    roots = {}
-    for name, target in targets.items():
-        parent = os.path.dirname(os.path.abspath(target))
-        os.makedirs(parent, exist_ok=True)
-        roots[name] = os.path.realpath(parent)
+    targets = {name: os.path.abspath(local) for name, local in
+               targets.items()}
+    made_links = set()
 
-    def inside(path, root):
-        path = os.path.realpath(path)
-        return path == root or path.startswith(root.rstrip('/') + '/')
+    def within(path, top):
+        return path == top or path.startswith(top.rstrip('/') + '/')
+
+    def prepare(local, top):
+        """Create the directories above ``local``, refusing links."""
+        if local != top and top in made_links:
+            raise Error("Not writing %s: %s is a link the server sent"
+                        % (local, top))
+        path = top
+        for part in os.path.relpath(os.path.dirname(local), top).split('/'):
+            if part in ('', '.'):
+                continue
+            path = os.path.join(path, part)
+            if os.path.islink(path):
+                raise Error("Not writing %s: %s is a link" % (local, path))
+        os.makedirs(os.path.dirname(local), exist_ok=True)
 
     tar = tarfile.open(fileobj=stream, mode='r|', encoding='utf-8',
                        errors='surrogateescape')
@@ -2608,13 +2745,9 @@ def _extract(stream, targets, recursive):
                         % member.name)
         if not recursive and name != top:
             continue
-        root = roots[top]
-        local = targets[top] + name[len(top):]
-        parent = os.path.dirname(os.path.abspath(local))
-        os.makedirs(parent, exist_ok=True)
-        if not inside(parent, root):
-            raise Error("Not writing %s: it leads outside %s through a "
-                        "link" % (local, root))
+        top_local = targets[top]
+        local = top_local + name[len(top):]
+        prepare(local, top_local)
         if os.path.islink(local):
             os.unlink(local)
         if member.isdir():
@@ -2628,26 +2761,25 @@ def _extract(stream, targets, recursive):
                 shutil.copyfileobj(tar.extractfile(member), out)
             os.chmod(local, (member.mode & 0o777) | 0o600)
         elif member.issym():
-            link_target = os.path.join(os.path.dirname(local),
-                                       member.linkname)
+            pointed = os.path.normpath(os.path.join(os.path.dirname(local),
+                                                    member.linkname))
             if os.path.isabs(member.linkname) or \
-                    not inside(link_target, root):
+                    not within(pointed, top_local):
                 logger.warning("Not creating link %s -> %s: it leads "
-                               "outside %s", local, member.linkname, root)
+                               "outside %s", local, member.linkname,
+                               top_local)
                 continue
             if os.path.lexists(local):
                 os.unlink(local)
             os.symlink(member.linkname, local)
+            made_links.add(local)
         elif member.islnk():
             source = _normalize_member(member.linkname)
-            for other in targets:
-                if source == other or source.startswith(other + '/'):
-                    source = targets[other] + source[len(other):]
-                    break
-            else:
-                raise Error("The server sent a hard link to %r, which was "
-                            "not asked for" % member.linkname)
-            if not inside(source, root) or not os.path.isfile(source):
+            if not (source == top or source.startswith(top + '/')):
+                raise Error("The server sent a hard link to %r, outside "
+                            "%r" % (member.linkname, top))
+            source = top_local + source[len(top):]
+            if os.path.islink(source) or not os.path.isfile(source):
                 raise Error("Bad hard link %s -> %s" % (local,
                                                         member.linkname))
             if os.path.lexists(local):
@@ -3127,7 +3259,9 @@ def main(argv=None):
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _run_command(args)
-    except (Error, ValueError) as e:
+    except (Error, ValueError, OSError) as e:
+        if isinstance(e, BrokenPipeError):  # tej logs | head
+            return 141
         sys.stderr.write('tej: error: %s\n' % e)
         return error_code
     except KeyboardInterrupt:

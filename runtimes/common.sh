@@ -68,6 +68,11 @@
 # shellcheck disable=SC2034
 
 set -eu
+# the jobs get the caller's locale and umask back (_run_job)
+if [ -z "${TEJ_CALLER_SAVED:-}" ]; then
+    TEJ_CALLER_SAVED=1 TEJ_LC_ALL=${LC_ALL-} TEJ_LC_ALL_SET=${LC_ALL+1}
+    export TEJ_CALLER_SAVED TEJ_LC_ALL TEJ_LC_ALL_SET
+fi
 LC_ALL=C
 export LC_ALL
 umask 077
@@ -126,13 +131,13 @@ _creating=
 
 _cleanup() {
     if [ -n "$_locked" ]; then
-        rmdir "$_locked" 2>/dev/null || :
+        rm -rf "$_locked"
     fi
     if [ -n "$_tmp" ]; then
         rm -f "$_tmp"
     fi
-    if [ -n "$_self" ]; then  # the pushed copy, unless it was put in place
-        rm -f "$_self"
+    if [ -n "$_self" ]; then  # the pushed copy, in its private directory
+        rm -rf "${_self%/*}"
     fi
     if [ -n "$_creating" ]; then  # a job whose submission failed
         rm -rf "$_creating"
@@ -140,22 +145,33 @@ _cleanup() {
 }
 trap _cleanup EXIT
 
-_lock() {  # _lock JOBDIR: mkdir is atomic; a lock older than ~10 s is stale
+_host=$(uname -n)
+
+_lock() {  # _lock JOBDIR: mkdir is atomic. The owner (host:pid) is in the
+    # lock: a lock whose owner is dead is broken; one of another host (a
+    # cluster node), or without an owner, after a minute.
     _n=0
     while ! mkdir "$1/lock" 2>/dev/null; do
         [ -d "$1" ] || _die 3 "no such job"
         _n=$((_n + 1))
-        if [ "$_n" -ge 100 ]; then
-            rmdir "$1/lock" 2>/dev/null || :
-            _n=0
+        if [ "$((_n % 20))" -eq 0 ]; then
+            _owner=
+            { read -r _owner < "$1/lock/owner"; } 2>/dev/null || :
+            case $_owner in
+                "$_host:"*)
+                    kill -s 0 "${_owner#*:}" 2>/dev/null || rm -rf "$1/lock" ;;
+                *)
+                    [ "$_n" -lt 600 ] || rm -rf "$1/lock" ;;
+            esac
         fi
         _nap
     done
     _locked=$1/lock
+    printf '%s:%s\n' "$_host" "$$" > "$1/lock/owner"
 }
 
 _unlock() {
-    rmdir "$_locked"
+    rm -rf "$_locked"
     _locked=
 }
 
@@ -165,7 +181,11 @@ _load() {  # _load JOBDIR: read the state file into st_* variables
     st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
     st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
     st_mode=''
-    [ -f "$1/state" ] || return 0
+    if [ ! -f "$1/state" ]; then
+        # being submitted, or its submission died (lost)
+        [ -d "$1/lock" ] || st_state=lost
+        return 0
+    fi
     while IFS= read -r _line; do
         _k=${_line%%=*}
         case " $_KEYS " in
@@ -245,6 +265,13 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     trap : INT
     _lock "$1"
     _load "$1"
+    if [ -n "$st_killreq" ] || ! _active; then
+        # killed before it started
+        st_state=killed st_finished=$(_now)
+        _save "$1"
+        _unlock
+        return 0
+    fi
     st_state=running st_started=$(_now)
     _rt_started "$1"
     _save "$1"
@@ -257,6 +284,12 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     cd "$1/stage" || exit 1
     _code=0
     (
+        if [ -n "$TEJ_LC_ALL_SET" ]; then
+            LC_ALL=$TEJ_LC_ALL
+        else
+            unset LC_ALL
+        fi
+        umask "${TEJ_UMASK:-022}"
         if [ -n "$_prologue" ]; then
             eval "$_prologue" || exit
         fi
@@ -291,9 +324,13 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
         if [ "$_mode" = setup ] && [ "$_force" != 1 ] && [ -f "$Q/version" ]; then
             _die 7 "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
         fi
+        if [ ! -f "$Q/version" ] && [ -d "$Q" ] && [ -n "$(ls -A "$Q")" ]; then
+            _die 7 "$Q is a directory that is not a queue: not using it"
+        fi
         mkdir -p "$Q/jobs"
-        mv -f "$_self" "$Q/tej.sh"
-        _self=
+        _tmp=$Q/tej.sh.tmp.$$
+        cp "$_self" "$_tmp"
+        mv -f "$_tmp" "$Q/tej.sh"
         _tmp=$Q/version.tmp.$$
         printf '%s\n' "$_version" > "$_tmp"
         mv -f "$_tmp" "$Q/version"
@@ -325,6 +362,7 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
         _tmp=
     done
     if [ "$#" -gt 0 ]; then  # the verb that found the runtime missing
+        rm -rf "${_self%/*}"
         exec "$TEJ_SH" "$Q/tej.sh" "$Q" "$@"
     fi
     _header
@@ -355,7 +393,10 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     done
     mkdir -p "$Q/jobs"
     _j=$Q/jobs/$_id
-    mkdir "$_j" 2>/dev/null || _die 4 "job $_id already exists"
+    if ! mkdir "$_j" 2>/dev/null; then
+        [ -d "$_j" ] && _die 4 "job $_id already exists"
+        _die 1 "cannot create $_j"
+    fi
     _creating=$_j
     mkdir "$_j/lock"
     _locked=$_j/lock
@@ -434,7 +475,7 @@ _list() {
 _download() {  # _download ID PATH ...
     _check_id "$1"
     _j=$Q/jobs/$1
-    [ -d "$_j" ] || exit 3
+    [ -d "$_j" ] || _die 3 "no job $1"
     shift
     [ "$#" -gt 0 ] || _die 8 "no file to download"
     _n=$#
@@ -450,7 +491,11 @@ _download() {  # _download ID PATH ...
     cd "$_j/stage"
     _header
     printf 'stream=download\n'
-    tar -cf - "$@"
+    # GNU tar says 1 when a file changed as it was read (a running job's
+    # _stdout): what was read is sent
+    _rc=0
+    tar -cf - "$@" || _rc=$?
+    [ "$_rc" -le 1 ] || _die 1 "tar failed ($_rc)"
 }
 
 _send() {  # _send NAME FILE OFFSET: a frame "NAME LENGTH" + the bytes past
@@ -467,7 +512,7 @@ _send() {  # _send NAME FILE OFFSET: a frame "NAME LENGTH" + the bytes past
 _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
     _check_id "$1"
     _j=$Q/jobs/$1
-    [ -d "$_j" ] || exit 3
+    [ -d "$_j" ] || _die 3 "no job $1"
     case $4$5 in
         ''|*[!0-9]*) _die 8 "invalid offsets: '$4' '$5'" ;;
     esac
@@ -477,6 +522,10 @@ _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
     while :; do
         # the state is read before the files: once the job has ended, one
         # more pass sends all it wrote
+        if [ ! -d "$_j" ]; then
+            printf 'end notfound \n'
+            return 0
+        fi
         _load "$_j"
         _rt_refresh "$_j"
         case $2 in
@@ -504,7 +553,7 @@ _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
 _kill() {  # _kill ID: no-op unless the job is running
     _check_id "$1"
     _j=$Q/jobs/$1
-    [ -d "$_j" ] || exit 3
+    [ -d "$_j" ] || _die 3 "no job $1"
     _load "$_j"
     _rt_refresh "$_j"
     if _active; then
@@ -523,7 +572,7 @@ _kill() {  # _kill ID: no-op unless the job is running
 _delete() {  # _delete ID [kill]
     _check_id "$1"
     _j=$Q/jobs/$1
-    [ -d "$_j" ] || exit 3
+    [ -d "$_j" ] || _die 3 "no job $1"
     _load "$_j"
     _rt_refresh "$_j"
     if _active; then

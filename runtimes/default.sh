@@ -50,6 +50,8 @@ _rt_started() {
     else
         st_pgid=$(ps -o pgid= -p "$$" 2>/dev/null | tr -d ' ') || st_pgid=
     fi
+    # without setsid, the group is the caller's: not the job's to kill
+    [ "$st_pgid" = "$$" ] || st_pgid=
 }
 
 _alive() {  # _alive PID: is PID a live process of this queue's wrapper?
@@ -96,23 +98,67 @@ _signal_group() {  # _signal_group SIGNAL PGID
     { kill -s "$1" -- "-$2" || kill -s "$1" "-$2"; } 2>/dev/null || :
 }
 
-_rt_kill() {
-    _pgid=$st_pgid
-    if [ -z "$_pgid" ]; then
-        # started without setsid: the wrapper leads no group of its own
-        _pgid=$st_pid
+_tree() {  # _tree PID: PID and its descendants
+    ps -A -o pid= -o ppid= 2>/dev/null | awk -v top="$1" '
+        { parent[$1] = $2 }
+        END {
+            found[top] = 1; print top
+            do {
+                more = 0
+                for (p in parent)
+                    if ((parent[p] in found) && !(p in found)) {
+                        found[p] = 1; print p; more = 1
+                    }
+            } while (more)
+        }'
+}
+
+_procs_alive() {  # _procs_alive: is one of $_procs (or the group) alive?
+    if [ -n "$st_pgid" ]; then
+        _group_alive "$st_pgid"
+        return
     fi
-    _signal_group TERM "$_pgid"
-    [ "$_pgid" = "$st_pid" ] || kill -s TERM "$st_pid" 2>/dev/null || :
+    for _p in $_procs; do
+        if [ -r "/proc/$_p/stat" ]; then
+            { read -r _stat < "/proc/$_p/stat"; } 2>/dev/null || continue
+            # shellcheck disable=SC2086 # the fields after "(comm) "
+            set -- ${_stat##*) }
+            [ "$1" != Z ] && return 0
+        elif kill -s 0 "$_p" 2>/dev/null; then
+            return 0
+        fi
+    done
+    return 1
+}
+
+_procs_signal() {  # _procs_signal SIGNAL: to the group, or to $_procs
+    if [ -n "$st_pgid" ]; then
+        _signal_group "$1" "$st_pgid"
+    else
+        # shellcheck disable=SC2086 # a list of pids
+        kill -s "$1" $_procs 2>/dev/null || :
+    fi
+}
+
+_rt_kill() {
+    # the job's process group; without setsid, the wrapper and its
+    # descendants (as they are now)
+    _procs=
+    if [ -z "$st_pgid" ] && [ -n "$st_pid" ]; then
+        _procs=$(_tree "$st_pid")
+    fi
+    _procs_signal TERM
     _n=0
-    while _group_alive "$_pgid" && [ "$_n" -lt $((TEJ_GRACE * 10)) ]; do
+    while _procs_alive && [ "$_n" -lt $((TEJ_GRACE * 10)) ]; do
         _nap
         _n=$((_n + 1))
     done
-    if _group_alive "$_pgid"; then
-        _signal_group KILL "$_pgid"
-        while _group_alive "$_pgid"; do
-            _nap
+    if _procs_alive; then
+        _procs_signal KILL
+        _n=0
+        while _procs_alive && [ "$_n" -lt 100 ]; do
+            _nap  # a process in uninterruptible sleep takes its time
+            _n=$((_n + 1))
         done
     fi
     # the wrapper records the exit code when it survives; if it was killed
@@ -123,8 +169,9 @@ _rt_kill() {
 _rt_wrap() {
     _walltime=$(_option "$1" walltime)
     if [ -n "$_walltime" ]; then
-        # the watchdog: TERM to the group (the wrapper survives it) when the
-        # time is over; killed with the wrapper's group at the end
+        # the watchdog: TERM to the job's processes (the wrapper survives
+        # it) when the time is over; stopped when the job ends
+        _wrapper=$$
         (
             _n=0
             while [ "$_n" -lt "$_walltime" ]; do
@@ -132,7 +179,9 @@ _rt_wrap() {
                 _n=$((_n + 1))
             done
             : > "$1/timedout"
-            _signal_group TERM "$$"
+            _load "$1"
+            _procs=$(_tree "$_wrapper")
+            _procs_signal TERM
         ) &
         _dog=$!
     fi

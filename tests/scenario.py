@@ -51,6 +51,43 @@ def group_processes(pgid):
     return found
 
 
+def tree_processes(pid):
+    """Live processes of a process tree, from /proc."""
+    children, alive = {}, set()
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as fp:
+                fields = fp.read().rsplit(') ', 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != 'Z':
+            alive.add(int(entry))
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [int(pid)]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return [p for p in found if p in alive]
+
+
+def job_processes(state):
+    """The live processes of a job: its process group, or (without setsid)
+    its wrapper's process tree.
+    """
+    if state.get('pgid'):
+        return group_processes(state['pgid'])
+    return tree_processes(state['pid'])
+
+
+def wrapper_started(stage):
+    """Wait until the job's wrapper has recorded its start; its state."""
+    return wait_for(lambda: (lambda s: s if s.get('started') else None)(
+        read_state(stage)), what='the wrapper to start')
+
+
 def read_state(stage_dir):
     with open(os.path.join(os.path.dirname(stage_dir), 'state')) as fp:
         return dict(line.rstrip('\n').split('=', 1) for line in fp if '=' in line)
@@ -145,9 +182,8 @@ class Scenario(object):
                                      'sleep 1000 & sleep 1001\n'})
         q.submit('long', self.job)
         stage = q.info('long')['dir']
-        state = wait_for(lambda: (lambda s: s if s.get('pgid') else None)(
-            read_state(stage)), what='the wrapper to start')
-        wait_for(lambda: len(group_processes(state['pgid'])) >= 3,
+        state = wrapper_started(stage)
+        wait_for(lambda: len(job_processes(state)) >= 3,
                  what='the job to start its processes')
         with self.assertRaises(tej.JobStillRunning):
             q.delete('long')
@@ -155,7 +191,7 @@ class Scenario(object):
         record = q.info('long')
         self.assertEqual((record['state'], record['exit']), ('killed', 143))
         self.assertEqual(q.status('long')[::2], ('finished', '143'))
-        self.assertEqual(group_processes(state['pgid']), [])
+        self.assertEqual(job_processes(state), [])
         q.delete('long')
 
     def test_kill_stubborn_job(self):
@@ -164,9 +200,8 @@ class Scenario(object):
                                      'trap "" TERM\nsleep 1000\n'})
         q.submit('stubborn', self.job)
         stage = q.info('stubborn')['dir']
-        state = wait_for(lambda: (lambda s: s if s.get('pgid') else None)(
-            read_state(stage)), what='the wrapper to start')
-        wait_for(lambda: len(group_processes(state['pgid'])) >= 2,
+        state = wrapper_started(stage)
+        wait_for(lambda: len(job_processes(state)) >= 2,
                  what='the job to start')
         os.environ['TEJ_GRACE'] = '1'
         try:
@@ -175,7 +210,7 @@ class Scenario(object):
             del os.environ['TEJ_GRACE']
         record = q.info('stubborn')
         self.assertEqual((record['state'], record['exit']), ('killed', 137))
-        self.assertEqual(group_processes(state['pgid']), [])
+        self.assertEqual(job_processes(state), [])
         q.delete('stubborn', kill=True)
 
     def test_lost_job(self):
@@ -183,16 +218,19 @@ class Scenario(object):
         support.make_tree(self.job, {'start.sh': 'sleep 1000\n'})
         q.submit('lost', self.job)
         stage = q.info('lost')['dir']
-        state = wait_for(lambda: (lambda s: s if s.get('pgid') else None)(
-            read_state(stage)), what='the wrapper to start')
-        wait_for(lambda: len(group_processes(state['pgid'])) >= 2,
+        state = wrapper_started(stage)
+        wait_for(lambda: len(job_processes(state)) >= 2,
                  what='the job to start')
+        processes = job_processes(state)
         os.kill(int(state['pid']), signal.SIGKILL)
         record = wait_state(q, 'lost', states=('lost',))
         self.assertIsNone(record['exit'])
         self.assertEqual(q.status('lost')[0], 'lost')
-        for pid in group_processes(state['pgid']):
-            os.kill(pid, signal.SIGKILL)
+        for pid in processes:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
         q.delete('lost')  # a lost job is not running
 
     def test_command_script(self):

@@ -5,6 +5,7 @@ sync, command line errors. No server.
 import getpass
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -261,6 +262,34 @@ class TestExtract(unittest.TestCase):
         self.assertFalse(os.path.lexists(os.path.join(out, 'up')))
         self.assertFalse(os.path.lexists(os.path.join(out, 'abs')))
         self.assertEqual(os.readlink(os.path.join(out, 'ok')), 'file')
+
+    def test_links_never_lead_writes_elsewhere(self):
+        # a link to elsewhere in the download directory (.git/hooks)
+        os.makedirs(os.path.join(self.dest, '.git', 'hooks'))
+        self.extract([({'name': 'out', 'type': tarfile.SYMTYPE,
+                        'linkname': '.git/hooks'}, None),
+                      ({'name': 'out/pre-commit', 'mode': 0o755}, b'x')])
+        self.assertEqual(os.listdir(os.path.join(self.dest, '.git',
+                                                 'hooks')), [])
+        self.assertFalse(os.path.islink(os.path.join(self.dest, 'out')))
+        shutil.rmtree(os.path.join(self.dest, 'out'))
+        # a link made first, pointing through a second one made later
+        self.extract([({'name': 'out/l1', 'type': tarfile.SYMTYPE,
+                        'linkname': 'l2/../..'}, None),
+                      ({'name': 'out/l2', 'type': tarfile.SYMTYPE,
+                        'linkname': '..'}, None),
+                      ({'name': 'out/l1/ESCAPED/x'}, b'x')])
+        self.assertTrue(os.path.isfile(os.path.join(
+            self.dest, 'out', 'l1', 'ESCAPED', 'x')))
+        self.assertFalse(os.path.exists(os.path.join(self.top, 'ESCAPED')))
+        # a link inside the target, then a member through it
+        with self.assertRaises(tej.Error):
+            self.extract([({'name': 'out/sub', 'type': tarfile.DIRTYPE},
+                           None),
+                          ({'name': 'out/in', 'type': tarfile.SYMTYPE,
+                            'linkname': 'sub'}, None),
+                          ({'name': 'out/in/x'}, b'x')])
+        self.assertFalse(os.path.exists(os.path.join(self.dest, 'ESCAPED')))
 
     def test_write_through_local_link_refused(self):
         os.makedirs(os.path.join(self.dest, 'out'))

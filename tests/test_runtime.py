@@ -152,6 +152,85 @@ class TestReboot(unittest.TestCase):
         os.killpg(int(state['pgid']), 9)
 
 
+class Test_no_setsid(LocalScenario, unittest.TestCase):
+    """dash with every command of /usr/bin and /bin but setsid (as on BSD
+    and macOS): the job shares its caller's process group, and kill must
+    reach the job's processes only.
+    """
+
+    shell = 'dash'
+
+    def setUp(self):
+        bindir = os.path.join(support.Hermetic.start(), 'no-setsid-bin')
+        if not os.path.isdir(bindir):
+            os.mkdir(bindir)
+            for top in ('/bin', '/usr/bin'):
+                for name in os.listdir(top):
+                    link = os.path.join(bindir, name)
+                    if name != 'setsid' and not os.path.lexists(link):
+                        os.symlink(os.path.join(top, name), link)
+        super(Test_no_setsid, self).setUp()
+        os.environ['PATH'] = bindir
+
+
+class TestWalltime(unittest.TestCase):
+    """The default runtime enforces walltime itself, runs the prologue, and
+    refuses the options it cannot honour.
+    """
+
+    def test_walltime_prologue_and_refusals(self):
+        base = tempfile.mkdtemp()
+        job = support.make_tree(os.path.join(base, 'job'),
+                                {'start.sh': 'echo "$X"; sleep 1000\n'})
+        q = tej.RemoteQueue('local:', os.path.join(base, 'q'))
+        q.submit('w', job, walltime=1, prologue='X=from-prologue; export X')
+        record = support.wait_state(q, 'w', timeout=30)
+        self.assertEqual((record['state'], record['exit']), ('killed', 143))
+        dest = os.path.join(base, 'out')
+        q.download('w', '_stdout', destination=dest)
+        with open(dest) as fp:
+            self.assertEqual(fp.read(), 'from-prologue\n')
+        for option in [{'cpus': 2}, {'mem': '1G'}, {'partition': 'p'},
+                       {'account': 'a'}, {'gpus': 1},
+                       {'scheduler_args': ['--x']}]:
+            with self.assertRaises(tej.Error) as ctx:
+                q.submit(None, job, **option)
+            self.assertIn('cannot honour', str(ctx.exception))
+        for bad in [{'walltime': 'soon'}, {'cpus': 0}, {'mem': 'lots'},
+                    {'partition': 'a b'}, {'scheduler_args': ['a\nb']}]:
+            with self.assertRaises(ValueError):
+                q.submit(None, job, **bad)
+        self.assertEqual([i for i, _ in q.list()], ['w'])
+
+    def test_walltime_formats(self):
+        self.assertEqual(tej._walltime('1-02:03:04'), 93784)
+        self.assertEqual(tej._walltime('02:03:04'), 7384)
+        self.assertEqual(tej._walltime('3:04'), 184)
+        self.assertEqual(tej._walltime('90'), 90)
+        self.assertEqual(tej._walltime(5), 5)
+
+
+class TestCallerEnvironment(unittest.TestCase):
+    def test_job_gets_the_callers_locale_and_umask(self):
+        base = tempfile.mkdtemp()
+        job = support.make_tree(os.path.join(base, 'job'), {
+            'start.sh': 'echo "${LC_ALL-unset}"; umask; touch f\n'})
+        q = tej.RemoteQueue('local:', os.path.join(base, 'q'))
+        old = os.umask(0o022)
+        saved = os.environ.pop('LC_ALL', None)
+        try:
+            q.submit('e', job)
+        finally:
+            os.umask(old)
+            if saved is not None:
+                os.environ['LC_ALL'] = saved
+        self.assertEqual(q.wait('e'), 0)
+        dest = os.path.join(base, 'out')
+        q.download('e', '_stdout', destination=dest)
+        with open(dest) as fp:
+            self.assertEqual(fp.read().split(), ['unset', '0022'])
+
+
 class TestShellcheck(unittest.TestCase):
     def test_runtimes_are_clean(self):
         need('shells', which('shellcheck'), "shellcheck is not installed")
