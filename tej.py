@@ -691,6 +691,55 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     _unlock
 }
 
+# ---- for the scheduler runtimes ----------------------------------------------
+
+_write_batch() {  # _write_batch JOBDIR ID PREFIX [DIRECTIVE ...]: JOBDIR/batch.sh,
+    # "#!/bin/sh", PREFIX DIRECTIVE lines, the user's own PREFIX lines from
+    # the top of the job's script (those a scheduler reads: before the first
+    # command), and the line that runs the job through tej.sh (_batch)
+    _bj=$1 _bid=$2 _bp=$3
+    shift 3
+    {
+        printf '#!/bin/sh\n'
+        for _d do
+            printf '%s %s\n' "$_bp" "$_d"
+        done
+        if [ "$st_mode" = file ]; then
+            sed -n -e "/^$_bp/p" -e '/^[^#]/q' "$_bj/stage/$(cat "$_bj/script")"
+        fi
+        printf 'exec %s %s %s _batch %s\n' "$(_quote "$TEJ_SH")" \
+            "$(_quote "$TEJ_SELF")" "$(_quote "$Q")" "$(_quote "$_bid")"
+    } > "$_bj/batch.sh"
+}
+
+_lost_after_grace() {  # _lost_after_grace JOBDIR: the scheduler has no
+    # more to say and there is no record: lost, once TEJ_LOST_GRACE seconds
+    # (60: a shared file system may be late) have passed since it was seen so
+    [ -f "$1/gone" ] || _now > "$1/gone"
+    read -r _gone < "$1/gone" || _gone=0
+    if [ "$(($(_now) - _gone))" -ge "${TEJ_LOST_GRACE:-60}" ]; then
+        _finish "$1" lost ""
+    fi
+}
+
+_scheduler_end() {  # _scheduler_end JOBDIR: after scancel or qdel, wait
+    # until the wrapper has recorded the end (it gets a TERM) or the
+    # scheduler no longer lists the job (_rt_listed); then it is killed
+    _n=0
+    while [ "$_n" -lt 400 ]; do
+        _load "$1"
+        _active || return 0
+        _rt_listed || break
+        sleep 0.25 2>/dev/null || sleep 1
+        _n=$((_n + 1))
+    done
+    _finish "$1" killed ""
+}
+
+_hms() {  # _hms SECONDS: HH:MM:SS
+    printf '%02d:%02d:%02d' "$(($1 / 3600))" "$(($1 / 60 % 60))" "$(($1 % 60))"
+}
+
 # ---- verbs -------------------------------------------------------------------
 
 _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
@@ -1249,20 +1298,8 @@ _rt_option() {
     :
 }
 
-_hms() {  # _hms SECONDS: H:MM:SS
-    printf '%d:%02d:%02d' "$(($1 / 3600))" "$(($1 / 60 % 60))" "$(($1 % 60))"
-}
-
 _rt_start() {
-    {
-        printf '#!/bin/sh\n#SBATCH --job-name=%s\n' "$2"
-        if [ "$st_mode" = file ]; then
-            # the directives sbatch reads: those before the first command
-            sed -n -e '/^#SBATCH/p' -e '/^[^#]/q' "$1/stage/$(cat "$1/script")"
-        fi
-        printf 'exec %s %s %s _batch %s\n' "$(_quote "$TEJ_SH")" \
-            "$(_quote "$TEJ_SELF")" "$(_quote "$Q")" "$(_quote "$2")"
-    } > "$1/batch.sh"
+    _write_batch "$1" "$2" '#SBATCH' "--job-name=$2"
     _jd=$1
     set -- --parsable --chdir="$_jd/stage" --output="$_jd/scheduler.out" \
         --error="$_jd/scheduler.out"
@@ -1313,36 +1350,139 @@ _rt_refresh() {
             _finish "$1" lost "" ;;
         *)
             # completed without a record yet, or forgotten by Slurm
-            [ -f "$1/gone" ] || _now > "$1/gone"
-            read -r _gone < "$1/gone" || _gone=0
-            if [ "$(($(_now) - _gone))" -ge "${TEJ_LOST_GRACE:-60}" ]; then
-                _finish "$1" lost ""
-            fi ;;
+            _lost_after_grace "$1" ;;
     esac
+}
+
+_rt_listed() {  # does Slurm still list the job?
+    [ -n "$(_squeue_state)" ]
 }
 
 _rt_kill() {
     scancel "$st_runtime_id" 2>/dev/null || :
-    # the wrapper records a TERM; Slurm KILLs after its KillWait
-    _n=0
-    while [ "$_n" -lt 400 ]; do
-        _load "$1"
-        _active || return 0
-        [ -n "$(_squeue_state)" ] || break
-        sleep 0.25 2>/dev/null || sleep 1
-        _n=$((_n + 1))
-    done
-    _load "$1"
-    _active || return 0
-    _finish "$1" killed ""
+    _scheduler_end "$1"
 }
 
 _main "$@"
 '''
 # END runtimes/slurm.sh
 
+# BEGIN runtimes/pbs.sh
+_RUNTIME_PBS = r'''# tej runtime "pbs": hands jobs to PBS or Torque (qsub, qstat, qdel).
+#
+# Appended to common.sh to make QUEUE/tej.sh; provides its _rt_* hooks.
+# submit writes JOBDIR/batch.sh ("#!/bin/sh", the user's own "#PBS" lines
+# from the top of the job's script, and a line that runs the job through
+# tej.sh: verb _batch, common.sh's _run_job, which goes to the job's
+# directory and records the start and the exit code itself) and gives it to
+# qsub with the submit options mapped to qsub's. The PBS id (123.server, or
+# a bare number) is the record's runtime_id.
+#
+# States: qstat's S column tells queued (Q, H, W, T) and running (R, E);
+# once the job has left (C, F, or unknown to qstat: exit 153), the
+# wrapper's record tells finished or killed (TERM from qdel or the
+# walltime). The exit code is always the record's: qstat's Exit_status is
+# not everywhere. Without a record, a job tej killed is killed; any other is
+# lost after TEJ_LOST_GRACE seconds (a job deleted with qdel before it
+# started is among them).
+
+# The st_* variables are common.sh's.
+# shellcheck disable=SC2034,SC2154
+
+TEJ_RUNTIME=pbs
+
+_rt_usable() {
+    command -v qsub > /dev/null 2>&1 || \
+        _die 9 "the pbs runtime needs qsub, which is not on the PATH"
+    qstat -Q > /dev/null 2>&1 || \
+        _die 9 "the PBS server does not answer (qstat fails)"
+}
+
+_rt_option() {
+    :
+}
+
+_rt_start() {
+    _write_batch "$1" "$2" '#PBS'
+    _jd=$1 _nodes='' _res=''
+    set -- -o "$_jd/scheduler.out" -e "$_jd/scheduler.err"
+    while IFS= read -r _o; do
+        _v=${_o#*=}
+        case $_o in
+            walltime=*) _res=$_res,walltime=$(_hms "$_v") ;;
+            cpus=*) _nodes=$_nodes:ppn=$_v ;;
+            gpus=*) _nodes=$_nodes:gpus=$_v ;;
+            # PBS sizes: 4gb, 500mb
+            mem=*) _res=$_res,mem=$(printf '%s' "${_v%[Bb]}" |
+                                    tr 'KMGT' 'kmgt')b ;;
+            partition=*) set -- "$@" -q "$_v" ;;
+            account=*) set -- "$@" -A "$_v" ;;
+            arg=*) set -- "$@" "$_v" ;;
+        esac
+    done < "$_jd/options"
+    if [ -n "$_nodes" ]; then
+        _res=$_res,nodes=1$_nodes
+    fi
+    if [ -n "$_res" ]; then
+        # one -l: some qsub keep only the last
+        set -- "$@" -l "${_res#,}"
+    fi
+    if ! _out=$(cd "$_jd/stage" && qsub "$@" "$_jd/batch.sh" \
+            2> "$_jd/qsub.err"); then
+        _die 1 "qsub failed: $(cat "$_jd/qsub.err")"
+    fi
+    st_state=queued st_runtime_id=$_out
+}
+
+_rt_started() {
+    st_pid=$$
+}
+
+_qstat_state() {  # the job's S column in qstat, empty when it is unknown
+    qstat "$st_runtime_id" 2>/dev/null | awk -v id="$st_runtime_id" '
+        NR > 2 && (id == $1 || index(id, $1) == 1 ||
+                   index($1, id ".") == 1) { s = $5 }
+        END { print s }' || :
+}
+
+_rt_refresh() {
+    _active || return 0
+    [ -n "$st_runtime_id" ] || return 0
+    case $(_qstat_state) in
+        Q|H|W|T|S)
+            [ "$st_state" = running ] || st_state=queued
+            return 0 ;;
+        R|E)
+            st_state=running
+            return 0 ;;
+    esac
+    _load "$1"  # the wrapper may have written its record just now
+    _active || return 0
+    if [ -n "$st_killreq" ]; then
+        _finish "$1" killed ""
+    else
+        _lost_after_grace "$1"
+    fi
+}
+
+_rt_listed() {  # does PBS still list the job, not ended?
+    case $(_qstat_state) in
+        ''|C|F) return 1 ;;
+    esac
+}
+
+_rt_kill() {
+    qdel "$st_runtime_id" 2>/dev/null || :
+    _scheduler_end "$1"
+}
+
+_main "$@"
+'''
+# END runtimes/pbs.sh
+
 #: The runtimes this client can install: name -> its own script.
-_RUNTIMES = {'default': _RUNTIME_DEFAULT, 'slurm': _RUNTIME_SLURM}
+_RUNTIMES = {'default': _RUNTIME_DEFAULT, 'slurm': _RUNTIME_SLURM,
+             'pbs': _RUNTIME_PBS}
 
 
 def _runtime_script(name):
@@ -1372,7 +1512,7 @@ _BOOTSTRAP = (
     'TEJ_UMASK=$(umask);export TEJ_UMASK;umask 077;q=$1;k=$2;shift 2;n=0;'
     'D(){ d=default;'
     'if command -v sbatch >/dev/null 2>&1&&sinfo -h >/dev/null 2>&1;then '
-    'd=slurm;elif command -v qsub >/dev/null 2>&1&&qstat >/dev/null 2>&1;'
+    'd=slurm;elif command -v qsub >/dev/null 2>&1&&qstat -Q >/dev/null 2>&1;'
     'then d=pbs;fi;echo "detected=$d"; };'
     'case $1 in _detect)echo "TEJ 1";D;exit 0;;esac;'
     'case $q in "~")q=$HOME;;"~/"*)q=$HOME/${q#"~/"};;/*);;*)q=$HOME/$q;;esac;'

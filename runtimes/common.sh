@@ -313,6 +313,55 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     _unlock
 }
 
+# ---- for the scheduler runtimes ----------------------------------------------
+
+_write_batch() {  # _write_batch JOBDIR ID PREFIX [DIRECTIVE ...]: JOBDIR/batch.sh,
+    # "#!/bin/sh", PREFIX DIRECTIVE lines, the user's own PREFIX lines from
+    # the top of the job's script (those a scheduler reads: before the first
+    # command), and the line that runs the job through tej.sh (_batch)
+    _bj=$1 _bid=$2 _bp=$3
+    shift 3
+    {
+        printf '#!/bin/sh\n'
+        for _d do
+            printf '%s %s\n' "$_bp" "$_d"
+        done
+        if [ "$st_mode" = file ]; then
+            sed -n -e "/^$_bp/p" -e '/^[^#]/q' "$_bj/stage/$(cat "$_bj/script")"
+        fi
+        printf 'exec %s %s %s _batch %s\n' "$(_quote "$TEJ_SH")" \
+            "$(_quote "$TEJ_SELF")" "$(_quote "$Q")" "$(_quote "$_bid")"
+    } > "$_bj/batch.sh"
+}
+
+_lost_after_grace() {  # _lost_after_grace JOBDIR: the scheduler has no
+    # more to say and there is no record: lost, once TEJ_LOST_GRACE seconds
+    # (60: a shared file system may be late) have passed since it was seen so
+    [ -f "$1/gone" ] || _now > "$1/gone"
+    read -r _gone < "$1/gone" || _gone=0
+    if [ "$(($(_now) - _gone))" -ge "${TEJ_LOST_GRACE:-60}" ]; then
+        _finish "$1" lost ""
+    fi
+}
+
+_scheduler_end() {  # _scheduler_end JOBDIR: after scancel or qdel, wait
+    # until the wrapper has recorded the end (it gets a TERM) or the
+    # scheduler no longer lists the job (_rt_listed); then it is killed
+    _n=0
+    while [ "$_n" -lt 400 ]; do
+        _load "$1"
+        _active || return 0
+        _rt_listed || break
+        sleep 0.25 2>/dev/null || sleep 1
+        _n=$((_n + 1))
+    done
+    _finish "$1" killed ""
+}
+
+_hms() {  # _hms SECONDS: HH:MM:SS
+    printf '%02d:%02d:%02d' "$(($1 / 3600))" "$(($1 / 60 % 60))" "$(($1 % 60))"
+}
+
 # ---- verbs -------------------------------------------------------------------
 
 _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]

@@ -33,20 +33,8 @@ _rt_option() {
     :
 }
 
-_hms() {  # _hms SECONDS: H:MM:SS
-    printf '%d:%02d:%02d' "$(($1 / 3600))" "$(($1 / 60 % 60))" "$(($1 % 60))"
-}
-
 _rt_start() {
-    {
-        printf '#!/bin/sh\n#SBATCH --job-name=%s\n' "$2"
-        if [ "$st_mode" = file ]; then
-            # the directives sbatch reads: those before the first command
-            sed -n -e '/^#SBATCH/p' -e '/^[^#]/q' "$1/stage/$(cat "$1/script")"
-        fi
-        printf 'exec %s %s %s _batch %s\n' "$(_quote "$TEJ_SH")" \
-            "$(_quote "$TEJ_SELF")" "$(_quote "$Q")" "$(_quote "$2")"
-    } > "$1/batch.sh"
+    _write_batch "$1" "$2" '#SBATCH' "--job-name=$2"
     _jd=$1
     set -- --parsable --chdir="$_jd/stage" --output="$_jd/scheduler.out" \
         --error="$_jd/scheduler.out"
@@ -97,28 +85,17 @@ _rt_refresh() {
             _finish "$1" lost "" ;;
         *)
             # completed without a record yet, or forgotten by Slurm
-            [ -f "$1/gone" ] || _now > "$1/gone"
-            read -r _gone < "$1/gone" || _gone=0
-            if [ "$(($(_now) - _gone))" -ge "${TEJ_LOST_GRACE:-60}" ]; then
-                _finish "$1" lost ""
-            fi ;;
+            _lost_after_grace "$1" ;;
     esac
+}
+
+_rt_listed() {  # does Slurm still list the job?
+    [ -n "$(_squeue_state)" ]
 }
 
 _rt_kill() {
     scancel "$st_runtime_id" 2>/dev/null || :
-    # the wrapper records a TERM; Slurm KILLs after its KillWait
-    _n=0
-    while [ "$_n" -lt 400 ]; do
-        _load "$1"
-        _active || return 0
-        [ -n "$(_squeue_state)" ] || break
-        sleep 0.25 2>/dev/null || sleep 1
-        _n=$((_n + 1))
-    done
-    _load "$1"
-    _active || return 0
-    _finish "$1" killed ""
+    _scheduler_end "$1"
 }
 
 _main "$@"

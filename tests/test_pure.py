@@ -334,6 +334,7 @@ class TestEmbed(unittest.TestCase):
         blocks = embed.embedded(text)
         self.assertEqual(sorted(blocks), ['runtimes/common.sh',
                                           'runtimes/default.sh',
+                                          'runtimes/pbs.sh',
                                           'runtimes/slurm.sh'])
         for name, content in blocks.items():
             with open(os.path.join(support.TOP, name)) as fp:

@@ -195,3 +195,67 @@ class TestDetection(SlurmCase):
             self.assertIn('controller', str(ctx.exception))
         finally:
             self.slurm.start_controller()
+
+
+class TestPBS(SlurmCase):
+    """The pbs runtime, through the Torque commands of slurm-wlm-torque
+    (qsub, qstat, qdel on this Slurm): bare numeric ids, no exit status in
+    qstat, "C" for every ended job, exit 153 for an unknown id.
+    """
+
+    def setUp(self):
+        super(TestPBS, self).setUp()
+        self.q = self.queue(setup_runtime='pbs')
+
+    def test_whole_life(self):
+        q = self.q
+        job = self.job({'start.sh': WAIT_FOR_GO, 'plain.txt': 'p',
+                        'deep/a/b/c/d.bin': b'\x00'})
+        q.submit('j1', job)
+        record = q.info('j1')
+        self.assertEqual(record['runtime'], 'pbs')
+        self.assertRegex(record['runtime_id'], r'\A\d+')
+        self.assertIn(record['state'], ('queued', 'running'))
+        wait_for(lambda: q.info('j1')['state'] == 'running',
+                 what='the job to run')
+        with self.assertRaises(tej.JobStillRunning):
+            q.delete('j1')
+        self.assertEqual([(i, d['state']) for i, d in q.list()],
+                         [('j1', 'running')])
+        open(os.path.join(self.stage('j1'), 'go'), 'w').close()
+        self.assertEqual(q.wait('j1'), 0)
+        self.assertEqual(q.status('j1')[::2], ('finished', '0'))
+        out = os.path.join(self.tmp, 'out')
+        q.download('j1', ['_stdout', 'results'], directory=out)
+        with open(os.path.join(out, '_stdout')) as fp:
+            self.assertEqual(fp.read(), 'out: p\n')
+        q.kill('j1')
+        q.delete('j1')
+        with self.assertRaises(tej.JobNotFound):
+            q.status('j1')
+
+    def test_exit_code_kill_and_qdel(self):
+        q = self.q
+        q.submit('three', self.job({'start.sh': 'exit 3\n'}, 'three'))
+        self.assertEqual(q.wait('three'), 3)
+        long_job = self.job({'start.sh': 'sleep 1000\n'}, 'long')
+        q.submit('k', long_job)
+        wait_for(lambda: q.info('k')['state'] == 'running',
+                 what='the job to run')
+        q.kill('k')
+        self.assertEqual(q.info('k')['state'], 'killed')
+        q.submit('d', long_job)
+        wait_for(lambda: q.info('d')['state'] == 'running',
+                 what='the job to run')
+        self.slurm.run(['scancel', q.info('d')['runtime_id']])
+        self.assertEqual(wait_state(q, 'd')['state'], 'killed')
+
+    def test_directives_and_resources(self):
+        job = self.job({'start.sh': '#!/bin/sh\n#PBS -N mine\nsleep 1000\n'})
+        self.q.submit('res', job, walltime='0:10:00', cpus=2)
+        pbs_id = self.q.info('res')['runtime_id']
+        self.assertEqual(self.slurm.job_field(pbs_id, 'JobName'), 'mine')
+        self.assertEqual(self.slurm.job_field(pbs_id, 'TimeLimit'),
+                         '00:10:00')
+        self.assertEqual(self.slurm.job_field(pbs_id, 'NumCPUs'), '2')
+        self.q.kill('res')
