@@ -32,7 +32,6 @@ the server; nothing needs to be installed there beforehand.
 import errno
 import getpass
 import hashlib
-import io
 import logging
 import os
 import random
@@ -1500,9 +1499,10 @@ def _runtime_version(name):
 # resolves the queue ("~", relative to the home directory, "tejdir: PATH"
 # link files, remembered as TEJ_LINK_n for cleanup), then runs the installed
 # runtime if its version is one of VERSIONS. Otherwise it answers
-# "queue=missing" (no queue there), "installed=VERSION" and "detected=NAME"
-# (slurm when sinfo answers, pbs when qstat does, else default), and exits
-# 90. The verb _detect answers "detected=NAME" only.
+# "queue=missing" (no queue there), "installed=VERSION" and, for submit
+# (which sets a queue up), "detected=NAME" (slurm when sinfo answers, pbs
+# when qstat -Q does, else default), and exits 90. The verb _detect answers
+# "detected=NAME" only.
 # The verb "_install SIZE ARG..." takes a new runtime from the first SIZE
 # bytes of stdin (dd bs=1 reads no further: the rest is for the verb run
 # after the install) into a private new directory, and runs it. The
@@ -1510,10 +1510,10 @@ def _runtime_version(name):
 # this string too.
 _BOOTSTRAP = (
     'TEJ_UMASK=$(umask);export TEJ_UMASK;umask 077;q=$1;k=$2;shift 2;n=0;'
-    'D(){ d=default;'
-    'if command -v sbatch >/dev/null 2>&1&&sinfo -h >/dev/null 2>&1;then '
-    'd=slurm;elif command -v qsub >/dev/null 2>&1&&qstat -Q >/dev/null 2>&1;'
-    'then d=pbs;fi;echo "detected=$d"; };'
+    'D(){ d=default;t=;command -v timeout >/dev/null 2>&1&&t="timeout 30";'
+    'if command -v sbatch >/dev/null 2>&1&&$t sinfo -h >/dev/null 2>&1;then '
+    'd=slurm;elif command -v qsub >/dev/null 2>&1&&$t qstat -Q >/dev/null '
+    '2>&1;then d=pbs;fi;echo "detected=$d"; };'
     'case $1 in _detect)echo "TEJ 1";D;exit 0;;esac;'
     'case $q in "~")q=$HOME;;"~/"*)q=$HOME/${q#"~/"};;/*);;*)q=$HOME/$q;;esac;'
     'while [ -f "$q" ];do '
@@ -1534,8 +1534,8 @@ _BOOTSTRAP = (
     'v=;[ -f "$q/version" ]&&IFS= read -r v <"$q/version";'
     'case " $k " in *" $v "*)[ -z "$v" ]||'
     'exec "${TEJ_SH:-sh}" "$q/tej.sh" "$q" "$@";;esac;'
-    'echo "TEJ 1";[ -d "$q" ]||echo queue=missing;echo "installed=$v";D;'
-    'exit 90'
+    'echo "TEJ 1";[ -d "$q" ]||echo queue=missing;echo "installed=$v";'
+    'case $1 in submit)D;;esac;exit 90'
 )
 
 

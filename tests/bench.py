@@ -10,7 +10,8 @@ Through the test suite's real sshd (see tests/support.py), medians of N runs:
 and of the first contact (submit to a new queue), printed as seconds and as
 ratios to the baselines. Then "tej wait" on a 30 s job (ssh execs made, and
 how soon after the job's end it returns), and 50 "tej status" processes
-started at once.
+started at once; the time from submit to the end of wait of a trivial job
+through each runtime (slurm and pbs on the test suite's Slurm, as root).
 """
 
 import os
@@ -72,6 +73,7 @@ def main(argv):
         ]
         waited = bench_wait(server, queue, job, argv)
         concurrency = bench_concurrency(server, queue, tej_py)
+        latencies = bench_runtimes(server, remote)
     finally:
         support.stop_all()
     base = dict(results)
@@ -93,7 +95,38 @@ def main(argv):
           "job's end" % waited)
     print("%d concurrent 'tej status' processes: %d succeeded, %.1f s "
           "wall time" % concurrency)
+    for runtime, seconds in latencies:
+        print("submit to finished, trivial job, %-8s %6.2f s (median of 3)"
+              % (runtime + ':', seconds))
     return 0
+
+
+def bench_runtimes(server, remote, runs=3):
+    """Submit to the end of wait, for a job that does nothing, through
+    each runtime (slurm and pbs when the Slurm test bed can start).
+    """
+    job = support.make_tree(tempfile.mkdtemp(), {'start.sh': 'true\n'})
+    queues = [('default', server.alias)]
+    try:
+        slurm = support.slurm_cluster()
+        queues += [('slurm', slurm.alias), ('pbs', slurm.alias)]
+    except BaseException as e:  # unittest.SkipTest: no Slurm here
+        print("(no Slurm: %s)" % e)
+    results = []
+    for runtime, alias in queues:
+        q = tej.RemoteQueue(alias, os.path.join(remote, 'rt-' + runtime),
+                            setup_runtime=runtime,
+                            ssh_options=server.options)
+        server.queues.append(q)
+        q.setup()
+        times = []
+        for i in range(runs):
+            start = time.perf_counter()
+            q.submit('t%d' % i, job)
+            q.wait('t%d' % i)
+            times.append(time.perf_counter() - start)
+        results.append((runtime, statistics.median(times)))
+    return results
 
 
 def bench_wait(server, queue, job, argv):

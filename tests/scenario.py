@@ -82,6 +82,19 @@ def job_processes(state):
     return tree_processes(state['pid'])
 
 
+def processes_in(directory):
+    """Processes working in ``directory``."""
+    found = []
+    for entry in os.listdir('/proc'):
+        try:
+            if entry.isdigit() and os.readlink(
+                    '/proc/%s/cwd' % entry).startswith(directory):
+                found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
 def wrapper_started(stage):
     """Wait until the job's wrapper has recorded its start; its state."""
     return wait_for(lambda: (lambda s: s if s.get('started') else None)(
@@ -176,15 +189,20 @@ class Scenario(object):
             q.status('job1')
         self.assertEqual(list(q.list()), [])
 
+    def start(self, job_id, script, processes):
+        """Submit ``script``; wait until the job has that many processes
+        (the wrapper's included). Return its record of the start.
+        """
+        support.make_tree(self.job, {'start.sh': script})
+        self.queue.submit(job_id, self.job)
+        state = wrapper_started(self.queue.info(job_id)['dir'])
+        wait_for(lambda: len(job_processes(state)) >= processes,
+                 what='the job to start its processes')
+        return state
+
     def test_kill_leaves_no_process(self):
         q = self.queue
-        support.make_tree(self.job, {'start.sh':
-                                     'sleep 1000 & sleep 1001\n'})
-        q.submit('long', self.job)
-        stage = q.info('long')['dir']
-        state = wrapper_started(stage)
-        wait_for(lambda: len(job_processes(state)) >= 3,
-                 what='the job to start its processes')
+        state = self.start('long', 'sleep 1000 & sleep 1001\n', 3)
         with self.assertRaises(tej.JobStillRunning):
             q.delete('long')
         q.kill('long')
@@ -196,13 +214,7 @@ class Scenario(object):
 
     def test_kill_stubborn_job(self):
         q = self.queue
-        support.make_tree(self.job, {'start.sh':
-                                     'trap "" TERM\nsleep 1000\n'})
-        q.submit('stubborn', self.job)
-        stage = q.info('stubborn')['dir']
-        state = wrapper_started(stage)
-        wait_for(lambda: len(job_processes(state)) >= 2,
-                 what='the job to start')
+        state = self.start('stubborn', 'trap "" TERM\nsleep 1000\n', 2)
         os.environ['TEJ_GRACE'] = '1'
         try:
             q.kill('stubborn')
@@ -215,22 +227,14 @@ class Scenario(object):
 
     def test_lost_job(self):
         q = self.queue
-        support.make_tree(self.job, {'start.sh': 'sleep 1000\n'})
-        q.submit('lost', self.job)
+        state = self.start('lost', 'sleep 1000\n', 2)
         stage = q.info('lost')['dir']
-        state = wrapper_started(stage)
-        wait_for(lambda: len(job_processes(state)) >= 2,
-                 what='the job to start')
-        processes = job_processes(state)
         os.kill(int(state['pid']), signal.SIGKILL)
         record = wait_state(q, 'lost', states=('lost',))
         self.assertIsNone(record['exit'])
         self.assertEqual(q.status('lost')[0], 'lost')
-        for pid in processes:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        for pid in processes_in(stage):  # the job's, orphaned
+            os.kill(pid, signal.SIGKILL)
         q.delete('lost')  # a lost job is not running
 
     def test_command_script(self):
@@ -309,6 +313,10 @@ class Scenario(object):
             list(q.list())
 
     def tearDown(self):
+        try:  # no job of a failed test goes on
+            self.queue.cleanup(kill=True)
+        except tej.Error:
+            pass
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -339,7 +347,7 @@ class CommandLineScenario(object):
         self.assertEqual(out, 'job1\n')
         code, out, err = run_cli('status', d, '--id', 'job1', *(q + self.cli_extra))
         self.assertEqual((code, out), (0, 'running\n'))
-        self.assertRegex(err, r'Job is still running \(0:00:0\d\)')
+        self.assertRegex(err, r'Job is still running \(\d+:\d\d:\d\d\)')
         self.tej('delete', d, '--id', 'job1', *q, expect=1)
         with open(os.path.join(queue, 'jobs', 'job1', 'stage', 'go'), 'w'):
             pass

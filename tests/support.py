@@ -300,11 +300,16 @@ def ssh_server():
     return _server
 
 
-def stop_all():
-    global _server, _slurm
+def stop_slurm():
+    global _slurm
     if _slurm is not None:
         _slurm.stop()
         _slurm = None
+
+
+def stop_all():
+    global _server
+    stop_slurm()
     if _server is not None:
         _server.stop()
         _server = None
@@ -332,6 +337,9 @@ class SlurmCluster(object):
              "a Slurm test bed needs root and %s" % (
                  ', '.join(missing) or 'root'))
         self.conf_link = '/etc/slurm/slurm.conf'
+        if os.path.islink(self.conf_link) and not os.path.exists(
+                self.conf_link) and '/slurm-' in os.readlink(self.conf_link):
+            os.unlink(self.conf_link)  # left by an interrupted test run
         need('slurm', not os.path.lexists(self.conf_link),
              "%s exists: a real Slurm is configured here" % self.conf_link)
         self.server = server
