@@ -2420,6 +2420,9 @@ class RemoteQueue(object):
             directory = str(directory if directory is not None else '.')
             targets = {f: os.path.join(directory, f.rsplit('/', 1)[-1])
                        for f in files}
+            if len(set(targets.values())) != len(targets):
+                raise ValueError("Several files have the same name: give "
+                                 "their parent directory instead")
         self._stream_call('download', [job_id] + files,
                           lambda stdout: _extract(stdout, targets, recursive))
 

@@ -382,10 +382,11 @@ class CommandLineScenario(object):
         wait_for(lambda: self.processes('sleep 1001'),
                  what='the long job to start')
         self.tej('delete', d, '--id', 'long', *q, expect=1)
+        self.assertTrue(self.processes(queue + '/jobs/long/'))
         self.tej('kill', d, '--id', 'long', *q)
         self.assertEqual(self.tej('status', d, '--id', 'long', *q),
                          'finished 143\n')
-        self.assertEqual(self.processes('sleep 100'), [])
+        self.assertEqual(self.processes(queue + '/jobs/long/'), [])
         self.tej('delete', d, '--id', 'long', *q)
 
         # a command as the script, on an empty directory

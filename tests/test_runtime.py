@@ -125,7 +125,8 @@ class TestCommandLineLocal(CommandLineScenario, unittest.TestCase):
                 cwd = os.readlink('/proc/%s/cwd' % pid)
             except OSError:
                 continue
-            if pattern in cmdline and cwd.startswith(self.tmp + '/'):
+            if (pattern in cmdline or pattern in cwd) and \
+                    cwd.startswith(self.tmp + '/'):
                 found.append(pid)
         return found
 
