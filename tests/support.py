@@ -177,7 +177,9 @@ class SSHServer(object):
                 "StrictModes no\nUsePAM no\nPidFile none\n"
                 "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
                 "PubkeyAuthentication yes\nLogLevel ERROR\n"
-                "AllowUsers {u}\nSetEnv HOME={h}\n".format(
+                # the server's environment: a fresh HOME, a short grace
+                # before a job Slurm forgot is lost
+                "AllowUsers {u}\nSetEnv HOME={h} TEJ_LOST_GRACE=3\n".format(
                     d=self.dir, u=self.user, h=self.home))
         with open(self.path('host_key.pub')) as fp:
             host_key = fp.read().split()

@@ -168,6 +168,24 @@ class TestSlurm(SlurmCase):
         record = wait_state(self.q, 'l', timeout=60)
         self.assertEqual((record['state'], record['exit']), ('lost', None))
 
+    def test_lost_when_slurm_forgets_the_job(self):
+        job = self.job({'start.sh': 'sleep 1000\n'})
+        self.q.submit('f', job)
+        wait_for(lambda: self.q.info('f')['state'] == 'running',
+                 what='the job to run')
+        slurm_id = self.q.info('f')['runtime_id']
+        # as after a purge: Slurm knows no job of that id
+        path = os.path.join(os.path.dirname(self.stage('f')), 'state')
+        with open(path) as fp:
+            text = fp.read()
+        with open(path, 'w') as fp:
+            fp.write(text.replace('runtime_id=%s\n' % slurm_id,
+                                  'runtime_id=999999\n'))
+        self.assertEqual(self.q.info('f')['state'], 'running')  # the grace
+        record = wait_state(self.q, 'f', states=('lost',), timeout=30)
+        self.assertIsNone(record['exit'])
+        self.slurm.run(['scancel', slurm_id])
+
     def test_walltime_exceeded_is_killed(self):
         job = self.job({'start.sh': 'sleep 1000\n'})
         # Slurm counts limits in minutes and checks them every 30 s or so
