@@ -35,25 +35,9 @@ WAIT_FOR_GO = (
 )
 
 
-def group_processes(pgid):
-    """Live (not zombie) processes of a process group, from /proc."""
-    found = []
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % entry) as fp:
-                fields = fp.read().rsplit(') ', 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[2] == str(pgid) and fields[0] != 'Z':
-            found.append(int(entry))
-    return found
-
-
-def tree_processes(pid):
-    """Live processes of a process tree, from /proc."""
-    children, alive = {}, set()
+def live_processes():
+    """{pid: (ppid, pgid)} of the live (not zombie) processes, from /proc."""
+    found = {}
     for entry in os.listdir('/proc'):
         if not entry.isdigit():
             continue
@@ -63,8 +47,22 @@ def tree_processes(pid):
         except (OSError, IndexError):
             continue
         if fields[0] != 'Z':
-            alive.add(int(entry))
-            children.setdefault(int(fields[1]), []).append(int(entry))
+            found[int(entry)] = (int(fields[1]), int(fields[2]))
+    return found
+
+
+def group_processes(pgid):
+    """Live processes of a process group."""
+    return [pid for pid, (_, group) in live_processes().items()
+            if group == int(pgid)]
+
+
+def tree_processes(pid):
+    """Live processes of a process tree."""
+    alive = live_processes()
+    children = {}
+    for child, (parent, _) in alive.items():
+        children.setdefault(parent, []).append(child)
     found, todo = [], [int(pid)]
     while todo:
         p = todo.pop()
