@@ -522,12 +522,13 @@ _cleanup() {
 }
 trap _cleanup EXIT
 
-_host=$(uname -n)
+_host=
 
 _lock() {  # _lock JOBDIR: mkdir is atomic. The owner (host:pid) is in the
     # lock: a lock whose owner is dead is broken; one of another host (a
     # cluster node), or without an owner, after a minute.
     _n=0
+    [ -n "$_host" ] || _host=$(uname -n)
     while ! mkdir "$1/lock" 2>/dev/null; do
         [ -d "$1" ] || _die 3 "no such job"
         _n=$((_n + 1))
