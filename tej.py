@@ -1503,7 +1503,7 @@ def _runtime_version(name):
 # "queue=missing" (no queue there), "installed=VERSION" and, for submit
 # (which sets a queue up), "detected=NAME" (slurm when sinfo answers, pbs
 # when qstat -Q does, else default), and exits 90. The verb _detect answers
-# "detected=NAME" only.
+# "installed=VERSION" and "detected=NAME".
 # The verb "_install SIZE ARG..." takes a new runtime from the first SIZE
 # bytes of stdin (dd bs=1 reads no further: the rest is for the verb run
 # after the install) into a private new directory, and runs it. The
@@ -1515,7 +1515,6 @@ _BOOTSTRAP = (
     'if command -v sbatch >/dev/null 2>&1&&$t sinfo -h >/dev/null 2>&1;then '
     'd=slurm;elif command -v qsub >/dev/null 2>&1&&$t qstat -Q >/dev/null '
     '2>&1;then d=pbs;fi;echo "detected=$d"; };'
-    'case $1 in _detect)echo "TEJ 1";D;exit 0;;esac;'
     'case $q in "~")q=$HOME;;"~/"*)q=$HOME/${q#"~/"};;/*);;*)q=$HOME/$q;;esac;'
     'while [ -f "$q" ];do '
     'l=;IFS= read -r l <"$q";'
@@ -1530,9 +1529,10 @@ _BOOTSTRAP = (
     'mkdir -m 700 "$t"||exit 1;dd bs=1 count="$2" 2>/dev/null >"$t/tej.sh"'
     '||exit 1;shift 2;exec "${TEJ_SH:-sh}" "$t/tej.sh" "$q" _install "$@";;'
     'esac;'
+    'v=;[ -f "$q/version" ]&&IFS= read -r v <"$q/version";'
+    'case $1 in _detect)echo "TEJ 1";echo "installed=$v";D;exit 0;;esac;'
     '[ $n -eq 0 ]||[ -d "$q" ]||'
     '{ echo "tej: broken queue link: $q does not exist" >&2;exit 6; };'
-    'v=;[ -f "$q/version" ]&&IFS= read -r v <"$q/version";'
     'case " $k " in *" $v "*)[ -z "$v" ]||'
     'exec "${TEJ_SH:-sh}" "$q/tej.sh" "$q" "$@";;esac;'
     'echo "TEJ 1";[ -d "$q" ]||echo queue=missing;echo "installed=$v";'
@@ -2284,11 +2284,14 @@ class RemoteQueue(object):
                 raise ValueError("Invalid link path %r" % (link,))
         runtime = self.setup_runtime
         if runtime is None and not only_links:
-            # which scheduler the server has: one more call
+            # which scheduler the server has: one more call. A queue that
+            # is there keeps its runtime (force replaces it with its update)
             code, out, err = self._transport.run(
                 self._argv('_detect', []), timeout=self.timeout)
-            runtime = _parse_pairs(self._answer('_detect', code, out,
-                                                err)).get('detected')
+            info = _parse_pairs(self._answer('_detect', code, out, err))
+            installed = info.get('installed', '').split('/')
+            runtime = installed[1] if len(installed) == 3 else \
+                info.get('detected')
         argv, script = self._install_call(
             self._choose_runtime(runtime),
             'links' if only_links else 'setup', force=force, links=links)

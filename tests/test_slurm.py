@@ -221,6 +221,10 @@ class TestDetection(SlurmCase):
             with self.assertRaises(tej.Error) as ctx:
                 q4.setup()
             self.assertIn('controller', str(ctx.exception))
+            # a queue that is there keeps its runtime: not default now
+            with self.assertRaises(tej.Error) as ctx:
+                q.setup(force=True)
+            self.assertIn('controller', str(ctx.exception))
         finally:
             self.slurm.start_controller()
 
