@@ -238,7 +238,8 @@ class TestRun(CICase):
         job = self.job('t', {'start.sh': 'sleep 1000\n'})
         proc = self.process('run', self.server.alias, job)
         job_id = tej.content_id(job)
-        wait_for(lambda: self.server.processes(' logs '),
+        # this job's: a follower of another test's job may still be there
+        wait_for(lambda: self.server.processes(' logs %s ' % job_id),
                  what='run to follow the job')
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
