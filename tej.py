@@ -97,9 +97,6 @@ _CONNECT_TIMEOUT = 20
 #: on Linux), and ssh binds a temporary name 17 bytes longer first.
 _MAX_SOCKET_PATH = 104 - 1 - 17
 
-# Job states, as the runtimes report them.
-_STATES = ('created', 'queued', 'running', 'finished', 'killed', 'lost')
-
 
 # ===========================================================================
 # Errors
@@ -1771,11 +1768,30 @@ class _SSHTransport(_Transport):
         else:
             # neither use nor create a shared connection
             argv += ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
+        return argv + self._target()
+
+    def _target(self):
+        """The end of an ssh command line: user, port, host."""
+        argv = []
         if self.username is not None:
             argv += ['-l', self.username]
         if self.port is not None:
             argv += ['-p', str(self.port)]
         return argv + ['--', self.hostname]
+
+    def _control(self, command):
+        """``ssh -O command`` to the shared connection; its exit status (1
+        when it timed out).
+        """
+        cmd = [self.ssh] + self.options + [
+            '-o', 'ControlPath=%s' % self.control_path, '-O', command,
+            '--', self.hostname]
+        try:
+            return subprocess.call(cmd, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, timeout=30)
+        except subprocess.TimeoutExpired:
+            return 1
 
     def _env(self):
         if self.password is None:
@@ -1858,16 +1874,7 @@ class _SSHTransport(_Transport):
         """Is there a live shared connection? A stale socket is removed."""
         if not self.multiplex or not os.path.exists(self.control_path):
             return False
-        cmd = [self.ssh] + self.options + [
-            '-o', 'ControlPath=%s' % self.control_path, '-O', 'check',
-            '--', self.hostname]
-        try:
-            code = subprocess.call(cmd, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, timeout=30)
-        except subprocess.TimeoutExpired:
-            code = 1
-        if code != 0:
+        if self._control('check') != 0:
             logger.debug("removing stale control socket %s",
                          self.control_path)
             try:
@@ -1879,7 +1886,9 @@ class _SSHTransport(_Transport):
 
     def run(self, argv, stdin=None, timeout=None):
         multiplex = self.multiplex
-        for attempt in range(1, 9):
+        attempt = 0
+        while True:  # _retry raises when there is no point any more
+            attempt += 1
             proc, log = self._start(argv, _stdin_arg(stdin), subprocess.PIPE,
                                     subprocess.PIPE, multiplex)
             try:
@@ -1893,9 +1902,6 @@ class _SSHTransport(_Transport):
                                     attempt, multiplex)
             if hasattr(stdin, 'seek'):
                 stdin.seek(0)
-        raise ConnectionLost("Cannot connect to %s: %s" % (
-            self.name, text.strip() or "ssh failed"), command=self.ssh,
-            ret=255)
 
     def _retry(self, log, attempt, multiplex):
         """After an ssh failure that happened before the command ran: wait
@@ -1922,7 +1928,9 @@ class _SSHTransport(_Transport):
     def stream(self, argv):
         import tempfile
         multiplex = self.multiplex
-        for attempt in range(1, 9):
+        attempt = 0
+        while True:  # _retry raises when there is no point any more
+            attempt += 1
             errfile = tempfile.TemporaryFile()
             proc, log = self._start(argv, subprocess.DEVNULL, subprocess.PIPE,
                                     errfile, multiplex)
@@ -1934,8 +1942,7 @@ class _SSHTransport(_Transport):
             proc.wait()
             text = self._read_log(log)
             if proc.returncode != 255:
-                stream = _Stream(proc, errfile)
-                return stream
+                return _Stream(proc, errfile)
             errfile.seek(0)
             err = errfile.read()
             errfile.close()
@@ -1964,24 +1971,12 @@ class _SSHTransport(_Transport):
             '-o', 'ControlPersist=%d' % self.persist,
             '-o', 'ConnectTimeout=%d' % _CONNECT_TIMEOUT,
             '-N', '-f']
-        if self.username is not None:
-            cmd += ['-l', self.username]
-        if self.port is not None:
-            cmd += ['-p', str(self.port)]
-        return subprocess.call(cmd + ['--', self.hostname])
+        return subprocess.call(cmd + self._target())
 
     def close(self):
         if not self.multiplex or not os.path.exists(self.control_path):
             return
-        cmd = [self.ssh] + self.options + [
-            '-o', 'ControlPath=%s' % self.control_path, '-O', 'exit',
-            '--', self.hostname]
-        try:
-            subprocess.call(cmd, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
+        self._control('exit')
 
 
 # ===========================================================================

@@ -47,8 +47,7 @@ def main(argv):
     os.environ['TEJ_CONTROL_PERSIST'] = '60'
     try:
         server = support.ssh_server()
-        remote = tempfile.mkdtemp(dir=server.home)
-        os.chown(remote, server.uid, server.gid)
+        remote = server.remote_dir()
         queue = server.queue(os.path.join(remote, 'q'))
         job = support.make_tree(tempfile.mkdtemp(), {'start.sh': 'true\n'})
 

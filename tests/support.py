@@ -231,10 +231,10 @@ class SSHServer(object):
         """The CLI options that reach this server."""
         return list(args) + ['-F', self.config]
 
-    def remote_path(self, path):
-        """A path on the server, "~" being the remote HOME."""
-        if path.startswith('~/'):
-            return os.path.join(self.home, path[2:])
+    def remote_dir(self):
+        """A fresh directory in the server's home, the test user's."""
+        path = tempfile.mkdtemp(dir=self.home)
+        os.chown(path, self.uid, self.gid)
         return path
 
     def processes(self, pattern):

@@ -42,8 +42,7 @@ class TestWorkflow(unittest.TestCase):
     def setUp(self):
         self.server = support.ssh_server()
         self.tmp = tempfile.mkdtemp()
-        self.remote = tempfile.mkdtemp(dir=self.server.home)
-        os.chown(self.remote, self.server.uid, self.server.gid)
+        self.remote = self.server.remote_dir()
         self.job_dir = support.make_tree(os.path.join(self.tmp, 'pipeline'), {
             'start.sh': WAIT_FOR_GO, 'plain.txt': 'input',
             'deep/a/b/c/d.bin': b'\x00\x01'})

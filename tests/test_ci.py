@@ -28,8 +28,7 @@ class CICase(unittest.TestCase):
     def setUp(self):
         self.server = support.ssh_server()
         self.tmp = tempfile.mkdtemp()
-        self.remote = tempfile.mkdtemp(dir=self.server.home)
-        os.chown(self.remote, self.server.uid, self.server.gid)
+        self.remote = self.server.remote_dir()
         self.queue_path = os.path.join(self.remote, 'q')
         self.q = self.server.queue(self.queue_path)
 

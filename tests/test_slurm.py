@@ -30,8 +30,7 @@ class SlurmCase(unittest.TestCase):
         self.server = support.ssh_server()
         self.slurm = support.slurm_cluster()
         self.tmp = tempfile.mkdtemp()
-        self.remote = tempfile.mkdtemp(dir=self.server.home)
-        os.chown(self.remote, self.server.uid, self.server.gid)
+        self.remote = self.server.remote_dir()
         self.queue_path = os.path.join(self.remote, 'q')
         self.q = self.queue()
 

@@ -31,10 +31,7 @@ class SSHCase(unittest.TestCase):
         self.tmp = tempfile.mkdtemp()
 
     def remote_dir(self):
-        """A fresh directory in the server's home, the test user's."""
-        path = tempfile.mkdtemp(dir=self.server.home)
-        os.chown(path, self.server.uid, self.server.gid)
-        return path
+        return self.server.remote_dir()
 
 
 class TestScenarioOverSSH(Scenario, SSHCase):
