@@ -2531,14 +2531,13 @@ class RemoteQueue(object):
             raise TypeError("logs() needs stdout or stderr (or both)")
         offsets = {'out': 0, 'err': 0}
         deadline = None if timeout is None else time.monotonic() + timeout
+        late = JobStillRunning("Job %s is still running after %s seconds"
+                               % (job_id, timeout))
         retry = _Retry(retry_for)
 
         def consume(source):
+            # at the deadline, _stream_call cuts the stream
             while True:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise JobStillRunning(
-                        "Job %s is still running after %s seconds"
-                        % (job_id, timeout))
                 line = source.readline().decode('utf-8', 'replace')
                 if not line:
                     return None  # the connection ended early
@@ -2564,22 +2563,17 @@ class RemoteQueue(object):
                     job_id, streams, 'follow' if follow else 'once',
                     str(offsets['out']), str(offsets['err'])], consume,
                     deadline)
+                error = ConnectionLost("The connection to %s ended early"
+                                       % self.destination_string)
             except JobStillRunning:
-                raise JobStillRunning("Job %s is still running after %s "
-                                      "seconds" % (job_id, timeout))
+                raise late
             except ConnectionLost as e:
-                if deadline is not None and time.monotonic() > deadline:
-                    end = None
-                else:
-                    retry.failed(e)
-                    continue
+                end, error = None, e
             if end is not None:
                 return end
             if deadline is not None and time.monotonic() > deadline:
-                raise JobStillRunning("Job %s is still running after %s "
-                                      "seconds" % (job_id, timeout))
-            retry.failed(ConnectionLost("The connection to %s ended early"
-                                        % self.destination_string))
+                raise late
+            retry.failed(error)  # then again, from the offsets reached
 
     def job(self, job_id):
         """Return a `Job` handle for ``job_id`` (no remote call)."""
