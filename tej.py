@@ -2394,8 +2394,9 @@ class RemoteQueue(object):
         them. Keyword arguments: ``directory`` (put them in this directory,
         default the current one), or ``destination`` (one file or directory
         saved under this name); ``recursive`` (default True: directories
-        come whole). Raise `JobNotFound`, `Error` for a missing file,
-        `TypeError`/`ValueError` for bad arguments.
+        come whole). Return the local paths of the files or directories
+        (the original returned None). Raise `JobNotFound`, `Error` for a
+        missing file, `TypeError`/`ValueError` for bad arguments.
         """
         recursive = kwargs.pop('recursive', True)
         destination = kwargs.pop('destination', None)
@@ -2408,7 +2409,7 @@ class RemoteQueue(object):
             files = [files]
         files = [_normalize_member(f, ValueError) for f in files]
         if not files:
-            return
+            return []
         check_jobid(job_id)
         if destination is not None:
             if len(files) != 1:
@@ -2424,6 +2425,7 @@ class RemoteQueue(object):
                                  "their parent directory instead")
         self._stream_call('download', [job_id] + files,
                           lambda stdout: _extract(stdout, targets, recursive))
+        return [targets[f] for f in files]
 
     def kill(self, job_id):
         """Stop a running job (TERM to all its processes, KILL after a
@@ -3327,10 +3329,8 @@ def _run(queue, args):
     downloaded = []
     if args.download:
         try:
-            queue.download(job_id, args.download, directory=args.into)
-            downloaded = [os.path.join(args.into, path.rstrip('/')
-                                       .rsplit('/', 1)[-1])
-                          for path in args.download]
+            downloaded = queue.download(job_id, args.download,
+                                        directory=args.into)
         except Error as e:
             if _job_exit(record) == 0:
                 raise

@@ -92,7 +92,10 @@ class TestWorkflow(unittest.TestCase):
         self.assertEqual(job.wait(), 0)
 
         out = os.path.join(self.tmp, 'out')
-        q.download(job_id, ['_stdout', '_stderr'], directory=out)
+        self.assertEqual(q.download(job_id, ['_stdout', '_stderr'],
+                                    directory=out),
+                         [os.path.join(out, '_stdout'),
+                          os.path.join(out, '_stderr')])
         with open(os.path.join(out, '_stdout')) as fp:
             self.assertEqual(fp.read(), 'out: input\n')
         with open(os.path.join(out, '_stderr')) as fp:
