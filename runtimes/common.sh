@@ -619,16 +619,21 @@ _kill() {  # _kill ID: no-op unless the job is running
     _header
 }
 
-_delete() {  # _delete ID [kill]
-    _check_id "$1"
-    _j=$Q/jobs/$1
-    [ -d "$_j" ] || _die 3 "no job $1"
-    _load "$_j"
-    _rt_refresh "$_j"
+_stop() {  # _stop ID [kill]: before removing a job: 2 if it is still
+    # running, unless "kill": then kill it
+    _load "$Q/jobs/$1"
+    _rt_refresh "$Q/jobs/$1"
     if _active; then
         [ "${2:-}" = kill ] || _die 2 "job $1 is still running"
         _kill "$1" > /dev/null
     fi
+}
+
+_delete() {  # _delete ID [kill]
+    _check_id "$1"
+    _j=$Q/jobs/$1
+    [ -d "$_j" ] || _die 3 "no job $1"
+    _stop "$@"
     rm -rf "$_j"
     _header
 }
@@ -636,12 +641,7 @@ _delete() {  # _delete ID [kill]
 _cleanup_queue() {  # remove the queue, then the links the bootstrap followed
     for _j in "$Q"/jobs/*; do
         [ -d "$_j" ] || continue
-        _load "$_j"
-        _rt_refresh "$_j"
-        if _active; then
-            [ "${1:-}" = kill ] || _die 2 "job ${_j##*/} is still running"
-            _kill "${_j##*/}" > /dev/null
-        fi
+        _stop "${_j##*/}" ${1+"$1"}
     done
     rm -rf "$Q"
     _n=1
