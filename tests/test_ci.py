@@ -14,6 +14,7 @@ import time
 import unittest
 
 from . import support
+from .scenario import wrapper_started
 from .support import tej, run_cli, wait_for
 
 TEJ = os.path.join(support.TOP, 'tej.py')
@@ -80,8 +81,7 @@ class TestExitCodes(CICase):
         self.q.submit('lost', job)
         self.q.submit('ok', ok)
         self.q.kill('killed')
-        state = wait_for(lambda: (lambda s: s if s.get('pgid') else None)(
-            _state(self.stage('lost'))), what='the wrapper')
+        state = wrapper_started(self.stage('lost'))
         os.kill(int(state['pid']), signal.SIGKILL)
         os.killpg(int(state['pgid']), signal.SIGKILL)
         d = self.server.alias
@@ -309,13 +309,6 @@ def _peek_stderr(proc):
     proc._peeked = getattr(proc, '_peeked', b'') + data
     return proc._peeked
 
-
-def _state(stage):
-    try:
-        with open(os.path.join(os.path.dirname(stage), 'state')) as fp:
-            return dict(l.rstrip('\n').split('=', 1) for l in fp if '=' in l)
-    except OSError:
-        return {}
 
 
 class TestJSON(CICase):

@@ -9,7 +9,7 @@ import tempfile
 import unittest
 
 from . import support
-from .scenario import WAIT_FOR_GO, NASTY_FILES
+from .scenario import NASTY_FILES, WAIT_FOR_GO, read_state
 from .support import tej, run_cli, wait_for, wait_state
 
 
@@ -160,10 +160,7 @@ class TestSlurm(SlurmCase):
         self.q.submit('l', job)
         wait_for(lambda: self.q.info('l')['state'] == 'running',
                  what='the job to run')
-        with open(os.path.join(os.path.dirname(self.stage('l')),
-                               'state')) as fp:
-            pid = int([l for l in fp if l.startswith('pid=')][0][4:])
-        os.kill(pid, signal.SIGKILL)
+        os.kill(int(read_state(self.stage('l'))['pid']), signal.SIGKILL)
         record = wait_state(self.q, 'l', timeout=60)
         self.assertEqual((record['state'], record['exit']), ('lost', None))
 
