@@ -9,7 +9,7 @@ import tempfile
 import unittest
 
 from . import support
-from .scenario import NASTY_FILES, WAIT_FOR_GO, read_state
+from .scenario import NASTY_FILES, WAIT_FOR_GO, wrapper_started
 from .support import tej, run_cli, wait_for, wait_state
 
 
@@ -158,9 +158,8 @@ class TestSlurm(SlurmCase):
     def test_lost_when_the_wrapper_dies(self):
         job = self.job({'start.sh': 'sleep 1000\n'})
         self.q.submit('l', job)
-        wait_for(lambda: self.q.info('l')['state'] == 'running',
-                 what='the job to run')
-        os.kill(int(read_state(self.stage('l'))['pid']), signal.SIGKILL)
+        # squeue says RUNNING before the batch script has recorded its pid
+        os.kill(int(wrapper_started(self.stage('l'))['pid']), signal.SIGKILL)
         record = wait_state(self.q, 'l', timeout=60)
         self.assertEqual((record['state'], record['exit']), ('lost', None))
 
