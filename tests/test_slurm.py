@@ -166,16 +166,17 @@ class TestSlurm(SlurmCase):
     def test_lost_when_slurm_forgets_the_job(self):
         job = self.job({'start.sh': 'sleep 1000\n'})
         self.q.submit('f', job)
-        wait_for(lambda: self.q.info('f')['state'] == 'running',
-                 what='the job to run')
-        slurm_id = self.q.info('f')['runtime_id']
+        # once the batch script has written its record, which would undo
+        # an earlier edit
+        slurm_id = wrapper_started(self.stage('f'))['runtime_id']
         # as after a purge: Slurm knows no job of that id
         path = os.path.join(os.path.dirname(self.stage('f')), 'state')
         with open(path) as fp:
             text = fp.read()
-        with open(path, 'w') as fp:
+        with open(path + '.edit', 'w') as fp:
             fp.write(text.replace('runtime_id=%s\n' % slurm_id,
                                   'runtime_id=999999\n'))
+        os.rename(path + '.edit', path)
         self.assertEqual(self.q.info('f')['state'], 'running')  # the grace
         record = wait_state(self.q, 'f', states=('lost',), timeout=30)
         self.assertIsNone(record['exit'])
