@@ -190,8 +190,12 @@ class TestSlurm(SlurmCase):
                  what='the job to run')
         record = wait_state(self.q, 'w', timeout=180)
         self.assertEqual(record['state'], 'killed')
-        self.assertEqual(self.slurm.job_field(record['runtime_id'],
-                                              'JobState'), 'TIMEOUT')
+        # the wrapper records the end before Slurm is done COMPLETING
+        slurm_state = wait_for(
+            lambda: (lambda s: s if s != 'COMPLETING' else None)(
+                self.slurm.job_field(record['runtime_id'], 'JobState')),
+            timeout=60, interval=0.5, what='Slurm to end the job')
+        self.assertEqual(slurm_state, 'TIMEOUT')
 
 
 class TestDetection(SlurmCase):
