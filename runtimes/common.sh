@@ -147,6 +147,15 @@ trap _cleanup EXIT
 
 _host=
 
+_dead() {  # _dead OWNER: is the owner (host:pid) of a lock a process of
+    # this host that is gone? (Not one of another host, a cluster node.)
+    [ -n "$_host" ] || _host=$(uname -n)
+    case $1 in
+        "$_host:"*) ! kill -s 0 "${1#*:}" 2>/dev/null ;;
+        *) return 1 ;;
+    esac
+}
+
 _lock() {  # _lock JOBDIR: mkdir is atomic. The owner (host:pid) is in the
     # lock: a lock whose owner is dead is broken; one of another host (a
     # cluster node), or without an owner, after a minute.
@@ -158,12 +167,9 @@ _lock() {  # _lock JOBDIR: mkdir is atomic. The owner (host:pid) is in the
         if [ "$((_n % 20))" -eq 0 ]; then
             _owner=
             { read -r _owner < "$1/lock/owner"; } 2>/dev/null || :
-            case $_owner in
-                "$_host:"*)
-                    kill -s 0 "${_owner#*:}" 2>/dev/null || rm -rf "$1/lock" ;;
-                *)
-                    [ "$_n" -lt 600 ] || rm -rf "$1/lock" ;;
-            esac
+            if _dead "$_owner" || [ "$_n" -ge 600 ]; then
+                rm -rf "$1/lock"
+            fi
         fi
         _nap
     done
@@ -178,21 +184,35 @@ _unlock() {
 
 _KEYS='state exit submitted started finished pid pgid boot killreq runtime runtime_id mode'
 
-_load() {  # _load JOBDIR: read the state file into st_* variables
+_load() {  # _load JOBDIR: read the state file into st_* variables.
+    # The submitter holds the lock until the record is past "created": a
+    # job still "created" whose lock is gone, or whose lock's owner is dead
+    # (or is now ours, broken), was left by a submitter that died: lost.
+    # So the lock is looked at first, then the record.
+    _owner='' _submitter=1
+    if [ "$_locked" = "$1/lock" ]; then
+        [ "$_creating" = "$1" ] || _submitter=
+    elif [ -d "$1/lock" ]; then
+        { read -r _owner < "$1/lock/owner"; } 2>/dev/null || :
+    else
+        _submitter=
+    fi
     st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
     st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
     st_mode=''
-    if [ ! -f "$1/state" ]; then
-        # being submitted, or its submission died (lost)
-        [ -d "$1/lock" ] || st_state=lost
-        return 0
+    if [ -f "$1/state" ]; then
+        while IFS= read -r _line; do
+            _k=${_line%%=*}
+            case " $_KEYS " in
+                *" $_k "*) eval "st_$_k=\${_line#*=}" ;;
+            esac
+        done < "$1/state"
     fi
-    while IFS= read -r _line; do
-        _k=${_line%%=*}
-        case " $_KEYS " in
-            *" $_k "*) eval "st_$_k=\${_line#*=}" ;;
-        esac
-    done < "$1/state"
+    if [ "${st_state:-created}" = created ]; then
+        if [ -z "$_submitter" ] || _dead "$_owner"; then
+            st_state=lost
+        fi
+    fi
 }
 
 _save() {  # _save JOBDIR: write st_* variables, atomically (temp file + mv)
@@ -442,14 +462,14 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
         _rt_option "${_o%%=*}"
     done
     mkdir -p "$Q/jobs"
+    [ -n "$_host" ] || _host=$(uname -n)  # now: the lock follows the mkdir
     _j=$Q/jobs/$_id
     if ! mkdir "$_j" 2>/dev/null; then
         [ -d "$_j" ] && _die 4 "job $_id already exists"
         _die 1 "cannot create $_j"
     fi
     _creating=$_j
-    mkdir "$_j/lock"
-    _locked=$_j/lock
+    _lock "$_j"
     if ! mkdir "$_j/stage" || ! (cd "$_j/stage" && tar -xf -); then
         _die 1 "could not unpack the job directory"
     fi

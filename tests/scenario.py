@@ -8,7 +8,9 @@ set ``remote_home``.
 import os
 import shutil
 import signal
+import tarfile
 import tempfile
+import threading
 
 from . import support
 from .support import tej, run_cli, wait_for, wait_state
@@ -234,6 +236,48 @@ class Scenario(object):
         for pid in processes_in(stage):  # the job's, orphaned
             os.kill(pid, signal.SIGKILL)
         q.delete('lost')  # a lost job is not running
+
+    def test_submitter_dies_while_unpacking(self):
+        # a job without a record whose submitter is gone is lost, not
+        # created forever; it can be deleted and its id used again
+        q = self.queue
+        q.setup()
+        read, write = os.pipe()
+        header = tarfile.TarInfo('big')
+        header.size = 1 << 20
+        os.write(write, header.tobuf())  # and none of the data
+        failures = []
+
+        def submit():
+            with os.fdopen(read, 'rb') as stdin:
+                try:
+                    q._call('submit', ['half', 'file', 'start.sh'],
+                            stdin=stdin, transfer=True)
+                except tej.Error as e:
+                    failures.append(e)
+
+        thread = threading.Thread(target=submit)
+        thread.start()
+        try:
+            record = wait_for(lambda: (lambda r: r if r['state'] == 'created'
+                                       else None)(q.infos(['half'])[0]),
+                              what='the submission to start')
+            owner = os.path.join(os.path.dirname(record['dir']), 'lock',
+                                 'owner')
+            pid = wait_for(lambda: os.path.exists(owner) and
+                           open(owner).read().strip().split(':')[-1],
+                           what='the submitter to own the job')
+            self.assertEqual(q.info('half')['state'], 'created')
+            os.kill(int(pid), signal.SIGKILL)
+        finally:
+            os.close(write)
+            thread.join(60)
+        self.assertEqual(len(failures), 1)
+        self.assertEqual(q.info('half')['state'], 'lost')
+        q.delete('half')
+        q.submit('half', self.job)
+        self.assertEqual(q.info('half')['state'], 'running')
+        q.delete('half', kill=True)
 
     def test_command_script(self):
         q = self.queue
