@@ -2182,10 +2182,12 @@ class RemoteQueue(object):
             argv, script = self._install_call(runtime, 'auto',
                                               then=[verb] + list(args))
             if stdin is None:
-                stdin = script
+                code, out, err = self._transport.run(argv, script,
+                                                     timeout=timeout)
             else:
-                stdin = _prepend(script, stdin)
-            code, out, err = self._transport.run(argv, stdin, timeout=timeout)
+                with _prepend(script, stdin) as combined:
+                    code, out, err = self._transport.run(argv, combined,
+                                                         timeout=timeout)
         if code == _RC_NEED_RUNTIME:
             raise RemoteCommandFailure(
                 "The runtime was installed but the server still asks for it",
