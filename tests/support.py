@@ -220,6 +220,28 @@ class SSHServer(object):
         with open(self.config, 'a') as fp:
             fp.write('\n' + block)
 
+    def password_alias(self):
+        """Another name for this server, whose sshd takes a password and no
+        key, and whose client config offers no key.
+        """
+        alias = self.alias + '-pw'
+        with open(self.path('sshd_config')) as fp:
+            text = fp.read()
+        with open(self.path('sshd_config_pw'), 'w') as fp:
+            fp.write(text.replace('PasswordAuthentication no',
+                                  'PasswordAuthentication yes')
+                     .replace('PubkeyAuthentication yes',
+                              'PubkeyAuthentication no'))
+        with open(self.config) as fp:
+            block = fp.read().split('\nHost ')[0]
+        block = block.replace('Host %s\n' % self.alias, 'Host %s\n' % alias)
+        block = block.replace('/sshd_config', '/sshd_config_pw')
+        block = block.replace('  IdentityFile %s/client_key\n' % self.dir,
+                              '  PubkeyAuthentication no\n')
+        with open(self.config, 'a') as fp:
+            fp.write('\n' + block)
+        return alias
+
     def queue(self, queue='~/.tej', **kwargs):
         """A RemoteQueue on this server."""
         q = tej.RemoteQueue(self.alias, queue, ssh_options=self.options,

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -223,6 +224,77 @@ class TestSSHFailures(SSHCase):
         q.setup()
         self.assertEqual(list(q.list()), [])
         self.assertFalse(os.path.exists(q._transport.control_path))
+
+
+class TestPassword(SSHCase):
+    """A destination with a password (the original's ``user:pw@host``), and
+    ``tej login``: the password reaches ssh through SSH_ASKPASS, never a
+    terminal or ssh's command line.
+    """
+
+    def setUp(self):
+        SSHCase.setUp(self)
+        need('sshd', os.getuid() == 0,
+             "password logins need root, to give the test user a password")
+        # one the askpass script and the shell must not mangle
+        self.password = "p w'$x\\%" + os.urandom(4).hex()
+        user = self.server.user
+        subprocess.run(['chpasswd'], check=True, input=(
+            '%s:%s\n' % (user, self.password)).encode())
+        self.addCleanup(subprocess.check_call, ['usermod', '-p', '*', user])
+        self.alias = self.server.password_alias()
+
+    def queue(self, password):
+        q = tej.RemoteQueue({'hostname': self.alias,
+                             'username': self.server.user,
+                             'password': password},
+                            self.remote_dir() + '/q',
+                            ssh_options=self.server.options)
+        self.server.queues.append(q)
+        return q
+
+    def test_destination_with_password(self):
+        q = self.queue(self.password)
+        self.assertNotIn(self.password,
+                         ' '.join(q._transport._base('log', True)))
+        job = support.make_tree(os.path.join(self.tmp, 'job'),
+                                {'start.sh': 'exit 4\n'})
+        q.submit('j', job)
+        self.assertEqual(q.wait('j'), 4)
+        q.close()  # the next call logs in again
+        self.assertEqual(q.status('j')[::2], ('finished', '4'))
+
+    def test_wrong_password(self):
+        q = self.queue(self.password + 'x')
+        q.close()  # a shared connection would not ask
+        with self.assertRaises(tej.Error) as ctx:
+            q.status('j')
+        self.assertIn('Authentication', str(ctx.exception))
+
+    def test_login_then_batch_calls(self):
+        askpass = os.path.join(self.tmp, 'askpass')
+        with open(askpass, 'w') as fp:
+            fp.write('#!/bin/sh\nprintf \'%s\\n\' "$PW"\n')
+        os.chmod(askpass, 0o700)
+        env = dict(os.environ, SSH_ASKPASS=askpass, PW=self.password,
+                   SSH_ASKPASS_REQUIRE='force', DISPLAY=':0')
+        args = [self.alias, '-F', self.server.config]
+        login = subprocess.run(
+            [sys.executable, os.path.join(support.TOP, 'tej.py'), 'login'] +
+            args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True, timeout=60)
+        self.assertEqual(login.returncode, 0, login.stderr)
+        queue = ['--queue', self.remote_dir() + '/q']
+        try:
+            # BatchMode calls, no password: through the shared connection
+            self.assertEqual(run_cli('setup', *(args + queue))[0], 0)
+            self.assertEqual(run_cli('status', '--id', 'x', *(args + queue)),
+                             (0, 'not found\n', ''))
+        finally:
+            self.assertEqual(run_cli('logout', *args)[0], 0)
+        code, out, err = run_cli('status', '--id', 'x', *(args + queue))
+        self.assertEqual((code, out), (1, ''))
+        self.assertIn('Authentication', err)
 
 
 def _pythons():
