@@ -264,8 +264,11 @@ class Scenario(object):
                               what='the submission to start')
             owner = os.path.join(os.path.dirname(record['dir']), 'lock',
                                  'owner')
-            pid = wait_for(lambda: os.path.exists(owner) and
-                           open(owner).read().strip().split(':')[-1],
+
+            def submitter():
+                with open(owner) as fp:  # host:pid
+                    return fp.read().strip().split(':')[-1]
+            pid = wait_for(lambda: os.path.exists(owner) and submitter(),
                            what='the submitter to own the job')
             self.assertEqual(q.info('half')['state'], 'created')
             os.kill(int(pid), signal.SIGKILL)
