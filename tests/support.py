@@ -212,13 +212,8 @@ class SSHServer(object):
         """Another name for this server, whose sshd runs under ``prefix``
         (a command line, e.g. nsenter into a namespace).
         """
-        with open(self.config) as fp:
-            block = fp.read().split('\nHost ')[0]
-        block = block.replace('Host %s\n' % self.alias, 'Host %s\n' % alias)
-        block = block.replace('exec %s -i' % self.sshd, 'exec %s %s -i' % (
-            ' '.join(prefix), self.sshd))
-        with open(self.config, 'a') as fp:
-            fp.write('\n' + block)
+        self._add_host(alias, {'exec %s -i' % self.sshd: 'exec %s %s -i' % (
+            ' '.join(prefix), self.sshd)})
 
     def password_alias(self):
         """Another name for this server, whose sshd takes a password and no
@@ -232,15 +227,23 @@ class SSHServer(object):
                                   'PasswordAuthentication yes')
                      .replace('PubkeyAuthentication yes',
                               'PubkeyAuthentication no'))
+        self._add_host(alias, {
+            '/sshd_config': '/sshd_config_pw',
+            '  IdentityFile %s/client_key\n' % self.dir:
+                '  PubkeyAuthentication no\n'})
+        return alias
+
+    def _add_host(self, alias, changes):
+        """Add to the ssh config a copy of this server's Host block, named
+        ``alias``, with ``changes`` ({old text: new text}) made to it.
+        """
         with open(self.config) as fp:
             block = fp.read().split('\nHost ')[0]
         block = block.replace('Host %s\n' % self.alias, 'Host %s\n' % alias)
-        block = block.replace('/sshd_config', '/sshd_config_pw')
-        block = block.replace('  IdentityFile %s/client_key\n' % self.dir,
-                              '  PubkeyAuthentication no\n')
+        for old, new in changes.items():
+            block = block.replace(old, new)
         with open(self.config, 'a') as fp:
             fp.write('\n' + block)
-        return alias
 
     def queue(self, queue='~/.tej', **kwargs):
         """A RemoteQueue on this server."""
