@@ -145,6 +145,18 @@ class TestParsers(unittest.TestCase):
         with self.assertRaises(tej.RemoteCommandFailure):
             tej._split_answer(b'TEJ 12\n')
 
+    def test_read_until_stream(self):
+        def R(data):
+            return tej._read_until_stream(io.BytesIO(data))
+        self.assertEqual(R(b'motd\nTEJ 1\nstream=logs\nout 1\n'),
+                         'stream=logs')
+        self.assertEqual(R(b'TEJ 1\r\nstream=download\r\n'),
+                         'stream=download')
+        # a near miss is not the sentinel: another protocol, or noise
+        self.assertEqual(R(b'TEJ 12\nstream=logs\n'), '')
+        self.assertEqual(R(b'TEJ 10 banner\nstream=logs\n'), '')
+        self.assertEqual(R(b'no sentinel\n'), '')
+
     def test_record(self):
         line = ('id=j\tstate=finished\texit=3\tsubmitted=10\tstarted=11\t'
                 'finished=20\tnow=30\truntime=default\truntime_id=\t'
@@ -217,6 +229,29 @@ def _tar(members):
     return buf
 
 
+class TestMembers(unittest.TestCase):
+    """Paths inside a job, as download takes them and archives hold them."""
+
+    def test_normalized(self):
+        N = tej._normalize_member
+        self.assertEqual(N('./a//b/./c'), 'a/b/c')
+        self.assertEqual(N('-n'), '-n')
+        self.assertEqual(N('a..b/..c'), 'a..b/..c')
+        for bad in ['/etc/passwd', '//etc', '..', '../x', 'a/../../x',
+                    'a/..', '', '.', './', None]:
+            with self.assertRaises(ValueError, msg=bad):
+                N(bad, ValueError)
+
+    def test_download_arguments_checked_first(self):
+        q = tej.RemoteQueue('local:', '/nonexistent/queue')
+        for bad in ['/etc/passwd', '../x', 'a/../../x']:
+            with self.assertRaises(ValueError, msg=bad):
+                q.download('j', bad)
+        # two files of one name would overwrite each other
+        with self.assertRaises(ValueError):
+            q.download('j', ['a/x', 'b/x'], directory='/nonexistent')
+
+
 class TestExtract(unittest.TestCase):
     def setUp(self):
         self.top = tempfile.mkdtemp()
@@ -245,10 +280,13 @@ class TestExtract(unittest.TestCase):
         self.assertEqual(os.listdir(os.path.join(self.dest, 'flat')), [])
 
     def test_hostile_names(self):
-        for name in ['/etc/evil', 'out/../../evil', '../evil', 'other/x']:
+        for name in ['/etc/evil', 'out/../../evil', '../evil', 'other/x',
+                     'outside/evil']:
             with self.assertRaises(tej.Error, msg=name):
                 self.extract([({'name': name}, b'x')])
         self.assertFalse(os.path.exists(os.path.join(self.top, 'evil')))
+        # a sibling whose name starts with the target's
+        self.assertFalse(os.path.exists(os.path.join(self.dest, 'outside')))
 
     def test_links_pointing_out(self):
         self.extract([({'name': 'out/up', 'type': tarfile.SYMTYPE,
@@ -257,10 +295,14 @@ class TestExtract(unittest.TestCase):
                         'linkname': '/etc'}, None),
                       ({'name': 'out/ok', 'type': tarfile.SYMTYPE,
                         'linkname': 'file'}, None),
+                      # a sibling whose name starts with the target's
+                      ({'name': 'out/esc', 'type': tarfile.SYMTYPE,
+                        'linkname': '../out2'}, None),
                       ({'name': 'out/file'}, b'in')])
         out = os.path.join(self.dest, 'out')
         self.assertFalse(os.path.lexists(os.path.join(out, 'up')))
         self.assertFalse(os.path.lexists(os.path.join(out, 'abs')))
+        self.assertFalse(os.path.lexists(os.path.join(out, 'esc')))
         self.assertEqual(os.readlink(os.path.join(out, 'ok')), 'file')
 
     def test_links_never_lead_writes_elsewhere(self):
@@ -307,6 +349,16 @@ class TestExtract(unittest.TestCase):
         self.extract([({'name': 'out/f'}, b'new')])
         with open(victim) as fp:
             self.assertEqual(fp.read(), 'safe')
+
+    def test_no_setuid_setgid_or_sticky_bits(self):
+        self.extract([({'name': 'out', 'type': tarfile.DIRTYPE,
+                        'mode': 0o7777}, None),
+                      ({'name': 'out/suid', 'mode': 0o6755}, b'#!/bin/sh\n'),
+                      ({'name': 'out/plain', 'mode': 0o640}, b'x')])
+        out = os.path.join(self.dest, 'out')
+        for name, mode in [('', 0o777), ('suid', 0o755), ('plain', 0o640)]:
+            self.assertEqual(os.stat(os.path.join(out, name)).st_mode
+                             & 0o7777, mode, name)
 
     def test_devices_and_hard_links(self):
         self.extract([({'name': 'out/dev', 'type': tarfile.CHRTYPE,
