@@ -189,6 +189,37 @@ class TestParsers(unittest.TestCase):
                          {'a': '1', 'b': 'x=y'})
 
 
+class TestHelpers(unittest.TestCase):
+    def test_prepend_takes_the_whole_file(self):
+        # the file may have been read by a first try (ssh reads its stdin)
+        with tempfile.TemporaryFile() as fp:
+            fp.write(b'archive')
+            with tej._prepend(b'runtime:', fp) as combined:
+                self.assertEqual(combined.read(), b'runtime:archive')
+
+    def test_json_record(self):
+        record = {'id': 'j', 'state': 'finished', 'exit': 3,
+                  'submitted': 0, 'started': 60, 'finished': 3661,
+                  'dir': '/q/jobs/j/stage', 'runtime': 'default',
+                  'runtime_id': ''}
+        J = tej._json_record
+        self.assertEqual(J(record), {
+            'tej': 1, 'id': 'j', 'state': 'finished', 'exit_code': 3,
+            'submitted': '1970-01-01T00:00:00Z', 'submitted_epoch': 0,
+            'started': '1970-01-01T00:01:00Z', 'started_epoch': 60,
+            'finished': '1970-01-01T01:01:01Z', 'finished_epoch': 3661,
+            'directory': '/q/jobs/j/stage', 'runtime': 'default',
+            'runtime_id': None})
+        # no exit code is null, never 0: a lost or running job did not
+        # succeed
+        for state in ('lost', 'running', 'created'):
+            self.assertIsNone(J(dict(record, state=state,
+                                     exit=None))['exit_code'], state)
+        self.assertEqual(J(dict(record, exit=0))['exit_code'], 0)
+        self.assertEqual(J({'id': 'x', 'state': 'notfound'})['exit_code'],
+                         None)
+
+
 class TestScriptMode(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp()
