@@ -1,7 +1,7 @@
 # tej: the project's checks. Everything runs from a fresh clone.
 PYTHON ?= python3
 
-.PHONY: test test-quick bench embed check-embed lint
+.PHONY: test test-quick bench embed check-embed lint mutate
 
 # the whole suite: pure, runtime under every shell, end to end through sshd
 test:
@@ -14,6 +14,11 @@ test-quick:
 # speed against baselines measured in the same run, as ratios
 bench:
 	$(PYTHON) tests/bench.py
+
+# do the tests catch the bugs they claim to? tests/mutants.py's small bugs,
+# one at a time, in a scratch copy (not part of make test: it takes a while)
+mutate:
+	$(PYTHON) tests/mutate.py
 
 # copy runtimes/*.sh into tej.py
 embed:

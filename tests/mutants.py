@@ -1,0 +1,347 @@
+"""The curated mutants that tests/mutate.py applies, one at a time.
+
+Each is a small, realistic bug: ``file`` (relative to the top of the
+repository), ``original`` (text that must occur exactly once in it),
+``replacement``, a short ``description`` of the bug, and ``tests``, the
+names (as ``python3 -m tests`` takes them) that must fail with it.
+Runtime mutants are made in runtimes/*.sh; the runner re-embeds them.
+
+Keep ``tests`` narrow: the names that are meant to catch the bug, not the
+whole suite (Slurm tests share /etc/slurm and cannot run two at a time).
+"""
+
+MUTANTS = [
+    # ---- the six that once survived the whole suite -------------------------
+    dict(
+        name='alive-any-pid',
+        file='runtimes/default.sh',
+        original=r'''        case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
+            *" _wrap "*) return 0 ;;
+        esac
+        return 1''',
+        replacement='''        kill -s 0 "$1" 2>/dev/null
+        return''',
+        description="a live pid counts as the job's wrapper, whatever "
+                    "process reused it",
+        tests=['test_edges.TestReusedPid'],
+    ),
+    dict(
+        name='stream-sentinel-prefix',
+        file='tej.py',
+        original="        if line.rstrip(b'\\r\\n') == sentinel:",
+        replacement="        if line.startswith(sentinel):",
+        description="a streaming answer's sentinel is any line starting "
+                    "with 'TEJ 1' ('TEJ 12' too)",
+        tests=['test_pure.TestParsers'],
+    ),
+    dict(
+        name='extract-link-prefix',
+        file='tej.py',
+        original="        return path == top or "
+                 "path.startswith(top.rstrip('/') + '/')",
+        replacement="        return path.startswith(top)",
+        description="a downloaded link is 'within' its target by a plain "
+                    "string prefix: out/esc -> ../out2 is made",
+        tests=['test_pure.TestExtract'],
+    ),
+    dict(
+        name='logs-tick-not-skipped',
+        file='tej.py',
+        original='''                if name == 'tick':  # the server checks that we are here
+                    continue
+''',
+        replacement='',
+        description="logs reads the server's keep-alive line 'tick' as a "
+                    "frame: a job quiet for 5 s crashes logs -f and run",
+        tests=['test_edges.TestQuietJob'],
+    ),
+    dict(
+        name='retry-after-master-failed',
+        file='tej.py',
+        original="                     r'ssh_exchange_identification', log):",
+        replacement="                     r'ssh_exchange_identification|"
+                    "read from master failed', log):",
+        description="a session that broke (read from master failed) is "
+                    "tried again: a submit or delete may be sent twice",
+        tests=['test_edges.TestNoSecondSend'],
+    ),
+    dict(
+        name='content-id-without-options',
+        file='tej.py',
+        original="    add('tej-content-1', mode, script, *options)",
+        replacement="    add('tej-content-1', mode, script)",
+        description="the content id leaves the submit options out: run "
+                    "--walltime 100 reuses the job of --walltime 10",
+        tests=['test_edges.TestContentIdOptions'],
+    ),
+    # ---- caught by the suite before -----------------------------------------
+    dict(
+        name='job-id-server',
+        file='runtimes/common.sh',
+        original='''        *[!A-Za-z0-9_.,+=@%:-]*) _die 8 "invalid job id: '$1'" ;;
+''',
+        replacement='',
+        description="the server takes any job id not starting with '-' "
+                    "or '.' (a/b, $(id))",
+        tests=['test_runtime.TestRuntimeDirectly.'
+               'test_ids_checked_on_the_server'],
+    ),
+    dict(
+        name='job-id-client',
+        file='tej.py',
+        original="_JOB_ID = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.,+=@%:-]"
+                 "{0,127}\\Z')",
+        replacement="_JOB_ID = re.compile(r'[A-Za-z0-9_.,+=@%:-]{1,128}\\Z')",
+        description="the client takes job ids starting with '-' or '.' "
+                    "('..', '-rf')",
+        tests=['test_pure.TestIds'],
+    ),
+    dict(
+        name='kill-leader-only',
+        file='runtimes/default.sh',
+        original='''    { kill -s "$1" -- "-$2" || kill -s "$1" "-$2"; } 2>/dev/null || :''',
+        replacement='''    kill -s "$1" "$2" 2>/dev/null || :''',
+        description="kill signals the group's leader, not the process "
+                    "group: the job's children live on",
+        tests=['test_runtime.Test_dash.test_kill_leaves_no_process'],
+    ),
+    dict(
+        name='save-in-place',
+        file='runtimes/common.sh',
+        original='''    _tmp=$1/state.tmp.$$
+    : > "$_tmp"
+    for _k in $_KEYS; do
+        eval "printf '%s=%s\\n' \\"\\$_k\\" \\"\\$st_$_k\\"" >> "$_tmp"
+    done
+    mv -f "$_tmp" "$1/state"
+    _tmp=
+''',
+        replacement='''    : > "$1/state"
+    for _k in $_KEYS; do
+        eval "printf '%s=%s\\n' \\"\\$_k\\" \\"\\$st_$_k\\"" >> "$1/state"
+    done
+''',
+        description="a job record is written in place, line by line: "
+                    "readers see half records",
+        tests=['test_edges.TestAtomicRecords'],
+    ),
+    dict(
+        name='unlock-forgotten',
+        file='runtimes/common.sh',
+        original='''_unlock() {
+    rm -rf "$_locked"
+''',
+        replacement='''_unlock() {
+''',
+        description="_unlock leaves the lock directory: every later "
+                    "locker waits for it to be broken",
+        tests=['test_edges.TestAtomicRecords'],
+    ),
+    dict(
+        name='logs-offset-kept',
+        file='runtimes/common.sh',
+        original='''    _to=$_size
+''',
+        replacement='''    _to=$3
+''',
+        description="logs -f does not move past what it sent: output "
+                    "repeats",
+        tests=['test_ci.TestLogs'],
+    ),
+    dict(
+        name='download-without-dot-slash',
+        file='runtimes/common.sh',
+        original='''        set -- "$@" "./$1"''',
+        replacement='''        set -- "$@" "$1"''',
+        description="download gives tar the names as they are: '-n' is "
+                    "an option",
+        tests=['test_runtime.Test_dash.test_whole_life'],
+    ),
+    dict(
+        name='answer-sentinel-prefix',
+        file='tej.py',
+        original="        if line.rstrip(b'\\r') == sentinel:",
+        replacement="        if line.startswith(sentinel):",
+        description="an answer's sentinel is any line starting with "
+                    "'TEJ 1'",
+        tests=['test_pure.TestParsers'],
+    ),
+    dict(
+        name='auth-failure-retried',
+        file='tej.py',
+        original="        if 'Permission denied' in log or "
+                 "'Too many authentication' in log:",
+        replacement="        if 'Too many authentication' in log:",
+        description="'Permission denied' is not taken for an "
+                    "authentication failure",
+        tests=['test_ssh.TestSSHFailures.test_authentication_failure'],
+    ),
+    dict(
+        name='json-exit-code-null',
+        file='tej.py',
+        original="              'exit_code': record.get('exit')}",
+        replacement="              'exit_code': record.get('exit_code')}",
+        description="JSON's exit_code is always null",
+        tests=['test_ci.TestJSON', 'test_ci.TestExitCodes'],
+    ),
+    dict(
+        name='json-no-exit-is-zero',
+        file='tej.py',
+        original="              'exit_code': record.get('exit')}",
+        replacement="              'exit_code': record.get('exit') or 0}",
+        description="JSON says exit_code 0 for a job without one (lost, "
+                    "running)",
+        tests=['test_pure.TestHelpers'],
+    ),
+    dict(
+        name='download-directory-ignored',
+        file='tej.py',
+        original="                          else {'directory': "
+                 "args.directory or '.'}))",
+        replacement="                          else {}))",
+        description="download --directory DIR saves in the current "
+                    "directory",
+        tests=['test_runtime.TestCommandLineLocal.test_scenario'],
+    ),
+    dict(
+        name='lost-is-success',
+        file='tej.py',
+        original="    return {'notfound': _EXIT_NOT_FOUND, "
+                 "'lost': _EXIT_LOST,",
+        replacement="    return {'notfound': _EXIT_NOT_FOUND, 'lost': 0,",
+        description="wait and run exit 0 for a lost job",
+        tests=['test_ci.TestExitCodes'],
+    ),
+    dict(
+        name='bootstrap-link-unquoted',
+        file='tej.py',
+        original='''    'eval "TEJ_LINK_$n=\\\\$q";export "TEJ_LINK_$n";\'''',
+        replacement='''    'eval "TEJ_LINK_$n=$q";export "TEJ_LINK_$n";\'''',
+        description="the bootstrap evals a link's path unquoted: a space "
+                    "or a '$' in it breaks cleanup",
+        tests=['test_runtime.Test_dash.test_links_and_cleanup'],
+    ),
+    # ---- security: where downloads and paths may go -------------------------
+    dict(
+        name='member-dotdot',
+        file='tej.py',
+        original="    if name.startswith('/') or '..' in parts or "
+                 "not parts:",
+        replacement="    if name.startswith('/') or not parts:",
+        description="a member or download path may go up with '..'",
+        tests=['test_pure.TestExtract', 'test_pure.TestMembers'],
+    ),
+    dict(
+        name='member-absolute',
+        file='tej.py',
+        original="    if name.startswith('/') or '..' in parts or "
+                 "not parts:",
+        replacement="    if '..' in parts or not parts:",
+        description="an absolute member or download path is taken as "
+                    "relative",
+        tests=['test_pure.TestMembers'],
+    ),
+    dict(
+        name='member-prefix',
+        file='tej.py',
+        original='''            if name == top or name.startswith(top + '/'):
+                break''',
+        replacement='''            if name.startswith(top):
+                break''',
+        description="a member belongs to a target by a plain string "
+                    "prefix: outside/evil is written next to out",
+        tests=['test_pure.TestExtract'],
+    ),
+    dict(
+        name='extract-special-bits',
+        file='tej.py',
+        original="            os.chmod(local, (member.mode & 0o777) | 0o600)",
+        replacement="            os.chmod(local, member.mode | 0o600)",
+        description="a downloaded file keeps its setuid and setgid bits",
+        tests=['test_pure.TestExtract'],
+    ),
+    dict(
+        name='extract-through-local-link',
+        file='tej.py',
+        original='''            if os.path.islink(path):
+                raise Error("Not writing %s: %s is a link" % (local, path))
+''',
+        replacement='',
+        description="a member is written through a link that is on the "
+                    "local disk",
+        tests=['test_pure.TestExtract'],
+    ),
+    dict(
+        name='check-path-dotdot',
+        file='runtimes/common.sh',
+        original='''        */../*) _die 8 "path goes up with '..': '$1'" ;;
+''',
+        replacement='',
+        description="the server sends files above the job's directory",
+        tests=['test_runtime.TestRuntimeDirectly.'
+               'test_paths_checked_on_the_server'],
+    ),
+    dict(
+        name='check-path-leading-dotdot',
+        file='runtimes/common.sh',
+        original='''        */../*) _die 8 "path goes up with '..': '$1'" ;;''',
+        replacement='''        /../*) _die 8 "path goes up with '..': '$1'" ;;''',
+        description="the server refuses a leading '..' only (a/../../x "
+                    "goes up)",
+        tests=['test_runtime.TestRuntimeDirectly.'
+               'test_paths_checked_on_the_server'],
+    ),
+    dict(
+        name='queue-umask',
+        file='runtimes/common.sh',
+        original='''export LC_ALL
+umask 077
+''',
+        replacement='''export LC_ALL
+umask 022
+''',
+        description="the queue's files are readable by other users",
+        tests=['test_runtime.TestRuntimeDirectly.'
+               'test_files_are_private'],
+    ),
+    # ---- transfers ----------------------------------------------------------
+    dict(
+        name='download-same-name',
+        file='tej.py',
+        original="            if len(set(targets.values())) != len(targets):",
+        replacement="            if False:",
+        description="two downloads of one name (a/x, b/x) overwrite each "
+                    "other",
+        tests=['test_pure.TestMembers'],
+    ),
+    dict(
+        name='logs-resume-from-zero',
+        file='tej.py',
+        original="                    str(offsets['out']), "
+                 "str(offsets['err'])], consume,",
+        replacement="                    '0', '0'], consume,",
+        description="logs starts over after a broken connection: output "
+                    "repeats",
+        tests=['test_ci.TestLogs.test_api_resumes_without_loss'],
+    ),
+    dict(
+        name='logs-tail-off-by-one',
+        file='runtimes/common.sh',
+        original='''    tail -c "+$(($3 + 1))" "$2"''',
+        replacement='''    tail -c "+$3" "$2"''',
+        description="each logs frame after the first starts one byte "
+                    "early",
+        tests=['test_ci.TestLogs.test_follow_every_line_once_in_order',
+               'test_ci.TestLogs.test_api_resumes_without_loss'],
+    ),
+    dict(
+        name='prepend-without-rewind',
+        file='tej.py',
+        original='''    fileobj.seek(0)
+    shutil.copyfileobj(fileobj, combined)''',
+        replacement='''    shutil.copyfileobj(fileobj, combined)''',
+        description="the job's archive behind a pushed runtime is copied "
+                    "from where the first try left it",
+        tests=['test_pure.TestHelpers'],
+    ),
+]
