@@ -125,7 +125,10 @@ def run_one(mutant, files, timeout, keep_logs, baseline=False):
                 ', '.join(names) or output.strip()[-200:]), \
                 time.monotonic() - started
         passed, failed, skipped = map(int, summary[-1])
-        detail = '%d failed, %d passed' % (failed, passed)
+        # (subtests make the suite's own count of passes negative)
+        detail = '%d failed' % failed
+        if passed > 0:
+            detail += ', %d passed' % passed
         if skipped:
             detail += ', %d skipped' % skipped
         if proc.returncode != 0 and failed:
