@@ -1,9 +1,10 @@
 """What the tests share: a hermetic environment, a real sshd, waiting.
 
-TEJ_TEST_REQUIRE (comma-separated: sshd, shells, python-versions, slurm) turns the
-skip of a test whose component is missing into a failure; CI sets it.
+TEJ_TEST_REQUIRE (comma-separated: sshd, shells, python-versions, slurm) turns
+the skip of a test whose component is missing into a failure; CI sets it.
 """
 
+import collections
 import contextlib
 import io
 import os
@@ -82,26 +83,115 @@ class Hermetic(object):
         cls.root = None
 
 
-def wait_for(predicate, timeout=20, interval=0.05, what='condition'):
-    """Poll ``predicate`` until it returns a true value; fail after
-    ``timeout`` seconds.
+def wait_for(fetch, until=bool, timeout=20, interval=0.05, what='condition'):
+    """Call ``fetch`` until ``until`` holds for what it returns; return that
+    value. Fail after ``timeout`` seconds.
     """
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
-        if value:
+        value = fetch()
+        if until(value):
             return value
         if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s" % what)
+            raise AssertionError("timed out waiting for %s (last: %r)" % (
+                what, value))
         time.sleep(interval)
 
 
 def wait_state(queue, job_id, states=('finished', 'killed', 'lost'),
                timeout=30):
     """Wait until a job is in one of ``states``; return its record."""
-    return wait_for(lambda: (lambda r: r if r['state'] in states else None)(
-        queue.info(job_id)), timeout=timeout,
-        what="job %s to be %s" % (job_id, '/'.join(states)))
+    return wait_for(lambda: queue.info(job_id),
+                    lambda r: r['state'] in states, timeout=timeout,
+                    what="job %s to be %s" % (job_id, '/'.join(states)))
+
+
+def patch_env(cleanup, **values):
+    """Set environment variables (None: unset them); ``cleanup`` (a test's
+    addCleanup, unittest.addModuleCleanup) gets what puts them back.
+    """
+    def put(values):
+        for key, value in values.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    cleanup(put, {key: os.environ.get(key) for key in values})
+    put(values)
+
+
+def hermetic_module():
+    """setUpModule: the hermetic environment, put back (with the servers
+    stopped) after the module.
+    """
+    Hermetic.start()
+    unittest.addModuleCleanup(stop_all)
+
+
+def ssh_module():
+    """setUpModule of the modules that go through the test sshd: also
+    shared connections that outlive a test.
+    """
+    hermetic_module()
+    patch_env(unittest.addModuleCleanup, TEJ_CONTROL_PERSIST='60')
+
+
+Process = collections.namedtuple('Process', 'pid ppid pgid uid args cwd')
+
+
+def processes(match=None):
+    """The live (not zombie) processes, from /proc, as `Process` (args: the
+    command line joined with spaces; cwd: '' where it cannot be read); only
+    those for which ``match(process)`` holds, when given.
+    """
+    found = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        base = '/proc/' + entry
+        try:
+            with open(base + '/stat') as fp:
+                fields = fp.read().rsplit(') ', 1)[1].split()
+            with open(base + '/cmdline', 'rb') as fp:
+                args = fp.read().replace(b'\0', b' ').decode('utf-8',
+                                                             'replace')
+            uid = os.stat(base).st_uid
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if fields[0] == 'Z':
+            continue
+        try:
+            cwd = os.readlink(base + '/cwd')
+        except OSError:
+            cwd = ''
+        process = Process(int(entry), int(fields[1]), int(fields[2]), uid,
+                          args.rstrip(' '), cwd)
+        if match is None or match(process):
+            found.append(process)
+    return found
+
+
+def process_tree(pids, among=None):
+    """The pids of the live processes in the trees rooted at ``pids``
+    (``among``: a list of processes already read).
+    """
+    procs = processes() if among is None else among
+    children = {}
+    for p in procs:
+        children.setdefault(p.ppid, []).append(p.pid)
+    live = {p.pid for p in procs}
+    found, todo = [], list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in live:
+            found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def alive(pid):
+    """Is ``pid`` a live process (not a zombie)?"""
+    return bool(processes(lambda p: p.pid == pid))
 
 
 def run_cli(*argv):
@@ -113,6 +203,13 @@ def run_cli(*argv):
         except SystemExit as e:
             code = e.code
     return code, out.getvalue(), err.getvalue()
+
+
+def temporary(test):
+    """A temporary directory, removed after ``test``."""
+    path = tempfile.mkdtemp()
+    test.addCleanup(shutil.rmtree, path, True)
+    return path
 
 
 def make_tree(root, files):
@@ -178,8 +275,10 @@ class SSHServer(object):
                 "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
                 "PubkeyAuthentication yes\nLogLevel ERROR\n"
                 # the server's environment: a fresh HOME, a short grace
-                # before a job Slurm forgot is lost
-                "AllowUsers {u}\nSetEnv HOME={h} TEJ_LOST_GRACE=3\n".format(
+                # before a job Slurm forgot is lost; the kill's grace is
+                # the client's (SendEnv)
+                "AllowUsers {u}\nSetEnv HOME={h} TEJ_LOST_GRACE=3\n"
+                "AcceptEnv TEJ_GRACE\n".format(
                     d=self.dir, u=self.user, h=self.home))
         with open(self.path('host_key.pub')) as fp:
             host_key = fp.read().split()
@@ -200,6 +299,7 @@ class SSHServer(object):
                 "  UserKnownHostsFile {d}/known_hosts\n"
                 "  GlobalKnownHostsFile /dev/null\n"
                 "  StrictHostKeyChecking yes\n"
+                "  SendEnv TEJ_GRACE\n"
                 "  LogLevel ERROR\n".format(
                     a=self.alias, u=self.user, d=self.dir, sshd=self.sshd))
         self.options = ['-F', self.config]
@@ -245,10 +345,13 @@ class SSHServer(object):
         with open(self.config, 'a') as fp:
             fp.write('\n' + block)
 
-    def queue(self, queue='~/.tej', **kwargs):
-        """A RemoteQueue on this server."""
-        q = tej.RemoteQueue(self.alias, queue, ssh_options=self.options,
-                            **kwargs)
+    def queue(self, queue='~/.tej', alias=None, cls=tej.RemoteQueue,
+              **kwargs):
+        """A RemoteQueue (or ``cls``) on this server (or its ``alias``),
+        closed by `stop`.
+        """
+        q = cls(alias or self.alias, queue, ssh_options=self.options,
+                **kwargs)
         self.queues.append(q)
         return q
 
@@ -266,41 +369,37 @@ class SSHServer(object):
         """Pids of this server's processes (the test user's, in its
         directory) whose command line or working directory has ``pattern``.
         """
-        out = subprocess.run(['ps', '-u', str(self.uid), '-o', 'pid=,args='],
-                             stdout=subprocess.PIPE).stdout.decode()
-        found = []
-        for line in out.splitlines():
-            pid = line.split()[0]
-            try:
-                cwd = os.readlink('/proc/%s/cwd' % pid)
-            except OSError:
-                cwd = ''
-            if (pattern in line or pattern in cwd) and \
-                    (self.dir in line or self.dir in cwd):
-                found.append(pid)
-        return found
+        return [p.pid for p in processes(
+            lambda p: p.uid == self.uid and
+            (pattern in p.args or pattern in p.cwd) and
+            (self.dir in p.args or self.dir in p.cwd))]
 
     def kill_sshd(self):
         """Kill every sshd started so far, with the processes it forked (the
-        shared connections die).
+        shared connections die); return how many were killed.
         """
         with open(self.pids) as fp:
             pids = set(int(pid) for pid in fp.read().split())
         open(self.pids, 'w').close()
-        out = subprocess.run(['ps', '-eo', 'pid=,ppid='],
-                             stdout=subprocess.PIPE).stdout.decode()
-        children = {}
-        for line in out.splitlines():
-            pid, ppid = map(int, line.split())
-            children.setdefault(ppid, []).append(pid)
-        todo = list(pids)
-        while todo:
-            pid = todo.pop()
-            todo.extend(children.get(pid, []))
+        killed = 0
+        for pid in process_tree(pids):
             try:
                 os.kill(pid, 9)
+                killed += 1
             except OSError:
                 pass
+        return killed
+
+    def sshd_started(self):
+        """How many sshd were started since the last `kill_sshd`."""
+        with open(self.pids) as fp:
+            return len(fp.read().split())
+
+    def masters(self, queue):
+        """Pids of the shared connection (ssh -M) of a queue."""
+        path = queue._transport.control_path
+        return [p.pid for p in processes(
+            lambda p: path in p.args and '[mux]' in p.args)]
 
     def stop(self):
         for q in self.queues:
@@ -310,7 +409,7 @@ class SSHServer(object):
         # the test user's jobs
         for pid in self.processes(self.dir):
             try:
-                os.kill(int(pid), 9)
+                os.kill(pid, 9)
             except OSError:
                 pass
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -327,6 +426,58 @@ def ssh_server():
     return _server
 
 
+class ServerCase(unittest.TestCase):
+    """A test through the test sshd: ``self.tmp`` here, ``self.remote`` a
+    fresh directory on the server (both removed after the test), the queue
+    path ``self.queue_path`` in it, the destination ``self.dest`` (the
+    class's, or the server's alias).
+    """
+
+    dest = None
+
+    def setUp(self):
+        self.server = ssh_server()
+        self.dest = self.dest or self.server.alias
+        self.tmp = temporary(self)
+        self.remote = self.remote_dir()
+        self.queue_path = os.path.join(self.remote, 'q')
+
+    def remote_dir(self):
+        """A fresh directory on the server, removed after the test."""
+        path = self.server.remote_dir()
+        self.addCleanup(shutil.rmtree, path, True)
+        return path
+
+    def queue(self, name='q', **kwargs):
+        """A queue in ``self.remote`` (see SSHServer.queue), closed after
+        the test.
+        """
+        q = self.server.queue(os.path.join(self.remote, name),
+                              alias=self.dest, **kwargs)
+        self.addCleanup(self.server.queues.remove, q)
+        self.addCleanup(q.close)
+        return q
+
+    def job(self, name, files):
+        """A job directory ``name`` here, with ``files`` (see make_tree)."""
+        return make_tree(os.path.join(self.tmp, name), files)
+
+    def stage(self, job_id):
+        """A job's directory on the server, in ``self.queue_path``."""
+        return os.path.join(self.queue_path, 'jobs', job_id, 'stage')
+
+    def args(self, *argv):
+        """A command line through the test sshd, on ``self.queue_path``
+        unless ``argv`` names a queue.
+        """
+        queue = [] if '--queue' in argv else ['--queue', self.queue_path]
+        return list(argv) + queue + ['-F', self.server.config]
+
+    def cli(self, *argv):
+        """``run_cli`` with `args`: (code, stdout, stderr)."""
+        return run_cli(*self.args(*argv))
+
+
 def stop_slurm():
     global _slurm
     if _slurm is not None:
@@ -335,12 +486,17 @@ def stop_slurm():
 
 
 def stop_all():
+    """Stop Slurm and the sshd, and put the environment back."""
     global _server
-    stop_slurm()
-    if _server is not None:
-        _server.stop()
-        _server = None
-    Hermetic.stop()
+    try:
+        stop_slurm()
+    finally:
+        try:
+            if _server is not None:
+                _server.stop()
+        finally:
+            _server = None
+            Hermetic.stop()
 
 
 class SlurmCluster(object):
@@ -393,8 +549,9 @@ class SlurmCluster(object):
         holder = subprocess.Popen(['unshare', '--net', 'sleep', '100000'])
         self.pids.append(holder.pid)
         self.holder = holder.pid
-        wait_for(lambda: os.readlink('/proc/%d/ns/net' % holder.pid) !=
-                 os.readlink('/proc/self/ns/net'), what='the namespace')
+        wait_for(lambda: os.readlink('/proc/%d/ns/net' % holder.pid),
+                 lambda ns: ns != os.readlink('/proc/self/ns/net'),
+                 what='the namespace')
         for argv in (['ip', 'link', 'set', 'lo', 'up'],
                      ['ip', 'link', 'add', 'tej0', 'type', 'veth', 'peer',
                       'name', 'tej1'],
@@ -455,23 +612,35 @@ class SlurmCluster(object):
         for daemon in ('slurmctld', 'slurmd'):
             subprocess.check_call(self.ns([daemon, '-f', self.conf]), env=env)
             self.pids.append(int(self._read(self.path(daemon + '.pid'))))
-        wait_for(lambda: b'idle' in self.run(['sinfo', '-h', '-o', '%T']),
-                 timeout=30, what='the Slurm node to be idle')
+        self._wait_idle()
         self.server.add_alias(self.alias, self.ns([]))
+
+    def _wait_idle(self):
+        wait_for(lambda: self.run(['sinfo', '-h', '-o', '%T']),
+                 lambda out: b'idle' in out, timeout=30,
+                 what='the Slurm node to be idle')
 
     @staticmethod
     def _read(path):
-        wait_for(lambda: os.path.exists(path) and open(path).read().strip(),
-                 what=path)
-        with open(path) as fp:
-            return fp.read().strip()
+        def read():
+            try:
+                with open(path) as fp:
+                    return fp.read().strip()
+            except FileNotFoundError:
+                return ''
+        return wait_for(read, what=path)
 
-    def run(self, argv):
-        """A Slurm command's output (inside the namespace)."""
-        return subprocess.run(self.ns(argv), stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL,
-                              env=dict(os.environ, SLURM_CONF=self.conf)
-                              ).stdout
+    def run(self, argv, check=False):
+        """A Slurm command's output (inside the namespace); with ``check``,
+        fail unless it succeeded.
+        """
+        proc = subprocess.run(self.ns(argv), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE,
+                              env=dict(os.environ, SLURM_CONF=self.conf))
+        if check and proc.returncode != 0:
+            raise AssertionError("%s failed (%d): %s" % (
+                ' '.join(argv), proc.returncode, proc.stderr.decode()))
+        return proc.stdout
 
     def job_field(self, job_id, field):
         """A field of "scontrol show job" (JobName, TimeLimit...)."""
@@ -485,16 +654,14 @@ class SlurmCluster(object):
         """Stop slurmctld (auto-detection must then pick default)."""
         pid = int(self._read(self.path('slurmctld.pid')))
         os.kill(pid, 15)
-        wait_for(lambda: not os.path.exists('/proc/%d' % pid) or
-                 open('/proc/%d/stat' % pid).read().split(') ')[1][0] == 'Z',
+        wait_for(lambda: alive(pid), lambda up: not up,
                  what='slurmctld to stop')
 
     def start_controller(self):
         subprocess.check_call(self.ns(['slurmctld', '-f', self.conf]),
                               env=dict(os.environ, SLURM_CONF=self.conf))
         self.pids.append(int(self._read(self.path('slurmctld.pid'))))
-        wait_for(lambda: b'idle' in self.run(['sinfo', '-h', '-o', '%T']),
-                 timeout=30, what='the Slurm node to be idle')
+        self._wait_idle()
 
     def stop(self):
         for pid in reversed(self.pids):
@@ -507,8 +674,7 @@ class SlurmCluster(object):
             os.unlink(self.conf_link)
         deadline = time.monotonic() + 10
         for pid in self.pids:
-            while os.path.exists('/proc/%d' % pid) and \
-                    time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
             try:
                 os.kill(pid, 9)
