@@ -6,11 +6,10 @@ set ``remote_home``.
 """
 
 import os
-import shutil
 import signal
 import tarfile
-import tempfile
 import threading
+import time
 
 from . import support
 from .support import tej, run_cli, wait_for, wait_state
@@ -37,73 +36,27 @@ WAIT_FOR_GO = (
 )
 
 
-def live_processes():
-    """{pid: (ppid, pgid)} of the live (not zombie) processes, from /proc."""
-    found = {}
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % entry) as fp:
-                fields = fp.read().rsplit(') ', 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != 'Z':
-            found[int(entry)] = (int(fields[1]), int(fields[2]))
-    return found
-
-
-def group_processes(pgid):
-    """Live processes of a process group."""
-    return [pid for pid, (_, group) in live_processes().items()
-            if group == int(pgid)]
-
-
-def tree_processes(pid):
-    """Live processes of a process tree."""
-    alive = live_processes()
-    children = {}
-    for child, (parent, _) in alive.items():
-        children.setdefault(parent, []).append(child)
-    found, todo = [], [int(pid)]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        todo.extend(children.get(p, []))
-    return [p for p in found if p in alive]
-
-
 def job_processes(state):
     """The live processes of a job: its process group, or (without setsid)
     its wrapper's process tree.
     """
     if state.get('pgid'):
-        return group_processes(state['pgid'])
-    return tree_processes(state['pid'])
-
-
-def processes_in(directory):
-    """Processes working in ``directory``."""
-    found = []
-    for entry in os.listdir('/proc'):
-        try:
-            if entry.isdigit() and os.readlink(
-                    '/proc/%s/cwd' % entry).startswith(directory):
-                found.append(int(entry))
-        except OSError:
-            pass
-    return found
+        return [p.pid for p in support.processes(
+            lambda p: p.pgid == int(state['pgid']))]
+    return support.process_tree([int(state['pid'])])
 
 
 def wrapper_started(stage):
     """Wait until the job's wrapper has recorded its start; its state."""
-    return wait_for(lambda: (lambda s: s if s.get('started') else None)(
-        read_state(stage)), what='the wrapper to start')
+    return wait_for(lambda: read_state(stage), lambda s: s.get('started'),
+                    what='the wrapper to start')
 
 
 def read_state(stage_dir):
+    """A job's record on the server, as {key: value}."""
     with open(os.path.join(os.path.dirname(stage_dir), 'state')) as fp:
-        return dict(line.rstrip('\n').split('=', 1) for line in fp if '=' in line)
+        return dict(line.rstrip('\n').split('=', 1)
+                    for line in fp if '=' in line)
 
 
 class Scenario(object):
@@ -113,15 +66,16 @@ class Scenario(object):
         raise NotImplementedError
 
     def setUp(self):
-        self.tmp = tempfile.mkdtemp()
-        self.job = os.path.join(self.tmp, 'my job')
-        os.mkdir(self.job)
-        support.make_tree(self.job, NASTY_FILES)
-        support.make_tree(self.job, {'start.sh': WAIT_FOR_GO})
+        super(Scenario, self).setUp()
+        self.tmp = support.temporary(self)
+        self.job_dir = os.path.join(self.tmp, 'my job')
+        os.mkdir(self.job_dir)
+        support.make_tree(self.job_dir, NASTY_FILES)
+        support.make_tree(self.job_dir, {'start.sh': WAIT_FOR_GO})
         # a queue path with a space and a quote
-        self.queue = self.make_queue(self.queue_path("q 'x"))
+        self.q = self.make_queue(self.remote_path("q 'x"))
 
-    def queue_path(self, name):
+    def remote_path(self, name):
         return os.path.join(self.base_dir(), name)
 
     def go(self, queue, job_id):
@@ -130,7 +84,7 @@ class Scenario(object):
             pass
 
     def test_whole_life(self):
-        q = self.queue
+        q = self.q
         with self.assertRaises(tej.QueueDoesntExist):
             q.status('nothing')
         q.setup()
@@ -140,12 +94,12 @@ class Scenario(object):
             q.kill('nothing')
         with self.assertRaises(tej.JobNotFound):
             q.delete('nothing')
-        self.assertEqual(q.submit('job1', self.job), 'job1')
+        self.assertEqual(q.submit('job1', self.job_dir), 'job1')
         status, directory, arg = q.status('job1')
         self.assertEqual((status, arg), ('running', None))
         self.assertTrue(str(directory).endswith('/jobs/job1/stage'))
         with self.assertRaises(tej.JobAlreadyExists):
-            q.submit('job1', self.job)
+            q.submit('job1', self.job_dir)
         with self.assertRaises(tej.JobStillRunning):
             q.delete('job1')
         self.assertEqual([(i, d['status']) for i, d in q.list()],
@@ -193,15 +147,16 @@ class Scenario(object):
         """Submit ``script``; wait until the job has that many processes
         (the wrapper's included). Return its record of the start.
         """
-        support.make_tree(self.job, {'start.sh': script})
-        self.queue.submit(job_id, self.job)
-        state = wrapper_started(self.queue.info(job_id)['dir'])
-        wait_for(lambda: len(job_processes(state)) >= processes,
+        support.make_tree(self.job_dir, {'start.sh': script})
+        self.q.submit(job_id, self.job_dir)
+        state = wrapper_started(self.q.info(job_id)['dir'])
+        wait_for(lambda: job_processes(state),
+                 lambda found: len(found) >= processes,
                  what='the job to start its processes')
         return state
 
     def test_kill_leaves_no_process(self):
-        q = self.queue
+        q = self.q
         state = self.start('long', 'sleep 1000 & sleep 1001\n', 3)
         with self.assertRaises(tej.JobStillRunning):
             q.delete('long')
@@ -213,34 +168,39 @@ class Scenario(object):
         q.delete('long')
 
     def test_kill_stubborn_job(self):
-        q = self.queue
+        q = self.q
         state = self.start('stubborn', 'trap "" TERM\nsleep 1000\n', 2)
-        os.environ['TEJ_GRACE'] = '1'
-        try:
-            q.kill('stubborn')
-        finally:
-            del os.environ['TEJ_GRACE']
+        # the grace reaches the server through the environment (SendEnv)
+        support.patch_env(self.addCleanup, TEJ_GRACE='1')
+        start = time.monotonic()
+        q.kill('stubborn')
+        took = time.monotonic() - start
         record = q.info('stubborn')
+        # TERM ignored for the grace (the default is 5 s), then KILL
         self.assertEqual((record['state'], record['exit']), ('killed', 137))
+        self.assertGreaterEqual(took, 1)
+        self.assertLess(took, 4)
         self.assertEqual(job_processes(state), [])
         q.delete('stubborn', kill=True)
 
     def test_lost_job(self):
-        q = self.queue
+        q = self.q
         state = self.start('lost', 'sleep 1000\n', 2)
         stage = q.info('lost')['dir']
         os.kill(int(state['pid']), signal.SIGKILL)
         record = wait_state(q, 'lost', states=('lost',))
         self.assertIsNone(record['exit'])
         self.assertEqual(q.status('lost')[0], 'lost')
-        for pid in processes_in(stage):  # the job's, orphaned
-            os.kill(pid, signal.SIGKILL)
+        orphans = support.processes(lambda p: p.cwd.startswith(stage))
+        self.assertTrue(orphans)  # the job goes on, without its wrapper
+        for p in orphans:
+            os.kill(p.pid, signal.SIGKILL)
         q.delete('lost')  # a lost job is not running
 
     def test_submitter_dies_while_unpacking(self):
         # a job without a record whose submitter is gone is lost, not
         # created forever; it can be deleted and its id used again
-        q = self.queue
+        q = self.q
         q.setup()
         read, write = os.pipe()
         header = tarfile.TarInfo('big')
@@ -259,8 +219,8 @@ class Scenario(object):
         thread = threading.Thread(target=submit)
         thread.start()
         try:
-            record = wait_for(lambda: (lambda r: r if r['state'] == 'created'
-                                       else None)(q.infos(['half'])[0]),
+            record = wait_for(lambda: q.infos(['half'])[0],
+                              lambda r: r['state'] == 'created',
                               what='the submission to start')
             owner = os.path.join(os.path.dirname(record['dir']), 'lock',
                                  'owner')
@@ -278,12 +238,12 @@ class Scenario(object):
         self.assertEqual(len(failures), 1)
         self.assertEqual(q.info('half')['state'], 'lost')
         q.delete('half')
-        q.submit('half', self.job)
+        q.submit('half', self.job_dir)
         self.assertEqual(q.info('half')['state'], 'running')
         q.delete('half', kill=True)
 
     def test_command_script(self):
-        q = self.queue
+        q = self.q
         empty = os.path.join(self.tmp, 'empty')
         os.mkdir(empty)
         job_id = q.submit(None, empty, script='echo "hi"; exit 3')
@@ -296,27 +256,31 @@ class Scenario(object):
             self.assertEqual(fp.read(), 'hi\n')
 
     def test_script_without_shebang_and_in_subdirectory(self):
-        q = self.queue
-        support.make_tree(self.job, {'bin/run': 'echo "$0 ran"\n'})
-        q.submit('sub', self.job, script='bin/run')
+        q = self.q
+        support.make_tree(self.job_dir, {'bin/run': 'echo "$0 ran"\n'})
+        q.submit('sub', self.job_dir, script='bin/run')
         record = wait_state(q, 'sub')
-        self.assertEqual(record['exit'], 0)
+        self.assertEqual((record['state'], record['exit']), ('finished', 0))
+        dest = os.path.join(self.tmp, 'sub.out')
+        q.download('sub', '_stdout', destination=dest)
+        with open(dest) as fp:
+            self.assertRegex(fp.read(), r'\A(.*/)?bin/run ran\n\Z')
 
     def test_links_and_cleanup(self):
-        q = self.queue
-        link = self.queue_path('a link')
+        q = self.q
+        link = self.remote_path('a link')
         q.setup(links=[link])
         with self.assertRaises(tej.QueueExists):
             q.setup()
         q.setup(force=True)  # replaces the runtime, keeps jobs
         via_link = self.make_queue(link)
-        via_link.submit('j', self.job, script='true')
+        via_link.submit('j', self.job_dir, script='true')
         self.assertEqual(wait_state(q, 'j')['exit'], 0)
         self.assertEqual([i for i, _ in via_link.list()], ['j'])
         with self.assertRaises(tej.QueueExists):
             q.setup(links=[link + '/..'])  # a directory is there
         # a link to a link
-        link2 = self.queue_path('link2')
+        link2 = self.remote_path('link2')
         self.make_queue(link).setup(links=[link2], only_links=True)
         self.assertEqual([i for i, _ in self.make_queue(link2).list()], ['j'])
         # cleanup removes the queue and the links it went through
@@ -328,18 +292,18 @@ class Scenario(object):
             self.make_queue(link2).status('j')
 
     def test_broken_link(self):
-        link = self.queue_path('broken')
+        link = self.remote_path('broken')
         with open(link, 'w') as fp:
-            fp.write('tejdir: %s\n' % self.queue_path('nowhere'))
+            fp.write('tejdir: %s\n' % self.remote_path('nowhere'))
         os.chmod(link, 0o644)
         with self.assertRaises(tej.QueueLinkBroken):
             self.make_queue(link).status('x')
 
     def test_outdated_runtime_is_replaced_and_jobs_kept(self):
-        q = self.queue
-        q.submit('old', self.job, script='true')
-        wait_state(q, 'old')
-        version = os.path.join(self.queue_path("q 'x"), 'version')
+        q = self.q
+        q.submit('old', self.job_dir, script='true')
+        self.assertEqual(wait_state(q, 'old')['exit'], 0)
+        version = os.path.join(self.remote_path("q 'x"), 'version')
         with open(version, 'w') as fp:
             fp.write('1/default/0000000000000000\n')
         self.assertEqual(q.status('old')[::2], ('finished', '0'))
@@ -348,9 +312,9 @@ class Scenario(object):
                              tej._runtime_version('default'))
 
     def test_cleanup_refuses_running_jobs(self):
-        q = self.queue
-        support.make_tree(self.job, {'start.sh': 'sleep 1000\n'})
-        q.submit('r', self.job)
+        q = self.q
+        support.make_tree(self.job_dir, {'start.sh': 'sleep 1000\n'})
+        q.submit('r', self.job_dir)
         with self.assertRaises(tej.JobStillRunning):
             q.cleanup()
         self.assertTrue(q.cleanup(kill=True))
@@ -359,10 +323,10 @@ class Scenario(object):
 
     def tearDown(self):
         try:  # no job of a failed test goes on
-            self.queue.cleanup(kill=True)
+            self.q.cleanup(kill=True)
         except tej.Error:
             pass
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        super(Scenario, self).tearDown()
 
 
 class CommandLineScenario(object):
@@ -390,14 +354,15 @@ class CommandLineScenario(object):
             'start.sh': WAIT_FOR_GO, 'plain.txt': 'p', 'deep/a/b.txt': 'b'})
         out = self.tej('submit', d, '--id', 'job1', job, '--queue', link)
         self.assertEqual(out, 'job1\n')
-        code, out, err = run_cli('status', d, '--id', 'job1', *(q + self.cli_extra))
+        code, out, err = run_cli('status', d, '--id', 'job1',
+                                 *(q + self.cli_extra))
         self.assertEqual((code, out), (0, 'running\n'))
         self.assertRegex(err, r'Job is still running \(\d+:\d\d:\d\d\)')
         self.tej('delete', d, '--id', 'job1', *q, expect=1)
         with open(os.path.join(queue, 'jobs', 'job1', 'stage', 'go'), 'w'):
             pass
-        wait_for(lambda: self.tej('status', d, '--id', 'job1', *q)
-                 == 'finished 0\n', what='job1 to finish')
+        wait_for(lambda: self.tej('status', d, '--id', 'job1', *q),
+                 lambda out: out == 'finished 0\n', what='job1 to finish')
         here = os.getcwd()
         os.chdir(self.tmp)
         try:
@@ -440,8 +405,8 @@ class CommandLineScenario(object):
         job_id = self.tej('submit', d, '--script', 'echo "hi"', empty,
                           *q).strip()
         self.assertRegex(job_id, r'\Aempty_.+_[a-z0-9]{10}\Z')
-        wait_for(lambda: self.tej('status', d, '--id', job_id, *q)
-                 == 'finished 0\n', what='the echo job')
+        wait_for(lambda: self.tej('status', d, '--id', job_id, *q),
+                 lambda out: out == 'finished 0\n', what='the echo job')
         self.tej('download', d, '--id', job_id, '_stdout', '--destination',
                  os.path.join(self.tmp, 'hi'), *q)
         with open(os.path.join(self.tmp, 'hi')) as fp:

@@ -47,17 +47,8 @@ class LocalScenario(Scenario):
     def setUp(self):
         need('shells', which(SHELLS[self.shell][0]),
              "%s is not installed" % self.shell)
-        self._env = {k: os.environ.get(k) for k in ('TEJ_SH', 'PATH')}
-        os.environ['TEJ_SH'] = shell_wrapper(self.shell)
+        support.patch_env(self.addCleanup, TEJ_SH=shell_wrapper(self.shell))
         super(LocalScenario, self).setUp()
-
-    def tearDown(self):
-        super(LocalScenario, self).tearDown()
-        for key, value in self._env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
     def base_dir(self):
         path = os.path.join(self.tmp, 'server')
@@ -97,8 +88,7 @@ class Test_busybox_only(LocalScenario, unittest.TestCase):
                 os.symlink(busybox, os.path.join(bindir, applet.decode()))
         self.assertFalse(os.path.exists(os.path.join(bindir, 'nohup')))
         super(Test_busybox_only, self).setUp()
-        os.environ['TEJ_SH'] = 'sh'
-        os.environ['PATH'] = bindir
+        support.patch_env(self.addCleanup, TEJ_SH='sh', PATH=bindir)
 
 
 class TestCommandLineLocal(CommandLineScenario, unittest.TestCase):
@@ -108,39 +98,37 @@ class TestCommandLineLocal(CommandLineScenario, unittest.TestCase):
     cli_extra = []
 
     def setUp(self):
-        self.tmp = tempfile.mkdtemp()
+        self.tmp = support.temporary(self)
 
     def remote_dir(self):
         return tempfile.mkdtemp(dir=self.tmp)
 
     def processes(self, pattern):
         """This test's processes (working in its directory) whose command
-        line has ``pattern``.
+        line or working directory has ``pattern``.
         """
-        found = []
-        for pid in filter(str.isdigit, os.listdir('/proc')):
-            try:
-                with open('/proc/%s/cmdline' % pid, 'rb') as fp:
-                    cmdline = fp.read().replace(b'\0', b' ').decode()
-                cwd = os.readlink('/proc/%s/cwd' % pid)
-            except OSError:
-                continue
-            if (pattern in cmdline or pattern in cwd) and \
-                    cwd.startswith(self.tmp + '/'):
-                found.append(pid)
-        return found
+        return [p.pid for p in support.processes(
+            lambda p: (pattern in p.args or pattern in p.cwd) and
+            p.cwd.startswith(self.tmp + '/'))]
+
+
+def local_queue(test, script):
+    """A temporary directory (removed after ``test``), a job in it whose
+    start.sh is ``script``, and a queue in it through local:.
+    """
+    base = support.temporary(test)
+    job = support.make_tree(os.path.join(base, 'job'), {'start.sh': script})
+    return base, job, tej.RemoteQueue('local:', os.path.join(base, 'q'))
 
 
 class TestReboot(unittest.TestCase):
     def test_job_of_another_boot_is_lost(self):
-        base = tempfile.mkdtemp()
-        job = support.make_tree(os.path.join(base, 'job'),
-                                {'start.sh': 'sleep 1000\n'})
-        q = tej.RemoteQueue('local:', os.path.join(base, 'q'))
+        _, job, q = local_queue(self, 'sleep 1000\n')
         q.submit('j', job)
         stage = q.info('j')['dir']
-        state = support.wait_for(lambda: (lambda s: s if s.get('pgid')
-                                          else None)(read_state(stage)))
+        state = support.wait_for(lambda: read_state(stage),
+                                 lambda s: s.get('pgid'),
+                                 what='the job to record its group')
         self.assertEqual(q.info('j')['state'], 'running')
         path = os.path.join(os.path.dirname(stage), 'state')
         with open(path) as fp:
@@ -171,7 +159,7 @@ class Test_no_setsid(LocalScenario, unittest.TestCase):
                     if name != 'setsid' and not os.path.lexists(link):
                         os.symlink(os.path.join(top, name), link)
         super(Test_no_setsid, self).setUp()
-        os.environ['PATH'] = bindir
+        support.patch_env(self.addCleanup, PATH=bindir)
 
 
 class TestWalltime(unittest.TestCase):
@@ -180,10 +168,7 @@ class TestWalltime(unittest.TestCase):
     """
 
     def test_walltime_prologue_and_refusals(self):
-        base = tempfile.mkdtemp()
-        job = support.make_tree(os.path.join(base, 'job'),
-                                {'start.sh': 'echo "$X"; sleep 1000\n'})
-        q = tej.RemoteQueue('local:', os.path.join(base, 'q'))
+        base, job, q = local_queue(self, 'echo "$X"; sleep 1000\n')
         q.submit('w', job, walltime=1, prologue='X=from-prologue; export X')
         record = support.wait_state(q, 'w', timeout=30)
         self.assertEqual((record['state'], record['exit']), ('killed', 143))
@@ -213,18 +198,14 @@ class TestWalltime(unittest.TestCase):
 
 class TestCallerEnvironment(unittest.TestCase):
     def test_job_gets_the_callers_locale_and_umask(self):
-        base = tempfile.mkdtemp()
-        job = support.make_tree(os.path.join(base, 'job'), {
-            'start.sh': 'echo "${LC_ALL-unset}"; umask; touch f\n'})
-        q = tej.RemoteQueue('local:', os.path.join(base, 'q'))
+        base, job, q = local_queue(
+            self, 'echo "${LC_ALL-unset}"; umask; touch f\n')
+        support.patch_env(self.addCleanup, LC_ALL=None)
         old = os.umask(0o022)
-        saved = os.environ.pop('LC_ALL', None)
         try:
             q.submit('e', job)
         finally:
             os.umask(old)
-            if saved is not None:
-                os.environ['LC_ALL'] = saved
         self.assertEqual(q.wait('e'), 0)
         dest = os.path.join(base, 'out')
         q.download('e', '_stdout', destination=dest)
@@ -256,7 +237,7 @@ class TestRuntimeDirectly(unittest.TestCase):
     """Checks the runtime makes itself, whatever the client says."""
 
     def setUp(self):
-        self.queue = tempfile.mkdtemp()
+        self.queue = support.temporary(self)
         self.script = os.path.join(self.queue, 'tej.sh')
         with open(self.script, 'w') as fp:
             fp.write(tej._runtime_script('default'))
@@ -292,7 +273,7 @@ class TestRuntimeDirectly(unittest.TestCase):
     def test_files_are_private(self):
         code, out, err = self.run_sh('list')
         self.assertEqual(code, 0)
-        tmp = tempfile.mkdtemp()
+        tmp = support.temporary(self)
         with open(os.path.join(tmp, 'start.sh'), 'w') as fp:
             fp.write('true\n')
         archive = os.path.join(tmp, 'a.tar')
@@ -307,5 +288,4 @@ class TestRuntimeDirectly(unittest.TestCase):
         self.assertEqual(stat.S_IMODE(mode) & 0o077, 0)
 
 
-def setUpModule():
-    support.Hermetic.start()
+setUpModule = support.hermetic_module
