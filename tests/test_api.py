@@ -5,21 +5,14 @@ RemoteQueue, plus the Job handle), through the real sshd.
 import hashlib
 import logging
 import os
-import shutil
 import signal
-import subprocess
-import tempfile
 import threading
-import unittest
 
 from . import support
 from .scenario import WAIT_FOR_GO
 from .support import tej, wait_for
 
-
-def setUpModule():
-    support.Hermetic.start()
-    os.environ['TEJ_CONTROL_PERSIST'] = '60'
+setUpModule = support.ssh_module
 
 
 class CollectingQueue(tej.RemoteQueue):
@@ -38,24 +31,12 @@ class CollectingQueue(tej.RemoteQueue):
         return Logger()
 
 
-class TestWorkflow(unittest.TestCase):
+class TestWorkflow(support.ServerCase):
     def setUp(self):
-        self.server = support.ssh_server()
-        self.tmp = tempfile.mkdtemp()
-        self.remote = self.server.remote_dir()
-        self.job_dir = support.make_tree(os.path.join(self.tmp, 'pipeline'), {
+        super(TestWorkflow, self).setUp()
+        self.job_dir = self.job('pipeline', {
             'start.sh': WAIT_FOR_GO, 'plain.txt': 'input',
             'deep/a/b/c/d.bin': b'\x00\x01'})
-
-    def tearDown(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        shutil.rmtree(self.remote, ignore_errors=True)
-
-    def queue(self, path='q', cls=tej.RemoteQueue, **kwargs):
-        q = cls(self.server.alias, os.path.join(self.remote, path),
-                ssh_options=self.server.options, **kwargs)
-        self.server.queues.append(q)
-        return q
 
     def test_in_the_order_a_workflow_system_calls(self):
         q = self.queue(cls=CollectingQueue)
@@ -142,8 +123,7 @@ class TestWorkflow(unittest.TestCase):
         local_link = os.path.join(self.server.home, home_link[2:])
         q.setup(links=[home_link])
         self.assertTrue(os.path.isfile(local_link))
-        via = tej.RemoteQueue(self.server.alias, home_link,
-                              ssh_options=self.server.options)
+        via = self.server.queue(home_link)
         via.submit('j', self.job_dir, script='true')
         self.assertEqual(via.wait('j'), 0)
         self.assertTrue(via.cleanup())
@@ -154,10 +134,7 @@ class TestWorkflow(unittest.TestCase):
         q = self.queue()
         q.setup()
         for _ in range(2):
-            out = subprocess.run(['ps', '-eo', 'pid=,args='],
-                                 stdout=subprocess.PIPE).stdout.decode()
-            masters = [int(l.split()[0]) for l in out.splitlines()
-                       if q._transport.control_path in l and '[mux]' in l]
+            masters = self.server.masters(q)
             self.assertEqual(len(masters), 1)
             os.kill(masters[0], signal.SIGKILL)
             self.assertEqual(list(q.list()), [])
@@ -165,7 +142,7 @@ class TestWorkflow(unittest.TestCase):
     def test_threads_share_one_queue(self):
         q = self.queue()
         q.submit('j', self.job_dir, script='true')
-        q.wait('j')
+        self.assertEqual(q.wait('j'), 0)
         q.close()  # all threads race to create the shared connection
         errors, results = [], []
 

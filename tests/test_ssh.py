@@ -9,55 +9,27 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import unittest
 
 from . import support
 from .scenario import CommandLineScenario, Scenario
-from .support import tej, run_cli, wait_for, need
+from .support import ServerCase as SSHCase, tej, run_cli, wait_for, need
 
-
-def setUpModule():
-    support.Hermetic.start()
-    os.environ['TEJ_CONTROL_PERSIST'] = '60'
-
-
-def server():
-    return support.ssh_server()
-
-
-class SSHCase(unittest.TestCase):
-    def setUp(self):
-        self.server = server()
-        self.tmp = tempfile.mkdtemp()
-
-    def remote_dir(self):
-        return self.server.remote_dir()
+setUpModule = support.ssh_module
 
 
 class TestScenarioOverSSH(Scenario, SSHCase):
-    def setUp(self):
-        SSHCase.setUp(self)
-        self.base = self.remote_dir()
-        Scenario.setUp(self)
-
     def base_dir(self):
-        return self.base
+        return self.remote
 
     def make_queue(self, path):
         return self.server.queue(path)
-
-    def tearDown(self):
-        Scenario.tearDown(self)
-        shutil.rmtree(self.base, ignore_errors=True)
 
 
 class TestCommandLine(CommandLineScenario, SSHCase):
     """The original tej's command line, with its exact output."""
 
     def setUp(self):
-        SSHCase.setUp(self)
-        self.dest = self.server.alias
+        super(TestCommandLine, self).setUp()
         self.cli_extra = ['-F', self.server.config]
 
     def processes(self, pattern):
@@ -72,8 +44,7 @@ class TestCommandLine(CommandLineScenario, SSHCase):
             self.tej('setup', d, '--queue', real, '--make-default-link')
             with open(home_queue) as fp:
                 self.assertEqual(fp.read(), 'tejdir: %s\n' % real)
-            job = support.make_tree(os.path.join(self.tmp, 'j'),
-                                    {'start.sh': 'true\n'})
+            job = self.job('j', {'start.sh': 'true\n'})
             self.assertEqual(self.tej('submit', d, '--id', 'x', job), 'x\n')
             self.assertTrue(os.path.isdir(os.path.join(real, 'jobs', 'x')))
         finally:
@@ -81,12 +52,10 @@ class TestCommandLine(CommandLineScenario, SSHCase):
                 os.unlink(home_queue)
 
     def test_errors_are_one_line(self):
-        d = self.server.alias
-        queue = self.remote_dir() + '/q'
-        for argv in [('status', d, '--id', 'x', '--queue', queue),
-                     ('list', d, '--queue', queue),
-                     ('kill', d, '--id', 'x', '--queue', queue)]:
-            code, out, err = run_cli(*self.server.cli(*argv))
+        d = self.dest
+        for argv in [('status', d, '--id', 'x'), ('list', d),
+                     ('kill', d, '--id', 'x')]:
+            code, out, err = self.cli(*argv)
             self.assertEqual((code, out), (1, ''))
             self.assertRegex(err, r'\Atej: error: There is no queue at .*\n\Z')
 
@@ -106,10 +75,7 @@ class TestRoundTrips(SSHCase):
                      '*) echo exec >> "%s" ;; esac\n'
                      'exec ssh "$@"\n' % self.log)
         os.chmod(wrapper, 0o755)
-        os.environ['TEJ_SSH'] = wrapper
-
-    def tearDown(self):
-        del os.environ['TEJ_SSH']
+        support.patch_env(self.addCleanup, TEJ_SSH=wrapper)
 
     def count(self, action):
         open(self.log, 'w').close()
@@ -118,17 +84,15 @@ class TestRoundTrips(SSHCase):
             return len(fp.read().split())
 
     def test_counts(self):
-        q = self.server.queue(self.remote_dir() + '/q',
-                              setup_runtime='default')
-        job = support.make_tree(os.path.join(self.tmp, 'job'),
-                                {'start.sh': 'echo hi\n'})
+        q = self.queue(setup_runtime='default')
+        job = self.job('job', {'start.sh': 'echo hi\n'})
         counts = {
             'first submit': self.count(lambda: q.submit('a', job)),
             'submit': self.count(lambda: q.submit('b', job)),
             'status': self.count(lambda: q.status('a')),
             'list': self.count(lambda: list(q.list())),
         }
-        support.wait_state(q, 'a')
+        self.assertEqual(support.wait_state(q, 'a')['exit'], 0)
         counts.update({
             'download': self.count(lambda: q.download(
                 'a', '_stdout', directory=self.tmp)),
@@ -137,7 +101,7 @@ class TestRoundTrips(SSHCase):
             'setup': self.count(lambda: q.setup(force=True)),
             # which scheduler the server has: one call more
             'setup, detecting': self.count(
-                lambda: self.server.queue(str(q.queue)).setup(force=True)),
+                lambda: self.queue().setup(force=True)),
         })
         self.assertEqual(counts, {
             'first submit': 2, 'submit': 1, 'status': 1, 'list': 1,
@@ -190,23 +154,20 @@ class TestSSHFailures(SSHCase):
         self.assertIn('Cannot connect', str(ctx.exception))
 
     def test_dead_master_is_replaced(self):
-        q = self.server.queue(self.remote_dir() + '/q')
+        q = self.queue()
         q.setup()
         self.assertTrue(q._transport.check_master())
-        out = subprocess.run(['ps', '-eo', 'pid=,args='],
-                             stdout=subprocess.PIPE).stdout.decode()
-        masters = [int(l.split()[0]) for l in out.splitlines()
-                   if q._transport.control_path in l and '[mux]' in l]
-        self.assertEqual(len(masters), 1, out)
+        masters = self.server.masters(q)
+        self.assertEqual(len(masters), 1)
         os.kill(masters[0], signal.SIGKILL)
-        wait_for(lambda: not q._transport.check_master() or None,
+        wait_for(q._transport.check_master, lambda up: not up,
                  what='the master to die')
         with self.assertRaises(tej.JobNotFound):
             q.status('x')
         self.assertTrue(q._transport.check_master())
 
     def test_stale_socket(self):
-        q = self.server.queue(self.remote_dir() + '/q', multiplex=True)
+        q = self.queue(multiplex=True)
         q.close()
         # a socket file that nothing listens on
         import socket
@@ -218,7 +179,7 @@ class TestSSHFailures(SSHCase):
         self.assertTrue(q._transport.check_master())
 
     def test_no_multiplex(self):
-        q = tej.RemoteQueue(self.server.alias, self.remote_dir() + '/q',
+        q = tej.RemoteQueue(self.dest, self.queue_path,
                             ssh_options=self.server.options +
                             ['-o', 'ServerAliveCountMax=5'], multiplex=False)
         q.setup()
@@ -233,7 +194,7 @@ class TestPassword(SSHCase):
     """
 
     def setUp(self):
-        SSHCase.setUp(self)
+        super(TestPassword, self).setUp()
         need('sshd', os.getuid() == 0,
              "password logins need root, to give the test user a password")
         # one the askpass script and the shell must not mangle
@@ -244,28 +205,23 @@ class TestPassword(SSHCase):
         self.addCleanup(subprocess.check_call, ['usermod', '-p', '*', user])
         self.alias = self.server.password_alias()
 
-    def queue(self, password):
-        q = tej.RemoteQueue({'hostname': self.alias,
-                             'username': self.server.user,
-                             'password': password},
-                            self.remote_dir() + '/q',
-                            ssh_options=self.server.options)
-        self.server.queues.append(q)
-        return q
+    def password_queue(self, password):
+        return self.server.queue(self.queue_path, alias={
+            'hostname': self.alias, 'username': self.server.user,
+            'password': password})
 
     def test_destination_with_password(self):
-        q = self.queue(self.password)
+        q = self.password_queue(self.password)
         self.assertNotIn(self.password,
                          ' '.join(q._transport._base('log', True)))
-        job = support.make_tree(os.path.join(self.tmp, 'job'),
-                                {'start.sh': 'exit 4\n'})
+        job = self.job('job', {'start.sh': 'exit 4\n'})
         q.submit('j', job)
         self.assertEqual(q.wait('j'), 4)
         q.close()  # the next call logs in again
         self.assertEqual(q.status('j')[::2], ('finished', '4'))
 
     def test_wrong_password(self):
-        q = self.queue(self.password + 'x')
+        q = self.password_queue(self.password + 'x')
         q.close()  # a shared connection would not ask
         with self.assertRaises(tej.Error) as ctx:
             q.status('j')
@@ -284,7 +240,7 @@ class TestPassword(SSHCase):
             args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True, timeout=60)
         self.assertEqual(login.returncode, 0, login.stderr)
-        queue = ['--queue', self.remote_dir() + '/q']
+        queue = ['--queue', self.queue_path]
         try:
             # BatchMode calls, no password: through the shared connection
             self.assertEqual(run_cli('setup', *(args + queue))[0], 0)
@@ -333,27 +289,25 @@ class TestClientPythons(SSHCase):
         need('python-versions', pythons and pythons[0][0] <= (3, 6) and
              pythons[-1][0] >= (3, 13), "Python 3.6 and 3.13 are not both "
              "installed (found: %s)" % [v for v, _ in pythons])
-        job = support.make_tree(os.path.join(self.tmp, 'job'),
-                                {'start.sh': 'echo "$0" ok\n'})
-        queue = self.remote_dir() + '/q'
+        job = self.job('job', {'start.sh': 'echo "$0" ok\n'})
         tej_py = os.path.join(support.TOP, 'tej.py')
+        d = self.dest
         for version, exe in pythons:
             def cli(*args):
                 proc = subprocess.run(
-                    [exe, tej_py] + self.server.cli(*args) +
-                    ['--queue', queue], stdout=subprocess.PIPE,
+                    [exe, tej_py] + self.args(*args), stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE, cwd=self.tmp)
                 self.assertEqual(proc.returncode, 0, (version, args, proc))
                 return proc.stdout.decode()
             job_id = 'py%d%d' % version
-            self.assertEqual(cli('submit', self.server.alias, '--id', job_id,
-                                 job), job_id + '\n')
-            wait_for(lambda: cli('status', self.server.alias, '--id', job_id)
-                     == 'finished 0\n', what='the job of %s' % (version,))
-            cli('download', self.server.alias, '--id', job_id, '_stdout',
-                '--destination', job_id)
+            self.assertEqual(cli('submit', d, '--id', job_id, job),
+                             job_id + '\n')
+            wait_for(lambda: cli('status', d, '--id', job_id),
+                     lambda out: out == 'finished 0\n',
+                     what='the job of %s' % (version,))
+            self.assertEqual(cli('download', d, '--id', job_id, '_stdout',
+                                 '--destination', job_id), '')
             with open(os.path.join(self.tmp, job_id)) as fp:
                 self.assertEqual(fp.read(), './start.sh ok\n')
-            self.assertIn('%s finished' % job_id,
-                          cli('list', self.server.alias))
-            cli('delete', self.server.alias, '--id', job_id)
+            self.assertIn('%s finished' % job_id, cli('list', d))
+            self.assertEqual(cli('delete', d, '--id', job_id), '')
