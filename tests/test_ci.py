@@ -3,46 +3,28 @@ code, logs --follow, content ids under concurrency, re-attaching after an
 interruption, many callers at once, a server restarting under wait, JSON.
 """
 
+import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
+import threading
 import time
-import unittest
 
 from . import support
 from .scenario import wrapper_started
-from .support import tej, run_cli, wait_for
+from .support import tej, wait_for
 
 TEJ = os.path.join(support.TOP, 'tej.py')
 
-
-def setUpModule():
-    support.Hermetic.start()
-    os.environ['TEJ_CONTROL_PERSIST'] = '60'
+setUpModule = support.ssh_module
 
 
-class CICase(unittest.TestCase):
+class CICase(support.ServerCase):
     def setUp(self):
-        self.server = support.ssh_server()
-        self.tmp = tempfile.mkdtemp()
-        self.remote = self.server.remote_dir()
-        self.queue_path = os.path.join(self.remote, 'q')
-        self.q = self.server.queue(self.queue_path)
-
-    def tearDown(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        shutil.rmtree(self.remote, ignore_errors=True)
-
-    def args(self, *argv):
-        return list(argv) + ['--queue', self.queue_path,
-                             '-F', self.server.config]
-
-    def cli(self, *argv):
-        return run_cli(*self.args(*argv))
+        super(CICase, self).setUp()
+        self.q = self.queue()
 
     def process(self, *argv, **kwargs):
         """``python3 tej.py ARGV`` as a subprocess."""
@@ -51,73 +33,89 @@ class CICase(unittest.TestCase):
                                 stderr=subprocess.PIPE, cwd=self.tmp,
                                 **kwargs)
 
-    def job(self, name, files):
-        return support.make_tree(os.path.join(self.tmp, name), files)
-
-    def stage(self, job_id):
-        return os.path.join(self.queue_path, 'jobs', job_id, 'stage')
-
 
 class TestExitCodes(CICase):
-    def test_wait_and_run_exit_with_the_jobs_code(self):
-        job = self.job('three', {'start.sh': 'echo out; exit 3\n'})
-        self.q.submit('three', job)
-        code, out, err = self.cli('wait', self.server.alias, '--id', 'three')
-        self.assertEqual((code, out), (3, ''))
-        code, out, err = self.cli('wait', self.server.alias, '--id', 'three',
-                                  '--json')
-        self.assertEqual(code, 3)
-        self.assertEqual(json.loads(out)['exit_code'], 3)
-        code, out, err = self.cli('run', self.server.alias, job)
-        self.assertEqual((code, out), (3, 'out\n'), err)
-        code, out, err = self.cli('status', self.server.alias, '--id',
-                                  'three', '--check')
-        self.assertEqual((code, out), (3, 'finished 3\n'))
+    """wait, run and status --check exit with the job's own code (0 to
+    255), or with tej's own: 120 to 125.
+    """
 
-    def test_killed_lost_not_found_and_several(self):
-        job = self.job('j', {'start.sh': 'sleep 1000\n'})
-        ok = self.job('ok', {'start.sh': 'true\n'})
-        self.q.submit('killed', job)
-        self.q.submit('lost', job)
-        self.q.submit('ok', ok)
+    def test_the_jobs_own_code(self):
+        d = self.dest
+        for code in (0, 1, 3, 119, 126, 255):
+            with self.subTest(code=code):
+                job_id = 'exit%d' % code
+                job = self.job(job_id, {'start.sh': 'echo out; exit %d\n'
+                                        % code})
+                self.q.submit(job_id, job)
+                self.assertEqual(self.cli('wait', d, '--id', job_id)[:2],
+                                 (code, ''))
+                got, out, err = self.cli('wait', d, '--id', job_id, '--json')
+                self.assertEqual((got, json.loads(out)['exit_code']),
+                                 (code, code))
+                self.assertEqual(self.cli('status', d, '--id', job_id,
+                                          '--check')[:2],
+                                 (code, 'finished %d\n' % code))
+                got, out, err = self.cli('run', d, job)
+                self.assertEqual((got, out), (code, 'out\n'), err)
+
+    def test_tejs_own_codes(self):
+        d = self.dest
+        slow = self.job('slow', {'start.sh': 'sleep 1000\n'})
+        for job_id in ('killed', 'lost', 'slow'):
+            self.q.submit(job_id, slow)
+        self.q.submit('ok', self.job('ok', {'start.sh': 'true\n'}))
         self.q.kill('killed')
         state = wrapper_started(self.stage('lost'))
         os.kill(int(state['pid']), signal.SIGKILL)
         os.killpg(int(state['pgid']), signal.SIGKILL)
-        d = self.server.alias
-        self.assertEqual(self.cli('wait', d, '--id', 'killed')[0], 123)
-        self.assertEqual(self.cli('wait', d, '--id', 'lost')[0], 122)
-        self.assertEqual(self.cli('wait', d, '--id', 'nope')[0], 121)
-        self.assertEqual(self.cli('wait', d, '--id', 'ok')[0], 0)
-        # several: the first that failed, in the order given
-        self.assertEqual(self.cli('wait', d, '--id', 'ok', '--id', 'lost',
-                                  '--id', 'killed')[0], 122)
-        self.assertEqual(self.cli('status', d, '--id', 'killed',
-                                  '--check')[0], 123)
-        self.assertEqual(self.cli('status', d, '--id', 'nope',
-                                  '--check')[:2], (121, 'not found\n'))
-        # errors are 125 where the exit status is the job's
-        self.assertEqual(run_cli('wait', d, '--id', 'x', '--queue',
-                                 '/nonexistent', '-F',
-                                 self.server.config)[0], 125)
+        # a queue nobody can make
+        bad = ('--queue', '/dev/null/q')
+        calls = [
+            (120, ('status', d, '--id', 'slow', '--check')),
+            (121, ('wait', d, '--id', 'nope')),
+            (121, ('status', d, '--id', 'nope', '--check')),
+            (122, ('wait', d, '--id', 'lost')),
+            (122, ('status', d, '--id', 'lost', '--check')),
+            # several: the first that failed, in the order given
+            (122, ('wait', d, '--id', 'ok', '--id', 'lost', '--id',
+                   'killed')),
+            (123, ('wait', d, '--id', 'killed')),
+            (123, ('status', d, '--id', 'killed', '--check')),
+            (124, ('wait', d, '--id', 'slow', '--timeout', '1.5')),
+            (124, ('run', d, slow, '--timeout', '1')),
+            # errors are 125 where the exit status is the job's
+            (125, ('wait', d, '--id', 'x') + bad),
+            (125, ('status', d, '--id', 'x', '--check') + bad),
+            (125, ('run', d, slow) + bad),
+        ]
+        self.assertEqual({code for code, _ in calls}, set(range(120, 126)))
+        for expected, argv in calls:
+            with self.subTest(argv=argv):
+                start = time.monotonic()
+                code, out, err = self.cli(*argv)
+                self.assertEqual(code, expected, (out, err))
+                self.assertNotIn('Traceback', err)
+                if expected == 124:
+                    self.assertLess(time.monotonic() - start, 10)
+                    self.assertIn('still running', err)
+                    self.assertEqual(self.q.info('slow')['state'], 'running')
+                if expected == 124 and argv[0] == 'run':
+                    self.assertIn('re-attach', err)
+                if expected == 125:
+                    self.assertRegex(err, r'tej: error: ')
+        self.assertEqual(self.cli('status', d, '--id', 'nope', '--check')[1],
+                         'not found\n')
 
-    def test_timeout(self):
-        job = self.job('j', {'start.sh': 'sleep 1000\n'})
-        self.q.submit('slow', job)
-        start = time.monotonic()
-        code, out, err = self.cli('wait', self.server.alias, '--id', 'slow',
-                                  '--timeout', '1.5')
-        self.assertEqual(code, 124)
-        self.assertLess(time.monotonic() - start, 10)
-        self.assertIn('still running', err)
-        self.assertEqual(self.q.info('slow')['state'], 'running')
-        code, out, err = self.cli('run', self.server.alias, job,
-                                  '--timeout', '1')
-        self.assertEqual(code, 124, err)
-        self.assertIn('re-attach', err)
-        self.assertEqual(self.cli('status', self.server.alias, '--id',
-                                  'slow', '--check')[0], 120)
-        self.q.cleanup(kill=True)
+    def test_run_of_a_job_killed_meanwhile(self):
+        job = self.job('k', {'start.sh': 'sleep 1000\n'})
+        proc = self.process('run', self.dest, job)
+        job_id = tej.content_id(job)
+        wait_for(lambda: self.server.processes(' logs %s ' % job_id),
+                 what='run to follow the job')
+        self.q.kill(job_id)
+        out, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 123, err)
+        self.assertIn(b'was killed', err)
 
 
 class TestLogs(CICase):
@@ -136,19 +134,40 @@ class TestLogs(CICase):
         self.assertEqual(self.q.info('lines')['state'], 'finished')
         code, out, err = self.cli('logs', self.server.alias, '--id', 'lines',
                                   '--stderr')
-        self.assertEqual(out, ''.join('err %d\n' % i for i in range(20)))
+        self.assertEqual((code, out), (0, ''.join('err %d\n' % i
+                                                  for i in range(20))))
 
     def test_api_resumes_without_loss(self):
-        job = self.job('bin', {'start.sh': 'head -c 300000 /dev/zero | '
-                                           'tr "\\0" x; echo\n'})
+        # numbered lines: a byte lost or repeated shows; the connection
+        # breaks between the two halves
+        job = self.job('bin', {'start.sh':
+                               'seq 1 1000; seq 1 100 >&2\n'
+                               'while [ ! -f go ]; do sleep 0.1; done\n'
+                               'seq 1001 100000; seq 101 200 >&2\n'})
         self.q.submit('bin', job)
-        self.q.wait('bin')
-        import io
         out, err = io.BytesIO(), io.BytesIO()
-        self.assertEqual(self.q.logs('bin', stdout=out, stderr=err),
-                         ('finished', 0))
-        self.assertEqual(out.getvalue(), b'x' * 300000 + b'\n')
-        self.assertEqual(err.getvalue(), b'')
+        result = []
+        follow = threading.Thread(target=lambda: result.append(self.q.logs(
+            'bin', stdout=out, stderr=err, follow=True)))
+        with self.assertLogs('tej', 'WARNING') as logs:
+            follow.start()
+            try:
+                wait_for(out.getvalue, lambda data: data.endswith(b'\n1000\n'),
+                         what='the first half')
+                self.assertTrue(follow.is_alive())
+                self.assertGreater(self.server.kill_sshd(), 0)
+                open(os.path.join(self.stage('bin'), 'go'), 'w').close()
+            finally:
+                follow.join(120)
+        self.assertEqual(result, [('finished', 0)])
+        self.assertEqual(out.getvalue(), ''.join(
+            '%d\n' % i for i in range(1, 100001)).encode())
+        self.assertEqual(err.getvalue(), ''.join(
+            '%d\n' % i for i in range(1, 201)).encode())
+        # it noticed the break, and connected again
+        self.assertTrue(any('trying again' in line for line in logs.output),
+                        logs.output)
+        self.assertGreater(self.server.sshd_started(), 0)
 
 
 class TestContentIds(CICase):
@@ -161,10 +180,7 @@ class TestContentIds(CICase):
         job_id = first[1].strip()
         self.assertEqual(job_id, tej.content_id(job))
         self.assertRegex(job_id, r'\Ac_[0-9a-f]{12}\Z')
-        self.assertEqual([i for i, _ in self.q.list()], [job_id])
-        self.q.wait(job_id)
-        with open(os.path.join(self.queue_path, 'runs')) as fp:
-            self.assertEqual(len(fp.read().split()), 1)
+        self.check_ran_once(job_id)
         self.assertEqual(self.cli('submit', self.server.alias, job,
                                   '--content-id', '--if-exists', 'fail')[0],
                          1)
@@ -188,9 +204,14 @@ class TestContentIds(CICase):
         for proc, (out, err) in zip(procs, outs):
             self.assertEqual(proc.returncode, 0, err)
         self.assertEqual(len({out for out, err in outs}), 1)
-        job_id = outs[0][0].decode().strip()
+        self.check_ran_once(outs[0][0].decode().strip())
+
+    def check_ran_once(self, job_id):
+        """The queue has that one job, and it ran once (its pid is once
+        in ``runs``).
+        """
         self.assertEqual([i for i, _ in self.q.list()], [job_id])
-        self.q.wait(job_id)
+        self.assertEqual(self.q.wait(job_id), 0)
         with open(os.path.join(self.queue_path, 'runs')) as fp:
             self.assertEqual(len(fp.read().split()), 1)
 
@@ -206,12 +227,11 @@ class TestRun(CICase):
         proc = self.process('run', self.server.alias, job, '--download',
                             'out', '--into', into)
         job_id = tej.content_id(job)
-        wait_for(lambda: os.path.isdir(self.stage(job_id)) and
-                 self.q.info(job_id)['state'] == 'running',
-                 what='the job to run')
-        wait_for(lambda: os.path.exists(os.path.join(self.stage(job_id),
-                                                     '_stdout')) and
-                 os.path.getsize(os.path.join(self.stage(job_id), '_stdout')),
+        stage = self.stage(job_id)
+        wait_for(lambda: os.path.isdir(stage) and self.q.info(job_id)['state'],
+                 lambda state: state == 'running', what='the job to run')
+        stdout = os.path.join(stage, '_stdout')
+        wait_for(lambda: os.path.exists(stdout) and os.path.getsize(stdout),
                  what='the job to print')
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
@@ -263,7 +283,7 @@ class TestManyCallers(CICase):
     def test_fifty_status_at_once(self):
         job = self.job('j', {'start.sh': 'true\n'})
         self.q.submit('j', job)
-        self.q.wait('j')
+        self.assertEqual(self.q.wait('j'), 0)
         self.q.close()  # they race to create the shared connection too
         procs = [self.process('status', self.server.alias, '--id', 'j')
                  for _ in range(50)]
@@ -288,7 +308,8 @@ class TestServerRestart(CICase):
             self.server.kill_sshd()
             with open(os.path.join(self.stage('w'), 'go'), 'w'):
                 pass
-            wait_for(lambda: b'trying again' in _peek_stderr(proc),
+            wait_for(lambda: _peek_stderr(proc),
+                     lambda err: b'trying again' in err,
                      timeout=60, what='wait to notice the failure')
         finally:
             os.unlink(down)
@@ -320,10 +341,11 @@ class TestJSON(CICase):
         job = self.job('j', {'start.sh': 'true\n'})
         d = self.server.alias
         code, out, err = self.cli('submit', d, job, '--id', 'j', '--json')
-        self.assertEqual(json.loads(out), {'tej': 1, 'id': 'j',
-                                           'created': True})
-        self.q.wait('j')
+        self.assertEqual((code, json.loads(out)),
+                         (0, {'tej': 1, 'id': 'j', 'created': True}))
+        self.assertEqual(self.q.wait('j'), 0)
         code, out, err = self.cli('status', d, '--id', 'j', '--json')
+        self.assertEqual(code, 0, err)
         record = json.loads(out)
         self.assertEqual(set(record), self.KEYS)
         self.assertEqual((record['tej'], record['state'],
@@ -334,7 +356,8 @@ class TestJSON(CICase):
         self.assertIsInstance(record['finished_epoch'], int)
         self.assertTrue(record['directory'].endswith('/jobs/j/stage'))
         code, out, err = self.cli('list', d, '--json')
+        self.assertEqual(code, 0, err)
         lines = [json.loads(line) for line in out.splitlines()]
         self.assertEqual([set(l) for l in lines], [self.KEYS])
         code, out, err = self.cli('status', d, '--id', 'none', '--json')
-        self.assertEqual(json.loads(out)['state'], 'notfound')
+        self.assertEqual((code, json.loads(out)['state']), (0, 'notfound'))
