@@ -3,19 +3,13 @@ through the real sshd, as the unprivileged user.
 """
 
 import os
-import shutil
 import signal
-import tempfile
-import unittest
 
 from . import support
 from .scenario import NASTY_FILES, WAIT_FOR_GO, wrapper_started
-from .support import tej, run_cli, wait_for, wait_state
+from .support import tej, wait_for, wait_state
 
-
-def setUpModule():
-    support.Hermetic.start()
-    os.environ['TEJ_CONTROL_PERSIST'] = '60'
+setUpModule = support.ssh_module
 
 
 def tearDownModule():
@@ -23,47 +17,35 @@ def tearDownModule():
     support.stop_slurm()
 
 
-class SlurmCase(unittest.TestCase):
-    runtime = 'slurm'
+class SlurmCase(support.ServerCase):
+    dest = support.SlurmCluster.alias
 
     def setUp(self):
-        self.server = support.ssh_server()
         self.slurm = support.slurm_cluster()
-        self.tmp = tempfile.mkdtemp()
-        self.remote = self.server.remote_dir()
-        self.queue_path = os.path.join(self.remote, 'q')
+        super(SlurmCase, self).setUp()
         self.q = self.queue()
 
     def tearDown(self):
-        self.slurm.run(['scancel', '-u', self.server.user])
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        shutil.rmtree(self.remote, ignore_errors=True)
+        self.slurm.run(['scancel', '-u', self.server.user], check=True)
 
-    def queue(self, path=None, **kwargs):
-        q = tej.RemoteQueue(self.slurm.alias, path or self.queue_path,
-                            ssh_options=self.server.options, **kwargs)
-        self.server.queues.append(q)
-        return q
-
-    def job(self, files, name='job'):
-        return support.make_tree(os.path.join(self.tmp, name), files)
-
-    def stage(self, job_id):
-        return os.path.join(self.queue_path, 'jobs', job_id, 'stage')
+    def running(self, q, job_id):
+        """Wait until Slurm runs the job; its record."""
+        return wait_for(lambda: q.info(job_id),
+                        lambda r: r['state'] == 'running',
+                        what='job %s to run' % job_id)
 
     def check_whole_life(self, runtime):
         """Submit, queued or running, finished 0, download, list, kill (a
         no-op), delete.
         """
         q = self.q
-        job = self.job(dict(NASTY_FILES, **{'start.sh': WAIT_FOR_GO}))
+        job = self.job('job', dict(NASTY_FILES, **{'start.sh': WAIT_FOR_GO}))
         self.assertEqual(q.submit('j1', job), 'j1')
         record = q.info('j1')
         self.assertEqual(record['runtime'], runtime)
         self.assertRegex(record['runtime_id'], r'\A\d+')
         self.assertIn(record['state'], ('queued', 'running'))
-        wait_for(lambda: q.info('j1')['state'] == 'running',
-                 what='the job to run')
+        self.running(q, 'j1')
         self.assertEqual(self.slurm.job_field(record['runtime_id'],
                                               'JobState'), 'RUNNING')
         with self.assertRaises(tej.JobStillRunning):
@@ -84,10 +66,6 @@ class SlurmCase(unittest.TestCase):
         with self.assertRaises(tej.JobNotFound):
             q.status('j1')
 
-    def cli(self, *argv):
-        return run_cli(*(list(argv) + ['--queue', self.queue_path, '-F',
-                                       self.server.config]))
-
 
 class TestSlurm(SlurmCase):
     def test_whole_life(self):
@@ -95,27 +73,29 @@ class TestSlurm(SlurmCase):
         self.check_whole_life('slurm')
 
     def test_failing_job_and_command_line(self):
-        job = self.job({'start.sh': 'echo "$SLURM_JOB_ID" ok; exit 3\n'})
+        job = self.job('job', {
+            'start.sh': 'echo "$SLURM_JOB_ID" ok; exit 3\n'})
         code, out, err = self.cli('run', self.slurm.alias, job)
         self.assertEqual(code, 3, err)
         self.assertRegex(out, r'\A\d+ ok\n\Z')
         code, out, err = self.cli('submit', self.slurm.alias, job, '--id', 'f')
+        self.assertEqual((code, out), (0, 'f\n'), err)
         self.assertEqual(self.cli('wait', self.slurm.alias, '--id', 'f')[0], 3)
         self.assertEqual(self.cli('status', self.slurm.alias, '--id', 'f')[1],
                          'finished 3\n')
 
     def test_scancel_outside_tej_is_killed(self):
-        job = self.job({'start.sh': 'sleep 1000\n'})
+        job = self.job('job', {'start.sh': 'sleep 1000\n'})
         self.q.submit('c', job)
-        wait_for(lambda: self.q.info('c')['state'] == 'running',
-                 what='the job to run')
-        self.slurm.run(['scancel', self.q.info('c')['runtime_id']])
+        self.running(self.q, 'c')
+        self.slurm.run(['scancel', self.q.info('c')['runtime_id']],
+                       check=True)
         record = wait_state(self.q, 'c')
         self.assertEqual(record['state'], 'killed')
         self.assertEqual(self.q.status('c')[0], 'finished')
 
     def test_kill_queued_and_running(self):
-        job = self.job({'start.sh': 'sleep 1000\n'})
+        job = self.job('job', {'start.sh': 'sleep 1000\n'})
         # more CPUs than the node has: it stays pending
         self.q.submit('pending', job, cpus=64)
         self.assertEqual(self.q.info('pending')['state'], 'queued')
@@ -127,14 +107,15 @@ class TestSlurm(SlurmCase):
         self.assertEqual(self.q.info('pending')['state'], 'killed')
         self.q.delete('pending')
         self.q.submit('running', job)
-        wait_for(lambda: self.q.info('running')['state'] == 'running',
-                 what='the job to run')
+        self.running(self.q, 'running')
         self.q.delete('running', kill=True)
         self.assertEqual(list(self.q.list()), [])
 
     def test_directives_and_resources_reach_slurm(self):
-        job = self.job({'start.sh': '#!/bin/sh\n#SBATCH --job-name=mine\n'
-                                    '#SBATCH --comment=hello\nsleep 1000\n'})
+        job = self.job('job', {'start.sh': '#!/bin/sh\n'
+                                           '#SBATCH --job-name=mine\n'
+                                           '#SBATCH --comment=hello\n'
+                                           'sleep 1000\n'})
         self.q.submit('res', job, walltime='0:10:00', cpus=2,
                       scheduler_args=['--nice=5'])
         slurm_id = self.q.info('res')['runtime_id']
@@ -147,7 +128,7 @@ class TestSlurm(SlurmCase):
         self.q.kill('res')
 
     def test_prologue(self):
-        job = self.job({'start.sh': 'echo "$GREETING"\n'})
+        job = self.job('job', {'start.sh': 'echo "$GREETING"\n'})
         self.q.submit('p', job, prologue='GREETING=hello; export GREETING')
         self.assertEqual(self.q.wait('p'), 0)
         dest = os.path.join(self.tmp, 'p.out')
@@ -156,7 +137,7 @@ class TestSlurm(SlurmCase):
             self.assertEqual(fp.read(), 'hello\n')
 
     def test_lost_when_the_wrapper_dies(self):
-        job = self.job({'start.sh': 'sleep 1000\n'})
+        job = self.job('job', {'start.sh': 'sleep 1000\n'})
         self.q.submit('l', job)
         # squeue says RUNNING before the batch script has recorded its pid
         os.kill(int(wrapper_started(self.stage('l'))['pid']), signal.SIGKILL)
@@ -164,7 +145,7 @@ class TestSlurm(SlurmCase):
         self.assertEqual((record['state'], record['exit']), ('lost', None))
 
     def test_lost_when_slurm_forgets_the_job(self):
-        job = self.job({'start.sh': 'sleep 1000\n'})
+        job = self.job('job', {'start.sh': 'sleep 1000\n'})
         self.q.submit('f', job)
         # once the batch script has written its record, which would undo
         # an earlier edit
@@ -180,43 +161,42 @@ class TestSlurm(SlurmCase):
         self.assertEqual(self.q.info('f')['state'], 'running')  # the grace
         record = wait_state(self.q, 'f', states=('lost',), timeout=30)
         self.assertIsNone(record['exit'])
-        self.slurm.run(['scancel', slurm_id])
+        self.slurm.run(['scancel', slurm_id], check=True)
 
     def test_walltime_exceeded_is_killed(self):
-        job = self.job({'start.sh': 'sleep 1000\n'})
+        job = self.job('job', {'start.sh': 'sleep 1000\n'})
         # Slurm counts limits in minutes and checks them every 30 s or so
         self.q.submit('w', job, walltime=60)
-        wait_for(lambda: self.q.info('w')['state'] == 'running',
-                 what='the job to run')
+        self.running(self.q, 'w')
         record = wait_state(self.q, 'w', timeout=180)
         self.assertEqual(record['state'], 'killed')
         # the wrapper records the end before Slurm is done COMPLETING
         slurm_state = wait_for(
-            lambda: (lambda s: s if s != 'COMPLETING' else None)(
-                self.slurm.job_field(record['runtime_id'], 'JobState')),
-            timeout=60, interval=0.5, what='Slurm to end the job')
+            lambda: self.slurm.job_field(record['runtime_id'], 'JobState'),
+            lambda state: state != 'COMPLETING', timeout=60, interval=0.5,
+            what='Slurm to end the job')
         self.assertEqual(slurm_state, 'TIMEOUT')
 
 
 class TestDetection(SlurmCase):
     def test_slurm_then_default_when_the_controller_is_down(self):
-        q = self.queue(os.path.join(self.remote, 'detected'))
+        q = self.queue('detected')
         q.setup()
-        job = self.job({'start.sh': 'true\n'})
+        job = self.job('job', {'start.sh': 'true\n'})
         q.submit('a', job)
         self.assertEqual(q.info('a')['runtime'], 'slurm')
         # first contact by submit detects too
-        q2 = self.queue(os.path.join(self.remote, 'first-contact'))
+        q2 = self.queue('first-contact')
         q2.submit('b', job)
         self.assertEqual(q2.info('b')['runtime'], 'slurm')
         self.slurm.stop_controller()
         try:
-            q3 = self.queue(os.path.join(self.remote, 'without'))
+            q3 = self.queue('without')
             q3.setup()
             q3.submit('c', job)
             self.assertEqual(q3.info('c')['runtime'], 'default')
             # asked for, but unusable: a clear error
-            q4 = self.queue(os.path.join(self.remote, 'forced'),
+            q4 = self.queue('forced',
                             setup_runtime='slurm')
             with self.assertRaises(tej.Error) as ctx:
                 q4.setup()
@@ -244,22 +224,21 @@ class TestPBS(SlurmCase):
 
     def test_exit_code_kill_and_qdel(self):
         q = self.q
-        q.submit('three', self.job({'start.sh': 'exit 3\n'}, 'three'))
+        q.submit('three', self.job('three', {'start.sh': 'exit 3\n'}))
         self.assertEqual(q.wait('three'), 3)
-        long_job = self.job({'start.sh': 'sleep 1000\n'}, 'long')
+        long_job = self.job('long', {'start.sh': 'sleep 1000\n'})
         q.submit('k', long_job)
-        wait_for(lambda: q.info('k')['state'] == 'running',
-                 what='the job to run')
+        self.running(q, 'k')
         q.kill('k')
         self.assertEqual(q.info('k')['state'], 'killed')
         q.submit('d', long_job)
-        wait_for(lambda: q.info('d')['state'] == 'running',
-                 what='the job to run')
-        self.slurm.run(['scancel', q.info('d')['runtime_id']])
+        self.running(q, 'd')
+        self.slurm.run(['scancel', q.info('d')['runtime_id']], check=True)
         self.assertEqual(wait_state(q, 'd')['state'], 'killed')
 
     def test_directives_and_resources(self):
-        job = self.job({'start.sh': '#!/bin/sh\n#PBS -N mine\nsleep 1000\n'})
+        job = self.job('job', {
+            'start.sh': '#!/bin/sh\n#PBS -N mine\nsleep 1000\n'})
         self.q.submit('res', job, walltime='0:10:00', cpus=2)
         pbs_id = self.q.info('res')['runtime_id']
         self.assertEqual(self.slurm.job_field(pbs_id, 'JobName'), 'mine')
