@@ -61,6 +61,7 @@ class TestExitCodes(CICase):
     def test_tejs_own_codes(self):
         d = self.dest
         slow = self.job('slow', {'start.sh': 'sleep 1000\n'})
+        self.addCleanup(self.q.cleanup, kill=True)  # slow goes on
         for job_id in ('killed', 'lost', 'slow'):
             self.q.submit(job_id, slow)
         self.q.submit('ok', self.job('ok', {'start.sh': 'true\n'}))
