@@ -64,23 +64,6 @@ logger = logging.getLogger('tej')
 
 DEFAULT_TEJ_DIR = '~/.tej'
 
-#: The runtime protocol: the sentinel line "TEJ 1" starts every answer.
-PROTOCOL = 1
-
-# Exit codes of the runtime scripts (see runtimes/common.sh).
-_RC_OK = 0
-_RC_FAILURE = 1
-_RC_RUNNING = 2
-_RC_NO_JOB = 3
-_RC_JOB_EXISTS = 4
-_RC_NO_QUEUE = 5
-_RC_LINK_BROKEN = 6
-_RC_QUEUE_EXISTS = 7
-_RC_INVALID = 8
-_RC_UNSUPPORTED = 9
-_RC_NO_FILE = 10
-_RC_NEED_RUNTIME = 90
-
 #: Characters allowed in job ids, and their bound length.
 _JOB_ID = re.compile(r'[A-Za-z0-9_][A-Za-z0-9_.,+=@%:-]{0,127}\Z')
 
@@ -96,6 +79,258 @@ _CONNECT_TIMEOUT = 20
 #: Longest control socket path: sun_path is 104 bytes on BSD and macOS (108
 #: on Linux), and ssh binds a temporary name 17 bytes longer first.
 _MAX_SOCKET_PATH = 104 - 1 - 17
+
+
+# ===========================================================================
+# Protocol: what tej.py and runtimes/*.sh agree on
+# ===========================================================================
+#
+# Each item names its twin on the server side. The sh side gets the version
+# and the exit codes from _prelude, so they are written only here.
+
+#: The protocol's version: every answer starts with the sentinel line
+#: "TEJ 1". Produced by _header in common.sh and by bootstrap.sh.
+PROTOCOL = 1
+_SENTINEL = b'TEJ %d' % PROTOCOL
+
+# The runtimes' exit codes, RC_<NAME> on the sh side (see _prelude).
+# Produced by _die in common.sh and by bootstrap.sh; mapped to exceptions
+# by _runtime_error. Never 126, 127, 128+N or 255: the shell's and ssh's.
+_RC_OK = 0             # success
+_RC_FAILURE = 1        # failure; the message is on stderr
+_RC_RUNNING = 2        # the job is still running (delete, cleanup)
+_RC_NO_JOB = 3         # no such job
+_RC_JOB_EXISTS = 4     # a job has that id (submit)
+_RC_LINK_BROKEN = 6    # a "tejdir:" link leads nowhere (bootstrap.sh)
+_RC_QUEUE_EXISTS = 7   # a queue or link is there already (_install)
+_RC_INVALID = 8        # an invalid argument
+_RC_UNSUPPORTED = 9    # the runtime cannot do that
+_RC_NO_FILE = 10       # no such file in the job (download, submit)
+_RC_NEED_RUNTIME = 90  # no runtime, or another version (bootstrap.sh)
+
+# Job states: the "state" field of a record. Produced by _record in
+# common.sh (its header has the same table).
+_CREATED = 'created'    # being submitted
+_QUEUED = 'queued'      # the scheduler has it, not started
+_RUNNING = 'running'    # started, not ended
+_FINISHED = 'finished'  # ended with an exit code
+_KILLED = 'killed'      # ended by kill, the scheduler or the walltime
+_LOST = 'lost'          # can no longer end: no exit code will come
+_NOTFOUND = 'notfound'  # no such job (status, wait, logs)
+#: The states that do not change any more.
+_ENDED = (_FINISHED, _KILLED, _LOST, _NOTFOUND)
+
+#: The integer fields of a record (empty: None). Produced by _record in
+#: common.sh: "id state exit submitted started finished now runtime
+#: runtime_id", tab-separated key=value, then "dir" last.
+_RECORD_INTS = ('exit', 'submitted', 'started', 'finished', 'now')
+
+
+def _prelude():
+    """The sh lines that give the runtimes the protocol's version and exit
+    codes (TEJ_PROTOCOL, RC_OK, RC_FAILURE...): ahead of bootstrap.sh and
+    of every installed tej.sh.
+    """
+    codes = sorted((value, name[4:]) for name, value in globals().items()
+                   if name.startswith('_RC_'))
+    return 'TEJ_PROTOCOL=%d\n%s\n' % (PROTOCOL, ' '.join(
+        'RC_%s=%d' % (name, value) for value, name in codes))
+
+
+def _fold(script):
+    """A readable sh script as one line (a csh login shell reads it too):
+    whole-line comments and indentation dropped, lines joined with "; ", or
+    with a space after a word or operator that a command follows (``then``,
+    ``do``, ``else``, ``in``, ``{``, ``&&``, ``||``, ``|``, ``;;``).
+    Used for bootstrap.sh and probe.sh, which are written for it.
+    """
+    lines = [line.strip() for line in script.splitlines()]
+    lines = [line for line in lines if line and not line.startswith('#')]
+    folded = ''
+    for line in lines:
+        if folded:
+            if re.search(r'(?:^|\s)(?:then|do|else|in|\{)$|(?:&&|\|\||\||;;)$',
+                         folded):
+                folded += ' '
+            elif not folded.endswith(';'):
+                folded += '; '
+        folded += line
+    return folded
+
+
+def _split_answer(output):
+    """The lines of a runtime's answer after its sentinel, decoded. Anything
+    before it (login banners, rc-file noise) is ignored. Raise
+    `RemoteCommandFailure` when there is no sentinel.
+    """
+    lines = output.split(b'\n')
+    for i, line in enumerate(lines):
+        if line.rstrip(b'\r') == _SENTINEL:
+            return [l.decode('utf-8', 'surrogateescape')
+                    for l in lines[i + 1:] if l]
+    raise RemoteCommandFailure(
+        "The server's answer has no '%s' line: %r"
+        % (_SENTINEL.decode(), output[-200:]))
+
+
+def _read_until_stream(stdout):
+    """Read a streaming answer's header (download, logs): skip to the
+    sentinel, return the line after it, decoded ('' when there is none).
+    Produced by _header then "stream=VERB" in common.sh.
+    """
+    for line in stdout:
+        if line.rstrip(b'\r\n') == _SENTINEL:
+            return stdout.readline().rstrip(b'\r\n').decode('utf-8',
+                                                            'replace')
+    return ''
+
+
+def _parse_pairs(lines):
+    """Parse ``key=value`` lines into a dict (bootstrap.sh's answers,
+    _install's)."""
+    result = {}
+    for line in lines:
+        key, sep, value = line.partition('=')
+        if sep:
+            result[key] = value
+    return result
+
+
+def _parse_record(line):
+    """Parse one job record (_record in common.sh): tab-separated
+    ``key=value`` fields, ``dir=`` last (a directory may hold tabs). The
+    fields of _RECORD_INTS become ints (None when empty). Raise
+    `RemoteCommandFailure` for a line that is not a record.
+    """
+    head, sep, directory = line.partition('\tdir=')
+    record = _parse_pairs(head.split('\t'))
+    if sep:
+        record['dir'] = directory
+    if not record.get('id') or not record.get('state'):
+        raise RemoteCommandFailure("The server sent a bad record: %r"
+                                   % line[:200])
+    for key in _RECORD_INTS:
+        value = record.get(key)
+        try:
+            record[key] = int(value) if value else None
+        except ValueError:
+            raise RemoteCommandFailure("The server sent a bad record: %r"
+                                       % line[:200])
+    return record
+
+
+def _parse_records(lines):
+    """Parse the records of a status, wait or list answer."""
+    return [_parse_record(line) for line in lines]
+
+
+def _parse_version(version):
+    """A QUEUE/version line, "PROTOCOL/RUNTIME/HASH" (written by _install
+    in common.sh, from _runtime_version): return the runtime's name, or
+    None for an empty or unreadable line.
+    """
+    fields = version.split('/')
+    return fields[1] if len(fields) == 3 and fields[1] else None
+
+
+def _parse_need_runtime(lines):
+    """bootstrap.sh's answer when it found no usable runtime (exit
+    RC_NEED_RUNTIME) or to _detect: return (queue missing?, name of the
+    runtime installed or None, name of the runtime detected or None).
+    """
+    info = _parse_pairs(lines)
+    return (info.get('queue') == 'missing',
+            _parse_version(info.get('installed', '')), info.get('detected'))
+
+
+def _parse_frame(line):
+    """One header line of a logs stream (_logs and _send in common.sh):
+    ``out N`` or ``err N`` (N bytes follow), ``tick`` (the server checks
+    that the reader is there), ``end STATE [EXIT]``. Return ``(name,
+    size)``, ``('tick', None)`` or ``('end', (state, exit code or None))``.
+    Raise `RemoteCommandFailure` for anything else.
+    """
+    text = line.decode('utf-8', 'replace').rstrip('\n')
+    name, _, rest = text.partition(' ')
+    try:
+        if name == 'tick' and not rest:
+            return name, None
+        if name == 'end':
+            state, _, exit_code = rest.partition(' ')
+            if state:
+                return name, (state, int(exit_code) if exit_code else None)
+        elif name in ('out', 'err') and rest.isdigit():
+            return name, int(rest)
+    except ValueError:
+        pass
+    raise RemoteCommandFailure("The server sent a bad log frame: %r"
+                               % text[:200])
+
+
+def _runtime_error(verb, code, stderr):
+    """The exception for a runtime's exit status ``code`` (not RC_OK).
+    The message is the last line of ``stderr`` (bytes) that _die wrote
+    ("tej: ..."); without one, the status is a tool's that passed through
+    ``set -e``: a `RemoteCommandFailure`.
+    """
+    errors = {
+        _RC_RUNNING: JobStillRunning,
+        _RC_NO_JOB: JobNotFound,
+        _RC_JOB_EXISTS: JobAlreadyExists,
+        _RC_LINK_BROKEN: QueueLinkBroken,
+        _RC_QUEUE_EXISTS: QueueExists,
+        _RC_NO_FILE: Error,
+        _RC_UNSUPPORTED: Error,
+        _RC_INVALID: ValueError,
+    }
+    text = stderr.decode('utf-8', 'replace').strip()
+    message = text.splitlines()[-1] if text else ''
+    if message.startswith('tej: ') and code in errors:
+        return errors[code](message[5:])
+    if code == _RC_NO_JOB:
+        return JobNotFound()
+    return RemoteCommandFailure(command='tej.sh %s' % verb, ret=code,
+                                stderr='\n'.join(text.splitlines()[-10:]))
+
+
+# What a failed ssh (exit status 255) means, from its log: _classify_ssh.
+_SSH_RAN = 'ran'            # not a failure of ssh: the command ran
+_SSH_REFUSED = 'refused'    # the shared connection has all the sessions
+                            # it may: try again soon
+_SSH_MUX = 'mux'            # the shared connection failed before the
+                            # session started: try without it
+_SSH_EARLY = 'early'        # dropped before authentication (as sshd's
+                            # MaxStartups does): safe to try again
+_SSH_HOST_KEY = 'host key'  # the host key is unknown or changed
+_SSH_AUTH = 'auth'          # authentication failed: never tried again
+_SSH_LOST = 'lost'          # could not connect, or the connection broke
+                            # during the call (the command may have run)
+
+
+def _classify_ssh(code, log):
+    """What ssh's exit status ``code`` and its log (the -E file, and its
+    stderr) say happened: one of the _SSH_* outcomes.
+    """
+    if code != 255:
+        return _SSH_RAN
+    if 'Host key verification failed' in log or \
+            'host key is known' in log or 'HOST IDENTIFICATION' in log:
+        return _SSH_HOST_KEY
+    if 'Permission denied' in log or 'Too many authentication' in log:
+        return _SSH_AUTH
+    if 'Session open refused' in log:
+        return _SSH_REFUSED
+    # a shared connection that failed before the session started; one that
+    # broke during it ("read from master failed") may have run the command
+    if re.search(r'[Cc]ontrol ?[Ss]ocket|mux_client_hello|'
+                 r'mux_client_request_session', log) and \
+            'read from master failed' not in log and \
+            'read_packet' not in log:
+        return _SSH_MUX
+    if re.search(r'kex_exchange_identification|ssh_exchange_identification',
+                 log):
+        return _SSH_EARLY
+    return _SSH_LOST
 
 
 # ===========================================================================
@@ -289,53 +524,6 @@ def _shell_command(argv):
     return ' '.join(shlex.quote(arg) for arg in argv)
 
 
-def _split_answer(output):
-    """Return the lines of a runtime's answer after its "TEJ n" sentinel.
-
-    Anything before the sentinel (login banners, rc-file noise) is ignored.
-    Raise `RemoteCommandFailure` when there is no sentinel.
-    """
-    lines = output.split(b'\n')
-    sentinel = b'TEJ %d' % PROTOCOL
-    for i, line in enumerate(lines):
-        if line.rstrip(b'\r') == sentinel:
-            return [l.decode('utf-8', 'surrogateescape')
-                    for l in lines[i + 1:] if l]
-    raise RemoteCommandFailure(
-        "The server's answer has no 'TEJ %d' line: %r"
-        % (PROTOCOL, output[-200:]))
-
-
-def _parse_pairs(lines):
-    """Parse ``key=value`` lines into a dict."""
-    result = {}
-    for line in lines:
-        key, sep, value = line.partition('=')
-        if sep:
-            result[key] = value
-    return result
-
-
-def _parse_record(line):
-    """Parse one job record: tab-separated ``key=value`` fields, ``dir=``
-    last (a directory may hold tabs). Times and the exit code become ints
-    (None when empty).
-    """
-    head, sep, directory = line.partition('\tdir=')
-    record = _parse_pairs(head.split('\t'))
-    if sep:
-        record['dir'] = directory
-    for key in ('exit', 'submitted', 'started', 'finished', 'now'):
-        value = record.get(key)
-        record[key] = int(value) if value else None
-    return record
-
-
-def _parse_records(lines):
-    """Parse the records of a status or list answer."""
-    return [_parse_record(line) for line in lines]
-
-
 def _format_duration(seconds):
     """Format a duration as ``H:MM:SS``."""
     seconds = max(0, int(seconds))
@@ -371,12 +559,161 @@ def _script_mode(directory, script):
 # Embedded runtimes (make embed copies runtimes/*.sh here, verbatim)
 # ===========================================================================
 
+# BEGIN runtimes/probe.sh
+_RUNTIME_PROBE = r'''# tej probes: does the server have a scheduler that answers?
+#
+# tej.py puts this file ahead of bootstrap.sh (which detects the runtime of
+# a new queue) and in every QUEUE/tej.sh (slurm.sh and pbs.sh check that
+# their scheduler is usable), so that both ask the same questions.
+#
+#   _probe_slurm          sbatch is on the PATH and sinfo answers
+#   _probe_pbs            qsub is on the PATH and qstat -Q answers
+#
+# Each answers within 30 seconds where timeout(1) exists: a controller that
+# slow is taken for none. Comments stand on lines of their own: tej.py
+# folds this file into one line.
+
+# _probe COMMAND [ARG ...]: does COMMAND succeed, in time?
+_probe() {
+    if command -v timeout > /dev/null 2>&1; then
+        timeout 30 "$@" > /dev/null 2>&1
+    else
+        "$@" > /dev/null 2>&1
+    fi
+}
+
+_probe_slurm() {
+    command -v sbatch > /dev/null 2>&1 && _probe sinfo -h
+}
+
+_probe_pbs() {
+    command -v qsub > /dev/null 2>&1 && _probe qstat -Q
+}
+'''
+# END runtimes/probe.sh
+
+# BEGIN runtimes/bootstrap.sh
+_RUNTIME_BOOTSTRAP = r'''# tej bootstrap: what every call runs first on the server.
+#
+# tej.py folds this file into one line (_fold: whole-line comments and
+# indentation dropped, lines joined with ";" or a space) behind the protocol
+# prelude (TEJ_PROTOCOL and the RC_* exit codes, from tej.py's Protocol
+# section) and probe.sh, and runs it as
+#
+#     sh -c BOOTSTRAP tej QUEUE VERSIONS VERB [ARG ...]
+#
+# It resolves QUEUE ("~", a path relative to the home directory, "tejdir:
+# PATH" link files, each remembered as TEJ_LINK_n for cleanup), then execs
+# the installed runtime, QUEUE/tej.sh, if its version (the first line of
+# QUEUE/version) is one of the space-separated VERSIONS.
+#
+# Otherwise it answers, after the sentinel line, "queue=missing" when there
+# is no queue, "installed=VERSION" (empty for none), and for submit (which
+# sets a queue up) "detected=NAME", and exits RC_NEED_RUNTIME: the client
+# pushes a runtime and calls again.
+#
+# Verbs of its own:
+#   _detect               answers "installed=VERSION" and "detected=NAME"
+#   _install SIZE ARG ... takes a new runtime from the first SIZE bytes of
+#                         stdin (dd bs=1 reads no further: the rest is for
+#                         the verb run after the install) into a private
+#                         new directory, and runs it as
+#                         "tej.sh QUEUE _install ARG ..."
+#
+# "detected" is slurm when Slurm answers, pbs when PBS does, else default.
+# The caller's umask is kept for the jobs (TEJ_UMASK).
+#
+# For the folding: comments on lines of their own only, each case item on
+# one line, no "!" (a csh login shell reads the folded line too).
+
+TEJ_UMASK=$(umask)
+export TEJ_UMASK
+umask 077
+queue=$1
+versions=$2
+shift 2
+
+_detected() {
+    if _probe_slurm; then
+        echo "detected=slurm"
+    elif _probe_pbs; then
+        echo "detected=pbs"
+    else
+        echo "detected=default"
+    fi
+}
+
+# shellcheck disable=SC2088 # a literal "~" from the client
+case $queue in
+    "~") queue=$HOME ;;
+    "~/"*) queue=$HOME/${queue#"~/"} ;;
+    /*) ;;
+    *) queue=$HOME/$queue ;;
+esac
+
+links=0
+while [ -f "$queue" ]; do
+    line=
+    IFS= read -r line < "$queue"
+    case $line in
+        "tejdir: "*) ;;
+        *) echo "tej: $queue is neither a queue nor a link to one" >&2; exit "$RC_LINK_BROKEN" ;;
+    esac
+    links=$((links + 1))
+    if [ "$links" -gt 10 ]; then
+        echo "tej: too many links to follow" >&2
+        exit "$RC_LINK_BROKEN"
+    fi
+    eval "TEJ_LINK_$links=\$queue"
+    export "TEJ_LINK_$links"
+    line=${line#"tejdir: "}
+    case $line in
+        /*) queue=$line ;;
+        *) queue=${queue%/*}/$line ;;
+    esac
+done
+
+if [ "$1" = _install ]; then
+    pushed=${TMPDIR:-/tmp}/tej-install.$$
+    mkdir -m 700 "$pushed" || exit "$RC_FAILURE"
+    dd bs=1 count="$2" 2>/dev/null > "$pushed/tej.sh" || exit "$RC_FAILURE"
+    shift 2
+    exec "${TEJ_SH:-sh}" "$pushed/tej.sh" "$queue" _install "$@"
+fi
+
+installed=
+if [ -f "$queue/version" ]; then
+    IFS= read -r installed < "$queue/version"
+fi
+if [ "$1" = _detect ]; then
+    echo "TEJ $TEJ_PROTOCOL"
+    echo "installed=$installed"
+    _detected
+    exit "$RC_OK"
+fi
+if [ "$links" -gt 0 ]; then
+    [ -d "$queue" ] || { echo "tej: broken queue link: $queue does not exist" >&2; exit "$RC_LINK_BROKEN"; }
+fi
+case " $versions " in
+    *" $installed "*) [ -z "$installed" ] || exec "${TEJ_SH:-sh}" "$queue/tej.sh" "$queue" "$@" ;;
+esac
+echo "TEJ $TEJ_PROTOCOL"
+[ -d "$queue" ] || echo "queue=missing"
+echo "installed=$installed"
+if [ "$1" = submit ]; then
+    _detected
+fi
+exit "$RC_NEED_RUNTIME"
+'''
+# END runtimes/bootstrap.sh
+
 # BEGIN runtimes/common.sh
 _RUNTIME_COMMON = r'''#!/bin/sh
 # tej runtime, common part: queue layout, job records, listing, transfers.
 #
-# The client installs this file, followed by one runtime's own file
-# (default.sh, ...), as QUEUE/tej.sh, and runs it as
+# The client installs the protocol's prelude, probe.sh, this file and one
+# runtime's own file (default.sh, ...), in this order, as QUEUE/tej.sh,
+# and runs it as
 #
 #     sh QUEUE/tej.sh QUEUE VERB [ARG ...]
 #
@@ -397,7 +734,7 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #                         (seconds), cpus, mem, partition, account, gpus, arg
 #                         (a scheduler argument, repeatable), prologue (sh
 #                         code run before the job, in its shell); a runtime
-#                         refuses those it cannot honour (exit 9)
+#                         refuses those it cannot honour (RC_UNSUPPORTED)
 #   status ID [ID ...]    one record per job
 #   list                  one record per job in the queue
 #   wait SECONDS ID ...   as status, once every job has ended or after
@@ -422,23 +759,44 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 # notfound; times are epoch seconds, empty when unknown. download writes
 # "stream=download" after the sentinel, then a tar archive.
 #
-# Exit codes: 0 ok, 1 failure (message on stderr), 2 job still running,
-# 3 no such job, 4 job already exists, 5 no queue, 6 broken queue link,
-# 7 queue or link already exists, 8 invalid argument, 9 unsupported,
-# 10 no such file in the job. 90 is the bootstrap's "runtime missing or
-# outdated". Never 126, 127, 128+N or 255: those are the shell's and ssh's.
-
-# The st_* variables are shared with the runtime file appended to this one,
-# which defines the hooks:
-#   _rt_usable            exit 9 with a message if the runtime cannot work
-#   _rt_option KEY        exit 9 if the runtime cannot honour submit option KEY
+# Job states (STATE; tej.py's Protocol section has the same table):
+#   created     being submitted (its submitter holds the job's lock)
+#   queued      the scheduler has it, not started yet
+#   running     started, not ended
+#   finished    ended with an exit code (exit=N)
+#   killed      ended by tej kill, the scheduler or its time limit
+#   lost        can no longer end: its process vanished without an exit
+#               code, the server rebooted, or its submission died
+#   notfound    (status, wait, logs) no job with that id
+#
+# Exit codes: RC_OK, RC_FAILURE (message on stderr), RC_RUNNING (job still
+# running), RC_NO_JOB, RC_JOB_EXISTS, RC_LINK_BROKEN (bootstrap.sh),
+# RC_QUEUE_EXISTS (queue or link already there), RC_INVALID (argument),
+# RC_UNSUPPORTED, RC_NO_FILE (in the job), RC_NEED_RUNTIME (bootstrap.sh).
+# Their numbers, and TEJ_PROTOCOL, come from the prelude that tej.py puts
+# ahead of this file (_prelude, from its Protocol section). Never 126,
+# 127, 128+N or 255: those are the shell's and ssh's.
+#
+# Variables: each function's own start with its prefix (_lk_ in _lock...).
+# Shared ones: Q (the queue) and TEJ_SELF (QUEUE/tej.sh), set by _main;
+# st_* (the job record that _load read); _locked, _tmp, _self, _creating
+# (what the EXIT trap removes); _host (this host's name, once asked).
+#
+# The runtime file appended to this one defines the hooks:
+#   _rt_usable            exit RC_UNSUPPORTED with a message if the runtime
+#                         cannot work
+#   _rt_option KEY        exit RC_UNSUPPORTED if the runtime cannot honour
+#                         submit option KEY
 #   _rt_start JOBDIR ID   start the job (lock held); set st_state (queued or
 #                         running), st_runtime_id
 #   _rt_started JOBDIR    in the wrapper, as the job starts (lock held): set
 #                         runtime fields (st_pid...)
 #   _rt_refresh JOBDIR    bring the loaded record of an active job up to date
 #                         with the runtime (lost, killed...)
+#   _rt_listed            does the scheduler still list the loaded job?
+#                         (scheduler runtimes, for _scheduler_end)
 #   _rt_kill JOBDIR       stop the job; return when it has ended
+#   _rt_wrap JOBDIR       verb _wrap: the wrapper that runs the job
 # shellcheck disable=SC2034
 
 set -eu
@@ -451,24 +809,24 @@ LC_ALL=C
 export LC_ALL
 umask 077
 
-TEJ_PROTOCOL=1
 : "${TEJ_SH:=sh}"
 export TEJ_SH
 TEJ_GRACE=${TEJ_GRACE:-5}
 
-_die() {  # _die CODE MESSAGE
-    _code=$1
+_die() {  # _die CODE MESSAGE: exit with RC_<CODE>, the message on stderr
+    _die_code=$1
     shift
     printf 'tej: %s\n' "$*" >&2
-    exit "$_code"
+    exit "$_die_code"
 }
 
-_header() {
+_header() {  # the sentinel line that starts every answer
     printf 'TEJ %s\n' "$TEJ_PROTOCOL"
 }
 
-_nap() {  # a short sleep; POSIX sleep only takes whole seconds
-    sleep 0.1 2>/dev/null || sleep 1
+_nap() {  # _nap [TENTHS]: wait that many tenths of a second (1); where
+    # sleep takes only whole seconds (POSIX), one second
+    sleep "$((${1:-1} / 10)).$((${1:-1} % 10))" 2>/dev/null || sleep 1
 }
 
 _now() {
@@ -477,22 +835,22 @@ _now() {
 
 _check_id() {  # the server never trusts the client's validation
     case $1 in
-        ''|-*|.*) _die 8 "invalid job id: '$1'" ;;
-        *[!A-Za-z0-9_.,+=@%:-]*) _die 8 "invalid job id: '$1'" ;;
+        ''|-*|.*) _die "$RC_INVALID" "invalid job id: '$1'" ;;
+        *[!A-Za-z0-9_.,+=@%:-]*) _die "$RC_INVALID" "invalid job id: '$1'" ;;
     esac
-    [ "${#1}" -le 128 ] || _die 8 "job id longer than 128 characters"
+    [ "${#1}" -le 128 ] || _die "$RC_INVALID" "job id longer than 128 characters"
 }
 
 _check_path() {  # a path inside a job: relative, no "..", not empty
     case /$1/ in
-        //) _die 8 "empty path" ;;
-        *//*) _die 8 "invalid path: '$1'" ;;
+        //) _die "$RC_INVALID" "empty path" ;;
+        *//*) _die "$RC_INVALID" "invalid path: '$1'" ;;
     esac
     case $1 in
-        /*) _die 8 "absolute path: '$1'" ;;
+        /*) _die "$RC_INVALID" "absolute path: '$1'" ;;
     esac
     case /$1/ in
-        */../*) _die 8 "path goes up with '..': '$1'" ;;
+        */../*) _die "$RC_INVALID" "path goes up with '..': '$1'" ;;
     esac
 }
 
@@ -533,15 +891,15 @@ _dead() {  # _dead OWNER: is the owner (host:pid) of a lock a process of
 _lock() {  # _lock JOBDIR: mkdir is atomic. The owner (host:pid) is in the
     # lock: a lock whose owner is dead is broken; one of another host (a
     # cluster node), or without an owner, after a minute.
-    _n=0
+    _lk_n=0
     [ -n "$_host" ] || _host=$(uname -n)
     while ! mkdir "$1/lock" 2>/dev/null; do
-        [ -d "$1" ] || _die 3 "no such job"
-        _n=$((_n + 1))
-        if [ "$((_n % 20))" -eq 0 ]; then
-            _owner=
-            { read -r _owner < "$1/lock/owner"; } 2>/dev/null || :
-            if _dead "$_owner" || [ "$_n" -ge 600 ]; then
+        [ -d "$1" ] || _die "$RC_NO_JOB" "no such job"
+        _lk_n=$((_lk_n + 1))
+        if [ "$((_lk_n % 20))" -eq 0 ]; then
+            _lk_owner=
+            { read -r _lk_owner < "$1/lock/owner"; } 2>/dev/null || :
+            if _dead "$_lk_owner" || [ "$_lk_n" -ge 600 ]; then
                 rm -rf "$1/lock"
             fi
         fi
@@ -563,27 +921,27 @@ _load() {  # _load JOBDIR: read the state file into st_* variables.
     # job still "created" whose lock is gone, or whose lock's owner is dead
     # (or is now ours, broken), was left by a submitter that died: lost.
     # So the lock is looked at first, then the record.
-    _owner='' _submitter=1
+    _ld_owner='' _ld_submitter=1
     if [ "$_locked" = "$1/lock" ]; then
-        [ "$_creating" = "$1" ] || _submitter=
+        [ "$_creating" = "$1" ] || _ld_submitter=
     elif [ -d "$1/lock" ]; then
-        { read -r _owner < "$1/lock/owner"; } 2>/dev/null || :
+        { read -r _ld_owner < "$1/lock/owner"; } 2>/dev/null || :
     else
-        _submitter=
+        _ld_submitter=
     fi
     st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
     st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
     st_mode=''
     if [ -f "$1/state" ]; then
-        while IFS= read -r _line; do
-            _k=${_line%%=*}
+        while IFS= read -r _ld_line; do
+            _ld_key=${_ld_line%%=*}
             case " $_KEYS " in
-                *" $_k "*) eval "st_$_k=\${_line#*=}" ;;
+                *" $_ld_key "*) eval "st_$_ld_key=\${_ld_line#*=}" ;;
             esac
         done < "$1/state"
     fi
     if [ "${st_state:-created}" = created ]; then
-        if [ -z "$_submitter" ] || _dead "$_owner"; then
+        if [ -z "$_ld_submitter" ] || _dead "$_ld_owner"; then
             st_state=lost
         fi
     fi
@@ -592,8 +950,8 @@ _load() {  # _load JOBDIR: read the state file into st_* variables.
 _save() {  # _save JOBDIR: write st_* variables, atomically (temp file + mv)
     _tmp=$1/state.tmp.$$
     : > "$_tmp"
-    for _k in $_KEYS; do
-        eval "printf '%s=%s\n' \"\$_k\" \"\$st_$_k\"" >> "$_tmp"
+    for _sv_key in $_KEYS; do
+        eval "printf '%s=%s\n' \"\$_sv_key\" \"\$st_$_sv_key\"" >> "$_tmp"
     done
     mv -f "$_tmp" "$1/state"
     _tmp=
@@ -605,17 +963,19 @@ _bootid() {
     fi
 }
 
-_record() {  # _record ID: print one job's record; 3 if there is no such job
-    _j=$Q/jobs/$1
-    if [ ! -d "$_j" ]; then
+_record() {  # _record ID NOW: print one job's record (tej.py's
+    # _parse_record reads it), NOW the time of the answer; RC_NO_JOB if
+    # there is no such job
+    _rec_job=$Q/jobs/$1
+    if [ ! -d "$_rec_job" ]; then
         printf 'id=%s\tstate=notfound\n' "$1"
-        return 3
+        return "$RC_NO_JOB"
     fi
-    _load "$_j"
-    _rt_refresh "$_j"
+    _load "$_rec_job"
+    _rt_refresh "$_rec_job"
     printf 'id=%s\tstate=%s\texit=%s\tsubmitted=%s\tstarted=%s\tfinished=%s\tnow=%s\truntime=%s\truntime_id=%s\tdir=%s\n' \
         "$1" "${st_state:-created}" "$st_exit" "$st_submitted" "$st_started" \
-        "$st_finished" "$_nowt" "$st_runtime" "$st_runtime_id" "$_j/stage"
+        "$st_finished" "$2" "$st_runtime" "$st_runtime_id" "$_rec_job/stage"
 }
 
 _active() {  # is the loaded job (after _rt_refresh) still to end?
@@ -638,9 +998,9 @@ _finish() {  # _finish JOBDIR STATE EXIT: record how a job ended (unless
 
 _option() {  # _option JOBDIR KEY: the value of a submit option, or nothing
     [ -f "$1/options" ] || return 0
-    while IFS= read -r _line; do
-        case $_line in
-            "$2="*) printf '%s\n' "${_line#*=}" ;;
+    while IFS= read -r _op_line; do
+        case $_op_line in
+            "$2="*) printf '%s\n' "${_op_line#*=}" ;;
         esac
     done < "$1/options"
 }
@@ -655,8 +1015,8 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     # its end. A TERM (tej kill, scancel, a time limit) ends the job; the
     # wrapper lives on to record it as killed (a trapped signal is reset to
     # default in the job).
-    _termed=
-    trap '_termed=1' TERM
+    _rj_termed=
+    trap '_rj_termed=1' TERM
     trap : INT
     _lock "$1"
     _load "$1"
@@ -671,13 +1031,13 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     _rt_started "$1"
     _save "$1"
     _unlock
-    _script=$(cat "$1/script")
-    _prologue=
+    _rj_script=$(cat "$1/script")
+    _rj_prologue=
     if [ -f "$1/prologue" ]; then
-        _prologue=$(cat "$1/prologue")
+        _rj_prologue=$(cat "$1/prologue")
     fi
-    cd "$1/stage" || exit 1
-    _code=0
+    cd "$1/stage" || exit "$RC_FAILURE"
+    _rj_code=0
     (
         if [ -n "$TEJ_LC_ALL_SET" ]; then
             LC_ALL=$TEJ_LC_ALL
@@ -685,23 +1045,23 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
             unset LC_ALL
         fi
         umask "${TEJ_UMASK:-022}"
-        if [ -n "$_prologue" ]; then
-            eval "$_prologue" || exit
+        if [ -n "$_rj_prologue" ]; then
+            eval "$_rj_prologue" || exit
         fi
         if [ "$st_mode" = command ]; then
-            exec sh -c "$_script"
+            exec sh -c "$_rj_script"
         fi
-        chmod u+x "./$_script" 2>/dev/null || :
-        exec "./$_script"
-    ) < /dev/null > _stdout 2> _stderr || _code=$?
-    if [ "$_code" -gt 255 ]; then
+        chmod u+x "./$_rj_script" 2>/dev/null || :
+        exec "./$_rj_script"
+    ) < /dev/null > _stdout 2> _stderr || _rj_code=$?
+    if [ "$_rj_code" -gt 255 ]; then
         # killed by a signal: ksh says 256+N, yash 384+N; report 128+N
-        _code=$((128 + _code % 128))
+        _rj_code=$((128 + _rj_code % 128))
     fi
     _lock "$1"
     _load "$1"
-    st_exit=$_code st_finished=$(_now) st_state=finished
-    if [ -n "$st_killreq" ] || [ -n "$_termed" ] || [ -f "$1/timedout" ]; then
+    st_exit=$_rj_code st_finished=$(_now) st_state=finished
+    if [ -n "$st_killreq" ] || [ -n "$_rj_termed" ] || [ -f "$1/timedout" ]; then
         st_state=killed
     fi
     _save "$1"
@@ -714,27 +1074,28 @@ _write_batch() {  # _write_batch JOBDIR ID PREFIX [DIRECTIVE ...]: JOBDIR/batch.
     # "#!/bin/sh", PREFIX DIRECTIVE lines, the user's own PREFIX lines from
     # the top of the job's script (those a scheduler reads: before the first
     # command), and the line that runs the job through tej.sh (_batch)
-    _bj=$1 _bid=$2 _bp=$3
+    _wb_job=$1 _wb_id=$2 _wb_prefix=$3
     shift 3
     {
         printf '#!/bin/sh\n'
-        for _d do
-            printf '%s %s\n' "$_bp" "$_d"
+        for _wb_directive do
+            printf '%s %s\n' "$_wb_prefix" "$_wb_directive"
         done
         if [ "$st_mode" = file ]; then
-            sed -n -e "/^$_bp/p" -e '/^[^#]/q' "$_bj/stage/$(cat "$_bj/script")"
+            sed -n -e "/^$_wb_prefix/p" -e '/^[^#]/q' \
+                "$_wb_job/stage/$(cat "$_wb_job/script")"
         fi
         printf 'exec %s %s %s _batch %s\n' "$(_quote "$TEJ_SH")" \
-            "$(_quote "$TEJ_SELF")" "$(_quote "$Q")" "$(_quote "$_bid")"
-    } > "$_bj/batch.sh"
+            "$(_quote "$TEJ_SELF")" "$(_quote "$Q")" "$(_quote "$_wb_id")"
+    } > "$_wb_job/batch.sh"
 }
 
 _lost_after_grace() {  # _lost_after_grace JOBDIR: the scheduler has no
     # more to say and there is no record: lost, once TEJ_LOST_GRACE seconds
     # (60: a shared file system may be late) have passed since it was seen so
     [ -f "$1/gone" ] || _now > "$1/gone"
-    read -r _gone < "$1/gone" || _gone=0
-    if [ "$(($(_now) - _gone))" -ge "${TEJ_LOST_GRACE:-60}" ]; then
+    read -r _lg_gone < "$1/gone" || _lg_gone=0
+    if [ "$(($(_now) - _lg_gone))" -ge "${TEJ_LOST_GRACE:-60}" ]; then
         _finish "$1" lost ""
     fi
 }
@@ -742,13 +1103,13 @@ _lost_after_grace() {  # _lost_after_grace JOBDIR: the scheduler has no
 _scheduler_end() {  # _scheduler_end JOBDIR: after scancel or qdel, wait
     # until the wrapper has recorded the end (it gets a TERM) or the
     # scheduler no longer lists the job (_rt_listed); then it is killed
-    _n=0
-    while [ "$_n" -lt 400 ]; do
+    _se_n=0
+    while [ "$_se_n" -lt 400 ]; do
         _load "$1"
         _active || return 0
         _rt_listed || break
-        sleep 0.25 2>/dev/null || sleep 1
-        _n=$((_n + 1))
+        _nap 2
+        _se_n=$((_se_n + 1))
     done
     _finish "$1" killed ""
 }
@@ -760,49 +1121,49 @@ _hms() {  # _hms SECONDS: HH:MM:SS
 # ---- verbs -------------------------------------------------------------------
 
 _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
-    _version=$1 _mode=$2 _force=$3 _nlinks=$4
+    _in_version=$1 _in_mode=$2 _in_force=$3 _in_nlinks=$4
     shift 4
     _self=$0
-    if [ "$_mode" != links ]; then
+    if [ "$_in_mode" != links ]; then
         _rt_usable
-        if [ "$_mode" = setup ] && [ "$_force" != 1 ] && [ -f "$Q/version" ]; then
-            _die 7 "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
+        if [ "$_in_mode" = setup ] && [ "$_in_force" != 1 ] && [ -f "$Q/version" ]; then
+            _die "$RC_QUEUE_EXISTS" "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
         fi
         if [ ! -f "$Q/version" ] && [ -d "$Q" ] && [ -n "$(ls -A "$Q")" ]; then
-            _die 7 "$Q is a directory that is not a queue: not using it"
+            _die "$RC_QUEUE_EXISTS" "$Q is a directory that is not a queue: not using it"
         fi
         mkdir -p "$Q/jobs"
         _tmp=$Q/tej.sh.tmp.$$
         cp "$_self" "$_tmp"
         mv -f "$_tmp" "$Q/tej.sh"
         _tmp=$Q/version.tmp.$$
-        printf '%s\n' "$_version" > "$_tmp"
+        printf '%s\n' "$_in_version" > "$_tmp"
         mv -f "$_tmp" "$Q/version"
         _tmp=
     fi
-    while [ "$_nlinks" -gt 0 ]; do
-        _link=$1
+    while [ "$_in_nlinks" -gt 0 ]; do
+        _in_link=$1
         shift
-        _nlinks=$((_nlinks - 1))
+        _in_nlinks=$((_in_nlinks - 1))
         # shellcheck disable=SC2088 # a literal "~" from the client
-        case $_link in
-            "~") _link=$HOME ;;
-            "~/"*) _link=$HOME/${_link#"~/"} ;;
+        case $_in_link in
+            "~") _in_link=$HOME ;;
+            "~/"*) _in_link=$HOME/${_in_link#"~/"} ;;
             /*) ;;
-            *) _link=$HOME/$_link ;;
+            *) _in_link=$HOME/$_in_link ;;
         esac
-        if [ -d "$_link" ]; then
-            _die 7 "cannot make link $_link: a directory is there"
+        if [ -d "$_in_link" ]; then
+            _die "$RC_QUEUE_EXISTS" "cannot make link $_in_link: a directory is there"
         fi
-        if [ -e "$_link" ] && [ "$_force" != 1 ]; then
-            IFS= read -r _line < "$_link" || :
-            [ "$_line" = "tejdir: $Q" ] || \
-                _die 7 "cannot make link $_link: it exists (use force)"
+        if [ -e "$_in_link" ] && [ "$_in_force" != 1 ]; then
+            IFS= read -r _in_line < "$_in_link" || :
+            [ "$_in_line" = "tejdir: $Q" ] || \
+                _die "$RC_QUEUE_EXISTS" "cannot make link $_in_link: it exists (use force)"
         fi
-        _tmp=$_link.tmp.$$
+        _tmp=$_in_link.tmp.$$
         printf 'tejdir: %s\n' "$Q" > "$_tmp"
         chmod 644 "$_tmp"
-        mv -f "$_tmp" "$_link"
+        mv -f "$_tmp" "$_in_link"
         _tmp=
     done
     if [ "$#" -gt 0 ]; then  # the verb that found the runtime missing
@@ -818,264 +1179,265 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     case $2 in
         file) _check_path "$3" ;;
         command) ;;
-        *) _die 8 "invalid script mode: '$2'" ;;
+        *) _die "$RC_INVALID" "invalid script mode: '$2'" ;;
     esac
-    _id=$1 _mode=$2 _script=$3
+    _sb_id=$1 _sb_mode=$2 _sb_script=$3
     shift 3
-    for _o do
-        case $_o in
+    for _sb_option do
+        case $_sb_option in
             prologue=*) ;;
             *"
-"*) _die 8 "an option holds a newline" ;;
-            walltime=*) case ${_o#*=} in
-                            ''|*[!0-9]*) _die 8 "invalid walltime: '${_o#*=}'" ;;
+"*) _die "$RC_INVALID" "an option holds a newline" ;;
+            walltime=*) case ${_sb_option#*=} in
+                            ''|*[!0-9]*) _die "$RC_INVALID" "invalid walltime: '${_sb_option#*=}'" ;;
                         esac ;;
             cpus=*|mem=*|partition=*|account=*|gpus=*|arg=*) ;;
-            *) _die 8 "unknown option: '$_o'" ;;
+            *) _die "$RC_INVALID" "unknown option: '$_sb_option'" ;;
         esac
-        _rt_option "${_o%%=*}"
+        _rt_option "${_sb_option%%=*}"
     done
     mkdir -p "$Q/jobs"
     [ -n "$_host" ] || _host=$(uname -n)  # now: the lock follows the mkdir
-    _j=$Q/jobs/$_id
-    if ! mkdir "$_j" 2>/dev/null; then
-        [ -d "$_j" ] && _die 4 "job $_id already exists"
-        _die 1 "cannot create $_j"
+    _sb_job=$Q/jobs/$_sb_id
+    if ! mkdir "$_sb_job" 2>/dev/null; then
+        [ -d "$_sb_job" ] && _die "$RC_JOB_EXISTS" "job $_sb_id already exists"
+        _die "$RC_FAILURE" "cannot create $_sb_job"
     fi
-    _creating=$_j
-    _lock "$_j"
-    if ! mkdir "$_j/stage" || ! (cd "$_j/stage" && tar -xf -); then
-        _die 1 "could not unpack the job directory"
+    _creating=$_sb_job
+    _lock "$_sb_job"
+    if ! mkdir "$_sb_job/stage" || ! (cd "$_sb_job/stage" && tar -xf -); then
+        _die "$RC_FAILURE" "could not unpack the job directory"
     fi
-    if [ "$_mode" = file ] && [ ! -f "$_j/stage/$_script" ]; then
-        _die 10 "no script '$_script' in the job directory"
+    if [ "$_sb_mode" = file ] && [ ! -f "$_sb_job/stage/$_sb_script" ]; then
+        _die "$RC_NO_FILE" "no script '$_sb_script' in the job directory"
     fi
-    printf '%s' "$_script" > "$_j/script"
-    : > "$_j/options"
-    for _o do
-        case $_o in
-            prologue=*) printf '%s\n' "${_o#*=}" > "$_j/prologue" ;;
-            *) printf '%s\n' "$_o" >> "$_j/options" ;;
+    printf '%s' "$_sb_script" > "$_sb_job/script"
+    : > "$_sb_job/options"
+    for _sb_option do
+        case $_sb_option in
+            prologue=*) printf '%s\n' "${_sb_option#*=}" > "$_sb_job/prologue" ;;
+            *) printf '%s\n' "$_sb_option" >> "$_sb_job/options" ;;
         esac
     done
-    _load "$_j"
-    st_state=created st_mode=$_mode st_submitted=$(_now) st_runtime=$TEJ_RUNTIME
-    _save "$_j"
-    _rt_start "$_j" "$_id"
-    _save "$_j"
+    _load "$_sb_job"
+    st_state=created st_mode=$_sb_mode st_submitted=$(_now) st_runtime=$TEJ_RUNTIME
+    _save "$_sb_job"
+    _rt_start "$_sb_job" "$_sb_id"
+    _save "$_sb_job"
     _creating=
     _unlock
     _header
-    printf 'id=%s\n' "$_id"
+    printf 'id=%s\n' "$_sb_id"
 }
 
-_status() {
+_status() {  # _status ID ...: one record per job; RC_NO_JOB if one is not
+    # there
     _header
-    _nowt=$(_now)
-    _rc=0
-    for _id in "$@"; do
-        _check_id "$_id"
-        _record "$_id" || _rc=3
+    _ss_now=$(_now)
+    _ss_rc=$RC_OK
+    for _ss_id in "$@"; do
+        _check_id "$_ss_id"
+        _record "$_ss_id" "$_ss_now" || _ss_rc=$RC_NO_JOB
     done
-    return "$_rc"
+    return "$_ss_rc"
 }
 
 _wait() {  # _wait SECONDS ID ...: the records, once every job has ended
     # (or is not there), or after SECONDS
     case $1 in
-        ''|*[!0-9]*) _die 8 "invalid number of seconds: '$1'" ;;
+        ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of seconds: '$1'" ;;
     esac
-    _until=$(($(_now) + $1))
+    _wt_until=$(($(_now) + $1))
     shift
-    for _id do
-        _check_id "$_id"
+    for _wt_id do
+        _check_id "$_wt_id"
     done
-    while [ "$(_now)" -lt "$_until" ]; do
-        _ended=1
-        for _id do
-            [ -d "$Q/jobs/$_id" ] || continue
-            _load "$Q/jobs/$_id"
-            _rt_refresh "$Q/jobs/$_id"
+    while [ "$(_now)" -lt "$_wt_until" ]; do
+        _wt_ended=1
+        for _wt_id do
+            [ -d "$Q/jobs/$_wt_id" ] || continue
+            _load "$Q/jobs/$_wt_id"
+            _rt_refresh "$Q/jobs/$_wt_id"
             if _active; then
-                _ended=0
+                _wt_ended=0
                 break
             fi
         done
-        [ "$_ended" = 0 ] || break
-        sleep 0.5 2>/dev/null || sleep 1
+        [ "$_wt_ended" = 0 ] || break
+        _nap 5
     done
     _status "$@"
 }
 
 _list() {
     _header
-    _nowt=$(_now)
-    for _j in "$Q"/jobs/*; do
-        [ -d "$_j" ] || continue
-        _record "${_j##*/}" || :
+    _ls_now=$(_now)
+    for _ls_job in "$Q"/jobs/*; do
+        [ -d "$_ls_job" ] || continue
+        _record "${_ls_job##*/}" "$_ls_now" || :
     done
 }
 
 _download() {  # _download ID PATH ...
     _check_id "$1"
-    _j=$Q/jobs/$1
-    [ -d "$_j" ] || _die 3 "no job $1"
+    _dl_job=$Q/jobs/$1
+    [ -d "$_dl_job" ] || _die "$RC_NO_JOB" "no job $1"
     shift
-    [ "$#" -gt 0 ] || _die 8 "no file to download"
-    _n=$#
-    while [ "$_n" -gt 0 ]; do
+    [ "$#" -gt 0 ] || _die "$RC_INVALID" "no file to download"
+    _dl_n=$#
+    while [ "$_dl_n" -gt 0 ]; do
         _check_path "$1"
-        if [ ! -e "$_j/stage/$1" ] && [ ! -L "$_j/stage/$1" ]; then
-            _die 10 "no file '$1' in job"
+        if [ ! -e "$_dl_job/stage/$1" ] && [ ! -L "$_dl_job/stage/$1" ]; then
+            _die "$RC_NO_FILE" "no file '$1' in job"
         fi
         set -- "$@" "./$1"  # "./" keeps names starting with "-" from tar
         shift
-        _n=$((_n - 1))
+        _dl_n=$((_dl_n - 1))
     done
-    cd "$_j/stage"
+    cd "$_dl_job/stage"
     _header
     printf 'stream=download\n'
     # GNU tar says 1 when a file changed as it was read (a running job's
     # _stdout): what was read is sent
-    _rc=0
-    tar -cf - "$@" || _rc=$?
-    [ "$_rc" -le 1 ] || _die 1 "tar failed ($_rc)"
+    _dl_rc=0
+    tar -cf - "$@" || _dl_rc=$?
+    [ "$_dl_rc" -le 1 ] || _die "$RC_FAILURE" "tar failed ($_dl_rc)"
 }
 
 _send() {  # _send NAME FILE OFFSET: a frame "NAME LENGTH" + the bytes past
-    # OFFSET; _to is the new offset
-    _to=$3
+    # OFFSET (tej.py's _parse_frame reads it). Result: _send_to, the new
+    # offset
+    _send_to=$3
     [ -f "$2" ] || return 0
-    _size=$(wc -c < "$2" | tr -d ' ')
-    [ "$_size" -gt "$3" ] || return 0
-    printf '%s %s\n' "$1" "$((_size - $3))"
-    tail -c "+$(($3 + 1))" "$2" | head -c "$((_size - $3))"
-    _to=$_size
+    _sd_size=$(wc -c < "$2" | tr -d ' ')
+    [ "$_sd_size" -gt "$3" ] || return 0
+    printf '%s %s\n' "$1" "$((_sd_size - $3))"
+    tail -c "+$(($3 + 1))" "$2" | head -c "$((_sd_size - $3))"
+    _send_to=$_sd_size
 }
 
 _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
     _check_id "$1"
-    _j=$Q/jobs/$1
-    [ -d "$_j" ] || _die 3 "no job $1"
+    _lo_job=$Q/jobs/$1
+    [ -d "$_lo_job" ] || _die "$RC_NO_JOB" "no job $1"
     case $4$5 in
-        ''|*[!0-9]*) _die 8 "invalid offsets: '$4' '$5'" ;;
+        ''|*[!0-9]*) _die "$RC_INVALID" "invalid offsets: '$4' '$5'" ;;
     esac
-    _out=$4 _err=$5 _idle=0
+    _lo_out=$4 _lo_err=$5 _lo_idle=0
     _header
     printf 'stream=logs\n'
     while :; do
         # the state is read before the files: once the job has ended, one
         # more pass sends all it wrote
-        if [ ! -d "$_j" ]; then
+        if [ ! -d "$_lo_job" ]; then
             printf 'end notfound \n'
             return 0
         fi
-        _load "$_j"
-        _rt_refresh "$_j"
+        _load "$_lo_job"
+        _rt_refresh "$_lo_job"
         case $2 in
-            *out*) _send out "$_j/stage/_stdout" "$_out"
-                   _out=$_to ;;
+            *out*) _send out "$_lo_job/stage/_stdout" "$_lo_out"
+                   _lo_out=$_send_to ;;
         esac
         case $2 in
-            *err*) _send err "$_j/stage/_stderr" "$_err"
-                   _err=$_to ;;
+            *err*) _send err "$_lo_job/stage/_stderr" "$_lo_err"
+                   _lo_err=$_send_to ;;
         esac
         if [ "$3" != follow ] || ! _active; then
             break
         fi
-        _idle=$((_idle + 1))
-        if [ "$_idle" -ge 20 ]; then
+        _lo_idle=$((_lo_idle + 1))
+        if [ "$_lo_idle" -ge 20 ]; then
             # a reader that went away ends this loop (SIGPIPE)
             printf 'tick\n'
-            _idle=0
+            _lo_idle=0
         fi
-        sleep 0.25 2>/dev/null || sleep 1
+        _nap 2
     done
     printf 'end %s %s\n' "${st_state:-created}" "$st_exit"
 }
 
 _kill() {  # _kill ID: no-op unless the job is running
     _check_id "$1"
-    _j=$Q/jobs/$1
-    [ -d "$_j" ] || _die 3 "no job $1"
-    _load "$_j"
-    _rt_refresh "$_j"
+    _kl_job=$Q/jobs/$1
+    [ -d "$_kl_job" ] || _die "$RC_NO_JOB" "no job $1"
+    _load "$_kl_job"
+    _rt_refresh "$_kl_job"
     if _active; then
-        _lock "$_j"
-        _load "$_j"
+        _lock "$_kl_job"
+        _load "$_kl_job"
         st_killreq=$(_now)
-        _save "$_j"
+        _save "$_kl_job"
         _unlock
-        _rt_kill "$_j"
+        _rt_kill "$_kl_job"
     else
         printf 'tej: job %s is not running\n' "$1" >&2
     fi
     _header
 }
 
-_stop() {  # _stop ID [kill]: before removing a job: 2 if it is still
-    # running, unless "kill": then kill it
+_stop() {  # _stop ID [kill]: before removing a job: RC_RUNNING if it is
+    # still running, unless "kill": then kill it
     _load "$Q/jobs/$1"
     _rt_refresh "$Q/jobs/$1"
     if _active; then
-        [ "${2:-}" = kill ] || _die 2 "job $1 is still running"
+        [ "${2:-}" = kill ] || _die "$RC_RUNNING" "job $1 is still running"
         _kill "$1" > /dev/null
     fi
 }
 
 _delete() {  # _delete ID [kill]
     _check_id "$1"
-    _j=$Q/jobs/$1
-    [ -d "$_j" ] || _die 3 "no job $1"
+    [ -d "$Q/jobs/$1" ] || _die "$RC_NO_JOB" "no job $1"
     _stop "$@"
-    rm -rf "$_j"
+    rm -rf "$Q/jobs/$1"
     _header
 }
 
 _cleanup_queue() {  # remove the queue, then the links the bootstrap followed
-    for _j in "$Q"/jobs/*; do
-        [ -d "$_j" ] || continue
-        _stop "${_j##*/}" ${1+"$1"}
+    for _cq_job in "$Q"/jobs/*; do
+        [ -d "$_cq_job" ] || continue
+        _stop "${_cq_job##*/}" ${1+"$1"}
     done
     rm -rf "$Q"
-    _n=1
-    while [ "$_n" -le 10 ]; do
-        eval "_link=\${TEJ_LINK_$_n:-}"
-        [ -n "$_link" ] && rm -f "$_link"
-        _n=$((_n + 1))
+    _cq_n=1
+    while [ "$_cq_n" -le 10 ]; do
+        eval "_cq_link=\${TEJ_LINK_$_cq_n:-}"
+        [ -n "$_cq_link" ] && rm -f "$_cq_link"
+        _cq_n=$((_cq_n + 1))
     done
     _header
 }
 
 _main() {
-    [ "$#" -ge 2 ] || _die 8 "usage: tej.sh QUEUE VERB [ARG ...]"
+    [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: tej.sh QUEUE VERB [ARG ...]"
     Q=$1
-    _verb=$2
+    _mn_verb=$2
     shift 2
     TEJ_SELF=$Q/tej.sh
-    case $_verb in
+    case $_mn_verb in
         _install) _install "$@" ;;
-        submit) [ "$#" -ge 3 ] || _die 8 "usage: submit ID MODE SCRIPT [KEY=VALUE ...]"
+        submit) [ "$#" -ge 3 ] || _die "$RC_INVALID" "usage: submit ID MODE SCRIPT [KEY=VALUE ...]"
                 _submit "$@" ;;
-        status) [ "$#" -ge 1 ] || _die 8 "usage: status ID ..."
+        status) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: status ID ..."
                 _status "$@" ;;
         list) _list ;;
-        wait) [ "$#" -ge 2 ] || _die 8 "usage: wait SECONDS ID ..."
+        wait) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: wait SECONDS ID ..."
               _wait "$@" ;;
-        download) [ "$#" -ge 1 ] || _die 8 "usage: download ID PATH ..."
+        download) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: download ID PATH ..."
                   _download "$@" ;;
-        logs) [ "$#" -eq 5 ] || _die 8 "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"
+        logs) [ "$#" -eq 5 ] || _die "$RC_INVALID" "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"
               _logs "$@" ;;
-        kill) [ "$#" -eq 1 ] || _die 8 "usage: kill ID"
+        kill) [ "$#" -eq 1 ] || _die "$RC_INVALID" "usage: kill ID"
               _kill "$1" ;;
-        delete) [ "$#" -ge 1 ] || _die 8 "usage: delete ID [kill]"
+        delete) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: delete ID [kill]"
                 _delete "$@" ;;
         cleanup) _cleanup_queue ${1+"$@"} ;;  # posh: "$@" is unset if empty
         _wrap) _check_id "$1"
                _rt_wrap "$Q/jobs/$1" ;;
         _batch) _check_id "$1"
                 _run_job "$Q/jobs/$1" ;;
-        *) _die 8 "unknown verb: '$_verb'" ;;
+        *) _die "$RC_INVALID" "unknown verb: '$_mn_verb'" ;;
     esac
 }
 '''
@@ -1105,7 +1467,7 @@ _rt_usable() {
 _rt_option() {
     case $1 in
         walltime|prologue) ;;
-        *) _die 9 "the default runtime starts jobs at once, without a scheduler: it cannot honour the option $1" ;;
+        *) _die "$RC_UNSUPPORTED" "the default runtime starts jobs at once, without a scheduler: it cannot honour the option $1" ;;
     esac
 }
 
@@ -1127,9 +1489,9 @@ _rt_start() {
 _rt_started() {
     st_pid=$$ st_boot=$(_bootid)
     if [ -r "/proc/$$/stat" ]; then
-        read -r _stat < "/proc/$$/stat"
+        read -r _rs_stat < "/proc/$$/stat"
         # shellcheck disable=SC2086 # split the fields after "(comm) "
-        set -- ${_stat##*) }
+        set -- ${_rs_stat##*) }
         st_pgid=$3
     else
         st_pgid=$(ps -o pgid= -p "$$" 2>/dev/null | tr -d ' ') || st_pgid=
@@ -1163,18 +1525,18 @@ _rt_refresh() {
 }
 
 _group_alive() {  # _group_alive PGID: has the group a process, not a zombie?
-    _g=$1
+    _ga_group=$1
     if [ -r /proc/self/stat ]; then
         # zombies answer kill -0 until their parent (init) reaps them
-        for _p in /proc/[0-9]*/stat; do
-            { read -r _stat < "$_p"; } 2>/dev/null || continue
+        for _ga_file in /proc/[0-9]*/stat; do
+            { read -r _ga_stat < "$_ga_file"; } 2>/dev/null || continue
             # shellcheck disable=SC2086 # the fields after "(comm) "
-            set -- ${_stat##*) }
-            [ "$3" = "$_g" ] && [ "$1" != Z ] && return 0
+            set -- ${_ga_stat##*) }
+            [ "$3" = "$_ga_group" ] && [ "$1" != Z ] && return 0
         done
         return 1
     fi
-    { kill -s 0 -- "-$_g" || kill -s 0 "-$_g"; } 2>/dev/null
+    { kill -s 0 -- "-$_ga_group" || kill -s 0 "-$_ga_group"; } 2>/dev/null
 }
 
 _signal_group() {  # _signal_group SIGNAL PGID
@@ -1197,52 +1559,54 @@ _tree() {  # _tree PID: PID and its descendants
         }'
 }
 
-_procs_alive() {  # _procs_alive: is one of $_procs (or the group) alive?
+_procs_alive() {  # _procs_alive PIDS: is the job's group (st_pgid) alive,
+    # or without one, one of PIDS (a space-separated list)?
     if [ -n "$st_pgid" ]; then
         _group_alive "$st_pgid"
         return
     fi
-    for _p in $_procs; do
-        if [ -r "/proc/$_p/stat" ]; then
-            { read -r _stat < "/proc/$_p/stat"; } 2>/dev/null || continue
+    for _pa_pid in $1; do
+        if [ -r "/proc/$_pa_pid/stat" ]; then
+            { read -r _pa_stat < "/proc/$_pa_pid/stat"; } 2>/dev/null || continue
             # shellcheck disable=SC2086 # the fields after "(comm) "
-            set -- ${_stat##*) }
+            set -- ${_pa_stat##*) }
             [ "$1" != Z ] && return 0
-        elif kill -s 0 "$_p" 2>/dev/null; then
+        elif kill -s 0 "$_pa_pid" 2>/dev/null; then
             return 0
         fi
     done
     return 1
 }
 
-_procs_signal() {  # _procs_signal SIGNAL: to the group, or to $_procs
+_procs_signal() {  # _procs_signal SIGNAL PIDS: to the job's group
+    # (st_pgid), or without one, to PIDS
     if [ -n "$st_pgid" ]; then
         _signal_group "$1" "$st_pgid"
     else
         # shellcheck disable=SC2086 # a list of pids
-        kill -s "$1" $_procs 2>/dev/null || :
+        kill -s "$1" $2 2>/dev/null || :
     fi
 }
 
 _rt_kill() {
     # the job's process group; without setsid, the wrapper and its
     # descendants (as they are now)
-    _procs=
+    _rk_procs=
     if [ -z "$st_pgid" ] && [ -n "$st_pid" ]; then
-        _procs=$(_tree "$st_pid")
+        _rk_procs=$(_tree "$st_pid")
     fi
-    _procs_signal TERM
-    _n=0
-    while _procs_alive && [ "$_n" -lt $((TEJ_GRACE * 10)) ]; do
+    _procs_signal TERM "$_rk_procs"
+    _rk_n=0
+    while _procs_alive "$_rk_procs" && [ "$_rk_n" -lt $((TEJ_GRACE * 10)) ]; do
         _nap
-        _n=$((_n + 1))
+        _rk_n=$((_rk_n + 1))
     done
-    if _procs_alive; then
-        _procs_signal KILL
-        _n=0
-        while _procs_alive && [ "$_n" -lt 100 ]; do
+    if _procs_alive "$_rk_procs"; then
+        _procs_signal KILL "$_rk_procs"
+        _rk_n=0
+        while _procs_alive "$_rk_procs" && [ "$_rk_n" -lt 100 ]; do
             _nap  # a process in uninterruptible sleep takes its time
-            _n=$((_n + 1))
+            _rk_n=$((_rk_n + 1))
         done
     fi
     # the wrapper records the exit code when it survives; if it was killed
@@ -1251,27 +1615,26 @@ _rt_kill() {
 }
 
 _rt_wrap() {
-    _walltime=$(_option "$1" walltime)
-    if [ -n "$_walltime" ]; then
+    _rw_walltime=$(_option "$1" walltime)
+    if [ -n "$_rw_walltime" ]; then
         # the watchdog: TERM to the job's processes (the wrapper survives
         # it) when the time is over; stopped when the job ends
-        _wrapper=$$
+        _rw_wrapper=$$
         (
-            _n=0
-            while [ "$_n" -lt "$_walltime" ]; do
-                sleep 1
-                _n=$((_n + 1))
+            _rw_n=0
+            while [ "$_rw_n" -lt "$_rw_walltime" ]; do
+                _nap 10
+                _rw_n=$((_rw_n + 1))
             done
             : > "$1/timedout"
             _load "$1"
-            _procs=$(_tree "$_wrapper")
-            _procs_signal TERM
+            _procs_signal TERM "$(_tree "$_rw_wrapper")"
         ) &
-        _dog=$!
+        _rw_dog=$!
     fi
     _run_job "$1"
-    if [ -n "$_walltime" ]; then
-        kill "$_dog" 2>/dev/null || :
+    if [ -n "$_rw_walltime" ]; then
+        kill "$_rw_dog" 2>/dev/null || :
     fi
 }
 
@@ -1304,11 +1667,10 @@ _RUNTIME_SLURM = r'''# tej runtime "slurm": hands jobs to Slurm (sbatch, squeue,
 
 TEJ_RUNTIME=slurm
 
-_rt_usable() {
+_rt_usable() {  # probe.sh's _probe_slurm, in two steps for the message
     command -v sbatch > /dev/null 2>&1 || \
-        _die 9 "the slurm runtime needs sbatch, which is not on the PATH"
-    sinfo -h -o %P > /dev/null 2>&1 || \
-        _die 9 "Slurm's controller does not answer (sinfo fails)"
+        _die "$RC_UNSUPPORTED" "the slurm runtime needs sbatch, which is not on the PATH"
+    _probe_slurm || _die "$RC_UNSUPPORTED" "Slurm's controller does not answer (sinfo fails)"
 }
 
 _rt_option() {
@@ -1317,25 +1679,25 @@ _rt_option() {
 
 _rt_start() {
     _write_batch "$1" "$2" '#SBATCH' "--job-name=$2"
-    _jd=$1
-    set -- --parsable --chdir="$_jd/stage" --output="$_jd/scheduler.out" \
-        --error="$_jd/scheduler.out"
-    while IFS= read -r _o; do
-        _v=${_o#*=}
-        case $_o in
-            walltime=*) set -- "$@" --time="$(_hms "$_v")" ;;
-            cpus=*) set -- "$@" --cpus-per-task="$_v" ;;
-            mem=*) set -- "$@" --mem="$_v" ;;
-            partition=*) set -- "$@" --partition="$_v" ;;
-            account=*) set -- "$@" --account="$_v" ;;
-            gpus=*) set -- "$@" --gpus="$_v" ;;
-            arg=*) set -- "$@" "$_v" ;;
+    _rs_job=$1
+    set -- --parsable --chdir="$_rs_job/stage" --output="$_rs_job/scheduler.out" \
+        --error="$_rs_job/scheduler.out"
+    while IFS= read -r _rs_option; do
+        _rs_value=${_rs_option#*=}
+        case $_rs_option in
+            walltime=*) set -- "$@" --time="$(_hms "$_rs_value")" ;;
+            cpus=*) set -- "$@" --cpus-per-task="$_rs_value" ;;
+            mem=*) set -- "$@" --mem="$_rs_value" ;;
+            partition=*) set -- "$@" --partition="$_rs_value" ;;
+            account=*) set -- "$@" --account="$_rs_value" ;;
+            gpus=*) set -- "$@" --gpus="$_rs_value" ;;
+            arg=*) set -- "$@" "$_rs_value" ;;
         esac
-    done < "$_jd/options"
-    if ! _out=$(sbatch "$@" "$_jd/batch.sh" 2> "$_jd/sbatch.err"); then
-        _die 1 "sbatch failed: $(cat "$_jd/sbatch.err")"
+    done < "$_rs_job/options"
+    if ! _rs_out=$(sbatch "$@" "$_rs_job/batch.sh" 2> "$_rs_job/sbatch.err"); then
+        _die "$RC_FAILURE" "sbatch failed: $(cat "$_rs_job/sbatch.err")"
     fi
-    st_state=queued st_runtime_id=${_out%%;*}
+    st_state=queued st_runtime_id=${_rs_out%%;*}
 }
 
 _rt_started() {
@@ -1408,11 +1770,10 @@ _RUNTIME_PBS = r'''# tej runtime "pbs": hands jobs to PBS or Torque (qsub, qstat
 
 TEJ_RUNTIME=pbs
 
-_rt_usable() {
+_rt_usable() {  # probe.sh's _probe_pbs, in two steps for the message
     command -v qsub > /dev/null 2>&1 || \
-        _die 9 "the pbs runtime needs qsub, which is not on the PATH"
-    qstat -Q > /dev/null 2>&1 || \
-        _die 9 "the PBS server does not answer (qstat fails)"
+        _die "$RC_UNSUPPORTED" "the pbs runtime needs qsub, which is not on the PATH"
+    _probe_pbs || _die "$RC_UNSUPPORTED" "the PBS server does not answer (qstat fails)"
 }
 
 _rt_option() {
@@ -1421,34 +1782,34 @@ _rt_option() {
 
 _rt_start() {
     _write_batch "$1" "$2" '#PBS'
-    _jd=$1 _nodes='' _res=''
-    set -- -o "$_jd/scheduler.out" -e "$_jd/scheduler.err"
-    while IFS= read -r _o; do
-        _v=${_o#*=}
-        case $_o in
-            walltime=*) _res=$_res,walltime=$(_hms "$_v") ;;
-            cpus=*) _nodes=$_nodes:ppn=$_v ;;
-            gpus=*) _nodes=$_nodes:gpus=$_v ;;
+    _rs_job=$1 _rs_nodes='' _rs_res=''
+    set -- -o "$_rs_job/scheduler.out" -e "$_rs_job/scheduler.err"
+    while IFS= read -r _rs_option; do
+        _rs_value=${_rs_option#*=}
+        case $_rs_option in
+            walltime=*) _rs_res=$_rs_res,walltime=$(_hms "$_rs_value") ;;
+            cpus=*) _rs_nodes=$_rs_nodes:ppn=$_rs_value ;;
+            gpus=*) _rs_nodes=$_rs_nodes:gpus=$_rs_value ;;
             # PBS sizes: 4gb, 500mb
-            mem=*) _res=$_res,mem=$(printf '%s' "${_v%[Bb]}" |
+            mem=*) _rs_res=$_rs_res,mem=$(printf '%s' "${_rs_value%[Bb]}" |
                                     tr 'KMGT' 'kmgt')b ;;
-            partition=*) set -- "$@" -q "$_v" ;;
-            account=*) set -- "$@" -A "$_v" ;;
-            arg=*) set -- "$@" "$_v" ;;
+            partition=*) set -- "$@" -q "$_rs_value" ;;
+            account=*) set -- "$@" -A "$_rs_value" ;;
+            arg=*) set -- "$@" "$_rs_value" ;;
         esac
-    done < "$_jd/options"
-    if [ -n "$_nodes" ]; then
-        _res=$_res,nodes=1$_nodes
+    done < "$_rs_job/options"
+    if [ -n "$_rs_nodes" ]; then
+        _rs_res=$_rs_res,nodes=1$_rs_nodes
     fi
-    if [ -n "$_res" ]; then
+    if [ -n "$_rs_res" ]; then
         # one -l: some qsub keep only the last
-        set -- "$@" -l "${_res#,}"
+        set -- "$@" -l "${_rs_res#,}"
     fi
-    if ! _out=$(cd "$_jd/stage" && qsub "$@" "$_jd/batch.sh" \
-            2> "$_jd/qsub.err"); then
-        _die 1 "qsub failed: $(cat "$_jd/qsub.err")"
+    if ! _rs_out=$(cd "$_rs_job/stage" && qsub "$@" "$_rs_job/batch.sh" \
+            2> "$_rs_job/qsub.err"); then
+        _die "$RC_FAILURE" "qsub failed: $(cat "$_rs_job/qsub.err")"
     fi
-    st_state=queued st_runtime_id=$_out
+    st_state=queued st_runtime_id=$_rs_out
 }
 
 _rt_started() {
@@ -1503,8 +1864,10 @@ _RUNTIMES = {'default': _RUNTIME_DEFAULT, 'slurm': _RUNTIME_SLURM,
 
 
 def _runtime_script(name):
-    """The QUEUE/tej.sh of a runtime: common.sh followed by its own file."""
-    return _RUNTIME_COMMON + _RUNTIMES[name]
+    """The QUEUE/tej.sh of a runtime: the protocol's prelude, probe.sh,
+    common.sh, then the runtime's own file.
+    """
+    return _prelude() + _RUNTIME_PROBE + _RUNTIME_COMMON + _RUNTIMES[name]
 
 
 def _runtime_version(name):
@@ -1513,48 +1876,10 @@ def _runtime_version(name):
     return '%d/%s/%s' % (PROTOCOL, name, digest.hexdigest()[:16])
 
 
-# The bootstrap: "sh -c BOOTSTRAP tej QUEUE VERSIONS VERB ARG...". It
-# resolves the queue ("~", relative to the home directory, "tejdir: PATH"
-# link files, remembered as TEJ_LINK_n for cleanup), then runs the installed
-# runtime if its version is one of VERSIONS. Otherwise it answers
-# "queue=missing" (no queue there), "installed=VERSION" and, for submit
-# (which sets a queue up), "detected=NAME" (slurm when sinfo answers, pbs
-# when qstat -Q does, else default), and exits 90. The verb _detect answers
-# "installed=VERSION" and "detected=NAME".
-# The verb "_install SIZE ARG..." takes a new runtime from the first SIZE
-# bytes of stdin (dd bs=1 reads no further: the rest is for the verb run
-# after the install) into a private new directory, and runs it. The
-# caller's umask is kept for the jobs (TEJ_UMASK). One line, no "!": a csh login shell reads
-# this string too.
-_BOOTSTRAP = (
-    'TEJ_UMASK=$(umask);export TEJ_UMASK;umask 077;q=$1;k=$2;shift 2;n=0;'
-    'D(){ d=default;t=;command -v timeout >/dev/null 2>&1&&t="timeout 30";'
-    'if command -v sbatch >/dev/null 2>&1&&$t sinfo -h >/dev/null 2>&1;then '
-    'd=slurm;elif command -v qsub >/dev/null 2>&1&&$t qstat -Q >/dev/null '
-    '2>&1;then d=pbs;fi;echo "detected=$d"; };'
-    'case $q in "~")q=$HOME;;"~/"*)q=$HOME/${q#"~/"};;/*);;*)q=$HOME/$q;;esac;'
-    'while [ -f "$q" ];do '
-    'l=;IFS= read -r l <"$q";'
-    'case $l in "tejdir: "*);;'
-    '*)echo "tej: $q is neither a queue nor a link to one" >&2;exit 6;;esac;'
-    'n=$((n+1));'
-    '[ $n -le 10 ]||{ echo "tej: too many links to follow" >&2;exit 6; };'
-    'eval "TEJ_LINK_$n=\\$q";export "TEJ_LINK_$n";'
-    'l=${l#"tejdir: "};case $l in /*)q=$l;;*)q=${q%/*}/$l;;esac;'
-    'done;'
-    'case $1 in _install)t=${TMPDIR:-/tmp}/tej-install.$$;'
-    'mkdir -m 700 "$t"||exit 1;dd bs=1 count="$2" 2>/dev/null >"$t/tej.sh"'
-    '||exit 1;shift 2;exec "${TEJ_SH:-sh}" "$t/tej.sh" "$q" _install "$@";;'
-    'esac;'
-    'v=;[ -f "$q/version" ]&&IFS= read -r v <"$q/version";'
-    'case $1 in _detect)echo "TEJ 1";echo "installed=$v";D;exit 0;;esac;'
-    '[ $n -eq 0 ]||[ -d "$q" ]||'
-    '{ echo "tej: broken queue link: $q does not exist" >&2;exit 6; };'
-    'case " $k " in *" $v "*)[ -z "$v" ]||'
-    'exec "${TEJ_SH:-sh}" "$q/tej.sh" "$q" "$@";;esac;'
-    'echo "TEJ 1";[ -d "$q" ]||echo queue=missing;echo "installed=$v";'
-    'case $1 in submit)D;;esac;exit 90'
-)
+#: What every call runs: "sh -c BOOTSTRAP tej QUEUE VERSIONS VERB ARG...",
+#: bootstrap.sh (which says what it does) behind the prelude and probe.sh,
+#: folded into one line.
+_BOOTSTRAP = _fold(_prelude() + _RUNTIME_PROBE + _RUNTIME_BOOTSTRAP)
 
 
 # ===========================================================================
@@ -2033,6 +2358,198 @@ class ServerLogger(object):
         self.logger.info(data)
 
 
+class _Installer(object):
+    """Negotiates and installs the runtime of one queue: which installed
+    versions a call accepts, which runtime to install when the bootstrap
+    finds none, and the call that installs it. Used by every call (through
+    `_Calls`) and by `RemoteQueue.setup`.
+    """
+
+    def __init__(self, queue, where, setup_runtime, need_runtime):
+        self.queue = queue
+        self.where = where  # the destination, for messages
+        self.setup_runtime = setup_runtime
+        self.need_runtime = need_runtime
+
+    def versions(self):
+        """The versions a call accepts, for the bootstrap's VERSIONS."""
+        names = self.need_runtime or _RUNTIMES
+        return ' '.join(sorted(_runtime_version(n) for n in names))
+
+    def choose(self, detected):
+        """The runtime to set a queue up with: setup_runtime, else the one
+        the server has (``detected``), if need_runtime allows it.
+        """
+        name = self.setup_runtime or detected
+        if name not in _RUNTIMES:
+            name = 'default'
+        if self.need_runtime and name not in self.need_runtime:
+            name = sorted(self.need_runtime)[0]
+        return name
+
+    def to_install(self, lines, create):
+        """The bootstrap found no usable runtime (RC_NEED_RUNTIME, its
+        answer's ``lines``): return the name of the runtime to install, or
+        raise `QueueDoesntExist` (there is no queue and ``create`` is
+        false) or `QueueExists` (the queue's runtime is not acceptable).
+        """
+        missing, installed, detected = _parse_need_runtime(lines)
+        if missing:
+            if not create:
+                raise QueueDoesntExist("There is no queue at %s on %s" % (
+                    self.queue, self.where))
+            return self.choose(detected)
+        if self.need_runtime and installed not in self.need_runtime:
+            raise QueueExists(
+                "The queue at %s uses the runtime %s, not %s" % (
+                    self.queue, installed or 'unknown',
+                    ' or '.join(sorted(self.need_runtime))))
+        if installed is not None and installed not in _RUNTIMES:
+            raise QueueExists(
+                "The queue at %s uses the runtime %s, which this tej does "
+                "not know (tej %s)" % (self.queue, installed, __version__))
+        return installed or self.setup_runtime or 'default'
+
+    def install(self, runtime, mode, force=False, links=(), then=()):
+        """The verb, arguments and stdin that install ``runtime`` (pushed
+        on stdin, ahead of what the verb ``then`` reads) and run ``then``
+        after it. ``mode``: see _install in common.sh.
+        """
+        if self.need_runtime and runtime not in self.need_runtime:
+            raise ValueError("Runtime %s is not one of %s" % (
+                runtime, ', '.join(sorted(self.need_runtime))))
+        logger.info("Installing the %s runtime in %s on %s", runtime,
+                    self.queue, self.where)
+        script = _runtime_script(runtime).encode('utf-8')
+        links = list(links)
+        args = [str(len(script)), _runtime_version(runtime), mode,
+                '1' if force else '0', str(len(links))] + links + list(then)
+        return '_install', args, script
+
+
+class _Calls(object):
+    """Runs the runtime's verbs on a queue: the bootstrap's arguments, the
+    runtime pushed when it is missing or outdated, the answer split, and
+    exit codes mapped to exceptions (`_runtime_error`). ``server_logger``
+    makes the `ServerLogger` of one call.
+    """
+
+    def __init__(self, transport, installer, server_logger, timeout):
+        self.transport = transport
+        self.installer = installer
+        self.server_logger = server_logger
+        self.timeout = timeout
+
+    def argv(self, verb, args=()):
+        return [self.installer.queue, self.installer.versions(), verb] + \
+            list(args)
+
+    def run(self, verb, args=(), stdin=None, timeout=None):
+        """Run a verb once; return (exit code, stdout, stderr)."""
+        return self.transport.run(self.argv(verb, args), stdin,
+                                  timeout=timeout)
+
+    def call(self, verb, args=(), stdin=None, create=False, transfer=False,
+             ok=(_RC_OK,)):
+        """Run a verb of the runtime. When the runtime is missing or
+        outdated, push it and run the verb again in the same call. Return
+        the answer's lines; raise the error that the exit status means
+        (unless it is in ``ok``). A ``transfer`` has no overall timeout.
+        """
+        timeout = None if transfer else self.timeout
+        code, out, err = self.run(verb, args, stdin, timeout)
+        if code == _RC_NEED_RUNTIME:
+            runtime = self.installer.to_install(_split_answer(out), create)
+            install, args, script = self.installer.install(
+                runtime, 'auto', then=[verb] + list(args))
+            if stdin is None:
+                code, out, err = self.run(install, args, script, timeout)
+            else:
+                with _prepend(script, stdin) as combined:
+                    code, out, err = self.run(install, args, combined,
+                                              timeout)
+            if code == _RC_NEED_RUNTIME:
+                raise RemoteCommandFailure(
+                    "The runtime was installed but the server still asks "
+                    "for it", command=verb, ret=code)
+        return self.answer(verb, code, out, err, ok)
+
+    def answer(self, verb, code, out, err, ok=(_RC_OK,)):
+        """The lines of an answer whose exit status is in ``ok``, the
+        server's messages logged; else raise the error for it.
+        """
+        if code not in ok:
+            raise _runtime_error(verb, code, err)
+        self.log_server(err)
+        return _split_answer(out)
+
+    def log_server(self, err):
+        if err:
+            server = self.server_logger()
+            server.append(err)
+            server.done()
+
+    def install(self, runtime, mode, force=False, links=()):
+        """Install ``runtime`` (see `_Installer.install`), alone."""
+        install, args, script = self.installer.install(runtime, mode, force,
+                                                       links)
+        self.answer(install, *self.run(install, args, script, self.timeout))
+
+    def stream(self, verb, args, consume, deadline=None):
+        """Run a verb whose answer is a stream: after the sentinel, a line
+        "stream=VERB", then what ``consume(stdout)`` reads; return what it
+        returns. The runtime is installed when needed (one more call). At
+        the ``deadline`` (of time.monotonic), the stream is cut: raise
+        `JobStillRunning`.
+        """
+        header = 'stream=' + verb
+        for attempt in range(2):
+            stream = self.transport.stream(self.argv(verb, args))
+            timer, cut = None, []
+            if deadline is not None:
+                import threading
+
+                def cut_stream(proc=stream.proc):
+                    cut.append(True)
+                    proc.kill()
+                timer = threading.Timer(
+                    max(0, deadline - time.monotonic()), cut_stream)
+                timer.daemon = True
+                timer.start()
+            try:
+                first = _read_until_stream(stream.stdout)
+                if first == header:
+                    result = consume(stream.stdout)
+                else:  # the bootstrap's answer, or nothing
+                    rest = stream.stdout.read().decode('utf-8', 'replace')
+                    lines = [first] + rest.splitlines()
+            except BaseException:
+                stream.abort()
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            code, err = stream.finish()
+            if cut:
+                raise JobStillRunning("The deadline passed")
+            if code != _RC_NEED_RUNTIME:
+                break
+            self.install(self.installer.to_install(lines, False), 'auto')
+        if code == _RC_OK and first == header:
+            self.log_server(err)
+            return result
+        raise _runtime_error(verb, code or _RC_FAILURE, err)
+
+    def detect(self):
+        """Ask the server (one call): return the name of the runtime
+        installed in the queue, or None, and the one it would detect.
+        """
+        code, out, err = self.run('_detect', timeout=self.timeout)
+        _, installed, detected = _parse_need_runtime(
+            self.answer('_detect', code, out, err))
+        return installed, detected
+
+
 class RemoteQueue(object):
     """A queue of jobs on a server (or on this machine, with ``local:``).
 
@@ -2050,12 +2567,12 @@ class RemoteQueue(object):
     an unknown runtime.
     """
 
-    JOB_DONE = 'finished'
-    JOB_RUNNING = 'running'
-    JOB_INCOMPLETE = 'incomplete'
-    JOB_CREATED = 'created'
-    JOB_QUEUED = 'queued'
-    JOB_LOST = 'lost'
+    JOB_DONE = _FINISHED
+    JOB_RUNNING = _RUNNING
+    JOB_INCOMPLETE = 'incomplete'  # the original's; no runtime says it
+    JOB_CREATED = _CREATED
+    JOB_QUEUED = _QUEUED
+    JOB_LOST = _LOST
 
     def __init__(self, destination, queue=DEFAULT_TEJ_DIR, setup_runtime=None,
                  need_runtime=None, ssh_options=(), multiplex=True):
@@ -2085,7 +2602,23 @@ class RemoteQueue(object):
         else:
             self._transport = _SSHTransport(destination, ssh_options,
                                             multiplex)
-        self.timeout = _timeout_setting('TEJ_TIMEOUT', _DEFAULT_TIMEOUT)
+        self._calls = _Calls(
+            self._transport,
+            _Installer(queue, self._transport.name, setup_runtime,
+                       self.need_runtime),
+            self.server_logger,
+            _timeout_setting('TEJ_TIMEOUT', _DEFAULT_TIMEOUT))
+
+    @property
+    def timeout(self):
+        """Seconds a remote call may take (transfers excepted): TEJ_TIMEOUT,
+        default 300.
+        """
+        return self._calls.timeout
+
+    @timeout.setter
+    def timeout(self, value):
+        self._calls.timeout = value
 
     @property
     def queue(self):
@@ -2107,184 +2640,6 @@ class RemoteQueue(object):
         """
         return ServerLogger()
 
-    # --- remote calls ----------------------------------------------------
-
-    def _versions(self):
-        names = self.need_runtime or _RUNTIMES
-        return ' '.join(sorted(_runtime_version(n) for n in names))
-
-    def _argv(self, verb, args):
-        return [self._queue, self._versions(), verb] + list(args)
-
-    def _runtime_to_install(self, out, create):
-        """The bootstrap found no usable runtime (exit 90): return the name
-        of the runtime to install, or raise.
-        """
-        info = _parse_pairs(_split_answer(out))
-        if info.get('queue') == 'missing':
-            if not create:
-                raise QueueDoesntExist(
-                    "There is no queue at %s on %s" % (
-                        self._queue, self.destination_string))
-            return self._choose_runtime(info.get('detected'))
-        installed = info.get('installed', '')
-        name = installed.split('/')[1] if installed.count('/') == 2 else None
-        if self.need_runtime and name not in self.need_runtime:
-            raise QueueExists(
-                "The queue at %s uses the runtime %s, not %s" % (
-                    self._queue, name or 'unknown',
-                    ' or '.join(sorted(self.need_runtime))))
-        if name is not None and name not in _RUNTIMES:
-            raise QueueExists(
-                "The queue at %s uses the runtime %s, which this tej does "
-                "not know (tej %s)" % (self._queue, name, __version__))
-        return name or self.setup_runtime or 'default'
-
-    def _choose_runtime(self, detected):
-        """The runtime to install: setup_runtime, else the one the server
-        has (detected), if need_runtime allows it.
-        """
-        name = self.setup_runtime or detected
-        if name not in _RUNTIMES:
-            name = 'default'
-        if self.need_runtime and name not in self.need_runtime:
-            name = sorted(self.need_runtime)[0]
-        return name
-
-    def _install_call(self, runtime, mode, force=False, links=(), then=()):
-        """The argv and stdin that install ``runtime`` (pushed on stdin,
-        ahead of what the verb ``then`` reads) and run ``then`` after it.
-        """
-        if self.need_runtime and runtime not in self.need_runtime:
-            raise ValueError("Runtime %s is not one of %s" % (
-                runtime, ', '.join(sorted(self.need_runtime))))
-        logger.info("Installing the %s runtime in %s on %s", runtime,
-                    self._queue, self.destination_string)
-        script = _runtime_script(runtime).encode('utf-8')
-        links = list(links)
-        argv = self._argv('_install', [
-            str(len(script)), _runtime_version(runtime), mode,
-            '1' if force else '0', str(len(links))] + links + list(then))
-        return argv, script
-
-    def _call(self, verb, args=(), stdin=None, create=False, transfer=False,
-              ok=(_RC_OK,)):
-        """Run a verb of the runtime. When the runtime is missing or
-        outdated, push it and run the verb again in the same call. Return
-        the answer's lines; raise the error that the exit status means
-        (unless it is in ``ok``). A ``transfer`` has no overall timeout.
-        """
-        argv = self._argv(verb, args)
-        timeout = None if transfer else self.timeout
-        code, out, err = self._transport.run(argv, stdin, timeout=timeout)
-        if code == _RC_NEED_RUNTIME:
-            runtime = self._runtime_to_install(out, create)
-            argv, script = self._install_call(runtime, 'auto',
-                                              then=[verb] + list(args))
-            if stdin is None:
-                code, out, err = self._transport.run(argv, script,
-                                                     timeout=timeout)
-            else:
-                with _prepend(script, stdin) as combined:
-                    code, out, err = self._transport.run(argv, combined,
-                                                         timeout=timeout)
-        if code == _RC_NEED_RUNTIME:
-            raise RemoteCommandFailure(
-                "The runtime was installed but the server still asks for it",
-                command=verb, ret=code)
-        return self._answer(verb, code, out, err, ok)
-
-    def _answer(self, verb, code, out, err, ok=(_RC_OK,)):
-        if code in ok:
-            self._log_server(err)
-            return _split_answer(out)
-        raise self._error(verb, code, err)
-
-    def _log_server(self, err):
-        if err:
-            server = self.server_logger()
-            server.append(err)
-            server.done()
-
-    def _error(self, verb, code, err):
-        """The exception for a runtime's exit status."""
-        text = err.decode('utf-8', 'replace').strip()
-        message = text.splitlines()[-1] if text else None
-        if message and message.startswith('tej: '):
-            message = message[5:]
-        elif code not in (_RC_NO_JOB,):
-            # not the runtime's own exit (a tool's status passed through
-            # set -e): a failure
-            return RemoteCommandFailure(
-                command='tej.sh %s' % verb, ret=code,
-                stderr='\n'.join(text.splitlines()[-10:]))
-        errors = {
-            _RC_RUNNING: JobStillRunning,
-            _RC_NO_JOB: JobNotFound,
-            _RC_JOB_EXISTS: JobAlreadyExists,
-            _RC_NO_QUEUE: QueueDoesntExist,
-            _RC_LINK_BROKEN: QueueLinkBroken,
-            _RC_QUEUE_EXISTS: QueueExists,
-        }
-        if code in errors:
-            return errors[code](message) if message else errors[code]()
-        if code == _RC_NO_FILE:
-            return Error(message or "No such file in the job")
-        if code == _RC_UNSUPPORTED:
-            return Error(message or "The runtime cannot do that")
-        if code == _RC_INVALID:
-            return ValueError(message or "Invalid argument")
-        return RemoteCommandFailure(
-            command='tej.sh %s' % verb, ret=code,
-            stderr='\n'.join(text.splitlines()[-10:]))
-
-    def _stream_call(self, verb, args, consume, deadline=None):
-        """Run a verb whose answer is a stream: after the sentinel, a line
-        "stream=VERB", then what ``consume(stdout)`` reads; return what it
-        returns. The runtime is installed when needed (one more call). At
-        the ``deadline`` (of time.monotonic), the stream is cut.
-        """
-        argv = self._argv(verb, args)
-        for attempt in range(2):
-            stream = self._transport.stream(argv)
-            timer, cut = None, []
-            if deadline is not None:
-                import threading
-
-                def cut_stream(proc=stream.proc):
-                    cut.append(True)
-                    proc.kill()
-                timer = threading.Timer(
-                    max(0, deadline - time.monotonic()), cut_stream)
-                timer.daemon = True
-                timer.start()
-            try:
-                first = _read_until_stream(stream.stdout)
-                if first == 'stream=' + verb:
-                    result = consume(stream.stdout)
-                else:
-                    first += '\n' + stream.stdout.read().decode(
-                        'utf-8', 'replace')
-            except BaseException:
-                stream.abort()
-                raise
-            finally:
-                if timer is not None:
-                    timer.cancel()
-            code, err = stream.finish()
-            if cut:
-                raise JobStillRunning("The deadline passed")
-            if code != _RC_NEED_RUNTIME:
-                break
-            runtime = self._runtime_to_install(
-                b'TEJ %d\n%s\n' % (PROTOCOL, first.encode()), False)
-            self._answer('_install', *self._transport.run(
-                *self._install_call(runtime, 'auto'), timeout=self.timeout))
-        if code == _RC_OK and first == 'stream=' + verb:
-            self._log_server(err)
-            return result
-        raise self._error(verb, code or _RC_FAILURE, err)
-
     # --- the original API ------------------------------------------------
 
     def setup(self, links=None, force=False, only_links=False):
@@ -2303,18 +2658,11 @@ class RemoteQueue(object):
         if runtime is None and not only_links:
             # which scheduler the server has: one more call. A queue that
             # is there keeps its runtime (force replaces it with its update)
-            code, out, err = self._transport.run(
-                self._argv('_detect', []), timeout=self.timeout)
-            info = _parse_pairs(self._answer('_detect', code, out, err))
-            installed = info.get('installed', '').split('/')
-            runtime = installed[1] if len(installed) == 3 else \
-                info.get('detected')
-        argv, script = self._install_call(
-            self._choose_runtime(runtime),
-            'links' if only_links else 'setup', force=force, links=links)
-        code, out, err = self._transport.run(argv, script,
-                                             timeout=self.timeout)
-        self._answer('_install', code, out, err)
+            installed, detected = self._calls.detect()
+            runtime = installed or detected
+        self._calls.install(self._calls.installer.choose(runtime),
+                            'links' if only_links else 'setup', force=force,
+                            links=links)
 
     def submit(self, job_id, directory, script=None, content_id=False,
                if_exists=None, **resources):
@@ -2366,7 +2714,7 @@ class RemoteQueue(object):
             _write_tar(directory, archive)
             archive.seek(0)
             try:
-                self._call('submit', [job_id, mode, script] + options,
+                self._calls.call('submit', [job_id, mode, script] + options,
                            stdin=archive, create=True, transfer=True)
             except JobAlreadyExists:
                 if if_exists != 'reuse':
@@ -2384,7 +2732,7 @@ class RemoteQueue(object):
         and ``dir``. Raise `JobNotFound`, `QueueDoesntExist`.
         """
         check_jobid(job_id)
-        return _parse_records(self._call('status', [job_id]))[0]
+        return _parse_records(self._calls.call('status', [job_id]))[0]
 
     def infos(self, job_ids):
         """The records of several jobs, in one call: a list of dicts as
@@ -2393,7 +2741,7 @@ class RemoteQueue(object):
         """
         for job_id in job_ids:
             check_jobid(job_id)
-        return _parse_records(self._call('status', list(job_ids),
+        return _parse_records(self._calls.call('status', list(job_ids),
                                          ok=(_RC_OK, _RC_NO_JOB)))
 
     def status(self, job_id):
@@ -2445,7 +2793,7 @@ class RemoteQueue(object):
             if len(set(targets.values())) != len(targets):
                 raise ValueError("Several files have the same name: give "
                                  "their parent directory instead")
-        self._stream_call('download', [job_id] + files,
+        self._calls.stream('download', [job_id] + files,
                           lambda stdout: _extract(stdout, targets, recursive))
         return [targets[f] for f in files]
 
@@ -2455,7 +2803,7 @@ class RemoteQueue(object):
         `JobNotFound`, `QueueDoesntExist`.
         """
         check_jobid(job_id)
-        self._call('kill', [job_id])
+        self._calls.call('kill', [job_id])
 
     def delete(self, job_id, kill=False):
         """Remove a job and its files from the server. Raise
@@ -2463,14 +2811,14 @@ class RemoteQueue(object):
         first), `JobNotFound`, `QueueDoesntExist`.
         """
         check_jobid(job_id)
-        self._call('delete', [job_id] + (['kill'] if kill else []))
+        self._calls.call('delete', [job_id] + (['kill'] if kill else []))
 
     def list(self):
         """Yield ``(job_id, info)`` for each job in the queue, where
         ``info['status']`` is as in `status` and the rest as in `info`.
         Raise `QueueDoesntExist`.
         """
-        for record in _parse_records(self._call('list')):
+        for record in _parse_records(self._calls.call('list')):
             record['status'] = _compat_status(record)[0]
             yield record['id'], record
 
@@ -2479,7 +2827,7 @@ class RemoteQueue(object):
         to it. Raise `JobStillRunning` if a job runs (unless ``kill``).
         Return True.
         """
-        self._call('cleanup', ['kill'] if kill else [])
+        self._calls.call('cleanup', ['kill'] if kill else [])
         return True
 
     def close(self):
@@ -2501,7 +2849,7 @@ class RemoteQueue(object):
         job goes on), `JobNotFound`, `QueueDoesntExist`, `ConnectionLost`.
         """
         record = self.wait_all([job_id], timeout, retry_for)[0]
-        if record['state'] == 'notfound':
+        if record['state'] == _NOTFOUND:
             raise JobNotFound("Job %s not found" % job_id)
         return record['exit']
 
@@ -2521,7 +2869,7 @@ class RemoteQueue(object):
             left = call if deadline is None else \
                 min(call, deadline - time.monotonic())
             try:
-                records = _parse_records(self._call(
+                records = _parse_records(self._calls.call(
                     'wait', [str(max(0, int(-(-left // 1))))] + list(job_ids),
                     ok=(_RC_OK, _RC_NO_JOB)))
             except ConnectionLost as e:
@@ -2560,30 +2908,28 @@ class RemoteQueue(object):
         retry = _Retry(retry_for)
 
         def consume(source):
-            # at the deadline, _stream_call cuts the stream
+            # at the deadline, _Calls.stream cuts the stream
             while True:
-                line = source.readline().decode('utf-8', 'replace')
-                if not line:
+                line = source.readline()
+                if not line.endswith(b'\n'):
                     return None  # the connection ended early
-                name, _, rest = line.rstrip('\n').partition(' ')
-                if name == 'tick':  # the server checks that we are here
-                    continue
+                name, value = _parse_frame(line)
                 if name == 'end':
-                    state, _, exit_code = rest.partition(' ')
-                    return state, int(exit_code) if exit_code else None
-                size = int(rest)
-                while size:
-                    data = source.read(min(size, 65536))
+                    return value
+                if name == 'tick':
+                    continue
+                while value:
+                    data = source.read(min(value, 65536))
                     if not data:
                         return None
                     targets[name].write(data)
                     targets[name].flush()
                     offsets[name] += len(data)
-                    size -= len(data)
+                    value -= len(data)
 
         while True:
             try:
-                end = self._stream_call('logs', [
+                end = self._calls.stream('logs', [
                     job_id, streams, 'follow' if follow else 'once',
                     str(offsets['out']), str(offsets['err'])], consume,
                     deadline)
@@ -2631,7 +2977,7 @@ class Job(object):
         """Has the job ended (finished, killed or lost)? One call. Raise
         `JobNotFound` if it is not in the queue.
         """
-        return self.info()['state'] in ('finished', 'killed', 'lost')
+        return self.info()['state'] in _ENDED
 
     def exit_code(self):
         """The exit code (an int), or None while it runs or if it is lost.
@@ -2663,14 +3009,13 @@ def _compat_status(record):
     """
     state = record['state']
     directory = record.get('dir')
-    if state in ('finished', 'killed'):
+    if state in (_FINISHED, _KILLED):
         exit_code = record['exit']
-        return 'finished', directory, str(exit_code if exit_code is not None
+        return _FINISHED, directory, str(exit_code if exit_code is not None
                                           else '')
     return state, directory, None
 
 
-_ENDED = ('finished', 'killed', 'lost', 'notfound')
 #: Seconds the server waits for jobs to end in one call of wait.
 _WAIT_CALL = 60
 
@@ -2833,18 +3178,6 @@ def _write_tar(directory, fileobj):
                 arcname = os.path.relpath(path, directory)
                 tar.add(path, arcname=arcname, recursive=False,
                         filter=anonymous)
-
-
-def _read_until_stream(stdout):
-    """Read a streaming answer's header: skip to the sentinel, return the
-    line after it ('' when there is none).
-    """
-    sentinel = b'TEJ %d' % PROTOCOL
-    for line in stdout:
-        if line.rstrip(b'\r\n') == sentinel:
-            return stdout.readline().rstrip(b'\r\n').decode('utf-8',
-                                                            'replace')
-    return ''
 
 
 def _normalize_member(name, error=Error):
@@ -3194,10 +3527,10 @@ def _resources(args):
 def _job_exit(record):
     """The exit status that says how a job ended (see _EXIT_CODES)."""
     state = record['state']
-    if state == 'finished':
+    if state == _FINISHED:
         return record['exit']
-    return {'notfound': _EXIT_NOT_FOUND, 'lost': _EXIT_LOST,
-            'killed': _EXIT_KILLED}.get(state, _EXIT_RUNNING)
+    return {_NOTFOUND: _EXIT_NOT_FOUND, _LOST: _EXIT_LOST,
+            _KILLED: _EXIT_KILLED}.get(state, _EXIT_RUNNING)
 
 
 def _json_record(record):
@@ -3242,10 +3575,10 @@ def _run_command(args):
         try:
             record = queue.info(args.job_id)
         except JobNotFound:
-            record = {'id': args.job_id, 'state': 'notfound'}
+            record = {'id': args.job_id, 'state': _NOTFOUND}
         if json_out:
             _print_json(_json_record(record))
-        elif record['state'] == 'notfound':
+        elif record['state'] == _NOTFOUND:
             out.write('not found\n')
         else:
             status, _, arg = _compat_status(record)
@@ -3320,7 +3653,7 @@ def _wait(queue, args):
     for record in records:
         if args.json:
             _print_json(_json_record(record))
-        if record['state'] == 'notfound':
+        if record['state'] == _NOTFOUND:
             logger.warning("Job %s not found", record['id'])
     for record in records:
         if _job_exit(record):
@@ -3362,7 +3695,7 @@ def _run(queue, args):
     if args.json:
         result = dict(_json_record(record), downloaded=downloaded)
         _print_json(result)
-    if state != 'finished':
+    if state != _FINISHED:
         logger.warning("Job %s was %s", job_id, state)
     elif exit_code:
         logger.warning("Job %s failed with exit code %d", job_id, exit_code)
@@ -3374,16 +3707,16 @@ def _describe(record):
     state, finished = record['state'], record['finished']
     started = record['started'] or record['submitted']
     now = record['now'] or time.time()
-    if state == 'running' and started:
+    if state == _RUNNING and started:
         logger.info("Job is still running (%s)",
                     _format_duration(now - started))
-    elif state == 'killed':
+    elif state == _KILLED:
         logger.info("Job was killed")
-    elif state == 'lost':
+    elif state == _LOST:
         logger.info("Job was lost: it ended without recording an exit code "
                     "(its process was killed, the server restarted, or its "
                     "submission died)")
-    elif state == 'finished' and started and finished:
+    elif state == _FINISHED and started and finished:
         logger.info("Job ran for %s", _format_duration(finished - started))
 
 

@@ -1,8 +1,9 @@
 #!/bin/sh
 # tej runtime, common part: queue layout, job records, listing, transfers.
 #
-# The client installs this file, followed by one runtime's own file
-# (default.sh, ...), as QUEUE/tej.sh, and runs it as
+# The client installs the protocol's prelude, probe.sh, this file and one
+# runtime's own file (default.sh, ...), in this order, as QUEUE/tej.sh,
+# and runs it as
 #
 #     sh QUEUE/tej.sh QUEUE VERB [ARG ...]
 #
@@ -23,7 +24,7 @@
 #                         (seconds), cpus, mem, partition, account, gpus, arg
 #                         (a scheduler argument, repeatable), prologue (sh
 #                         code run before the job, in its shell); a runtime
-#                         refuses those it cannot honour (exit 9)
+#                         refuses those it cannot honour (RC_UNSUPPORTED)
 #   status ID [ID ...]    one record per job
 #   list                  one record per job in the queue
 #   wait SECONDS ID ...   as status, once every job has ended or after
@@ -48,23 +49,44 @@
 # notfound; times are epoch seconds, empty when unknown. download writes
 # "stream=download" after the sentinel, then a tar archive.
 #
-# Exit codes: 0 ok, 1 failure (message on stderr), 2 job still running,
-# 3 no such job, 4 job already exists, 5 no queue, 6 broken queue link,
-# 7 queue or link already exists, 8 invalid argument, 9 unsupported,
-# 10 no such file in the job. 90 is the bootstrap's "runtime missing or
-# outdated". Never 126, 127, 128+N or 255: those are the shell's and ssh's.
-
-# The st_* variables are shared with the runtime file appended to this one,
-# which defines the hooks:
-#   _rt_usable            exit 9 with a message if the runtime cannot work
-#   _rt_option KEY        exit 9 if the runtime cannot honour submit option KEY
+# Job states (STATE; tej.py's Protocol section has the same table):
+#   created     being submitted (its submitter holds the job's lock)
+#   queued      the scheduler has it, not started yet
+#   running     started, not ended
+#   finished    ended with an exit code (exit=N)
+#   killed      ended by tej kill, the scheduler or its time limit
+#   lost        can no longer end: its process vanished without an exit
+#               code, the server rebooted, or its submission died
+#   notfound    (status, wait, logs) no job with that id
+#
+# Exit codes: RC_OK, RC_FAILURE (message on stderr), RC_RUNNING (job still
+# running), RC_NO_JOB, RC_JOB_EXISTS, RC_LINK_BROKEN (bootstrap.sh),
+# RC_QUEUE_EXISTS (queue or link already there), RC_INVALID (argument),
+# RC_UNSUPPORTED, RC_NO_FILE (in the job), RC_NEED_RUNTIME (bootstrap.sh).
+# Their numbers, and TEJ_PROTOCOL, come from the prelude that tej.py puts
+# ahead of this file (_prelude, from its Protocol section). Never 126,
+# 127, 128+N or 255: those are the shell's and ssh's.
+#
+# Variables: each function's own start with its prefix (_lk_ in _lock...).
+# Shared ones: Q (the queue) and TEJ_SELF (QUEUE/tej.sh), set by _main;
+# st_* (the job record that _load read); _locked, _tmp, _self, _creating
+# (what the EXIT trap removes); _host (this host's name, once asked).
+#
+# The runtime file appended to this one defines the hooks:
+#   _rt_usable            exit RC_UNSUPPORTED with a message if the runtime
+#                         cannot work
+#   _rt_option KEY        exit RC_UNSUPPORTED if the runtime cannot honour
+#                         submit option KEY
 #   _rt_start JOBDIR ID   start the job (lock held); set st_state (queued or
 #                         running), st_runtime_id
 #   _rt_started JOBDIR    in the wrapper, as the job starts (lock held): set
 #                         runtime fields (st_pid...)
 #   _rt_refresh JOBDIR    bring the loaded record of an active job up to date
 #                         with the runtime (lost, killed...)
+#   _rt_listed            does the scheduler still list the loaded job?
+#                         (scheduler runtimes, for _scheduler_end)
 #   _rt_kill JOBDIR       stop the job; return when it has ended
+#   _rt_wrap JOBDIR       verb _wrap: the wrapper that runs the job
 # shellcheck disable=SC2034
 
 set -eu
@@ -77,24 +99,24 @@ LC_ALL=C
 export LC_ALL
 umask 077
 
-TEJ_PROTOCOL=1
 : "${TEJ_SH:=sh}"
 export TEJ_SH
 TEJ_GRACE=${TEJ_GRACE:-5}
 
-_die() {  # _die CODE MESSAGE
-    _code=$1
+_die() {  # _die CODE MESSAGE: exit with RC_<CODE>, the message on stderr
+    _die_code=$1
     shift
     printf 'tej: %s\n' "$*" >&2
-    exit "$_code"
+    exit "$_die_code"
 }
 
-_header() {
+_header() {  # the sentinel line that starts every answer
     printf 'TEJ %s\n' "$TEJ_PROTOCOL"
 }
 
-_nap() {  # a short sleep; POSIX sleep only takes whole seconds
-    sleep 0.1 2>/dev/null || sleep 1
+_nap() {  # _nap [TENTHS]: wait that many tenths of a second (1); where
+    # sleep takes only whole seconds (POSIX), one second
+    sleep "$((${1:-1} / 10)).$((${1:-1} % 10))" 2>/dev/null || sleep 1
 }
 
 _now() {
@@ -103,22 +125,22 @@ _now() {
 
 _check_id() {  # the server never trusts the client's validation
     case $1 in
-        ''|-*|.*) _die 8 "invalid job id: '$1'" ;;
-        *[!A-Za-z0-9_.,+=@%:-]*) _die 8 "invalid job id: '$1'" ;;
+        ''|-*|.*) _die "$RC_INVALID" "invalid job id: '$1'" ;;
+        *[!A-Za-z0-9_.,+=@%:-]*) _die "$RC_INVALID" "invalid job id: '$1'" ;;
     esac
-    [ "${#1}" -le 128 ] || _die 8 "job id longer than 128 characters"
+    [ "${#1}" -le 128 ] || _die "$RC_INVALID" "job id longer than 128 characters"
 }
 
 _check_path() {  # a path inside a job: relative, no "..", not empty
     case /$1/ in
-        //) _die 8 "empty path" ;;
-        *//*) _die 8 "invalid path: '$1'" ;;
+        //) _die "$RC_INVALID" "empty path" ;;
+        *//*) _die "$RC_INVALID" "invalid path: '$1'" ;;
     esac
     case $1 in
-        /*) _die 8 "absolute path: '$1'" ;;
+        /*) _die "$RC_INVALID" "absolute path: '$1'" ;;
     esac
     case /$1/ in
-        */../*) _die 8 "path goes up with '..': '$1'" ;;
+        */../*) _die "$RC_INVALID" "path goes up with '..': '$1'" ;;
     esac
 }
 
@@ -159,15 +181,15 @@ _dead() {  # _dead OWNER: is the owner (host:pid) of a lock a process of
 _lock() {  # _lock JOBDIR: mkdir is atomic. The owner (host:pid) is in the
     # lock: a lock whose owner is dead is broken; one of another host (a
     # cluster node), or without an owner, after a minute.
-    _n=0
+    _lk_n=0
     [ -n "$_host" ] || _host=$(uname -n)
     while ! mkdir "$1/lock" 2>/dev/null; do
-        [ -d "$1" ] || _die 3 "no such job"
-        _n=$((_n + 1))
-        if [ "$((_n % 20))" -eq 0 ]; then
-            _owner=
-            { read -r _owner < "$1/lock/owner"; } 2>/dev/null || :
-            if _dead "$_owner" || [ "$_n" -ge 600 ]; then
+        [ -d "$1" ] || _die "$RC_NO_JOB" "no such job"
+        _lk_n=$((_lk_n + 1))
+        if [ "$((_lk_n % 20))" -eq 0 ]; then
+            _lk_owner=
+            { read -r _lk_owner < "$1/lock/owner"; } 2>/dev/null || :
+            if _dead "$_lk_owner" || [ "$_lk_n" -ge 600 ]; then
                 rm -rf "$1/lock"
             fi
         fi
@@ -189,27 +211,27 @@ _load() {  # _load JOBDIR: read the state file into st_* variables.
     # job still "created" whose lock is gone, or whose lock's owner is dead
     # (or is now ours, broken), was left by a submitter that died: lost.
     # So the lock is looked at first, then the record.
-    _owner='' _submitter=1
+    _ld_owner='' _ld_submitter=1
     if [ "$_locked" = "$1/lock" ]; then
-        [ "$_creating" = "$1" ] || _submitter=
+        [ "$_creating" = "$1" ] || _ld_submitter=
     elif [ -d "$1/lock" ]; then
-        { read -r _owner < "$1/lock/owner"; } 2>/dev/null || :
+        { read -r _ld_owner < "$1/lock/owner"; } 2>/dev/null || :
     else
-        _submitter=
+        _ld_submitter=
     fi
     st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
     st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
     st_mode=''
     if [ -f "$1/state" ]; then
-        while IFS= read -r _line; do
-            _k=${_line%%=*}
+        while IFS= read -r _ld_line; do
+            _ld_key=${_ld_line%%=*}
             case " $_KEYS " in
-                *" $_k "*) eval "st_$_k=\${_line#*=}" ;;
+                *" $_ld_key "*) eval "st_$_ld_key=\${_ld_line#*=}" ;;
             esac
         done < "$1/state"
     fi
     if [ "${st_state:-created}" = created ]; then
-        if [ -z "$_submitter" ] || _dead "$_owner"; then
+        if [ -z "$_ld_submitter" ] || _dead "$_ld_owner"; then
             st_state=lost
         fi
     fi
@@ -218,8 +240,8 @@ _load() {  # _load JOBDIR: read the state file into st_* variables.
 _save() {  # _save JOBDIR: write st_* variables, atomically (temp file + mv)
     _tmp=$1/state.tmp.$$
     : > "$_tmp"
-    for _k in $_KEYS; do
-        eval "printf '%s=%s\n' \"\$_k\" \"\$st_$_k\"" >> "$_tmp"
+    for _sv_key in $_KEYS; do
+        eval "printf '%s=%s\n' \"\$_sv_key\" \"\$st_$_sv_key\"" >> "$_tmp"
     done
     mv -f "$_tmp" "$1/state"
     _tmp=
@@ -231,17 +253,19 @@ _bootid() {
     fi
 }
 
-_record() {  # _record ID: print one job's record; 3 if there is no such job
-    _j=$Q/jobs/$1
-    if [ ! -d "$_j" ]; then
+_record() {  # _record ID NOW: print one job's record (tej.py's
+    # _parse_record reads it), NOW the time of the answer; RC_NO_JOB if
+    # there is no such job
+    _rec_job=$Q/jobs/$1
+    if [ ! -d "$_rec_job" ]; then
         printf 'id=%s\tstate=notfound\n' "$1"
-        return 3
+        return "$RC_NO_JOB"
     fi
-    _load "$_j"
-    _rt_refresh "$_j"
+    _load "$_rec_job"
+    _rt_refresh "$_rec_job"
     printf 'id=%s\tstate=%s\texit=%s\tsubmitted=%s\tstarted=%s\tfinished=%s\tnow=%s\truntime=%s\truntime_id=%s\tdir=%s\n' \
         "$1" "${st_state:-created}" "$st_exit" "$st_submitted" "$st_started" \
-        "$st_finished" "$_nowt" "$st_runtime" "$st_runtime_id" "$_j/stage"
+        "$st_finished" "$2" "$st_runtime" "$st_runtime_id" "$_rec_job/stage"
 }
 
 _active() {  # is the loaded job (after _rt_refresh) still to end?
@@ -264,9 +288,9 @@ _finish() {  # _finish JOBDIR STATE EXIT: record how a job ended (unless
 
 _option() {  # _option JOBDIR KEY: the value of a submit option, or nothing
     [ -f "$1/options" ] || return 0
-    while IFS= read -r _line; do
-        case $_line in
-            "$2="*) printf '%s\n' "${_line#*=}" ;;
+    while IFS= read -r _op_line; do
+        case $_op_line in
+            "$2="*) printf '%s\n' "${_op_line#*=}" ;;
         esac
     done < "$1/options"
 }
@@ -281,8 +305,8 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     # its end. A TERM (tej kill, scancel, a time limit) ends the job; the
     # wrapper lives on to record it as killed (a trapped signal is reset to
     # default in the job).
-    _termed=
-    trap '_termed=1' TERM
+    _rj_termed=
+    trap '_rj_termed=1' TERM
     trap : INT
     _lock "$1"
     _load "$1"
@@ -297,13 +321,13 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     _rt_started "$1"
     _save "$1"
     _unlock
-    _script=$(cat "$1/script")
-    _prologue=
+    _rj_script=$(cat "$1/script")
+    _rj_prologue=
     if [ -f "$1/prologue" ]; then
-        _prologue=$(cat "$1/prologue")
+        _rj_prologue=$(cat "$1/prologue")
     fi
-    cd "$1/stage" || exit 1
-    _code=0
+    cd "$1/stage" || exit "$RC_FAILURE"
+    _rj_code=0
     (
         if [ -n "$TEJ_LC_ALL_SET" ]; then
             LC_ALL=$TEJ_LC_ALL
@@ -311,23 +335,23 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
             unset LC_ALL
         fi
         umask "${TEJ_UMASK:-022}"
-        if [ -n "$_prologue" ]; then
-            eval "$_prologue" || exit
+        if [ -n "$_rj_prologue" ]; then
+            eval "$_rj_prologue" || exit
         fi
         if [ "$st_mode" = command ]; then
-            exec sh -c "$_script"
+            exec sh -c "$_rj_script"
         fi
-        chmod u+x "./$_script" 2>/dev/null || :
-        exec "./$_script"
-    ) < /dev/null > _stdout 2> _stderr || _code=$?
-    if [ "$_code" -gt 255 ]; then
+        chmod u+x "./$_rj_script" 2>/dev/null || :
+        exec "./$_rj_script"
+    ) < /dev/null > _stdout 2> _stderr || _rj_code=$?
+    if [ "$_rj_code" -gt 255 ]; then
         # killed by a signal: ksh says 256+N, yash 384+N; report 128+N
-        _code=$((128 + _code % 128))
+        _rj_code=$((128 + _rj_code % 128))
     fi
     _lock "$1"
     _load "$1"
-    st_exit=$_code st_finished=$(_now) st_state=finished
-    if [ -n "$st_killreq" ] || [ -n "$_termed" ] || [ -f "$1/timedout" ]; then
+    st_exit=$_rj_code st_finished=$(_now) st_state=finished
+    if [ -n "$st_killreq" ] || [ -n "$_rj_termed" ] || [ -f "$1/timedout" ]; then
         st_state=killed
     fi
     _save "$1"
@@ -340,27 +364,28 @@ _write_batch() {  # _write_batch JOBDIR ID PREFIX [DIRECTIVE ...]: JOBDIR/batch.
     # "#!/bin/sh", PREFIX DIRECTIVE lines, the user's own PREFIX lines from
     # the top of the job's script (those a scheduler reads: before the first
     # command), and the line that runs the job through tej.sh (_batch)
-    _bj=$1 _bid=$2 _bp=$3
+    _wb_job=$1 _wb_id=$2 _wb_prefix=$3
     shift 3
     {
         printf '#!/bin/sh\n'
-        for _d do
-            printf '%s %s\n' "$_bp" "$_d"
+        for _wb_directive do
+            printf '%s %s\n' "$_wb_prefix" "$_wb_directive"
         done
         if [ "$st_mode" = file ]; then
-            sed -n -e "/^$_bp/p" -e '/^[^#]/q' "$_bj/stage/$(cat "$_bj/script")"
+            sed -n -e "/^$_wb_prefix/p" -e '/^[^#]/q' \
+                "$_wb_job/stage/$(cat "$_wb_job/script")"
         fi
         printf 'exec %s %s %s _batch %s\n' "$(_quote "$TEJ_SH")" \
-            "$(_quote "$TEJ_SELF")" "$(_quote "$Q")" "$(_quote "$_bid")"
-    } > "$_bj/batch.sh"
+            "$(_quote "$TEJ_SELF")" "$(_quote "$Q")" "$(_quote "$_wb_id")"
+    } > "$_wb_job/batch.sh"
 }
 
 _lost_after_grace() {  # _lost_after_grace JOBDIR: the scheduler has no
     # more to say and there is no record: lost, once TEJ_LOST_GRACE seconds
     # (60: a shared file system may be late) have passed since it was seen so
     [ -f "$1/gone" ] || _now > "$1/gone"
-    read -r _gone < "$1/gone" || _gone=0
-    if [ "$(($(_now) - _gone))" -ge "${TEJ_LOST_GRACE:-60}" ]; then
+    read -r _lg_gone < "$1/gone" || _lg_gone=0
+    if [ "$(($(_now) - _lg_gone))" -ge "${TEJ_LOST_GRACE:-60}" ]; then
         _finish "$1" lost ""
     fi
 }
@@ -368,13 +393,13 @@ _lost_after_grace() {  # _lost_after_grace JOBDIR: the scheduler has no
 _scheduler_end() {  # _scheduler_end JOBDIR: after scancel or qdel, wait
     # until the wrapper has recorded the end (it gets a TERM) or the
     # scheduler no longer lists the job (_rt_listed); then it is killed
-    _n=0
-    while [ "$_n" -lt 400 ]; do
+    _se_n=0
+    while [ "$_se_n" -lt 400 ]; do
         _load "$1"
         _active || return 0
         _rt_listed || break
-        sleep 0.25 2>/dev/null || sleep 1
-        _n=$((_n + 1))
+        _nap 2
+        _se_n=$((_se_n + 1))
     done
     _finish "$1" killed ""
 }
@@ -386,49 +411,49 @@ _hms() {  # _hms SECONDS: HH:MM:SS
 # ---- verbs -------------------------------------------------------------------
 
 _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
-    _version=$1 _mode=$2 _force=$3 _nlinks=$4
+    _in_version=$1 _in_mode=$2 _in_force=$3 _in_nlinks=$4
     shift 4
     _self=$0
-    if [ "$_mode" != links ]; then
+    if [ "$_in_mode" != links ]; then
         _rt_usable
-        if [ "$_mode" = setup ] && [ "$_force" != 1 ] && [ -f "$Q/version" ]; then
-            _die 7 "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
+        if [ "$_in_mode" = setup ] && [ "$_in_force" != 1 ] && [ -f "$Q/version" ]; then
+            _die "$RC_QUEUE_EXISTS" "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
         fi
         if [ ! -f "$Q/version" ] && [ -d "$Q" ] && [ -n "$(ls -A "$Q")" ]; then
-            _die 7 "$Q is a directory that is not a queue: not using it"
+            _die "$RC_QUEUE_EXISTS" "$Q is a directory that is not a queue: not using it"
         fi
         mkdir -p "$Q/jobs"
         _tmp=$Q/tej.sh.tmp.$$
         cp "$_self" "$_tmp"
         mv -f "$_tmp" "$Q/tej.sh"
         _tmp=$Q/version.tmp.$$
-        printf '%s\n' "$_version" > "$_tmp"
+        printf '%s\n' "$_in_version" > "$_tmp"
         mv -f "$_tmp" "$Q/version"
         _tmp=
     fi
-    while [ "$_nlinks" -gt 0 ]; do
-        _link=$1
+    while [ "$_in_nlinks" -gt 0 ]; do
+        _in_link=$1
         shift
-        _nlinks=$((_nlinks - 1))
+        _in_nlinks=$((_in_nlinks - 1))
         # shellcheck disable=SC2088 # a literal "~" from the client
-        case $_link in
-            "~") _link=$HOME ;;
-            "~/"*) _link=$HOME/${_link#"~/"} ;;
+        case $_in_link in
+            "~") _in_link=$HOME ;;
+            "~/"*) _in_link=$HOME/${_in_link#"~/"} ;;
             /*) ;;
-            *) _link=$HOME/$_link ;;
+            *) _in_link=$HOME/$_in_link ;;
         esac
-        if [ -d "$_link" ]; then
-            _die 7 "cannot make link $_link: a directory is there"
+        if [ -d "$_in_link" ]; then
+            _die "$RC_QUEUE_EXISTS" "cannot make link $_in_link: a directory is there"
         fi
-        if [ -e "$_link" ] && [ "$_force" != 1 ]; then
-            IFS= read -r _line < "$_link" || :
-            [ "$_line" = "tejdir: $Q" ] || \
-                _die 7 "cannot make link $_link: it exists (use force)"
+        if [ -e "$_in_link" ] && [ "$_in_force" != 1 ]; then
+            IFS= read -r _in_line < "$_in_link" || :
+            [ "$_in_line" = "tejdir: $Q" ] || \
+                _die "$RC_QUEUE_EXISTS" "cannot make link $_in_link: it exists (use force)"
         fi
-        _tmp=$_link.tmp.$$
+        _tmp=$_in_link.tmp.$$
         printf 'tejdir: %s\n' "$Q" > "$_tmp"
         chmod 644 "$_tmp"
-        mv -f "$_tmp" "$_link"
+        mv -f "$_tmp" "$_in_link"
         _tmp=
     done
     if [ "$#" -gt 0 ]; then  # the verb that found the runtime missing
@@ -444,263 +469,264 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     case $2 in
         file) _check_path "$3" ;;
         command) ;;
-        *) _die 8 "invalid script mode: '$2'" ;;
+        *) _die "$RC_INVALID" "invalid script mode: '$2'" ;;
     esac
-    _id=$1 _mode=$2 _script=$3
+    _sb_id=$1 _sb_mode=$2 _sb_script=$3
     shift 3
-    for _o do
-        case $_o in
+    for _sb_option do
+        case $_sb_option in
             prologue=*) ;;
             *"
-"*) _die 8 "an option holds a newline" ;;
-            walltime=*) case ${_o#*=} in
-                            ''|*[!0-9]*) _die 8 "invalid walltime: '${_o#*=}'" ;;
+"*) _die "$RC_INVALID" "an option holds a newline" ;;
+            walltime=*) case ${_sb_option#*=} in
+                            ''|*[!0-9]*) _die "$RC_INVALID" "invalid walltime: '${_sb_option#*=}'" ;;
                         esac ;;
             cpus=*|mem=*|partition=*|account=*|gpus=*|arg=*) ;;
-            *) _die 8 "unknown option: '$_o'" ;;
+            *) _die "$RC_INVALID" "unknown option: '$_sb_option'" ;;
         esac
-        _rt_option "${_o%%=*}"
+        _rt_option "${_sb_option%%=*}"
     done
     mkdir -p "$Q/jobs"
     [ -n "$_host" ] || _host=$(uname -n)  # now: the lock follows the mkdir
-    _j=$Q/jobs/$_id
-    if ! mkdir "$_j" 2>/dev/null; then
-        [ -d "$_j" ] && _die 4 "job $_id already exists"
-        _die 1 "cannot create $_j"
+    _sb_job=$Q/jobs/$_sb_id
+    if ! mkdir "$_sb_job" 2>/dev/null; then
+        [ -d "$_sb_job" ] && _die "$RC_JOB_EXISTS" "job $_sb_id already exists"
+        _die "$RC_FAILURE" "cannot create $_sb_job"
     fi
-    _creating=$_j
-    _lock "$_j"
-    if ! mkdir "$_j/stage" || ! (cd "$_j/stage" && tar -xf -); then
-        _die 1 "could not unpack the job directory"
+    _creating=$_sb_job
+    _lock "$_sb_job"
+    if ! mkdir "$_sb_job/stage" || ! (cd "$_sb_job/stage" && tar -xf -); then
+        _die "$RC_FAILURE" "could not unpack the job directory"
     fi
-    if [ "$_mode" = file ] && [ ! -f "$_j/stage/$_script" ]; then
-        _die 10 "no script '$_script' in the job directory"
+    if [ "$_sb_mode" = file ] && [ ! -f "$_sb_job/stage/$_sb_script" ]; then
+        _die "$RC_NO_FILE" "no script '$_sb_script' in the job directory"
     fi
-    printf '%s' "$_script" > "$_j/script"
-    : > "$_j/options"
-    for _o do
-        case $_o in
-            prologue=*) printf '%s\n' "${_o#*=}" > "$_j/prologue" ;;
-            *) printf '%s\n' "$_o" >> "$_j/options" ;;
+    printf '%s' "$_sb_script" > "$_sb_job/script"
+    : > "$_sb_job/options"
+    for _sb_option do
+        case $_sb_option in
+            prologue=*) printf '%s\n' "${_sb_option#*=}" > "$_sb_job/prologue" ;;
+            *) printf '%s\n' "$_sb_option" >> "$_sb_job/options" ;;
         esac
     done
-    _load "$_j"
-    st_state=created st_mode=$_mode st_submitted=$(_now) st_runtime=$TEJ_RUNTIME
-    _save "$_j"
-    _rt_start "$_j" "$_id"
-    _save "$_j"
+    _load "$_sb_job"
+    st_state=created st_mode=$_sb_mode st_submitted=$(_now) st_runtime=$TEJ_RUNTIME
+    _save "$_sb_job"
+    _rt_start "$_sb_job" "$_sb_id"
+    _save "$_sb_job"
     _creating=
     _unlock
     _header
-    printf 'id=%s\n' "$_id"
+    printf 'id=%s\n' "$_sb_id"
 }
 
-_status() {
+_status() {  # _status ID ...: one record per job; RC_NO_JOB if one is not
+    # there
     _header
-    _nowt=$(_now)
-    _rc=0
-    for _id in "$@"; do
-        _check_id "$_id"
-        _record "$_id" || _rc=3
+    _ss_now=$(_now)
+    _ss_rc=$RC_OK
+    for _ss_id in "$@"; do
+        _check_id "$_ss_id"
+        _record "$_ss_id" "$_ss_now" || _ss_rc=$RC_NO_JOB
     done
-    return "$_rc"
+    return "$_ss_rc"
 }
 
 _wait() {  # _wait SECONDS ID ...: the records, once every job has ended
     # (or is not there), or after SECONDS
     case $1 in
-        ''|*[!0-9]*) _die 8 "invalid number of seconds: '$1'" ;;
+        ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of seconds: '$1'" ;;
     esac
-    _until=$(($(_now) + $1))
+    _wt_until=$(($(_now) + $1))
     shift
-    for _id do
-        _check_id "$_id"
+    for _wt_id do
+        _check_id "$_wt_id"
     done
-    while [ "$(_now)" -lt "$_until" ]; do
-        _ended=1
-        for _id do
-            [ -d "$Q/jobs/$_id" ] || continue
-            _load "$Q/jobs/$_id"
-            _rt_refresh "$Q/jobs/$_id"
+    while [ "$(_now)" -lt "$_wt_until" ]; do
+        _wt_ended=1
+        for _wt_id do
+            [ -d "$Q/jobs/$_wt_id" ] || continue
+            _load "$Q/jobs/$_wt_id"
+            _rt_refresh "$Q/jobs/$_wt_id"
             if _active; then
-                _ended=0
+                _wt_ended=0
                 break
             fi
         done
-        [ "$_ended" = 0 ] || break
-        sleep 0.5 2>/dev/null || sleep 1
+        [ "$_wt_ended" = 0 ] || break
+        _nap 5
     done
     _status "$@"
 }
 
 _list() {
     _header
-    _nowt=$(_now)
-    for _j in "$Q"/jobs/*; do
-        [ -d "$_j" ] || continue
-        _record "${_j##*/}" || :
+    _ls_now=$(_now)
+    for _ls_job in "$Q"/jobs/*; do
+        [ -d "$_ls_job" ] || continue
+        _record "${_ls_job##*/}" "$_ls_now" || :
     done
 }
 
 _download() {  # _download ID PATH ...
     _check_id "$1"
-    _j=$Q/jobs/$1
-    [ -d "$_j" ] || _die 3 "no job $1"
+    _dl_job=$Q/jobs/$1
+    [ -d "$_dl_job" ] || _die "$RC_NO_JOB" "no job $1"
     shift
-    [ "$#" -gt 0 ] || _die 8 "no file to download"
-    _n=$#
-    while [ "$_n" -gt 0 ]; do
+    [ "$#" -gt 0 ] || _die "$RC_INVALID" "no file to download"
+    _dl_n=$#
+    while [ "$_dl_n" -gt 0 ]; do
         _check_path "$1"
-        if [ ! -e "$_j/stage/$1" ] && [ ! -L "$_j/stage/$1" ]; then
-            _die 10 "no file '$1' in job"
+        if [ ! -e "$_dl_job/stage/$1" ] && [ ! -L "$_dl_job/stage/$1" ]; then
+            _die "$RC_NO_FILE" "no file '$1' in job"
         fi
         set -- "$@" "./$1"  # "./" keeps names starting with "-" from tar
         shift
-        _n=$((_n - 1))
+        _dl_n=$((_dl_n - 1))
     done
-    cd "$_j/stage"
+    cd "$_dl_job/stage"
     _header
     printf 'stream=download\n'
     # GNU tar says 1 when a file changed as it was read (a running job's
     # _stdout): what was read is sent
-    _rc=0
-    tar -cf - "$@" || _rc=$?
-    [ "$_rc" -le 1 ] || _die 1 "tar failed ($_rc)"
+    _dl_rc=0
+    tar -cf - "$@" || _dl_rc=$?
+    [ "$_dl_rc" -le 1 ] || _die "$RC_FAILURE" "tar failed ($_dl_rc)"
 }
 
 _send() {  # _send NAME FILE OFFSET: a frame "NAME LENGTH" + the bytes past
-    # OFFSET; _to is the new offset
-    _to=$3
+    # OFFSET (tej.py's _parse_frame reads it). Result: _send_to, the new
+    # offset
+    _send_to=$3
     [ -f "$2" ] || return 0
-    _size=$(wc -c < "$2" | tr -d ' ')
-    [ "$_size" -gt "$3" ] || return 0
-    printf '%s %s\n' "$1" "$((_size - $3))"
-    tail -c "+$(($3 + 1))" "$2" | head -c "$((_size - $3))"
-    _to=$_size
+    _sd_size=$(wc -c < "$2" | tr -d ' ')
+    [ "$_sd_size" -gt "$3" ] || return 0
+    printf '%s %s\n' "$1" "$((_sd_size - $3))"
+    tail -c "+$(($3 + 1))" "$2" | head -c "$((_sd_size - $3))"
+    _send_to=$_sd_size
 }
 
 _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
     _check_id "$1"
-    _j=$Q/jobs/$1
-    [ -d "$_j" ] || _die 3 "no job $1"
+    _lo_job=$Q/jobs/$1
+    [ -d "$_lo_job" ] || _die "$RC_NO_JOB" "no job $1"
     case $4$5 in
-        ''|*[!0-9]*) _die 8 "invalid offsets: '$4' '$5'" ;;
+        ''|*[!0-9]*) _die "$RC_INVALID" "invalid offsets: '$4' '$5'" ;;
     esac
-    _out=$4 _err=$5 _idle=0
+    _lo_out=$4 _lo_err=$5 _lo_idle=0
     _header
     printf 'stream=logs\n'
     while :; do
         # the state is read before the files: once the job has ended, one
         # more pass sends all it wrote
-        if [ ! -d "$_j" ]; then
+        if [ ! -d "$_lo_job" ]; then
             printf 'end notfound \n'
             return 0
         fi
-        _load "$_j"
-        _rt_refresh "$_j"
+        _load "$_lo_job"
+        _rt_refresh "$_lo_job"
         case $2 in
-            *out*) _send out "$_j/stage/_stdout" "$_out"
-                   _out=$_to ;;
+            *out*) _send out "$_lo_job/stage/_stdout" "$_lo_out"
+                   _lo_out=$_send_to ;;
         esac
         case $2 in
-            *err*) _send err "$_j/stage/_stderr" "$_err"
-                   _err=$_to ;;
+            *err*) _send err "$_lo_job/stage/_stderr" "$_lo_err"
+                   _lo_err=$_send_to ;;
         esac
         if [ "$3" != follow ] || ! _active; then
             break
         fi
-        _idle=$((_idle + 1))
-        if [ "$_idle" -ge 20 ]; then
+        _lo_idle=$((_lo_idle + 1))
+        if [ "$_lo_idle" -ge 20 ]; then
             # a reader that went away ends this loop (SIGPIPE)
             printf 'tick\n'
-            _idle=0
+            _lo_idle=0
         fi
-        sleep 0.25 2>/dev/null || sleep 1
+        _nap 2
     done
     printf 'end %s %s\n' "${st_state:-created}" "$st_exit"
 }
 
 _kill() {  # _kill ID: no-op unless the job is running
     _check_id "$1"
-    _j=$Q/jobs/$1
-    [ -d "$_j" ] || _die 3 "no job $1"
-    _load "$_j"
-    _rt_refresh "$_j"
+    _kl_job=$Q/jobs/$1
+    [ -d "$_kl_job" ] || _die "$RC_NO_JOB" "no job $1"
+    _load "$_kl_job"
+    _rt_refresh "$_kl_job"
     if _active; then
-        _lock "$_j"
-        _load "$_j"
+        _lock "$_kl_job"
+        _load "$_kl_job"
         st_killreq=$(_now)
-        _save "$_j"
+        _save "$_kl_job"
         _unlock
-        _rt_kill "$_j"
+        _rt_kill "$_kl_job"
     else
         printf 'tej: job %s is not running\n' "$1" >&2
     fi
     _header
 }
 
-_stop() {  # _stop ID [kill]: before removing a job: 2 if it is still
-    # running, unless "kill": then kill it
+_stop() {  # _stop ID [kill]: before removing a job: RC_RUNNING if it is
+    # still running, unless "kill": then kill it
     _load "$Q/jobs/$1"
     _rt_refresh "$Q/jobs/$1"
     if _active; then
-        [ "${2:-}" = kill ] || _die 2 "job $1 is still running"
+        [ "${2:-}" = kill ] || _die "$RC_RUNNING" "job $1 is still running"
         _kill "$1" > /dev/null
     fi
 }
 
 _delete() {  # _delete ID [kill]
     _check_id "$1"
-    _j=$Q/jobs/$1
-    [ -d "$_j" ] || _die 3 "no job $1"
+    [ -d "$Q/jobs/$1" ] || _die "$RC_NO_JOB" "no job $1"
     _stop "$@"
-    rm -rf "$_j"
+    rm -rf "$Q/jobs/$1"
     _header
 }
 
 _cleanup_queue() {  # remove the queue, then the links the bootstrap followed
-    for _j in "$Q"/jobs/*; do
-        [ -d "$_j" ] || continue
-        _stop "${_j##*/}" ${1+"$1"}
+    for _cq_job in "$Q"/jobs/*; do
+        [ -d "$_cq_job" ] || continue
+        _stop "${_cq_job##*/}" ${1+"$1"}
     done
     rm -rf "$Q"
-    _n=1
-    while [ "$_n" -le 10 ]; do
-        eval "_link=\${TEJ_LINK_$_n:-}"
-        [ -n "$_link" ] && rm -f "$_link"
-        _n=$((_n + 1))
+    _cq_n=1
+    while [ "$_cq_n" -le 10 ]; do
+        eval "_cq_link=\${TEJ_LINK_$_cq_n:-}"
+        [ -n "$_cq_link" ] && rm -f "$_cq_link"
+        _cq_n=$((_cq_n + 1))
     done
     _header
 }
 
 _main() {
-    [ "$#" -ge 2 ] || _die 8 "usage: tej.sh QUEUE VERB [ARG ...]"
+    [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: tej.sh QUEUE VERB [ARG ...]"
     Q=$1
-    _verb=$2
+    _mn_verb=$2
     shift 2
     TEJ_SELF=$Q/tej.sh
-    case $_verb in
+    case $_mn_verb in
         _install) _install "$@" ;;
-        submit) [ "$#" -ge 3 ] || _die 8 "usage: submit ID MODE SCRIPT [KEY=VALUE ...]"
+        submit) [ "$#" -ge 3 ] || _die "$RC_INVALID" "usage: submit ID MODE SCRIPT [KEY=VALUE ...]"
                 _submit "$@" ;;
-        status) [ "$#" -ge 1 ] || _die 8 "usage: status ID ..."
+        status) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: status ID ..."
                 _status "$@" ;;
         list) _list ;;
-        wait) [ "$#" -ge 2 ] || _die 8 "usage: wait SECONDS ID ..."
+        wait) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: wait SECONDS ID ..."
               _wait "$@" ;;
-        download) [ "$#" -ge 1 ] || _die 8 "usage: download ID PATH ..."
+        download) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: download ID PATH ..."
                   _download "$@" ;;
-        logs) [ "$#" -eq 5 ] || _die 8 "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"
+        logs) [ "$#" -eq 5 ] || _die "$RC_INVALID" "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"
               _logs "$@" ;;
-        kill) [ "$#" -eq 1 ] || _die 8 "usage: kill ID"
+        kill) [ "$#" -eq 1 ] || _die "$RC_INVALID" "usage: kill ID"
               _kill "$1" ;;
-        delete) [ "$#" -ge 1 ] || _die 8 "usage: delete ID [kill]"
+        delete) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: delete ID [kill]"
                 _delete "$@" ;;
         cleanup) _cleanup_queue ${1+"$@"} ;;  # posh: "$@" is unset if empty
         _wrap) _check_id "$1"
                _rt_wrap "$Q/jobs/$1" ;;
         _batch) _check_id "$1"
                 _run_job "$Q/jobs/$1" ;;
-        *) _die 8 "unknown verb: '$_verb'" ;;
+        *) _die "$RC_INVALID" "unknown verb: '$_mn_verb'" ;;
     esac
 }

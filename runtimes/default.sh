@@ -21,7 +21,7 @@ _rt_usable() {
 _rt_option() {
     case $1 in
         walltime|prologue) ;;
-        *) _die 9 "the default runtime starts jobs at once, without a scheduler: it cannot honour the option $1" ;;
+        *) _die "$RC_UNSUPPORTED" "the default runtime starts jobs at once, without a scheduler: it cannot honour the option $1" ;;
     esac
 }
 
@@ -43,9 +43,9 @@ _rt_start() {
 _rt_started() {
     st_pid=$$ st_boot=$(_bootid)
     if [ -r "/proc/$$/stat" ]; then
-        read -r _stat < "/proc/$$/stat"
+        read -r _rs_stat < "/proc/$$/stat"
         # shellcheck disable=SC2086 # split the fields after "(comm) "
-        set -- ${_stat##*) }
+        set -- ${_rs_stat##*) }
         st_pgid=$3
     else
         st_pgid=$(ps -o pgid= -p "$$" 2>/dev/null | tr -d ' ') || st_pgid=
@@ -79,18 +79,18 @@ _rt_refresh() {
 }
 
 _group_alive() {  # _group_alive PGID: has the group a process, not a zombie?
-    _g=$1
+    _ga_group=$1
     if [ -r /proc/self/stat ]; then
         # zombies answer kill -0 until their parent (init) reaps them
-        for _p in /proc/[0-9]*/stat; do
-            { read -r _stat < "$_p"; } 2>/dev/null || continue
+        for _ga_file in /proc/[0-9]*/stat; do
+            { read -r _ga_stat < "$_ga_file"; } 2>/dev/null || continue
             # shellcheck disable=SC2086 # the fields after "(comm) "
-            set -- ${_stat##*) }
-            [ "$3" = "$_g" ] && [ "$1" != Z ] && return 0
+            set -- ${_ga_stat##*) }
+            [ "$3" = "$_ga_group" ] && [ "$1" != Z ] && return 0
         done
         return 1
     fi
-    { kill -s 0 -- "-$_g" || kill -s 0 "-$_g"; } 2>/dev/null
+    { kill -s 0 -- "-$_ga_group" || kill -s 0 "-$_ga_group"; } 2>/dev/null
 }
 
 _signal_group() {  # _signal_group SIGNAL PGID
@@ -113,52 +113,54 @@ _tree() {  # _tree PID: PID and its descendants
         }'
 }
 
-_procs_alive() {  # _procs_alive: is one of $_procs (or the group) alive?
+_procs_alive() {  # _procs_alive PIDS: is the job's group (st_pgid) alive,
+    # or without one, one of PIDS (a space-separated list)?
     if [ -n "$st_pgid" ]; then
         _group_alive "$st_pgid"
         return
     fi
-    for _p in $_procs; do
-        if [ -r "/proc/$_p/stat" ]; then
-            { read -r _stat < "/proc/$_p/stat"; } 2>/dev/null || continue
+    for _pa_pid in $1; do
+        if [ -r "/proc/$_pa_pid/stat" ]; then
+            { read -r _pa_stat < "/proc/$_pa_pid/stat"; } 2>/dev/null || continue
             # shellcheck disable=SC2086 # the fields after "(comm) "
-            set -- ${_stat##*) }
+            set -- ${_pa_stat##*) }
             [ "$1" != Z ] && return 0
-        elif kill -s 0 "$_p" 2>/dev/null; then
+        elif kill -s 0 "$_pa_pid" 2>/dev/null; then
             return 0
         fi
     done
     return 1
 }
 
-_procs_signal() {  # _procs_signal SIGNAL: to the group, or to $_procs
+_procs_signal() {  # _procs_signal SIGNAL PIDS: to the job's group
+    # (st_pgid), or without one, to PIDS
     if [ -n "$st_pgid" ]; then
         _signal_group "$1" "$st_pgid"
     else
         # shellcheck disable=SC2086 # a list of pids
-        kill -s "$1" $_procs 2>/dev/null || :
+        kill -s "$1" $2 2>/dev/null || :
     fi
 }
 
 _rt_kill() {
     # the job's process group; without setsid, the wrapper and its
     # descendants (as they are now)
-    _procs=
+    _rk_procs=
     if [ -z "$st_pgid" ] && [ -n "$st_pid" ]; then
-        _procs=$(_tree "$st_pid")
+        _rk_procs=$(_tree "$st_pid")
     fi
-    _procs_signal TERM
-    _n=0
-    while _procs_alive && [ "$_n" -lt $((TEJ_GRACE * 10)) ]; do
+    _procs_signal TERM "$_rk_procs"
+    _rk_n=0
+    while _procs_alive "$_rk_procs" && [ "$_rk_n" -lt $((TEJ_GRACE * 10)) ]; do
         _nap
-        _n=$((_n + 1))
+        _rk_n=$((_rk_n + 1))
     done
-    if _procs_alive; then
-        _procs_signal KILL
-        _n=0
-        while _procs_alive && [ "$_n" -lt 100 ]; do
+    if _procs_alive "$_rk_procs"; then
+        _procs_signal KILL "$_rk_procs"
+        _rk_n=0
+        while _procs_alive "$_rk_procs" && [ "$_rk_n" -lt 100 ]; do
             _nap  # a process in uninterruptible sleep takes its time
-            _n=$((_n + 1))
+            _rk_n=$((_rk_n + 1))
         done
     fi
     # the wrapper records the exit code when it survives; if it was killed
@@ -167,27 +169,26 @@ _rt_kill() {
 }
 
 _rt_wrap() {
-    _walltime=$(_option "$1" walltime)
-    if [ -n "$_walltime" ]; then
+    _rw_walltime=$(_option "$1" walltime)
+    if [ -n "$_rw_walltime" ]; then
         # the watchdog: TERM to the job's processes (the wrapper survives
         # it) when the time is over; stopped when the job ends
-        _wrapper=$$
+        _rw_wrapper=$$
         (
-            _n=0
-            while [ "$_n" -lt "$_walltime" ]; do
-                sleep 1
-                _n=$((_n + 1))
+            _rw_n=0
+            while [ "$_rw_n" -lt "$_rw_walltime" ]; do
+                _nap 10
+                _rw_n=$((_rw_n + 1))
             done
             : > "$1/timedout"
             _load "$1"
-            _procs=$(_tree "$_wrapper")
-            _procs_signal TERM
+            _procs_signal TERM "$(_tree "$_rw_wrapper")"
         ) &
-        _dog=$!
+        _rw_dog=$!
     fi
     _run_job "$1"
-    if [ -n "$_walltime" ]; then
-        kill "$_dog" 2>/dev/null || :
+    if [ -n "$_rw_walltime" ]; then
+        kill "$_rw_dog" 2>/dev/null || :
     fi
 }
 

@@ -21,11 +21,10 @@
 
 TEJ_RUNTIME=pbs
 
-_rt_usable() {
+_rt_usable() {  # probe.sh's _probe_pbs, in two steps for the message
     command -v qsub > /dev/null 2>&1 || \
-        _die 9 "the pbs runtime needs qsub, which is not on the PATH"
-    qstat -Q > /dev/null 2>&1 || \
-        _die 9 "the PBS server does not answer (qstat fails)"
+        _die "$RC_UNSUPPORTED" "the pbs runtime needs qsub, which is not on the PATH"
+    _probe_pbs || _die "$RC_UNSUPPORTED" "the PBS server does not answer (qstat fails)"
 }
 
 _rt_option() {
@@ -34,34 +33,34 @@ _rt_option() {
 
 _rt_start() {
     _write_batch "$1" "$2" '#PBS'
-    _jd=$1 _nodes='' _res=''
-    set -- -o "$_jd/scheduler.out" -e "$_jd/scheduler.err"
-    while IFS= read -r _o; do
-        _v=${_o#*=}
-        case $_o in
-            walltime=*) _res=$_res,walltime=$(_hms "$_v") ;;
-            cpus=*) _nodes=$_nodes:ppn=$_v ;;
-            gpus=*) _nodes=$_nodes:gpus=$_v ;;
+    _rs_job=$1 _rs_nodes='' _rs_res=''
+    set -- -o "$_rs_job/scheduler.out" -e "$_rs_job/scheduler.err"
+    while IFS= read -r _rs_option; do
+        _rs_value=${_rs_option#*=}
+        case $_rs_option in
+            walltime=*) _rs_res=$_rs_res,walltime=$(_hms "$_rs_value") ;;
+            cpus=*) _rs_nodes=$_rs_nodes:ppn=$_rs_value ;;
+            gpus=*) _rs_nodes=$_rs_nodes:gpus=$_rs_value ;;
             # PBS sizes: 4gb, 500mb
-            mem=*) _res=$_res,mem=$(printf '%s' "${_v%[Bb]}" |
+            mem=*) _rs_res=$_rs_res,mem=$(printf '%s' "${_rs_value%[Bb]}" |
                                     tr 'KMGT' 'kmgt')b ;;
-            partition=*) set -- "$@" -q "$_v" ;;
-            account=*) set -- "$@" -A "$_v" ;;
-            arg=*) set -- "$@" "$_v" ;;
+            partition=*) set -- "$@" -q "$_rs_value" ;;
+            account=*) set -- "$@" -A "$_rs_value" ;;
+            arg=*) set -- "$@" "$_rs_value" ;;
         esac
-    done < "$_jd/options"
-    if [ -n "$_nodes" ]; then
-        _res=$_res,nodes=1$_nodes
+    done < "$_rs_job/options"
+    if [ -n "$_rs_nodes" ]; then
+        _rs_res=$_rs_res,nodes=1$_rs_nodes
     fi
-    if [ -n "$_res" ]; then
+    if [ -n "$_rs_res" ]; then
         # one -l: some qsub keep only the last
-        set -- "$@" -l "${_res#,}"
+        set -- "$@" -l "${_rs_res#,}"
     fi
-    if ! _out=$(cd "$_jd/stage" && qsub "$@" "$_jd/batch.sh" \
-            2> "$_jd/qsub.err"); then
-        _die 1 "qsub failed: $(cat "$_jd/qsub.err")"
+    if ! _rs_out=$(cd "$_rs_job/stage" && qsub "$@" "$_rs_job/batch.sh" \
+            2> "$_rs_job/qsub.err"); then
+        _die "$RC_FAILURE" "qsub failed: $(cat "$_rs_job/qsub.err")"
     fi
-    st_state=queued st_runtime_id=$_out
+    st_state=queued st_runtime_id=$_rs_out
 }
 
 _rt_started() {

@@ -22,11 +22,10 @@
 
 TEJ_RUNTIME=slurm
 
-_rt_usable() {
+_rt_usable() {  # probe.sh's _probe_slurm, in two steps for the message
     command -v sbatch > /dev/null 2>&1 || \
-        _die 9 "the slurm runtime needs sbatch, which is not on the PATH"
-    sinfo -h -o %P > /dev/null 2>&1 || \
-        _die 9 "Slurm's controller does not answer (sinfo fails)"
+        _die "$RC_UNSUPPORTED" "the slurm runtime needs sbatch, which is not on the PATH"
+    _probe_slurm || _die "$RC_UNSUPPORTED" "Slurm's controller does not answer (sinfo fails)"
 }
 
 _rt_option() {
@@ -35,25 +34,25 @@ _rt_option() {
 
 _rt_start() {
     _write_batch "$1" "$2" '#SBATCH' "--job-name=$2"
-    _jd=$1
-    set -- --parsable --chdir="$_jd/stage" --output="$_jd/scheduler.out" \
-        --error="$_jd/scheduler.out"
-    while IFS= read -r _o; do
-        _v=${_o#*=}
-        case $_o in
-            walltime=*) set -- "$@" --time="$(_hms "$_v")" ;;
-            cpus=*) set -- "$@" --cpus-per-task="$_v" ;;
-            mem=*) set -- "$@" --mem="$_v" ;;
-            partition=*) set -- "$@" --partition="$_v" ;;
-            account=*) set -- "$@" --account="$_v" ;;
-            gpus=*) set -- "$@" --gpus="$_v" ;;
-            arg=*) set -- "$@" "$_v" ;;
+    _rs_job=$1
+    set -- --parsable --chdir="$_rs_job/stage" --output="$_rs_job/scheduler.out" \
+        --error="$_rs_job/scheduler.out"
+    while IFS= read -r _rs_option; do
+        _rs_value=${_rs_option#*=}
+        case $_rs_option in
+            walltime=*) set -- "$@" --time="$(_hms "$_rs_value")" ;;
+            cpus=*) set -- "$@" --cpus-per-task="$_rs_value" ;;
+            mem=*) set -- "$@" --mem="$_rs_value" ;;
+            partition=*) set -- "$@" --partition="$_rs_value" ;;
+            account=*) set -- "$@" --account="$_rs_value" ;;
+            gpus=*) set -- "$@" --gpus="$_rs_value" ;;
+            arg=*) set -- "$@" "$_rs_value" ;;
         esac
-    done < "$_jd/options"
-    if ! _out=$(sbatch "$@" "$_jd/batch.sh" 2> "$_jd/sbatch.err"); then
-        _die 1 "sbatch failed: $(cat "$_jd/sbatch.err")"
+    done < "$_rs_job/options"
+    if ! _rs_out=$(sbatch "$@" "$_rs_job/batch.sh" 2> "$_rs_job/sbatch.err"); then
+        _die "$RC_FAILURE" "sbatch failed: $(cat "$_rs_job/sbatch.err")"
     fi
-    st_state=queued st_runtime_id=${_out%%;*}
+    st_state=queued st_runtime_id=${_rs_out%%;*}
 }
 
 _rt_started() {

@@ -211,7 +211,7 @@ class Scenario(object):
         def submit():
             with os.fdopen(read, 'rb') as stdin:
                 try:
-                    q._call('submit', ['half', 'file', 'start.sh'],
+                    q._calls.call('submit', ['half', 'file', 'start.sh'],
                             stdin=stdin, transfer=True)
                 except tej.Error as e:
                     failures.append(e)

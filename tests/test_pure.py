@@ -415,9 +415,11 @@ class TestEmbed(unittest.TestCase):
         with open(os.path.join(support.TOP, 'tej.py')) as fp:
             text = fp.read()
         blocks = embed.embedded(text)
-        self.assertEqual(sorted(blocks), ['runtimes/common.sh',
+        self.assertEqual(sorted(blocks), ['runtimes/bootstrap.sh',
+                                          'runtimes/common.sh',
                                           'runtimes/default.sh',
                                           'runtimes/pbs.sh',
+                                          'runtimes/probe.sh',
                                           'runtimes/slurm.sh'])
         for name, content in blocks.items():
             with open(os.path.join(support.TOP, name)) as fp:

@@ -226,8 +226,10 @@ class TestShellcheck(unittest.TestCase):
     def test_bootstrap_is_clean(self):
         need('shells', which('shellcheck'), "shellcheck is not installed")
         proc = subprocess.run(['shellcheck', '-s', 'sh', '-'],
-                              # a literal "~" is what it compares with
-                              input=b'# shellcheck disable=SC2088\n' +
+                              # a literal "~" is what it compares with;
+                              # the prelude names every exit code, the
+                              # bootstrap uses a few
+                              input=b'# shellcheck disable=SC2088,SC2034\n' +
                               tej._BOOTSTRAP.encode(),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.assertEqual(proc.returncode, 0, proc.stdout.decode())

@@ -1,0 +1,111 @@
+# tej bootstrap: what every call runs first on the server.
+#
+# tej.py folds this file into one line (_fold: whole-line comments and
+# indentation dropped, lines joined with ";" or a space) behind the protocol
+# prelude (TEJ_PROTOCOL and the RC_* exit codes, from tej.py's Protocol
+# section) and probe.sh, and runs it as
+#
+#     sh -c BOOTSTRAP tej QUEUE VERSIONS VERB [ARG ...]
+#
+# It resolves QUEUE ("~", a path relative to the home directory, "tejdir:
+# PATH" link files, each remembered as TEJ_LINK_n for cleanup), then execs
+# the installed runtime, QUEUE/tej.sh, if its version (the first line of
+# QUEUE/version) is one of the space-separated VERSIONS.
+#
+# Otherwise it answers, after the sentinel line, "queue=missing" when there
+# is no queue, "installed=VERSION" (empty for none), and for submit (which
+# sets a queue up) "detected=NAME", and exits RC_NEED_RUNTIME: the client
+# pushes a runtime and calls again.
+#
+# Verbs of its own:
+#   _detect               answers "installed=VERSION" and "detected=NAME"
+#   _install SIZE ARG ... takes a new runtime from the first SIZE bytes of
+#                         stdin (dd bs=1 reads no further: the rest is for
+#                         the verb run after the install) into a private
+#                         new directory, and runs it as
+#                         "tej.sh QUEUE _install ARG ..."
+#
+# "detected" is slurm when Slurm answers, pbs when PBS does, else default.
+# The caller's umask is kept for the jobs (TEJ_UMASK).
+#
+# For the folding: comments on lines of their own only, each case item on
+# one line, no "!" (a csh login shell reads the folded line too).
+
+TEJ_UMASK=$(umask)
+export TEJ_UMASK
+umask 077
+queue=$1
+versions=$2
+shift 2
+
+_detected() {
+    if _probe_slurm; then
+        echo "detected=slurm"
+    elif _probe_pbs; then
+        echo "detected=pbs"
+    else
+        echo "detected=default"
+    fi
+}
+
+# shellcheck disable=SC2088 # a literal "~" from the client
+case $queue in
+    "~") queue=$HOME ;;
+    "~/"*) queue=$HOME/${queue#"~/"} ;;
+    /*) ;;
+    *) queue=$HOME/$queue ;;
+esac
+
+links=0
+while [ -f "$queue" ]; do
+    line=
+    IFS= read -r line < "$queue"
+    case $line in
+        "tejdir: "*) ;;
+        *) echo "tej: $queue is neither a queue nor a link to one" >&2; exit "$RC_LINK_BROKEN" ;;
+    esac
+    links=$((links + 1))
+    if [ "$links" -gt 10 ]; then
+        echo "tej: too many links to follow" >&2
+        exit "$RC_LINK_BROKEN"
+    fi
+    eval "TEJ_LINK_$links=\$queue"
+    export "TEJ_LINK_$links"
+    line=${line#"tejdir: "}
+    case $line in
+        /*) queue=$line ;;
+        *) queue=${queue%/*}/$line ;;
+    esac
+done
+
+if [ "$1" = _install ]; then
+    pushed=${TMPDIR:-/tmp}/tej-install.$$
+    mkdir -m 700 "$pushed" || exit "$RC_FAILURE"
+    dd bs=1 count="$2" 2>/dev/null > "$pushed/tej.sh" || exit "$RC_FAILURE"
+    shift 2
+    exec "${TEJ_SH:-sh}" "$pushed/tej.sh" "$queue" _install "$@"
+fi
+
+installed=
+if [ -f "$queue/version" ]; then
+    IFS= read -r installed < "$queue/version"
+fi
+if [ "$1" = _detect ]; then
+    echo "TEJ $TEJ_PROTOCOL"
+    echo "installed=$installed"
+    _detected
+    exit "$RC_OK"
+fi
+if [ "$links" -gt 0 ]; then
+    [ -d "$queue" ] || { echo "tej: broken queue link: $queue does not exist" >&2; exit "$RC_LINK_BROKEN"; }
+fi
+case " $versions " in
+    *" $installed "*) [ -z "$installed" ] || exec "${TEJ_SH:-sh}" "$queue/tej.sh" "$queue" "$@" ;;
+esac
+echo "TEJ $TEJ_PROTOCOL"
+[ -d "$queue" ] || echo "queue=missing"
+echo "installed=$installed"
+if [ "$1" = submit ]; then
+    _detected
+fi
+exit "$RC_NEED_RUNTIME"
