@@ -76,6 +76,20 @@ _DEFAULT_PERSIST = 600
 #: Seconds to establish a connection.
 _CONNECT_TIMEOUT = 20
 
+#: How a call uses the shared connection (_SSHTransport._argv): it shares
+#: it (starting it when there is none), has a connection of its own, or
+#: starts it (tej login).
+_SHARED, _OWN, _MASTER = 'shared', 'own', 'master'
+#: Attempts at one call when ssh fails before running the command
+#: (_SSH_RETRIED), and after how many refusals by a shared connection that
+#: has all its sessions a call takes a connection of its own.
+_SSH_ATTEMPTS = 8
+_SHARED_REFUSALS = 4
+#: Between attempts, a random wait from half _SSH_BACKOFF seconds up to
+#: _SSH_BACKOFF * 2**N, N the attempt's number up to _SSH_BACKOFF_STEPS.
+_SSH_BACKOFF = 0.1
+_SSH_BACKOFF_STEPS = 5
+
 #: Longest control socket path: sun_path is 104 bytes on BSD and macOS (108
 #: on Linux), and ssh binds a temporary name 17 bytes longer first.
 _MAX_SOCKET_PATH = 104 - 1 - 17
@@ -305,6 +319,8 @@ _SSH_HOST_KEY = 'host key'  # the host key is unknown or changed
 _SSH_AUTH = 'auth'          # authentication failed: never tried again
 _SSH_LOST = 'lost'          # could not connect, or the connection broke
                             # during the call (the command may have run)
+#: The outcomes of a failure before the command ran: worth another attempt.
+_SSH_RETRIED = (_SSH_REFUSED, _SSH_MUX, _SSH_EARLY)
 
 
 def _classify_ssh(code, log):
@@ -338,56 +354,52 @@ def _classify_ssh(code, log):
 # ===========================================================================
 
 class Error(Exception):
-    """Base class for the errors tej raises."""
+    """Base class for the errors tej raises. Each takes a message, ``msg``;
+    without one, its class's `default`.
+    """
+
+    #: The message when none is given.
+    default = None
+
+    def __init__(self, msg=None):
+        if msg is None:
+            msg = self.default
+        super(Error, self).__init__(*(() if msg is None else (msg,)))
 
 
 class InvalidDestination(Error):
     """The destination string or dictionary is not usable."""
-
-    def __init__(self, msg="Invalid destination"):
-        super(InvalidDestination, self).__init__(msg)
+    default = "Invalid destination"
 
 
 class QueueDoesntExist(Error):
     """There is no queue at the given location on the server."""
-
-    def __init__(self, msg="Queue doesn't exist on the server"):
-        super(QueueDoesntExist, self).__init__(msg)
+    default = "Queue doesn't exist on the server"
 
 
 class QueueLinkBroken(QueueDoesntExist):
     """A "tejdir:" link file leads to a location where there is no queue."""
-
-    def __init__(self, msg="Queue link chain is broken"):
-        super(QueueLinkBroken, self).__init__(msg)
+    default = "Queue link chain is broken"
 
 
 class QueueExists(Error):
     """Setting up a queue (or a link) where one already exists."""
-
-    def __init__(self, msg="Queue already exists"):
-        super(QueueExists, self).__init__(msg)
+    default = "Queue already exists"
 
 
 class JobAlreadyExists(Error):
     """Submitting a job with an id that is already in the queue."""
-
-    def __init__(self, msg="Job already exists"):
-        super(JobAlreadyExists, self).__init__(msg)
+    default = "Job already exists"
 
 
 class JobNotFound(Error):
     """There is no job with that id in the queue."""
-
-    def __init__(self, msg="Job not found"):
-        super(JobNotFound, self).__init__(msg)
+    default = "Job not found"
 
 
 class JobStillRunning(Error):
     """The operation needs the job to have ended."""
-
-    def __init__(self, msg="Job is still running"):
-        super(JobStillRunning, self).__init__(msg)
+    default = "Job is still running"
 
 
 class RemoteCommandFailure(Error):
@@ -522,6 +534,14 @@ def _default_job_id(directory, username):
 def _shell_command(argv):
     """Quote an argv list into one string for a POSIX shell."""
     return ' '.join(shlex.quote(arg) for arg in argv)
+
+
+def _last_line(text):
+    """The last line of ``text`` that is not blank, stripped ('' for
+    none): ssh's log says what went wrong last.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ''
 
 
 def _format_duration(seconds):
@@ -1489,9 +1509,9 @@ _rt_start() {
 _rt_started() {
     st_pid=$$ st_boot=$(_bootid)
     if [ -r "/proc/$$/stat" ]; then
-        read -r _rs_stat < "/proc/$$/stat"
+        read -r _rsd_stat < "/proc/$$/stat"
         # shellcheck disable=SC2086 # split the fields after "(comm) "
-        set -- ${_rs_stat##*) }
+        set -- ${_rsd_stat##*) }
         st_pgid=$3
     else
         st_pgid=$(ps -o pgid= -p "$$" 2>/dev/null | tr -d ' ') || st_pgid=
@@ -2037,6 +2057,31 @@ def _control_dir():
     return path
 
 
+def _askpass_program():
+    """The program that answers ssh's password prompt with TEJ_PASSWORD
+    (SSH_ASKPASS): a file in the private control directory, written the
+    first time; return its path.
+    """
+    path = os.path.join(_control_dir(), 'askpass')
+    if not os.path.exists(path):
+        with open(path + '.tmp', 'w') as fp:
+            fp.write('#!/bin/sh\nprintf \'%s\\n\' "$TEJ_PASSWORD"\n')
+        os.chmod(path + '.tmp', 0o700)
+        os.rename(path + '.tmp', path)
+    return path
+
+
+def _askpass_env(program, password):
+    """ssh's environment for a password login: ours, plus the askpass
+    ``program`` that ssh must use (even without a display) and the password
+    it answers with.
+    """
+    env = dict(os.environ, SSH_ASKPASS=program, TEJ_PASSWORD=password,
+               SSH_ASKPASS_REQUIRE='force')
+    env.setdefault('DISPLAY', 'tej:0')
+    return env
+
+
 class _SSHTransport(_Transport):
     """Runs the runtime through the system OpenSSH client.
 
@@ -2053,10 +2098,7 @@ class _SSHTransport(_Transport):
         self.options = list(ssh_options)
         self.multiplex = multiplex
         self.ssh = ssh or os.environ.get('TEJ_SSH') or 'ssh'
-        self.name = destination_as_string(destination)
-        if self.password is not None:
-            self.name = destination_as_string(
-                dict(destination, password=None))
+        self.name = destination_as_string(dict(destination, password=None))
         self.persist = int(_timeout_setting('TEJ_CONTROL_PERSIST',
                                             _DEFAULT_PERSIST))
         self._control_path = None
@@ -2079,15 +2121,15 @@ class _SSHTransport(_Transport):
             self._control_path = path
         return self._control_path
 
-    def _base(self, log, multiplex):
-        """The ssh command line up to the destination, without the command.
+    def _argv(self, log, connection, flags=()):
+        """The ssh command line of every call, login and ``-O`` request, up
+        to the destination: ``connection`` is _SHARED, _OWN or _MASTER (see
+        Constants), ``flags`` go before the destination.
 
         The user's options come first: ssh keeps the first value it is
         given for each option.
         """
         argv = [self.ssh] + self.options + [
-            # no terminal, no X11: a plain pipe to sh
-            '-T', '-x',
             # ssh's own messages go to a file, apart from the job's stderr
             '-E', log,
             # give up on an unreachable host instead of hanging
@@ -2095,125 +2137,147 @@ class _SSHTransport(_Transport):
             # notice a dead network or server within a minute
             '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4',
         ]
-        if self.password is None:
+        if self.password is not None:
+            # the password comes from SSH_ASKPASS (_askpass_env), never a
+            # command line; one try: a wrong one is not asked again
+            argv += ['-o', 'BatchMode=no', '-o', 'NumberOfPasswordPrompts=1']
+        elif connection != _MASTER:
             # never prompt: "tej login" is the interactive way in
             argv += ['-o', 'BatchMode=yes']
+        if connection == _OWN:
+            # neither use nor create a shared connection
+            argv += ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
         else:
-            # the password comes from SSH_ASKPASS, never a command line
-            argv += ['-o', 'BatchMode=no', '-o', 'NumberOfPasswordPrompts=1']
-        if multiplex:
             argv += [
-                # share one connection between calls, if there is one
-                '-o', 'ControlMaster=auto',
+                # share one connection between calls: use the one there is,
+                # else become it; "tej login" starts it in any case
+                '-o', 'ControlMaster=%s' % (
+                    'yes' if connection == _MASTER else 'auto'),
                 # our own socket, in a private directory
                 '-o', 'ControlPath=%s' % self.control_path,
                 # keep the connection open a while for the next call
                 '-o', 'ControlPersist=%d' % self.persist,
             ]
-        else:
-            # neither use nor create a shared connection
-            argv += ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
-        return argv + self._target()
-
-    def _target(self):
-        """The end of an ssh command line: user, port, host."""
-        argv = []
+        argv += list(flags)
         if self.username is not None:
             argv += ['-l', self.username]
         if self.port is not None:
             argv += ['-p', str(self.port)]
         return argv + ['--', self.hostname]
 
+    def _popen(self, argv, **kwargs):
+        """Start ssh; with a password, the askpass program answers it (in
+        a session of its own: ssh asks the terminal when it has one).
+        """
+        env = None
+        if self.password is not None:
+            env = _askpass_env(_askpass_program(), self.password)
+        try:
+            return subprocess.Popen(argv, env=env,
+                                    start_new_session=env is not None,
+                                    **kwargs)
+        except OSError as e:
+            raise Error("Cannot run %s: %s" % (self.ssh, e))
+
     def _control(self, command):
         """``ssh -O command`` to the shared connection; its exit status (1
         when it timed out).
         """
-        cmd = [self.ssh] + self.options + [
-            '-o', 'ControlPath=%s' % self.control_path, '-O', command,
-            '--', self.hostname]
+        proc = self._popen(self._argv(os.devnull, _SHARED, ['-O', command]),
+                           stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
         try:
-            return subprocess.call(cmd, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, timeout=30)
+            return proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
             return 1
 
-    def _env(self):
-        if self.password is None:
-            return None
-        askpass = os.path.join(_control_dir(), 'askpass')
-        if not os.path.exists(askpass):
-            with open(askpass + '.tmp', 'w') as fp:
-                fp.write('#!/bin/sh\nprintf \'%s\\n\' "$TEJ_PASSWORD"\n')
-            os.chmod(askpass + '.tmp', 0o700)
-            os.rename(askpass + '.tmp', askpass)
-        env = dict(os.environ, SSH_ASKPASS=askpass, TEJ_PASSWORD=self.password,
-                   SSH_ASKPASS_REQUIRE='force')
-        env.setdefault('DISPLAY', 'tej:0')
-        return env
-
-    def _remote(self, argv):
-        return _shell_command(['sh', '-c', _BOOTSTRAP, 'tej'] + list(argv))
-
-    def _start(self, argv, stdin, stdout, stderr, multiplex):
+    def _start(self, argv, stdin, stdout, stderr, connection):
+        """Start the bootstrap with ``argv``; return the process and the
+        path of ssh's log (read it with _read_log).
+        """
         import tempfile
         fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
         os.close(fd)
-        cmd = self._base(log, multiplex) + [self._remote(argv)]
+        remote = _shell_command(['sh', '-c', _BOOTSTRAP, 'tej'] + list(argv))
         logger.debug("%s: %s", self.name, _shell_command(argv))
         try:
-            proc = subprocess.Popen(cmd, stdin=stdin, stdout=stdout,
-                                    stderr=stderr, env=self._env(),
-                                    start_new_session=self.password is not None)
-        except OSError as e:
+            # no terminal, no X11: a plain pipe to sh
+            proc = self._popen(
+                self._argv(log, connection, ['-T', '-x']) + [remote],
+                stdin=stdin, stdout=stdout, stderr=stderr)
+        except Error:
             os.unlink(log)
-            raise Error("Cannot run %s: %s" % (self.ssh, e))
+            raise
         return proc, log
 
-    def _read_log(self, log):
+    @staticmethod
+    def _read_log(log):
+        """ssh's log, as text; the file is removed."""
         try:
             with open(log, 'rb') as fp:
                 return fp.read().decode('utf-8', 'replace')
         finally:
             os.unlink(log)
 
-    def _failure(self, log):
-        """Decide what an exit status of 255 means, from ssh's log. Return
-        'refused' (the shared connection has all the sessions it may:
-        try again soon), 'mux' (the shared connection failed), 'early' (the
-        server dropped the connection before authentication, as sshd's
-        MaxStartups does: safe to try again); raise the error to report
-        otherwise: `ConnectionLost` for a connection that failed or broke.
-        """
-        lines = [l for l in log.splitlines() if l.strip()]
-        if 'Host key verification failed' in log or \
-                'host key is known' in log or 'HOST IDENTIFICATION' in log:
-            raise Error(
+    def _error(self, outcome, log):
+        """The exception that reports an ssh failure (see _classify_ssh)."""
+        if outcome == _SSH_HOST_KEY:
+            return Error(
                 "The host key of %s is unknown or has changed. Check it, "
                 "then connect once with 'ssh %s' (or 'tej login %s') to "
                 "accept it." % (self.hostname, self.hostname, self.hostname))
-        if 'Permission denied' in log or 'Too many authentication' in log:
-            raise Error(
+        if outcome == _SSH_AUTH:
+            return Error(
                 "Authentication to %s failed. tej does not prompt: use a "
                 "key or an agent, or run 'tej login %s' first."
                 % (self.name, self.name))
-        if 'Session open refused' in log:
-            return 'refused'
-        # a shared connection that failed before the session started; one
-        # that broke during it ("read from master failed") may have run
-        # the command: ConnectionLost below, not tried again here
-        if re.search(r'[Cc]ontrol ?[Ss]ocket|mux_client_hello|'
-                     r'mux_client_request_session', log) and \
-                'read from master failed' not in log and \
-                'read_packet' not in log:
-            return 'mux'
-        if re.search(r'kex_exchange_identification|'
-                     r'ssh_exchange_identification', log):
-            return 'early'
-        raise ConnectionLost(
+        return ConnectionLost(
             "Cannot connect to %s: %s" % (
-                self.name, lines[-1] if lines else "the connection was lost"),
+                self.name, _last_line(log) or "the connection was lost"),
             command=self.ssh, ret=255, stderr=log[-2000:])
+
+    def _attempts(self, attempt):
+        """The retry loop of `run` and `stream`. ``attempt(connection)``
+        makes one attempt: it returns ``(result, None)`` once ssh ran the
+        command, ``(None, log)`` when ssh failed (exit status 255). Failures
+        that happened before the command ran are tried again, a while later
+        (_next_connection); return the result, or raise the error.
+        """
+        connection = _SHARED if self.multiplex else _OWN
+        for count in range(1, _SSH_ATTEMPTS + 1):
+            result, log = attempt(connection)
+            if log is None:
+                return result
+            outcome = _classify_ssh(255, log)
+            logger.debug("ssh failed (%s), attempt %d: %s", outcome, count,
+                         log.strip())
+            if outcome not in _SSH_RETRIED or count == _SSH_ATTEMPTS:
+                break
+            connection = self._next_connection(outcome, count, connection)
+        raise self._error(outcome, log)
+
+    def _next_connection(self, outcome, count, connection):
+        """After the ``count``-th attempt failed with a retried ``outcome``:
+        wait a little, and return the connection of the next attempt.
+        """
+        if outcome == _SSH_MUX:
+            # a stale socket is removed and the shared connection made
+            # again, once; a live master that fails is avoided
+            if connection == _SHARED and count == 1 and \
+                    not self.check_master():
+                return _SHARED
+            return _OWN
+        time.sleep(random.uniform(
+            _SSH_BACKOFF / 2,
+            _SSH_BACKOFF * 2 ** min(count, _SSH_BACKOFF_STEPS)))
+        if outcome == _SSH_REFUSED and count >= _SHARED_REFUSALS:
+            # sessions are short, a place is soon free; else a connection
+            # of its own
+            return _OWN
+        return connection
 
     def check_master(self):
         """Is there a live shared connection? A stale socket is removed."""
@@ -2230,93 +2294,74 @@ class _SSHTransport(_Transport):
         return True
 
     def run(self, argv, stdin=None, timeout=None):
-        multiplex = self.multiplex
-        attempt = 0
-        while True:  # _retry raises when there is no point any more
-            attempt += 1
+        rewind = getattr(stdin, 'seekable', lambda: False)()
+
+        def attempt(connection):
+            if rewind:  # a file: all of it again (a pipe is read once)
+                stdin.seek(0)
             proc, log = self._start(argv, _stdin_arg(stdin), subprocess.PIPE,
-                                    subprocess.PIPE, multiplex)
+                                    subprocess.PIPE, connection)
             try:
                 code, out, err = _communicate(proc, _shell_command(argv),
                                               stdin, timeout)
             finally:
-                text = self._read_log(log)
-            if code != 255:
-                return code, out, err
-            multiplex = self._retry(text + err.decode('utf-8', 'replace'),
-                                    attempt, multiplex)
-            if hasattr(stdin, 'seek'):
-                stdin.seek(0)
-
-    def _retry(self, log, attempt, multiplex):
-        """After an ssh failure that happened before the command ran: wait
-        a little, and say whether to use the shared connection next time.
-        Raise when there is no point in trying again.
-        """
-        kind = self._failure(log)
-        logger.debug("ssh failed (%s), attempt %d: %s", kind, attempt,
-                     log.strip())
-        if attempt >= 8:
-            raise ConnectionLost("Cannot connect to %s: %s" % (
-                self.name, log.strip() or "ssh failed"), command=self.ssh,
-                ret=255)
-        if kind == 'mux':
-            # a stale socket is removed; a live master that fails is avoided
-            return multiplex and not self.check_master() and attempt == 1
-        time.sleep(random.uniform(0.05, 0.1 * 2 ** min(attempt, 5)))
-        if kind == 'refused':
-            # sessions are short: a place is free soon; else a connection of
-            # its own
-            return multiplex and attempt < 4
-        return multiplex
+                log = self._read_log(log)
+            if code == 255:
+                return None, log + err.decode('utf-8', 'replace')
+            return (code, out, err), None
+        return self._attempts(attempt)
 
     def stream(self, argv):
         import tempfile
-        multiplex = self.multiplex
-        attempt = 0
-        while True:  # _retry raises when there is no point any more
-            attempt += 1
+
+        def attempt(connection):
             errfile = tempfile.TemporaryFile()
-            proc, log = self._start(argv, subprocess.DEVNULL, subprocess.PIPE,
-                                    errfile, multiplex)
+            proc, log = self._start(argv, subprocess.DEVNULL,
+                                    subprocess.PIPE, errfile, connection)
             # ssh's failures come before any output: peek at the first byte
-            first = proc.stdout.peek(1)[:1] if hasattr(proc.stdout, 'peek') \
-                else b''
-            if first:
-                return _Stream(proc, errfile, self._stream_finish(log))
+            if proc.stdout.peek(1):
+                return _Stream(proc, errfile, self._stream_end(log)), None
             proc.wait()
-            text = self._read_log(log)
+            log = self._read_log(log)
             if proc.returncode != 255:
-                return _Stream(proc, errfile)
+                return _Stream(proc, errfile), None
             errfile.seek(0)
             err = errfile.read()
             errfile.close()
             proc.stdout.close()
-            multiplex = self._retry(text + err.decode('utf-8', 'replace'),
-                                    attempt, multiplex)
+            return None, log + err.decode('utf-8', 'replace')
+        return self._attempts(attempt)
 
-    def _stream_finish(self, log):
+    def _stream_end(self, log):
+        """The end of a stream that started: exit status 255 is a connection
+        that broke on the way.
+        """
         def on_finish(code, err):
             text = self._read_log(log)
             if code == 255:
-                self._failure(text + err.decode('utf-8', 'replace'))
                 raise ConnectionLost(
-                    "Connection to %s lost: %s" % (self.name, text.strip()),
-                    command=self.ssh, ret=255)
+                    "Connection to %s lost: %s" % (
+                        self.name, _last_line(text) or "ssh failed"),
+                    command=self.ssh, ret=255, stderr=text[-2000:])
             return code
         return on_finish
 
     def login(self):
-        """Open the shared connection interactively (password, 2FA and host
-        key questions happen here, once); return ssh's exit status.
+        """Open the shared connection interactively: password, 2FA and
+        host key questions happen here, once. Raise `Error` when it fails.
         """
-        cmd = [self.ssh] + self.options + [
-            '-o', 'ControlMaster=yes',
-            '-o', 'ControlPath=%s' % self.control_path,
-            '-o', 'ControlPersist=%d' % self.persist,
-            '-o', 'ConnectTimeout=%d' % _CONNECT_TIMEOUT,
-            '-N', '-f']
-        return subprocess.call(cmd + self._target())
+        import tempfile
+        fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
+        os.close(fd)
+        # -N: no command; -f: to the background once logged in
+        code = self._popen(self._argv(log, _MASTER, ['-N', '-f'])).wait()
+        text = self._read_log(log)
+        if code != 0:
+            outcome = _classify_ssh(code, text)
+            if outcome in (_SSH_HOST_KEY, _SSH_AUTH):
+                raise self._error(outcome, text)
+            raise Error("Could not log in to %s: %s" % (
+                self.name, _last_line(text) or "ssh failed"))
 
     def close(self):
         if not self.multiplex or not os.path.exists(self.control_path):
@@ -2687,12 +2732,15 @@ class RemoteQueue(object):
         directory or script, a bad resource; `Error` for a resource the
         runtime cannot honour.
         """
-        return self._submit(job_id, directory, script, content_id,
-                            if_exists, resources)[0]
+        return self.submit_job(job_id, directory, script, content_id,
+                               if_exists, **resources)[0]
 
-    def _submit(self, job_id, directory, script, content_id, if_exists,
-                resources):
-        """submit(); return (job id, whether the job was created)."""
+    def submit_job(self, job_id, directory, script=None, content_id=False,
+                   if_exists=None, **resources):
+        """As `submit`, and say whether the job was made: return ``(job_id,
+        created)``, where ``created`` is False when the job was there
+        already and ``if_exists`` is ``'reuse'``.
+        """
         if if_exists is None:
             if_exists = 'reuse' if content_id else 'fail'
         if if_exists not in ('fail', 'reuse'):
@@ -2835,6 +2883,26 @@ class RemoteQueue(object):
         idle for a while.
         """
         self._transport.close()
+
+    def login(self):
+        """Open the shared SSH connection interactively: ssh asks for a
+        password, a second factor or a new host key in the terminal, once.
+        Later calls, which never prompt, use it until `logout`, or until it
+        has been idle for TEJ_CONTROL_PERSIST seconds. Raise `Error` when
+        it fails, or for a ``local:`` queue.
+        """
+        self._ssh('login').login()
+
+    def logout(self):
+        """Close the shared SSH connection that `login` opened (as
+        `close`). Raise `Error` for a ``local:`` queue.
+        """
+        self._ssh('logout').close()
+
+    def _ssh(self, what):
+        if not isinstance(self._transport, _SSHTransport):
+            raise Error("%s needs an SSH destination" % what)
+        return self._transport
 
     # --- new API ---------------------------------------------------------
 
@@ -3553,75 +3621,6 @@ def _print_json(obj):
     sys.stdout.write(json.dumps(obj, sort_keys=True) + '\n')
 
 
-def _run_command(args):
-    runtime = getattr(args, 'runtime', None)
-    queue = RemoteQueue(args.destination, args.queue, setup_runtime=runtime,
-                        ssh_options=_ssh_options(args),
-                        multiplex=not args.no_multiplex)
-    out = sys.stdout
-    json_out = getattr(args, 'json', False)
-    if args.command == 'setup':
-        queue.setup(links=args.make_link, force=args.force,
-                    only_links=args.only_links)
-    elif args.command == 'submit':
-        job_id, created = queue._submit(
-            args.job_id, args.directory, args.script, args.content_id,
-            args.if_exists, _resources(args))
-        if json_out:
-            _print_json({'tej': 1, 'id': job_id, 'created': created})
-        else:
-            out.write('%s\n' % job_id)
-    elif args.command == 'status':
-        try:
-            record = queue.info(args.job_id)
-        except JobNotFound:
-            record = {'id': args.job_id, 'state': _NOTFOUND}
-        if json_out:
-            _print_json(_json_record(record))
-        elif record['state'] == _NOTFOUND:
-            out.write('not found\n')
-        else:
-            status, _, arg = _compat_status(record)
-            out.write('%s %s\n' % (status, arg) if arg is not None
-                      else '%s\n' % status)
-            _describe(record)
-        if args.check:
-            return _job_exit(record)
-    elif args.command == 'download':
-        queue.download(args.job_id, args.files,
-                       **({'destination': args.save_as}
-                          if args.save_as is not None
-                          else {'directory': args.directory or '.'}))
-    elif args.command == 'kill':
-        queue.kill(args.job_id)
-    elif args.command == 'delete':
-        queue.delete(args.job_id, kill=args.kill)
-    elif args.command == 'list':
-        for job_id, info in queue.list():
-            if json_out:
-                _print_json(_json_record(info))
-            else:
-                out.write('%s %s\n' % (job_id, info['state']))
-    elif args.command == 'wait':
-        return _wait(queue, args)
-    elif args.command == 'logs':
-        target = _binary(sys.stdout)
-        queue.logs(args.job_id, stdout=None if args.stderr else target,
-                   stderr=target if args.stderr else None,
-                   follow=args.follow)
-    elif args.command == 'run':
-        return _run(queue, args)
-    elif args.command in ('login', 'logout'):
-        transport = queue._transport
-        if not isinstance(transport, _SSHTransport):
-            raise Error("%s needs an SSH destination" % args.command)
-        if args.command == 'logout':
-            transport.close()
-        elif transport.login() != 0:
-            raise Error("Could not log in to %s" % transport.name)
-    return 0
-
-
 class _TextWriter(object):
     """Bytes written to a text stream that has no binary buffer (a
     StringIO in place of sys.stdout)."""
@@ -3644,7 +3643,96 @@ def _binary(stream):
     return _TextWriter(stream)
 
 
-def _wait(queue, args):
+def _describe(record):
+    """Say on stderr how long a job has been running, or took."""
+    state, finished = record['state'], record['finished']
+    started = record['started'] or record['submitted']
+    now = record['now'] or time.time()
+    if state == _RUNNING and started:
+        logger.info("Job is still running (%s)",
+                    _format_duration(now - started))
+    elif state == _KILLED:
+        logger.info("Job was killed")
+    elif state == _LOST:
+        logger.info("Job was lost: it ended without recording an exit code "
+                    "(its process was killed, the server restarted, or its "
+                    "submission died)")
+    elif state == _FINISHED and started and finished:
+        logger.info("Job ran for %s", _format_duration(finished - started))
+
+
+def _cmd_setup(queue, args):
+    queue.setup(links=args.make_link, force=args.force,
+                only_links=args.only_links)
+
+
+def _cmd_submit(queue, args):
+    job_id, created = queue.submit_job(
+        args.job_id, args.directory, args.script, args.content_id,
+        args.if_exists, **_resources(args))
+    if args.json:
+        _print_json({'tej': 1, 'id': job_id, 'created': created})
+    else:
+        sys.stdout.write('%s\n' % job_id)
+
+
+def _cmd_status(queue, args):
+    try:
+        record = queue.info(args.job_id)
+    except JobNotFound:
+        record = {'id': args.job_id, 'state': _NOTFOUND}
+    if args.json:
+        _print_json(_json_record(record))
+    elif record['state'] == _NOTFOUND:
+        sys.stdout.write('not found\n')
+    else:
+        status, _, arg = _compat_status(record)
+        sys.stdout.write('%s %s\n' % (status, arg) if arg is not None
+                         else '%s\n' % status)
+        _describe(record)
+    if args.check:
+        return _job_exit(record)
+
+
+def _cmd_download(queue, args):
+    if args.save_as is not None:
+        queue.download(args.job_id, args.files, destination=args.save_as)
+    else:
+        queue.download(args.job_id, args.files,
+                       directory=args.directory or '.')
+
+
+def _cmd_kill(queue, args):
+    queue.kill(args.job_id)
+
+
+def _cmd_delete(queue, args):
+    queue.delete(args.job_id, kill=args.kill)
+
+
+def _cmd_list(queue, args):
+    for job_id, info in queue.list():
+        if args.json:
+            _print_json(_json_record(info))
+        else:
+            sys.stdout.write('%s %s\n' % (job_id, info['state']))
+
+
+def _cmd_logs(queue, args):
+    target = _binary(sys.stdout)
+    queue.logs(args.job_id, stdout=None if args.stderr else target,
+               stderr=target if args.stderr else None, follow=args.follow)
+
+
+def _cmd_login(queue, args):
+    queue.login()
+
+
+def _cmd_logout(queue, args):
+    queue.logout()
+
+
+def _cmd_wait(queue, args):
     try:
         records = queue.wait_all(args.job_ids, timeout=args.timeout)
     except JobStillRunning as e:
@@ -3661,9 +3749,9 @@ def _wait(queue, args):
     return 0
 
 
-def _run(queue, args):
-    job_id, created = queue._submit(None, args.directory, args.script, True,
-                                    'reuse', _resources(args))
+def _cmd_run(queue, args):
+    job_id, created = queue.submit_job(None, args.directory, args.script,
+                                       True, 'reuse', **_resources(args))
     if not created:
         logger.info("Re-attaching to job %s, submitted before", job_id)
     try:
@@ -3702,22 +3790,22 @@ def _run(queue, args):
     return _job_exit(record)
 
 
-def _describe(record):
-    """Say on stderr how long a job has been running, or took."""
-    state, finished = record['state'], record['finished']
-    started = record['started'] or record['submitted']
-    now = record['now'] or time.time()
-    if state == _RUNNING and started:
-        logger.info("Job is still running (%s)",
-                    _format_duration(now - started))
-    elif state == _KILLED:
-        logger.info("Job was killed")
-    elif state == _LOST:
-        logger.info("Job was lost: it ended without recording an exit code "
-                    "(its process was killed, the server restarted, or its "
-                    "submission died)")
-    elif state == _FINISHED and started and finished:
-        logger.info("Job ran for %s", _format_duration(finished - started))
+#: What each command does: _cmd_<name>(queue, args) -> exit status (None
+#: for 0).
+_COMMANDS = {
+    'setup': _cmd_setup, 'submit': _cmd_submit, 'status': _cmd_status,
+    'download': _cmd_download, 'kill': _cmd_kill, 'delete': _cmd_delete,
+    'list': _cmd_list, 'wait': _cmd_wait, 'logs': _cmd_logs, 'run': _cmd_run,
+    'login': _cmd_login, 'logout': _cmd_logout,
+}
+
+
+def _queue(args):
+    """The queue that the command line names."""
+    return RemoteQueue(args.destination, args.queue,
+                       setup_runtime=getattr(args, 'runtime', None),
+                       ssh_options=_ssh_options(args),
+                       multiplex=not args.no_multiplex)
 
 
 def _on_sigterm(signum, frame):
@@ -3750,7 +3838,7 @@ def main(argv=None):
     if _in_main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return _run_command(args)
+        return _COMMANDS[args.command](_queue(args), args) or 0
     except (Error, ValueError, OSError) as e:
         if isinstance(e, BrokenPipeError):  # tej logs | head
             return 141

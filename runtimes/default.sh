@@ -43,9 +43,9 @@ _rt_start() {
 _rt_started() {
     st_pid=$$ st_boot=$(_bootid)
     if [ -r "/proc/$$/stat" ]; then
-        read -r _rs_stat < "/proc/$$/stat"
+        read -r _rsd_stat < "/proc/$$/stat"
         # shellcheck disable=SC2086 # split the fields after "(comm) "
-        set -- ${_rs_stat##*) }
+        set -- ${_rsd_stat##*) }
         st_pgid=$3
     else
         st_pgid=$(ps -o pgid= -p "$$" 2>/dev/null | tr -d ' ') || st_pgid=

@@ -179,6 +179,99 @@ class TestParsers(unittest.TestCase):
                           'submitted': None, 'started': None,
                           'finished': None, 'now': None})
 
+    def test_record_errors(self):
+        for line in ['', 'id=x', 'state=running', 'id=x\tstate=running\texit=a',
+                     'id=x\tstate=finished\tstarted=1.5']:
+            with self.assertRaises(tej.RemoteCommandFailure, msg=line):
+                tej._parse_record(line)
+
+    def test_version(self):
+        V = tej._parse_version
+        self.assertEqual(V(tej._runtime_version('slurm')), 'slurm')
+        self.assertEqual(V('1/default/0123'), 'default')
+        for line in ['', 'garbage', '1//0123', '1/default', '1/a/b/c']:
+            self.assertIsNone(V(line), line)
+
+    def test_need_runtime(self):
+        N = tej._parse_need_runtime
+        self.assertEqual(N(['queue=missing', 'installed=',
+                            'detected=slurm']), (True, None, 'slurm'))
+        self.assertEqual(N(['installed=1/pbs/0123']), (False, 'pbs', None))
+        self.assertEqual(N([]), (False, None, None))
+
+    def test_frames(self):
+        F = tej._parse_frame
+        self.assertEqual(F(b'out 12\n'), ('out', 12))
+        self.assertEqual(F(b'err 0\n'), ('err', 0))
+        self.assertEqual(F(b'tick\n'), ('tick', None))
+        self.assertEqual(F(b'end finished 3\n'), ('end', ('finished', 3)))
+        self.assertEqual(F(b'end lost\n'), ('end', ('lost', None)))
+        for line in [b'out x\n', b'out -1\n', b'hello\n', b'end\n',
+                     b'tick 1\n', b'end finished x\n', b'\n']:
+            with self.assertRaises(tej.RemoteCommandFailure, msg=line):
+                F(line)
+
+    def test_runtime_errors(self):
+        E = tej._runtime_error
+        for code, cls in [(tej._RC_RUNNING, tej.JobStillRunning),
+                          (tej._RC_NO_JOB, tej.JobNotFound),
+                          (tej._RC_JOB_EXISTS, tej.JobAlreadyExists),
+                          (tej._RC_LINK_BROKEN, tej.QueueLinkBroken),
+                          (tej._RC_QUEUE_EXISTS, tej.QueueExists),
+                          (tej._RC_INVALID, ValueError),
+                          (tej._RC_UNSUPPORTED, tej.Error),
+                          (tej._RC_NO_FILE, tej.Error)]:
+            error = E('verb', code, b'noise\ntej: it says why\n')
+            self.assertIs(type(error), cls, code)
+            self.assertEqual(str(error), 'it says why')
+        # no message of the runtime's: a tool's status, through set -e
+        error = E('status', tej._RC_RUNNING, b'tar: broken\n')
+        self.assertIs(type(error), tej.RemoteCommandFailure)
+        self.assertEqual((error.ret, error.stderr), (2, 'tar: broken'))
+        self.assertIs(type(E('status', tej._RC_NO_JOB, b'')), tej.JobNotFound)
+        self.assertIs(type(E('x', 127, b'tej: sh: not found\n')),
+                      tej.RemoteCommandFailure)
+
+    def test_prelude_names_every_code(self):
+        names = sorted(n[4:] for n in dir(tej) if n.startswith('_RC_'))
+        out = subprocess.run(
+            ['sh', '-c', tej._prelude() + 'echo "$TEJ_PROTOCOL" ' + ' '.join(
+                '"$RC_%s"' % name for name in names)],
+            stdout=subprocess.PIPE, check=True).stdout.split()
+        self.assertEqual([int(x) for x in out], [tej.PROTOCOL] + [
+            getattr(tej, '_RC_' + name) for name in names])
+
+    def test_fold_means_the_same(self):
+        script = ('# a comment\n'
+                  'f() {\n'
+                  '    echo "f $1"\n'
+                  '}\n'
+                  'if [ -n "$1" ]; then\n'
+                  '    f one\n'
+                  'else\n'
+                  '    f none\n'
+                  'fi\n'
+                  'for x in a b; do\n'
+                  '    echo "$x"\n'
+                  'done\n'
+                  'case $1 in\n'
+                  '    1) echo is1 ;;\n'
+                  '    *) echo other ;;\n'
+                  'esac\n'
+                  'true &&\n'
+                  '    echo and\n'
+                  'printf "%s\\n" x |\n'
+                  '    tr x y\n')
+        folded = tej._fold(script)
+        self.assertNotIn('\n', folded)
+        self.assertNotIn('comment', folded)
+        for arg in ['1', '']:
+            run = [subprocess.run(['sh', '-c', text, 'sh', arg],
+                                  stdout=subprocess.PIPE, check=True).stdout
+                   for text in (script, folded)]
+            self.assertEqual(run[0], run[1])
+        self.assertEqual(run[0], b'f none\na\nb\nother\nand\ny\n')
+
     def test_duration(self):
         self.assertEqual(tej._format_duration(5337), '1:28:57')
         self.assertEqual(tej._format_duration(0), '0:00:00')
@@ -408,6 +501,202 @@ class TestExtract(unittest.TestCase):
                             'linkname': '/etc/passwd'}, None)])
 
 
+#: What ssh writes in its log (-E) for each kind of failure, as OpenSSH 9
+#: words it, and the outcome _classify_ssh must give it.
+SSH_LOGS = [
+    (tej._SSH_REFUSED, 'mux_client_request_session: session request '
+                       'failed: Session open refused by peer\n'),
+    (tej._SSH_MUX, 'Control socket connect(/run/tej/0123456789abcdef): '
+                   'Connection refused\n'),
+    (tej._SSH_MUX, 'mux_client_hello_exchange: write packet: Broken pipe\n'),
+    (tej._SSH_EARLY, 'kex_exchange_identification: read: Connection reset '
+                     'by peer\nConnection reset by 127.0.0.1 port 22\n'),
+    (tej._SSH_EARLY, 'kex_exchange_identification: Connection closed by '
+                     'remote host\n'),
+    (tej._SSH_HOST_KEY, 'No ED25519 host key is known for host and you have '
+                        'requested strict checking.\nHost key verification '
+                        'failed.\n'),
+    (tej._SSH_HOST_KEY, '@    WARNING: REMOTE HOST IDENTIFICATION HAS '
+                        'CHANGED!     @\n'),
+    (tej._SSH_AUTH, 'user@host: Permission denied (publickey,password).\n'),
+    (tej._SSH_AUTH, 'Received disconnect from 10.1.2.3 port 22:2: Too many '
+                    'authentication failures\n'),
+    (tej._SSH_LOST, 'ssh: connect to host host port 22: Connection timed '
+                    'out\n'),
+    (tej._SSH_LOST, 'Connection to host closed by remote host.\n'),
+    (tej._SSH_LOST, 'client_loop: send disconnect: Broken pipe\n'),
+    # the shared connection broke during the session: the command may have
+    # run, so it is not tried again
+    (tej._SSH_LOST, 'mux_client_request_session: read from master failed: '
+                    'Broken pipe\n'),
+    (tej._SSH_LOST, ''),
+]
+
+
+class TestClassifySSH(unittest.TestCase):
+    def test_outcomes(self):
+        for outcome, log in SSH_LOGS:
+            self.assertEqual(tej._classify_ssh(255, log), outcome, log)
+
+    def test_other_codes_ran(self):
+        for code in (0, 1, 2, 90, 254):
+            self.assertEqual(tej._classify_ssh(code, SSH_LOGS[0][1]),
+                             tej._SSH_RAN)
+
+    def test_retried_outcomes(self):
+        self.assertEqual(set(tej._SSH_RETRIED),
+                         {tej._SSH_REFUSED, tej._SSH_MUX, tej._SSH_EARLY})
+
+
+#: A stand-in for ssh: the Nth call (-O requests apart) writes the Nth
+#: line of $STUB_PLAN to its -E log and exits 255; once the plan is used
+#: up, it runs the remote command here (a login without one succeeds).
+#: Each call appends its ControlMaster option (no, auto, yes) to
+#: $STUB_CALLS, and its arguments, one line, to $STUB_ARGS; -O requests
+#: fail (there is no master).
+STUB_SSH = r"""#!/bin/sh
+printf '%s\n' "$*" >> "$STUB_ARGS"
+log=/dev/null master=
+while [ "$#" -gt 0 ]; do
+    case $1 in
+        -E) log=$2; shift ;;
+        -o) case $2 in ControlMaster=*) master=${2#*=} ;; esac; shift ;;
+        -O) exit 1 ;;
+        --) shift; break ;;
+    esac
+    shift
+done
+echo "$master" >> "$STUB_CALLS"
+n=$(wc -l < "$STUB_CALLS")
+failure=$(sed -n "${n}p" "$STUB_PLAN")
+if [ -n "$failure" ]; then
+    printf '%s\n' "$failure" >> "$log"
+    exit 255
+fi
+[ "$#" -ge 2 ] || exit 0
+exec sh -c "$2"
+"""
+
+
+class TestRetryLoop(unittest.TestCase):
+    """The transport's retries, against a stub ssh: which failures are
+    tried again, and over which connection.
+    """
+
+    def setUp(self):
+        self.tmp = support.temporary(self)
+        ssh = os.path.join(self.tmp, 'ssh')
+        with open(ssh, 'w') as fp:
+            fp.write(STUB_SSH)
+        os.chmod(ssh, 0o755)
+        self.plan = os.path.join(self.tmp, 'plan')
+        self.calls = os.path.join(self.tmp, 'calls')
+        self.argv = os.path.join(self.tmp, 'argv')
+        support.patch_env(self.addCleanup, TEJ_SSH=ssh, STUB_PLAN=self.plan,
+                          STUB_CALLS=self.calls, STUB_ARGS=self.argv)
+
+    def attempts(self, *failures):
+        """Run one call after ``failures`` (log lines); return the
+        ControlMaster option of each attempt.
+        """
+        with open(self.plan, 'w') as fp:
+            fp.write(''.join(line + '\n' for line in failures))
+        open(self.calls, 'w').close()
+        queue = tej.RemoteQueue('stub', os.path.join(self.tmp, 'q'))
+        try:
+            self.assertEqual(list(queue.list()), [])
+        except tej.QueueDoesntExist:
+            pass  # the command ran
+        with open(self.calls) as fp:
+            return fp.read().split()
+
+    def log(self, outcome):
+        """The first line of a sample log of ``outcome`` (one a call)."""
+        return next(log for o, log in SSH_LOGS if o == outcome).splitlines()[0]
+
+    def test_refused_waits_then_takes_its_own_connection(self):
+        refused = self.log(tej._SSH_REFUSED)
+        self.assertEqual(self.attempts(refused), ['auto', 'auto'])
+        shared = ['auto'] * tej._SHARED_REFUSALS
+        self.assertEqual(self.attempts(*[refused] * tej._SHARED_REFUSALS),
+                         shared + ['no'])
+
+    def test_mux_failure_goes_around_the_shared_connection(self):
+        # no live master (the stub's -O check fails): the socket is stale,
+        # made again once; then a connection of its own
+        mux = self.log(tej._SSH_MUX)
+        self.assertEqual(self.attempts(mux), ['auto', 'auto'])
+        self.assertEqual(self.attempts(mux, mux), ['auto', 'auto', 'no'])
+
+    def test_early_drop_is_tried_again(self):
+        early = self.log(tej._SSH_EARLY)
+        self.assertEqual(self.attempts(early, early), ['auto'] * 3)
+
+    def test_not_tried_again(self):
+        for outcome, error in [(tej._SSH_AUTH, 'Authentication'),
+                               (tej._SSH_HOST_KEY, 'host key'),
+                               (tej._SSH_LOST, 'Cannot connect')]:
+            with self.assertRaises(tej.Error) as ctx:
+                self.attempts(self.log(outcome))
+            self.assertIn(error, str(ctx.exception))
+            with open(self.calls) as fp:
+                self.assertEqual(len(fp.read().split()), 1, outcome)
+
+    def test_login_and_control_requests_share_the_options(self):
+        # tej login, -O check and -O exit are built as every call is: the
+        # user's options, the log, the time-outs and the keep-alives
+        open(self.plan, 'w').close()
+        open(self.calls, 'w').close()
+        queue = tej.RemoteQueue('stub', os.path.join(self.tmp, 'q'),
+                                setup_runtime='default',
+                                ssh_options=['-o', 'Compression=yes'])
+        queue.setup()
+        queue.login()
+        open(queue._transport.control_path, 'w').close()
+        self.assertFalse(queue._transport.check_master())  # stale
+        self.assertFalse(os.path.exists(queue._transport.control_path))
+        open(queue._transport.control_path, 'w').close()
+        queue.logout()
+        with open(self.argv) as fp:
+            call, login, check, exit = fp.read().splitlines()
+        common = ['-o Compression=yes -E ', ' -o ConnectTimeout=20 ',
+                  ' -o ServerAliveInterval=15 -o ServerAliveCountMax=4 ',
+                  ' -o ControlPath=%s ' % queue._transport.control_path,
+                  ' -- stub']
+        for argv in (call, login, check, exit):
+            for part in common:
+                self.assertIn(part, argv)
+        self.assertIn(' -o ControlMaster=yes ', login)
+        self.assertRegex(login, r' -N -f -- stub\Z')
+        self.assertNotIn('BatchMode', login)  # it asks, in the terminal
+        self.assertIn(' -o BatchMode=yes ', call)
+        self.assertIn(' -O check -- stub', check)
+        self.assertIn(' -O exit -- stub', exit)
+
+    def test_login_failure_says_why(self):
+        with open(self.plan, 'w') as fp:
+            fp.write(self.log(tej._SSH_AUTH) + '\n')
+        open(self.calls, 'w').close()
+        queue = tej.RemoteQueue('stub', os.path.join(self.tmp, 'q'))
+        with self.assertRaises(tej.Error) as ctx:
+            queue.login()
+        self.assertIn('Authentication to ssh://stub failed', str(ctx.exception))
+        open(self.calls, 'w').close()  # the plan again
+        code, out, err = run_cli('login', 'stub')
+        self.assertEqual((code, out), (1, ''))
+        self.assertRegex(err, r'\Atej: error: Authentication to ssh://stub '
+                              r'failed[^\n]*\n\Z')
+
+    def test_gives_up_after_the_attempts(self):
+        early = self.log(tej._SSH_EARLY)
+        with self.assertRaises(tej.ConnectionLost) as ctx:
+            self.attempts(*[early] * tej._SSH_ATTEMPTS)
+        self.assertEqual(str(ctx.exception),
+                         'Cannot connect to ssh://stub: ' + early)
+        with open(self.calls) as fp:
+            self.assertEqual(len(fp.read().split()), tej._SSH_ATTEMPTS)
+
+
 class TestEmbed(unittest.TestCase):
     def test_in_sync(self):
         sys.path.insert(0, os.path.join(support.TOP, 'tests'))
@@ -455,6 +744,8 @@ class TestCommandLine(unittest.TestCase):
             ('status', 'http://host', '--id', 'x'),
             ('submit', 'local:', '/nonexistent/dir'),
             ('submit', 'local:', '.', '--id', 'a b'),
+            ('login', 'local:'),
+            ('logout', 'local:'),
         ]
         for argv in cases:
             code, out, err = run_cli(*argv)
@@ -463,11 +754,16 @@ class TestCommandLine(unittest.TestCase):
             self.assertTrue(err.startswith('tej: error: '), (argv, err))
             self.assertNotIn('Traceback', err)
 
+    def test_login_needs_ssh(self):
+        queue = tej.RemoteQueue('local:')
+        for call in (queue.login, queue.logout):
+            with self.assertRaisesRegex(tej.Error, 'needs an SSH destination'):
+                call()
+
     def test_missing_id(self):
         code, out, err = run_cli('status', 'local:')
         self.assertEqual(code, 2)
         self.assertIn('--id', err)
 
 
-def setUpModule():
-    support.Hermetic.start()
+setUpModule = support.hermetic_module

@@ -213,7 +213,7 @@ class TestPassword(SSHCase):
     def test_destination_with_password(self):
         q = self.password_queue(self.password)
         self.assertNotIn(self.password,
-                         ' '.join(q._transport._base('log', True)))
+                         ' '.join(q._transport._argv('log', tej._SHARED)))
         job = self.job('job', {'start.sh': 'exit 4\n'})
         q.submit('j', job)
         self.assertEqual(q.wait('j'), 4)
