@@ -104,8 +104,8 @@ class TestExitCodes(CICase):
                     self.assertIn('re-attach', err)
                 if expected == 125:
                     self.assertRegex(err, r'tej: error: ')
-        self.assertEqual(self.cli('status', d, '--id', 'nope', '--check')[1],
-                         'not found\n')
+        self.assertEqual(self.cli('status', d, '--id', 'nope', '--check')[:2],
+                         (121, 'not found\n'))
 
     def test_run_of_a_job_killed_meanwhile(self):
         job = self.job('k', {'start.sh': 'sleep 1000\n'})
@@ -177,6 +177,7 @@ class TestContentIds(CICase):
                              'data': 'x'})
         first = self.cli('submit', self.server.alias, job, '--content-id')
         second = self.cli('submit', self.server.alias, job, '--content-id')
+        self.assertEqual(first[0], 0, first[2])
         self.assertEqual(first[:2], second[:2])
         job_id = first[1].strip()
         self.assertEqual(job_id, tej.content_id(job))

@@ -10,10 +10,8 @@ tests/mutants.py lists, for each test here, the bug it catches.
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 import unittest
@@ -30,8 +28,7 @@ RECORD_KEYS = {'state', 'exit', 'submitted', 'started', 'finished', 'pid',
 SHELLS = ['dash', 'busybox', 'mksh', 'yash']
 
 
-def setUpModule():
-    support.Hermetic.start()
+setUpModule = support.ssh_module
 
 
 def record_path(queue_dir, job_id):
@@ -79,24 +76,13 @@ class LocalCase(unittest.TestCase):
     """A queue through local:, in a temporary directory."""
 
     def setUp(self):
-        self.tmp = tempfile.mkdtemp()
+        self.tmp = support.temporary(self)
         self.queue_dir = os.path.join(self.tmp, 'q')
         self.job = support.make_tree(os.path.join(self.tmp, 'job'),
                                      {'start.sh': 'echo hi\n'})
-        self.saved_sh = os.environ.get('TEJ_SH')
-
-    def tearDown(self):
-        if self.saved_sh is None:
-            os.environ.pop('TEJ_SH', None)
-        else:
-            os.environ['TEJ_SH'] = self.saved_sh
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def queue(self, shell=None):
-        if shell is None:
-            os.environ.pop('TEJ_SH', None)
-        else:
-            os.environ['TEJ_SH'] = shell
+        support.patch_env(self.addCleanup, TEJ_SH=shell)
         return tej.RemoteQueue('local:', self.queue_dir)
 
 
@@ -214,10 +200,12 @@ class TestContentIdOptions(LocalCase):
         ids = [json.loads(out)['id'] for _, out, _ in (first, second)]
         self.assertNotEqual(ids[0], ids[1])
         code, out, err = run_cli('list', 'local:', '--queue', self.queue_dir)
+        self.assertEqual(code, 0, err)
         self.assertEqual(sorted(out.split()), sorted(
             [ids[0], 'finished', ids[1], 'finished']))
         # the same walltime again is the first job
         again = run_cli(*argv[:-1] + ['--walltime', '10', self.job])
+        self.assertEqual(again[0], 0, again)
         self.assertEqual(json.loads(again[1])['id'], ids[0])
 
 
@@ -227,7 +215,7 @@ class TestNoSecondSend(unittest.TestCase):
     """
 
     def setUp(self):
-        self.tmp = tempfile.mkdtemp()
+        self.tmp = support.temporary(self)
         self.count = os.path.join(self.tmp, 'execs')
         stub = os.path.join(self.tmp, 'ssh')
         with open(stub, 'w') as fp:
@@ -245,17 +233,9 @@ class TestNoSecondSend(unittest.TestCase):
                 'echo "read from master failed: Broken pipe" >> "$log"\n'
                 'exit 255\n' % self.count)
         os.chmod(stub, 0o755)
-        self.saved = os.environ.get('TEJ_SSH')
-        os.environ['TEJ_SSH'] = stub
+        support.patch_env(self.addCleanup, TEJ_SSH=stub)
         self.job = support.make_tree(os.path.join(self.tmp, 'job'),
                                      {'start.sh': 'echo hi\n'})
-
-    def tearDown(self):
-        if self.saved is None:
-            os.environ.pop('TEJ_SSH', None)
-        else:
-            os.environ['TEJ_SSH'] = self.saved
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def execs(self, action):
         open(self.count, 'w').close()
@@ -271,24 +251,14 @@ class TestNoSecondSend(unittest.TestCase):
         self.assertEqual(self.execs(lambda: q.kill('x')), 1)
 
 
-class TestQuietJob(unittest.TestCase):
+class TestQuietJob(support.ServerCase):
     """Through sshd: a job silent for longer than the server's keep-alive
     interval (5 s) is followed to its end.
     """
 
-    def setUp(self):
-        self.server = support.ssh_server()
-        self.tmp = tempfile.mkdtemp()
-        self.remote = self.server.remote_dir()
-
-    def tearDown(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        shutil.rmtree(self.remote, ignore_errors=True)
-
     def test_follow_through_the_keep_alive(self):
-        q = self.server.queue(os.path.join(self.remote, 'q'))
-        job = support.make_tree(os.path.join(self.tmp, 'job'),
-                                {'start.sh': 'sleep 7; echo done\n'})
+        q = self.queue()
+        job = self.job('job', {'start.sh': 'sleep 7; echo done\n'})
         q.submit('quiet', job)
         out = io.BytesIO()
         started = time.monotonic()

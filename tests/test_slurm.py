@@ -81,8 +81,8 @@ class TestSlurm(SlurmCase):
         code, out, err = self.cli('submit', self.slurm.alias, job, '--id', 'f')
         self.assertEqual((code, out), (0, 'f\n'), err)
         self.assertEqual(self.cli('wait', self.slurm.alias, '--id', 'f')[0], 3)
-        self.assertEqual(self.cli('status', self.slurm.alias, '--id', 'f')[1],
-                         'finished 3\n')
+        self.assertEqual(self.cli('status', self.slurm.alias, '--id', 'f')[:2],
+                         (0, 'finished 3\n'))
 
     def test_scancel_outside_tej_is_killed(self):
         job = self.job('job', {'start.sh': 'sleep 1000\n'})
@@ -100,7 +100,7 @@ class TestSlurm(SlurmCase):
         self.q.submit('pending', job, cpus=64)
         self.assertEqual(self.q.info('pending')['state'], 'queued')
         self.assertEqual(self.cli('status', self.slurm.alias, '--id',
-                                  'pending')[1], 'queued\n')
+                                  'pending')[:2], (0, 'queued\n'))
         with self.assertRaises(tej.JobStillRunning):
             self.q.delete('pending')
         self.q.kill('pending')
