@@ -28,8 +28,8 @@ MUTANTS = [
     dict(
         name='stream-sentinel-prefix',
         file='tej.py',
-        original="        if line.rstrip(b'\\r\\n') == sentinel:",
-        replacement="        if line.startswith(sentinel):",
+        original="        if line.rstrip(b'\\r\\n') == _SENTINEL:",
+        replacement="        if line.startswith(_SENTINEL):",
         description="a streaming answer's sentinel is any line starting "
                     "with 'TEJ 1' ('TEJ 12' too)",
         tests=['test_pure.TestParsers'],
@@ -47,7 +47,7 @@ MUTANTS = [
     dict(
         name='logs-tick-not-skipped',
         file='tej.py',
-        original='''                if name == 'tick':  # the server checks that we are here
+        original='''                if name == 'tick':
                     continue
 ''',
         replacement='',
@@ -58,9 +58,10 @@ MUTANTS = [
     dict(
         name='retry-after-master-failed',
         file='tej.py',
-        original="                     r'ssh_exchange_identification', log):",
-        replacement="                     r'ssh_exchange_identification|"
-                    "read from master failed', log):",
+        original="    if re.search(r'kex_exchange_identification|"
+                 "ssh_exchange_identification',",
+        replacement="    if re.search(r'kex_exchange_identification|"
+                     "ssh_exchange_identification|read from master failed',",
         description="a session that broke (read from master failed) is "
                     "tried again: a submit or delete may be sent twice",
         tests=['test_edges.TestNoSecondSend'],
@@ -78,7 +79,7 @@ MUTANTS = [
     dict(
         name='job-id-server',
         file='runtimes/common.sh',
-        original='''        *[!A-Za-z0-9_.,+=@%:-]*) _die 8 "invalid job id: '$1'" ;;
+        original='''        *[!A-Za-z0-9_.,+=@%:-]*) _die "$RC_INVALID" "invalid job id: '$1'" ;;
 ''',
         replacement='',
         description="the server takes any job id not starting with '-' "
@@ -110,15 +111,15 @@ MUTANTS = [
         file='runtimes/common.sh',
         original='''    _tmp=$1/state.tmp.$$
     : > "$_tmp"
-    for _k in $_KEYS; do
-        eval "printf '%s=%s\\n' \\"\\$_k\\" \\"\\$st_$_k\\"" >> "$_tmp"
+    for _sv_key in $_KEYS; do
+        eval "printf '%s=%s\\n' \\"\\$_sv_key\\" \\"\\$st_$_sv_key\\"" >> "$_tmp"
     done
     mv -f "$_tmp" "$1/state"
     _tmp=
 ''',
         replacement='''    : > "$1/state"
-    for _k in $_KEYS; do
-        eval "printf '%s=%s\\n' \\"\\$_k\\" \\"\\$st_$_k\\"" >> "$1/state"
+    for _sv_key in $_KEYS; do
+        eval "printf '%s=%s\\n' \\"\\$_sv_key\\" \\"\\$st_$_sv_key\\"" >> "$1/state"
     done
 ''',
         description="a job record is written in place, line by line: "
@@ -140,9 +141,9 @@ MUTANTS = [
     dict(
         name='logs-offset-kept',
         file='runtimes/common.sh',
-        original='''    _to=$_size
+        original='''    _send_to=$_sd_size
 ''',
-        replacement='''    _to=$3
+        replacement='''    _send_to=$3
 ''',
         description="logs -f does not move past what it sent: output "
                     "repeats",
@@ -160,8 +161,8 @@ MUTANTS = [
     dict(
         name='answer-sentinel-prefix',
         file='tej.py',
-        original="        if line.rstrip(b'\\r') == sentinel:",
-        replacement="        if line.startswith(sentinel):",
+        original="        if line.rstrip(b'\\r') == _SENTINEL:",
+        replacement="        if line.startswith(_SENTINEL):",
         description="an answer's sentinel is any line starting with "
                     "'TEJ 1'",
         tests=['test_pure.TestParsers'],
@@ -169,9 +170,9 @@ MUTANTS = [
     dict(
         name='auth-failure-retried',
         file='tej.py',
-        original="        if 'Permission denied' in log or "
+        original="    if 'Permission denied' in log or "
                  "'Too many authentication' in log:",
-        replacement="        if 'Too many authentication' in log:",
+        replacement="    if 'Too many authentication' in log:",
         description="'Permission denied' is not taken for an "
                     "authentication failure",
         tests=['test_ssh.TestSSHFailures.test_authentication_failure'],
@@ -196,9 +197,9 @@ MUTANTS = [
     dict(
         name='download-directory-ignored',
         file='tej.py',
-        original="                          else {'directory': "
-                 "args.directory or '.'}))",
-        replacement="                          else {}))",
+        original="        queue.download(args.job_id, args.files,\n"
+                 "                       directory=args.directory or '.')",
+        replacement="        queue.download(args.job_id, args.files)",
         description="download --directory DIR saves in the current "
                     "directory",
         tests=['test_runtime.TestCommandLineLocal.test_scenario'],
@@ -206,20 +207,54 @@ MUTANTS = [
     dict(
         name='lost-is-success',
         file='tej.py',
-        original="    return {'notfound': _EXIT_NOT_FOUND, "
-                 "'lost': _EXIT_LOST,",
-        replacement="    return {'notfound': _EXIT_NOT_FOUND, 'lost': 0,",
+        original="    return {_NOTFOUND: _EXIT_NOT_FOUND, _LOST: _EXIT_LOST,",
+        replacement="    return {_NOTFOUND: _EXIT_NOT_FOUND, _LOST: 0,",
         description="wait and run exit 0 for a lost job",
         tests=['test_ci.TestExitCodes'],
     ),
     dict(
         name='bootstrap-link-unquoted',
-        file='tej.py',
-        original='''    'eval "TEJ_LINK_$n=\\\\$q";export "TEJ_LINK_$n";\'''',
-        replacement='''    'eval "TEJ_LINK_$n=$q";export "TEJ_LINK_$n";\'''',
+        file='runtimes/bootstrap.sh',
+        original='''    eval "TEJ_LINK_$links=\\$queue"''',
+        replacement='''    eval "TEJ_LINK_$links=$queue"''',
         description="the bootstrap evals a link's path unquoted: a space "
                     "or a '$' in it breaks cleanup",
         tests=['test_runtime.Test_dash.test_links_and_cleanup'],
+    ),
+    # ---- the ssh transport ---------------------------------------------------
+    dict(
+        name='login-own-command-line',
+        file='tej.py',
+        original="        code = self._popen(self._argv(log, _MASTER, "
+                 "['-N', '-f'])).wait()",
+        replacement="        code = self._popen([self.ssh] + self.options + [\n"
+                    "            '-o', 'ControlMaster=yes', '-o', "
+                    "'ControlPath=%s' % self.control_path,\n"
+                    "            '-N', '-f', '--', self.hostname]).wait()",
+        description="tej login builds its own ssh command line: no log, "
+                    "no time-out, no keep-alives on the shared connection",
+        tests=['test_pure.TestRetryLoop'],
+    ),
+    dict(
+        name='refused-never-own-connection',
+        file='tej.py',
+        original="        if outcome == _SSH_REFUSED and "
+                 "count >= _SHARED_REFUSALS:",
+        replacement="        if False:",
+        description="a call refused by a full shared connection never "
+                    "takes one of its own",
+        tests=['test_pure.TestRetryLoop'],
+    ),
+    dict(
+        name='mux-failure-retried-on-master',
+        file='tej.py',
+        original="            return _OWN\n"
+                 "        time.sleep(random.uniform(",
+        replacement="            return connection\n"
+                    "        time.sleep(random.uniform(",
+        description="a shared connection that keeps failing is used "
+                    "again and again",
+        tests=['test_pure.TestRetryLoop'],
     ),
     # ---- security: where downloads and paths may go -------------------------
     dict(
@@ -274,7 +309,7 @@ MUTANTS = [
     dict(
         name='check-path-dotdot',
         file='runtimes/common.sh',
-        original='''        */../*) _die 8 "path goes up with '..': '$1'" ;;
+        original='''        */../*) _die "$RC_INVALID" "path goes up with '..': '$1'" ;;
 ''',
         replacement='',
         description="the server sends files above the job's directory",
@@ -284,8 +319,8 @@ MUTANTS = [
     dict(
         name='check-path-leading-dotdot',
         file='runtimes/common.sh',
-        original='''        */../*) _die 8 "path goes up with '..': '$1'" ;;''',
-        replacement='''        /../*) _die 8 "path goes up with '..': '$1'" ;;''',
+        original='''        */../*) _die "$RC_INVALID" "path goes up with '..': '$1'" ;;''',
+        replacement='''        /../*) _die "$RC_INVALID" "path goes up with '..': '$1'" ;;''',
         description="the server refuses a leading '..' only (a/../../x "
                     "goes up)",
         tests=['test_runtime.TestRuntimeDirectly.'
