@@ -2825,7 +2825,9 @@ class RemoteQueue(object):
             raise TypeError("Give destination or directory, not both")
         if isinstance(files, str):
             files = [files]
-        files = [_normalize_member(f, ValueError) for f in files]
+        # one file asked for twice is fetched once
+        files = list(dict.fromkeys(_normalize_member(f, ValueError)
+                                   for f in files))
         if not files:
             return []
         check_jobid(job_id)
@@ -3263,93 +3265,193 @@ def _normalize_member(name, error=Error):
     return '/'.join(parts)
 
 
+def _within(path, top):
+    """Is ``path`` ``top`` or below it (both normalized, absolute)?"""
+    return path == top or path.startswith(top.rstrip('/') + '/')
+
+
+def _umask():
+    """The process's umask (reading it means setting it: set it back)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _write_member(tar, member, local, mode):
+    """Write a regular member's data to ``local`` as it comes: under a
+    temporary name in the same directory, renamed into place when complete
+    (what was at ``local``, a link included, is replaced, never written
+    through). Runs of zeros, and a sparse member's holes, are holes on
+    disk, not written.
+    """
+    import tempfile
+    # unbuffered: a sparse member's data blocks are read at their offsets,
+    # in order (the stream only goes forwards), and its holes skipped
+    source = tar.extractfile(member).raw
+    blocks = member.sparse or [(0, member.size)]
+    fd, part = tempfile.mkstemp(dir=os.path.dirname(local),
+                                prefix='.%s.' % os.path.basename(local),
+                                suffix='.part')
+    try:
+        with os.fdopen(fd, 'wb') as out:
+            for offset, size in blocks:
+                source.seek(offset)
+                out.seek(offset)
+                while size > 0:
+                    data = source.read(min(size, 1 << 16))
+                    if not data:
+                        raise Error("The download ended in %s" % member.name)
+                    size -= len(data)
+                    if data.count(0) == len(data):
+                        out.seek(len(data), os.SEEK_CUR)
+                    else:
+                        out.write(data)
+            out.truncate(member.size)
+        os.chmod(part, mode)
+        os.rename(part, local)
+    except BaseException:
+        os.unlink(part)
+        raise
+
+
 def _extract(stream, targets, recursive):
     """Extract a tar stream where ``targets`` says (member path -> local
-    path), safely: each member goes under its own target, never through a
-    link (one that was there, or one the archive made); no absolute names,
-    no "..", no links leading outside their target, no devices. Never holds
-    a whole file in memory.
+    path), safely, for an archive that may come from a hostile server:
+
+    - each member goes under its own target: no absolute names, no "..",
+      nothing that was not asked for, no devices or fifos;
+    - nothing is written through a link: a directory above a member must
+      not be a link on disk, nor one the archive holds; a file or link at
+      a member's place is replaced;
+    - the archive's symbolic links are made last, each only if, resolved
+      on disk through everything made before it, it stays within its
+      target; once all are made, those that a later one led out are
+      removed, until none leads out. A link that leads out is skipped,
+      with a warning;
+    - a hard link copies a file already written by this download;
+    - modes are the server's permission bits less the client's umask, the
+      owner's read and write bits always, never set-id or sticky bits;
+    - files are copied as they come, never held in memory.
     """
     import shutil
     import tarfile
 
-    targets = {name: os.path.abspath(local) for name, local in
-               targets.items()}
-    made_links = set()
+    targets = {name: os.path.abspath(local)
+               for name, local in targets.items()}
+    mask = _umask()
+    links = {}  # local path -> (link target, local target): made at the end
 
-    def within(path, top):
-        return path == top or path.startswith(top.rstrip('/') + '/')
+    def place(name):
+        """The target that holds member ``name``, and its local path."""
+        for top, top_local in targets.items():
+            if name == top or name.startswith(top + '/'):
+                return top, top_local + name[len(top):]
+        return None, None
 
-    def prepare(local, top):
-        """Create the directories above ``local``, refusing links."""
-        if local != top and top in made_links:
-            raise Error("Not writing %s: %s is a link the server sent"
-                        % (local, top))
-        path = top
-        for part in os.path.relpath(os.path.dirname(local), top).split('/'):
-            if part in ('', '.'):
-                continue
-            path = os.path.join(path, part)
-            if os.path.islink(path):
+    def leads_out(local, target, top_local):
+        """Does a link at ``local`` to ``target`` lead out of
+        ``top_local``, as things are on disk now? A link that goes up
+        through something that is not there is taken to: where it leads
+        would change with what is made there later.
+        """
+        path = os.path.join(os.path.dirname(local), target)
+        if os.path.isabs(target) or \
+                '..' in target.split('/') and not os.path.exists(path):
+            return True
+        return not _within(os.path.realpath(path),
+                           os.path.realpath(top_local))
+
+    def parents(local, top_local):
+        """Create the directories between ``top_local`` and ``local``,
+        refusing links on disk, and the archive's own links but those that
+        lead out (skipped: a directory takes their place).
+        """
+        path = top_local
+        for part in [''] + os.path.relpath(local, top_local).split('/')[:-1]:
+            path = os.path.normpath(os.path.join(path, part))
+            if path in links:
+                target = links.pop(path)[0]
+                if not leads_out(path, target, top_local):
+                    raise Error("Not writing %s: the server sent %s as a "
+                                "link" % (local, path))
+                logger.warning("Not creating link %s -> %s: it leads "
+                               "outside %s", path, target, top_local)
+            if path != top_local and os.path.islink(path):
                 raise Error("Not writing %s: %s is a link" % (local, path))
         os.makedirs(os.path.dirname(local), exist_ok=True)
+
+    def make_way(local):
+        """Remove a file or link at ``local`` (a directory stays)."""
+        if os.path.lexists(local) and not (os.path.isdir(local) and
+                                           not os.path.islink(local)):
+            os.unlink(local)
 
     tar = tarfile.open(fileobj=stream, mode='r|', encoding='utf-8',
                        errors='surrogateescape')
     for member in tar:
         name = _normalize_member(member.name)
-        for top in targets:
-            if name == top or name.startswith(top + '/'):
-                break
-        else:
+        top, local = place(name)
+        if top is None:
             raise Error("The server sent %r, which was not asked for"
                         % member.name)
         if not recursive and name != top:
             continue
         top_local = targets[top]
-        local = top_local + name[len(top):]
-        prepare(local, top_local)
-        if os.path.islink(local):
-            os.unlink(local)
+        parents(local, top_local)
+        links.pop(local, None)  # the last member of a name is what stays
         if member.isdir():
-            os.makedirs(local, exist_ok=True)
-            os.chmod(local, (member.mode & 0o777) | 0o700)
-        elif member.isfile():
-            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | \
-                getattr(os, 'O_NOFOLLOW', 0)
-            fd = os.open(local, flags, 0o600)
-            with os.fdopen(fd, 'wb') as out:
-                shutil.copyfileobj(tar.extractfile(member), out)
-            os.chmod(local, (member.mode & 0o777) | 0o600)
-        elif member.issym():
-            pointed = os.path.normpath(os.path.join(os.path.dirname(local),
-                                                    member.linkname))
-            if os.path.isabs(member.linkname) or \
-                    not within(pointed, top_local):
-                logger.warning("Not creating link %s -> %s: it leads "
-                               "outside %s", local, member.linkname,
-                               top_local)
-                continue
-            if os.path.lexists(local):
+            if os.path.islink(local):
                 os.unlink(local)
-            os.symlink(member.linkname, local)
-            made_links.add(local)
+            os.makedirs(local, exist_ok=True)
+            os.chmod(local, (member.mode & 0o777 & ~mask) | 0o700)
+        elif member.isfile():
+            _write_member(tar, member, local,
+                          (member.mode & 0o777 & ~mask) | 0o600)
+        elif member.issym():
+            links[local] = (member.linkname, top_local)
         elif member.islnk():
-            source = _normalize_member(member.linkname)
-            if not (source == top or source.startswith(top + '/')):
-                raise Error("The server sent a hard link to %r, outside "
-                            "%r" % (member.linkname, top))
-            source = top_local + source[len(top):]
+            source_top, source = place(_normalize_member(member.linkname))
+            if source_top is None:
+                raise Error("The server sent a hard link to %r, which was "
+                            "not asked for" % member.linkname)
+            if source == local:  # a file asked for twice
+                continue
+            parents(source, targets[source_top])
             if os.path.islink(source) or not os.path.isfile(source):
                 raise Error("Bad hard link %s -> %s" % (local,
                                                         member.linkname))
-            if os.path.lexists(local):
-                os.unlink(local)
-            shutil.copyfile(source, local)
+            make_way(local)
+            shutil.copy2(source, local)
         else:
             logger.warning("Not creating %s: devices and fifos are not "
                            "downloaded", local)
     tar.close()
+
+    made = []
+    for local, (target, top_local) in links.items():
+        if leads_out(local, target, top_local):
+            logger.warning("Not creating link %s -> %s: it leads outside "
+                           "%s", local, target, top_local)
+            continue
+        if os.path.isdir(local) and not os.path.islink(local):
+            logger.warning("Not creating link %s -> %s: a directory is "
+                           "there", local, target)
+            continue
+        make_way(local)
+        os.symlink(target, local)
+        made.append((local, target, top_local))
+    # where a link leads depends on the links made after it: check them
+    # all, again after each removal, until none leads out
+    while True:
+        out = [link for link in made if leads_out(*link)]
+        if not out:
+            break
+        for link in out:
+            local, target, top_local = link
+            logger.warning("Not creating link %s -> %s: it leads outside "
+                           "%s", local, target, top_local)
+            os.unlink(local)
+            made.remove(link)
 
 
 # ===========================================================================

@@ -224,6 +224,19 @@ def make_tree(root, files):
     return root
 
 
+def assert_links_within(test, top):
+    """Every link under ``top`` leads within it, on disk."""
+    real = os.path.realpath(top)
+    for root, dirs, files in os.walk(top):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                target = os.path.realpath(path)
+                test.assertTrue(target == real or
+                                target.startswith(real + '/'),
+                                (path, os.readlink(path), target))
+
+
 class SSHServer(object):
     """A real OpenSSH server, no port and no daemon: ssh's ProxyCommand runs
     ``sshd -i`` with a private configuration and throwaway keys (as

@@ -341,6 +341,7 @@ def _tar(members):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT) as t:
         for fields, data in members:
+            fields = dict(fields)
             info = tarfile.TarInfo(fields.pop('name'))
             for key, value in fields.items():
                 setattr(info, key, value)
@@ -349,6 +350,26 @@ def _tar(members):
                 t.addfile(info, io.BytesIO(data))
             else:
                 t.addfile(info)
+    buf.seek(0)
+    return buf
+
+
+def _sparse_member(name, size, blocks):
+    """A tar archive of one GNU sparse member (PAX, format 1.0): ``size``
+    bytes, ``blocks`` (offset, data) of data, holes elsewhere.
+    """
+    sparse_map = '%d\n' % len(blocks) + ''.join(
+        '%d\n%d\n' % (offset, len(data)) for offset, data in blocks)
+    sparse_map = sparse_map.encode() + bytes(-len(sparse_map) % 512)
+    data = sparse_map + b''.join(data for _, data in blocks)
+    info = tarfile.TarInfo('GNUSparseFile.0/' + name)
+    info.size = len(data)
+    info.pax_headers = {'GNU.sparse.major': '1', 'GNU.sparse.minor': '0',
+                        'GNU.sparse.name': name,
+                        'GNU.sparse.realsize': str(size)}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT) as t:
+        t.addfile(info, io.BytesIO(data))
     buf.seek(0)
     return buf
 
@@ -480,9 +501,122 @@ class TestExtract(unittest.TestCase):
                       ({'name': 'out/suid', 'mode': 0o6755}, b'#!/bin/sh\n'),
                       ({'name': 'out/plain', 'mode': 0o640}, b'x')])
         out = os.path.join(self.dest, 'out')
-        for name, mode in [('', 0o777), ('suid', 0o755), ('plain', 0o640)]:
+        for name, mode in [('', 0o755), ('suid', 0o755), ('plain', 0o640)]:
             self.assertEqual(os.stat(os.path.join(out, name)).st_mode
                              & 0o7777, mode, name)
+
+    def test_modes_follow_the_umask(self):
+        members = [({'name': 'out', 'type': tarfile.DIRTYPE, 'mode': 0o777},
+                    None),
+                   ({'name': 'out/all', 'mode': 0o777}, b'x'),
+                   ({'name': 'out/none', 'mode': 0}, b'x')]
+        for mask, modes in [(0o002, (0o775, 0o775, 0o600)),
+                            (0o077, (0o700, 0o700, 0o600)),
+                            (0o000, (0o777, 0o777, 0o600))]:
+            shutil.rmtree(self.dest, ignore_errors=True)
+            old = os.umask(mask)
+            try:
+                self.extract(members)
+            finally:
+                os.umask(old)
+            out = os.path.join(self.dest, 'out')
+            got = tuple(os.stat(os.path.join(out, n)).st_mode & 0o7777
+                        for n in ('', 'all', 'none'))
+            self.assertEqual(got, modes, oct(mask))
+
+    def test_link_chain_climbing_out(self):
+        # each link looks inside as text; on disk, y, w and v climb out
+        chain = [('x', '.'), ('y', 'x/..'), ('w', 'y/..'), ('v', 'w/..')]
+        with self.assertLogs('tej', 'WARNING') as logs:
+            self.extract([({'name': 'out/' + n, 'type': tarfile.SYMTYPE,
+                            'linkname': t}, None) for n, t in chain])
+        out = os.path.join(self.dest, 'out')
+        self.assertEqual(os.readlink(os.path.join(out, 'x')), '.')
+        for name in 'ywv':
+            self.assertFalse(os.path.lexists(os.path.join(out, name)))
+        self.assertEqual(len(logs.output), 3, logs.output)
+        support.assert_links_within(self, out)
+
+    def test_link_chain_never_leads_a_copy_or_a_write(self):
+        # the client's own file, one directory up from the target
+        with open(os.path.join(self.dest + '-secret'), 'w') as fp:
+            fp.write('key')
+        chain = [({'name': 'out/' + n, 'type': tarfile.SYMTYPE,
+                   'linkname': t}, None)
+                 for n, t in [('x', '.'), ('y', 'x/..'), ('w', 'y/..')]]
+        with self.assertRaises(tej.Error):
+            self.extract(chain + [({'name': 'out/leak',
+                                    'type': tarfile.LNKTYPE,
+                                    'linkname': 'out/w/dest-secret'}, None)])
+        self.assertFalse(os.path.exists(os.path.join(self.dest, 'out',
+                                                     'leak')))
+        # a file through the chain: w is a directory, not the link
+        shutil.rmtree(self.dest)
+        with self.assertLogs('tej', 'WARNING'):
+            self.extract(chain + [({'name': 'out/w/evil'}, b'x')])
+        self.assertFalse(os.path.exists(os.path.join(self.top, 'evil')))
+        self.assertFalse(os.path.islink(os.path.join(self.dest, 'out', 'w')))
+        self.assertTrue(os.path.isfile(os.path.join(self.dest, 'out', 'w',
+                                                    'evil')))
+        support.assert_links_within(self, os.path.join(self.dest, 'out'))
+        # a chain a previous download left on disk is not followed either
+        shutil.rmtree(self.dest, ignore_errors=True)
+        os.makedirs(os.path.join(self.dest, 'out'))
+        os.symlink('..', os.path.join(self.dest, 'out', 'w'))
+        with self.assertRaises(tej.Error):
+            self.extract([({'name': 'out/leak', 'type': tarfile.LNKTYPE,
+                            'linkname': 'out/w/dest-secret'}, None)])
+        self.assertFalse(os.path.exists(os.path.join(self.dest, 'out',
+                                                     'leak')))
+
+    def test_later_link_leading_an_earlier_one_out(self):
+        # a -> p/.. is inside while p is a file; p -> . makes it the parent
+        with self.assertLogs('tej', 'WARNING'):
+            self.extract([({'name': 'out/p'}, b'file'),
+                          ({'name': 'out/a', 'type': tarfile.SYMTYPE,
+                            'linkname': 'p/..'}, None),
+                          ({'name': 'out/p', 'type': tarfile.SYMTYPE,
+                            'linkname': '.'}, None)])
+        out = os.path.join(self.dest, 'out')
+        self.assertFalse(os.path.lexists(os.path.join(out, 'a')))
+        self.assertEqual(os.readlink(os.path.join(out, 'p')), '.')
+        support.assert_links_within(self, out)
+
+    def test_hard_links_across_targets_and_to_themselves(self):
+        # tar stores a file given twice, or a second name of one file, as a
+        # hard link to the first: both are copies, nothing is lost
+        self.extract([({'name': 'out/a'}, b'A'),
+                      ({'name': 'out/b', 'type': tarfile.LNKTYPE,
+                        'linkname': 'out/a'}, None),
+                      ({'name': 'out/a', 'type': tarfile.LNKTYPE,
+                        'linkname': 'out/a'}, None)],
+                     {'out/a': os.path.join(self.dest, 'a'),
+                      'out/b': os.path.join(self.dest, 'b')})
+        for name in 'ab':
+            with open(os.path.join(self.dest, name)) as fp:
+                self.assertEqual(fp.read(), 'A')
+
+    def test_zeros_and_sparse_members_are_holes(self):
+        size = 1 << 36  # 64 GiB, almost all of it a hole
+        sparse = _sparse_member('out/sparse', size,
+                                [(0, b'start'), (size - 3, b'end')])
+        self.extract([({'name': 'out/zeros'}, bytes(1 << 20))], None)
+        tej._extract(sparse, {'out': os.path.join(self.dest, 'out')}, True)
+        zeros = os.path.join(self.dest, 'out', 'zeros')
+        with open(zeros, 'rb') as fp:
+            self.assertEqual(fp.read(), bytes(1 << 20))
+        path = os.path.join(self.dest, 'out', 'sparse')
+        st = os.stat(path)
+        self.assertEqual(st.st_size, size)
+        self.assertLess(st.st_blocks * 512, 1 << 20)
+        with open(path, 'rb') as fp:
+            self.assertEqual(fp.read(5), b'start')
+            fp.seek(1 << 30)
+            self.assertEqual(fp.read(4), bytes(4))
+            fp.seek(size - 3)
+            self.assertEqual(fp.read(), b'end')
+        self.assertEqual(sorted(os.listdir(os.path.join(self.dest, 'out'))),
+                         ['sparse', 'zeros'])  # no part file left
 
     def test_devices_and_hard_links(self):
         self.extract([({'name': 'out/dev', 'type': tarfile.CHRTYPE,

@@ -187,6 +187,37 @@ class TestSSHFailures(SSHCase):
         self.assertFalse(os.path.exists(q._transport.control_path))
 
 
+class TestHostileJob(SSHCase):
+    def test_link_chain_made_by_a_job(self):
+        # each link looks inside as text; y, w and v climb out of out/
+        q = self.queue()
+        job = self.job('job', {'start.sh':
+                               'mkdir out && cd out && echo data > file && '
+                               'ln -s . x && ln -s x/.. y && ln -s y/.. w && '
+                               'ln -s w/.. v && echo done\n'})
+        q.submit('chain', job)
+        self.assertEqual(q.wait('chain'), 0)
+        results = os.path.join(self.tmp, 'results')
+        with self.assertLogs('tej', 'WARNING') as logs:
+            paths = q.download('chain', 'out', directory=results)
+        out = os.path.join(results, 'out')
+        self.assertEqual(paths, [out])
+        self.assertEqual(len(logs.output), 3, logs.output)
+        self.assertEqual(os.readlink(os.path.join(out, 'x')), '.')
+        for name in 'ywv':
+            self.assertFalse(os.path.lexists(os.path.join(out, name)))
+        with open(os.path.join(out, 'file')) as fp:
+            self.assertEqual(fp.read(), 'data\n')
+        support.assert_links_within(self, out)
+        # one file asked for twice is written once, and kept
+        code, out, err = self.cli('download', self.dest, '--id', 'chain',
+                                  '_stdout', './_stdout', '--directory',
+                                  results)
+        self.assertEqual((code, out), (0, ''), err)
+        with open(os.path.join(results, '_stdout')) as fp:
+            self.assertEqual(fp.read(), 'done\n')
+
+
 class TestPassword(SSHCase):
     """A destination with a password (the original's ``user:pw@host``), and
     ``tej login``: the password reaches ssh through SSH_ASKPASS, never a
