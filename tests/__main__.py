@@ -26,9 +26,12 @@ def main(argv):
         result = unittest.TextTestRunner(verbosity=verbosity).run(suite)
     finally:
         support.stop_all()
-    failed = len(result.failures) + len(result.errors) + \
+    # a test counts once, however many of its subtests failed
+    failed = len({getattr(test, 'test_case', test).id() for test, _ in
+                  result.failures + result.errors}) + \
         len(result.unexpectedSuccesses)
-    skipped = len(result.skipped)
+    skipped = len({getattr(test, 'test_case', test).id()
+                   for test, _ in result.skipped})
     passed = result.testsRun - failed - skipped
     for test, reason in result.skipped:
         print("skipped: %s: %s" % (test.id(), reason))
