@@ -1896,10 +1896,30 @@ def _runtime_version(name):
     return '%d/%s/%s' % (PROTOCOL, name, digest.hexdigest()[:16])
 
 
-#: What every call runs: "sh -c BOOTSTRAP tej QUEUE VERSIONS VERB ARG...",
-#: bootstrap.sh (which says what it does) behind the prelude and probe.sh,
-#: folded into one line.
+#: What every call runs first: bootstrap.sh (which says what it does)
+#: behind the prelude and probe.sh, folded into one line (_call_line).
 _BOOTSTRAP = _fold(_prelude() + _RUNTIME_PROBE + _RUNTIME_BOOTSTRAP)
+
+#: The command of every call, the same whatever the call: sh reads the
+#: first line of its stdin, the call's arguments and the bootstrap
+#: (_call_line), and runs it; the rest of stdin is the call's own input
+#: (read reads no further than the line). It is what sshd hands to the
+#: user's login shell, and means the same to sh, bash, csh, tcsh and fish:
+#: no argument ever passes through that shell.
+_READ_AND_RUN = 'IFS= read -r tej_call && eval "$tej_call"'
+
+
+def _call_line(argv):
+    """The first line of a call's stdin (see _READ_AND_RUN): ``set --``
+    with ``argv`` (QUEUE VERSIONS VERB ARG...), then the bootstrap. A
+    newline in an argument is written "$tej_nl", to keep it one line.
+    """
+    words = ' '.join(shlex.quote(arg).replace('\n', '\'"$tej_nl"\'')
+                     for arg in argv)
+    line = 'set -- %s; %s\n' % (words, _BOOTSTRAP)
+    if any('\n' in arg for arg in argv):
+        line = "tej_nl=$(printf '\\n_'); tej_nl=${tej_nl%_}; " + line
+    return line.encode('utf-8', 'surrogateescape')
 
 
 # ===========================================================================
@@ -1939,11 +1959,50 @@ class _Transport(object):
         """Close the shared connection, if there is one."""
 
 
-def _communicate(proc, command, stdin, timeout):
-    """Feed stdin, collect output, enforce the timeout (killing ``proc``)."""
+def _start_call(popen, command, argv, stdin, **kwargs):
+    """Start ``popen(command, stdin=PIPE_END, **kwargs)``, a call whose
+    stdin is its line (_call_line of ``argv``) then ``stdin`` (None, bytes
+    or a file), written by a thread: the process, its ``feeder`` thread an
+    attribute, to join once the process has ended.
+    """
+    import threading
+    head = _call_line(argv)
+    read, write = os.pipe()
+
+    def feed():
+        try:
+            with open(write, 'wb') as pipe:
+                pipe.write(head)
+                if isinstance(stdin, bytes):
+                    pipe.write(stdin)
+                elif stdin is not None:
+                    # what has come so far, not a whole buffer (a pipe)
+                    chunk = getattr(stdin, 'read1', stdin.read)
+                    data = chunk(1 << 16)
+                    while data:
+                        pipe.write(data)
+                        pipe.flush()
+                        data = chunk(1 << 16)
+        except OSError:
+            pass  # the process has gone: its exit status says why
+
+    feeder = threading.Thread(target=feed, daemon=True)
     try:
-        out, err = proc.communicate(
-            stdin if isinstance(stdin, bytes) else None, timeout=timeout)
+        proc = popen(command, stdin=read, **kwargs)
+    except BaseException:
+        os.close(write)
+        raise
+    finally:
+        os.close(read)
+    feeder.start()
+    proc.feeder = feeder
+    return proc
+
+
+def _communicate(proc, command, timeout):
+    """Collect a call's output, enforce the timeout (killing ``proc``)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
@@ -1954,15 +2013,9 @@ def _communicate(proc, command, stdin, timeout):
         proc.kill()
         proc.wait()
         raise
+    finally:
+        proc.feeder.join()
     return proc.returncode, out, err
-
-
-def _stdin_arg(stdin):
-    if stdin is None:
-        return subprocess.DEVNULL
-    if isinstance(stdin, bytes):
-        return subprocess.PIPE
-    return stdin
 
 
 class _Stream(object):
@@ -1977,6 +2030,7 @@ class _Stream(object):
     def finish(self):
         self.stdout.read()
         self.proc.wait()
+        self.proc.feeder.join()
         self._errfile.seek(0)
         err = self._errfile.read()
         self._errfile.close()
@@ -1989,6 +2043,7 @@ class _Stream(object):
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self.proc.feeder.join()
         self.proc.stdout.close()
         self._errfile.close()
         if self._on_finish is not None:
@@ -2010,28 +2065,24 @@ class _LocalTransport(_Transport):
     def __init__(self):
         self.shell = os.environ.get('TEJ_SH') or 'sh'
 
-    def _argv(self, argv):
-        return [self.shell, '-c', _BOOTSTRAP, 'tej'] + list(argv)
-
-    def _popen(self, argv, stdin, stdout, stderr):
+    def _start(self, argv, stdin, stdout, stderr):
         logger.debug("local: %s", _shell_command(argv))
         try:
-            return subprocess.Popen(self._argv(argv), stdin=stdin,
-                                    stdout=stdout, stderr=stderr,
-                                    cwd=os.path.expanduser('~'))
+            return _start_call(subprocess.Popen,
+                               [self.shell, '-c', _READ_AND_RUN], argv, stdin,
+                               stdout=stdout, stderr=stderr,
+                               cwd=os.path.expanduser('~'))
         except OSError as e:
             raise Error("Cannot run %s: %s" % (self.shell, e))
 
     def run(self, argv, stdin=None, timeout=None):
-        proc = self._popen(argv, _stdin_arg(stdin), subprocess.PIPE,
-                           subprocess.PIPE)
-        return _communicate(proc, _shell_command(argv), stdin, timeout)
+        proc = self._start(argv, stdin, subprocess.PIPE, subprocess.PIPE)
+        return _communicate(proc, _shell_command(argv), timeout)
 
     def stream(self, argv):
         import tempfile
         errfile = tempfile.TemporaryFile()
-        proc = self._popen(argv, subprocess.DEVNULL, subprocess.PIPE,
-                           errfile)
+        proc = self._start(argv, None, subprocess.PIPE, errfile)
         return _Stream(proc, errfile)
 
 
@@ -2195,20 +2246,20 @@ class _SSHTransport(_Transport):
             return 1
 
     def _start(self, argv, stdin, stdout, stderr, connection):
-        """Start the bootstrap with ``argv``; return the process and the
-        path of ssh's log (read it with _read_log).
+        """Start the call ``argv`` (see _start_call); return the process
+        and the path of ssh's log (read it with _read_log).
         """
         import tempfile
         fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
         os.close(fd)
-        remote = _shell_command(['sh', '-c', _BOOTSTRAP, 'tej'] + list(argv))
         logger.debug("%s: %s", self.name, _shell_command(argv))
         try:
             # no terminal, no X11: a plain pipe to sh
-            proc = self._popen(
-                self._argv(log, connection, ['-T', '-x']) + [remote],
-                stdin=stdin, stdout=stdout, stderr=stderr)
-        except Error:
+            proc = _start_call(
+                self._popen, self._argv(log, connection, ['-T', '-x']) +
+                [_shell_command(['sh', '-c', _READ_AND_RUN])], argv, stdin,
+                stdout=stdout, stderr=stderr)
+        except BaseException:
             os.unlink(log)
             raise
         return proc, log
@@ -2299,11 +2350,11 @@ class _SSHTransport(_Transport):
         def attempt(connection):
             if rewind:  # a file: all of it again (a pipe is read once)
                 stdin.seek(0)
-            proc, log = self._start(argv, _stdin_arg(stdin), subprocess.PIPE,
+            proc, log = self._start(argv, stdin, subprocess.PIPE,
                                     subprocess.PIPE, connection)
             try:
                 code, out, err = _communicate(proc, _shell_command(argv),
-                                              stdin, timeout)
+                                              timeout)
             finally:
                 log = self._read_log(log)
             if code == 255:
@@ -2316,8 +2367,8 @@ class _SSHTransport(_Transport):
 
         def attempt(connection):
             errfile = tempfile.TemporaryFile()
-            proc, log = self._start(argv, subprocess.DEVNULL,
-                                    subprocess.PIPE, errfile, connection)
+            proc, log = self._start(argv, None, subprocess.PIPE, errfile,
+                                    connection)
             # ssh's failures come before any output: peek at the first byte
             if proc.stdout.peek(1):
                 return _Stream(proc, errfile, self._stream_end(log)), None
