@@ -536,6 +536,15 @@ def _shell_command(argv):
     return ' '.join(shlex.quote(arg) for arg in argv)
 
 
+def _ssh_config_word(text):
+    """``text`` as one word of an ssh_config value (``-o KEY=VALUE``):
+    quoted, so that blanks do not end it, and with "%" doubled, so that
+    ssh expands none of it.
+    """
+    return '"%s"' % text.replace('\\', '\\\\').replace('"', '\\"').replace(
+        '%', '%%')
+
+
 def _last_line(text):
     """The last line of ``text`` that is not blank, stripped ('' for
     none): ssh's log says what went wrong last.
@@ -2205,7 +2214,7 @@ class _SSHTransport(_Transport):
                 '-o', 'ControlMaster=%s' % (
                     'yes' if connection == _MASTER else 'auto'),
                 # our own socket, in a private directory
-                '-o', 'ControlPath=%s' % self.control_path,
+                '-o', 'ControlPath=%s' % _ssh_config_word(self.control_path),
                 # keep the connection open a while for the next call
                 '-o', 'ControlPersist=%d' % self.persist,
             ]

@@ -795,7 +795,7 @@ class TestRetryLoop(unittest.TestCase):
             call, login, check, exit = fp.read().splitlines()
         common = ['-o Compression=yes -E ', ' -o ConnectTimeout=20 ',
                   ' -o ServerAliveInterval=15 -o ServerAliveCountMax=4 ',
-                  ' -o ControlPath=%s ' % queue._transport.control_path,
+                  ' -o ControlPath="%s" ' % queue._transport.control_path,
                   ' -- stub']
         for argv in (call, login, check, exit):
             for part in common:
@@ -806,6 +806,11 @@ class TestRetryLoop(unittest.TestCase):
         self.assertIn(' -o BatchMode=yes ', call)
         self.assertIn(' -O check -- stub', check)
         self.assertIn(' -O exit -- stub', exit)
+
+    def test_control_path_is_one_word_without_tokens(self):
+        W = tej._ssh_config_word
+        self.assertEqual(W('/tmp/a b/%h'), '"/tmp/a b/%%h"')
+        self.assertEqual(W('/x\\"y'), '"/x\\\\\\"y"')
 
     def test_login_failure_says_why(self):
         with open(self.plan, 'w') as fp:

@@ -187,6 +187,26 @@ class TestSSHFailures(SSHCase):
         self.assertFalse(os.path.exists(q._transport.control_path))
 
 
+class TestControlPath(SSHCase):
+    def test_blanks_and_percent_signs(self):
+        # the control directory under a HOME, or an XDG_RUNTIME_DIR, with
+        # a space and a "%": the shared connection still works
+        for variable in ('HOME', 'XDG_RUNTIME_DIR'):
+            odd = os.path.join(self.tmp, 'a b%h')
+            os.makedirs(odd, 0o700, exist_ok=True)
+            support.patch_env(self.addCleanup, **{variable: odd})
+            q = self.queue(variable)
+            q.setup()
+            self.assertTrue(q._transport.control_path.startswith(odd + '/'))
+            self.assertTrue(os.path.exists(q._transport.control_path))
+            self.assertTrue(q._transport.check_master(), variable)
+            self.assertEqual(len(self.server.masters(q)), 1)
+            self.assertEqual(list(q.list()), [])
+            q.close()
+            wait_for(lambda: not os.path.exists(q._transport.control_path),
+                     what='the master to exit')
+
+
 class TestHostileJob(SSHCase):
     def test_link_chain_made_by_a_job(self):
         # each link looks inside as text; y, w and v climb out of out/
