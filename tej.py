@@ -432,7 +432,7 @@ class ConnectionLost(RemoteCommandFailure):
 
 _DESTINATION = re.compile(r'''
     (?:ssh://)?
-    (?:(?P<username>[A-Za-z0-9_.][A-Za-z0-9_.-]*)(?::(?P<password>[^@]+))?@)?
+    (?:(?P<username>[A-Za-z0-9_.][A-Za-z0-9_.-]*)(?::(?P<password>.+))?@)?
     (?:\[(?P<ipv6>[0-9A-Fa-f:.%a-z]+)\]|(?P<hostname>[A-Za-z0-9_.][A-Za-z0-9_.-]*))
     (?::(?P<port>[0-9]{1,5}))?
     \Z''', re.VERBOSE)
@@ -450,7 +450,8 @@ def _parse_destination(destination):
         return {'local': True}
     match = _DESTINATION.match(destination)
     if match is None:
-        raise InvalidDestination("Invalid destination: %s" % destination)
+        raise InvalidDestination("Invalid destination: %s"
+                                 % _masked(destination))
     result = {'hostname': match.group('ipv6') or match.group('hostname')}
     for key in ('username', 'password'):
         if match.group(key) is not None:
@@ -459,9 +460,15 @@ def _parse_destination(destination):
         port = int(match.group('port'))
         if not 0 < port < 65536:
             raise InvalidDestination("Invalid port in destination: %s"
-                                     % destination)
+                                     % _masked(destination))
         result['port'] = port
     return result
+
+
+def _masked(destination):
+    """A destination string with its password, if any, as ``***``."""
+    return re.sub(r'\A((?:ssh://)?[^:@/]*):.*@', r'\1:***@', destination,
+                  flags=re.DOTALL)
 
 
 def parse_ssh_destination(destination):
@@ -2117,29 +2124,58 @@ def _control_dir():
     return path
 
 
+#: The program that answers ssh's password prompt (SSH_ASKPASS, called
+#: with the prompt) with TEJ_PASSWORD, only when it is the prompt of the
+#: target's login as TEJ_PASSWORD_FOR (user@host): a ProxyJump host, which
+#: asks in the same words for itself, gets nothing.
+_ASKPASS = r"""#!/bin/sh
+case $1 in
+    "$TEJ_PASSWORD_FOR's password: "|"($TEJ_PASSWORD_FOR) "*)
+        printf '%s\n' "$TEJ_PASSWORD" ;;
+    *) exit 1 ;;
+esac
+"""
+
+
 def _askpass_program():
-    """The program that answers ssh's password prompt with TEJ_PASSWORD
-    (SSH_ASKPASS): a file in the private control directory, written the
-    first time; return its path.
+    """The file of _ASKPASS, in the private control directory (written the
+    first time; its name says its version): return its path.
     """
-    path = os.path.join(_control_dir(), 'askpass')
+    digest = hashlib.sha256(_ASKPASS.encode()).hexdigest()[:8]
+    path = os.path.join(_control_dir(), 'askpass-' + digest)
     if not os.path.exists(path):
         with open(path + '.tmp', 'w') as fp:
-            fp.write('#!/bin/sh\nprintf \'%s\\n\' "$TEJ_PASSWORD"\n')
+            fp.write(_ASKPASS)
         os.chmod(path + '.tmp', 0o700)
         os.rename(path + '.tmp', path)
     return path
 
 
-def _askpass_env(program, password):
+def _askpass_env(program, password, prompt_for):
     """ssh's environment for a password login: ours, plus the askpass
-    ``program`` that ssh must use (even without a display) and the password
-    it answers with.
+    ``program`` that ssh must use (even without a display), the password
+    it answers with, and for which login (``user@host`` as ssh's prompt
+    says it).
     """
     env = dict(os.environ, SSH_ASKPASS=program, TEJ_PASSWORD=password,
-               SSH_ASKPASS_REQUIRE='force')
+               TEJ_PASSWORD_FOR=prompt_for, SSH_ASKPASS_REQUIRE='force')
     env.setdefault('DISPLAY', 'tej:0')
     return env
+
+
+def _prompt_for(config):
+    """``user@host`` as ssh's password prompt says it, from ``ssh -G``'s
+    output (its configuration for the destination): the user, and the host
+    key alias or else the host name, cut as ssh cuts them.
+    """
+    values = {}
+    for line in config.splitlines():
+        key, _, value = line.partition(' ')
+        values.setdefault(key.lower(), value)
+    host = values.get('hostkeyalias')
+    if not host or host == 'none':
+        host = values.get('hostname', '')
+    return '%s@%s' % (values.get('user', '')[:30], host[:128])
 
 
 class _SSHTransport(_Transport):
@@ -2162,6 +2198,7 @@ class _SSHTransport(_Transport):
         self.persist = int(_timeout_setting('TEJ_CONTROL_PERSIST',
                                             _DEFAULT_PERSIST))
         self._control_path = None
+        self._prompt = None
 
     @property
     def control_path(self):
@@ -2231,13 +2268,34 @@ class _SSHTransport(_Transport):
         """
         env = None
         if self.password is not None:
-            env = _askpass_env(_askpass_program(), self.password)
+            env = _askpass_env(_askpass_program(), self.password,
+                               self._password_prompt())
         try:
             return subprocess.Popen(argv, env=env,
                                     start_new_session=env is not None,
                                     **kwargs)
         except OSError as e:
             raise Error("Cannot run %s: %s" % (self.ssh, e))
+
+    def _password_prompt(self):
+        """For which login the password is (see _prompt_for): ssh -G says
+        how ssh sees the destination, once.
+        """
+        if self._prompt is None:
+            argv = self._argv(os.devnull, _OWN, ['-G'])
+            try:
+                config = subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE, timeout=30)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                raise Error("Cannot run %s -G: %s" % (self.ssh, e))
+            if config.returncode != 0:
+                raise Error("%s -G %s failed: %s" % (
+                    self.ssh, self.hostname,
+                    _last_line(config.stderr.decode('utf-8', 'replace'))))
+            self._prompt = _prompt_for(config.stdout.decode('utf-8',
+                                                            'replace'))
+        return self._prompt
 
     def _control(self, command):
         """``ssh -O command`` to the shared connection; its exit status (1
@@ -3575,6 +3633,10 @@ def _add_common(parser, with_id=False):
                      metavar='KEY=VALUE', help="an ssh_config option")
     ssh.add_argument('--no-multiplex', action='store_true',
                      help="one connection per call (no ControlMaster)")
+    ssh.add_argument('--password', action='store_true',
+                     help="log in with a password: TEJ_PASSWORD's, or else "
+                          "asked for on the terminal (a password in "
+                          "DESTINATION shows in the process list)")
 
 
 def _seconds(text):
@@ -3928,7 +3990,7 @@ def _cmd_run(queue, args):
         logger.warning(
             "Job %s goes on on %s. Run the same command again to re-attach, "
             "or stop it with: tej kill %s --id %s", job_id,
-            queue.destination_string, args.destination, job_id)
+            queue.destination_string, _masked(args.destination), job_id)
         raise
     record = {'id': job_id, 'state': state, 'exit': exit_code}
     downloaded = []
@@ -3964,10 +4026,31 @@ _COMMANDS = {
 
 def _queue(args):
     """The queue that the command line names."""
-    return RemoteQueue(args.destination, args.queue,
+    return RemoteQueue(_destination(args), args.queue,
                        setup_runtime=getattr(args, 'runtime', None),
                        ssh_options=_ssh_options(args),
                        multiplex=not args.no_multiplex)
+
+
+def _destination(args):
+    """The destination, with the password of TEJ_PASSWORD or of the
+    terminal (--password), if any.
+    """
+    destination = _parse_destination(args.destination)
+    if 'password' in destination:
+        logger.warning("The password in %s shows in the process list: use "
+                       "--password, or TEJ_PASSWORD", _masked(
+                           args.destination))
+        return destination
+    password = os.environ.get('TEJ_PASSWORD')
+    if password is None and args.password:
+        if not sys.stdin.isatty():
+            raise Error("--password: set TEJ_PASSWORD, or run tej in a "
+                        "terminal to be asked")
+        password = getpass.getpass("Password for %s: " % args.destination)
+    if password is not None and not destination.get('local'):
+        destination['password'] = password
+    return destination
 
 
 def _on_sigterm(signum, frame):

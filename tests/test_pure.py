@@ -94,6 +94,56 @@ class TestDestinations(unittest.TestCase):
             os.environ['HOME'] = old
 
 
+class TestPasswords(unittest.TestCase):
+    def test_at_and_colon_in_a_password(self):
+        self.assertEqual(tej.parse_ssh_destination('u:p@s:s@w@host:2222'),
+                         {'hostname': 'host', 'username': 'u',
+                          'password': 'p@s:s@w', 'port': 2222})
+
+    def test_masked(self):
+        M = tej._masked
+        self.assertEqual(M('u:p@s:s@host'), 'u:***@host')
+        self.assertEqual(M('ssh://u:secret@host:22'), 'ssh://u:***@host:22')
+        self.assertEqual(M('u@host'), 'u@host')
+        self.assertEqual(M('host:22'), 'host:22')
+        for bad in ['u:secret@bad host', 'u:secret@host:99999']:
+            with self.assertRaises(tej.InvalidDestination) as ctx:
+                tej.RemoteQueue(bad)
+            self.assertNotIn('secret', str(ctx.exception))
+            self.assertIn('u:***@', str(ctx.exception))
+
+    def test_askpass_answers_the_target_only(self):
+        script = os.path.join(tempfile.mkdtemp(), 'askpass')
+        with open(script, 'w') as fp:
+            fp.write(tej._ASKPASS)
+        os.chmod(script, 0o700)
+        env = dict(os.environ, TEJ_PASSWORD="it's $x", TEJ_PASSWORD_FOR=
+                   'me@target')
+        for prompt, answer in [
+                ("me@target's password: ", b"it's $x\n"),
+                ('(me@target) Password: ', b"it's $x\n"),
+                # a ProxyJump host asks in the same words, for itself
+                ("me@jump's password: ", None),
+                ("me@target.evil's password: ", None),
+                ('(me@jump) Password: ', None),
+                ('Enter passphrase for key: ', None)]:
+            proc = subprocess.run([script, prompt], env=env,
+                                  stdout=subprocess.PIPE)
+            if answer is None:
+                self.assertNotEqual(proc.returncode, 0, prompt)
+                self.assertEqual(proc.stdout, b'', prompt)
+            else:
+                self.assertEqual((proc.returncode, proc.stdout), (0, answer))
+
+    def test_prompt_for(self):
+        config = 'user tejtest\nhostname 127.0.0.1\nport 22\n'
+        self.assertEqual(tej._prompt_for(config), 'tejtest@127.0.0.1')
+        self.assertEqual(tej._prompt_for(config + 'hostkeyalias tejhost\n'),
+                         'tejtest@tejhost')
+        self.assertEqual(tej._prompt_for('user %s\nhostname h\n' % ('u' * 40)),
+                         'u' * 30 + '@h')
+
+
 class TestIds(unittest.TestCase):
     def test_valid(self):
         for good in ['a', 'job_1', 'A.b,c+d=e@f%g:h-i', '0' * 128, '_x']:

@@ -249,7 +249,7 @@ class TestPassword(SSHCase):
         need('sshd', os.getuid() == 0,
              "password logins need root, to give the test user a password")
         # one the askpass script and the shell must not mangle
-        self.password = "p w'$x\\%" + os.urandom(4).hex()
+        self.password = "p@w:'$x\\% " + os.urandom(4).hex()
         user = self.server.user
         subprocess.run(['chpasswd'], check=True, input=(
             '%s:%s\n' % (user, self.password)).encode())
@@ -270,6 +270,35 @@ class TestPassword(SSHCase):
         self.assertEqual(q.wait('j'), 4)
         q.close()  # the next call logs in again
         self.assertEqual(q.status('j')[::2], ('finished', '4'))
+
+    def test_password_on_the_command_line(self):
+        # in the destination (with a warning), in TEJ_PASSWORD, and never
+        # in a message
+        user = self.server.user
+        args = ['--queue', self.queue_path, '-F', self.server.config]
+        in_destination = '%s:%s@%s' % (user, self.password, self.alias)
+        code, out, err = run_cli('setup', in_destination, *args)
+        self.assertEqual((code, out), (0, ''), err)
+        self.assertIn('shows in the process list', err)
+        self.assertIn('%s:***@%s' % (user, self.alias), err)
+        self.assertNotIn(self.password, err)
+        self.password_queue(self.password).close()
+        support.patch_env(self.addCleanup, TEJ_PASSWORD=self.password)
+        self.assertEqual(run_cli('status', '%s@%s' % (user, self.alias),
+                                 '--id', 'x', *args),
+                         (0, 'not found\n', ''))
+        self.password_queue(self.password).close()
+        support.patch_env(self.addCleanup, TEJ_PASSWORD=None)
+        code, out, err = run_cli('status', '%s@%s' % (user, self.alias),
+                                 '--id', 'x', '--password', *args)
+        self.assertEqual((code, out), (1, ''))
+        self.assertRegex(err, r'\Atej: error: --password: set TEJ_PASSWORD'
+                              r'[^\n]*\n\Z')
+        code, out, err = run_cli('status', in_destination + ' x', '--id',
+                                 'x', *args)
+        self.assertEqual(code, 1)
+        self.assertNotIn(self.password, err)
+        self.assertIn(':***@', err)
 
     def test_wrong_password(self):
         q = self.password_queue(self.password + 'x')
