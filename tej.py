@@ -431,7 +431,7 @@ class ConnectionLost(RemoteCommandFailure):
 # ===========================================================================
 
 _DESTINATION = re.compile(r'''
-    (?:ssh://)?
+    (?:ssh://|(?!ssh://))  # a scheme, never a user "ssh" with a password
     (?:(?P<username>[A-Za-z0-9_.][A-Za-z0-9_.-]*)(?::(?P<password>.+))?@)?
     (?:\[(?P<ipv6>[0-9A-Fa-f:.%a-z]+)\]|(?P<hostname>[A-Za-z0-9_.][A-Za-z0-9_.-]*))
     (?::(?P<port>[0-9]{1,5}))?
@@ -467,8 +467,8 @@ def _parse_destination(destination):
 
 def _masked(destination):
     """A destination string with its password, if any, as ``***``."""
-    return re.sub(r'\A((?:ssh://)?[^:@/]*):.*@', r'\1:***@', destination,
-                  flags=re.DOTALL)
+    return re.sub(r'\A((?:ssh://|(?!ssh://))[^:@/]*):.*@', r'\1:***@',
+                  destination, flags=re.DOTALL)
 
 
 def parse_ssh_destination(destination):
