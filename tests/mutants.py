@@ -37,9 +37,9 @@ MUTANTS = [
     dict(
         name='extract-link-prefix',
         file='tej.py',
-        original="        return path == top or "
+        original="    return path == top or "
                  "path.startswith(top.rstrip('/') + '/')",
-        replacement="        return path.startswith(top)",
+        replacement="    return path.startswith(top)",
         description="a downloaded link is 'within' its target by a plain "
                     "string prefix: out/esc -> ../out2 is made",
         tests=['test_pure.TestExtract'],
@@ -280,9 +280,9 @@ MUTANTS = [
         name='member-prefix',
         file='tej.py',
         original='''            if name == top or name.startswith(top + '/'):
-                break''',
+                return top, top_local + name[len(top):]''',
         replacement='''            if name.startswith(top):
-                break''',
+                return top, top_local + name[len(top):]''',
         description="a member belongs to a target by a plain string "
                     "prefix: outside/evil is written next to out",
         tests=['test_pure.TestExtract'],
@@ -290,15 +290,16 @@ MUTANTS = [
     dict(
         name='extract-special-bits',
         file='tej.py',
-        original="            os.chmod(local, (member.mode & 0o777) | 0o600)",
-        replacement="            os.chmod(local, member.mode | 0o600)",
+        original="                          (member.mode & 0o777 & ~mask) "
+                 "| 0o600)",
+        replacement="                          (member.mode & ~mask) | 0o600)",
         description="a downloaded file keeps its setuid and setgid bits",
         tests=['test_pure.TestExtract'],
     ),
     dict(
         name='extract-through-local-link',
         file='tej.py',
-        original='''            if os.path.islink(path):
+        original='''            if path != top_local and os.path.islink(path):
                 raise Error("Not writing %s: %s is a link" % (local, path))
 ''',
         replacement='',
@@ -338,6 +339,58 @@ umask 022
         description="the queue's files are readable by other users",
         tests=['test_runtime.TestRuntimeDirectly.'
                'test_files_are_private'],
+    ),
+    dict(
+        name='link-checked-as-text',
+        file='tej.py',
+        original="        return not _within(os.path.realpath(path),\n"
+                 "                           os.path.realpath(top_local))",
+        replacement="        return not _within(os.path.normpath(path),\n"
+                    "                           os.path.normpath(top_local))",
+        description="a downloaded link is checked as text, not on disk: "
+                    "x -> ., y -> x/.. leads out",
+        tests=['test_pure.TestExtract'],
+    ),
+    dict(
+        name='download-umask-ignored',
+        file='tej.py',
+        original="                          (member.mode & 0o777 & ~mask) "
+                 "| 0o600)",
+        replacement="                          (member.mode & 0o777) | 0o600)",
+        description="a downloaded file keeps the server's mode: 0777 is "
+                    "world-writable here",
+        tests=['test_pure.TestExtract'],
+    ),
+    dict(
+        name='askpass-answers-any-prompt',
+        file='tej.py',
+        original="    *) exit 1 ;;\nesac\n\"\"\"",
+        replacement="    *) printf '%s\\n' \"$TEJ_PASSWORD\" ;;\nesac\n\"\"\"",
+        description="the password goes to any prompt: a ProxyJump host's "
+                    "gets it",
+        tests=['test_pure.TestPasswords'],
+    ),
+    dict(
+        name='control-path-unquoted',
+        file='tej.py',
+        original="                '-o', 'ControlPath=%s' % "
+                 "_ssh_config_word(self.control_path),",
+        replacement="                '-o', 'ControlPath=%s' % "
+                    "self.control_path,",
+        description="the control path goes to ssh as it is: a space or a "
+                    "% in HOME breaks every shared call",
+        tests=['test_ssh.TestControlPath'],
+    ),
+    dict(
+        name='arguments-in-the-login-shell',
+        file='tej.py',
+        original="                [_shell_command(['sh', '-c', "
+                 "_READ_AND_RUN])], argv, stdin,",
+        replacement="                [_shell_command(['sh', '-c', "
+                    "_READ_AND_RUN, 'tej'] + list(argv))], argv, stdin,",
+        description="the call's arguments also go on the command line that "
+                    "the login shell reads: tcsh and fish run them",
+        tests=['test_shells.TestTcshLogin', 'test_shells.TestFishLogin'],
     ),
     # ---- transfers ----------------------------------------------------------
     dict(
