@@ -5,8 +5,11 @@ failures, the shared connection, and the oldest and newest Pythons.
 
 import glob
 import os
+import pwd
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 
@@ -331,6 +334,166 @@ class TestPassword(SSHCase):
         code, out, err = run_cli('status', '--id', 'x', *(args + queue))
         self.assertEqual((code, out), (1, ''))
         self.assertIn('Authentication', err)
+
+
+class TestProxyJump(SSHCase):
+    """A password is for the target alone: through a ProxyJump host (ssh
+    runs a second ssh for the jump, which inherits SSH_ASKPASS and the
+    password), the jump's own password prompt gets nothing. ``ssh -J``
+    needs a TCP port: an sshd of this test's listens on 127.0.0.1, and its
+    log says who logged in how.
+    """
+
+    jump_user = 'tejjump'
+
+    def setUp(self):
+        super(TestProxyJump, self).setUp()
+        need('sshd', os.getuid() == 0,
+             "password logins need root, to give the test users passwords")
+        self.password = "p@w:'$x\\% " + os.urandom(4).hex()
+        self.set_password(self.server.user, self.password)
+        try:
+            pwd.getpwnam(self.jump_user)
+        except KeyError:
+            subprocess.check_call(['useradd', '-M', '-s', '/bin/sh',
+                                   self.jump_user])
+        self.port, self.log = self.listening_sshd()
+
+    def set_password(self, user, password):
+        """Give ``user`` a password; put back what it had after the test."""
+        entry = subprocess.run(['getent', 'shadow', user], check=True,
+                               stdout=subprocess.PIPE).stdout.decode()
+        self.addCleanup(subprocess.check_call,
+                        ['usermod', '-p', entry.split(':')[1], user])
+        subprocess.run(['chpasswd'], check=True,
+                       input=('%s:%s\n' % (user, password)).encode())
+
+    def listening_sshd(self):
+        """Start the test server's sshd listening on 127.0.0.1 on a free
+        port, taking passwords and keys, for the test user and the jump
+        user; stopped after the test. Return the port and its log.
+        """
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            port = sock.getsockname()[1]
+        with open(self.server.path('sshd_config')) as fp:
+            text = fp.read()
+        for option in ('PasswordAuthentication no',
+                       'AllowUsers %s\n' % self.server.user):
+            self.assertIn(option, text)
+        config = os.path.join(self.tmp, 'sshd_config')
+        with open(config, 'w') as fp:
+            fp.write(text.replace('PasswordAuthentication no',
+                                  'PasswordAuthentication yes')
+                     .replace('AllowUsers %s' % self.server.user,
+                              'AllowUsers %s %s' % (self.server.user,
+                                                    self.jump_user)))
+        log = os.path.join(self.tmp, 'sshd.log')
+        sshd = subprocess.Popen(
+            [self.server.sshd, '-D', '-f', config, '-E', log,
+             '-o', 'ListenAddress=127.0.0.1', '-o', 'Port=%d' % port,
+             '-o', 'LogLevel=VERBOSE'], stdin=subprocess.DEVNULL)
+        self.addCleanup(self.stop_sshd, sshd)
+        wait_for(lambda: self.read(log) if sshd.poll() is None else 'died',
+                 lambda text: 'Server listening' in text or text == 'died',
+                 what='the sshd to listen')
+        self.assertIsNone(sshd.poll(), self.read(log))
+        return port, log
+
+    def stop_sshd(self, sshd):
+        # with the sessions it forked
+        for pid in support.process_tree([sshd.pid]):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+        sshd.wait(10)
+
+    @staticmethod
+    def read(path):
+        try:
+            with open(path) as fp:
+                return fp.read()
+        except FileNotFoundError:
+            return ''
+
+    def jump_config(self, jump_user, jump_auth):
+        """An ssh config with two names for the listening sshd, each with
+        its own host key alias: the jump host (as ``jump_user``, with
+        ``jump_auth``), and the target (the test user, no key: a
+        password). Return its path.
+        """
+        with open(self.server.path('host_key.pub')) as fp:
+            key = ' '.join(fp.read().split()[:2])
+        known = os.path.join(self.tmp, 'known_hosts')
+        with open(known, 'w') as fp:
+            fp.write('tej-jump %s\ntej-target %s\n' % (key, key))
+        config = os.path.join(self.tmp, 'ssh_config')
+        block = ("Host {a}\n  HostName 127.0.0.1\n  Port {p}\n  User {u}\n"
+                 "  HostKeyAlias {a}\n  {auth}\n  IdentitiesOnly yes\n"
+                 "  UserKnownHostsFile {k}\n  GlobalKnownHostsFile /dev/null\n"
+                 "  StrictHostKeyChecking yes\n  LogLevel ERROR\n")
+        with open(config, 'w') as fp:
+            fp.write(block.format(a='tej-jump', p=self.port, u=jump_user,
+                                  auth=jump_auth, k=known))
+            fp.write(block.format(a='tej-target', p=self.port,
+                                  u=self.server.user, k=known,
+                                  auth='PubkeyAuthentication no'))
+        return config
+
+    def jump_queue(self, config):
+        return tej.RemoteQueue(
+            {'hostname': 'tej-target', 'username': self.server.user,
+             'password': self.password}, self.queue_path,
+            ssh_options=['-F', config, '-J', 'tej-jump'], multiplex=False)
+
+    def logins(self):
+        """The sshd's log lines of password and key logins (tried or
+        not), without what follows the user name.
+        """
+        return re.findall(r'(?:Accepted|Failed) (?:password|publickey) '
+                          r'for (?:invalid user )?\S+', self.read(self.log))
+
+    def test_jump_by_key_target_by_password(self):
+        config = self.jump_config(
+            self.server.user,
+            'IdentityFile %s' % self.server.path('client_key'))
+        q = self.jump_queue(config)
+        q.setup()
+        self.assertEqual(list(q.list()), [])
+        self.assertTrue(os.path.isdir(self.queue_path))
+        # each call: the jump with the key, then the target with the
+        # password (the jump's ssh has no key for it)
+        logins = self.logins()
+        user = self.server.user
+        calls = logins.count('Accepted password for %s' % user)
+        self.assertGreaterEqual(calls, 2, logins)
+        self.assertEqual(sorted(logins), sorted(
+            ['Accepted password for %s' % user,
+             'Accepted publickey for %s' % user] * calls))
+
+    def test_jump_password_prompt_gets_nothing(self):
+        # the jump user has the target's password: had the jump's ssh got
+        # it, the jump would let it in and the call succeed. (With another
+        # password a leak would not show: ssh sends an empty password when
+        # its askpass answers nothing, and sshd logs both as failed.)
+        self.set_password(self.jump_user, self.password)
+        config = self.jump_config(self.jump_user, 'PubkeyAuthentication no')
+        q = self.jump_queue(config)
+        with self.assertRaises(tej.Error) as ctx:
+            try:
+                q.setup()
+            finally:
+                logins = self.logins()
+                # the jump was asked, and nothing it was told let it in:
+                # the target was never reached
+                self.assertTrue(logins)
+                self.assertEqual(
+                    [line for line in logins
+                     if line != 'Failed password for %s' % self.jump_user],
+                    [], self.read(self.log))
+        self.assertIn('Authentication', str(ctx.exception))
+        self.assertNotIn(self.password, str(ctx.exception))
 
 
 def _pythons():
