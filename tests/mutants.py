@@ -368,7 +368,7 @@ umask 022
         replacement="    *) printf '%s\\n' \"$TEJ_PASSWORD\" ;;\nesac\n\"\"\"",
         description="the password goes to any prompt: a ProxyJump host's "
                     "gets it",
-        tests=['test_pure.TestPasswords'],
+        tests=['test_pure.TestPasswords', 'test_ssh.TestProxyJump'],
     ),
     dict(
         name='control-path-unquoted',
