@@ -47,8 +47,8 @@ MUTANTS = [
     dict(
         name='logs-tick-not-skipped',
         file='tej.py',
-        original='''                if name == 'tick':
-                    continue
+        original='''        if name == 'tick' and not rest:
+            return name, None
 ''',
         replacement='',
         description="logs reads the server's keep-alive line 'tick' as a "

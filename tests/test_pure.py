@@ -484,6 +484,8 @@ class TestExtract(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.dest, 'outside')))
 
     def test_links_pointing_out(self):
+        # a sibling whose name starts with the target's, there on disk
+        os.makedirs(os.path.join(self.dest, 'out2'))
         self.extract([({'name': 'out/up', 'type': tarfile.SYMTYPE,
                         'linkname': '../../..'}, None),
                       ({'name': 'out/abs', 'type': tarfile.SYMTYPE,
