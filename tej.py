@@ -1336,7 +1336,13 @@ _download() {  # _download ID PATH ...
     # GNU tar says 1 when a file changed as it was read (a running job's
     # _stdout): what was read is sent
     _dl_rc=0
-    tar -cf - "$@" || _dl_rc=$?
+    # GNU tar reads escapes in the names it is given ("a\\b" would be
+    # "a\b"): not in these
+    _dl_gnu=
+    case $(tar --version 2>/dev/null) in
+        *GNU*) _dl_gnu=--no-unquote ;;
+    esac
+    tar ${_dl_gnu:+"$_dl_gnu"} -cf - "$@" || _dl_rc=$?
     [ "$_dl_rc" -le 1 ] || _die "$RC_FAILURE" "tar failed ($_dl_rc)"
 }
 

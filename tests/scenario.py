@@ -22,6 +22,7 @@ NASTY_FILES = {
     '$HOME and `id`.txt': b'dollar\n',
     '-n': b'dash\n',
     'new\nline': b'newline\n',
+    'back\\slash \\n \\\\ end\\': b'backslashes\n',
     'caf\u00e9/\u4e2d\u6587.txt': '\u00e9\u00e8'.encode('utf-8'),
     'deep/a/b/c/d.bin': bytes(range(256)) * 64,
 }
