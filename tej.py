@@ -1965,8 +1965,9 @@ class _Transport(object):
     name = None
 
     def run(self, argv, stdin=None, timeout=None):
-        """Run ``sh -c`` with ``argv`` as arguments; return (exit code,
-        stdout bytes, stderr bytes). ``stdin`` is None, bytes, or a file.
+        """Run the bootstrap with ``argv`` (QUEUE VERSIONS VERB ARG...; see
+        _READ_AND_RUN); return (exit code, stdout bytes, stderr bytes).
+        ``stdin`` is None, bytes, or a file.
         """
         raise NotImplementedError
 
