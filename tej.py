@@ -4115,5 +4115,56 @@ def _in_main_thread():
     return threading.current_thread() is threading.main_thread()
 
 
+# ===========================================================================
+# The original's module paths: tej.submission, tej.errors, tej.utils
+# ===========================================================================
+
+#: Characters that _shell_escape leaves unquoted.
+_SHELL_SAFE = frozenset('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz'
+                        '0123456789-+=/:.,%_')
+
+
+def _shell_escape(text):
+    """tej.utils.shell_escape, as the original did it: ``text`` (str, bytes
+    or a path) as is when it is made of safe characters, else in double
+    quotes, with backslash, double quote, backquote and dollar escaped.
+    tej itself quotes with `shlex.quote`.
+    """
+    if isinstance(text, bytes):
+        text = text.decode('utf-8')
+    text = str(os.fspath(text)) if hasattr(text, '__fspath__') else text
+    if text and all(c in _SHELL_SAFE for c in text):
+        return text
+    for char in '\\"`$':
+        text = text.replace(char, '\\' + char)
+    return '"%s"' % text
+
+
+def _original_modules():
+    """Make the original package's modules importable from this one file:
+    ``<name>.submission`` and ``<name>.errors`` are this module, and
+    ``<name>.utils`` the original's compatibility names, where <name> is
+    this module's name (tej, or mypkg.tej when vendored: a real package
+    named tej is never shadowed). Run as a script, nothing is made.
+    """
+    import types
+    me = sys.modules.get(__name__)
+    if me is None or __name__ == '__main__':
+        return
+    utils = types.ModuleType(__name__ + '.utils',
+                             "The original tej's Python 2/3 names.")
+    utils.__dict__.update(
+        PY3=True, unicode_=str, string_types=(str,), izip=zip, irange=range,
+        iteritems=dict.items, itervalues=dict.values,
+        listvalues=lambda d: list(d.values()), shell_escape=_shell_escape)
+    for name, module in (('submission', me), ('errors', me),
+                         ('utils', utils)):
+        sys.modules[__name__ + '.' + name] = module
+        setattr(me, name, module)
+
+
+_original_modules()
+
+
 if __name__ == '__main__':
     sys.exit(main())

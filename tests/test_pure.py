@@ -144,6 +144,54 @@ class TestPasswords(unittest.TestCase):
                          'u' * 30 + '@h')
 
 
+class TestOriginalModules(unittest.TestCase):
+    """The original package's module paths, each imported in a fresh
+    interpreter.
+    """
+
+    def python(self, code, path):
+        proc = subprocess.run([sys.executable, '-c', code], cwd=path,
+                              env=dict(os.environ, PYTHONPATH=path),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual(proc.returncode, 0, proc.stderr.decode())
+        return proc.stdout.decode()
+
+    def test_imports(self):
+        out = self.python(
+            'import importlib, tej\n'
+            'import tej.submission, tej.errors, tej.utils\n'
+            'from tej.submission import RemoteQueue\n'
+            'from tej.errors import JobNotFound\n'
+            'from tej.utils import unicode_, shell_escape, iteritems\n'
+            'assert RemoteQueue is tej.RemoteQueue\n'
+            'assert issubclass(JobNotFound, tej.Error)\n'
+            'q = tej.submission.RemoteQueue("local:")\n'
+            'importlib.reload(tej)\n'
+            'from tej.utils import listvalues\n'
+            'print(unicode_ is str, shell_escape(\'bl"a $x\'), '
+            'shell_escape("a/b"), list(iteritems({1: 2})), '
+            'listvalues({3: 4}))\n', support.TOP)
+        self.assertEqual(out, 'True "bl\\"a \\$x" a/b [(1, 2)] [4]\n')
+
+    def test_vendored_under_another_name(self):
+        # mypkg.tej has its own paths; a real package named tej is not
+        # shadowed
+        top = support.temporary(self)
+        support.make_tree(top, {'mypkg/__init__.py': '',
+                                'tej/__init__.py': '',
+                                'tej/submission.py': 'REAL = True\n'})
+        shutil.copy(os.path.join(support.TOP, 'tej.py'),
+                    os.path.join(top, 'mypkg', 'tej.py'))
+        out = self.python(
+            'from mypkg import tej\n'
+            'from mypkg.tej.submission import RemoteQueue\n'
+            'from mypkg.tej.utils import string_types\n'
+            'import tej.submission\n'
+            'print(RemoteQueue.__module__, tej.submission.REAL, '
+            'string_types)\n', top)
+        self.assertEqual(out, "mypkg.tej True (<class 'str'>,)\n")
+
+
 class TestIds(unittest.TestCase):
     def test_valid(self):
         for good in ['a', 'job_1', 'A.b,c+d=e@f%g:h-i', '0' * 128, '_x']:
