@@ -90,6 +90,13 @@ _SHARED_REFUSALS = 4
 _SSH_BACKOFF = 0.1
 _SSH_BACKOFF_STEPS = 5
 
+#: Longest line read before a streaming answer's data, and most of a
+#: bootstrap's answer read in its place.
+_MAX_ANSWER = 1 << 20
+#: Largest long name or pax header accepted in a downloaded archive
+#: (tarfile holds one whole in memory).
+_MAX_TAR_HEADER = 1 << 24
+
 #: Longest control socket path: sun_path is 104 bytes on BSD and macOS (108
 #: on Linux), and ssh binds a temporary name 17 bytes longer first.
 _MAX_SOCKET_PATH = 104 - 1 - 17
@@ -192,10 +199,10 @@ def _read_until_stream(stdout):
     sentinel, return the line after it, decoded ('' when there is none).
     Produced by _header then "stream=VERB" in common.sh.
     """
-    for line in stdout:
+    for line in iter(lambda: stdout.readline(_MAX_ANSWER), b''):
         if line.rstrip(b'\r\n') == _SENTINEL:
-            return stdout.readline().rstrip(b'\r\n').decode('utf-8',
-                                                            'replace')
+            return stdout.readline(_MAX_ANSWER).rstrip(b'\r\n').decode(
+                'utf-8', 'replace')
     return ''
 
 
@@ -467,7 +474,7 @@ def _parse_destination(destination):
 
 def _masked(destination):
     """A destination string with its password, if any, as ``***``."""
-    return re.sub(r'\A((?:ssh://|(?!ssh://))[^:@/]*):.*@', r'\1:***@',
+    return re.sub(r'\A((?:ssh://|(?!ssh://))[^:]*):.*@', r'\1:***@',
                   destination, flags=re.DOTALL)
 
 
@@ -2133,11 +2140,13 @@ def _control_dir():
 
 #: The program that answers ssh's password prompt (SSH_ASKPASS, called
 #: with the prompt) with TEJ_PASSWORD, only when it is the prompt of the
-#: target's login as TEJ_PASSWORD_FOR (user@host): a ProxyJump host, which
-#: asks in the same words for itself, gets nothing.
+#: target's login as TEJ_PASSWORD_FOR (user@host; TEJ_PASSWORD_FOR_CUT as
+#: ssh before 9 cut it): a ProxyJump host, which asks in the same words for
+#: itself, gets nothing, nor does a question that is not for a password.
 _ASKPASS = r"""#!/bin/sh
 case $1 in
-    "$TEJ_PASSWORD_FOR's password: "|"($TEJ_PASSWORD_FOR) "*)
+    "$TEJ_PASSWORD_FOR's password: "|"$TEJ_PASSWORD_FOR_CUT's password: "|\
+    "($TEJ_PASSWORD_FOR) "*[Pp]assword*)
         printf '%s\n' "$TEJ_PASSWORD" ;;
     *) exit 1 ;;
 esac
@@ -2148,13 +2157,16 @@ def _askpass_program():
     """The file of _ASKPASS, in the private control directory (written the
     first time; its name says its version): return its path.
     """
+    import tempfile
     digest = hashlib.sha256(_ASKPASS.encode()).hexdigest()[:8]
     path = os.path.join(_control_dir(), 'askpass-' + digest)
     if not os.path.exists(path):
-        with open(path + '.tmp', 'w') as fp:
+        # a name of its own, renamed into place: others may be at it too
+        fd, part = tempfile.mkstemp(dir=os.path.dirname(path))
+        with os.fdopen(fd, 'w') as fp:
             fp.write(_ASKPASS)
-        os.chmod(path + '.tmp', 0o700)
-        os.rename(path + '.tmp', path)
+        os.chmod(part, 0o700)
+        os.rename(part, path)
     return path
 
 
@@ -2164,8 +2176,11 @@ def _askpass_env(program, password, prompt_for):
     it answers with, and for which login (``user@host`` as ssh's prompt
     says it).
     """
+    user, _, host = prompt_for.partition('@')
     env = dict(os.environ, SSH_ASKPASS=program, TEJ_PASSWORD=password,
-               TEJ_PASSWORD_FOR=prompt_for, SSH_ASKPASS_REQUIRE='force')
+               TEJ_PASSWORD_FOR=prompt_for,
+               TEJ_PASSWORD_FOR_CUT='%s@%s' % (user[:30], host[:128]),
+               SSH_ASKPASS_REQUIRE='force')
     env.setdefault('DISPLAY', 'tej:0')
     return env
 
@@ -2173,7 +2188,7 @@ def _askpass_env(program, password, prompt_for):
 def _prompt_for(config):
     """``user@host`` as ssh's password prompt says it, from ``ssh -G``'s
     output (its configuration for the destination): the user, and the host
-    key alias or else the host name, cut as ssh cuts them.
+    key alias or else the host name.
     """
     values = {}
     for line in config.splitlines():
@@ -2182,7 +2197,7 @@ def _prompt_for(config):
     host = values.get('hostkeyalias')
     if not host or host == 'none':
         host = values.get('hostname', '')
-    return '%s@%s' % (values.get('user', '')[:30], host[:128])
+    return '%s@%s' % (values.get('user', ''), host)
 
 
 class _SSHTransport(_Transport):
@@ -2447,6 +2462,7 @@ class _SSHTransport(_Transport):
             if proc.stdout.peek(1):
                 return _Stream(proc, errfile, self._stream_end(log)), None
             proc.wait()
+            proc.feeder.join()
             log = self._read_log(log)
             if proc.returncode != 255:
                 return _Stream(proc, errfile), None
@@ -2483,7 +2499,10 @@ class _SSHTransport(_Transport):
         text = self._read_log(log)
         if code != 0:
             outcome = _classify_ssh(code, text)
-            if outcome in (_SSH_HOST_KEY, _SSH_AUTH):
+            if outcome == _SSH_AUTH:
+                raise Error("Authentication to %s failed: %s" % (
+                    self.name, _last_line(text)))
+            if outcome == _SSH_HOST_KEY:
                 raise self._error(outcome, text)
             raise Error("Could not log in to %s: %s" % (
                 self.name, _last_line(text) or "ssh failed"))
@@ -2691,8 +2710,18 @@ class _Calls(object):
                 if first == header:
                     result = consume(stream.stdout)
                 else:  # the bootstrap's answer, or nothing
-                    rest = stream.stdout.read().decode('utf-8', 'replace')
+                    rest = stream.stdout.read(_MAX_ANSWER).decode(
+                        'utf-8', 'replace')
                     lines = [first] + rest.splitlines()
+            except Error as e:
+                stream.abort()
+                if stream.proc.returncode == 255 and \
+                        not isinstance(e, ConnectionLost):
+                    # what broke the stream was the connection
+                    raise ConnectionLost(
+                        "The connection to %s broke: %s"
+                        % (self.transport.name, e), ret=255)
+                raise
             except BaseException:
                 stream.abort()
                 raise
@@ -2955,6 +2984,11 @@ class RemoteQueue(object):
                                    for f in files))
         if not files:
             return []
+        for inner in files:
+            for outer in files:
+                if inner.startswith(outer + '/'):
+                    raise ValueError("%s is inside %s: ask for one of them"
+                                     % (inner, outer))
         check_jobid(job_id)
         if destination is not None:
             if len(files) != 1:
@@ -3439,6 +3473,28 @@ def _write_member(tar, member, local, mode):
         raise
 
 
+def _bounded_tarinfo():
+    """A TarInfo class that refuses a long name or a pax header of more
+    than _MAX_TAR_HEADER bytes: tarfile reads them whole, in memory.
+    """
+    import tarfile
+
+    class BoundedInfo(tarfile.TarInfo):
+        def _proc_gnulong(self, tar):
+            self._check_size()
+            return super(BoundedInfo, self)._proc_gnulong(tar)
+
+        def _proc_pax(self, tar):
+            self._check_size()
+            return super(BoundedInfo, self)._proc_pax(tar)
+
+        def _check_size(self):
+            if self.size > _MAX_TAR_HEADER:
+                raise Error("The server sent a tar header of %d bytes"
+                            % self.size)
+    return BoundedInfo
+
+
 def _extract(stream, targets, recursive):
     """Extract a tar stream where ``targets`` says (member path -> local
     path), safely, for an archive that may come from a hostile server:
@@ -3447,13 +3503,15 @@ def _extract(stream, targets, recursive):
       nothing that was not asked for, no devices or fifos;
     - nothing is written through a link: a directory above a member must
       not be a link on disk, nor one the archive holds; a file or link at
-      a member's place is replaced;
+      a member's place is replaced (a directory is not);
     - the archive's symbolic links are made last, each only if, resolved
       on disk through everything made before it, it stays within its
       target; once all are made, those that a later one led out are
       removed, until none leads out. A link that leads out is skipped,
       with a warning;
-    - a hard link copies a file already written by this download;
+    - a hard link copies the file at its source's place in the
+      download (or, to a symbolic link, is that link again);
+    - long names and pax headers are bounded (_MAX_TAR_HEADER);
     - modes are the server's permission bits less the client's umask, the
       owner's read and write bits always, never set-id or sticky bits;
     - files are copied as they come, never held in memory.
@@ -3511,46 +3569,54 @@ def _extract(stream, targets, recursive):
                                            not os.path.islink(local)):
             os.unlink(local)
 
-    tar = tarfile.open(fileobj=stream, mode='r|', encoding='utf-8',
-                       errors='surrogateescape')
-    for member in tar:
-        name = _normalize_member(member.name)
-        top, local = place(name)
-        if top is None:
-            raise Error("The server sent %r, which was not asked for"
-                        % member.name)
-        if not recursive and name != top:
-            continue
-        top_local = targets[top]
-        parents(local, top_local)
-        links.pop(local, None)  # the last member of a name is what stays
-        if member.isdir():
-            if os.path.islink(local):
-                os.unlink(local)
-            os.makedirs(local, exist_ok=True)
-            os.chmod(local, (member.mode & 0o777 & ~mask) | 0o700)
-        elif member.isfile():
-            _write_member(tar, member, local,
-                          (member.mode & 0o777 & ~mask) | 0o600)
-        elif member.issym():
-            links[local] = (member.linkname, top_local)
-        elif member.islnk():
-            source_top, source = place(_normalize_member(member.linkname))
-            if source_top is None:
-                raise Error("The server sent a hard link to %r, which was "
-                            "not asked for" % member.linkname)
-            if source == local:  # a file asked for twice
+    try:
+        tar = tarfile.open(fileobj=stream, mode='r|', encoding='utf-8',
+                           errors='surrogateescape',
+                           tarinfo=_bounded_tarinfo())
+        for member in tar:
+            name = _normalize_member(member.name)
+            top, local = place(name)
+            if top is None:
+                raise Error("The server sent %r, which was not asked for"
+                            % member.name)
+            if not recursive and name != top:
                 continue
-            parents(source, targets[source_top])
-            if os.path.islink(source) or not os.path.isfile(source):
-                raise Error("Bad hard link %s -> %s" % (local,
-                                                        member.linkname))
-            make_way(local)
-            shutil.copy2(source, local)
-        else:
-            logger.warning("Not creating %s: devices and fifos are not "
-                           "downloaded", local)
-    tar.close()
+            top_local = targets[top]
+            parents(local, top_local)
+            links.pop(local, None)  # the last member of a name stays
+            if member.isdir():
+                if os.path.islink(local):
+                    os.unlink(local)
+                os.makedirs(local, exist_ok=True)
+                os.chmod(local, (member.mode & 0o777 & ~mask) | 0o700)
+            elif member.isfile():
+                _write_member(tar, member, local,
+                              (member.mode & 0o777 & ~mask) | 0o600)
+            elif member.issym():
+                links[local] = (member.linkname, top_local)
+            elif member.islnk():
+                source_top, source = place(
+                    _normalize_member(member.linkname))
+                if source_top is None:
+                    raise Error("The server sent a hard link to %r, which "
+                                "was not asked for" % member.linkname)
+                if source == local:  # a file asked for twice
+                    continue
+                if source in links:  # a second name of a symbolic link
+                    links[local] = (links[source][0], top_local)
+                    continue
+                parents(source, targets[source_top])
+                if os.path.islink(source) or not os.path.isfile(source):
+                    raise Error("Bad hard link %s -> %s"
+                                % (local, member.linkname))
+                make_way(local)
+                shutil.copy2(source, local)
+            else:
+                logger.warning("Not creating %s: devices and fifos are not "
+                               "downloaded", local)
+        tar.close()
+    except tarfile.TarError as e:
+        raise Error("The server sent a broken archive: %s" % e)
 
     made = []
     for local, (target, top_local) in links.items():
@@ -4040,22 +4106,25 @@ def _queue(args):
 
 
 def _destination(args):
-    """The destination, with the password of TEJ_PASSWORD or of the
-    terminal (--password), if any.
+    """The destination, with --password's password (TEJ_PASSWORD's, or
+    asked for on the terminal).
     """
     destination = _parse_destination(args.destination)
     if 'password' in destination:
         logger.warning("The password in %s shows in the process list: use "
-                       "--password, or TEJ_PASSWORD", _masked(
-                           args.destination))
-        return destination
-    password = os.environ.get('TEJ_PASSWORD')
-    if password is None and args.password:
-        if not sys.stdin.isatty():
-            raise Error("--password: set TEJ_PASSWORD, or run tej in a "
-                        "terminal to be asked")
-        password = getpass.getpass("Password for %s: " % args.destination)
-    if password is not None and not destination.get('local'):
+                       "--password (with TEJ_PASSWORD, or asked for)",
+                       _masked(args.destination))
+    elif args.password and not destination.get('local'):
+        password = os.environ.get('TEJ_PASSWORD')
+        if not password:
+            if not sys.stdin.isatty():
+                raise Error("--password: set TEJ_PASSWORD, or run tej in "
+                            "a terminal to be asked")
+            try:
+                password = getpass.getpass("Password for %s: "
+                                           % args.destination)
+            except EOFError:
+                raise Error("No password given")
         destination['password'] = password
     return destination
 

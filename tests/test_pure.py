@@ -106,22 +106,23 @@ class TestPasswords(unittest.TestCase):
         self.assertEqual(M('ssh://u:secret@host:22'), 'ssh://u:***@host:22')
         self.assertEqual(M('u@host'), 'u@host')
         self.assertEqual(M('host:22'), 'host:22')
-        for bad in ['u:secret@bad host', 'u:secret@host:99999']:
+        for bad in ['u:secret@bad host', 'u:secret@host:99999',
+                    'j@corp.com:secret@host', 'us/er:secret@h']:
             with self.assertRaises(tej.InvalidDestination) as ctx:
                 tej.RemoteQueue(bad)
             self.assertNotIn('secret', str(ctx.exception))
-            self.assertIn('u:***@', str(ctx.exception))
+            self.assertIn(':***@', str(ctx.exception))
 
     def test_askpass_answers_the_target_only(self):
         script = os.path.join(tempfile.mkdtemp(), 'askpass')
         with open(script, 'w') as fp:
             fp.write(tej._ASKPASS)
         os.chmod(script, 0o700)
-        env = dict(os.environ, TEJ_PASSWORD="it's $x", TEJ_PASSWORD_FOR=
-                   'me@target')
+        env = tej._askpass_env(script, "it's $x", 'me@target')
         for prompt, answer in [
                 ("me@target's password: ", b"it's $x\n"),
                 ('(me@target) Password: ', b"it's $x\n"),
+                ('(me@target) Verification code: ', None),
                 # a ProxyJump host asks in the same words, for itself
                 ("me@jump's password: ", None),
                 ("me@target.evil's password: ", None),
@@ -140,8 +141,10 @@ class TestPasswords(unittest.TestCase):
         self.assertEqual(tej._prompt_for(config), 'tejtest@127.0.0.1')
         self.assertEqual(tej._prompt_for(config + 'hostkeyalias tejhost\n'),
                          'tejtest@tejhost')
-        self.assertEqual(tej._prompt_for('user %s\nhostname h\n' % ('u' * 40)),
-                         'u' * 30 + '@h')
+        # ssh 9 says the whole name; ssh 8 cut it at 30 characters
+        long_user = tej._askpass_env('askpass', 'pw', 'u' * 40 + '@h')
+        self.assertEqual(long_user['TEJ_PASSWORD_FOR'], 'u' * 40 + '@h')
+        self.assertEqual(long_user['TEJ_PASSWORD_FOR_CUT'], 'u' * 30 + '@h')
 
 
 class TestOriginalModules(unittest.TestCase):
@@ -493,6 +496,9 @@ class TestMembers(unittest.TestCase):
         # two files of one name would overwrite each other
         with self.assertRaises(ValueError):
             q.download('j', ['a/x', 'b/x'], directory='/nonexistent')
+        # a path inside another asked for: the inner one would be lost
+        with self.assertRaisesRegex(ValueError, 'd/f is inside d'):
+            q.download('j', ['d', 'd/f'], directory='/nonexistent')
 
 
 class TestExtract(unittest.TestCase):
@@ -717,6 +723,33 @@ class TestExtract(unittest.TestCase):
             self.assertEqual(fp.read(), b'end')
         self.assertEqual(sorted(os.listdir(os.path.join(self.dest, 'out'))),
                          ['sparse', 'zeros'])  # no part file left
+
+    def test_broken_and_oversized_archives_are_errors(self):
+        whole = _tar([({'name': 'out/a'}, b'x' * 5000)]).getvalue()
+        for data in [whole[:1000], whole[:512 + 100], b'\1' * 1024]:
+            with self.assertRaises(tej.Error):
+                tej._extract(io.BytesIO(data),
+                             {'out': os.path.join(self.dest, 'out')}, True)
+        # a long name that tarfile would hold whole in memory
+        buf = io.BytesIO()
+        info = tarfile.TarInfo('././@LongLink')
+        info.type = tarfile.GNUTYPE_LONGNAME
+        info.size = tej._MAX_TAR_HEADER + 1
+        buf.write(info.tobuf(format=tarfile.GNU_FORMAT))
+        buf.seek(0)
+        with self.assertRaisesRegex(tej.Error, 'header of'):
+            tej._extract(buf, {'out': os.path.join(self.dest, 'out')}, True)
+
+    def test_second_name_of_a_link(self):
+        # GNU tar: a hard link to a symbolic link
+        self.extract([({'name': 'out/s2', 'type': tarfile.SYMTYPE,
+                        'linkname': 'file'}, None),
+                      ({'name': 'out/s', 'type': tarfile.LNKTYPE,
+                        'linkname': 'out/s2'}, None),
+                      ({'name': 'out/file'}, b'x')])
+        for name in ('s', 's2'):
+            self.assertEqual(os.readlink(os.path.join(self.dest, 'out',
+                                                      name)), 'file')
 
     def test_devices_and_hard_links(self):
         self.extract([({'name': 'out/dev', 'type': tarfile.CHRTYPE,

@@ -288,8 +288,14 @@ class TestPassword(SSHCase):
         self.password_queue(self.password).close()
         support.patch_env(self.addCleanup, TEJ_PASSWORD=self.password)
         self.assertEqual(run_cli('status', '%s@%s' % (user, self.alias),
-                                 '--id', 'x', *args),
+                                 '--id', 'x', '--password', *args),
                          (0, 'not found\n', ''))
+        # not without --password: TEJ_PASSWORD is for the calls that ask
+        self.password_queue(self.password).close()
+        code, out, err = run_cli('status', '%s@%s' % (user, self.alias),
+                                 '--id', 'x', *args)
+        self.assertEqual((code, out), (1, ''))
+        self.assertIn('Authentication', err)
         self.password_queue(self.password).close()
         support.patch_env(self.addCleanup, TEJ_PASSWORD=None)
         code, out, err = run_cli('status', '%s@%s' % (user, self.alias),
