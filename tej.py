@@ -4038,8 +4038,7 @@ def _cmd_wait(queue, args):
     for record in records:
         if args.json:
             _print_json(_json_record(record))
-        if record['state'] == _NOTFOUND:
-            logger.warning("Job %s not found", record['id'])
+        _say_how_it_ended(record)
     for record in records:
         if _job_exit(record):
             return _job_exit(record)
@@ -4061,9 +4060,10 @@ def _cmd_run(queue, args):
         return _EXIT_TIMEOUT
     except (KeyboardInterrupt, _Terminated):
         logger.warning(
-            "Job %s goes on on %s. Run the same command again to re-attach, "
-            "or stop it with: tej kill %s --id %s", job_id,
-            queue.destination_string, _masked(args.destination), job_id)
+            "Job %s goes on, on %s. Run the same command again to "
+            "re-attach, or stop it with: %s", job_id,
+            queue.destination_string,
+            _command_line(args, 'kill', '--id', job_id))
         raise
     record = {'id': job_id, 'state': state, 'exit': exit_code}
     downloaded = []
@@ -4080,11 +4080,39 @@ def _cmd_run(queue, args):
     if args.json:
         result = dict(_json_record(record), downloaded=downloaded)
         _print_json(result)
-    if state != _FINISHED:
-        logger.warning("Job %s was %s", job_id, state)
-    elif exit_code:
-        logger.warning("Job %s failed with exit code %d", job_id, exit_code)
+    _say_how_it_ended(record)
     return _job_exit(record)
+
+
+def _say_how_it_ended(record):
+    """A warning for a job that did not succeed (wait, run)."""
+    state, job_id = record['state'], record['id']
+    if state == _NOTFOUND:
+        logger.warning("Job %s not found", job_id)
+    elif state != _FINISHED:
+        logger.warning("Job %s was %s", job_id, state)
+    elif record['exit']:
+        logger.warning("Job %s failed with exit code %d", job_id,
+                       record['exit'])
+
+
+def _command_line(args, command, *arguments):
+    """A command line for ``command`` on the same queue, that works when
+    pasted: this Python and this file, the destination (a password in it
+    becomes --password), --queue and the ssh options given.
+    """
+    destination = _masked(args.destination)
+    password = args.password or destination != args.destination
+    argv = [sys.executable, os.path.abspath(__file__), command,
+            destination.replace(':***@', '@', 1)] + list(arguments)
+    if args.queue != DEFAULT_TEJ_DIR:
+        argv += ['--queue', args.queue]
+    argv += _ssh_options(args)
+    if args.no_multiplex:
+        argv.append('--no-multiplex')
+    if password:
+        argv.append('--password')
+    return _shell_command(argv)
 
 
 #: What each command does: _cmd_<name>(queue, args) -> exit status (None

@@ -6,6 +6,8 @@ interruption, many callers at once, a server restarting under wait, JSON.
 import io
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -219,6 +221,24 @@ class TestContentIds(CICase):
 
 
 class TestRun(CICase):
+    def test_the_stop_hint_works_pasted(self):
+        job = self.job('h', {'start.sh': 'echo started; sleep 1000\n'})
+        proc = self.process('run', self.server.alias, job)
+        job_id = tej.content_id(job)
+        wait_for(lambda: self.server.processes(' logs '),
+                 what='run to follow the job')
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 130, err)
+        hint = re.search(r'stop it with: (.*)\n', err.decode()).group(1)
+        self.assertIn('--queue', hint)
+        self.assertIn(self.server.config, hint)
+        kill = subprocess.run(shlex.split(hint), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, cwd=self.tmp,
+                              timeout=60)
+        self.assertEqual(kill.returncode, 0, kill.stderr)
+        self.assertEqual(self.q.info(job_id)['state'], 'killed')
+
     def test_interrupted_then_reattached(self):
         job = self.job('r', {
             'start.sh': 'echo started\n'

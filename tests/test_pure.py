@@ -1026,6 +1026,22 @@ class TestCommandLine(unittest.TestCase):
             self.assertTrue(err.startswith('tej: error: '), (argv, err))
             self.assertNotIn('Traceback', err)
 
+    def test_wait_says_which_jobs_did_not_succeed(self):
+        tmp = support.temporary(self)
+        job = support.make_tree(os.path.join(tmp, 'job'),
+                                {'start.sh': 'exit 3\n'})
+        queue = ['--queue', os.path.join(tmp, 'q')]
+        for job_id in ('ok', 'bad'):
+            code, out, err = run_cli('submit', 'local:', job, '--id', job_id,
+                                     '--script', 'exit 0' if job_id == 'ok'
+                                     else 'start.sh', *queue)
+            self.assertEqual(code, 0, err)
+        code, out, err = run_cli('wait', 'local:', '--id', 'ok', '--id',
+                                 'bad', '--id', 'nope', *queue)
+        self.assertEqual(code, 3, err)
+        self.assertEqual(err, 'tej: Job bad failed with exit code 3\n'
+                              'tej: Job nope not found\n')
+
     def test_login_needs_ssh(self):
         queue = tej.RemoteQueue('local:')
         for call in (queue.login, queue.logout):
