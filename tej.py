@@ -237,6 +237,9 @@ def _parse_record(line):
         except ValueError:
             raise RemoteCommandFailure("The server sent a bad record: %r"
                                        % line[:200])
+    for key in ('runtime', 'runtime_id'):
+        if key in record:
+            record[key] = record[key] or None
     return record
 
 
@@ -583,6 +586,10 @@ def _script_mode(directory, script):
     `ValueError`.
     """
     if script is None:
+        if not os.path.isfile(os.path.join(directory, 'start.sh')):
+            raise ValueError("No start.sh in %s: give the file to run with "
+                             "--script FILE, or a command with --script "
+                             "'a command'" % directory)
         script = 'start.sh'
     if not script.strip():
         raise ValueError("The script is empty")
@@ -4004,7 +4011,10 @@ def _cmd_kill(queue, args):
 
 
 def _cmd_delete(queue, args):
-    queue.delete(args.job_id, kill=args.kill)
+    try:
+        queue.delete(args.job_id, kill=args.kill)
+    except JobStillRunning as e:
+        raise JobStillRunning("%s: delete --kill kills it first" % e)
 
 
 def _cmd_list(queue, args):

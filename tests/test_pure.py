@@ -266,7 +266,7 @@ class TestParsers(unittest.TestCase):
         self.assertEqual(record, {
             'id': 'j', 'state': 'finished', 'exit': 3, 'submitted': 10,
             'started': 11, 'finished': 20, 'now': 30, 'runtime': 'default',
-            'runtime_id': '', 'dir': '/q/jobs/j/st\tage'})
+            'runtime_id': None, 'dir': '/q/jobs/j/st\tage'})
         running = tej._parse_record('id=j\tstate=running\texit=\tstarted=5')
         self.assertIsNone(running['exit'])
         self.assertEqual(tej._compat_status(record)[::2], ('finished', '3'))
@@ -1025,6 +1025,24 @@ class TestCommandLine(unittest.TestCase):
             self.assertEqual(out, '', argv)
             self.assertTrue(err.startswith('tej: error: '), (argv, err))
             self.assertNotIn('Traceback', err)
+
+    def test_messages_that_say_what_to_do(self):
+        tmp = support.temporary(self)
+        empty = support.make_tree(os.path.join(tmp, 'empty'), {'x': ''})
+        queue = ['--queue', os.path.join(tmp, 'q')]
+        code, out, err = run_cli('submit', 'local:', empty, *queue)
+        self.assertEqual((code, out), (1, ''))
+        self.assertIn("--script FILE, or a command with --script 'a "
+                      "command'", err)
+        code, out, err = run_cli('submit', 'local:', empty, '--id', 'long',
+                                 '--script', 'sleep 100', *queue)
+        self.assertEqual(code, 0, err)
+        self.addCleanup(run_cli, 'delete', 'local:', '--id', 'long',
+                        '--kill', *queue)
+        code, out, err = run_cli('delete', 'local:', '--id', 'long', *queue)
+        self.assertEqual((code, out), (1, ''))
+        self.assertRegex(err, r'\Atej: error: .*still running: delete '
+                              r'--kill kills it first\n\Z')
 
     def test_wait_says_which_jobs_did_not_succeed(self):
         tmp = support.temporary(self)
