@@ -3835,7 +3835,10 @@ def _parser():
                   True)
     sub.add_argument('--kill', action='store_true',
                      help="kill the job first if it is running")
-    command('list', "print each job of the queue: <id> <state>", json=True)
+    sub = command('list', "print each job of the queue: <id> <status>, "
+                          "the status as status prints it", json=True)
+    sub.add_argument('-l', '--long', action='store_true',
+                     help="also its exit code, age and runtime")
 
     sub = command('wait', "wait until jobs have ended; exit with the exit "
                           "code of the first that failed", json=True)
@@ -4021,8 +4024,16 @@ def _cmd_list(queue, args):
     for job_id, info in queue.list():
         if args.json:
             _print_json(_json_record(info))
+        elif args.long:
+            exit_code = info['exit']
+            age = info['now'] - info['submitted'] if info['now'] and \
+                info['submitted'] else None
+            sys.stdout.write('%s %s %s %s %s\n' % (
+                job_id, info['state'], '-' if exit_code is None
+                else exit_code, '-' if age is None
+                else _format_duration(age), info['runtime'] or '-'))
         else:
-            sys.stdout.write('%s %s\n' % (job_id, info['state']))
+            sys.stdout.write('%s %s\n' % (job_id, info['status']))
 
 
 def _cmd_logs(queue, args):

@@ -1043,6 +1043,16 @@ class TestCommandLine(unittest.TestCase):
         self.assertEqual((code, out), (1, ''))
         self.assertRegex(err, r'\Atej: error: .*still running: delete '
                               r'--kill kills it first\n\Z')
+        # list says of a killed job what status says
+        self.assertEqual(run_cli('kill', 'local:', '--id', 'long',
+                                 *queue)[0], 0)
+        self.assertEqual(run_cli('status', 'local:', '--id', 'long',
+                                 *queue)[1], 'finished 143\n')
+        self.assertEqual(run_cli('list', 'local:', *queue),
+                         (0, 'long finished\n', ''))
+        code, out, err = run_cli('list', 'local:', '-l', *queue)
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out, r'\Along killed 143 0:00:\d\d default\n\Z')
 
     def test_wait_says_which_jobs_did_not_succeed(self):
         tmp = support.temporary(self)
