@@ -570,6 +570,11 @@ def _last_line(text):
     return lines[-1] if lines else ''
 
 
+def _seconds_text(seconds):
+    """``1 second``, ``2.5 seconds``."""
+    return '%g second%s' % (seconds, '' if seconds == 1 else 's')
+
+
 def _format_duration(seconds):
     """Format a duration as ``H:MM:SS``."""
     seconds = max(0, int(seconds))
@@ -2044,7 +2049,7 @@ def _communicate(proc, command, timeout):
         proc.kill()
         proc.communicate()
         raise RemoteCommandFailure(
-            "Timed out after %d seconds: %s" % (timeout, command),
+            "Timed out after %s: %s" % (_seconds_text(timeout), command),
             command=command)
     except BaseException:
         proc.kill()
@@ -3117,8 +3122,9 @@ class RemoteQueue(object):
                 return records
             if deadline is not None and time.monotonic() >= deadline:
                 raise JobStillRunning(
-                    "Job %s is still %s after %s seconds" % (
-                        active[0]['id'], active[0]['state'], timeout))
+                    "Job %s is still %s after %s" % (
+                        active[0]['id'], active[0]['state'],
+                        _seconds_text(timeout)))
 
     def logs(self, job_id, stdout=None, stderr=None, follow=False,
              timeout=None, retry_for=None):
@@ -3139,8 +3145,8 @@ class RemoteQueue(object):
             raise TypeError("logs() needs stdout or stderr (or both)")
         offsets = {'out': 0, 'err': 0}
         deadline = None if timeout is None else time.monotonic() + timeout
-        late = JobStillRunning("Job %s is still running after %s seconds"
-                               % (job_id, timeout))
+        late = JobStillRunning("Job %s is still running after %s"
+                               % (job_id, _seconds_text(timeout)))
         retry = _Retry(retry_for)
 
         def consume(source):

@@ -373,6 +373,11 @@ class TestParsers(unittest.TestCase):
             self.assertEqual(run[0], run[1])
         self.assertEqual(run[0], b'f none\na\nb\nother\nand\ny\n')
 
+    def test_seconds_text(self):
+        self.assertEqual([tej._seconds_text(n) for n in (1, 2, 0.5, 300.0)],
+                         ['1 second', '2 seconds', '0.5 seconds',
+                          '300 seconds'])
+
     def test_duration(self):
         self.assertEqual(tej._format_duration(5337), '1:28:57')
         self.assertEqual(tej._format_duration(0), '0:00:00')
