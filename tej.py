@@ -3134,19 +3134,24 @@ class RemoteQueue(object):
         (one call, streaming; no byte lost or repeated, also when the
         connection is made again after it broke).
 
-        Return ``(state, exit code)`` as the job was at the end. Raise
-        `JobNotFound`, `JobStillRunning` after ``timeout`` seconds (the job
-        goes on), `ConnectionLost` after ``retry_for`` seconds of failures.
+        Return ``(state, exit code)`` as the job was at the end; with
+        neither ``stdout`` nor ``stderr``, ``(stdout bytes, stderr
+        bytes)`` instead. Raise `JobNotFound`, `JobStillRunning` after
+        ``timeout`` seconds (the job goes on), `ConnectionLost` after
+        ``retry_for`` seconds of failures.
         """
         check_jobid(job_id)
+        if stdout is None and stderr is None:
+            import io
+            out, err = io.BytesIO(), io.BytesIO()
+            self.logs(job_id, out, err, follow, timeout, retry_for)
+            return out.getvalue(), err.getvalue()
         targets = {'out': stdout, 'err': stderr}
         streams = ''.join(n for n in ('out', 'err') if targets[n] is not None)
-        if not streams:
-            raise TypeError("logs() needs stdout or stderr (or both)")
         offsets = {'out': 0, 'err': 0}
         deadline = None if timeout is None else time.monotonic() + timeout
-        late = JobStillRunning("Job %s is still running after %s"
-                               % (job_id, _seconds_text(timeout)))
+        late = JobStillRunning("Job %s is still running after %s" % (
+            job_id, _seconds_text(timeout) if timeout is not None else ''))
         retry = _Retry(retry_for)
 
         def consume(source):
@@ -3235,6 +3240,13 @@ class Job(object):
     def download(self, files, **kwargs):
         """Fetch files: see `RemoteQueue.download`."""
         return self.queue.download(self.id, files, **kwargs)
+
+    def logs(self, stdout=None, stderr=None, follow=False, timeout=None):
+        """Its output: see `RemoteQueue.logs` (``job.logs()`` is
+        ``(stdout bytes, stderr bytes)``).
+        """
+        return self.queue.logs(self.id, stdout, stderr, follow=follow,
+                               timeout=timeout)
 
     def kill(self):
         """Stop it if it runs: see `RemoteQueue.kill`."""

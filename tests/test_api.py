@@ -117,6 +117,14 @@ class TestWorkflow(support.ServerCase):
         self.assertEqual(q.wait('slow'), 143)
         self.assertEqual(q.info('slow')['state'], 'killed')
 
+    def test_logs_as_bytes(self):
+        q = self.queue()
+        q.submit('out', self.job_dir, script='echo out; echo err >&2')
+        self.assertEqual(q.wait('out', timeout=30), 0)
+        self.assertEqual(q.logs('out'), (b'out\n', b'err\n'))
+        self.assertEqual(q.job('out').logs(), (b'out\n', b'err\n'))
+        self.assertEqual(q.logs('out', follow=True), (b'out\n', b'err\n'))
+
     def test_links_and_cleanup_with_tilde(self):
         q = self.queue('real')
         home_link = '~/tej-link-%s' % os.path.basename(self.remote)
