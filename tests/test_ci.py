@@ -225,8 +225,8 @@ class TestRun(CICase):
         job = self.job('h', {'start.sh': 'echo started; sleep 1000\n'})
         proc = self.process('run', self.server.alias, job)
         job_id = tej.content_id(job)
-        wait_for(lambda: self.server.processes(' logs '),
-                 what='run to follow the job')
+        wait_for(lambda: self.server.processes(' logs %s ' % job_id),
+                 what='run to follow its job')
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 130, err)
