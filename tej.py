@@ -637,7 +637,8 @@ _RUNTIME_BOOTSTRAP = r'''# tej bootstrap: what every call runs first on the serv
 #   _install SIZE ARG ... takes a new runtime from the first SIZE bytes of
 #                         stdin (dd bs=1 reads no further: the rest is for
 #                         the verb run after the install) into a private
-#                         new directory, and runs it as
+#                         new directory (mktemp -d, else beside the queue),
+#                         and runs it as
 #                         "tej.sh QUEUE _install ARG ..."
 #
 # "detected" is slurm when Slurm answers, pbs when PBS does, else default.
@@ -693,9 +694,17 @@ while [ -f "$queue" ]; do
     esac
 done
 
+# The pushed runtime's directory must be a new one of its own: another user
+# could make a predictable name in /tmp first. mktemp -d's name cannot be
+# guessed; without mktemp, a name beside the queue (in the user's own
+# directory), which mkdir refuses if it is there already.
 if [ "$1" = _install ]; then
-    pushed=${TMPDIR:-/tmp}/tej-install.$$
-    mkdir -m 700 "$pushed" || exit "$RC_FAILURE"
+    pushed=$(mktemp -d "${TMPDIR:-/tmp}/tej-install.XXXXXXXX" 2>/dev/null) || pushed=
+    if [ -z "$pushed" ]; then
+        pushed=${queue%/*}/.tej-install.$$
+        mkdir -p "${queue%/*}/" 2>/dev/null
+        mkdir -m 700 "$pushed" || { echo "tej: cannot make a private directory for the runtime: $pushed" >&2; exit "$RC_FAILURE"; }
+    fi
     dd bs=1 count="$2" 2>/dev/null > "$pushed/tej.sh" || exit "$RC_FAILURE"
     shift 2
     exec "${TEJ_SH:-sh}" "$pushed/tej.sh" "$queue" _install "$@"

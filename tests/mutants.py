@@ -379,4 +379,17 @@ umask 022
                     "from where the first try left it",
         tests=['test_pure.TestHelpers'],
     ),
+    # ---- the server side's own defects ----------------------------------------
+    dict(
+        name='install-dir-predictable',
+        file='runtimes/bootstrap.sh',
+        original='''    pushed=$(mktemp -d "${TMPDIR:-/tmp}/tej-install.XXXXXXXX" 2>/dev/null) || pushed=
+''',
+        replacement='''    pushed=${TMPDIR:-/tmp}/tej-install.$$
+    mkdir -m 700 "$pushed" || exit "$RC_FAILURE"
+''',
+        description="the pushed runtime goes to /tmp/tej-install.PID, a "
+                    "name another user can take first",
+        tests=['test_runtime.TestInstallDirectory'],
+    ),
 ]

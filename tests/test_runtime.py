@@ -235,6 +235,95 @@ class TestShellcheck(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, proc.stdout.decode())
 
 
+def bin_without(name):
+    """A directory of links to every command of /bin and /usr/bin but
+    ``name``, for a PATH without it (made once per test run).
+    """
+    bindir = os.path.join(support.Hermetic.start(), 'no-%s-bin' % name)
+    if not os.path.isdir(bindir):
+        os.mkdir(bindir)
+        for top in ('/bin', '/usr/bin'):
+            for entry in os.listdir(top):
+                link = os.path.join(bindir, entry)
+                if entry != name and not os.path.lexists(link):
+                    os.symlink(os.path.join(top, entry), link)
+    return bindir
+
+
+# The shell of the local: transport; before a bootstrap that installs
+# ("sh -c BOOTSTRAP tej QUEUE VERSIONS _install ..."), it makes $TAKEN.PID
+# (PID: the bootstrap's own, which exec keeps) as another user could have,
+# with a tej.sh of its own in it.
+TAKEN_SHELL = r"""#!/bin/sh
+if [ "$1 $6" = "-c _install" ] && mkdir "$TAKEN.$$" 2>/dev/null; then
+    printf 'echo "not tej" >&2; exit 0\n' > "$TAKEN.$$/tej.sh"
+fi
+exec sh "$@"
+"""
+
+
+class TestInstallDirectory(unittest.TestCase):
+    """The runtime pushed by the client goes into a new directory no one
+    else could have made first: mktemp -d's, or without mktemp, one beside
+    the queue that mkdir makes (and that must not be there already).
+    """
+
+    def setUp(self):
+        self.base = support.temporary(self)
+        self.job = support.make_tree(os.path.join(self.base, 'job'),
+                                     {'start.sh': 'exit 3\n'})
+        self.queue_dir = os.path.join(self.base, 'q')
+
+    def take(self, prefix):
+        """Have the names PREFIX.PID taken before the bootstrap runs."""
+        path = os.path.join(self.base, 'taken-sh')
+        with open(path, 'w') as fp:
+            fp.write(TAKEN_SHELL)
+        os.chmod(path, 0o755)
+        support.patch_env(self.addCleanup, TEJ_SH=path, TAKEN=prefix)
+
+    @staticmethod
+    def taken(where):
+        """The names of the files in ``where`` that hold "tej-install."."""
+        return sorted(n for n in os.listdir(where) if 'tej-install.' in n)
+
+    def assert_untouched(self, where, names):
+        """``names`` are the one directory made first, as it was."""
+        self.assertEqual(len(names), 1, names)
+        with open(os.path.join(where, names[0], 'tej.sh')) as fp:
+            self.assertIn('not tej', fp.read())
+
+    def test_a_taken_name_is_not_in_the_way(self):
+        tmp = os.environ['TMPDIR']
+        before = self.taken(tmp)
+        self.take(os.path.join(tmp, 'tej-install'))
+        q = tej.RemoteQueue('local:', self.queue_dir)
+        q.setup()
+        q.submit('j', self.job)
+        self.assertEqual(q.wait('j'), 3)
+        with open(os.path.join(self.queue_dir, 'version')) as fp:
+            self.assertEqual(fp.read().strip(),
+                             tej._runtime_version('default'))
+        # no directory of the installs is left, the one made first is
+        self.assert_untouched(tmp, [n for n in self.taken(tmp)
+                                    if n not in before])
+
+    def test_without_mktemp(self):
+        support.patch_env(self.addCleanup, PATH=bin_without('mktemp'))
+        q = tej.RemoteQueue('local:', self.queue_dir)
+        q.submit('j', self.job)
+        self.assertEqual(q.wait('j'), 3)
+        self.assertEqual(sorted(os.listdir(self.base)), ['job', 'q'])
+        # the name beside the queue is taken: mkdir refuses to use it
+        self.take(os.path.join(self.base, '.tej-install'))
+        other = os.path.join(self.base, 'other')
+        with self.assertRaises(tej.Error) as ctx:
+            tej.RemoteQueue('local:', other).setup()
+        self.assertIn('directory', str(ctx.exception))
+        self.assertFalse(os.path.exists(os.path.join(other, 'version')))
+        self.assert_untouched(self.base, self.taken(self.base))
+
+
 class TestRuntimeDirectly(unittest.TestCase):
     """Checks the runtime makes itself, whatever the client says."""
 
