@@ -778,6 +778,8 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #   kill ID               stop a running job (TERM, then KILL after a grace)
 #   delete ID [kill]      remove a job; refused while it runs, unless "kill"
 #   cleanup [kill]        remove the whole queue and the links that led to it
+#                         (a queue path that is a symbolic link: the
+#                         directory it leads to, then the link)
 #   _wrap ID, _batch ID   internal: the runtime's wrapper that runs the job
 #
 # Stdout: a sentinel line "TEJ 1", then for status and list one line per job
@@ -1428,7 +1430,19 @@ _cleanup_queue() {  # remove the queue, then the links the bootstrap followed
         [ -d "$_cq_job" ] || continue
         _stop "${_cq_job##*/}" ${1+"$1"}
     done
-    rm -rf "$Q"
+    if [ -L "$Q" ]; then
+        # a symbolic link to the queue: rm -rf would remove the link only.
+        # The directory it leads to goes first ("x": pwd's newline and any
+        # the name ends with are kept), then the link
+        _cq_real=$(cd -P "$Q" && pwd -P && printf x) || \
+            _die "$RC_FAILURE" "cannot find the directory that $Q leads to"
+        _cq_real=${_cq_real%?x}
+        [ "$_cq_real" != / ] || _die "$RC_FAILURE" "$Q leads to /: not removing it"
+        rm -rf "$_cq_real"
+        rm -f "$Q"
+    else
+        rm -rf "$Q"
+    fi
     _cq_n=1
     while [ "$_cq_n" -le 10 ]; do
         eval "_cq_link=\${TEJ_LINK_$_cq_n:-}"

@@ -392,4 +392,16 @@ umask 022
                     "name another user can take first",
         tests=['test_runtime.TestInstallDirectory'],
     ),
+    dict(
+        name='cleanup-link-only',
+        file='runtimes/common.sh',
+        original='''        rm -rf "$_cq_real"
+        rm -f "$Q"
+''',
+        replacement='''        rm -rf "$Q"
+''',
+        description="cleanup of a queue reached through a symbolic link "
+                    "removes the link and leaves the queue",
+        tests=['test_runtime.Test_dash.test_cleanup_through_a_symbolic_link'],
+    ),
 ]
