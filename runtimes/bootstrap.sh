@@ -7,8 +7,9 @@
 #
 #     sh -c BOOTSTRAP tej QUEUE VERSIONS VERB [ARG ...]
 #
-# It resolves QUEUE ("~", a path relative to the home directory, "tejdir:
-# PATH" link files, each remembered as TEJ_LINK_n for cleanup), then execs
+# It resolves QUEUE ("~", "~NAME", a path relative to the home directory
+# (probe.sh's _expand_path), "tejdir: PATH" link files, each remembered as
+# TEJ_LINK_n for cleanup), then execs
 # the installed runtime, QUEUE/tej.sh, if its version (the first line of
 # QUEUE/version) is one of the space-separated VERSIONS.
 #
@@ -49,13 +50,9 @@ _detected() {
     fi
 }
 
-# shellcheck disable=SC2088 # a literal "~" from the client
-case $queue in
-    "~") queue=$HOME ;;
-    "~/"*) queue=$HOME/${queue#"~/"} ;;
-    /*) ;;
-    *) queue=$HOME/$queue ;;
-esac
+_expand_path "$queue"
+# shellcheck disable=SC2154 # set by probe.sh's _expand_path
+queue=$_ep_path
 
 links=0
 while [ -f "$queue" ]; do

@@ -437,13 +437,9 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
         _in_link=$1
         shift
         _in_nlinks=$((_in_nlinks - 1))
-        # shellcheck disable=SC2088 # a literal "~" from the client
-        case $_in_link in
-            "~") _in_link=$HOME ;;
-            "~/"*) _in_link=$HOME/${_in_link#"~/"} ;;
-            /*) ;;
-            *) _in_link=$HOME/$_in_link ;;
-        esac
+        _expand_path "$_in_link"
+        # shellcheck disable=SC2154 # set by probe.sh's _expand_path
+        _in_link=$_ep_path
         if [ -d "$_in_link" ]; then
             _die "$RC_QUEUE_EXISTS" "cannot make link $_in_link: a directory is there"
         fi

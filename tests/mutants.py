@@ -404,4 +404,25 @@ umask 022
                     "removes the link and leaves the queue",
         tests=['test_runtime.Test_dash.test_cleanup_through_a_symbolic_link'],
     ),
+    dict(
+        name='tilde-user-in-home',
+        file='runtimes/probe.sh',
+        original='''        "~"*) _expand_user "$1" ;;
+''',
+        replacement='',
+        description="--queue ~NAME/q is taken as a path relative to the "
+                    "home directory: $HOME/~NAME/q",
+        tests=['test_runtime.TestUserHome'],
+    ),
+    dict(
+        name='tilde-user-unchecked',
+        file='runtimes/probe.sh',
+        original='''    if [ "$_eu_rest" = / ]; then
+''',
+        replacement='''    if :; then
+''',
+        description="the name after ~ goes to eval unchecked: ~$(cmd) "
+                    "runs cmd",
+        tests=['test_runtime.TestUserHome'],
+    ),
 ]

@@ -324,6 +324,53 @@ class TestInstallDirectory(unittest.TestCase):
         self.assert_untouched(self.base, self.taken(self.base))
 
 
+class TestUserHome(unittest.TestCase):
+    """A queue path "~NAME/..." is in user NAME's home, as in sh; a name
+    that is not a plain user name never reaches the shell's expansion.
+    """
+
+    def test_unknown_and_invalid_users(self):
+        home = os.path.expanduser('~')
+        before = sorted(os.listdir(home))
+        for queue, message in [
+                ('~nosuchuser-tej/q', "no user nosuchuser-tej"),
+                ('~nosuchuser-tej', "no user nosuchuser-tej"),
+                ('~-/q', "invalid user name"),
+                ('~a;touch pwned/q', "invalid user name"),
+                ('~$(touch pwned)/q', "invalid user name"),
+                ('~`touch pwned`', "invalid user name"),
+                ('~a b/q', "invalid user name")]:
+            for argv in (['status', 'local:', '--id', 'x'],
+                         ['setup', 'local:']):
+                with self.subTest(queue=queue, command=argv[0]):
+                    code, out, err = support.run_cli(
+                        *argv + ['--queue', queue])
+                    self.assertEqual((code, out), (1, ''), err)
+                    self.assertIn("tej: error: %s" % message, err)
+        # nothing was made, in the home directory or elsewhere
+        self.assertEqual(sorted(os.listdir(home)), before)
+        self.assertFalse(os.path.exists('pwned'))
+
+    def test_checked_on_the_server(self):
+        # names the client refuses (a newline) are refused there too
+        base = support.temporary(self)
+        for queue in ['~root\n/q', '~root\n', '~a\nb/q']:
+            proc = subprocess.run(
+                ['sh', '-c', tej._BOOTSTRAP, 'tej', queue, 'none', 'status',
+                 'x'], cwd=base, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE)
+            self.assertEqual(proc.returncode, 8, queue)
+            self.assertIn(b'invalid user name', proc.stderr)
+        self.assertEqual(os.listdir(base), [])
+
+    def test_link_of_an_unknown_user(self):
+        base = support.temporary(self)
+        q = tej.RemoteQueue('local:', os.path.join(base, 'q'))
+        with self.assertRaises(ValueError) as ctx:
+            q.setup(links=['~nosuchuser-tej/link'])
+        self.assertIn('no user nosuchuser-tej', str(ctx.exception))
+
+
 class TestRuntimeDirectly(unittest.TestCase):
     """Checks the runtime makes itself, whatever the client says."""
 

@@ -5,6 +5,7 @@ failures, the shared connection, and the oldest and newest Pythons.
 
 import glob
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -58,6 +59,41 @@ class TestCommandLine(CommandLineScenario, SSHCase):
             code, out, err = self.cli(*argv)
             self.assertEqual((code, out), (1, ''))
             self.assertRegex(err, r'\Atej: error: There is no queue at .*\n\Z')
+
+
+class TestUserHome(SSHCase):
+    """--queue ~NAME/...: in user NAME's home directory (the password
+    database's, as sh expands it), not in $HOME/~NAME.
+    """
+
+    def test_queue_and_link_in_a_users_home(self):
+        if os.getuid() != 0:
+            self.skipTest("as root only: the test user's home is then one "
+                          "that the tests made")
+        user = self.server.user
+        passwd_home = pwd.getpwnam(user).pw_dir
+        self.assertNotEqual(passwd_home, self.server.home)  # sshd's SetEnv
+        name = 'tej-test-%d' % os.getpid()
+        real = os.path.join(passwd_home, name)
+        self.addCleanup(shutil.rmtree, real, True)
+        self.addCleanup(shutil.rmtree, os.path.join(self.server.home,
+                                                    '~' + user), True)
+        code, out, err = self.cli('submit', self.dest, '--id', 'j',
+                                  '--queue', '~%s/%s/q' % (user, name),
+                                  self.job('job', {'start.sh': 'exit 3\n'}))
+        self.assertEqual((code, out), (0, 'j\n'), err)
+        self.assertTrue(os.path.isdir(os.path.join(real, 'q', 'jobs', 'j')))
+        self.assertFalse(os.path.exists(os.path.join(self.server.home,
+                                                     '~' + user)))
+        q = self.server.queue('~%s/%s/q' % (user, name))
+        self.assertEqual(q.wait('j'), 3)
+        # a link there too
+        q.setup(links=['~%s/%s/link' % (user, name)], only_links=True)
+        with open(os.path.join(real, 'link')) as fp:
+            self.assertEqual(fp.read(), 'tejdir: %s\n' % os.path.join(
+                real, 'q'))
+        self.assertEqual(self.server.queue('~%s/%s/link' % (user, name))
+                         .wait('j'), 3)
 
 
 class TestRoundTrips(SSHCase):
