@@ -850,8 +850,9 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #
 # Variables: each function's own start with its prefix (_lk_ in _lock...).
 # Shared ones: Q (the queue) and TEJ_SELF (QUEUE/tej.sh), set by _main;
-# st_* (the job record that _load read); _locked, _tmp, _self, _creating
-# (what the EXIT trap removes); _host (this host's name, once asked).
+# st_* (the job record that _load read); _locked, _tmp, _self, _creating,
+# _beat_pid (what the EXIT trap removes or stops); _host (this host's
+# name, once asked).
 #
 # The runtime file appended to this one defines the hooks:
 #   _rt_usable            exit RC_UNSUPPORTED with a message if the runtime
@@ -926,15 +927,39 @@ _check_path() {  # a path inside a job: relative, no "..", not empty
 }
 
 # ---- locking and job records -----------------------------------------------
+#
+# A job's lock is the directory JOBDIR/lock (mkdir is atomic) with "owner",
+# HOST:PID of its holder, and "beat", the epoch seconds (the holder's
+# clock) at which it took the lock or last said it still holds it. A lock
+# is never broken while its holder may be alive, however long it holds it
+# (a submission holds it through the upload). A waiter breaks it once the
+# holder is known to be gone (_holder_gone):
+#   - a holder of this host: no process has its pid, or the pid is now a
+#     program other than a tej.sh (it was reused), or it is ours;
+#   - a holder of another host (a cluster node, another login node on the
+#     same file system), whose processes cannot be seen from here: its beat
+#     is TEJ_LOCK_STALE seconds old (300) by this host's clock. A holder
+#     that can hold for long (_submit) writes its beat every 30 s
+#     (_keep_beating); the others hold for a few file operations. Hosts
+#     that share a file system keep their clocks far closer than that.
+#   - a lock without an owner (its holder died between the mkdir and
+#     writing "owner"), or of another host without a beat (an older
+#     runtime's): once the waiter has seen it unchanged for TEJ_LOCK_STALE
+#     seconds.
+# A waiter reads the lock again just before it removes it; one that another
+# waiter broke and took meanwhile is left alone, but for a window of a few
+# instructions. _unlock removes the lock only if it is still the process's
+# own.
 
 _locked=
 _tmp=
 _self=
 _creating=
+_beat_pid=
 
 _cleanup() {
     if [ -n "$_locked" ]; then
-        rm -rf "$_locked"
+        _unlock
     fi
     if [ -n "$_tmp" ]; then
         rm -f "$_tmp"
@@ -949,54 +974,132 @@ _cleanup() {
 trap _cleanup EXIT
 
 _host=
+TEJ_LOCK_STALE=${TEJ_LOCK_STALE:-300}
 
-_dead() {  # _dead OWNER: is the owner (host:pid) of a lock a process of
-    # this host that is gone? (Not one of another host, a cluster node.)
-    [ -n "$_host" ] || _host=$(uname -n)
-    case $1 in
-        "$_host:"*) ! kill -s 0 "${1#*:}" 2>/dev/null ;;
-        *) return 1 ;;
-    esac
+_pid_gone() {  # _pid_gone PID: is there no tej.sh of this host with PID?
+    if [ -d /proc/self ]; then
+        # not a process that reused the pid (a zombie's cmdline is empty)
+        case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
+            *tej.sh*) return 1 ;;
+        esac
+        return 0
+    fi
+    ! kill -s 0 "$1" 2>/dev/null
 }
 
-_lock() {  # _lock JOBDIR: mkdir is atomic. The owner (host:pid) is in the
-    # lock: a lock whose owner is dead is broken; one of another host (a
-    # cluster node), or without an owner, after a minute.
-    _lk_n=0
+_holder_gone() {  # _holder_gone OWNER BEAT: is the holder of a lock (its
+    # owner and beat, as _read_lock read them) known to be gone?
+    [ -n "$1" ] || return 1
+    [ -n "$_host" ] || _host=$(uname -n)
+    case $1 in
+        "$_host:$$") return 0 ;;  # the holder died, and we got its pid
+        "$_host:"*) _pid_gone "${1#*:}"; return ;;
+    esac
+    case $2 in
+        ''|*[!0-9]*) return 1 ;;
+    esac
+    # (whole seconds: more than TEJ_LOCK_STALE is at least that long)
+    [ "$(($(_now) - $2))" -gt "$TEJ_LOCK_STALE" ]
+}
+
+_lock() {  # _lock JOBDIR: take the job's lock, waiting while another
+    # process holds it; break it once its holder is gone (see above)
+    _lk_n=0 _lk_seen=- _lk_since=
     [ -n "$_host" ] || _host=$(uname -n)
     while ! mkdir "$1/lock" 2>/dev/null; do
         [ -d "$1" ] || _die "$RC_NO_JOB" "no such job"
         _lk_n=$((_lk_n + 1))
         if [ "$((_lk_n % 20))" -eq 0 ]; then
-            _lk_owner=
-            { read -r _lk_owner < "$1/lock/owner"; } 2>/dev/null || :
-            if _dead "$_lk_owner" || [ "$_lk_n" -ge 600 ]; then
-                rm -rf "$1/lock"
+            _read_lock "$1/lock"
+            _lk_owner=$_rl_owner _lk_beat=$_rl_beat
+            if [ "$_lk_owner $_lk_beat" != "$_lk_seen" ]; then
+                _lk_seen="$_lk_owner $_lk_beat" _lk_since=$(_now)
+            fi
+            _lk_break=
+            if _holder_gone "$_lk_owner" "$_lk_beat"; then
+                _lk_break=1
+            elif [ -z "$_lk_owner" ] || { [ -z "$_lk_beat" ] && \
+                    [ "${_lk_owner%%:*}" != "$_host" ]; }; then
+                # not to be judged from here: how long it stays as it is
+                [ "$(($(_now) - _lk_since))" -le "$TEJ_LOCK_STALE" ] || \
+                    _lk_break=1
+            fi
+            if [ -n "$_lk_break" ]; then
+                _read_lock "$1/lock"
+                if [ "$_rl_owner $_rl_beat" = "$_lk_seen" ]; then
+                    printf 'tej: breaking the lock of %s (%s): its holder is gone\n' \
+                        "${1##*/}" "${_lk_owner:-no owner}" >&2
+                    rm -rf "$1/lock"
+                fi
             fi
         fi
         _nap
     done
     _locked=$1/lock
+    _now > "$1/lock/beat"
     printf '%s:%s\n' "$_host" "$$" > "$1/lock/owner"
 }
 
-_unlock() {
-    rm -rf "$_locked"
+_read_lock() {  # _read_lock LOCKDIR: its owner and beat, in _rl_owner and
+    # _rl_beat (empty when missing)
+    _rl_owner='' _rl_beat=''
+    { read -r _rl_owner < "$1/owner"; } 2>/dev/null || :
+    { read -r _rl_beat < "$1/beat"; } 2>/dev/null || :
+}
+
+_unlock() {  # remove the lock if it is still this process's own: one
+    # broken meanwhile (its holder taken for gone) is another's now
+    if [ -n "$_beat_pid" ]; then
+        kill "$_beat_pid" 2>/dev/null || :
+        _beat_pid=
+    fi
+    _read_lock "$_locked"
+    if [ "$_rl_owner" = "$_host:$$" ]; then
+        rm -rf "$_locked"
+    else
+        printf 'tej: the lock %s was broken while this process held it\n' \
+            "$_locked" >&2
+    fi
     _locked=
+}
+
+_keep_beating() {  # while this process holds its lock for long (a
+    # submission), a loop in the background writes the lock's beat every
+    # 30 s, so that other hosts know its holder lives; it ends with the
+    # lock, or with this process (_unlock stops it)
+    _kb_lock=$_locked _kb_owner=$_host:$$ _kb_parent=$$
+    (
+        trap - EXIT  # nothing is this loop's to remove
+        _kb_n=0
+        while :; do
+            _nap 10
+            _read_lock "$_kb_lock"
+            [ "$_rl_owner" = "$_kb_owner" ] || exit 0
+            ! _pid_gone "$_kb_parent" || exit 0
+            _kb_n=$((_kb_n + 1))
+            if [ "$_kb_n" -ge 30 ]; then
+                _now > "$_kb_lock/beat.tmp.$$" && \
+                    mv -f "$_kb_lock/beat.tmp.$$" "$_kb_lock/beat"
+                _kb_n=0
+            fi
+        done
+    ) < /dev/null > /dev/null 2>&1 &
+    _beat_pid=$!
 }
 
 _KEYS='state exit submitted started finished pid pgid boot killreq runtime runtime_id mode'
 
 _load() {  # _load JOBDIR: read the state file into st_* variables.
     # The submitter holds the lock until the record is past "created": a
-    # job still "created" whose lock is gone, or whose lock's owner is dead
-    # (or is now ours, broken), was left by a submitter that died: lost.
+    # job still "created" whose lock is gone, or whose lock's holder is
+    # gone (_holder_gone), was left by a submitter that died: lost.
     # So the lock is looked at first, then the record.
-    _ld_owner='' _ld_submitter=1
+    _ld_owner='' _ld_beat='' _ld_submitter=1
     if [ "$_locked" = "$1/lock" ]; then
         [ "$_creating" = "$1" ] || _ld_submitter=
     elif [ -d "$1/lock" ]; then
-        { read -r _ld_owner < "$1/lock/owner"; } 2>/dev/null || :
+        _read_lock "$1/lock"
+        _ld_owner=$_rl_owner _ld_beat=$_rl_beat
     else
         _ld_submitter=
     fi
@@ -1012,7 +1115,8 @@ _load() {  # _load JOBDIR: read the state file into st_* variables.
         done < "$1/state"
     fi
     if [ "${st_state:-created}" = created ]; then
-        if [ -z "$_ld_submitter" ] || _dead "$_ld_owner"; then
+        if [ -z "$_ld_submitter" ] || \
+                _holder_gone "$_ld_owner" "$_ld_beat"; then
             st_state=lost
         fi
     fi
@@ -1272,6 +1376,7 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     fi
     _creating=$_sb_job
     _lock "$_sb_job"
+    _keep_beating  # through the upload and the scheduler's answer
     if ! mkdir "$_sb_job/stage" || ! (cd "$_sb_job/stage" && tar -xf -); then
         _die "$RC_FAILURE" "could not unpack the job directory"
     fi

@@ -129,14 +129,18 @@ MUTANTS = [
     dict(
         name='unlock-forgotten',
         file='runtimes/common.sh',
-        original='''_unlock() {
-    rm -rf "$_locked"
+        original='''    if [ "$_rl_owner" = "$_host:$$" ]; then
+        rm -rf "$_locked"
+    else
 ''',
-        replacement='''_unlock() {
+        replacement='''    if [ "$_rl_owner" = "$_host:$$" ]; then
+        :
+    else
 ''',
         description="_unlock leaves the lock directory: every later "
                     "locker waits for it to be broken",
-        tests=['test_edges.TestAtomicRecords'],
+        tests=['test_edges.TestAtomicRecords',
+               'test_edges.TestLocks.test_unlock_removes_its_own_lock_only'],
     ),
     dict(
         name='logs-offset-kept',
@@ -424,5 +428,50 @@ umask 022
         description="the name after ~ goes to eval unchecked: ~$(cmd) "
                     "runs cmd",
         tests=['test_runtime.TestUserHome'],
+    ),
+    dict(
+        name='lock-broken-after-a-minute',
+        file='runtimes/common.sh',
+        original='''            if _holder_gone "$_lk_owner" "$_lk_beat"; then
+''',
+        replacement='''            if _holder_gone "$_lk_owner" "$_lk_beat" || [ "$_lk_n" -ge 600 ]; then
+''',
+        description="any lock is broken after a minute of waiting, its "
+                    "holder alive or not",
+        tests=['test_edges.TestLocks.test_a_live_submitter_keeps_its_lock'],
+    ),
+    dict(
+        name='lock-foreign-never-stale',
+        file='runtimes/common.sh',
+        original='''    [ "$(($(_now) - $2))" -gt "$TEJ_LOCK_STALE" ]
+''',
+        replacement='''    return 1
+''',
+        description="a lock of another host is never broken: a dead "
+                    "node's lock blocks its job for ever",
+        tests=['test_edges.TestLocks.test_a_lock_of_another_host',
+               'test_edges.TestLocks.test_a_submission_of_another_host'],
+    ),
+    dict(
+        name='lock-no-beat',
+        file='runtimes/common.sh',
+        original='''    _keep_beating  # through the upload and the scheduler's answer
+''',
+        replacement='',
+        description="a long submission does not say it lives: other "
+                    "hosts break its lock after TEJ_LOCK_STALE",
+        tests=['test_edges.TestLocks.test_a_live_submitter_keeps_its_lock'],
+    ),
+    dict(
+        name='unlock-anyones',
+        file='runtimes/common.sh',
+        original='''    if [ "$_rl_owner" = "$_host:$$" ]; then
+        rm -rf "$_locked"
+''',
+        replacement='''    if :; then
+        rm -rf "$_locked"
+''',
+        description="_unlock removes the lock whoever holds it now",
+        tests=['test_edges.TestLocks.test_unlock_removes_its_own_lock_only'],
     ),
 ]

@@ -10,14 +10,17 @@ tests/mutants.py lists, for each test here, the bug it catches.
 import io
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import tarfile
 import threading
 import time
 import unittest
 
 from . import support
-from .support import tej, need, run_cli, wait_for, which
+from .support import tej, need, run_cli, wait_for, wait_state, which
 
 #: The keys of a job record (QUEUE/jobs/ID/state), all written every time.
 RECORD_KEYS = {'state', 'exit', 'submitted', 'started', 'finished', 'pid',
@@ -168,10 +171,224 @@ class TestAtomicRecords(LocalCase):
             done.set()
             thread.join()
         self.assertEqual([r['state'] for r in records], ['finished'] * 12)
+        # and every lock taken was given back
+        wait_for(lambda: not [n for n in ids if os.path.exists(
+            os.path.join(jobs, n, 'lock'))], what='the locks to go')
         self.assertEqual(seen['partial'][:3], [])
         # the reader was there while the records changed
         self.assertGreater(seen['reads'], 100)
         self.assertLessEqual({'running', 'finished'}, seen['states'])
+
+
+# A sleep that does not wait, for the PATH: a lock's waiter goes round its
+# loop as fast as it can, as if minutes had passed. Each call is counted,
+# with its caller's command line, in $NAPS.
+FAST_SLEEP = r"""#!/bin/sh
+{ tr '\000' ' ' < "/proc/$PPID/cmdline"; echo; } >> "$NAPS" 2>/dev/null
+exit 0
+"""
+
+
+class TestLocks(LocalCase):
+    """A job's lock (JOBDIR/lock, with its holder's host:pid in "owner")
+    is never broken while its holder may live, however long it holds it;
+    it is broken once the holder is known to be gone. _unlock removes the
+    process's own lock only.
+    """
+
+    #: More turns of a waiter's loop than the minute after which any lock
+    #: was once broken (600 naps of a tenth of a second).
+    TURNS = 700
+
+    def setUp(self):
+        super(TestLocks, self).setUp()
+        self.sleep = shutil.which('sleep')
+        bindir = os.path.join(self.tmp, 'bin')
+        os.mkdir(bindir)
+        with open(os.path.join(bindir, 'sleep'), 'w') as fp:
+            fp.write(FAST_SLEEP)
+        os.chmod(os.path.join(bindir, 'sleep'), 0o755)
+        self.naps_file = os.path.join(self.tmp, 'naps')
+        open(self.naps_file, 'w').close()
+        support.patch_env(self.addCleanup, NAPS=self.naps_file,
+                          PATH=bindir + os.pathsep + os.environ['PATH'])
+        self.q = self.queue()
+        self.host = socket.gethostname()
+
+    def naps(self, verb):
+        """How many naps the runtime's verb took."""
+        with open(self.naps_file) as fp:
+            return sum(1 for line in fp if ' %s ' % verb in line)
+
+    def lock(self, job_id):
+        return os.path.join(self.queue_dir, 'jobs', job_id, 'lock')
+
+    def owner(self, job_id):
+        try:
+            with open(os.path.join(self.lock(job_id), 'owner')) as fp:
+                return fp.read().strip()
+        except FileNotFoundError:
+            return None
+
+    def plant(self, job_id, owner=None, beat=None):
+        """A lock on the job as another process would have it."""
+        os.mkdir(self.lock(job_id))
+        if owner is not None:
+            with open(os.path.join(self.lock(job_id), 'owner'), 'w') as fp:
+                fp.write(owner + '\n')
+        if beat is not None:
+            self.beat(job_id, beat)
+
+    def read_beat(self, job_id):
+        with open(os.path.join(self.lock(job_id), 'beat')) as fp:
+            return int(fp.read())
+
+    def beat(self, job_id, when):
+        path = os.path.join(self.lock(job_id), 'beat')
+        with open(path + '.test', 'w') as fp:
+            fp.write('%d\n' % when)
+        os.replace(path + '.test', path)
+
+    def in_thread(self, action):
+        """Run ``action`` in a thread; return it, with its ``result``
+        (('ok', value) or ('error', exception)) once it has ended.
+        """
+        def run():
+            try:
+                thread.result = ('ok', action())
+            except Exception as e:
+                thread.result = ('error', e)
+        thread = threading.Thread(target=run)
+        thread.result = None
+        thread.start()
+        self.addCleanup(thread.join, 60)
+        return thread
+
+    def wait_turns(self, verb, thread):
+        """Wait until the verb's waiter has gone round its loop TURNS times,
+        still waiting for the lock.
+        """
+        wait_for(lambda: self.naps(verb) >= self.TURNS or
+                 not thread.is_alive(), timeout=60,
+                 what='the %s to wait for the lock' % verb)
+        self.assertTrue(thread.is_alive(), thread.result)
+
+    def running(self, job_id):
+        """A job that runs until killed (the real sleep); wait until its
+        wrapper has started it.
+        """
+        self.q.submit(job_id, self.job, script='exec %s 1000' % self.sleep)
+        wait_for(lambda: (read_record(self.queue_dir, job_id) or {})
+                 .get('pgid'), what='the job to start')
+
+    def test_a_live_submitter_keeps_its_lock(self):
+        self.q.setup()
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode='w') as tar:
+            for name, data in (('big', b'x' * (1 << 20)),
+                               ('start.sh', b'exit 3\n')):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = 0o755
+                tar.addfile(info, io.BytesIO(data))
+        archive = archive.getvalue()
+        read, write = os.pipe()
+        os.write(write, archive[:4096])  # the upload is on its way
+
+        def submit():
+            with os.fdopen(read, 'rb') as stdin:
+                return self.q._calls.call(
+                    'submit', ['slow', 'file', 'start.sh'], stdin=stdin,
+                    transfer=True)
+        submitter = self.in_thread(submit)
+        owner = wait_for(lambda: self.owner('slow'),
+                         what='the submitter to lock the job')
+        killer = self.in_thread(lambda: self.q.kill('slow'))
+        try:
+            self.wait_turns('kill', killer)
+            self.assertEqual(self.owner('slow'), owner)
+            # and it says that it lives, for the waiters of other hosts
+            self.beat('slow', time.time() - 3600)
+            wait_for(lambda: self.read_beat('slow') > time.time() - 60,
+                     what="the submitter's beat")
+        finally:
+            with os.fdopen(write, 'wb') as fp:
+                fp.write(archive[4096:])
+        submitter.join(60)
+        killer.join(60)
+        self.assertEqual(submitter.result[0], 'ok', submitter.result)
+        self.assertEqual(killer.result[0], 'ok', killer.result)
+        record = wait_state(self.q, 'slow')
+        self.assertEqual(record['state'], 'killed')
+
+    def test_a_lock_of_another_host(self):
+        # its holder cannot be seen from here: the lock is broken only once
+        # its beat is old
+        self.running('r')
+        self.plant('r', 'elsewhere.invalid:1', time.time())
+        killer = self.in_thread(lambda: self.q.kill('r'))
+        self.wait_turns('kill', killer)
+        self.assertEqual(self.owner('r'), 'elsewhere.invalid:1')
+        self.beat('r', time.time() - 3600)
+        killer.join(60)
+        self.assertEqual(killer.result[0], 'ok', killer.result)
+        self.assertEqual(self.q.info('r')['state'], 'killed')
+
+    def test_a_submission_of_another_host(self):
+        # a job being created by another host: lost once its lock is stale
+        self.q.setup()
+        os.mkdir(os.path.join(self.queue_dir, 'jobs', 'c'))
+        self.plant('c', 'elsewhere.invalid:1', time.time())
+        self.assertEqual(self.q.info('c')['state'], 'created')
+        self.beat('c', time.time() - 3600)
+        self.assertEqual(self.q.info('c')['state'], 'lost')
+        self.q.delete('c')
+
+    def test_a_pid_of_another_program(self):
+        # the owner's pid is a live process, not tej's: its holder is gone
+        self.running('p')
+        other = subprocess.Popen([self.sleep, '1000'])
+        self.addCleanup(other.wait)
+        self.addCleanup(other.kill)
+        self.plant('p', '%s:%d' % (self.host, other.pid), time.time())
+        self.q.kill('p')
+        self.assertLess(self.naps('kill'), 100)
+        self.assertEqual(self.q.info('p')['state'], 'killed')
+
+    def test_a_lock_without_owner(self):
+        # its holder died before it wrote "owner": broken once a waiter has
+        # seen it so for TEJ_LOCK_STALE seconds
+        support.patch_env(self.addCleanup, TEJ_LOCK_STALE='2')
+        self.running('o')
+        self.plant('o')
+        started = time.monotonic()
+        self.q.kill('o')
+        self.assertGreaterEqual(time.monotonic() - started, 2)
+        self.assertEqual(self.q.info('o')['state'], 'killed')
+
+    def test_unlock_removes_its_own_lock_only(self):
+        a, b, c = [os.path.join(self.tmp, name) for name in 'abc']
+        for job in (a, b, c):
+            os.mkdir(job)
+        common = tej._prelude() + tej._RUNTIME_PROBE + tej._RUNTIME_COMMON
+        taken = 'printf "elsewhere.invalid:1\\n" > "$1/lock/owner"\n'
+
+        def run(script, *args):
+            proc = subprocess.run(['sh', '-c', common + script, 'tej.sh'] +
+                                  list(args), stderr=subprocess.PIPE)
+            self.assertEqual(proc.returncode, 1, proc.stderr)
+
+        # broken meanwhile and taken by another process: left to it, by
+        # _unlock and by the exit trap
+        run('_lock "$1"\n' + taken + '_unlock\n' +
+            '_lock "$2"\n' + taken.replace('$1', '$2') + '_die 1 end\n', a, b)
+        for job in (a, b):
+            with open(os.path.join(job, 'lock', 'owner')) as fp:
+                self.assertEqual(fp.read(), 'elsewhere.invalid:1\n')
+        # its own goes, by _unlock and by the exit trap
+        run('_lock "$1"\n_unlock\n[ -d "$1/lock" ] && exit 5\n'
+            '_lock "$1"\n_die 1 end\n', c)
+        self.assertEqual(os.listdir(c), [])
 
 
 class TestContentIdOptions(LocalCase):
