@@ -589,14 +589,32 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
         _rt_option "${_sb_option%%=*}"
     done
     mkdir -p "$Q/jobs"
-    [ -n "$_host" ] || _host=$(uname -n)  # now: the lock follows the mkdir
+    [ -n "$_host" ] || _host=$(uname -n)
     _sb_job=$Q/jobs/$_sb_id
-    if ! mkdir "$_sb_job" 2>/dev/null; then
-        [ -d "$_sb_job" ] && _die "$RC_JOB_EXISTS" "job $_sb_id already exists"
+    if [ -d "$_sb_job" ]; then
+        _die "$RC_JOB_EXISTS" "job $_sb_id already exists"
+    fi
+    # The job appears with its lock: a job directory without a lock or a
+    # record is one whose submission died (_load: lost, and deleted). So it
+    # is made, locked, under a name no job has (ids never start with "."),
+    # then renamed to its id. A directory of that id made meanwhile: mv
+    # puts ours inside it, and the lock there is not ours.
+    _sb_name=.new.$_host.$$
+    _sb_new=$Q/jobs/$_sb_name
+    rm -rf "$_sb_new"  # left by a process of this host that had our pid
+    mkdir "$_sb_new" 2>/dev/null || _die "$RC_FAILURE" "cannot create $_sb_new"
+    _creating=$_sb_new
+    _lock "$_sb_new"
+    if ! mv "$_sb_new" "$_sb_job" 2>/dev/null && [ ! -d "$_sb_job" ]; then
         _die "$RC_FAILURE" "cannot create $_sb_job"
     fi
-    _creating=$_sb_job
-    _lock "$_sb_job"
+    _read_lock "$_sb_job/lock"
+    if [ "$_rl_owner" != "$_host:$$" ]; then
+        _locked=
+        rm -rf "${_sb_job:?}/$_sb_name"
+        _die "$RC_JOB_EXISTS" "job $_sb_id already exists"
+    fi
+    _creating=$_sb_job _locked=$_sb_job/lock
     _keep_beating  # through the upload and the scheduler's answer
     if ! mkdir "$_sb_job/stage" || ! (cd "$_sb_job/stage" && tar -xf -); then
         _die "$RC_FAILURE" "could not unpack the job directory"

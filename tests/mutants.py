@@ -474,4 +474,15 @@ umask 022
         description="_unlock removes the lock whoever holds it now",
         tests=['test_edges.TestLocks.test_unlock_removes_its_own_lock_only'],
     ),
+    dict(
+        name='job-visible-before-its-lock',
+        file='runtimes/common.sh',
+        original='''    _sb_name=.new.$_host.$$
+''',
+        replacement='''    _sb_name=$_sb_id
+''',
+        description="a new job's directory is made under its id, then "
+                    "locked: a status meanwhile says lost, a delete removes it",
+        tests=['test_edges.TestSubmitWindow'],
+    ),
 ]

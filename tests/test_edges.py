@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -389,6 +390,106 @@ class TestLocks(LocalCase):
         run('_lock "$1"\n_unlock\n[ -d "$1/lock" ] && exit 5\n'
             '_lock "$1"\n_die 1 end\n', c)
         self.assertEqual(os.listdir(c), [])
+
+
+# mkdir, for the PATH, slow after it made a directory right under a queue's
+# jobs/ (a new job's): the moment between that and the job's lock lasts
+# seconds.
+SLOW_MKDIR = r"""#!/bin/sh
+%(mkdir)s "$@" || exit
+for last do :; done
+case $last in
+    */jobs/*/*) ;;
+    */jobs/*) %(sleep)s 2 ;;
+esac
+"""
+
+
+class TestSubmitWindow(LocalCase):
+    """A job being created is never taken for lost, nor removed, by
+    another call: not even between the mkdir of its directory and its lock.
+    """
+
+    def setUp(self):
+        super(TestSubmitWindow, self).setUp()
+        bindir = os.path.join(self.tmp, 'bin')
+        os.mkdir(bindir)
+        with open(os.path.join(bindir, 'mkdir'), 'w') as fp:
+            fp.write(SLOW_MKDIR % {'mkdir': shutil.which('mkdir'),
+                                   'sleep': shutil.which('sleep')})
+        os.chmod(os.path.join(bindir, 'mkdir'), 0o755)
+        support.patch_env(self.addCleanup,
+                          PATH=bindir + os.pathsep + os.environ['PATH'])
+        self.jobs = os.path.join(self.queue_dir, 'jobs')
+        support.make_tree(self.job, {'start.sh': 'exit 3\n'})
+
+    def in_window(self, start):
+        """Call ``start`` (it begins a submission), and return once a
+        directory appeared in jobs/: the submission is in its window.
+        """
+        before = set(os.listdir(self.jobs))
+        started = start()
+        wait_for(lambda: set(os.listdir(self.jobs)) - before,
+                 what='the submission to make its directory')
+        return started
+
+    def test_status_and_delete_meanwhile(self):
+        q = self.queue()
+        q.setup()
+        results = []
+
+        def submit():
+            thread = threading.Thread(target=lambda: results.append(
+                q.submit('w', self.job)))
+            thread.start()
+            return thread
+        thread = self.in_window(submit)
+        states = set()
+        while thread.is_alive():
+            states.add(q.infos(['w'])[0]['state'])
+            try:
+                q.delete('w')
+                states.add('deleted')
+            except (tej.JobNotFound, tej.JobStillRunning):
+                pass
+        thread.join()
+        self.assertEqual(results, ['w'])
+        self.assertLessEqual(states, {'notfound', 'created', 'running',
+                                      'finished'})
+        self.assertEqual(q.wait('w'), 3)
+
+    def test_two_runs_of_the_same_job(self):
+        # the second finds the job (content ids) while the first makes it
+        argv = [sys.executable, os.path.join(support.TOP, 'tej.py'), 'run',
+                'local:', '--queue', self.queue_dir, '--keep', self.job]
+        tej.RemoteQueue('local:', self.queue_dir).setup()
+        first = self.in_window(lambda: subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        second = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        for proc in (first, second):
+            out, err = proc.communicate(timeout=60)
+            self.assertEqual(proc.returncode, 3, err)
+
+    def test_two_submissions_through_the_api(self):
+        q = self.queue()
+        q.setup()
+        made = []
+
+        def submit():
+            job_id, created = q.submit_job(None, self.job, content_id=True)
+            made.append(created)
+            return q.wait(job_id)
+        first = threading.Thread(target=lambda: made.append(submit()))
+        self.in_window(first.start)
+        self.assertEqual(submit(), 3)
+        first.join(60)
+        self.assertEqual(sorted(made, key=str), [3, False, True])
+        # the second one's directory went, from where mv had put it
+        job_id = tej.content_id(self.job)
+        self.assertEqual(sorted(os.listdir(self.jobs)), [job_id])
+        self.assertEqual(sorted(os.listdir(os.path.join(self.jobs, job_id))),
+                         ['options', 'script', 'stage', 'state'])
 
 
 class TestContentIdOptions(LocalCase):
