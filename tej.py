@@ -872,11 +872,15 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 # shellcheck disable=SC2034
 
 set -eu
-# the jobs get the caller's locale and umask back (_run_job)
+# the jobs get the caller's locale and umask back (_run_job), and their
+# files the caller's umask (_submit); the queue's own files stay private
 if [ -z "${TEJ_CALLER_SAVED:-}" ]; then
     TEJ_CALLER_SAVED=1 TEJ_LC_ALL=${LC_ALL-} TEJ_LC_ALL_SET=${LC_ALL+1}
     export TEJ_CALLER_SAVED TEJ_LC_ALL TEJ_LC_ALL_SET
 fi
+# (the bootstrap has saved the umask already, before its own umask 077)
+: "${TEJ_UMASK:=$(umask)}"
+export TEJ_UMASK
 LC_ALL=C
 export LC_ALL
 umask 077
@@ -1211,6 +1215,10 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     if [ -f "$1/prologue" ]; then
         _rj_prologue=$(cat "$1/prologue")
     fi
+    _rj_umask=$TEJ_UMASK
+    if [ -f "$1/umask" ]; then
+        read -r _rj_umask < "$1/umask" || _rj_umask=$TEJ_UMASK
+    fi
     cd "$1/stage" || exit "$RC_FAILURE"
     _rj_code=0
     (
@@ -1219,7 +1227,9 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
         else
             unset LC_ALL
         fi
-        umask "${TEJ_UMASK:-022}"
+        # _stdout and _stderr too: made here, after the umask
+        umask "$_rj_umask"
+        exec < /dev/null > _stdout 2> _stderr
         if [ -n "$_rj_prologue" ]; then
             eval "$_rj_prologue" || exit
         fi
@@ -1228,7 +1238,7 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
         fi
         chmod u+x "./$_rj_script" 2>/dev/null || :
         exec "./$_rj_script"
-    ) < /dev/null > _stdout 2> _stderr || _rj_code=$?
+    ) || _rj_code=$?
     if [ "$_rj_code" -gt 255 ]; then
         # killed by a signal: ksh says 256+N, yash 384+N; report 128+N
         _rj_code=$((128 + _rj_code % 128))
@@ -1395,13 +1405,18 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     fi
     _creating=$_sb_job _locked=$_sb_job/lock
     _keep_beating  # through the upload and the scheduler's answer
-    if ! mkdir "$_sb_job/stage" || ! (cd "$_sb_job/stage" && tar -xf -); then
+    # the job's own files, as the user's would be: under the umask of the
+    # session (as root, tar keeps the modes of the archive)
+    if ! (umask "$TEJ_UMASK" && mkdir "$_sb_job/stage" &&
+            cd "$_sb_job/stage" && tar -xf -); then
         _die "$RC_FAILURE" "could not unpack the job directory"
     fi
     if [ "$_sb_mode" = file ] && [ ! -f "$_sb_job/stage/$_sb_script" ]; then
         _die "$RC_NO_FILE" "no script '$_sb_script' in the job directory"
     fi
     printf '%s' "$_sb_script" > "$_sb_job/script"
+    # for _run_job: a scheduler may not pass the environment on (qsub -V)
+    printf '%s\n' "$TEJ_UMASK" > "$_sb_job/umask"
     : > "$_sb_job/options"
     for _sb_option do
         case $_sb_option in

@@ -485,4 +485,35 @@ umask 022
                     "locked: a status meanwhile says lost, a delete removes it",
         tests=['test_edges.TestSubmitWindow'],
     ),
+    dict(
+        name='stage-under-077',
+        file='runtimes/common.sh',
+        original='''    if ! (umask "$TEJ_UMASK" && mkdir "$_sb_job/stage" &&''',
+        replacement='''    if ! (mkdir "$_sb_job/stage" &&''',
+        description="the uploaded files are unpacked under the runtime's "
+                    "umask 077, whatever the session's",
+        tests=['test_ssh.TestFileModes'],
+    ),
+    dict(
+        name='output-under-077',
+        file='runtimes/common.sh',
+        original='''        exec < /dev/null > _stdout 2> _stderr
+''',
+        replacement='''        exec < /dev/null >> _stdout 2>> _stderr
+        chmod 600 _stdout _stderr
+''',
+        description="_stdout and _stderr are private whatever the umask",
+        tests=['test_runtime.TestCallerEnvironment'],
+    ),
+    dict(
+        name='umask-from-the-environment-only',
+        file='runtimes/common.sh',
+        original='''        read -r _rj_umask < "$1/umask" || _rj_umask=$TEJ_UMASK
+''',
+        replacement='''        :
+''',
+        description="the job's umask comes from the environment only, "
+                    "which qsub without -V does not pass on",
+        tests=['test_slurm.TestPBS.test_umask_without_the_environment'],
+    ),
 ]

@@ -489,7 +489,7 @@ class TestSubmitWindow(LocalCase):
         job_id = tej.content_id(self.job)
         self.assertEqual(sorted(os.listdir(self.jobs)), [job_id])
         self.assertEqual(sorted(os.listdir(os.path.join(self.jobs, job_id))),
-                         ['options', 'script', 'stage', 'state'])
+                         ['options', 'script', 'stage', 'state', 'umask'])
 
 
 class TestContentIdOptions(LocalCase):

@@ -211,6 +211,11 @@ class TestCallerEnvironment(unittest.TestCase):
         q.download('e', '_stdout', destination=dest)
         with open(dest) as fp:
             self.assertEqual(fp.read().split(), ['unset', '0022'])
+        # its output files too (test_ssh.TestFileModes: the uploaded ones)
+        stage = q.info('e')['dir']
+        for name in ('_stdout', '_stderr', 'f'):
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(
+                stage, name)).st_mode), 0o644, name)
 
 
 class TestShellcheck(unittest.TestCase):

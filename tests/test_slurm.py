@@ -4,6 +4,7 @@ through the real sshd, as the unprivileged user.
 
 import os
 import signal
+import stat
 
 from . import support
 from .scenario import NASTY_FILES, WAIT_FOR_GO, wrapper_started
@@ -235,6 +236,30 @@ class TestPBS(SlurmCase):
         self.running(q, 'd')
         self.slurm.run(['scancel', q.info('d')['runtime_id']], check=True)
         self.assertEqual(wait_state(q, 'd')['state'], 'killed')
+
+    def test_umask_without_the_environment(self):
+        # qsub without -V (here: -v, which the Torque wrapper turns into
+        # --export=NONE) passes no environment on: the job still gets the
+        # session's umask (022 here), which its files follow
+        job = self.job('job', {'start.sh': 'umask; echo "$X" >&2\n',
+                               'data.txt': 'data'})
+        os.chmod(os.path.join(job, 'data.txt'), 0o644)
+        old = os.umask(0o022)
+        try:
+            # a connection of its own: an sshd started with this umask
+            q = self.queue(setup_runtime='pbs', multiplex=False)
+            q.submit('u', job, scheduler_args=['-v', 'X=given'])
+        finally:
+            os.umask(old)
+        self.assertEqual(q.wait('u'), 0)
+        stage = self.stage('u')
+        with open(os.path.join(stage, '_stdout')) as fp:
+            self.assertEqual(fp.read(), '0022\n')
+        with open(os.path.join(stage, '_stderr')) as fp:
+            self.assertEqual(fp.read(), 'given\n')
+        for name in ('_stdout', 'data.txt'):
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(
+                stage, name)).st_mode), 0o644, name)
 
     def test_directives_and_resources(self):
         job = self.job('job', {

@@ -8,6 +8,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 
@@ -94,6 +95,55 @@ class TestUserHome(SSHCase):
                 real, 'q'))
         self.assertEqual(self.server.queue('~%s/%s/link' % (user, name))
                          .wait('j'), 3)
+
+
+class TestFileModes(SSHCase):
+    """The job's files as uploaded, and its _stdout and _stderr, follow the
+    umask of the ssh session (README: "Every runtime runs the job with the
+    ... umask of the ssh session"); the queue's own files stay private.
+    """
+
+    def test_modes_follow_the_session_umask(self):
+        job = self.job('job', {'start.sh': 'echo out; echo err >&2\n',
+                               'data.txt': 'data', 'sub/x.txt': 'x'})
+        for name, mode in (('data.txt', 0o644), ('sub/x.txt', 0o644),
+                           ('sub', 0o755), ('start.sh', 0o755)):
+            os.chmod(os.path.join(job, name), mode)
+        for umask, file_mode, dir_mode in ((0o022, 0o644, 0o755),
+                                           (0o077, 0o600, 0o700)):
+            job_id = 'umask%03o' % umask
+            old = os.umask(umask)
+            try:
+                # a connection of its own: an sshd started with this umask
+                q = self.queue(multiplex=False)
+                q.submit(job_id, job)
+            finally:
+                os.umask(old)
+            self.assertEqual(q.wait(job_id), 0)
+            stage = self.stage(job_id)
+
+            def mode(*names):
+                return stat.S_IMODE(os.stat(os.path.join(stage,
+                                                         *names)).st_mode)
+            with self.subTest(umask='%03o' % umask):
+                self.assertEqual(
+                    {n: '%o' % mode(n) for n in ('data.txt', 'sub/x.txt',
+                                                 '_stdout', '_stderr')},
+                    dict.fromkeys(('data.txt', 'sub/x.txt', '_stdout',
+                                   '_stderr'), '%o' % file_mode))
+                self.assertEqual('%o' % mode('sub'), '%o' % dir_mode)
+                self.assertEqual('%o' % mode('start.sh'),
+                                 '%o' % (0o777 & ~umask))
+                # the queue's own: private
+                for path, private in (('', 0o700), ('jobs', 0o700),
+                                      ('jobs/' + job_id, 0o700),
+                                      ('jobs/%s/state' % job_id, 0o600),
+                                      ('jobs/%s/script' % job_id, 0o600),
+                                      ('tej.sh', 0o600), ('version', 0o600)):
+                    self.assertEqual(
+                        '%o' % stat.S_IMODE(os.stat(os.path.join(
+                            self.queue_path, path)).st_mode),
+                        '%o' % private, path)
 
 
 class TestRoundTrips(SSHCase):
