@@ -1039,9 +1039,11 @@ _lock() {  # _lock JOBDIR: take the job's lock, waiting while another
         fi
         _nap
     done
+    # the owner at once: a holder that dies before it is a lock without
+    # owner, which takes long to break
     _locked=$1/lock
-    _now > "$1/lock/beat"
     printf '%s:%s\n' "$_host" "$$" > "$1/lock/owner"
+    _now > "$1/lock/beat"
 }
 
 _read_lock() {  # _read_lock LOCKDIR: its owner and beat, in _rl_owner and

@@ -279,15 +279,17 @@ class TestLocks(LocalCase):
         wrapper has started it.
         """
         self.q.submit(job_id, self.job, script='exec %s 1000' % self.sleep)
+        # the wrapper has recorded the start and given the lock back
         wait_for(lambda: (read_record(self.queue_dir, job_id) or {})
-                 .get('pgid'), what='the job to start')
+                 .get('pgid') and not os.path.exists(self.lock(job_id)),
+                 what='the job to start')
 
     def test_a_live_submitter_keeps_its_lock(self):
         self.q.setup()
         archive = io.BytesIO()
         with tarfile.open(fileobj=archive, mode='w') as tar:
-            for name, data in (('big', b'x' * (1 << 20)),
-                               ('start.sh', b'exit 3\n')):
+            for name, data in (('big', b'x' * (1 << 20)), (
+                    'start.sh', b'exec %s 1000\n' % self.sleep.encode())):
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 info.mode = 0o755
