@@ -1099,13 +1099,16 @@ _load() {  # _load JOBDIR: read the state file into st_* variables.
     # The submitter holds the lock until the record is past "created": a
     # job still "created" whose lock is gone, or whose lock's holder is
     # gone (_holder_gone), was left by a submitter that died: lost.
-    # So the lock is looked at first, then the record.
-    _ld_owner='' _ld_beat='' _ld_submitter=1
+    # So the lock, and whether its holder lives, are looked at first, then
+    # the record: a submission that ended in between has left its record.
+    _ld_submitter=1
     if [ "$_locked" = "$1/lock" ]; then
         [ "$_creating" = "$1" ] || _ld_submitter=
     elif [ -d "$1/lock" ]; then
         _read_lock "$1/lock"
-        _ld_owner=$_rl_owner _ld_beat=$_rl_beat
+        if _holder_gone "$_rl_owner" "$_rl_beat"; then
+            _ld_submitter=
+        fi
     else
         _ld_submitter=
     fi
@@ -1120,11 +1123,8 @@ _load() {  # _load JOBDIR: read the state file into st_* variables.
             esac
         done < "$1/state"
     fi
-    if [ "${st_state:-created}" = created ]; then
-        if [ -z "$_ld_submitter" ] || \
-                _holder_gone "$_ld_owner" "$_ld_beat"; then
-            st_state=lost
-        fi
+    if [ "${st_state:-created}" = created ] && [ -z "$_ld_submitter" ]; then
+        st_state=lost
     fi
 }
 
@@ -1719,11 +1719,14 @@ _rt_started() {
     [ "$st_pgid" = "$$" ] || st_pgid=
 }
 
-_alive() {  # _alive PID: is PID a live process of this queue's wrapper?
+_alive() {  # _alive PID STARTED: is PID a live process of this queue's
+    # wrapper? Not just any process that reused the pid: the wrapper, or
+    # before it has recorded its start (STARTED empty), a tej.sh: the
+    # submission's child (_rt_start), which has not made its exec yet
     if [ -r "/proc/$1/cmdline" ]; then
-        # not just any process that reused the pid
         case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
             *" _wrap "*) return 0 ;;
+            *"/tej.sh "*) [ -z "$2" ]; return ;;
         esac
         return 1
     fi
@@ -1736,7 +1739,7 @@ _rt_refresh() {
         st_state=lost  # the machine rebooted since
         return 0
     fi
-    [ -n "$st_pid" ] && _alive "$st_pid" && return 0
+    [ -n "$st_pid" ] && _alive "$st_pid" "$st_started" && return 0
     _load "$1"  # the wrapper may have written its record just now
     if [ "$st_state" = running ]; then
         st_state=lost

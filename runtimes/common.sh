@@ -320,13 +320,16 @@ _load() {  # _load JOBDIR: read the state file into st_* variables.
     # The submitter holds the lock until the record is past "created": a
     # job still "created" whose lock is gone, or whose lock's holder is
     # gone (_holder_gone), was left by a submitter that died: lost.
-    # So the lock is looked at first, then the record.
-    _ld_owner='' _ld_beat='' _ld_submitter=1
+    # So the lock, and whether its holder lives, are looked at first, then
+    # the record: a submission that ended in between has left its record.
+    _ld_submitter=1
     if [ "$_locked" = "$1/lock" ]; then
         [ "$_creating" = "$1" ] || _ld_submitter=
     elif [ -d "$1/lock" ]; then
         _read_lock "$1/lock"
-        _ld_owner=$_rl_owner _ld_beat=$_rl_beat
+        if _holder_gone "$_rl_owner" "$_rl_beat"; then
+            _ld_submitter=
+        fi
     else
         _ld_submitter=
     fi
@@ -341,11 +344,8 @@ _load() {  # _load JOBDIR: read the state file into st_* variables.
             esac
         done < "$1/state"
     fi
-    if [ "${st_state:-created}" = created ]; then
-        if [ -z "$_ld_submitter" ] || \
-                _holder_gone "$_ld_owner" "$_ld_beat"; then
-            st_state=lost
-        fi
+    if [ "${st_state:-created}" = created ] && [ -z "$_ld_submitter" ]; then
+        st_state=lost
     fi
 }
 

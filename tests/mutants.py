@@ -17,6 +17,7 @@ MUTANTS = [
         file='runtimes/default.sh',
         original=r'''        case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
             *" _wrap "*) return 0 ;;
+            *"/tej.sh "*) [ -z "$2" ]; return ;;
         esac
         return 1''',
         replacement='''        kill -s 0 "$1" 2>/dev/null
@@ -515,5 +516,16 @@ umask 022
         description="the job's umask comes from the environment only, "
                     "which qsub without -V does not pass on",
         tests=['test_slurm.TestPBS.test_umask_without_the_environment'],
+    ),
+    dict(
+        name='wrapper-starting-lost',
+        file='runtimes/default.sh',
+        original='''            *"/tej.sh "*) [ -z "$2" ]; return ;;
+''',
+        replacement='',
+        description="a job whose wrapper is forked but not exec'ed yet is "
+                    "lost to a status at that moment",
+        tests=['test_edges.TestStartingJob.'
+               'test_wrapper_before_its_exec_is_the_job'],
     ),
 ]

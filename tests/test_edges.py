@@ -129,6 +129,114 @@ class TestReusedPid(LocalCase):
         q.delete(job_id)
 
 
+# tr, for the PATH: the first time a status call runs it, it waits for the
+# file $GATE/go before it does anything (and says so with $GATE/waiting).
+GATED_TR = r"""#!/bin/sh
+if [ ! -e "$GATE/waiting" ] && %(tr)s '\000' ' ' < "/proc/$PPID/cmdline" |
+        grep -q ' status '; then
+    : > "$GATE/waiting"
+    while [ ! -e "$GATE/go" ]; do %(sleep)s 0.05; done
+fi
+exec %(tr)s "$@"
+"""
+
+
+class TestStartingJob(LocalCase):
+    """A job that is being submitted or started is never lost to a status
+    that looks at it meanwhile.
+    """
+
+    def test_submission_ends_while_status_looks(self):
+        # status looks at the lock (its submitter at work), then the
+        # submission ends, then status reads the record: running, not a
+        # "created" job whose submitter is gone
+        gate = os.path.join(self.tmp, 'gate')
+        bindir = os.path.join(self.tmp, 'bin')
+        for path in (gate, bindir):
+            os.mkdir(path)
+        with open(os.path.join(bindir, 'tr'), 'w') as fp:
+            fp.write(GATED_TR % {'tr': shutil.which('tr'),
+                                 'sleep': shutil.which('sleep')})
+        os.chmod(os.path.join(bindir, 'tr'), 0o755)
+        q = self.queue()
+        q.setup()
+        support.patch_env(self.addCleanup, GATE=gate,
+                          PATH=bindir + os.pathsep + os.environ['PATH'])
+        archive = io.BytesIO()
+        tej._write_tar(support.make_tree(self.job, {
+            'start.sh': 'exec %s 1000\n' % shutil.which('sleep')}), archive)
+        read, write = os.pipe()
+        os.write(write, archive.getvalue()[:512])
+
+        def submit():
+            with os.fdopen(read, 'rb') as stdin:
+                q._calls.call('submit', ['s', 'file', 'start.sh'],
+                              stdin=stdin, transfer=True)
+        submitter = threading.Thread(target=submit)
+        submitter.start()
+        records = []
+        status = threading.Thread(target=lambda: records.append(
+            q.info('s')))
+        try:
+            owner = os.path.join(self.queue_dir, 'jobs', 's', 'lock',
+                                 'owner')
+            wait_for(lambda: os.path.exists(owner),
+                     what='the submitter to lock the job')
+            status.start()
+            wait_for(lambda: os.path.exists(os.path.join(gate, 'waiting')),
+                     what='the status to look at the lock')
+        finally:
+            with os.fdopen(write, 'wb') as fp:
+                fp.write(archive.getvalue()[512:])
+            submitter.join(60)
+        open(os.path.join(gate, 'go'), 'w').close()
+        status.join(60)
+        self.assertEqual(records[0]['state'], 'running')
+        q.kill('s')
+
+    def test_wrapper_before_its_exec_is_the_job(self):
+        """Between the fork of the wrapper (its pid recorded by the
+        submission) and its exec, the pid is a copy of the submitting
+        tej.sh: the job is running, not lost. Once the wrapper has recorded
+        its start, a tej.sh that is not the wrapper is a reused pid.
+        """
+        q = self.queue()
+        q.setup()
+        read, write = os.pipe()
+        os.write(write, tarfile.TarInfo('big').tobuf())  # and no data yet
+
+        def submit():
+            with os.fdopen(read, 'rb') as stdin:
+                try:
+                    q._calls.call('submit', ['other', 'file', 'start.sh'],
+                                  stdin=stdin, transfer=True)
+                except tej.Error:
+                    pass
+        thread = threading.Thread(target=submit)
+        thread.start()
+        try:
+            owner = os.path.join(self.queue_dir, 'jobs', 'other', 'lock',
+                                 'owner')
+            pid = wait_for(lambda: os.path.exists(owner) and
+                           open(owner).read().strip().split(':')[-1],
+                           what='a tej.sh to be at work')
+            q.submit('s', self.job, script='sleep 1000')
+            wait_for(lambda: (read_record(self.queue_dir, 's') or {})
+                     .get('pgid'), what='the job to start')
+            os.killpg(int(read_record(self.queue_dir, 's')['pgid']),
+                      signal.SIGKILL)
+            # as the submission left it: the pid of the wrapper to be
+            replace_record(self.queue_dir, 's', pid=pid, pgid='',
+                           started='', state='running')
+            self.assertEqual(q.info('s')['state'], 'running')
+            replace_record(self.queue_dir, 's', started=str(int(time.time())))
+            self.assertEqual(q.info('s')['state'], 'lost')
+        finally:
+            os.close(write)
+            thread.join(60)
+        q.delete('s')
+
+
 class TestAtomicRecords(LocalCase):
     def test_no_reader_sees_half_a_record(self):
         """Readers of the job records, in a tight loop while jobs are
@@ -436,6 +544,10 @@ class TestSubmitWindow(LocalCase):
         return started
 
     def test_status_and_delete_meanwhile(self):
+        # the job waits for a file "go": whatever the delete finds, it is
+        # not a job that has ended
+        support.make_tree(self.job, {
+            'start.sh': 'while [ ! -f go ]; do sleep 0.1; done; exit 3\n'})
         q = self.queue()
         q.setup()
         results = []
@@ -456,8 +568,8 @@ class TestSubmitWindow(LocalCase):
                 pass
         thread.join()
         self.assertEqual(results, ['w'])
-        self.assertLessEqual(states, {'notfound', 'created', 'running',
-                                      'finished'})
+        self.assertLessEqual(states, {'notfound', 'created', 'running'})
+        open(os.path.join(q.info('w')['dir'], 'go'), 'w').close()
         self.assertEqual(q.wait('w'), 3)
 
     def test_two_runs_of_the_same_job(self):
