@@ -800,7 +800,8 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #                         create job ID from a tar stream on stdin, start it;
 #                         MODE "file" runs the file SCRIPT of the job, MODE
 #                         "command" runs SCRIPT with sh -c. Options: walltime
-#                         (seconds), cpus, mem, partition, account, gpus, arg
+#                         (seconds), cpus, mem (MB, or with a unit: 500M,
+#                         4G), partition, account, gpus, arg
 #                         (a scheduler argument, repeatable), prologue (sh
 #                         code run before the job, in its shell); a runtime
 #                         refuses those it cannot honour (RC_UNSUPPORTED)
@@ -915,6 +916,17 @@ _check_id() {  # the server never trusts the client's validation
         *[!A-Za-z0-9_.,+=@%:-]*) _die "$RC_INVALID" "invalid job id: '$1'" ;;
     esac
     [ "${#1}" -le 128 ] || _die "$RC_INVALID" "job id longer than 128 characters"
+}
+
+_check_mem() {  # _check_mem SIZE: a submit option mem: a number of MB, or
+    # one with a unit, K, M, G or T, with or without a "b" (500M, 4G, 4gb)
+    _cm_number=${1%[KMGTkmgt][Bb]}
+    if [ "$_cm_number" = "$1" ]; then
+        _cm_number=${1%[KMGTkmgt]}
+    fi
+    case $_cm_number in
+        ''|*[!0-9]*) _die "$RC_INVALID" "invalid mem: '$1' (a number of MB, or with a unit: 500M, 4G)" ;;
+    esac
 }
 
 _check_path() {  # a path inside a job: relative, no "..", not empty
@@ -1374,7 +1386,8 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
             walltime=*) case ${_sb_option#*=} in
                             ''|*[!0-9]*) _die "$RC_INVALID" "invalid walltime: '${_sb_option#*=}'" ;;
                         esac ;;
-            cpus=*|mem=*|partition=*|account=*|gpus=*|arg=*) ;;
+            mem=*) _check_mem "${_sb_option#*=}" ;;
+            cpus=*|partition=*|account=*|gpus=*|arg=*) ;;
             *) _die "$RC_INVALID" "unknown option: '$_sb_option'" ;;
         esac
         _rt_option "${_sb_option%%=*}"
@@ -2002,6 +2015,15 @@ _rt_option() {
     :
 }
 
+_pbs_size() {  # _pbs_size SIZE: a size of tej's (a number of MB, or one
+    # with a unit: 500M, 4G, 4gb) as PBS writes it: 4000mb, 500mb, 4gb (a
+    # bare number would be bytes)
+    case $1 in
+        *[0-9]) printf '%smb' "$1" ;;
+        *) printf '%sb' "$(printf '%s' "${1%[Bb]}" | tr 'KMGT' 'kmgt')" ;;
+    esac
+}
+
 _rt_start() {
     _write_batch "$1" "$2" '#PBS'
     _rs_job=$1 _rs_nodes='' _rs_res=''
@@ -2012,9 +2034,7 @@ _rt_start() {
             walltime=*) _rs_res=$_rs_res,walltime=$(_hms "$_rs_value") ;;
             cpus=*) _rs_nodes=$_rs_nodes:ppn=$_rs_value ;;
             gpus=*) _rs_nodes=$_rs_nodes:gpus=$_rs_value ;;
-            # PBS sizes: 4gb, 500mb
-            mem=*) _rs_res=$_rs_res,mem=$(printf '%s' "${_rs_value%[Bb]}" |
-                                    tr 'KMGT' 'kmgt')b ;;
+            mem=*) _rs_res=$_rs_res,mem=$(_pbs_size "$_rs_value") ;;
             partition=*) set -- "$@" -q "$_rs_value" ;;
             account=*) set -- "$@" -A "$_rs_value" ;;
             arg=*) set -- "$@" "$_rs_value" ;;
@@ -3688,7 +3708,8 @@ def _parser():
         res.add_argument('--walltime', metavar='[D-]HH:MM:SS',
                          help="the time limit")
         res.add_argument('--cpus', metavar='N', help="CPUs for the job")
-        res.add_argument('--mem', metavar='SIZE', help="memory (4G, 500M)")
+        res.add_argument('--mem', metavar='SIZE',
+                         help="memory: MB, or with a unit (4000, 500M, 4G)")
         res.add_argument('--partition', metavar='NAME',
                          help="the scheduler's partition or queue")
         res.add_argument('--account', metavar='NAME',

@@ -21,7 +21,8 @@
 #                         create job ID from a tar stream on stdin, start it;
 #                         MODE "file" runs the file SCRIPT of the job, MODE
 #                         "command" runs SCRIPT with sh -c. Options: walltime
-#                         (seconds), cpus, mem, partition, account, gpus, arg
+#                         (seconds), cpus, mem (MB, or with a unit: 500M,
+#                         4G), partition, account, gpus, arg
 #                         (a scheduler argument, repeatable), prologue (sh
 #                         code run before the job, in its shell); a runtime
 #                         refuses those it cannot honour (RC_UNSUPPORTED)
@@ -136,6 +137,17 @@ _check_id() {  # the server never trusts the client's validation
         *[!A-Za-z0-9_.,+=@%:-]*) _die "$RC_INVALID" "invalid job id: '$1'" ;;
     esac
     [ "${#1}" -le 128 ] || _die "$RC_INVALID" "job id longer than 128 characters"
+}
+
+_check_mem() {  # _check_mem SIZE: a submit option mem: a number of MB, or
+    # one with a unit, K, M, G or T, with or without a "b" (500M, 4G, 4gb)
+    _cm_number=${1%[KMGTkmgt][Bb]}
+    if [ "$_cm_number" = "$1" ]; then
+        _cm_number=${1%[KMGTkmgt]}
+    fi
+    case $_cm_number in
+        ''|*[!0-9]*) _die "$RC_INVALID" "invalid mem: '$1' (a number of MB, or with a unit: 500M, 4G)" ;;
+    esac
 }
 
 _check_path() {  # a path inside a job: relative, no "..", not empty
@@ -595,7 +607,8 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
             walltime=*) case ${_sb_option#*=} in
                             ''|*[!0-9]*) _die "$RC_INVALID" "invalid walltime: '${_sb_option#*=}'" ;;
                         esac ;;
-            cpus=*|mem=*|partition=*|account=*|gpus=*|arg=*) ;;
+            mem=*) _check_mem "${_sb_option#*=}" ;;
+            cpus=*|partition=*|account=*|gpus=*|arg=*) ;;
             *) _die "$RC_INVALID" "unknown option: '$_sb_option'" ;;
         esac
         _rt_option "${_sb_option%%=*}"

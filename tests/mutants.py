@@ -528,4 +528,26 @@ umask 022
         tests=['test_edges.TestStartingJob.'
                'test_wrapper_before_its_exec_is_the_job'],
     ),
+    dict(
+        name='pbs-mem-bytes',
+        file='runtimes/pbs.sh',
+        original='''        *[0-9]) printf '%smb' "$1" ;;
+''',
+        replacement='''        *[0-9]) printf '%sb' "$1" ;;
+''',
+        description="--mem 4000 reaches qsub as mem=4000b: bytes, not MB",
+        tests=['test_slurm.TestPBS.test_memory_sizes'],
+    ),
+    dict(
+        name='mem-unchecked',
+        file='runtimes/common.sh',
+        original='''            mem=*) _check_mem "${_sb_option#*=}" ;;
+''',
+        replacement='''            mem=*) ;;
+''',
+        description="the server takes any mem, 4000b or lots, and hands "
+                    "it to the scheduler",
+        tests=['test_runtime.TestRuntimeDirectly.'
+               'test_memory_sizes_checked_on_the_server'],
+    ),
 ]

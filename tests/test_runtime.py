@@ -401,6 +401,20 @@ class TestRuntimeDirectly(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.queue, 'jobs', '..',
                                                      'x')))
 
+    def test_memory_sizes_checked_on_the_server(self):
+        # MB, or with a unit; the default runtime then refuses mem at all
+        for bad in ['', 'lots', '4000b', '4 G', 'G', '-1', '4GG', '4\nG']:
+            code, out, err = self.run_sh('submit', 'm', 'command', 'true',
+                                         'mem=' + bad)
+            self.assertEqual(code, 8, (bad, err))
+        for good in ['4000', '500M', '4G', '4gb', '1t']:
+            code, out, err = self.run_sh('submit', 'm', 'command', 'true',
+                                         'mem=' + good)
+            self.assertEqual(code, 9, (good, err))
+        # and the client sends a bare number as it is
+        self.assertEqual(tej._job_options(mem='4000'), ['mem=4000'])
+        self.assertEqual(tej._job_options(mem=4000), ['mem=4000'])
+
     def test_paths_checked_on_the_server(self):
         os.makedirs(os.path.join(self.queue, 'jobs', 'j', 'stage'))
         for bad in ['/etc/passwd', '../state', 'a/../../x', '']:

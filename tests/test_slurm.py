@@ -128,6 +128,20 @@ class TestSlurm(SlurmCase):
         self.assertEqual(self.slurm.job_field(slurm_id, 'Nice'), '5')
         self.q.kill('res')
 
+    def test_memory_sizes(self):
+        # a bare number is MB, as sbatch takes it; a unit, with or without
+        # "b" (PBS's way), is that unit
+        job = self.job('job', {'start.sh': 'sleep 1000\n'})
+        for mem, expected in (('4000', '4000M'), ('500M', '500M'),
+                              ('2G', '2G'), ('2gb', '2G'), ('512mb', '512M')):
+            with self.subTest(mem=mem):
+                job_id = 'mem' + mem
+                self.q.submit(job_id, job, mem=mem)
+                self.assertEqual(self.slurm.job_field(
+                    self.q.info(job_id)['runtime_id'], 'MinMemoryNode'),
+                    expected)
+                self.q.kill(job_id)
+
     def test_prologue(self):
         job = self.job('job', {'start.sh': 'echo "$GREETING"\n'})
         self.q.submit('p', job, prologue='GREETING=hello; export GREETING')
@@ -260,6 +274,21 @@ class TestPBS(SlurmCase):
         for name in ('_stdout', 'data.txt'):
             self.assertEqual(stat.S_IMODE(os.stat(os.path.join(
                 stage, name)).st_mode), 0o644, name)
+
+    def test_memory_sizes(self):
+        # a bare number is MB for every runtime: mem=4000mb for qsub, not
+        # 4000b (bytes, which the Torque wrapper drops altogether)
+        job = self.job('job', {'start.sh': 'sleep 1000\n'})
+        for mem, expected in (('4000', '4000M'), ('500M', '500M'),
+                              ('2G', '2G'), ('2gb', '2G'), ('512mb', '512M')):
+            with self.subTest(mem=mem):
+                job_id = 'mem' + mem
+                self.q.submit(job_id, job, mem=mem)
+                pbs_id = self.q.info(job_id)['runtime_id']
+                self.assertEqual(self.slurm.job_field(pbs_id,
+                                                      'MinMemoryNode'),
+                                 expected)
+                self.q.kill(job_id)
 
     def test_directives_and_resources(self):
         job = self.job('job', {
