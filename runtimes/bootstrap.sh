@@ -7,8 +7,9 @@
 #
 #     sh -c BOOTSTRAP tej QUEUE VERSIONS VERB [ARG ...]
 #
-# It resolves QUEUE ("~", a path relative to the home directory, "tejdir:
-# PATH" link files, each remembered as TEJ_LINK_n for cleanup), then execs
+# It resolves QUEUE ("~", "~NAME", a path relative to the home directory
+# (probe.sh's _expand_path), "tejdir: PATH" link files, each remembered as
+# TEJ_LINK_n for cleanup), then execs
 # the installed runtime, QUEUE/tej.sh, if its version (the first line of
 # QUEUE/version) is one of the space-separated VERSIONS.
 #
@@ -22,7 +23,8 @@
 #   _install SIZE ARG ... takes a new runtime from the first SIZE bytes of
 #                         stdin (dd bs=1 reads no further: the rest is for
 #                         the verb run after the install) into a private
-#                         new directory, and runs it as
+#                         new directory (mktemp -d, else beside the queue),
+#                         and runs it as
 #                         "tej.sh QUEUE _install ARG ..."
 #
 # "detected" is slurm when Slurm answers, pbs when PBS does, else default.
@@ -48,13 +50,9 @@ _detected() {
     fi
 }
 
-# shellcheck disable=SC2088 # a literal "~" from the client
-case $queue in
-    "~") queue=$HOME ;;
-    "~/"*) queue=$HOME/${queue#"~/"} ;;
-    /*) ;;
-    *) queue=$HOME/$queue ;;
-esac
+_expand_path "$queue"
+# shellcheck disable=SC2154 # set by probe.sh's _expand_path
+queue=$_ep_path
 
 links=0
 while [ -f "$queue" ]; do
@@ -78,9 +76,17 @@ while [ -f "$queue" ]; do
     esac
 done
 
+# The pushed runtime's directory must be a new one of its own: another user
+# could make a predictable name in /tmp first. mktemp -d's name cannot be
+# guessed; without mktemp, a name beside the queue (in the user's own
+# directory), which mkdir refuses if it is there already.
 if [ "$1" = _install ]; then
-    pushed=${TMPDIR:-/tmp}/tej-install.$$
-    mkdir -m 700 "$pushed" || exit "$RC_FAILURE"
+    pushed=$(mktemp -d "${TMPDIR:-/tmp}/tej-install.XXXXXXXX" 2>/dev/null) || pushed=
+    if [ -z "$pushed" ]; then
+        pushed=${queue%/*}/.tej-install.$$
+        mkdir -p "${queue%/*}/" 2>/dev/null
+        mkdir -m 700 "$pushed" || { echo "tej: cannot make a private directory for the runtime: $pushed" >&2; exit "$RC_FAILURE"; }
+    fi
     dd bs=1 count="$2" 2>/dev/null > "$pushed/tej.sh" || exit "$RC_FAILURE"
     shift 2
     exec "${TEJ_SH:-sh}" "$pushed/tej.sh" "$queue" _install "$@"

@@ -21,7 +21,8 @@
 #                         create job ID from a tar stream on stdin, start it;
 #                         MODE "file" runs the file SCRIPT of the job, MODE
 #                         "command" runs SCRIPT with sh -c. Options: walltime
-#                         (seconds), cpus, mem, partition, account, gpus, arg
+#                         (seconds), cpus, mem (MB, or with a unit: 500M,
+#                         4G), partition, account, gpus, arg
 #                         (a scheduler argument, repeatable), prologue (sh
 #                         code run before the job, in its shell); a runtime
 #                         refuses those it cannot honour (RC_UNSUPPORTED)
@@ -39,6 +40,8 @@
 #   kill ID               stop a running job (TERM, then KILL after a grace)
 #   delete ID [kill]      remove a job; refused while it runs, unless "kill"
 #   cleanup [kill]        remove the whole queue and the links that led to it
+#                         (a queue path that is a symbolic link: the
+#                         directory it leads to, then the link)
 #   _wrap ID, _batch ID   internal: the runtime's wrapper that runs the job
 #
 # Stdout: a sentinel line "TEJ 1", then for status and list one line per job
@@ -69,8 +72,9 @@
 #
 # Variables: each function's own start with its prefix (_lk_ in _lock...).
 # Shared ones: Q (the queue) and TEJ_SELF (QUEUE/tej.sh), set by _main;
-# st_* (the job record that _load read); _locked, _tmp, _self, _creating
-# (what the EXIT trap removes); _host (this host's name, once asked).
+# st_* (the job record that _load read); _locked, _tmp, _self, _creating,
+# _beat_pid (what the EXIT trap removes or stops); _host (this host's
+# name, once asked).
 #
 # The runtime file appended to this one defines the hooks:
 #   _rt_usable            exit RC_UNSUPPORTED with a message if the runtime
@@ -90,11 +94,15 @@
 # shellcheck disable=SC2034
 
 set -eu
-# the jobs get the caller's locale and umask back (_run_job)
+# the jobs get the caller's locale and umask back (_run_job), and their
+# files the caller's umask (_submit); the queue's own files stay private
 if [ -z "${TEJ_CALLER_SAVED:-}" ]; then
     TEJ_CALLER_SAVED=1 TEJ_LC_ALL=${LC_ALL-} TEJ_LC_ALL_SET=${LC_ALL+1}
     export TEJ_CALLER_SAVED TEJ_LC_ALL TEJ_LC_ALL_SET
 fi
+# (the bootstrap has saved the umask already, before its own umask 077)
+: "${TEJ_UMASK:=$(umask)}"
+export TEJ_UMASK
 LC_ALL=C
 export LC_ALL
 umask 077
@@ -131,6 +139,17 @@ _check_id() {  # the server never trusts the client's validation
     [ "${#1}" -le 128 ] || _die "$RC_INVALID" "job id longer than 128 characters"
 }
 
+_check_mem() {  # _check_mem SIZE: a submit option mem: a number of MB, or
+    # one with a unit, K, M, G or T, with or without a "b" (500M, 4G, 4gb)
+    _cm_number=${1%[KMGTkmgt][Bb]}
+    if [ "$_cm_number" = "$1" ]; then
+        _cm_number=${1%[KMGTkmgt]}
+    fi
+    case $_cm_number in
+        ''|*[!0-9]*) _die "$RC_INVALID" "invalid mem: '$1' (a number of MB, or with a unit: 500M, 4G)" ;;
+    esac
+}
+
 _check_path() {  # a path inside a job: relative, no "..", not empty
     case /$1/ in
         //) _die "$RC_INVALID" "empty path" ;;
@@ -145,15 +164,39 @@ _check_path() {  # a path inside a job: relative, no "..", not empty
 }
 
 # ---- locking and job records -----------------------------------------------
+#
+# A job's lock is the directory JOBDIR/lock (mkdir is atomic) with "owner",
+# HOST:PID of its holder, and "beat", the epoch seconds (the holder's
+# clock) at which it took the lock or last said it still holds it. A lock
+# is never broken while its holder may be alive, however long it holds it
+# (a submission holds it through the upload). A waiter breaks it once the
+# holder is known to be gone (_holder_gone):
+#   - a holder of this host: no process has its pid, or the pid is now a
+#     program other than a tej.sh (it was reused), or it is ours;
+#   - a holder of another host (a cluster node, another login node on the
+#     same file system), whose processes cannot be seen from here: its beat
+#     is TEJ_LOCK_STALE seconds old (300) by this host's clock. A holder
+#     that can hold for long (_submit) writes its beat every 30 s
+#     (_keep_beating); the others hold for a few file operations. Hosts
+#     that share a file system keep their clocks far closer than that.
+#   - a lock without an owner (its holder died between the mkdir and
+#     writing "owner"), or of another host without a beat (an older
+#     runtime's): once the waiter has seen it unchanged for TEJ_LOCK_STALE
+#     seconds.
+# A waiter reads the lock again just before it removes it; one that another
+# waiter broke and took meanwhile is left alone, but for a window of a few
+# instructions. _unlock removes the lock only if it is still the process's
+# own.
 
 _locked=
 _tmp=
 _self=
 _creating=
+_beat_pid=
 
 _cleanup() {
     if [ -n "$_locked" ]; then
-        rm -rf "$_locked"
+        _unlock
     fi
     if [ -n "$_tmp" ]; then
         rm -f "$_tmp"
@@ -168,54 +211,137 @@ _cleanup() {
 trap _cleanup EXIT
 
 _host=
+TEJ_LOCK_STALE=${TEJ_LOCK_STALE:-300}
 
-_dead() {  # _dead OWNER: is the owner (host:pid) of a lock a process of
-    # this host that is gone? (Not one of another host, a cluster node.)
-    [ -n "$_host" ] || _host=$(uname -n)
-    case $1 in
-        "$_host:"*) ! kill -s 0 "${1#*:}" 2>/dev/null ;;
-        *) return 1 ;;
-    esac
+_pid_gone() {  # _pid_gone PID: is there no tej.sh of this host with PID?
+    if [ -d /proc/self ]; then
+        # not a process that reused the pid (a zombie's cmdline is empty)
+        case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
+            *tej.sh*) return 1 ;;
+        esac
+        return 0
+    fi
+    ! kill -s 0 "$1" 2>/dev/null
 }
 
-_lock() {  # _lock JOBDIR: mkdir is atomic. The owner (host:pid) is in the
-    # lock: a lock whose owner is dead is broken; one of another host (a
-    # cluster node), or without an owner, after a minute.
-    _lk_n=0
+_holder_gone() {  # _holder_gone OWNER BEAT: is the holder of a lock (its
+    # owner and beat, as _read_lock read them) known to be gone?
+    [ -n "$1" ] || return 1
+    [ -n "$_host" ] || _host=$(uname -n)
+    case $1 in
+        "$_host:$$") return 0 ;;  # the holder died, and we got its pid
+        "$_host:"*) _pid_gone "${1#*:}"; return ;;
+    esac
+    case $2 in
+        ''|*[!0-9]*) return 1 ;;
+    esac
+    # (whole seconds: more than TEJ_LOCK_STALE is at least that long)
+    [ "$(($(_now) - $2))" -gt "$TEJ_LOCK_STALE" ]
+}
+
+_lock() {  # _lock JOBDIR: take the job's lock, waiting while another
+    # process holds it; break it once its holder is gone (see above)
+    _lk_n=0 _lk_seen=- _lk_since=
     [ -n "$_host" ] || _host=$(uname -n)
     while ! mkdir "$1/lock" 2>/dev/null; do
         [ -d "$1" ] || _die "$RC_NO_JOB" "no such job"
         _lk_n=$((_lk_n + 1))
         if [ "$((_lk_n % 20))" -eq 0 ]; then
-            _lk_owner=
-            { read -r _lk_owner < "$1/lock/owner"; } 2>/dev/null || :
-            if _dead "$_lk_owner" || [ "$_lk_n" -ge 600 ]; then
-                rm -rf "$1/lock"
+            _read_lock "$1/lock"
+            _lk_owner=$_rl_owner _lk_beat=$_rl_beat
+            if [ "$_lk_owner $_lk_beat" != "$_lk_seen" ]; then
+                _lk_seen="$_lk_owner $_lk_beat" _lk_since=$(_now)
+            fi
+            _lk_break=
+            if _holder_gone "$_lk_owner" "$_lk_beat"; then
+                _lk_break=1
+            elif [ -z "$_lk_owner" ] || { [ -z "$_lk_beat" ] && \
+                    [ "${_lk_owner%%:*}" != "$_host" ]; }; then
+                # not to be judged from here: how long it stays as it is
+                [ "$(($(_now) - _lk_since))" -le "$TEJ_LOCK_STALE" ] || \
+                    _lk_break=1
+            fi
+            if [ -n "$_lk_break" ]; then
+                _read_lock "$1/lock"
+                if [ "$_rl_owner $_rl_beat" = "$_lk_seen" ]; then
+                    printf 'tej: breaking the lock of %s (%s): its holder is gone\n' \
+                        "${1##*/}" "${_lk_owner:-no owner}" >&2
+                    rm -rf "$1/lock"
+                fi
             fi
         fi
         _nap
     done
+    # the owner at once: a holder that dies before it is a lock without
+    # owner, which takes long to break
     _locked=$1/lock
     printf '%s:%s\n' "$_host" "$$" > "$1/lock/owner"
+    _now > "$1/lock/beat"
 }
 
-_unlock() {
-    rm -rf "$_locked"
+_read_lock() {  # _read_lock LOCKDIR: its owner and beat, in _rl_owner and
+    # _rl_beat (empty when missing)
+    _rl_owner='' _rl_beat=''
+    { read -r _rl_owner < "$1/owner"; } 2>/dev/null || :
+    { read -r _rl_beat < "$1/beat"; } 2>/dev/null || :
+}
+
+_unlock() {  # remove the lock if it is still this process's own: one
+    # broken meanwhile (its holder taken for gone) is another's now
+    if [ -n "$_beat_pid" ]; then
+        kill "$_beat_pid" 2>/dev/null || :
+        _beat_pid=
+    fi
+    _read_lock "$_locked"
+    if [ "$_rl_owner" = "$_host:$$" ]; then
+        rm -rf "$_locked"
+    else
+        printf 'tej: the lock %s was broken while this process held it\n' \
+            "$_locked" >&2
+    fi
     _locked=
+}
+
+_keep_beating() {  # while this process holds its lock for long (a
+    # submission), a loop in the background writes the lock's beat every
+    # 30 s, so that other hosts know its holder lives; it ends with the
+    # lock, or with this process (_unlock stops it)
+    _kb_lock=$_locked _kb_owner=$_host:$$ _kb_parent=$$
+    (
+        trap - EXIT  # nothing is this loop's to remove
+        _kb_n=0
+        while :; do
+            _nap 10
+            _read_lock "$_kb_lock"
+            [ "$_rl_owner" = "$_kb_owner" ] || exit 0
+            ! _pid_gone "$_kb_parent" || exit 0
+            _kb_n=$((_kb_n + 1))
+            if [ "$_kb_n" -ge 30 ]; then
+                _now > "$_kb_lock/beat.tmp.$$" && \
+                    mv -f "$_kb_lock/beat.tmp.$$" "$_kb_lock/beat"
+                _kb_n=0
+            fi
+        done
+    ) < /dev/null > /dev/null 2>&1 &
+    _beat_pid=$!
 }
 
 _KEYS='state exit submitted started finished pid pgid boot killreq runtime runtime_id mode'
 
 _load() {  # _load JOBDIR: read the state file into st_* variables.
     # The submitter holds the lock until the record is past "created": a
-    # job still "created" whose lock is gone, or whose lock's owner is dead
-    # (or is now ours, broken), was left by a submitter that died: lost.
-    # So the lock is looked at first, then the record.
-    _ld_owner='' _ld_submitter=1
+    # job still "created" whose lock is gone, or whose lock's holder is
+    # gone (_holder_gone), was left by a submitter that died: lost.
+    # So the lock, and whether its holder lives, are looked at first, then
+    # the record: a submission that ended in between has left its record.
+    _ld_submitter=1
     if [ "$_locked" = "$1/lock" ]; then
         [ "$_creating" = "$1" ] || _ld_submitter=
     elif [ -d "$1/lock" ]; then
-        { read -r _ld_owner < "$1/lock/owner"; } 2>/dev/null || :
+        _read_lock "$1/lock"
+        if _holder_gone "$_rl_owner" "$_rl_beat"; then
+            _ld_submitter=
+        fi
     else
         _ld_submitter=
     fi
@@ -230,10 +356,8 @@ _load() {  # _load JOBDIR: read the state file into st_* variables.
             esac
         done < "$1/state"
     fi
-    if [ "${st_state:-created}" = created ]; then
-        if [ -z "$_ld_submitter" ] || _dead "$_ld_owner"; then
-            st_state=lost
-        fi
+    if [ "${st_state:-created}" = created ] && [ -z "$_ld_submitter" ]; then
+        st_state=lost
     fi
 }
 
@@ -326,6 +450,10 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     if [ -f "$1/prologue" ]; then
         _rj_prologue=$(cat "$1/prologue")
     fi
+    _rj_umask=$TEJ_UMASK
+    if [ -f "$1/umask" ]; then
+        read -r _rj_umask < "$1/umask" || _rj_umask=$TEJ_UMASK
+    fi
     cd "$1/stage" || exit "$RC_FAILURE"
     _rj_code=0
     (
@@ -334,7 +462,9 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
         else
             unset LC_ALL
         fi
-        umask "${TEJ_UMASK:-022}"
+        # _stdout and _stderr too: made here, after the umask
+        umask "$_rj_umask"
+        exec < /dev/null > _stdout 2> _stderr
         if [ -n "$_rj_prologue" ]; then
             eval "$_rj_prologue" || exit
         fi
@@ -343,7 +473,7 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
         fi
         chmod u+x "./$_rj_script" 2>/dev/null || :
         exec "./$_rj_script"
-    ) < /dev/null > _stdout 2> _stderr || _rj_code=$?
+    ) || _rj_code=$?
     if [ "$_rj_code" -gt 255 ]; then
         # killed by a signal: ksh says 256+N, yash 384+N; report 128+N
         _rj_code=$((128 + _rj_code % 128))
@@ -435,13 +565,9 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
         _in_link=$1
         shift
         _in_nlinks=$((_in_nlinks - 1))
-        # shellcheck disable=SC2088 # a literal "~" from the client
-        case $_in_link in
-            "~") _in_link=$HOME ;;
-            "~/"*) _in_link=$HOME/${_in_link#"~/"} ;;
-            /*) ;;
-            *) _in_link=$HOME/$_in_link ;;
-        esac
+        _expand_path "$_in_link"
+        # shellcheck disable=SC2154 # set by probe.sh's _expand_path
+        _in_link=$_ep_path
         if [ -d "$_in_link" ]; then
             _die "$RC_QUEUE_EXISTS" "cannot make link $_in_link: a directory is there"
         fi
@@ -481,27 +607,52 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
             walltime=*) case ${_sb_option#*=} in
                             ''|*[!0-9]*) _die "$RC_INVALID" "invalid walltime: '${_sb_option#*=}'" ;;
                         esac ;;
-            cpus=*|mem=*|partition=*|account=*|gpus=*|arg=*) ;;
+            mem=*) _check_mem "${_sb_option#*=}" ;;
+            cpus=*|partition=*|account=*|gpus=*|arg=*) ;;
             *) _die "$RC_INVALID" "unknown option: '$_sb_option'" ;;
         esac
         _rt_option "${_sb_option%%=*}"
     done
     mkdir -p "$Q/jobs"
-    [ -n "$_host" ] || _host=$(uname -n)  # now: the lock follows the mkdir
+    [ -n "$_host" ] || _host=$(uname -n)
     _sb_job=$Q/jobs/$_sb_id
-    if ! mkdir "$_sb_job" 2>/dev/null; then
-        [ -d "$_sb_job" ] && _die "$RC_JOB_EXISTS" "job $_sb_id already exists"
+    if [ -d "$_sb_job" ]; then
+        _die "$RC_JOB_EXISTS" "job $_sb_id already exists"
+    fi
+    # The job appears with its lock: a job directory without a lock or a
+    # record is one whose submission died (_load: lost, and deleted). So it
+    # is made, locked, under a name no job has (ids never start with "."),
+    # then renamed to its id. A directory of that id made meanwhile: mv
+    # puts ours inside it, and the lock there is not ours.
+    _sb_name=.new.$_host.$$
+    _sb_new=$Q/jobs/$_sb_name
+    rm -rf "$_sb_new"  # left by a process of this host that had our pid
+    mkdir "$_sb_new" 2>/dev/null || _die "$RC_FAILURE" "cannot create $_sb_new"
+    _creating=$_sb_new
+    _lock "$_sb_new"
+    if ! mv "$_sb_new" "$_sb_job" 2>/dev/null && [ ! -d "$_sb_job" ]; then
         _die "$RC_FAILURE" "cannot create $_sb_job"
     fi
-    _creating=$_sb_job
-    _lock "$_sb_job"
-    if ! mkdir "$_sb_job/stage" || ! (cd "$_sb_job/stage" && tar -xf -); then
+    _read_lock "$_sb_job/lock"
+    if [ "$_rl_owner" != "$_host:$$" ]; then
+        _locked=
+        rm -rf "${_sb_job:?}/$_sb_name"
+        _die "$RC_JOB_EXISTS" "job $_sb_id already exists"
+    fi
+    _creating=$_sb_job _locked=$_sb_job/lock
+    _keep_beating  # through the upload and the scheduler's answer
+    # the job's own files, as the user's would be: under the umask of the
+    # session (as root, tar keeps the modes of the archive)
+    if ! (umask "$TEJ_UMASK" && mkdir "$_sb_job/stage" &&
+            cd "$_sb_job/stage" && tar -xf -); then
         _die "$RC_FAILURE" "could not unpack the job directory"
     fi
     if [ "$_sb_mode" = file ] && [ ! -f "$_sb_job/stage/$_sb_script" ]; then
         _die "$RC_NO_FILE" "no script '$_sb_script' in the job directory"
     fi
     printf '%s' "$_sb_script" > "$_sb_job/script"
+    # for _run_job: a scheduler may not pass the environment on (qsub -V)
+    printf '%s\n' "$TEJ_UMASK" > "$_sb_job/umask"
     : > "$_sb_job/options"
     for _sb_option do
         case $_sb_option in
@@ -695,7 +846,19 @@ _cleanup_queue() {  # remove the queue, then the links the bootstrap followed
         [ -d "$_cq_job" ] || continue
         _stop "${_cq_job##*/}" ${1+"$1"}
     done
-    rm -rf "$Q"
+    if [ -L "$Q" ]; then
+        # a symbolic link to the queue: rm -rf would remove the link only.
+        # The directory it leads to goes first ("x": pwd's newline and any
+        # the name ends with are kept), then the link
+        _cq_real=$(cd -P "$Q" && pwd -P && printf x) || \
+            _die "$RC_FAILURE" "cannot find the directory that $Q leads to"
+        _cq_real=${_cq_real%?x}
+        [ "$_cq_real" != / ] || _die "$RC_FAILURE" "$Q leads to /: not removing it"
+        rm -rf "$_cq_real"
+        rm -f "$Q"
+    else
+        rm -rf "$Q"
+    fi
     _cq_n=1
     while [ "$_cq_n" -le 10 ]; do
         eval "_cq_link=\${TEJ_LINK_$_cq_n:-}"

@@ -54,11 +54,14 @@ _rt_started() {
     [ "$st_pgid" = "$$" ] || st_pgid=
 }
 
-_alive() {  # _alive PID: is PID a live process of this queue's wrapper?
+_alive() {  # _alive PID STARTED: is PID a live process of this queue's
+    # wrapper? Not just any process that reused the pid: the wrapper, or
+    # before it has recorded its start (STARTED empty), a tej.sh: the
+    # submission's child (_rt_start), which has not made its exec yet
     if [ -r "/proc/$1/cmdline" ]; then
-        # not just any process that reused the pid
         case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
             *" _wrap "*) return 0 ;;
+            *"/tej.sh "*) [ -z "$2" ]; return ;;
         esac
         return 1
     fi
@@ -71,7 +74,7 @@ _rt_refresh() {
         st_state=lost  # the machine rebooted since
         return 0
     fi
-    [ -n "$st_pid" ] && _alive "$st_pid" && return 0
+    [ -n "$st_pid" ] && _alive "$st_pid" "$st_started" && return 0
     _load "$1"  # the wrapper may have written its record just now
     if [ "$st_state" = running ]; then
         st_state=lost

@@ -31,6 +31,15 @@ _rt_option() {
     :
 }
 
+_pbs_size() {  # _pbs_size SIZE: a size of tej's (a number of MB, or one
+    # with a unit: 500M, 4G, 4gb) as PBS writes it: 4000mb, 500mb, 4gb (a
+    # bare number would be bytes)
+    case $1 in
+        *[0-9]) printf '%smb' "$1" ;;
+        *) printf '%sb' "$(printf '%s' "${1%[Bb]}" | tr 'KMGT' 'kmgt')" ;;
+    esac
+}
+
 _rt_start() {
     _write_batch "$1" "$2" '#PBS'
     _rs_job=$1 _rs_nodes='' _rs_res=''
@@ -41,9 +50,7 @@ _rt_start() {
             walltime=*) _rs_res=$_rs_res,walltime=$(_hms "$_rs_value") ;;
             cpus=*) _rs_nodes=$_rs_nodes:ppn=$_rs_value ;;
             gpus=*) _rs_nodes=$_rs_nodes:gpus=$_rs_value ;;
-            # PBS sizes: 4gb, 500mb
-            mem=*) _rs_res=$_rs_res,mem=$(printf '%s' "${_rs_value%[Bb]}" |
-                                    tr 'KMGT' 'kmgt')b ;;
+            mem=*) _rs_res=$_rs_res,mem=$(_pbs_size "$_rs_value") ;;
             partition=*) set -- "$@" -q "$_rs_value" ;;
             account=*) set -- "$@" -A "$_rs_value" ;;
             arg=*) set -- "$@" "$_rs_value" ;;

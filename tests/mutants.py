@@ -17,6 +17,7 @@ MUTANTS = [
         file='runtimes/default.sh',
         original=r'''        case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
             *" _wrap "*) return 0 ;;
+            *"/tej.sh "*) [ -z "$2" ]; return ;;
         esac
         return 1''',
         replacement='''        kill -s 0 "$1" 2>/dev/null
@@ -129,14 +130,18 @@ MUTANTS = [
     dict(
         name='unlock-forgotten',
         file='runtimes/common.sh',
-        original='''_unlock() {
-    rm -rf "$_locked"
+        original='''    if [ "$_rl_owner" = "$_host:$$" ]; then
+        rm -rf "$_locked"
+    else
 ''',
-        replacement='''_unlock() {
+        replacement='''    if [ "$_rl_owner" = "$_host:$$" ]; then
+        :
+    else
 ''',
         description="_unlock leaves the lock directory: every later "
                     "locker waits for it to be broken",
-        tests=['test_edges.TestAtomicRecords'],
+        tests=['test_edges.TestAtomicRecords',
+               'test_edges.TestLocks.test_unlock_removes_its_own_lock_only'],
     ),
     dict(
         name='logs-offset-kept',
@@ -431,5 +436,171 @@ umask 022
         description="the job's archive behind a pushed runtime is copied "
                     "from where the first try left it",
         tests=['test_pure.TestHelpers'],
+    ),
+    # ---- the server side's own defects ----------------------------------------
+    dict(
+        name='install-dir-predictable',
+        file='runtimes/bootstrap.sh',
+        original='''    pushed=$(mktemp -d "${TMPDIR:-/tmp}/tej-install.XXXXXXXX" 2>/dev/null) || pushed=
+''',
+        replacement='''    pushed=${TMPDIR:-/tmp}/tej-install.$$
+    mkdir -m 700 "$pushed" || exit "$RC_FAILURE"
+''',
+        description="the pushed runtime goes to /tmp/tej-install.PID, a "
+                    "name another user can take first",
+        tests=['test_runtime.TestInstallDirectory'],
+    ),
+    dict(
+        name='cleanup-link-only',
+        file='runtimes/common.sh',
+        original='''        rm -rf "$_cq_real"
+        rm -f "$Q"
+''',
+        replacement='''        rm -rf "$Q"
+''',
+        description="cleanup of a queue reached through a symbolic link "
+                    "removes the link and leaves the queue",
+        tests=['test_runtime.Test_dash.test_cleanup_through_a_symbolic_link'],
+    ),
+    dict(
+        name='tilde-user-in-home',
+        file='runtimes/probe.sh',
+        original='''        "~"*) _expand_user "$1" ;;
+''',
+        replacement='',
+        description="--queue ~NAME/q is taken as a path relative to the "
+                    "home directory: $HOME/~NAME/q",
+        tests=['test_runtime.TestUserHome'],
+    ),
+    dict(
+        name='tilde-user-unchecked',
+        file='runtimes/probe.sh',
+        original='''    if [ "$_eu_rest" = / ]; then
+''',
+        replacement='''    if :; then
+''',
+        description="the name after ~ goes to eval unchecked: ~$(cmd) "
+                    "runs cmd",
+        tests=['test_runtime.TestUserHome'],
+    ),
+    dict(
+        name='lock-broken-after-a-minute',
+        file='runtimes/common.sh',
+        original='''            if _holder_gone "$_lk_owner" "$_lk_beat"; then
+''',
+        replacement='''            if _holder_gone "$_lk_owner" "$_lk_beat" || [ "$_lk_n" -ge 600 ]; then
+''',
+        description="any lock is broken after a minute of waiting, its "
+                    "holder alive or not",
+        tests=['test_edges.TestLocks.test_a_live_submitter_keeps_its_lock'],
+    ),
+    dict(
+        name='lock-foreign-never-stale',
+        file='runtimes/common.sh',
+        original='''    [ "$(($(_now) - $2))" -gt "$TEJ_LOCK_STALE" ]
+''',
+        replacement='''    return 1
+''',
+        description="a lock of another host is never broken: a dead "
+                    "node's lock blocks its job for ever",
+        tests=['test_edges.TestLocks.test_a_lock_of_another_host',
+               'test_edges.TestLocks.test_a_submission_of_another_host'],
+    ),
+    dict(
+        name='lock-no-beat',
+        file='runtimes/common.sh',
+        original='''    _keep_beating  # through the upload and the scheduler's answer
+''',
+        replacement='',
+        description="a long submission does not say it lives: other "
+                    "hosts break its lock after TEJ_LOCK_STALE",
+        tests=['test_edges.TestLocks.test_a_live_submitter_keeps_its_lock'],
+    ),
+    dict(
+        name='unlock-anyones',
+        file='runtimes/common.sh',
+        original='''    if [ "$_rl_owner" = "$_host:$$" ]; then
+        rm -rf "$_locked"
+''',
+        replacement='''    if :; then
+        rm -rf "$_locked"
+''',
+        description="_unlock removes the lock whoever holds it now",
+        tests=['test_edges.TestLocks.test_unlock_removes_its_own_lock_only'],
+    ),
+    dict(
+        name='job-visible-before-its-lock',
+        file='runtimes/common.sh',
+        original='''    _sb_name=.new.$_host.$$
+''',
+        replacement='''    _sb_name=$_sb_id
+''',
+        description="a new job's directory is made under its id, then "
+                    "locked: a status meanwhile says lost, a delete removes it",
+        tests=['test_edges.TestSubmitWindow'],
+    ),
+    dict(
+        name='stage-under-077',
+        file='runtimes/common.sh',
+        original='''    if ! (umask "$TEJ_UMASK" && mkdir "$_sb_job/stage" &&''',
+        replacement='''    if ! (mkdir "$_sb_job/stage" &&''',
+        description="the uploaded files are unpacked under the runtime's "
+                    "umask 077, whatever the session's",
+        tests=['test_ssh.TestFileModes'],
+    ),
+    dict(
+        name='output-under-077',
+        file='runtimes/common.sh',
+        original='''        exec < /dev/null > _stdout 2> _stderr
+''',
+        replacement='''        exec < /dev/null >> _stdout 2>> _stderr
+        chmod 600 _stdout _stderr
+''',
+        description="_stdout and _stderr are private whatever the umask",
+        tests=['test_runtime.TestCallerEnvironment'],
+    ),
+    dict(
+        name='umask-from-the-environment-only',
+        file='runtimes/common.sh',
+        original='''        read -r _rj_umask < "$1/umask" || _rj_umask=$TEJ_UMASK
+''',
+        replacement='''        :
+''',
+        description="the job's umask comes from the environment only, "
+                    "which qsub without -V does not pass on",
+        tests=['test_slurm.TestPBS.test_umask_without_the_environment'],
+    ),
+    dict(
+        name='wrapper-starting-lost',
+        file='runtimes/default.sh',
+        original='''            *"/tej.sh "*) [ -z "$2" ]; return ;;
+''',
+        replacement='',
+        description="a job whose wrapper is forked but not exec'ed yet is "
+                    "lost to a status at that moment",
+        tests=['test_edges.TestStartingJob.'
+               'test_wrapper_before_its_exec_is_the_job'],
+    ),
+    dict(
+        name='pbs-mem-bytes',
+        file='runtimes/pbs.sh',
+        original='''        *[0-9]) printf '%smb' "$1" ;;
+''',
+        replacement='''        *[0-9]) printf '%sb' "$1" ;;
+''',
+        description="--mem 4000 reaches qsub as mem=4000b: bytes, not MB",
+        tests=['test_slurm.TestPBS.test_memory_sizes'],
+    ),
+    dict(
+        name='mem-unchecked',
+        file='runtimes/common.sh',
+        original='''            mem=*) _check_mem "${_sb_option#*=}" ;;
+''',
+        replacement='''            mem=*) ;;
+''',
+        description="the server takes any mem, 4000b or lots, and hands "
+                    "it to the scheduler",
+        tests=['test_runtime.TestRuntimeDirectly.'
+               'test_memory_sizes_checked_on_the_server'],
     ),
 ]

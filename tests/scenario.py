@@ -292,6 +292,21 @@ class Scenario(object):
         with self.assertRaises(tej.QueueLinkBroken):
             self.make_queue(link2).status('j')
 
+    def test_cleanup_through_a_symbolic_link(self):
+        # the queue path is a symbolic link (relative) to the queue: cleanup
+        # removes the queue itself, then the link
+        real = self.remote_path('real queue')
+        self.make_queue(real).setup()
+        link = self.remote_path('sym')
+        os.symlink('real queue', link)
+        via_link = self.make_queue(link)
+        via_link.submit('j', self.job_dir, script='true')
+        self.assertEqual(wait_state(via_link, 'j')['exit'], 0)
+        self.assertTrue(os.path.isdir(os.path.join(real, 'jobs', 'j')))
+        self.assertTrue(via_link.cleanup())
+        self.assertFalse(os.path.lexists(link))
+        self.assertFalse(os.path.lexists(real))
+
     def test_broken_link(self):
         link = self.remote_path('broken')
         with open(link, 'w') as fp:

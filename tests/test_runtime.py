@@ -211,6 +211,11 @@ class TestCallerEnvironment(unittest.TestCase):
         q.download('e', '_stdout', destination=dest)
         with open(dest) as fp:
             self.assertEqual(fp.read().split(), ['unset', '0022'])
+        # its output files too (test_ssh.TestFileModes: the uploaded ones)
+        stage = q.info('e')['dir']
+        for name in ('_stdout', '_stderr', 'f'):
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(
+                stage, name)).st_mode), 0o644, name)
 
 
 class TestShellcheck(unittest.TestCase):
@@ -233,6 +238,149 @@ class TestShellcheck(unittest.TestCase):
                               tej._BOOTSTRAP.encode(),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.assertEqual(proc.returncode, 0, proc.stdout.decode())
+
+
+def bin_without(name):
+    """A directory of links to every command of /bin and /usr/bin but
+    ``name``, for a PATH without it (made once per test run).
+    """
+    bindir = os.path.join(support.Hermetic.start(), 'no-%s-bin' % name)
+    if not os.path.isdir(bindir):
+        os.mkdir(bindir)
+        for top in ('/bin', '/usr/bin'):
+            for entry in os.listdir(top):
+                link = os.path.join(bindir, entry)
+                if entry != name and not os.path.lexists(link):
+                    os.symlink(os.path.join(top, entry), link)
+    return bindir
+
+
+# The shell of the local: transport; before a bootstrap that installs
+# ("sh -c BOOTSTRAP tej QUEUE VERSIONS _install ..."), it makes $TAKEN.PID
+# (PID: the bootstrap's own, which exec keeps) as another user could have,
+# with a tej.sh of its own in it.
+TAKEN_SHELL = r"""#!/bin/sh
+# a call's line comes first on stdin (tej._READ_AND_RUN): read it here,
+# take the name an install would use, and run the line as sh would
+[ "$1" = -c ] || exec sh "$@"
+IFS= read -r line
+case $line in
+    *" _install "[0-9]*)  # the verb, then the size it reads
+        if mkdir "$TAKEN.$$" 2>/dev/null; then
+            printf 'echo "not tej" >&2; exit 0\n' > "$TAKEN.$$/tej.sh"
+        fi ;;
+esac
+exec sh -c "$line"
+"""
+
+
+class TestInstallDirectory(unittest.TestCase):
+    """The runtime pushed by the client goes into a new directory no one
+    else could have made first: mktemp -d's, or without mktemp, one beside
+    the queue that mkdir makes (and that must not be there already).
+    """
+
+    def setUp(self):
+        self.base = support.temporary(self)
+        self.job = support.make_tree(os.path.join(self.base, 'job'),
+                                     {'start.sh': 'exit 3\n'})
+        self.queue_dir = os.path.join(self.base, 'q')
+
+    def take(self, prefix):
+        """Have the names PREFIX.PID taken before the bootstrap runs."""
+        path = os.path.join(self.base, 'taken-sh')
+        with open(path, 'w') as fp:
+            fp.write(TAKEN_SHELL)
+        os.chmod(path, 0o755)
+        support.patch_env(self.addCleanup, TEJ_SH=path, TAKEN=prefix)
+
+    @staticmethod
+    def taken(where):
+        """The names of the files in ``where`` that hold "tej-install."."""
+        return sorted(n for n in os.listdir(where) if 'tej-install.' in n)
+
+    def assert_untouched(self, where, names):
+        """``names`` are the one directory made first, as it was."""
+        self.assertEqual(len(names), 1, names)
+        with open(os.path.join(where, names[0], 'tej.sh')) as fp:
+            self.assertIn('not tej', fp.read())
+
+    def test_a_taken_name_is_not_in_the_way(self):
+        tmp = os.environ['TMPDIR']
+        before = self.taken(tmp)
+        self.take(os.path.join(tmp, 'tej-install'))
+        q = tej.RemoteQueue('local:', self.queue_dir)
+        q.setup()
+        q.submit('j', self.job)
+        self.assertEqual(q.wait('j'), 3)
+        with open(os.path.join(self.queue_dir, 'version')) as fp:
+            self.assertEqual(fp.read().strip(),
+                             tej._runtime_version('default'))
+        # no directory of the installs is left, the one made first is
+        self.assert_untouched(tmp, [n for n in self.taken(tmp)
+                                    if n not in before])
+
+    def test_without_mktemp(self):
+        support.patch_env(self.addCleanup, PATH=bin_without('mktemp'))
+        q = tej.RemoteQueue('local:', self.queue_dir)
+        q.submit('j', self.job)
+        self.assertEqual(q.wait('j'), 3)
+        self.assertEqual(sorted(os.listdir(self.base)), ['job', 'q'])
+        # the name beside the queue is taken: mkdir refuses to use it
+        self.take(os.path.join(self.base, '.tej-install'))
+        other = os.path.join(self.base, 'other')
+        with self.assertRaises(tej.Error) as ctx:
+            tej.RemoteQueue('local:', other).setup()
+        self.assertIn('directory', str(ctx.exception))
+        self.assertFalse(os.path.exists(os.path.join(other, 'version')))
+        self.assert_untouched(self.base, self.taken(self.base))
+
+
+class TestUserHome(unittest.TestCase):
+    """A queue path "~NAME/..." is in user NAME's home, as in sh; a name
+    that is not a plain user name never reaches the shell's expansion.
+    """
+
+    def test_unknown_and_invalid_users(self):
+        home = os.path.expanduser('~')
+        before = sorted(os.listdir(home))
+        for queue, message in [
+                ('~nosuchuser-tej/q', "no user nosuchuser-tej"),
+                ('~nosuchuser-tej', "no user nosuchuser-tej"),
+                ('~-/q', "invalid user name"),
+                ('~a;touch pwned/q', "invalid user name"),
+                ('~$(touch pwned)/q', "invalid user name"),
+                ('~`touch pwned`', "invalid user name"),
+                ('~a b/q', "invalid user name")]:
+            for argv in (['status', 'local:', '--id', 'x'],
+                         ['setup', 'local:']):
+                with self.subTest(queue=queue, command=argv[0]):
+                    code, out, err = support.run_cli(
+                        *argv + ['--queue', queue])
+                    self.assertEqual((code, out), (1, ''), err)
+                    self.assertIn("tej: error: %s" % message, err)
+        # nothing was made, in the home directory or elsewhere
+        self.assertEqual(sorted(os.listdir(home)), before)
+        self.assertFalse(os.path.exists('pwned'))
+
+    def test_checked_on_the_server(self):
+        # names the client refuses (a newline) are refused there too
+        base = support.temporary(self)
+        for queue in ['~root\n/q', '~root\n', '~a\nb/q']:
+            proc = subprocess.run(
+                ['sh', '-c', tej._BOOTSTRAP, 'tej', queue, 'none', 'status',
+                 'x'], cwd=base, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE)
+            self.assertEqual(proc.returncode, 8, queue)
+            self.assertIn(b'invalid user name', proc.stderr)
+        self.assertEqual(os.listdir(base), [])
+
+    def test_link_of_an_unknown_user(self):
+        base = support.temporary(self)
+        q = tej.RemoteQueue('local:', os.path.join(base, 'q'))
+        with self.assertRaises(ValueError) as ctx:
+            q.setup(links=['~nosuchuser-tej/link'])
+        self.assertIn('no user nosuchuser-tej', str(ctx.exception))
 
 
 class TestRuntimeDirectly(unittest.TestCase):
@@ -259,6 +407,20 @@ class TestRuntimeDirectly(unittest.TestCase):
             self.assertEqual(code, 8, bad)
         self.assertFalse(os.path.exists(os.path.join(self.queue, 'jobs', '..',
                                                      'x')))
+
+    def test_memory_sizes_checked_on_the_server(self):
+        # MB, or with a unit; the default runtime then refuses mem at all
+        for bad in ['', 'lots', '4000b', '4 G', 'G', '-1', '4GG', '4\nG']:
+            code, out, err = self.run_sh('submit', 'm', 'command', 'true',
+                                         'mem=' + bad)
+            self.assertEqual(code, 8, (bad, err))
+        for good in ['4000', '500M', '4G', '4gb', '1t']:
+            code, out, err = self.run_sh('submit', 'm', 'command', 'true',
+                                         'mem=' + good)
+            self.assertEqual(code, 9, (good, err))
+        # and the client sends a bare number as it is
+        self.assertEqual(tej._job_options(mem='4000'), ['mem=4000'])
+        self.assertEqual(tej._job_options(mem=4000), ['mem=4000'])
 
     def test_paths_checked_on_the_server(self):
         os.makedirs(os.path.join(self.queue, 'jobs', 'j', 'stage'))

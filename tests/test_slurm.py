@@ -4,6 +4,7 @@ through the real sshd, as the unprivileged user.
 
 import os
 import signal
+import stat
 
 from . import support
 from .scenario import NASTY_FILES, WAIT_FOR_GO, wrapper_started
@@ -127,6 +128,20 @@ class TestSlurm(SlurmCase):
         self.assertEqual(self.slurm.job_field(slurm_id, 'Nice'), '5')
         self.q.kill('res')
 
+    def test_memory_sizes(self):
+        # a bare number is MB, as sbatch takes it; a unit, with or without
+        # "b" (PBS's way), is that unit
+        job = self.job('job', {'start.sh': 'sleep 1000\n'})
+        for mem, expected in (('4000', '4000M'), ('500M', '500M'),
+                              ('2G', '2G'), ('2gb', '2G'), ('512mb', '512M')):
+            with self.subTest(mem=mem):
+                job_id = 'mem' + mem
+                self.q.submit(job_id, job, mem=mem)
+                self.assertEqual(self.slurm.job_field(
+                    self.q.info(job_id)['runtime_id'], 'MinMemoryNode'),
+                    expected)
+                self.q.kill(job_id)
+
     def test_prologue(self):
         job = self.job('job', {'start.sh': 'echo "$GREETING"\n'})
         self.q.submit('p', job, prologue='GREETING=hello; export GREETING')
@@ -235,6 +250,45 @@ class TestPBS(SlurmCase):
         self.running(q, 'd')
         self.slurm.run(['scancel', q.info('d')['runtime_id']], check=True)
         self.assertEqual(wait_state(q, 'd')['state'], 'killed')
+
+    def test_umask_without_the_environment(self):
+        # qsub without -V (here: -v, which the Torque wrapper turns into
+        # --export=NONE) passes no environment on: the job still gets the
+        # session's umask (022 here), which its files follow
+        job = self.job('job', {'start.sh': 'umask; echo "$X" >&2\n',
+                               'data.txt': 'data'})
+        os.chmod(os.path.join(job, 'data.txt'), 0o644)
+        old = os.umask(0o022)
+        try:
+            # a connection of its own: an sshd started with this umask
+            q = self.queue(setup_runtime='pbs', multiplex=False)
+            q.submit('u', job, scheduler_args=['-v', 'X=given'])
+        finally:
+            os.umask(old)
+        self.assertEqual(q.wait('u'), 0)
+        stage = self.stage('u')
+        with open(os.path.join(stage, '_stdout')) as fp:
+            self.assertEqual(fp.read(), '0022\n')
+        with open(os.path.join(stage, '_stderr')) as fp:
+            self.assertEqual(fp.read(), 'given\n')
+        for name in ('_stdout', 'data.txt'):
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(
+                stage, name)).st_mode), 0o644, name)
+
+    def test_memory_sizes(self):
+        # a bare number is MB for every runtime: mem=4000mb for qsub, not
+        # 4000b (bytes, which the Torque wrapper drops altogether)
+        job = self.job('job', {'start.sh': 'sleep 1000\n'})
+        for mem, expected in (('4000', '4000M'), ('500M', '500M'),
+                              ('2G', '2G'), ('2gb', '2G'), ('512mb', '512M')):
+            with self.subTest(mem=mem):
+                job_id = 'mem' + mem
+                self.q.submit(job_id, job, mem=mem)
+                pbs_id = self.q.info(job_id)['runtime_id']
+                self.assertEqual(self.slurm.job_field(pbs_id,
+                                                      'MinMemoryNode'),
+                                 expected)
+                self.q.kill(job_id)
 
     def test_directives_and_resources(self):
         job = self.job('job', {

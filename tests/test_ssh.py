@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 
@@ -61,6 +62,90 @@ class TestCommandLine(CommandLineScenario, SSHCase):
             code, out, err = self.cli(*argv)
             self.assertEqual((code, out), (1, ''))
             self.assertRegex(err, r'\Atej: error: There is no queue at .*\n\Z')
+
+
+class TestUserHome(SSHCase):
+    """--queue ~NAME/...: in user NAME's home directory (the password
+    database's, as sh expands it), not in $HOME/~NAME.
+    """
+
+    def test_queue_and_link_in_a_users_home(self):
+        if os.getuid() != 0:
+            self.skipTest("as root only: the test user's home is then one "
+                          "that the tests made")
+        user = self.server.user
+        passwd_home = pwd.getpwnam(user).pw_dir
+        self.assertNotEqual(passwd_home, self.server.home)  # sshd's SetEnv
+        name = 'tej-test-%d' % os.getpid()
+        real = os.path.join(passwd_home, name)
+        self.addCleanup(shutil.rmtree, real, True)
+        self.addCleanup(shutil.rmtree, os.path.join(self.server.home,
+                                                    '~' + user), True)
+        code, out, err = self.cli('submit', self.dest, '--id', 'j',
+                                  '--queue', '~%s/%s/q' % (user, name),
+                                  self.job('job', {'start.sh': 'exit 3\n'}))
+        self.assertEqual((code, out), (0, 'j\n'), err)
+        self.assertTrue(os.path.isdir(os.path.join(real, 'q', 'jobs', 'j')))
+        self.assertFalse(os.path.exists(os.path.join(self.server.home,
+                                                     '~' + user)))
+        q = self.server.queue('~%s/%s/q' % (user, name))
+        self.assertEqual(q.wait('j'), 3)
+        # a link there too
+        q.setup(links=['~%s/%s/link' % (user, name)], only_links=True)
+        with open(os.path.join(real, 'link')) as fp:
+            self.assertEqual(fp.read(), 'tejdir: %s\n' % os.path.join(
+                real, 'q'))
+        self.assertEqual(self.server.queue('~%s/%s/link' % (user, name))
+                         .wait('j'), 3)
+
+
+class TestFileModes(SSHCase):
+    """The job's files as uploaded, and its _stdout and _stderr, follow the
+    umask of the ssh session (README: "Every runtime runs the job with the
+    ... umask of the ssh session"); the queue's own files stay private.
+    """
+
+    def test_modes_follow_the_session_umask(self):
+        job = self.job('job', {'start.sh': 'echo out; echo err >&2\n',
+                               'data.txt': 'data', 'sub/x.txt': 'x'})
+        for name, mode in (('data.txt', 0o644), ('sub/x.txt', 0o644),
+                           ('sub', 0o755), ('start.sh', 0o755)):
+            os.chmod(os.path.join(job, name), mode)
+        for umask, file_mode, dir_mode in ((0o022, 0o644, 0o755),
+                                           (0o077, 0o600, 0o700)):
+            job_id = 'umask%03o' % umask
+            old = os.umask(umask)
+            try:
+                # a connection of its own: an sshd started with this umask
+                q = self.queue(multiplex=False)
+                q.submit(job_id, job)
+            finally:
+                os.umask(old)
+            self.assertEqual(q.wait(job_id), 0)
+            stage = self.stage(job_id)
+
+            def mode(*names):
+                return stat.S_IMODE(os.stat(os.path.join(stage,
+                                                         *names)).st_mode)
+            with self.subTest(umask='%03o' % umask):
+                self.assertEqual(
+                    {n: '%o' % mode(n) for n in ('data.txt', 'sub/x.txt',
+                                                 '_stdout', '_stderr')},
+                    dict.fromkeys(('data.txt', 'sub/x.txt', '_stdout',
+                                   '_stderr'), '%o' % file_mode))
+                self.assertEqual('%o' % mode('sub'), '%o' % dir_mode)
+                self.assertEqual('%o' % mode('start.sh'),
+                                 '%o' % (0o777 & ~umask))
+                # the queue's own: private
+                for path, private in (('', 0o700), ('jobs', 0o700),
+                                      ('jobs/' + job_id, 0o700),
+                                      ('jobs/%s/state' % job_id, 0o600),
+                                      ('jobs/%s/script' % job_id, 0o600),
+                                      ('tej.sh', 0o600), ('version', 0o600)):
+                    self.assertEqual(
+                        '%o' % stat.S_IMODE(os.stat(os.path.join(
+                            self.queue_path, path)).st_mode),
+                        '%o' % private, path)
 
 
 class TestRoundTrips(SSHCase):
