@@ -1249,8 +1249,8 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     _lock "$1"
     _load "$1"
     if [ -n "$st_killreq" ] || ! _active; then
-        # killed before it started
-        st_state=killed st_finished=$(_now)
+        # killed before it started: as a TERM would have ended it
+        st_state=killed st_exit=143 st_finished=$(_now)
         _save "$1"
         _unlock
         return 0
@@ -4235,8 +4235,8 @@ def _cmd_status(queue, args):
         sys.stdout.write('not found\n')
     else:
         status, _, arg = _compat_status(record)
-        sys.stdout.write('%s %s\n' % (status, arg) if arg is not None
-                         else '%s\n' % status)
+        sys.stdout.write('%s %s\n' % (status, arg) if arg else
+                         '%s\n' % status)
         _describe(record)
     if args.check:
         return _job_exit(record)
