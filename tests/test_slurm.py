@@ -18,6 +18,21 @@ def tearDownModule():
     support.stop_slurm()
 
 
+
+def assert_memory_sizes(test):
+    """``mem`` as the scheduler got it, for a bare number and units."""
+    job = test.job('job', {'start.sh': 'sleep 1000\n'})
+    for mem, expected in (('4000', '4000M'), ('500M', '500M'), ('2G', '2G'),
+                          ('2gb', '2G'), ('512mb', '512M')):
+        with test.subTest(mem=mem):
+            job_id = 'mem' + mem
+            test.q.submit(job_id, job, mem=mem)
+            test.assertEqual(test.slurm.job_field(
+                test.q.info(job_id)['runtime_id'], 'MinMemoryNode'),
+                expected)
+            test.q.kill(job_id)
+
+
 class SlurmCase(support.ServerCase):
     dest = support.SlurmCluster.alias
 
@@ -131,16 +146,7 @@ class TestSlurm(SlurmCase):
     def test_memory_sizes(self):
         # a bare number is MB, as sbatch takes it; a unit, with or without
         # "b" (PBS's way), is that unit
-        job = self.job('job', {'start.sh': 'sleep 1000\n'})
-        for mem, expected in (('4000', '4000M'), ('500M', '500M'),
-                              ('2G', '2G'), ('2gb', '2G'), ('512mb', '512M')):
-            with self.subTest(mem=mem):
-                job_id = 'mem' + mem
-                self.q.submit(job_id, job, mem=mem)
-                self.assertEqual(self.slurm.job_field(
-                    self.q.info(job_id)['runtime_id'], 'MinMemoryNode'),
-                    expected)
-                self.q.kill(job_id)
+        assert_memory_sizes(self)
 
     def test_prologue(self):
         job = self.job('job', {'start.sh': 'echo "$GREETING"\n'})
@@ -278,17 +284,7 @@ class TestPBS(SlurmCase):
     def test_memory_sizes(self):
         # a bare number is MB for every runtime: mem=4000mb for qsub, not
         # 4000b (bytes, which the Torque wrapper drops altogether)
-        job = self.job('job', {'start.sh': 'sleep 1000\n'})
-        for mem, expected in (('4000', '4000M'), ('500M', '500M'),
-                              ('2G', '2G'), ('2gb', '2G'), ('512mb', '512M')):
-            with self.subTest(mem=mem):
-                job_id = 'mem' + mem
-                self.q.submit(job_id, job, mem=mem)
-                pbs_id = self.q.info(job_id)['runtime_id']
-                self.assertEqual(self.slurm.job_field(pbs_id,
-                                                      'MinMemoryNode'),
-                                 expected)
-                self.q.kill(job_id)
+        assert_memory_sizes(self)
 
     def test_directives_and_resources(self):
         job = self.job('job', {
