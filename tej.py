@@ -581,6 +581,16 @@ def _format_duration(seconds):
     return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
 
 
+def _check_directory(directory):
+    """Raise `ValueError` unless ``directory`` is a directory, saying
+    whether it is missing or something else.
+    """
+    if not os.path.isdir(directory):
+        raise ValueError("%s: %s" % (
+            "Not a directory" if os.path.exists(directory)
+            else "No such directory", directory))
+
+
 def _script_mode(directory, script):
     """Decide how a job's script runs: return ``('file', relative path)`` or
     ``('command', text)``.
@@ -1361,7 +1371,7 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
     if [ "$_in_mode" != links ]; then
         _rt_usable
         if [ "$_in_mode" = setup ] && [ "$_in_force" != 1 ] && [ -f "$Q/version" ]; then
-            _die "$RC_QUEUE_EXISTS" "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
+            _die "$RC_QUEUE_EXISTS" "a queue already exists at $Q (setup --force replaces its runtime; jobs are kept)"
         fi
         if [ ! -f "$Q/version" ] && [ -d "$Q" ] && [ -n "$(ls -A "$Q")" ]; then
             _die "$RC_QUEUE_EXISTS" "$Q is a directory that is not a queue: not using it"
@@ -1388,7 +1398,7 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
         if [ -e "$_in_link" ] && [ "$_in_force" != 1 ]; then
             IFS= read -r _in_line < "$_in_link" || :
             [ "$_in_line" = "tejdir: $Q" ] || \
-                _die "$RC_QUEUE_EXISTS" "cannot make link $_in_link: it exists (use force)"
+                _die "$RC_QUEUE_EXISTS" "cannot make link $_in_link: it exists (setup --force replaces it)"
         fi
         _tmp=$_in_link.tmp.$$
         printf 'tejdir: %s\n' "$Q" > "$_tmp"
@@ -3134,8 +3144,7 @@ class RemoteQueue(object):
         if if_exists not in ('fail', 'reuse'):
             raise ValueError("if_exists is 'fail' or 'reuse', not %r"
                              % (if_exists,))
-        if not os.path.isdir(directory):
-            raise ValueError("Not a directory: %s" % directory)
+        _check_directory(directory)
         mode, script = _script_mode(directory, script)
         options = _job_options(**resources)
         if job_id is None:
@@ -3565,8 +3574,7 @@ def content_id(directory, script=None, **resources):
     (names, contents, whether executable; not times), the script and the
     resources. Raise `ValueError` for a missing directory or script.
     """
-    if not os.path.isdir(directory):
-        raise ValueError("Not a directory: %s" % directory)
+    _check_directory(directory)
     mode, script = _script_mode(directory, script)
     return _content_id(directory, mode, script, _job_options(**resources))
 

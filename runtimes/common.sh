@@ -547,7 +547,7 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
     if [ "$_in_mode" != links ]; then
         _rt_usable
         if [ "$_in_mode" = setup ] && [ "$_in_force" != 1 ] && [ -f "$Q/version" ]; then
-            _die "$RC_QUEUE_EXISTS" "a queue already exists at $Q (use force to replace its runtime; jobs are kept)"
+            _die "$RC_QUEUE_EXISTS" "a queue already exists at $Q (setup --force replaces its runtime; jobs are kept)"
         fi
         if [ ! -f "$Q/version" ] && [ -d "$Q" ] && [ -n "$(ls -A "$Q")" ]; then
             _die "$RC_QUEUE_EXISTS" "$Q is a directory that is not a queue: not using it"
@@ -574,7 +574,7 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
         if [ -e "$_in_link" ] && [ "$_in_force" != 1 ]; then
             IFS= read -r _in_line < "$_in_link" || :
             [ "$_in_line" = "tejdir: $Q" ] || \
-                _die "$RC_QUEUE_EXISTS" "cannot make link $_in_link: it exists (use force)"
+                _die "$RC_QUEUE_EXISTS" "cannot make link $_in_link: it exists (setup --force replaces it)"
         fi
         _tmp=$_in_link.tmp.$$
         printf 'tejdir: %s\n' "$Q" > "$_tmp"

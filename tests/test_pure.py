@@ -1059,6 +1059,17 @@ class TestCommandLine(unittest.TestCase):
         self.assertEqual(code, 0, err)
         self.assertRegex(out, r'\Along killed 143 0:00:\d\d default\n\Z')
 
+    def test_missing_directory_or_not_a_directory(self):
+        tmp = support.temporary(self)
+        plain = os.path.join(tmp, 'file')
+        open(plain, 'w').close()
+        for path, words in [(os.path.join(tmp, 'simm'), 'No such directory'),
+                            (plain, 'Not a directory')]:
+            code, out, err = run_cli('submit', 'local:', path, '--queue',
+                                     os.path.join(tmp, 'q'))
+            self.assertEqual((code, out), (1, ''))
+            self.assertEqual(err, 'tej: error: %s: %s\n' % (words, path))
+
     def test_wait_says_which_jobs_did_not_succeed(self):
         tmp = support.temporary(self)
         job = support.make_tree(os.path.join(tmp, 'job'),
