@@ -3381,8 +3381,10 @@ class RemoteQueue(object):
         streams = ''.join(n for n in ('out', 'err') if targets[n] is not None)
         offsets = {'out': 0, 'err': 0}
         deadline = None if timeout is None else time.monotonic() + timeout
-        late = JobStillRunning("Job %s is still running after %s" % (
-            job_id, _seconds_text(timeout) if timeout is not None else ''))
+
+        def late():  # only with a timeout: the stream is cut at its deadline
+            return JobStillRunning("Job %s is still running after %s"
+                                   % (job_id, _seconds_text(timeout)))
         retry = _Retry(retry_for)
 
         def consume(source):
@@ -3414,13 +3416,13 @@ class RemoteQueue(object):
                 error = ConnectionLost("The connection to %s ended early"
                                        % self.destination_string)
             except JobStillRunning:
-                raise late
+                raise late()
             except ConnectionLost as e:
                 end, error = None, e
             if end is not None:
                 return end
             if deadline is not None and time.monotonic() > deadline:
-                raise late
+                raise late()
             retry.failed(error)  # then again, from the offsets reached
 
     def job(self, job_id):
