@@ -575,6 +575,27 @@ def _seconds_text(seconds):
     return '%g second%s' % (seconds, '' if seconds == 1 else 's')
 
 
+#: A duration on the command line (list --since, gc --older-than): a
+#: number of seconds, or numbers with units, from weeks to seconds.
+_DURATION = re.compile(r'(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?'
+                       r'(?:(\d+)s?)?\Z')
+
+
+def _parse_duration(text):
+    """A duration, ``90``, ``90s``, ``15m``, ``2h``, ``7d``, ``2w`` or
+    several of them largest first (``1d12h``, ``1h30m``), as an int of
+    seconds. Raise `ValueError` for anything else.
+    """
+    match = _DURATION.match(text.strip()) if text.strip() else None
+    if match is None:
+        raise ValueError("not a duration: %r (seconds, or with units: 90s, "
+                         "15m, 2h, 7d, 2w, 1h30m)" % text)
+    seconds = 0
+    for value, unit in zip(match.groups(), (604800, 86400, 3600, 60, 1)):
+        seconds += int(value or 0) * unit
+    return seconds
+
+
 def _format_duration(seconds):
     """Format a duration as ``H:MM:SS``."""
     seconds = max(0, int(seconds))
@@ -851,7 +872,15 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #                         code run before the job, in its shell); a runtime
 #                         refuses those it cannot honour (RC_UNSUPPORTED)
 #   status ID [ID ...]    one record per job
-#   list                  one record per job in the queue
+#   list [state=STATE ...] [since=SECONDS]
+#                         one record per job in the queue (in no order):
+#                         those in one of the STATEs (any, without), and
+#                         submitted in the last SECONDS (see _scan)
+#   gc SECONDS [state=STATE ...] [dry]
+#                         remove the jobs that ended (finished, killed,
+#                         lost; or the STATEs of these) more than SECONDS
+#                         ago, and print their records ("dry": print them
+#                         only); never a job that has not ended
 #   wait SECONDS ID ...   as status, once every job has ended or after
 #                         SECONDS
 #   download ID PATH ...  a tar stream of PATHs (relative to the job)
@@ -868,8 +897,8 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #                         directory it leads to, then the link)
 #   _wrap ID, _batch ID   internal: the runtime's wrapper that runs the job
 #
-# Stdout: a sentinel line "TEJ 1", then for status and list one line per job
-# of tab-separated key=value fields, "dir=" last:
+# Stdout: a sentinel line "TEJ 1", then for status, list and gc one line per
+# job of tab-separated key=value fields, "dir=" last:
 #   id=ID state=STATE exit=N submitted=T started=T finished=T now=T
 #   runtime=NAME runtime_id=X dir=PATH
 # with STATE one of created, queued, running, finished, killed, lost,
@@ -1014,6 +1043,7 @@ _check_path() {  # a path inside a job: relative, no "..", not empty
 
 _locked=
 _tmp=
+_tmp_removed=
 _self=
 _creating=
 _beat_pid=
@@ -1024,6 +1054,9 @@ _cleanup() {
     fi
     if [ -n "$_tmp" ]; then
         rm -f "$_tmp"
+    fi
+    if [ -n "$_tmp_removed" ]; then
+        rm -f "$_tmp_removed"
     fi
     if [ -n "$_self" ]; then  # the pushed copy, in its private directory
         rm -rf "${_self%/*}"
@@ -1211,9 +1244,14 @@ _record() {  # _record ID NOW: print one job's record (tej.py's
     fi
     _load "$_rec_job"
     _rt_refresh "$_rec_job"
+    _print_record "$1" "$2"
+}
+
+_print_record() {  # _print_record ID NOW: the loaded record (the same
+    # line as _SCAN's)
     printf 'id=%s\tstate=%s\texit=%s\tsubmitted=%s\tstarted=%s\tfinished=%s\tnow=%s\truntime=%s\truntime_id=%s\tdir=%s\n' \
         "$1" "${st_state:-created}" "$st_exit" "$st_submitted" "$st_started" \
-        "$st_finished" "$2" "$st_runtime" "$st_runtime_id" "$_rec_job/stage"
+        "$st_finished" "$2" "$st_runtime" "$st_runtime_id" "$Q/jobs/$1/stage"
 }
 
 _active() {  # is the loaded job (after _rt_refresh) still to end?
@@ -1534,13 +1572,155 @@ _wait() {  # _wait SECONDS ID ...: the records, once every job has ended
     _status "$@"
 }
 
-_list() {
-    _header
-    _ls_now=$(_now)
-    for _ls_job in "$Q"/jobs/*; do
-        [ -d "$_ls_job" ] || continue
-        _record "${_ls_job##*/}" "$_ls_now" || :
+# list and gc read the whole queue with one awk (_SCAN) rather than sh's
+# reads of each record: a queue of thousands of jobs is answered in a
+# fraction of a second. awk answers for the jobs that have ended, whose
+# records no longer change; the others (created, queued, running, or
+# without a record) go to sh (_record's _load and _rt_refresh), which knows
+# their locks and asks the runtime. The time of a job, for the filters:
+# when it was submitted (list since=), when it ended (gc): its finished,
+# else started, else submitted time; for a job without a record, when its
+# submission took the lock (lock/beat); none at all: 0, of old.
+
+# shellcheck disable=SC2016 # awk's own $
+_SCAN='
+BEGIN {
+    now = ENVIRON["TEJ_SCAN_NOW"] + 0; gc = ENVIRON["TEJ_SCAN_GC"] != ""
+    states = ENVIRON["TEJ_SCAN_STATES"]; cut = ENVIRON["TEJ_SCAN_CUT"]
+    jobs = ENVIRON["TEJ_SCAN_JOBS"]; others = ENVIRON["TEJ_SCAN_OTHERS"]
+    removed = ENVIRON["TEJ_SCAN_REMOVED"]
+    nkeys = split("state exit submitted started finished runtime runtime_id", keys, " ")
+    printf "" > others
+}
+length($0) <= 128 && /^[A-Za-z0-9_][A-Za-z0-9_.,+=@%:-]*$/ {
+    id = $0
+    for (i = 1; i <= nkeys; i++) r[keys[i]] = ""
+    file = id "/state"
+    while ((getline line < file) > 0) {
+        eq = index(line, "=")
+        if (eq > 1 && (substr(line, 1, eq - 1) in r))
+            r[substr(line, 1, eq - 1)] = substr(line, eq + 1)
+    }
+    close(file)
+    st = r["state"]
+    if (st != "finished" && st != "killed" && st != "lost") {
+        print id > others
+        next
+    }
+    if (states != "" && index(states, " " st " ") == 0) next
+    if (cut != "") {
+        t = gc ? r["finished"] : r["submitted"]
+        if (gc && t == "") t = r["started"]
+        if (t == "") t = r["submitted"]
+        if (t == "") {
+            file = id "/lock/beat"
+            if ((getline t < file) <= 0) t = ""
+            close(file)
+        }
+        if (t !~ /^[0-9]+$/) t = 0
+        if (gc) { if (t + 0 > cut + 0) next }
+        else if (t + 0 < cut + 0) next
+    }
+    printf "id=%s\tstate=%s\texit=%s\tsubmitted=%s\tstarted=%s\tfinished=%s\tnow=%s\truntime=%s\truntime_id=%s\tdir=%s/%s/stage\n", id, st, r["exit"], r["submitted"], r["started"], r["finished"], now, r["runtime"], r["runtime_id"], jobs, id
+    if (gc) print id > removed
+}
+'
+
+_filter() {  # _filter MODE ARG ...: the filter of list (MODE "list": ARGs
+    # state=STATE, since=SECONDS) or gc (MODE "gc": SECONDS, then ARGs
+    # state=STATE, dry), in _fl_states (" STATE ... ", empty for any),
+    # _fl_cut (the epoch seconds after which a job is listed, or up to
+    # which it is removed; empty: no limit), _fl_dry
+    _fl_mode=$1 _fl_states='' _fl_cut='' _fl_dry=''
+    shift
+    if [ "$_fl_mode" = gc ]; then
+        case ${1:-} in
+            ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of seconds: '${1:-}'" ;;
+        esac
+        _fl_cut=$(($(_now) - $1))
+        shift
+    fi
+    for _fl_arg do
+        case $_fl_mode:$_fl_arg in
+            list:state=created|list:state=queued|list:state=running|\
+            *:state=finished|*:state=killed|*:state=lost)
+                _fl_states="${_fl_states:- }${_fl_arg#state=} " ;;
+            gc:state=*) _die "$RC_INVALID" "gc removes ended jobs only (finished, killed, lost), not: '${_fl_arg#state=}'" ;;
+            list:since=*)
+                case ${_fl_arg#since=} in
+                    ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of seconds: '${_fl_arg#since=}'" ;;
+                esac
+                _fl_cut=$(($(_now) - ${_fl_arg#since=})) ;;
+            gc:dry) _fl_dry=1 ;;
+            *) _die "$RC_INVALID" "invalid argument of $_fl_mode: '$_fl_arg'" ;;
+        esac
     done
+}
+
+_wanted() {  # _wanted JOBDIR: does the loaded job (after _rt_refresh) pass
+    # _filter's filter? (as _SCAN's, for the jobs sh answers for)
+    if [ "$_fl_mode" = gc ]; then
+        ! _active || return 1
+    fi
+    case $_fl_states in
+        ''|*" ${st_state:-created} "*) ;;
+        *) return 1 ;;
+    esac
+    [ -n "$_fl_cut" ] || return 0
+    if [ "$_fl_mode" = gc ]; then
+        _wd_time=${st_finished:-${st_started:-$st_submitted}}
+    else
+        _wd_time=$st_submitted
+    fi
+    if [ -z "$_wd_time" ]; then
+        _read_lock "$1/lock"
+        _wd_time=$_rl_beat
+    fi
+    case $_wd_time in
+        ''|*[!0-9]*) _wd_time=0 ;;
+    esac
+    if [ "$_fl_mode" = gc ]; then
+        [ "$_wd_time" -le "$_fl_cut" ]
+    else
+        [ "$_wd_time" -ge "$_fl_cut" ]
+    fi
+}
+
+_scan() {  # _scan MODE ARG ...: list or gc (see _filter): the records of
+    # the jobs that pass the filter; gc removes them, unless "dry"
+    _filter "$@"
+    _header
+    cd "$Q/jobs" 2>/dev/null || return 0
+    _sc_now=$(_now)
+    _tmp=$Q/scan.tmp.$$ _tmp_removed=
+    if [ "$_fl_mode" = gc ] && [ -z "$_fl_dry" ]; then
+        _tmp_removed=$Q/removed.tmp.$$
+    fi
+    # the names, one a line (echo: a builtin in every shell, unlike
+    # printf; a name that is not a job id is not written)
+    for _sc_id in *; do
+        case $_sc_id in
+            *[!A-Za-z0-9_.,+=@%:-]*|-*|.*) ;;
+            *) echo "$_sc_id" ;;
+        esac
+    done | TEJ_SCAN_NOW=$_sc_now TEJ_SCAN_GC=${_fl_mode#list} \
+        TEJ_SCAN_STATES=$_fl_states TEJ_SCAN_CUT=$_fl_cut \
+        TEJ_SCAN_JOBS=$Q/jobs TEJ_SCAN_OTHERS=$_tmp \
+        TEJ_SCAN_REMOVED=${_tmp_removed:-/dev/null} awk "$_SCAN"
+    if [ -n "$_tmp_removed" ] && [ -f "$_tmp_removed" ]; then
+        # job ids hold nothing that xargs reads as quotes or blanks
+        xargs rm -rf < "$_tmp_removed"
+    fi
+    while IFS= read -r _sc_id; do
+        [ -d "$Q/jobs/$_sc_id" ] || continue
+        _load "$Q/jobs/$_sc_id"
+        _rt_refresh "$Q/jobs/$_sc_id"
+        _wanted "$Q/jobs/$_sc_id" || continue
+        _print_record "$_sc_id" "$_sc_now"
+        if [ -n "$_tmp_removed" ]; then
+            rm -rf "${Q:?}/jobs/$_sc_id"
+        fi
+    done < "$_tmp"
 }
 
 _download() {  # _download ID PATH ...
@@ -1704,7 +1884,8 @@ _main() {
                 _submit "$@" ;;
         status) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: status ID ..."
                 _status "$@" ;;
-        list) _list ;;
+        list) _scan list ${1+"$@"} ;;
+        gc) _scan gc ${1+"$@"} ;;
         wait) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: wait SECONDS ID ..."
               _wait "$@" ;;
         download) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: download ID PATH ..."
@@ -3265,14 +3446,43 @@ class RemoteQueue(object):
         check_jobid(job_id)
         self._calls.call('delete', [job_id] + (['kill'] if kill else []))
 
-    def list(self):
-        """Yield ``(job_id, info)`` for each job in the queue, where
-        ``info['status']`` is as in `status` and the rest as in `info`.
-        Raise `QueueDoesntExist`.
+    def list(self, states=None, since=None):
+        """Yield ``(job_id, info)`` for each job in the queue, in the order
+        of their ids, where ``info['status']`` is as in `status` and the
+        rest as in `info`. One call, whatever the number of jobs.
+
+        The server filters: ``states``, the jobs in one of these states
+        (``created``, ``queued``, ``running``, ``finished``, ``killed``,
+        ``lost``; None: any); ``since``, the jobs submitted in the last
+        ``since`` seconds (None: any). Raise `QueueDoesntExist`;
+        `ValueError` for an unknown state.
         """
-        for record in _parse_records(self._calls.call('list')):
+        args = _filters(states, _LIST_STATES)
+        if since is not None:
+            args.append('since=%d' % _whole_seconds(since, 'since'))
+        records = _parse_records(self._calls.call('list', args))
+        for record in sorted(records, key=lambda r: r['id']):
             record['status'] = _compat_status(record)[0]
             yield record['id'], record
+
+    def gc(self, older_than, states=None, dry_run=False):
+        """Remove the jobs that ended (finished, killed or lost) more than
+        ``older_than`` seconds ago, in one call; never a job that has not
+        ended. ``states``: only those of these states (of ``finished``,
+        ``killed``, ``lost``; None: all three). With ``dry_run``, remove
+        nothing, say what would go.
+
+        Return the records of the jobs removed (or that would be), as
+        `infos` returns them, in the order of their ids. A job's end is its
+        finished time (else its start, else its submission). Raise
+        `QueueDoesntExist`; `ValueError` for a state that has not ended.
+        """
+        args = [str(_whole_seconds(older_than, 'older_than'))] + \
+            _filters(states, _GC_STATES)
+        if dry_run:
+            args.append('dry')
+        records = _parse_records(self._calls.call('gc', args))
+        return sorted(records, key=lambda r: r['id'])
 
     def cleanup(self, kill=False):
         """Remove the queue with all its jobs, and the link files that led
@@ -3488,6 +3698,39 @@ class Job(object):
     def delete(self, kill=False):
         """Remove it: see `RemoteQueue.delete`."""
         return self.queue.delete(self.id, kill=kill)
+
+
+#: The states a job can be in, for list's filter; those gc removes.
+_LIST_STATES = (_CREATED, _QUEUED, _RUNNING, _FINISHED, _KILLED, _LOST)
+_GC_STATES = (_FINISHED, _KILLED, _LOST)
+
+
+def _filters(states, allowed):
+    """The ``state=STATE`` arguments of list and gc (_filter in
+    common.sh), from ``states`` (None: none), each one of ``allowed``.
+    """
+    if states is None:
+        return []
+    if isinstance(states, str):
+        states = [states]
+    states = list(states)
+    for state in states:
+        if state not in allowed:
+            raise ValueError("Unknown state %r here (one of: %s)" % (
+                state, ', '.join(allowed)))
+    return ['state=' + state for state in dict.fromkeys(states)]
+
+
+def _whole_seconds(value, name):
+    """A number of seconds (an int, float...) as a whole number, >= 0."""
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        raise ValueError("%s must be a number of seconds, not %r"
+                         % (name, value))
+    if seconds < 0:
+        raise ValueError("%s must not be negative: %r" % (name, value))
+    return seconds
 
 
 def _compat_status(record):
@@ -3981,6 +4224,14 @@ def _seconds(text):
     return value
 
 
+def _duration(text):
+    import argparse
+    try:
+        return _parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
 def _parser():
     import argparse
 
@@ -4068,11 +4319,17 @@ def _parser():
                           "it (default with --content-id)")
 
     sub = command('status', "print the job's status: running, finished "
-                            "<exit code>, created, lost, or not found",
-                  True, json=True)
+                            "<exit code>, created, lost, or not found; for "
+                            "several jobs, one line each: <id> <status>",
+                  json=True)
+    sub.add_argument('job_ids', nargs='*', metavar='ID',
+                     help="more jobs, asked about in the same call")
+    sub.add_argument('--id', dest='job_id', action='append', default=[],
+                     metavar='ID', help="the job's identifier (repeatable)")
     sub.add_argument('--check', action='store_true',
                      help="exit with the job's exit code, or 120 to 123 when "
-                          "it has not finished (see below)")
+                          "it has not finished (see below); for several, "
+                          "with the first that did not succeed")
     sub = command('download', "fetch files or directories of a job", True)
     sub.add_argument('files', nargs='+', metavar='FILE',
                      help="paths relative to the job's directory")
@@ -4090,6 +4347,24 @@ def _parser():
                           "the status as status prints it", json=True)
     sub.add_argument('-l', '--long', action='store_true',
                      help="also its exit code, age and runtime")
+    sub.add_argument('--state', action='append', choices=_LIST_STATES,
+                     dest='states', help="only the jobs in this state "
+                     "(repeatable)")
+    sub.add_argument('--since', type=_duration, metavar='DURATION',
+                     help="only the jobs submitted in the last DURATION "
+                          "(seconds, or 90s, 15m, 2h, 7d, 2w, 1h30m)")
+    sub = command('gc', "remove the jobs that ended (finished, killed or "
+                        "lost) more than DURATION ago; prints each: <id> "
+                        "<state>. Jobs that have not ended are never "
+                        "removed", json=True)
+    sub.add_argument('--older-than', type=_duration, required=True,
+                     metavar='DURATION', help="how long ago they ended "
+                     "(seconds, or 90s, 15m, 2h, 7d, 2w, 1h30m)")
+    sub.add_argument('--state', action='append', choices=_GC_STATES,
+                     dest='states', help="only the jobs in this state "
+                     "(repeatable; default: all three)")
+    sub.add_argument('-n', '--dry-run', action='store_true',
+                     help="remove nothing; print what would be removed")
 
     sub = command('wait', "wait until jobs have ended; exit with the exit "
                           "code of the first that failed", json=True)
@@ -4235,21 +4510,37 @@ def _cmd_submit(queue, args):
 
 
 def _cmd_status(queue, args):
-    try:
-        record = queue.info(args.job_id)
-    except JobNotFound:
-        record = {'id': args.job_id, 'state': _NOTFOUND}
-    if args.json:
-        _print_json(_json_record(record))
-    elif record['state'] == _NOTFOUND:
-        sys.stdout.write('not found\n')
+    job_ids = list(dict.fromkeys(args.job_id + args.job_ids))
+    if not job_ids:  # a usage error, as argparse's
+        sys.stderr.write("tej: error: status needs a job: --id ID, or "
+                         "IDs after the destination\n")
+        return 2
+    if len(job_ids) == 1:
+        try:
+            records = [queue.info(job_ids[0])]
+        except JobNotFound:
+            records = [{'id': job_ids[0], 'state': _NOTFOUND}]
     else:
-        status, _, arg = _compat_status(record)
-        sys.stdout.write('%s %s\n' % (status, arg) if arg else
-                         '%s\n' % status)
-        _describe(record)
+        records = queue.infos(job_ids)  # one call for all
+    for record in records:
+        if args.json:
+            _print_json(_json_record(record))
+            continue
+        if record['state'] == _NOTFOUND:
+            line = 'not found'
+        else:
+            status, _, arg = _compat_status(record)
+            line = '%s %s' % (status, arg) if arg else status
+        if len(records) == 1:
+            sys.stdout.write(line + '\n')
+            _describe(record)
+        else:
+            sys.stdout.write('%s %s\n' % (record['id'], line))
     if args.check:
-        return _job_exit(record)
+        for record in records:
+            if _job_exit(record):
+                return _job_exit(record)
+        return 0
 
 
 def _cmd_download(queue, args):
@@ -4272,7 +4563,7 @@ def _cmd_delete(queue, args):
 
 
 def _cmd_list(queue, args):
-    for job_id, info in queue.list():
+    for job_id, info in queue.list(args.states, args.since):
         if args.json:
             _print_json(_json_record(info))
         elif args.long:
@@ -4285,6 +4576,17 @@ def _cmd_list(queue, args):
                 else _format_duration(age), info['runtime'] or '-'))
         else:
             sys.stdout.write('%s %s\n' % (job_id, info['status']))
+
+
+def _cmd_gc(queue, args):
+    records = queue.gc(args.older_than, args.states, args.dry_run)
+    for record in records:
+        if args.json:
+            _print_json(_json_record(record))
+        else:
+            sys.stdout.write('%s %s\n' % (record['id'], record['state']))
+    logger.info("%s %d job%s", "Would remove" if args.dry_run else "Removed",
+                len(records), '' if len(records) == 1 else 's')
 
 
 def _cmd_logs(queue, args):
@@ -4392,7 +4694,7 @@ def _command_line(args, command, *arguments):
 _COMMANDS = {
     'setup': _cmd_setup, 'submit': _cmd_submit, 'status': _cmd_status,
     'download': _cmd_download, 'kill': _cmd_kill, 'delete': _cmd_delete,
-    'list': _cmd_list, 'wait': _cmd_wait, 'logs': _cmd_logs, 'run': _cmd_run,
+    'list': _cmd_list, 'gc': _cmd_gc, 'wait': _cmd_wait, 'logs': _cmd_logs, 'run': _cmd_run,
     'login': _cmd_login, 'logout': _cmd_logout,
 }
 

@@ -27,7 +27,15 @@
 #                         code run before the job, in its shell); a runtime
 #                         refuses those it cannot honour (RC_UNSUPPORTED)
 #   status ID [ID ...]    one record per job
-#   list                  one record per job in the queue
+#   list [state=STATE ...] [since=SECONDS]
+#                         one record per job in the queue (in no order):
+#                         those in one of the STATEs (any, without), and
+#                         submitted in the last SECONDS (see _scan)
+#   gc SECONDS [state=STATE ...] [dry]
+#                         remove the jobs that ended (finished, killed,
+#                         lost; or the STATEs of these) more than SECONDS
+#                         ago, and print their records ("dry": print them
+#                         only); never a job that has not ended
 #   wait SECONDS ID ...   as status, once every job has ended or after
 #                         SECONDS
 #   download ID PATH ...  a tar stream of PATHs (relative to the job)
@@ -44,8 +52,8 @@
 #                         directory it leads to, then the link)
 #   _wrap ID, _batch ID   internal: the runtime's wrapper that runs the job
 #
-# Stdout: a sentinel line "TEJ 1", then for status and list one line per job
-# of tab-separated key=value fields, "dir=" last:
+# Stdout: a sentinel line "TEJ 1", then for status, list and gc one line per
+# job of tab-separated key=value fields, "dir=" last:
 #   id=ID state=STATE exit=N submitted=T started=T finished=T now=T
 #   runtime=NAME runtime_id=X dir=PATH
 # with STATE one of created, queued, running, finished, killed, lost,
@@ -190,6 +198,7 @@ _check_path() {  # a path inside a job: relative, no "..", not empty
 
 _locked=
 _tmp=
+_tmp_removed=
 _self=
 _creating=
 _beat_pid=
@@ -200,6 +209,9 @@ _cleanup() {
     fi
     if [ -n "$_tmp" ]; then
         rm -f "$_tmp"
+    fi
+    if [ -n "$_tmp_removed" ]; then
+        rm -f "$_tmp_removed"
     fi
     if [ -n "$_self" ]; then  # the pushed copy, in its private directory
         rm -rf "${_self%/*}"
@@ -387,9 +399,14 @@ _record() {  # _record ID NOW: print one job's record (tej.py's
     fi
     _load "$_rec_job"
     _rt_refresh "$_rec_job"
+    _print_record "$1" "$2"
+}
+
+_print_record() {  # _print_record ID NOW: the loaded record (the same
+    # line as _SCAN's)
     printf 'id=%s\tstate=%s\texit=%s\tsubmitted=%s\tstarted=%s\tfinished=%s\tnow=%s\truntime=%s\truntime_id=%s\tdir=%s\n' \
         "$1" "${st_state:-created}" "$st_exit" "$st_submitted" "$st_started" \
-        "$st_finished" "$2" "$st_runtime" "$st_runtime_id" "$_rec_job/stage"
+        "$st_finished" "$2" "$st_runtime" "$st_runtime_id" "$Q/jobs/$1/stage"
 }
 
 _active() {  # is the loaded job (after _rt_refresh) still to end?
@@ -710,13 +727,155 @@ _wait() {  # _wait SECONDS ID ...: the records, once every job has ended
     _status "$@"
 }
 
-_list() {
-    _header
-    _ls_now=$(_now)
-    for _ls_job in "$Q"/jobs/*; do
-        [ -d "$_ls_job" ] || continue
-        _record "${_ls_job##*/}" "$_ls_now" || :
+# list and gc read the whole queue with one awk (_SCAN) rather than sh's
+# reads of each record: a queue of thousands of jobs is answered in a
+# fraction of a second. awk answers for the jobs that have ended, whose
+# records no longer change; the others (created, queued, running, or
+# without a record) go to sh (_record's _load and _rt_refresh), which knows
+# their locks and asks the runtime. The time of a job, for the filters:
+# when it was submitted (list since=), when it ended (gc): its finished,
+# else started, else submitted time; for a job without a record, when its
+# submission took the lock (lock/beat); none at all: 0, of old.
+
+# shellcheck disable=SC2016 # awk's own $
+_SCAN='
+BEGIN {
+    now = ENVIRON["TEJ_SCAN_NOW"] + 0; gc = ENVIRON["TEJ_SCAN_GC"] != ""
+    states = ENVIRON["TEJ_SCAN_STATES"]; cut = ENVIRON["TEJ_SCAN_CUT"]
+    jobs = ENVIRON["TEJ_SCAN_JOBS"]; others = ENVIRON["TEJ_SCAN_OTHERS"]
+    removed = ENVIRON["TEJ_SCAN_REMOVED"]
+    nkeys = split("state exit submitted started finished runtime runtime_id", keys, " ")
+    printf "" > others
+}
+length($0) <= 128 && /^[A-Za-z0-9_][A-Za-z0-9_.,+=@%:-]*$/ {
+    id = $0
+    for (i = 1; i <= nkeys; i++) r[keys[i]] = ""
+    file = id "/state"
+    while ((getline line < file) > 0) {
+        eq = index(line, "=")
+        if (eq > 1 && (substr(line, 1, eq - 1) in r))
+            r[substr(line, 1, eq - 1)] = substr(line, eq + 1)
+    }
+    close(file)
+    st = r["state"]
+    if (st != "finished" && st != "killed" && st != "lost") {
+        print id > others
+        next
+    }
+    if (states != "" && index(states, " " st " ") == 0) next
+    if (cut != "") {
+        t = gc ? r["finished"] : r["submitted"]
+        if (gc && t == "") t = r["started"]
+        if (t == "") t = r["submitted"]
+        if (t == "") {
+            file = id "/lock/beat"
+            if ((getline t < file) <= 0) t = ""
+            close(file)
+        }
+        if (t !~ /^[0-9]+$/) t = 0
+        if (gc) { if (t + 0 > cut + 0) next }
+        else if (t + 0 < cut + 0) next
+    }
+    printf "id=%s\tstate=%s\texit=%s\tsubmitted=%s\tstarted=%s\tfinished=%s\tnow=%s\truntime=%s\truntime_id=%s\tdir=%s/%s/stage\n", id, st, r["exit"], r["submitted"], r["started"], r["finished"], now, r["runtime"], r["runtime_id"], jobs, id
+    if (gc) print id > removed
+}
+'
+
+_filter() {  # _filter MODE ARG ...: the filter of list (MODE "list": ARGs
+    # state=STATE, since=SECONDS) or gc (MODE "gc": SECONDS, then ARGs
+    # state=STATE, dry), in _fl_states (" STATE ... ", empty for any),
+    # _fl_cut (the epoch seconds after which a job is listed, or up to
+    # which it is removed; empty: no limit), _fl_dry
+    _fl_mode=$1 _fl_states='' _fl_cut='' _fl_dry=''
+    shift
+    if [ "$_fl_mode" = gc ]; then
+        case ${1:-} in
+            ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of seconds: '${1:-}'" ;;
+        esac
+        _fl_cut=$(($(_now) - $1))
+        shift
+    fi
+    for _fl_arg do
+        case $_fl_mode:$_fl_arg in
+            list:state=created|list:state=queued|list:state=running|\
+            *:state=finished|*:state=killed|*:state=lost)
+                _fl_states="${_fl_states:- }${_fl_arg#state=} " ;;
+            gc:state=*) _die "$RC_INVALID" "gc removes ended jobs only (finished, killed, lost), not: '${_fl_arg#state=}'" ;;
+            list:since=*)
+                case ${_fl_arg#since=} in
+                    ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of seconds: '${_fl_arg#since=}'" ;;
+                esac
+                _fl_cut=$(($(_now) - ${_fl_arg#since=})) ;;
+            gc:dry) _fl_dry=1 ;;
+            *) _die "$RC_INVALID" "invalid argument of $_fl_mode: '$_fl_arg'" ;;
+        esac
     done
+}
+
+_wanted() {  # _wanted JOBDIR: does the loaded job (after _rt_refresh) pass
+    # _filter's filter? (as _SCAN's, for the jobs sh answers for)
+    if [ "$_fl_mode" = gc ]; then
+        ! _active || return 1
+    fi
+    case $_fl_states in
+        ''|*" ${st_state:-created} "*) ;;
+        *) return 1 ;;
+    esac
+    [ -n "$_fl_cut" ] || return 0
+    if [ "$_fl_mode" = gc ]; then
+        _wd_time=${st_finished:-${st_started:-$st_submitted}}
+    else
+        _wd_time=$st_submitted
+    fi
+    if [ -z "$_wd_time" ]; then
+        _read_lock "$1/lock"
+        _wd_time=$_rl_beat
+    fi
+    case $_wd_time in
+        ''|*[!0-9]*) _wd_time=0 ;;
+    esac
+    if [ "$_fl_mode" = gc ]; then
+        [ "$_wd_time" -le "$_fl_cut" ]
+    else
+        [ "$_wd_time" -ge "$_fl_cut" ]
+    fi
+}
+
+_scan() {  # _scan MODE ARG ...: list or gc (see _filter): the records of
+    # the jobs that pass the filter; gc removes them, unless "dry"
+    _filter "$@"
+    _header
+    cd "$Q/jobs" 2>/dev/null || return 0
+    _sc_now=$(_now)
+    _tmp=$Q/scan.tmp.$$ _tmp_removed=
+    if [ "$_fl_mode" = gc ] && [ -z "$_fl_dry" ]; then
+        _tmp_removed=$Q/removed.tmp.$$
+    fi
+    # the names, one a line (echo: a builtin in every shell, unlike
+    # printf; a name that is not a job id is not written)
+    for _sc_id in *; do
+        case $_sc_id in
+            *[!A-Za-z0-9_.,+=@%:-]*|-*|.*) ;;
+            *) echo "$_sc_id" ;;
+        esac
+    done | TEJ_SCAN_NOW=$_sc_now TEJ_SCAN_GC=${_fl_mode#list} \
+        TEJ_SCAN_STATES=$_fl_states TEJ_SCAN_CUT=$_fl_cut \
+        TEJ_SCAN_JOBS=$Q/jobs TEJ_SCAN_OTHERS=$_tmp \
+        TEJ_SCAN_REMOVED=${_tmp_removed:-/dev/null} awk "$_SCAN"
+    if [ -n "$_tmp_removed" ] && [ -f "$_tmp_removed" ]; then
+        # job ids hold nothing that xargs reads as quotes or blanks
+        xargs rm -rf < "$_tmp_removed"
+    fi
+    while IFS= read -r _sc_id; do
+        [ -d "$Q/jobs/$_sc_id" ] || continue
+        _load "$Q/jobs/$_sc_id"
+        _rt_refresh "$Q/jobs/$_sc_id"
+        _wanted "$Q/jobs/$_sc_id" || continue
+        _print_record "$_sc_id" "$_sc_now"
+        if [ -n "$_tmp_removed" ]; then
+            rm -rf "${Q:?}/jobs/$_sc_id"
+        fi
+    done < "$_tmp"
 }
 
 _download() {  # _download ID PATH ...
@@ -880,7 +1039,8 @@ _main() {
                 _submit "$@" ;;
         status) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: status ID ..."
                 _status "$@" ;;
-        list) _list ;;
+        list) _scan list ${1+"$@"} ;;
+        gc) _scan gc ${1+"$@"} ;;
         wait) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: wait SECONDS ID ..."
               _wait "$@" ;;
         download) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: download ID PATH ..."
