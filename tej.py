@@ -9,10 +9,12 @@ Usage (the command line)::
 
     python3 tej.py submit DEST DIRECTORY [--id ID] [--script S]   # prints the id
     python3 tej.py status DEST --id ID     # running / finished N / not found
+    python3 tej.py status DEST ID ID ...   # several: <id> <status> each
     python3 tej.py download DEST --id ID FILE ... [--directory D]
     python3 tej.py kill DEST --id ID
     python3 tej.py delete DEST --id ID
-    python3 tej.py list DEST
+    python3 tej.py list DEST [--state STATE] [--since DURATION]
+    python3 tej.py gc DEST --older-than DURATION [--dry-run]
     python3 tej.py setup DEST [--make-link PATH] [--force]
 
 DEST is ``[ssh://][user@]host[:port]``, an alias from ``~/.ssh/config``, or

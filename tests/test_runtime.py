@@ -5,9 +5,11 @@ And shellcheck -s sh on them.
 """
 
 import os
+import shutil
 import stat
 import subprocess
 import tempfile
+import time
 import unittest
 
 from . import support
@@ -450,6 +452,146 @@ class TestRuntimeDirectly(unittest.TestCase):
         self.assertEqual(proc.returncode, 0)
         mode = os.stat(os.path.join(self.queue, 'jobs', 'p')).st_mode
         self.assertEqual(stat.S_IMODE(mode) & 0o077, 0)
+
+
+class TestScan(unittest.TestCase):
+    """list and gc (common.sh's _scan: one awk for the ended jobs, sh for
+    the others) under every shell, and with busybox's applets only.
+    """
+
+    def setUp(self):
+        self.queue = support.temporary(self)
+        self.script = os.path.join(self.queue, 'tej.sh')
+        with open(self.script, 'w') as fp:
+            fp.write(tej._runtime_script('default'))
+
+    def job(self, job_id, **fields):
+        path = os.path.join(self.queue, 'jobs', job_id)
+        os.makedirs(os.path.join(path, 'stage'))
+        if fields:
+            keys = ('state exit submitted started finished pid pgid boot '
+                    'killreq runtime runtime_id mode').split()
+            with open(os.path.join(path, 'state'), 'w') as fp:
+                fp.write(''.join('%s=%s\n' % (k, fields.get(k, ''))
+                                 for k in keys))
+        return path
+
+    def populate(self):
+        now = int(time.time())
+        day = 86400
+        self.job('f-old', state='finished', exit=0, submitted=now - 3 * day,
+                 started=now - 3 * day, finished=now - 2 * day)
+        self.job('f-new', state='finished', exit=1, submitted=now - 100,
+                 started=now - 90, finished=now - 80)
+        self.job('k-old', state='killed', exit=143, submitted=now - 5 * day)
+        self.job('l-old', state='lost', submitted=now - 5 * day,
+                 started=now - 4 * day)
+        # sh's: recorded running, its process gone (lost); no record and
+        # no lock (a submission that died: lost, of old); a lock of a live
+        # submitter (created); queued, whose runtime says nothing (stays)
+        self.job('r-gone', state='running', submitted=now - 9 * day,
+                 started=now - 9 * day, pid=999999999)
+        self.job('c-dead')
+        creating = self.job('c-live')
+        os.mkdir(os.path.join(creating, 'lock'))
+        # a live tej.sh, as _pid_gone wants (and its sleep, killed with it)
+        holder = subprocess.Popen(['sh', '-c', 'sleep 1000; :', self.script],
+                                  stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        self.addCleanup(holder.wait)
+        self.addCleanup(os.killpg, holder.pid, 9)
+        with open(os.path.join(creating, 'lock', 'owner'), 'w') as fp:
+            fp.write('%s:%d\n' % (os.uname()[1], holder.pid))
+        with open(os.path.join(creating, 'lock', 'beat'), 'w') as fp:
+            fp.write('%d\n' % now)
+        self.job('q-old', state='queued', submitted=now - 9 * day)
+        # not jobs
+        os.makedirs(os.path.join(self.queue, 'jobs', '.new.host.1'))
+        os.makedirs(os.path.join(self.queue, 'jobs', 'a b'))
+        os.makedirs(os.path.join(self.queue, 'jobs', 'a\\cb'))
+
+    def run_sh(self, shell, *args, env=None):
+        argv = [which(SHELLS[shell][0])] + SHELLS[shell][1:]
+        proc = subprocess.run(argv + [self.script, self.queue] +
+                              list(args), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=env)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    def states(self, shell, *args, env=None):
+        code, out, err = self.run_sh(shell, *args, env=env)
+        self.assertEqual(code, 0, (shell, args, err))
+        records = tej._parse_records(tej._split_answer(out))
+        return {r['id']: r['state'] for r in records}
+
+    def check_shell(self, shell, env=None):
+        self.populate()
+        everything = {'f-old': 'finished', 'f-new': 'finished',
+                      'k-old': 'killed', 'l-old': 'lost', 'r-gone': 'lost',
+                      'c-dead': 'lost', 'c-live': 'created',
+                      'q-old': 'queued'}
+        states = lambda *a: self.states(shell, *a, env=env)  # noqa: E731
+        self.assertEqual(states('list'), everything)
+        self.assertEqual(states('list', 'state=lost', 'state=created'), {
+            'l-old': 'lost', 'r-gone': 'lost', 'c-dead': 'lost',
+            'c-live': 'created'})
+        self.assertEqual(states('list', 'since=3600'), {
+            'f-new': 'finished', 'c-live': 'created'})
+        for bad in (['gc'], ['gc', 'x'], ['gc', '1', 'state=running'],
+                    ['gc', '1', 'state=created'], ['gc', '1', 'soon'],
+                    ['list', 'since=x'], ['list', 'state=done'],
+                    ['list', 'dry']):
+            code, out, err = self.run_sh(shell, *bad, env=env)
+            self.assertEqual(code, 8, (shell, bad, err))
+        ended_old = {'f-old': 'finished', 'k-old': 'killed',
+                     'l-old': 'lost', 'r-gone': 'lost', 'c-dead': 'lost'}
+        self.assertEqual(states('gc', '86400', 'dry'), ended_old)
+        self.assertEqual(states('gc', '86400', 'state=lost', 'dry'), {
+            k: v for k, v in ended_old.items() if v == 'lost'})
+        self.assertEqual(sorted(os.listdir(os.path.join(self.queue,
+                                                        'jobs'))),
+                         sorted(list(everything) + ['.new.host.1', 'a b',
+                                                    'a\\cb']))
+        self.assertEqual(states('gc', '86400', 'state=killed'),
+                         {'k-old': 'killed'})
+        self.assertEqual(states('gc', '86400'), {
+            k: v for k, v in ended_old.items() if v != 'killed'})
+        self.assertEqual(sorted(os.listdir(os.path.join(self.queue,
+                                                        'jobs'))),
+                         ['.new.host.1', 'a b', 'a\\cb', 'c-live', 'f-new',
+                          'q-old'])
+        self.assertEqual(states('gc', '0'), {'f-new': 'finished'})
+        self.assertEqual(states('list'), {'c-live': 'created',
+                                          'q-old': 'queued'})
+        # no temporary file left
+        self.assertEqual(sorted(os.listdir(self.queue)), ['jobs', 'tej.sh'])
+
+    def test_every_shell(self):
+        for shell in SHELLS:
+            with self.subTest(shell=shell):
+                need('shells', which(SHELLS[shell][0]),
+                     "%s is not installed" % shell)
+                shutil.rmtree(os.path.join(self.queue, 'jobs'), True)
+                self.check_shell(shell)
+
+    def test_busybox_applets_only(self):
+        busybox = which('busybox')
+        need('shells', busybox, "busybox is not installed")
+        bindir = os.path.join(support.Hermetic.start(), 'scan-busybox-bin')
+        if not os.path.isdir(bindir):
+            os.mkdir(bindir)
+            applets = subprocess.run([busybox, '--list'],
+                                     stdout=subprocess.PIPE).stdout.split()
+            for applet in applets:
+                os.symlink(busybox, os.path.join(bindir, applet.decode()))
+        self.check_shell('busybox', env=dict(os.environ, PATH=bindir))
+
+    def test_empty_and_missing(self):
+        self.assertEqual(self.states('dash', 'list'), {})
+        self.assertEqual(self.states('dash', 'gc', '0'), {})
+        os.makedirs(os.path.join(self.queue, 'jobs'))
+        self.assertEqual(self.states('dash', 'list', 'state=running'), {})
 
 
 setUpModule = support.hermetic_module
