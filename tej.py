@@ -92,6 +92,12 @@ _SHARED_REFUSALS = 4
 _SSH_BACKOFF = 0.1
 _SSH_BACKOFF_STEPS = 5
 
+#: Seconds a call that finds no shared connection waits for the one that
+#: another tej process is starting (_SSHTransport._await_master) before it
+#: goes on without it; and between its looks.
+_MASTER_WAIT = _CONNECT_TIMEOUT + 10
+_MASTER_POLL = 0.02
+
 #: Longest line read before a streaming answer's data, and most of a
 #: bootstrap's answer read in its place.
 _MAX_ANSWER = 1 << 20
@@ -2694,16 +2700,24 @@ class _SSHTransport(_Transport):
             # neither use nor create a shared connection
             argv += ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
         else:
+            mux_only = connection == _SHARED and self._mux_only()
             argv += [
                 # share one connection between calls: use the one there is,
                 # else become it; "tej login" starts it in any case
                 '-o', 'ControlMaster=%s' % (
-                    'yes' if connection == _MASTER else 'auto'),
+                    'yes' if connection == _MASTER else
+                    'no' if mux_only else 'auto'),
                 # our own socket, in a private directory
                 '-o', 'ControlPath=%s' % _ssh_config_word(self.control_path),
                 # keep the connection open a while for the next call
                 '-o', 'ControlPersist=%d' % self.persist,
             ]
+            if mux_only:
+                # the shared connection is there: a session that it refuses
+                # (sshd's MaxSessions, 10) fails and is tried again a moment
+                # later (_SSH_REFUSED), instead of ssh silently making a
+                # whole connection of its own in its place
+                argv += ['-o', 'ProxyCommand=false']
         argv += list(flags)
         if self.username is not None:
             argv += ['-l', self.username]
@@ -2814,6 +2828,8 @@ class _SSHTransport(_Transport):
         (_next_connection); return the result, or raise the error.
         """
         connection = _SHARED if self.multiplex else _OWN
+        if connection == _SHARED:
+            self._await_master()
         for count in range(1, _SSH_ATTEMPTS + 1):
             result, log = attempt(connection)
             if log is None:
@@ -2835,6 +2851,7 @@ class _SSHTransport(_Transport):
             # again, once; a live master that fails is avoided
             if connection == _SHARED and count == 1 and \
                     not self.check_master():
+                self._await_master()
                 return _SHARED
             return _OWN
         time.sleep(random.uniform(
@@ -2845,6 +2862,107 @@ class _SSHTransport(_Transport):
             # of its own
             return _OWN
         return connection
+
+    def _mux_only(self):
+        """May a call on the shared connection forbid ssh a connection of
+        its own (_argv)? When the socket is there, and the user's options
+        name no proxy (theirs would come first and win, or clash).
+        """
+        if any(o == '-J' or o.lower().replace(' ', '').startswith(
+                ('proxycommand', 'proxyjump')) for o in self.options):
+            return False
+        return os.path.exists(self.control_path)
+
+    def _await_master(self):
+        """Before a call on the shared connection: when there is none, make
+        sure that one tej process starts it and the others wait for it,
+        instead of each starting one of its own at the same moment (one
+        connection would win the socket; sshd, or its limits, would see
+        them all).
+
+        Who starts it is decided by an exclusive lock (flock) on the file
+        SOCKET.lock beside the socket: its holder starts the connection
+        (`_start_master`), the others look every _MASTER_POLL seconds for
+        the socket, and use it once it is there. The kernel drops the lock
+        of a process that died, so a crashed starter blocks no one: the
+        next waiter takes the lock and starts the connection. A starter
+        that failed says so in the lock file, with the time: the processes
+        that were waiting then make their calls as they would have
+        (without the lock: ssh's own ControlMaster=auto), to meet the same
+        error, rather than each trying again in turn. After _MASTER_WAIT
+        seconds a waiter goes on without waiting more.
+        """
+        path = self.control_path
+        if os.path.exists(path):
+            return
+        try:
+            import fcntl
+        except ImportError:  # Windows: no fcntl, and no shared connection
+            return
+        began = time.time()
+        deadline = time.monotonic() + _MASTER_WAIT
+        try:
+            fd = os.open(path + '.lock', os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            logger.debug("cannot open %s.lock: %s", path, e)
+            return
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES,
+                                       errno.EWOULDBLOCK):
+                        logger.debug("cannot lock %s.lock: %s", path, e)
+                        return
+                if os.path.exists(path):
+                    return
+                if time.monotonic() > deadline:
+                    logger.debug("no shared connection after %s: going on "
+                                 "without waiting",
+                                 _seconds_text(_MASTER_WAIT))
+                    return
+                time.sleep(_MASTER_POLL)
+            if os.path.exists(path):
+                return  # made while this process waited
+            note = os.pread(fd, 64, 0).decode('ascii', 'replace').split()
+            try:
+                failed = note[0] == 'failed' and float(note[1]) >= began
+            except (IndexError, ValueError):
+                failed = False
+            if failed:
+                return  # the starter this process waited for failed
+            if not self._start_master():
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, b'failed %f\n' % time.time(), 0)
+        finally:
+            os.close(fd)  # and the lock with it
+
+    def _start_master(self):
+        """Start the shared connection in the background (ssh -M -N -f,
+        never prompting); return whether it is there. A failure is not an
+        error here: the call that follows meets it and reports it.
+        """
+        import tempfile
+        fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
+        os.close(fd)
+        # -N: no command; -f: to the background once the connection is up,
+        # its socket listening
+        proc = self._popen(self._argv(log, _MASTER, [
+            '-o', 'BatchMode=yes', '-N', '-f']),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        try:
+            code = proc.wait(timeout=_MASTER_WAIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        text = self._read_log(log)
+        if code != 0:
+            logger.debug("could not start the shared connection (%d): %s",
+                         code, text.strip())
+        return code == 0 and os.path.exists(self.control_path)
 
     def check_master(self):
         """Is there a live shared connection? A stale socket is removed."""
@@ -4535,7 +4653,8 @@ def _cmd_status(queue, args):
             line = '%s %s' % (status, arg) if arg else status
         if len(records) == 1:
             sys.stdout.write(line + '\n')
-            _describe(record)
+            if record['state'] != _NOTFOUND:
+                _describe(record)
         else:
             sys.stdout.write('%s %s\n' % (record['id'], line))
     if args.check:

@@ -8,10 +8,13 @@ Through the test suite's real sshd (see tests/support.py), medians of N runs:
   tej status (warm)           the command line, runtime installed, master up
   tej status (API, warm)      RemoteQueue.status in a running process
 and of the first contact (submit to a new queue), printed as seconds and as
-ratios to the baselines. Then "tej wait" on a 30 s job (ssh execs made, and
-how soon after the job's end it returns), and 50 "tej status" processes
-started at once; the time from submit to the end of wait of a trivial job
-through each runtime (slurm and pbs on the test suite's Slurm, as root).
+ratios to the baselines. Then the goals of issue 12, each with its
+baseline: 50 "tej status" processes started at once with no shared
+connection (against one cold call), "tej list" and "list()" of 5,000 jobs,
+status of 10 jobs in one command (against one job's). Then "tej wait" on a
+30 s job (ssh execs made, and how soon after the job's end it returns); the
+time from submit to the end of wait of a trivial job through each runtime
+(slurm and pbs on the test suite's Slurm, as root).
 """
 
 import os
@@ -70,7 +73,10 @@ def main(argv):
             ('tej status, API (warm)',
              median_time(lambda: queue.status('j'), runs)),
         ]
+        many = bench_status_of_many(server, queue, tej_py, runs)
+        big = bench_big_queue(server, remote, tej_py)
         waited = bench_wait(server, queue, job, argv)
+        cold = bench_cold(queue, cli, 5)
         concurrency = bench_concurrency(server, queue, tej_py)
         latencies = bench_runtimes(server, remote)
     finally:
@@ -90,10 +96,30 @@ def main(argv):
     print("  status (API) / ssh HOST true              %.2f" % (
         base['tej status, API (warm)'] /
         base['ssh HOST true (shared connection)']))
+    ssh_true = base['ssh HOST true (shared connection)']
+    print("goals (issue 12), each against a baseline of the same run")
+    print("  1. status (command line) / (python3 -c pass + ssh HOST true) "
+          "%.2f  (goal <= 1.5)" % (cli_time / (base['python3 -c pass'] +
+                                                ssh_true)))
+    print("  2. status (API) / ssh HOST true %.2f  (goal <= 1.4; %.1f ms / "
+          "%.1f ms)" % (base['tej status, API (warm)'] / ssh_true,
+                        base['tej status, API (warm)'] * 1000,
+                        ssh_true * 1000))
+    count, ok, wall, masters, connections = concurrency
+    print("  3. %d 'tej status' at once, no shared connection: %.2f s wall "
+          "(goal <= 3 s), %.1f x one cold call (%.0f ms); %d succeeded, %d "
+          "master(s) left, %d connection(s) made"
+          % (count, wall, wall / cold, cold * 1000, ok, masters, connections))
+    jobs, cli_list, api_list, gc_dry = big
+    print("  4. list of %d jobs: command line %.2f s, API %.2f s (goal <= "
+          "0.5 s); %.1f x a warm status (command line); gc --dry-run of "
+          "them %.2f s" % (jobs, cli_list, api_list, cli_list / cli_time,
+                           gc_dry))
+    n, one, several = many
+    print("  5. status of %d jobs in one command: %.1f ms, %.2f x one job's "
+          "(%.1f ms)" % (n, several * 1000, several / one, one * 1000))
     print("wait for a %d s job: %d ssh exec(s), returned %.2f s after the "
           "job's end" % waited)
-    print("%d concurrent 'tej status' processes: %d succeeded, %.1f s "
-          "wall time" % concurrency)
     for runtime, seconds in latencies:
         print("submit to finished, trivial job, %-8s %6.2f s (median of 3)"
               % (runtime + ':', seconds))
@@ -156,18 +182,91 @@ def bench_wait(server, queue, job, argv):
     return seconds, execs, returned - ended
 
 
+def wait_closed(queue):
+    """Wait until the queue's shared connection is gone."""
+    support.wait_for(lambda: not os.path.exists(
+        queue._transport.control_path), what='the connection to close')
+
+
+def bench_cold(queue, cli, runs):
+    """One ``tej status`` (``cli``) with no shared connection: median."""
+    times = []
+    for _ in range(runs):
+        queue.close()
+        wait_closed(queue)
+        start = time.perf_counter()
+        run(cli)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def bench_concurrency(server, queue, tej_py, count=50):
-    """``count`` ``tej status`` processes started together."""
+    """``count`` ``tej status`` processes started together, with no shared
+    connection: (count, succeeded, wall time, masters left, connections
+    made).
+    """
     queue.close()
+    wait_closed(queue)
     cmd = [sys.executable, tej_py] + server.cli(
         'status', server.alias, '--id', 'j', '--queue', str(queue.queue))
+    before = server.sshd_started()
     start = time.perf_counter()
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL)
              for _ in range(count)]
     ok = sum(p.communicate()[0] == b'finished 0\n' and p.returncode == 0
              for p in procs)
-    return count, ok, time.perf_counter() - start
+    wall = time.perf_counter() - start
+    return (count, ok, wall, len(server.masters(queue)),
+            server.sshd_started() - before)
+
+
+def bench_status_of_many(server, queue, tej_py, runs, count=10):
+    """``tej status`` of ``count`` jobs against that of one (medians)."""
+    job = support.make_tree(tempfile.mkdtemp(), {'start.sh': 'true\n'})
+    ids = ['many%d' % i for i in range(count)]
+    for job_id in ids:
+        queue.submit(job_id, job)
+    for job_id in ids:
+        queue.wait(job_id)
+
+    def cli(*job_ids):
+        return [sys.executable, tej_py] + server.cli(
+            'status', server.alias, *job_ids) + ['--queue', str(queue.queue)]
+    one = median_time(lambda: run(cli(ids[0])), runs)
+    several = median_time(lambda: run(cli(*ids)), runs)
+    return count, one, several
+
+
+def bench_big_queue(server, remote, tej_py, count=5000):
+    """``tej list``, ``RemoteQueue.list()`` and ``gc --dry-run`` of a queue
+    of ``count`` finished jobs (one run through tej, its record copied):
+    (count, seconds of each; medians of 3).
+    """
+    path = os.path.join(remote, 'big')
+    queue = server.queue(path)
+    job = support.make_tree(tempfile.mkdtemp(), {'start.sh': 'true\n'})
+    queue.submit('seed', job)
+    queue.wait('seed')
+    jobs = os.path.join(path, 'jobs')
+    with open(os.path.join(jobs, 'seed', 'state')) as fp:
+        state = fp.read()
+    for i in range(count - 1):
+        directory = os.path.join(jobs, 'copy%05d' % i)
+        os.mkdir(directory, 0o700)
+        with open(os.path.join(directory, 'state'), 'w') as fp:
+            fp.write(state)
+        os.chown(directory, server.uid, server.gid)
+        os.chown(os.path.join(directory, 'state'), server.uid, server.gid)
+    cli = [sys.executable, tej_py] + server.cli('list', server.alias,
+                                                '--queue', path)
+    gc = [sys.executable, tej_py] + server.cli(
+        'gc', server.alias, '--queue', path, '--older-than', '0',
+        '--dry-run')
+    assert len(list(queue.list())) == count
+    return (count, median_time(lambda: run(cli), 3),
+            median_time(lambda: list(queue.list()), 3),
+            median_time(lambda: run(gc), 3))
 
 
 if __name__ == '__main__':

@@ -409,10 +409,14 @@ class SSHServer(object):
             return len(fp.read().split())
 
     def masters(self, queue):
-        """Pids of the shared connection (ssh -M) of a queue."""
+        """Pids of the shared connection (ssh -M) of a queue: one that a
+        call became ("[mux]"), or that tej started (ControlMaster=yes).
+        """
         path = queue._transport.control_path
+        word = tej._ssh_config_word(path)  # as tej gives it to ssh
         return [p.pid for p in processes(
-            lambda p: path in p.args and '[mux]' in p.args)]
+            lambda p: (path in p.args and '[mux]' in p.args) or
+            (word in p.args and 'ControlMaster=yes' in p.args))]
 
     def stop(self):
         for q in self.queues:

@@ -654,7 +654,7 @@ class TestNoSecondSend(unittest.TestCase):
             fp.write(
                 '#!/bin/sh\n'
                 '# a session that broke: its message in the -E file\n'
-                'case " $* " in *" -O "*) exit 255 ;; esac\n'
+                'case " $* " in *" -O "*|*" -N "*) exit 255 ;; esac\n'
                 'echo exec >> "%s"\n'
                 'log= prev=\n'
                 'for a do\n'

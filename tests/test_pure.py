@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 import unittest
 
 from . import support
@@ -825,8 +826,20 @@ class TestClassifySSH(unittest.TestCase):
 #: up, it runs the remote command here (a login without one succeeds).
 #: Each call appends its ControlMaster option (no, auto, yes) to
 #: $STUB_CALLS, and its arguments, one line, to $STUB_ARGS; -O requests
-#: fail (there is no master).
+#: fail (there is no master), and so does the start of the shared
+#: connection ("-o BatchMode=yes -N -f", counted in $STUB_CALLS.master);
+#: with $STUB_MASTER set, that makes the control socket (a plain file)
+#: instead.
 STUB_SSH = r"""#!/bin/sh
+case " $* " in
+    *" -o BatchMode=yes -N -f "*)
+        echo start >> "$STUB_CALLS.master"
+        [ -n "${STUB_MASTER:-}" ] || exit 1
+        for a do
+            case $a in ControlPath=*) a=${a#*\"}; : > "${a%\"}" ;; esac
+        done
+        exit 0 ;;
+esac
 printf '%s\n' "$*" >> "$STUB_ARGS"
 log=/dev/null master=
 while [ "$#" -gt 0 ]; do
@@ -944,6 +957,57 @@ class TestRetryLoop(unittest.TestCase):
         self.assertIn(' -o BatchMode=yes ', call)
         self.assertIn(' -O check -- stub', check)
         self.assertIn(' -O exit -- stub', exit)
+
+    def master_starts(self):
+        try:
+            with open(self.calls + '.master') as fp:
+                return len(fp.read().split())
+        finally:
+            open(self.calls + '.master', 'w').close()
+
+    def test_the_shared_connection_is_started_once_a_call(self):
+        # it cannot start: the call goes on as ssh would (auto), once
+        early = self.log(tej._SSH_EARLY)
+        self.assertEqual(self.attempts(early, early), ['auto'] * 3)
+        self.assertEqual(self.master_starts(), 1)
+        # a starter that failed while this call waited: not tried again
+        queue = tej.RemoteQueue('stub', os.path.join(self.tmp, 'q'))
+        with open(queue._transport.control_path + '.lock', 'w') as fp:
+            fp.write('failed %f\n' % (time.time() + 60))
+        self.assertEqual(self.attempts(), ['auto'])
+        self.assertEqual(self.master_starts(), 0)
+        os.unlink(queue._transport.control_path + '.lock')
+
+    def test_sessions_on_the_shared_connection_never_connect(self):
+        # once the shared connection is there, a session it refuses is a
+        # failure to try again, not a connection of ssh's own
+        support.patch_env(self.addCleanup, STUB_MASTER='1')
+        socket = tej.RemoteQueue('stub')._transport.control_path
+        self.addCleanup(os.unlink, socket)
+        refused = self.log(tej._SSH_REFUSED)
+        open(self.argv, 'w').close()
+        self.assertEqual(self.attempts(refused), ['no', 'no'])
+        self.assertEqual(self.master_starts(), 1)
+        with open(self.argv) as fp:
+            for argv in fp.read().splitlines():
+                self.assertIn(' -o ProxyCommand=false ', argv)
+                self.assertNotIn('ControlPath=none', argv)
+        # the socket is there: no start, no lock needed
+        self.assertEqual(self.attempts(), ['no'])
+        self.assertEqual(self.master_starts(), 0)
+        # a proxy of the user's is left alone (it comes first, and -J
+        # would clash with ProxyCommand)
+        for options in (['-J', 'jump'], ['-o', 'ProxyJump=jump'],
+                        ['-o', 'proxycommand nc %h %p']):
+            open(self.argv, 'w').close()
+            queue = tej.RemoteQueue('stub', os.path.join(self.tmp, 'q'),
+                                    ssh_options=options)
+            with self.assertRaises(tej.QueueDoesntExist):
+                list(queue.list())
+            with open(self.argv) as fp:
+                argv = fp.read()
+            self.assertNotIn('ProxyCommand=false', argv)
+            self.assertIn('ControlMaster=auto', argv)
 
     def test_control_path_is_one_word_without_tokens(self):
         W = tej._ssh_config_word

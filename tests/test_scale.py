@@ -4,6 +4,8 @@ shared connection. Timings are in tests/bench.py, not here.
 """
 
 import os
+import subprocess
+import sys
 import time
 
 from . import support
@@ -14,7 +16,8 @@ setUpModule = support.ssh_module
 
 class ExecCounter(object):
     """TEJ_SSH as a wrapper that counts the calls' ssh execs (not the
-    ``-O`` requests) in a file.
+    ``-O`` requests, nor the start of the shared connection, ``-N``) in a
+    file.
     """
 
     def __init__(self, test):
@@ -22,7 +25,7 @@ class ExecCounter(object):
         wrapper = os.path.join(test.tmp, 'counting-ssh')
         with open(wrapper, 'w') as fp:
             fp.write('#!/bin/sh\n'
-                     'case " $* " in *" -O "*) ;; '
+                     'case " $* " in *" -O "*|*" -N "*) ;; '
                      '*) echo exec >> "%s" ;; esac\n'
                      'exec ssh "$@"\n' % self.log)
         os.chmod(wrapper, 0o755)
@@ -271,3 +274,87 @@ class TestStatusOfMany(BigQueue):
         code, out, err = self.cli('status', self.dest)
         self.assertEqual((code, out), (2, ''))
         self.assertIn('tej: error: status needs a job', err)
+
+
+#: Holds the lock beside a control socket, as a tej process starting the
+#: shared connection does (its argument: the socket's path), until killed.
+LOCK_HOLDER = r"""
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1] + '.lock', os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print('locked', flush=True)
+time.sleep(1000)
+"""
+
+
+class TestColdCallers(BigQueue):
+    """Many tej processes that find no shared connection: one of them
+    starts it (a lock beside the socket says which), the others wait for
+    it and use it.
+    """
+
+    def cold(self, q):
+        """Close the shared connection; return the number of sshd started
+        so far.
+        """
+        q.close()
+        support.wait_for(lambda: not self.server.masters(q),
+                         what='the shared connection to close')
+        self.assertFalse(os.path.exists(q._transport.control_path))
+        return self.server.sshd_started()
+
+    def status_process(self):
+        return subprocess.Popen(
+            [sys.executable, os.path.join(support.TOP, 'tej.py')] +
+            self.args('status', self.dest, '--id', 'seed'),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def test_fifty_at_once(self):
+        q = self.make_queue()
+        before = self.cold(q)
+        procs = [self.status_process() for _ in range(50)]
+        results = [p.communicate(timeout=120) + (p.returncode,)
+                   for p in procs]
+        for out, err, code in results:
+            self.assertEqual((code, out), (0, b'finished 0\n'), err)
+        self.assertEqual(len(self.server.masters(q)), 1)
+        # one connection for all of them: no session went around it
+        self.assertEqual(self.server.sshd_started() - before, 1)
+
+    def holder(self, q):
+        """A process that holds the lock (killed after the test)."""
+        proc = subprocess.Popen([sys.executable, '-c', LOCK_HOLDER,
+                                 q._transport.control_path],
+                                stdout=subprocess.PIPE)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        self.assertEqual(proc.stdout.readline(), b'locked\n')
+        return proc
+
+    def test_a_crashed_starter_blocks_no_one(self):
+        q = self.make_queue()
+        before = self.cold(q)
+        holder = self.holder(q)
+        waiters = [self.status_process() for _ in range(5)]
+        # they wait while the holder lives (well within their bound)...
+        time.sleep(2)
+        self.assertEqual([p.poll() for p in waiters], [None] * 5)
+        self.assertEqual(self.server.sshd_started(), before)
+        # ...and go on once it is gone: one of them starts the connection
+        holder.kill()
+        for p in waiters:
+            out, err = p.communicate(timeout=60)
+            self.assertEqual((p.returncode, out), (0, b'finished 0\n'), err)
+        self.assertEqual(len(self.server.masters(q)), 1)
+        self.assertEqual(self.server.sshd_started() - before, 1)
+
+    def test_a_starter_that_hangs_is_waited_for_within_a_bound(self):
+        q = self.make_queue()
+        self.cold(q)
+        self.holder(q)
+        saved = tej._MASTER_WAIT
+        tej._MASTER_WAIT = 1
+        self.addCleanup(setattr, tej, '_MASTER_WAIT', saved)
+        started = time.monotonic()
+        self.assertEqual(q.status('seed')[::2], ('finished', '0'))
+        self.assertGreaterEqual(time.monotonic() - started, 1)
