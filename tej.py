@@ -879,7 +879,10 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #                         (a scheduler argument, repeatable), prologue (sh
 #                         code run before the job, in its shell); a runtime
 #                         refuses those it cannot honour (RC_UNSUPPORTED)
-#   status ID [ID ...]    one record per job
+#   status [-n] ID [ID ...]
+#                         one record per job (-n: without "now"); jobs
+#                         that have ended are answered at the top of this
+#                         file, before the rest of it is read
 #   list [state=STATE ...] [since=SECONDS]
 #                         one record per job in the queue (in no order):
 #                         those in one of the STATEs (any, without), and
@@ -961,11 +964,67 @@ if [ -z "${TEJ_CALLER_SAVED:-}" ]; then
     TEJ_CALLER_SAVED=1 TEJ_LC_ALL=${LC_ALL-} TEJ_LC_ALL_SET=${LC_ALL+1}
     export TEJ_CALLER_SAVED TEJ_LC_ALL TEJ_LC_ALL_SET
 fi
-# (the bootstrap has saved the umask already, before its own umask 077)
-: "${TEJ_UMASK:=$(umask)}"
-export TEJ_UMASK
 LC_ALL=C
 export LC_ALL
+# status's fast path. sh runs a script's commands as it reads them: when
+# every job asked about has ended (its record says finished, killed or
+# lost, which never changes again) or is not there, status answers here and
+# exits before the rest of this file is even read, with no lock, no runtime
+# and no other process (not even for the umask; with -n, no "now" in the
+# records: not even date);
+# else the whole runtime answers (_status), as for any verb. The records are
+# those of _print_record.
+_fp_now=
+if [ "${2:-}" = status ] && [ "$#" -ge 3 ]; then
+    _fp_n=0 _fp_out='' _fp_rc=$RC_OK _fp_tab='	' _fp_nl='
+'
+    if [ "$3" != -n ]; then
+        _fp_now=$(date +%s)
+    fi
+    for _fp_id do
+        _fp_n=$((_fp_n + 1))
+        if [ "$_fp_n" -le 2 ] || { [ "$_fp_n" = 3 ] && [ "$_fp_id" = -n ]; }; then
+            continue
+        fi
+        case $_fp_id in
+            ''|-*|.*|*[!A-Za-z0-9_.,+=@%:-]*) _fp_n=0; break ;;
+        esac
+        [ "${#_fp_id}" -le 128 ] || { _fp_n=0; break; }
+        if [ ! -d "$1/jobs/$_fp_id" ]; then
+            _fp_out=$_fp_out"id=$_fp_id${_fp_tab}state=notfound$_fp_nl"
+            _fp_rc=$RC_NO_JOB
+            continue
+        fi
+        _fp_state='' _fp_exit='' _fp_submitted='' _fp_started='' _fp_finished=''
+        _fp_runtime='' _fp_runtime_id=''
+        [ -f "$1/jobs/$_fp_id/state" ] || { _fp_n=0; break; }
+        while IFS= read -r _fp_line; do
+            case $_fp_line in
+                state=*) _fp_state=${_fp_line#*=} ;;
+                exit=*) _fp_exit=${_fp_line#*=} ;;
+                submitted=*) _fp_submitted=${_fp_line#*=} ;;
+                started=*) _fp_started=${_fp_line#*=} ;;
+                finished=*) _fp_finished=${_fp_line#*=} ;;
+                runtime=*) _fp_runtime=${_fp_line#*=} ;;
+                runtime_id=*) _fp_runtime_id=${_fp_line#*=} ;;
+            esac
+        done < "$1/jobs/$_fp_id/state"
+        case $_fp_state in
+            finished|killed|lost) ;;
+            *) _fp_n=0; break ;;
+        esac
+        _fp_out=$_fp_out"id=$_fp_id${_fp_tab}state=$_fp_state${_fp_tab}exit=$_fp_exit${_fp_tab}submitted=$_fp_submitted${_fp_tab}started=$_fp_started${_fp_tab}finished=$_fp_finished${_fp_tab}now=$_fp_now${_fp_tab}runtime=$_fp_runtime${_fp_tab}runtime_id=$_fp_runtime_id${_fp_tab}dir=$1/jobs/$_fp_id/stage$_fp_nl"
+    done
+    if [ "$_fp_n" -gt 0 ]; then
+        printf 'TEJ %s\n%s' "$TEJ_PROTOCOL" "$_fp_out"
+        exit "$_fp_rc"
+    fi
+fi
+
+# (the bootstrap has saved the umask already, before its own umask 077;
+# a call without input skips the bootstrap: tej.py's _FAST_START)
+: "${TEJ_UMASK:=$(umask)}"
+export TEJ_UMASK
 umask 077
 
 : "${TEJ_SH:=sh}"
@@ -1541,10 +1600,15 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     printf 'id=%s\n' "$_sb_id"
 }
 
-_status() {  # _status ID ...: one record per job; RC_NO_JOB if one is not
-    # there
+_status() {  # _status [-n] ID ...: one record per job; RC_NO_JOB if one
+    # is not there. -n: without "now" (see the fast path, at the top)
     _header
-    _ss_now=$(_now)
+    if [ "$1" = -n ]; then
+        _ss_now=
+        shift
+    else
+        _ss_now=${_fp_now:-$(_now)}
+    fi
     _ss_rc=$RC_OK
     for _ss_id in "$@"; do
         _check_id "$_ss_id"
@@ -2353,9 +2417,18 @@ def _runtime_script(name):
 
 
 def _runtime_version(name):
-    """The content of QUEUE/version for a runtime: protocol, name, hash."""
-    digest = hashlib.sha256(_runtime_script(name).encode('utf-8'))
-    return '%d/%s/%s' % (PROTOCOL, name, digest.hexdigest()[:16])
+    """The content of QUEUE/version for a runtime: protocol, name, hash
+    (computed once: every call sends them).
+    """
+    version = _VERSIONS.get(name)
+    if version is None:
+        digest = hashlib.sha256(_runtime_script(name).encode('utf-8'))
+        version = _VERSIONS[name] = '%d/%s/%s' % (
+            PROTOCOL, name, digest.hexdigest()[:16])
+    return version
+
+
+_VERSIONS = {}
 
 
 #: What every call runs first: bootstrap.sh (which says what it does)
@@ -2371,16 +2444,38 @@ _BOOTSTRAP = _fold(_prelude() + _RUNTIME_PROBE + _RUNTIME_BOOTSTRAP)
 _READ_AND_RUN = 'IFS= read -r tej_call && eval "$tej_call"'
 
 
-def _call_line(argv):
+#: The line before the bootstrap's in a call that has no input of its own
+#: (_call_line): the common case in a few words, for sh reads a line byte
+#: by byte (read may not take more than the line), and the whole
+#: bootstrap's costs more than the verb. A queue path "~", "~/...", "/..."
+#: or relative to the home directory, that is not a link file, with a
+#: runtime of VERSIONS installed: tej.sh runs at once (it saves the
+#: caller's umask itself, when it needs it). Anything else ("~NAME", a
+#: link, no queue, another version): sh reads the next line, the whole
+#: bootstrap, as every other call. No "!" in it, as in the bootstrap.
+_FAST_START = (
+    'case $1 in "~") q=$HOME ;; "~/"*) q=$HOME/${1#"~/"} ;; "~"*) q= ;; '
+    '/*) q=$1 ;; *) q=$HOME/$1 ;; esac; v=; [ -z "$q" ] || [ -f "$q" ] || '
+    '{ IFS= read -r v < "$q/version"; } 2>/dev/null; case " $2 " in '
+    '*" $v "*) [ -z "$v" ] || { shift 2; exec "${TEJ_SH:-sh}" "$q/tej.sh" '
+    '"$q" "$@"; } ;; esac; IFS= read -r tej_call && eval "$tej_call"')
+
+
+def _call_line(argv, fast=False):
     """The first line of a call's stdin (see _READ_AND_RUN): ``set --``
     with ``argv`` (QUEUE VERSIONS VERB ARG...), then the bootstrap. A
     newline in an argument is written "$tej_nl", to keep it one line.
+    With ``fast`` (a call that has no input: its stdin ends there), two
+    lines: _FAST_START's first, then that one.
     """
     words = ' '.join(shlex.quote(arg).replace('\n', '\'"$tej_nl"\'')
                      for arg in argv)
-    line = 'set -- %s; %s\n' % (words, _BOOTSTRAP)
+    prefix = ''
     if any('\n' in arg for arg in argv):
-        line = "tej_nl=$(printf '\\n_'); tej_nl=${tej_nl%_}; " + line
+        prefix = "tej_nl=$(printf '\\n_'); tej_nl=${tej_nl%_}; "
+    line = '%sset -- %s; %s\n' % (prefix, words, _BOOTSTRAP)
+    if fast:
+        line = '%sset -- %s; %s\n' % (prefix, words, _FAST_START) + line
     return line.encode('utf-8', 'surrogateescape')
 
 
@@ -2422,15 +2517,44 @@ class _Transport(object):
         """Close the shared connection, if there is one."""
 
 
+#: What a new pipe surely takes without blocking (Linux 64 KiB, macOS 16
+#: KiB at first), for _start_call.
+_PIPE_BUF = 8192
+
+
+class _NoFeeder(object):
+    """The feeder of a call whose stdin was written whole beforehand."""
+
+    @staticmethod
+    def join():
+        pass
+
+
+_NO_FEEDER = _NoFeeder()
+
+
 def _start_call(popen, command, argv, stdin, **kwargs):
     """Start ``popen(command, stdin=PIPE_END, **kwargs)``, a call whose
     stdin is its line (_call_line of ``argv``) then ``stdin`` (None, bytes
-    or a file), written by a thread: the process, its ``feeder`` thread an
-    attribute, to join once the process has ended.
+    or a file), written by a thread (or beforehand, when it is only a short
+    line): the process, its ``feeder`` thread an attribute, to join once
+    the process has ended.
     """
     import threading
-    head = _call_line(argv)
+    # the verbs of the runtime itself (_install, _detect) are the
+    # bootstrap's
+    head = _call_line(argv, fast=stdin is None and not argv[2].startswith('_'))
     read, write = os.pipe()
+    if stdin is None and len(head) <= _PIPE_BUF:
+        # all of it fits in the pipe now: no thread (a call is quicker)
+        try:
+            with open(write, 'wb') as pipe:
+                pipe.write(head)
+            proc = popen(command, stdin=read, **kwargs)
+        finally:
+            os.close(read)
+        proc.feeder = _NO_FEEDER
+        return proc
 
     def feed():
         try:
@@ -3500,7 +3624,11 @@ class RemoteQueue(object):
         `JobNotFound`, `QueueDoesntExist`.
         """
         from pathlib import PurePosixPath
-        status, directory, arg = _compat_status(self.info(job_id))
+        check_jobid(job_id)
+        # -n: the record without the server's time, which needs no date
+        # there (see the fast path at the top of common.sh)
+        record = _parse_records(self._calls.call('status', ['-n', job_id]))[0]
+        status, directory, arg = _compat_status(record)
         return status, PurePosixPath(directory), arg
 
     def download(self, job_id, files, **kwargs):

@@ -26,7 +26,10 @@
 #                         (a scheduler argument, repeatable), prologue (sh
 #                         code run before the job, in its shell); a runtime
 #                         refuses those it cannot honour (RC_UNSUPPORTED)
-#   status ID [ID ...]    one record per job
+#   status [-n] ID [ID ...]
+#                         one record per job (-n: without "now"); jobs
+#                         that have ended are answered at the top of this
+#                         file, before the rest of it is read
 #   list [state=STATE ...] [since=SECONDS]
 #                         one record per job in the queue (in no order):
 #                         those in one of the STATEs (any, without), and
@@ -108,11 +111,67 @@ if [ -z "${TEJ_CALLER_SAVED:-}" ]; then
     TEJ_CALLER_SAVED=1 TEJ_LC_ALL=${LC_ALL-} TEJ_LC_ALL_SET=${LC_ALL+1}
     export TEJ_CALLER_SAVED TEJ_LC_ALL TEJ_LC_ALL_SET
 fi
-# (the bootstrap has saved the umask already, before its own umask 077)
-: "${TEJ_UMASK:=$(umask)}"
-export TEJ_UMASK
 LC_ALL=C
 export LC_ALL
+# status's fast path. sh runs a script's commands as it reads them: when
+# every job asked about has ended (its record says finished, killed or
+# lost, which never changes again) or is not there, status answers here and
+# exits before the rest of this file is even read, with no lock, no runtime
+# and no other process (not even for the umask; with -n, no "now" in the
+# records: not even date);
+# else the whole runtime answers (_status), as for any verb. The records are
+# those of _print_record.
+_fp_now=
+if [ "${2:-}" = status ] && [ "$#" -ge 3 ]; then
+    _fp_n=0 _fp_out='' _fp_rc=$RC_OK _fp_tab='	' _fp_nl='
+'
+    if [ "$3" != -n ]; then
+        _fp_now=$(date +%s)
+    fi
+    for _fp_id do
+        _fp_n=$((_fp_n + 1))
+        if [ "$_fp_n" -le 2 ] || { [ "$_fp_n" = 3 ] && [ "$_fp_id" = -n ]; }; then
+            continue
+        fi
+        case $_fp_id in
+            ''|-*|.*|*[!A-Za-z0-9_.,+=@%:-]*) _fp_n=0; break ;;
+        esac
+        [ "${#_fp_id}" -le 128 ] || { _fp_n=0; break; }
+        if [ ! -d "$1/jobs/$_fp_id" ]; then
+            _fp_out=$_fp_out"id=$_fp_id${_fp_tab}state=notfound$_fp_nl"
+            _fp_rc=$RC_NO_JOB
+            continue
+        fi
+        _fp_state='' _fp_exit='' _fp_submitted='' _fp_started='' _fp_finished=''
+        _fp_runtime='' _fp_runtime_id=''
+        [ -f "$1/jobs/$_fp_id/state" ] || { _fp_n=0; break; }
+        while IFS= read -r _fp_line; do
+            case $_fp_line in
+                state=*) _fp_state=${_fp_line#*=} ;;
+                exit=*) _fp_exit=${_fp_line#*=} ;;
+                submitted=*) _fp_submitted=${_fp_line#*=} ;;
+                started=*) _fp_started=${_fp_line#*=} ;;
+                finished=*) _fp_finished=${_fp_line#*=} ;;
+                runtime=*) _fp_runtime=${_fp_line#*=} ;;
+                runtime_id=*) _fp_runtime_id=${_fp_line#*=} ;;
+            esac
+        done < "$1/jobs/$_fp_id/state"
+        case $_fp_state in
+            finished|killed|lost) ;;
+            *) _fp_n=0; break ;;
+        esac
+        _fp_out=$_fp_out"id=$_fp_id${_fp_tab}state=$_fp_state${_fp_tab}exit=$_fp_exit${_fp_tab}submitted=$_fp_submitted${_fp_tab}started=$_fp_started${_fp_tab}finished=$_fp_finished${_fp_tab}now=$_fp_now${_fp_tab}runtime=$_fp_runtime${_fp_tab}runtime_id=$_fp_runtime_id${_fp_tab}dir=$1/jobs/$_fp_id/stage$_fp_nl"
+    done
+    if [ "$_fp_n" -gt 0 ]; then
+        printf 'TEJ %s\n%s' "$TEJ_PROTOCOL" "$_fp_out"
+        exit "$_fp_rc"
+    fi
+fi
+
+# (the bootstrap has saved the umask already, before its own umask 077;
+# a call without input skips the bootstrap: tej.py's _FAST_START)
+: "${TEJ_UMASK:=$(umask)}"
+export TEJ_UMASK
 umask 077
 
 : "${TEJ_SH:=sh}"
@@ -688,10 +747,15 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     printf 'id=%s\n' "$_sb_id"
 }
 
-_status() {  # _status ID ...: one record per job; RC_NO_JOB if one is not
-    # there
+_status() {  # _status [-n] ID ...: one record per job; RC_NO_JOB if one
+    # is not there. -n: without "now" (see the fast path, at the top)
     _header
-    _ss_now=$(_now)
+    if [ "$1" = -n ]; then
+        _ss_now=
+        shift
+    else
+        _ss_now=${_fp_now:-$(_now)}
+    fi
     _ss_rc=$RC_OK
     for _ss_id in "$@"; do
         _check_id "$_ss_id"

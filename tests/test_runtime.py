@@ -594,4 +594,93 @@ class TestScan(unittest.TestCase):
         self.assertEqual(self.states('dash', 'list', 'state=running'), {})
 
 
+class TestStatusFastPath(unittest.TestCase):
+    """status of jobs that have ended is answered at the top of tej.sh,
+    before the rest is read, without another process; the same records as
+    the whole runtime's.
+    """
+
+    def setUp(self):
+        self.base, job, self.q = local_queue(self, 'exit 3\n')
+        self.q.submit('f', job)
+        self.assertEqual(self.q.wait('f'), 3)
+        self.q.submit('k', job, script='sleep 1000')
+        self.q.kill('k')
+        self.q.submit('r', job, script='sleep 1000')
+        self.addCleanup(self.q.kill, 'r')
+        support.wait_for(lambda: self.q.info('r')['started'])
+        self.queue = os.path.join(self.base, 'q')
+        self.script = os.path.join(self.queue, 'tej.sh')
+
+    def run_sh(self, shell, *args, **env):
+        argv = [which(SHELLS[shell][0])] + SHELLS[shell][1:]
+        proc = subprocess.run(argv + [self.script, self.queue] + list(args),
+                              stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=dict(os.environ, **env))
+        return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+    @staticmethod
+    def lines(out, without_now=True):
+        """The answer's records by id (without the time of the answer)."""
+        records = {}
+        for line in tej._split_answer(out.encode()):
+            fields = [f for f in line.split('\t')
+                      if not (without_now and f.startswith('now='))]
+            records[fields[0]] = fields
+        return records
+
+    def test_same_answer_as_the_whole_runtime(self):
+        for shell in SHELLS:
+            with self.subTest(shell=shell):
+                need('shells', which(SHELLS[shell][0]),
+                     "%s is not installed" % shell)
+                # with "r", running, the whole runtime answers for all
+                code, whole, err = self.run_sh(shell, 'status', 'f', 'k',
+                                               'nope', 'r')
+                self.assertEqual(code, 3, err)
+                code, fast, err = self.run_sh(shell, 'status', 'f', 'k',
+                                              'nope')
+                self.assertEqual(code, 3, err)
+                whole, fast = self.lines(whole), self.lines(fast)
+                self.assertEqual(sorted(fast), ['id=f', 'id=k', 'id=nope'])
+                for job_id in fast:
+                    self.assertEqual(fast[job_id], whole[job_id])
+                self.assertEqual(fast['id=f'][1:3], ['state=finished',
+                                                     'exit=3'])
+                # -n: no "now", on both paths; and with it, a time
+                for args in (['f'], ['f', 'r']):
+                    code, out, err = self.run_sh(shell, 'status', '-n',
+                                                 *args)
+                    self.assertEqual(code, 0, err)
+                    for fields in self.lines(out, False).values():
+                        self.assertIn('now=', fields)
+                code, out, err = self.run_sh(shell, 'status', 'f')
+                self.assertRegex(out, r'\tnow=[0-9]+\t')
+                # what the fast path does not know goes to the whole runtime
+                for bad in ('-x', '.f', 'a b', 'x' * 129):
+                    code, out, err = self.run_sh(shell, 'status', 'f', bad)
+                    self.assertEqual(code, 8, (bad, err))
+
+    def test_reads_nothing_else(self):
+        # the rest of tej.sh is not even read: broken, it does not matter
+        # to status of ended jobs; nor does a PATH without any command (in
+        # the shells whose printf is a builtin)
+        with open(self.script) as fp:
+            text = fp.read()
+        self.addCleanup(support.make_tree, self.queue, {'tej.sh': text})
+        with open(self.script, 'a') as fp:
+            fp.write('\nif then fi ((\n')
+        for shell in ('dash', 'bash', 'busybox', 'yash'):
+            with self.subTest(shell=shell):
+                need('shells', which(SHELLS[shell][0]),
+                     "%s is not installed" % shell)
+                code, out, err = self.run_sh(shell, 'status', '-n', 'f', 'k',
+                                             PATH='/nonexistent')
+                self.assertEqual((code, err), (0, ''))
+                self.assertEqual(sorted(self.lines(out)), ['id=f', 'id=k'])
+                code, out, err = self.run_sh(shell, 'status', '-n', 'r')
+                self.assertNotEqual(code, 0)
+
+
 setUpModule = support.hermetic_module
