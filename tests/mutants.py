@@ -437,6 +437,86 @@ umask 022
                     "from where the first try left it",
         tests=['test_pure.TestHelpers'],
     ),
+    # ---- scale: big queues, many callers, a cheap status (issue 12) ----------
+    dict(
+        name='gc-removes-active',
+        file='runtimes/common.sh',
+        original='''    if [ "$_fl_mode" = gc ]; then
+        ! _active || return 1
+    fi
+''',
+        replacement='',
+        description="gc removes old jobs that have not ended (queued, "
+                    "running), when sh answers for them",
+        tests=['test_runtime.TestScan.test_every_shell',
+               'test_scale.TestGC.test_removes_exactly_what_it_says'],
+    ),
+    dict(
+        name='list-since-ignored',
+        file='runtimes/common.sh',
+        original='''        if (gc) { if (t + 0 > cut + 0) next }
+        else if (t + 0 < cut + 0) next''',
+        replacement='''        if (gc) { if (t + 0 > cut + 0) next }''',
+        description="list --since lists the ended jobs of any age",
+        tests=['test_runtime.TestScan.test_every_shell'],
+    ),
+    dict(
+        name='scan-gc-keeps-the-removed',
+        file='runtimes/common.sh',
+        original='''        xargs rm -rf < "$_tmp_removed"''',
+        replacement='''        :''',
+        description="gc says it removed the ended jobs that awk found, "
+                    "and leaves them there",
+        tests=['test_scale.TestGC.test_removes_exactly_what_it_says'],
+    ),
+    dict(
+        name='master-race',
+        file='tej.py',
+        original='''        path = self.control_path
+        if os.path.exists(path):
+            return
+        try:
+            import fcntl''',
+        replacement='''        path = self.control_path
+        if True:
+            return
+        try:
+            import fcntl''',
+        description="tej processes that find no shared connection each "
+                    "start one, at the same moment",
+        tests=['test_scale.TestColdCallers'],
+    ),
+    dict(
+        name='refused-session-connects',
+        file='tej.py',
+        original='''            if mux_only:
+                # the shared connection is there''',
+        replacement='''            if False:
+                # the shared connection is there''',
+        description="a session the shared connection refuses makes a "
+                    "whole connection of its own (ssh's silent fallback)",
+        tests=['test_scale.TestColdCallers.test_fifty_at_once',
+               'test_pure.TestRetryLoop'],
+    ),
+    dict(
+        name='fast-status-any-state',
+        file='runtimes/common.sh',
+        original='''        case $_fp_state in
+            finished|killed|lost) ;;''',
+        replacement='''        case $_fp_state in
+            finished|killed|lost|running) ;;''',
+        description="status's fast path answers for a job recorded "
+                    "running, whose process may be gone (lost)",
+        tests=['test_runtime.TestStatusFastPath'],
+    ),
+    dict(
+        name='status-many-in-many-calls',
+        file='tej.py',
+        original='''        records = queue.infos(job_ids)  # one call for all''',
+        replacement='''        records = [queue.infos([i])[0] for i in job_ids]''',
+        description="status ID ID... makes one ssh exec per job",
+        tests=['test_scale.TestStatusOfMany'],
+    ),
     # ---- the server side's own defects ----------------------------------------
     dict(
         name='install-dir-predictable',
