@@ -551,7 +551,7 @@ umask 022
     dict(
         name='output-under-077',
         file='runtimes/common.sh',
-        original='''        exec < /dev/null > _stdout 2> _stderr
+        original='''        exec < /dev/null >> _stdout 2>> _stderr
 ''',
         replacement='''        exec < /dev/null >> _stdout 2>> _stderr
         chmod 600 _stdout _stderr
