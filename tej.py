@@ -303,7 +303,7 @@ def _runtime_error(verb, code, stderr):
         _RC_JOB_EXISTS: JobAlreadyExists,
         _RC_LINK_BROKEN: QueueLinkBroken,
         _RC_QUEUE_EXISTS: QueueExists,
-        _RC_NO_FILE: Error,
+        _RC_NO_FILE: _NoSuchFile,
         _RC_UNSUPPORTED: Error,
         _RC_INVALID: ValueError,
     }
@@ -410,6 +410,10 @@ class JobNotFound(Error):
 class JobStillRunning(Error):
     """The operation needs the job to have ended."""
     default = "Job is still running"
+
+
+class _NoSuchFile(Error):
+    """A path asked for is not in the job's directory."""
 
 
 class RemoteCommandFailure(Error):
@@ -3170,7 +3174,6 @@ class RemoteQueue(object):
             except JobAlreadyExists:
                 if if_exists != 'reuse':
                     raise
-                logger.info("Job %s exists already: using it", job_id)
                 return job_id, False
         logger.info("Submitted job %s", job_id)
         return job_id, True
@@ -4122,6 +4125,9 @@ def _parser():
                      help="where to put the results (default: here)")
     sub.add_argument('--keep', action='store_true',
                      help="do not delete the job at the end")
+    sub.add_argument('--rerun-failed', action='store_true',
+                     help="run the job again if it was there and failed "
+                          "(a killed or lost one is always run again)")
     sub.add_argument('--timeout', type=_seconds, metavar='SECONDS',
                      help="give up after this long (exit 124; the job goes "
                           "on)")
@@ -4234,6 +4240,8 @@ def _cmd_submit(queue, args):
     job_id, created = queue.submit_job(
         args.job_id, args.directory, args.script, args.content_id,
         args.if_exists, **_resources(args))
+    if not created:
+        logger.info("Job %s exists already: using it", job_id)
     if args.json:
         _print_json({'tej': 1, 'id': job_id, 'created': created})
     else:
@@ -4324,10 +4332,7 @@ def _cmd_wait(queue, args):
 
 
 def _cmd_run(queue, args):
-    job_id, created = queue.submit_job(None, args.directory, args.script,
-                                       True, 'reuse', **_resources(args))
-    if not created:
-        logger.info("Re-attaching to job %s, submitted before", job_id)
+    job_id = _submit_for_run(queue, args)
     try:
         state, exit_code = queue.logs(
             job_id, stdout=_binary(sys.stderr if args.json else sys.stdout),
@@ -4344,29 +4349,75 @@ def _cmd_run(queue, args):
             _command_line(args, 'kill', '--id', job_id))
         raise
     record = {'id': job_id, 'state': state, 'exit': exit_code}
-    downloaded = []
-    if args.download:
+    if args.json and state != _NOTFOUND:
+        # the whole record, while the job is there
+        record = queue.info(job_id)
+    status = _job_exit(record)
+    downloaded, keep = [], args.keep
+    for path in args.download:
+        # each that is there comes, whatever the exit code
         try:
-            downloaded = queue.download(job_id, args.download,
-                                        directory=args.into)
+            downloaded += queue.download(job_id, [path],
+                                         directory=args.into)
+        except _NoSuchFile as e:
+            logger.warning("%s", e)
+            if status == 0:
+                status, keep = _EXIT_ERROR, True
         except Error as e:
-            if _job_exit(record) == 0:
-                raise
-            logger.warning("Could not download the results: %s", e)
-    if not args.keep:
-        queue.delete(job_id)
+            logger.warning("Could not download %s: %s", path, e)
+            status, keep = status or _EXIT_ERROR, True
+    if keep and not args.keep:
+        logger.warning("Job %s is kept, for its results. Delete it with: %s",
+                       job_id, _command_line(args, 'delete', '--id', job_id))
+    elif not keep:
+        try:
+            queue.delete(job_id)
+        except JobNotFound:  # another run of the same job deleted it
+            pass
     if args.json:
-        result = dict(_json_record(record), downloaded=downloaded)
-        _print_json(result)
+        _print_json(dict(_json_record(record), downloaded=downloaded))
     _say_how_it_ended(record)
-    return _job_exit(record)
+    return status
+
+
+def _submit_for_run(queue, args):
+    """Submit the job of ``run``, or re-attach to the one with its content
+    id; a job there that was killed or lost (or failed, with
+    --rerun-failed) is replaced. Return its id.
+    """
+    resources = _resources(args)
+    job_id, created = queue.submit_job(None, args.directory, args.script,
+                                       True, 'reuse', **resources)
+    if created:
+        return job_id
+    try:
+        record = queue.info(job_id)
+    except JobNotFound:  # deleted since: submit it again
+        record = {'state': _NOTFOUND, 'exit': None}
+    state = record['state']
+    if state in (_KILLED, _LOST, _NOTFOUND) or (
+            args.rerun_failed and state == _FINISHED and record['exit']):
+        logger.info("Job %s %s: running it again", job_id, {
+            _KILLED: "was killed", _LOST: "was lost",
+            _NOTFOUND: "was deleted"}.get(
+                state, "failed with exit code %s" % record['exit']))
+        if state != _NOTFOUND:
+            try:
+                queue.delete(job_id)
+            except JobNotFound:
+                pass
+        queue.submit_job(job_id, args.directory, args.script, False,
+                         'reuse', **resources)
+    else:
+        logger.info("Re-attaching to job %s, submitted before", job_id)
+    return job_id
 
 
 def _say_how_it_ended(record):
     """A warning for a job that did not succeed (wait, run)."""
     state, job_id = record['state'], record['id']
     if state == _NOTFOUND:
-        logger.warning("Job %s not found", job_id)
+        logger.warning("no job %s", job_id)
     elif state != _FINISHED:
         logger.warning("Job %s was %s", job_id, state)
     elif record['exit']:
