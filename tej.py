@@ -57,6 +57,9 @@ __all__ = [
 
 logger = logging.getLogger('tej')
 
+#: The level of -v: what tej does (-vv, DEBUG, adds the remote commands).
+_VERBOSE = 15
+
 
 # ===========================================================================
 # Constants
@@ -2242,6 +2245,12 @@ class _Transport(object):
     def close(self):
         """Close the shared connection, if there is one."""
 
+    def command_for(self, command):
+        """The tej command line ``command`` on this destination, as a
+        message suggests it (the command line puts in the options given).
+        """
+        return _shell_command(['tej', command, self.name])
+
 
 def _start_call(popen, command, argv, stdin, **kwargs):
     """Start ``popen(command, stdin=PIPE_END, **kwargs)``, a call whose
@@ -2514,9 +2523,11 @@ class _SSHTransport(_Transport):
             # the password comes from SSH_ASKPASS (_askpass_env), never a
             # command line; one try: a wrong one is not asked again
             argv += ['-o', 'BatchMode=no', '-o', 'NumberOfPasswordPrompts=1']
-        elif connection != _MASTER:
-            # never prompt: "tej login" is the interactive way in
-            argv += ['-o', 'BatchMode=yes']
+        else:
+            # never prompt: "tej login" is the interactive way in, and
+            # prompts whatever ssh_config says (a -o given to tej wins)
+            argv += ['-o', 'BatchMode=%s' % (
+                'no' if connection == _MASTER else 'yes')]
         if connection == _OWN:
             # neither use nor create a shared connection
             argv += ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
@@ -2621,13 +2632,13 @@ class _SSHTransport(_Transport):
         if outcome == _SSH_HOST_KEY:
             return Error(
                 "The host key of %s is unknown or has changed. Check it, "
-                "then connect once with 'ssh %s' (or 'tej login %s') to "
-                "accept it." % (self.hostname, self.hostname, self.hostname))
+                "then accept it with: %s" % (self.hostname,
+                                             self.command_for('login')))
         if outcome == _SSH_AUTH:
             return Error(
                 "Authentication to %s failed. tej does not prompt: use a "
-                "key or an agent, or run 'tej login %s' first."
-                % (self.name, self.name))
+                "key or an agent, or log in first with: %s"
+                % (self.name, self.command_for('login')))
         return ConnectionLost(
             "Cannot connect to %s: %s" % (
                 self.name, _last_line(log) or "the connection was lost"),
@@ -2745,13 +2756,22 @@ class _SSHTransport(_Transport):
         """Open the shared connection interactively: password, 2FA and
         host key questions happen here, once. Raise `Error` when it fails.
         """
+        if self.check_master():
+            logger.info("Already logged in to %s; to close the connection: "
+                        "%s", self.name, self.command_for('logout'))
+            return
         import tempfile
         fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
         os.close(fd)
         # -N: no command; -f: to the background once logged in
         code = self._popen(self._argv(log, _MASTER, ['-N', '-f'])).wait()
         text = self._read_log(log)
-        if code != 0:
+        if code == 0:
+            logger.info("Logged in to %s. The connection stays open for "
+                        "%s unused, or until: %s", self.name,
+                        _seconds_text(self.persist),
+                        self.command_for('logout'))
+        else:
             outcome = _classify_ssh(code, text)
             if outcome == _SSH_AUTH:
                 raise Error("Authentication to %s failed: %s" % (
@@ -2861,8 +2881,6 @@ class _Installer(object):
         if self.need_runtime and runtime not in self.need_runtime:
             raise ValueError("Runtime %s is not one of %s" % (
                 runtime, ', '.join(sorted(self.need_runtime))))
-        logger.info("Installing the %s runtime in %s on %s", runtime,
-                    self.queue, self.where)
         script = _runtime_script(runtime).encode('utf-8')
         links = list(links)
         args = [str(len(script)), _runtime_version(runtime), mode,
@@ -2884,6 +2902,10 @@ class _Calls(object):
         self.timeout = timeout
 
     def argv(self, verb, args=()):
+        """The bootstrap's arguments for ``verb``; -v says the call."""
+        logger.log(_VERBOSE, "%s%s on %s", verb.lstrip('_'),
+                   ' ' + args[0] if args and verb[0] != '_' else '',
+                   self.transport.name)
         return [self.installer.queue, self.installer.versions(), verb] + \
             list(args)
 
@@ -2903,6 +2925,8 @@ class _Calls(object):
         code, out, err = self.run(verb, args, stdin, timeout)
         if code == _RC_NEED_RUNTIME:
             runtime = self.installer.to_install(_split_answer(out), create)
+            logger.info("Installing the %s runtime in %s on %s", runtime,
+                        self.installer.queue, self.installer.where)
             install, args, script = self.installer.install(
                 runtime, 'auto', then=[verb] + list(args))
             if stdin is None:
@@ -2937,6 +2961,9 @@ class _Calls(object):
         install, args, script = self.installer.install(runtime, mode, force,
                                                        links)
         self.answer(install, *self.run(install, args, script, self.timeout))
+        if mode == 'setup':
+            logger.info("Installed the %s runtime in %s on %s", runtime,
+                        self.installer.queue, self.installer.where)
 
     def stream(self, verb, args, consume, deadline=None):
         """Run a verb whose answer is a stream: after the sentinel, a line
@@ -3186,7 +3213,10 @@ class RemoteQueue(object):
         and ``dir``. Raise `JobNotFound`, `QueueDoesntExist`.
         """
         check_jobid(job_id)
-        return _parse_records(self._calls.call('status', [job_id]))[0]
+        try:
+            return _parse_records(self._calls.call('status', [job_id]))[0]
+        except JobNotFound:
+            raise JobNotFound("no job %s" % job_id)
 
     def infos(self, job_ids):
         """The records of several jobs, in one call: a list of dicts as
@@ -3331,7 +3361,7 @@ class RemoteQueue(object):
         """
         record = self.wait_all([job_id], timeout, retry_for)[0]
         if record['state'] == _NOTFOUND:
-            raise JobNotFound("Job %s not found" % job_id)
+            raise JobNotFound("no job %s" % job_id)
         return record['exit']
 
     def wait_all(self, job_ids, timeout=None, retry_for=None):
@@ -3925,39 +3955,70 @@ _EXIT_KILLED = 123
 _EXIT_TIMEOUT = 124
 _EXIT_ERROR = 125
 
-_EXIT_CODES = """\
-exit status:
-  0    success (status: whatever the job's state, "not found" too)
-  1    error: a message "tej: error: ..." says what
-  2    bad command line
-  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
-wait, run and status --check exit with the job's own exit code, or:
-  120  the job has not ended (status --check)
-  121  no such job
-  122  the job was lost (its process vanished without an exit code)
-  123  the job was killed
-  124  timeout: the job goes on
-  125  error (in place of 1)
-"""
+#: The exit statuses of wait, run and status --check that are not the job's.
+_JOB_EXITS = [
+    (_EXIT_RUNNING, "the job has not ended (status --check)"),
+    (_EXIT_NOT_FOUND, "no such job"),
+    (_EXIT_LOST, "the job was lost (its process vanished without an exit "
+                 "code)"),
+    (_EXIT_KILLED, "the job was killed"),
+    (_EXIT_TIMEOUT, "timeout: the job goes on"),
+    (_EXIT_ERROR, "error (in place of 1)"),
+]
+
+
+def _exit_codes(command=None):
+    """The "exit status" part of the help of ``command`` (None: of tej):
+    only the statuses it can end with.
+    """
+    job = {None: "wait, run and status --check exit with the job's own exit "
+                 "code, or:",
+           'status': "with --check: the job's own exit code, or:",
+           'wait': "the job's own exit code (the first that failed), or:",
+           'run': "the job's own exit code, or:"}
+    lines = ["exit status:"]
+    if command not in ('wait', 'run'):
+        lines.append("  0    success%s" % {
+            None: ' (status: whatever the job\'s state, "not found" too)',
+            'status': ' (whatever the job\'s state, "not found" too)'}.get(
+                command, ''))
+        lines.append('  1    error: a message "tej: error: ..." says what')
+    lines.append("  2    bad command line")
+    lines.append("  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)")
+    if command in job:
+        lines.append(job[command])
+        left_out = {'status': _EXIT_TIMEOUT, 'wait': _EXIT_RUNNING,
+                    'run': _EXIT_RUNNING}.get(command)
+        lines += ["  %d  %s" % (code, text) for code, text in _JOB_EXITS
+                  if code != left_out]
+    return '\n'.join(lines) + '\n'
+
+
+#: The commands that are about the connection, not a queue: no --queue.
+_NO_QUEUE = ('login', 'logout')
 
 
 class _Terminated(Exception):
     """SIGTERM, as an exception (like KeyboardInterrupt for SIGINT)."""
 
 
-def _add_common(parser, with_id=False):
+def _add_common(parser, with_id=False, with_queue=True):
     import argparse
     # also accepted after the command; SUPPRESS keeps the value given before
     parser.add_argument('-v', '--verbose', action='count',
-                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                        default=argparse.SUPPRESS,
+                        help="say what tej does (-vv: and the remote "
+                             "commands)")
     parser.add_argument('-q', '--quiet', action='count',
-                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                        default=argparse.SUPPRESS,
+                        help="errors only")
     parser.add_argument('destination', metavar='DESTINATION',
                         help="[ssh://][user@]host[:port], an ssh_config "
                              "alias, or local:")
-    parser.add_argument('--queue', default=DEFAULT_TEJ_DIR,
-                        help="the queue's directory on the server "
-                             "(default: %(default)s)")
+    if with_queue:
+        parser.add_argument('--queue', default=DEFAULT_TEJ_DIR,
+                            help="the queue's directory on the server "
+                                 "(default: %(default)s)")
     if with_id:
         parser.add_argument('--id', dest='job_id', required=True,
                             help="the job's identifier")
@@ -4001,20 +4062,21 @@ def _parser():
         description="Trivial Extensible Job-submission: send a directory "
                     "to a server over SSH, run it there, and get its "
                     "results back.",
-        epilog=_EXIT_CODES)
+        epilog=_exit_codes())
     parser.add_argument('--version', action='version',
                         version='tej version %s' % __version__)
     parser.add_argument('-v', '--verbose', action='count', default=0,
-                        help="more messages (twice: debugging)")
+                        help="say what tej does (-vv: and the remote "
+                             "commands)")
     parser.add_argument('-q', '--quiet', action='count', default=0,
-                        help="fewer messages (errors only)")
+                        help="errors only")
     commands = parser.add_subparsers(dest='command', metavar='COMMAND')
 
     def command(name, help, with_id=False, json=False):
         sub = commands.add_parser(name, help=help, description=help,
                                   formatter_class=Formatter,
-                                  epilog=_EXIT_CODES)
-        _add_common(sub, with_id)
+                                  epilog=_exit_codes(name))
+        _add_common(sub, with_id, name not in _NO_QUEUE)
         if json:
             sub.add_argument('--json', action='store_true',
                              help="print JSON (see README.rst)")
@@ -4163,7 +4225,7 @@ def _resources(args):
 
 
 def _job_exit(record):
-    """The exit status that says how a job ended (see _EXIT_CODES)."""
+    """The exit status that says how a job ended (see _JOB_EXITS)."""
     state = record['state']
     if state == _FINISHED:
         return record['exit']
@@ -4434,8 +4496,9 @@ def _command_line(args, command, *arguments):
     password = args.password or destination != args.destination
     argv = [sys.executable, os.path.abspath(__file__), command,
             destination.replace(':***@', '@', 1)] + list(arguments)
-    if args.queue != DEFAULT_TEJ_DIR:
-        argv += ['--queue', args.queue]
+    queue = getattr(args, 'queue', DEFAULT_TEJ_DIR)
+    if queue != DEFAULT_TEJ_DIR and command not in _NO_QUEUE:
+        argv += ['--queue', queue]
     argv += _ssh_options(args)
     if args.no_multiplex:
         argv.append('--no-multiplex')
@@ -4455,11 +4518,17 @@ _COMMANDS = {
 
 
 def _queue(args):
-    """The queue that the command line names."""
-    return RemoteQueue(_destination(args), args.queue,
-                       setup_runtime=getattr(args, 'runtime', None),
-                       ssh_options=_ssh_options(args),
-                       multiplex=not args.no_multiplex)
+    """The queue that the command line names; the commands its messages
+    suggest are ones that work when pasted (_command_line).
+    """
+    queue = RemoteQueue(_destination(args),
+                        getattr(args, 'queue', DEFAULT_TEJ_DIR),
+                        setup_runtime=getattr(args, 'runtime', None),
+                        ssh_options=_ssh_options(args),
+                        multiplex=not args.no_multiplex)
+    queue._transport.command_for = lambda command: _command_line(args,
+                                                                 command)
+    return queue
 
 
 def _destination(args):
@@ -4498,8 +4567,8 @@ def main(argv=None):
         parser.print_usage(sys.stderr)
         sys.stderr.write("tej: error: a command is required\n")
         return 2
-    level = [logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG][
-        max(0, min(3, 2 + args.verbose - args.quiet))]
+    level = [logging.ERROR, logging.INFO, _VERBOSE, logging.DEBUG][
+        max(0, min(3, 1 + args.verbose - args.quiet))]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter('tej: %(message)s'))
     server = logging.StreamHandler(sys.stderr)
