@@ -4132,8 +4132,9 @@ def _parser():
     sub.add_argument('--id', dest='job_id',
                      help="the job's id (default: <dirname>_<user>_<random>)")
     sub.add_argument('--content-id', action='store_true',
-                     help="the id is <dirname>_<hash of the files and "
-                          "script>: the same content is the same job")
+                     help="the id is <dirname>_<hash of the files, "
+                          "script and options>: the same content is the "
+                          "same job")
     sub.add_argument('--if-exists', choices=['fail', 'reuse'],
                      help="when a job has the id: fail (default), or reuse "
                           "it (default with --content-id)")
