@@ -170,16 +170,15 @@ def _fold(script):
     """
     lines = [line.strip() for line in script.splitlines()]
     lines = [line for line in lines if line and not line.startswith('#')]
-    folded = ''
-    for line in lines:
-        if folded:
-            if re.search(r'(?:^|\s)(?:then|do|else|in|\{)$|(?:&&|\|\||\||;;)$',
-                         folded):
-                folded += ' '
-            elif not folded.endswith(';'):
-                folded += '; '
-        folded += line
-    return folded
+    joined = lines[:1]
+    for previous, line in zip(lines, lines[1:]):
+        if re.search(r'(?:^|\s)(?:then|do|else|in|\{)$|(?:&&|\|\||\||;;)$',
+                     previous):
+            joined.append(' ')
+        elif not previous.endswith(';'):
+            joined.append('; ')
+        joined.append(line)
+    return ''.join(joined)
 
 
 def _split_answer(output):
