@@ -358,6 +358,9 @@ class TestRun(CICase):
                                          'touch ../../../once; sleep 1000\n'})
         job_id = self.q.submit(None, job, content_id=True)
         support.wait_state(self.q, job_id, 'running')
+        # killed once its script has run so far (running is said before)
+        support.wait_for(lambda: os.path.exists(os.path.join(
+            str(self.q.queue), 'once')), what='the job to make "once"')
         self.q.kill(job_id)
         code, out, err = self.cli('run', self.server.alias, job)
         self.assertEqual((code, out), (0, 'again\n'), err)
