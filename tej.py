@@ -4744,10 +4744,9 @@ def _parser(wanted=None):
     sub.add_argument('--since', type=_duration, metavar='DURATION',
                      help="only the jobs submitted in the last DURATION "
                           "(seconds, or 90s, 15m, 2h, 7d, 2w, 1h30m)")
-    sub = command('gc', "remove the jobs that ended (finished, killed or "
-                        "lost) more than DURATION ago; prints each: <id> "
-                        "<state>. Jobs that have not ended are never "
-                        "removed", json=True)
+    sub = command('gc', "remove the jobs that ended (finished, killed, "
+                        "lost) long enough ago, never one that has not; "
+                        "prints each: <id> <state>", json=True)
     sub.add_argument('--older-than', type=_duration, required=True,
                      metavar='DURATION', help="how long ago they ended "
                      "(seconds, or 90s, 15m, 2h, 7d, 2w, 1h30m)")
