@@ -2980,11 +2980,12 @@ class _SSHTransport(_Transport):
         os.close(fd)
         logger.debug("%s: %s", self.name, _shell_command(argv))
         try:
-            # no terminal, no X11: a plain pipe to sh
+            # no terminal, no X11: a plain pipe to sh. "exec": the login
+            # shell (sh, csh, fish alike) becomes that sh, one process less
             proc = _start_call(
                 self._popen, self._argv(log, connection, ['-T', '-x']) +
-                [_shell_command(['sh', '-c', _READ_AND_RUN])], argv, stdin,
-                stdout=stdout, stderr=stderr)
+                ['exec ' + _shell_command(['sh', '-c', _READ_AND_RUN])],
+                argv, stdin, stdout=stdout, stderr=stderr)
         except BaseException:
             os.unlink(log)
             raise

@@ -389,10 +389,10 @@ umask 022
     dict(
         name='arguments-in-the-login-shell',
         file='tej.py',
-        original="                [_shell_command(['sh', '-c', "
-                 "_READ_AND_RUN])], argv, stdin,",
-        replacement="                [_shell_command(['sh', '-c', "
-                    "_READ_AND_RUN, 'tej'] + list(argv))], argv, stdin,",
+        original="                ['exec ' + _shell_command(['sh', '-c', "
+                 "_READ_AND_RUN])],",
+        replacement="                ['exec ' + _shell_command(['sh', '-c', "
+                    "_READ_AND_RUN, 'tej'] + list(argv))],",
         description="the call's arguments also go on the command line that "
                     "the login shell reads: tcsh and fish run them",
         tests=['test_shells.TestTcshLogin', 'test_shells.TestFishLogin'],
