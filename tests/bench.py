@@ -105,11 +105,13 @@ def main(argv):
           "%.1f ms)" % (base['tej status, API (warm)'] / ssh_true,
                         base['tej status, API (warm)'] * 1000,
                         ssh_true * 1000))
-    count, ok, wall, masters, connections = concurrency
+    count, ok, wall, masters, connections, floor = concurrency
     print("  3. %d 'tej status' at once, no shared connection: %.2f s wall "
-          "(goal <= 3 s), %.1f x one cold call (%.0f ms); %d succeeded, %d "
-          "master(s) left, %d connection(s) made"
-          % (count, wall, wall / cold, cold * 1000, ok, masters, connections))
+          "(goal <= 3 s), %.1f x one cold call (%.0f ms), %.1f x %d "
+          "'python3 -c pass' at once (%.2f s); %d succeeded, %d master(s) "
+          "left, %d connection(s) made"
+          % (count, wall, wall / cold, cold * 1000, wall / floor, count,
+             floor, ok, masters, connections))
     jobs, cli_list, api_list, gc_dry = big
     print("  4. list of %d jobs: command line %.2f s, API %.2f s (goal <= "
           "0.5 s); %.1f x a warm status (command line); gc --dry-run of "
@@ -217,8 +219,14 @@ def bench_concurrency(server, queue, tej_py, count=50):
     ok = sum(p.communicate()[0] == b'finished 0\n' and p.returncode == 0
              for p in procs)
     wall = time.perf_counter() - start
+    # the floor: as many interpreters doing nothing, at once
+    start = time.perf_counter()
+    for p in [subprocess.Popen([sys.executable, '-c', 'pass'])
+              for _ in range(count)]:
+        p.wait()
+    floor = time.perf_counter() - start
     return (count, ok, wall, len(server.masters(queue)),
-            server.sshd_started() - before)
+            server.sshd_started() - before, floor)
 
 
 def bench_status_of_many(server, queue, tej_py, runs, count=10):
