@@ -5,7 +5,6 @@ local: and on a destination that cannot be reached.
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
