@@ -4449,7 +4449,8 @@ class JobMonitor(object):
 
         def report(db, jobs):
             for job in jobs:
-                if job.ended and self._claim(db, job):
+                if job.ended and not job.paused and job.deleted is None \
+                        and self._claim(db, job):
                     reported.append(job)
                     if on_end is not None:
                         on_end(job)
@@ -4758,7 +4759,7 @@ def _on_end_command(command, job):
 
 def _cmd_monitor(queue, args):
     monitor = JobMonitor()
-    failed = []
+    failed, unreachable = [], set()
 
     def line(job):
         text = '%s %s %s' % (job.destination, job.id, job.state)
@@ -4768,9 +4769,14 @@ def _cmd_monitor(queue, args):
 
     def on_change(before, after):
         if after.error is not None:
-            logger.warning("%s is unreachable: %s", after.destination,
-                           after.error)
-        elif not after.ended:
+            if after.destination not in unreachable:
+                logger.warning("%s is unreachable (tried again every "
+                               "interval): %s", after.destination,
+                               after.error)
+            unreachable.add(after.destination)
+            return
+        unreachable.discard(after.destination)
+        if not after.ended:
             sys.stdout.write(line(after) + '\n')
             sys.stdout.flush()
 

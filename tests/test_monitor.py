@@ -219,6 +219,18 @@ class TestJobs(MonitorCase):
         self.assertEqual((code, out), (0, ''))
         code, out, err = self.tej('jobs', '--state', 'deleted')
         self.assertEqual(self.table(out)['a'][0], 'deleted')
+        # run records its job too, which it deletes at the end (unless
+        # --keep: then the monitor reports its end)
+        job = self.job('ran', {'start.sh': 'echo ran\n'})
+        for keep in ([], ['--keep']):
+            code, out, err = self.tej('run', 'local:', job, '--queue',
+                                      self.local_path, '--label', 'r', *keep)
+            self.assertEqual((code, out), (0, 'ran\n'), err)
+        rows = [r for r in self.registry_rows() if r[8] == 'r']
+        self.assertEqual(len(rows), 1)  # the same content: the same job
+        self.assertIsNone(rows[0][6])
+        code, out, err = self.tej('monitor', '--until-done')
+        self.assertEqual((code, out.split()[-2:]), (0, ['finished', '0']))
 
     def test_off_and_no_record(self):
         self.submit('local:', None, 'kept', 'true', '--label', 'x')
@@ -333,6 +345,32 @@ class TestMonitor(MonitorCase):
         self.assertEqual((code, out), (0, '%s c finished 0\n' % d), err)
         self.assertEqual(sorted(e.split('|')[2] for e in self.ended()),
                          ['a', 'b', 'c'])
+
+    def test_an_unreachable_destination_does_not_hold_up_the_others(self):
+        d = self.server.alias
+        self.submit(d, None, 'r', WAIT_FOR_GO)
+        self.submit(FLAKY, self.q2_path, 'u', WAIT_FOR_GO, '--no-multiplex')
+        self.flaky('down')
+        command = self.on_end()
+        monitor = subprocess.Popen(
+            [sys.executable, TEJ_PY, 'monitor', '--interval', '1',
+             '--on-end', command], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        self.addCleanup(lambda: monitor.poll() is None and monitor.kill())
+        self.touch_remote('r', 'go')
+        wait_for(self.ended, lambda ends: len(ends) == 1, timeout=30,
+                 what='r reported')
+        # back: tried again, and its end is reported
+        self.flaky('down', False)
+        self.touch_remote('u', 'go', self.q2_path)
+        wait_for(self.ended, lambda ends: len(ends) == 2, timeout=30,
+                 what='u reported')
+        monitor.kill()
+        out, err = monitor.communicate()
+        self.assertEqual(sorted(e.split('|')[2] for e in self.ended()),
+                         ['r', 'u'])
+        self.assertEqual(err.decode().count('%s is unreachable' % FLAKY), 1,
+                         err)
 
     def test_paused_job_is_not_checked(self):
         d = self.server.alias
