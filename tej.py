@@ -4669,19 +4669,25 @@ def _jobs_table(jobs, now, width=80, cached=False):
                     [job.label or '', directory])
     widths = [max(len(r[i]) for r in [head] + rows)
               for i in range(len(head))]
-    # what does not fit is cut: the directory (its start), then the
-    # destination, the id, the label
-    least = {0: 8, 1: 12, len(head) - 2: 5, len(head) - 1: 9}
-    for column in (len(head) - 1, 0, 1, len(head) - 2):
+    # what does not fit is cut, a little at a time: the directory (its
+    # start) down to ".../NAME", the destination, the label, the
+    # directory again, then the id (which says which job it is) and the
+    # others further
+    label, last = len(head) - 2, len(head) - 1
+    names = max([len('.../' + os.path.basename(r[last])) for r in rows] +
+                [9])
+    for column, least in ((last, names), (0, 12), (label, 5), (last, 9),
+                          (1, 20), (0, 8), (1, 12)):
         excess = sum(widths) + len(widths) - 1 - width
         if excess <= 0:
             break
-        widths[column] = max(least[column], widths[column] - excess)
+        widths[column] = max(min(least, widths[column]),
+                             widths[column] - excess)
 
     def cut(text, size, column):
         if len(text) <= size:
             return text
-        if column == len(head) - 1:
+        if column == last:
             return '...' + text[len(text) - size + 3:]
         return text[:size - 3] + '...'
     right = {3, 4}
