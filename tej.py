@@ -61,6 +61,9 @@ __all__ = [
 
 logger = logging.getLogger('tej')
 
+#: The level of -v: what tej does (-vv, DEBUG, adds the remote commands).
+_VERBOSE = 15
+
 
 # ===========================================================================
 # Constants
@@ -171,16 +174,15 @@ def _fold(script):
     """
     lines = [line.strip() for line in script.splitlines()]
     lines = [line for line in lines if line and not line.startswith('#')]
-    folded = ''
-    for line in lines:
-        if folded:
-            if re.search(r'(?:^|\s)(?:then|do|else|in|\{)$|(?:&&|\|\||\||;;)$',
-                         folded):
-                folded += ' '
-            elif not folded.endswith(';'):
-                folded += '; '
-        folded += line
-    return folded
+    joined = lines[:1]
+    for previous, line in zip(lines, lines[1:]):
+        if re.search(r'(?:^|\s)(?:then|do|else|in|\{)$|(?:&&|\|\||\||;;)$',
+                     previous):
+            joined.append(' ')
+        elif not previous.endswith(';'):
+            joined.append('; ')
+        joined.append(line)
+    return ''.join(joined)
 
 
 def _split_answer(output):
@@ -307,7 +309,7 @@ def _runtime_error(verb, code, stderr):
         _RC_JOB_EXISTS: JobAlreadyExists,
         _RC_LINK_BROKEN: QueueLinkBroken,
         _RC_QUEUE_EXISTS: QueueExists,
-        _RC_NO_FILE: Error,
+        _RC_NO_FILE: _NoSuchFile,
         _RC_UNSUPPORTED: Error,
         _RC_INVALID: ValueError,
     }
@@ -414,6 +416,10 @@ class JobNotFound(Error):
 class JobStillRunning(Error):
     """The operation needs the job to have ended."""
     default = "Job is still running"
+
+
+class _NoSuchFile(Error):
+    """A path asked for is not in the job's directory."""
 
 
 class RemoteCommandFailure(Error):
@@ -1075,7 +1081,7 @@ _lock() {  # _lock JOBDIR: take the job's lock, waiting while another
     _lk_n=0 _lk_seen=- _lk_since=
     [ -n "$_host" ] || _host=$(uname -n)
     while ! mkdir "$1/lock" 2>/dev/null; do
-        [ -d "$1" ] || _die "$RC_NO_JOB" "no such job"
+        [ -d "$1" ] || _die "$RC_NO_JOB" "no job ${1##*/}"
         _lk_n=$((_lk_n + 1))
         if [ "$((_lk_n % 20))" -eq 0 ]; then
             _read_lock "$1/lock"
@@ -1293,9 +1299,11 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
         else
             unset LC_ALL
         fi
-        # _stdout and _stderr too: made here, after the umask
+        # _stdout and _stderr too: made here, after the umask; appended to,
+        # so that what the runtime adds (default.sh's walltime) stays
         umask "$_rj_umask"
-        exec < /dev/null > _stdout 2> _stderr
+        : > _stdout && : > _stderr || exit "$RC_FAILURE"
+        exec < /dev/null >> _stdout 2>> _stderr
         if [ -n "$_rj_prologue" ]; then
             eval "$_rj_prologue" || exit
         fi
@@ -1905,6 +1913,8 @@ _rt_kill() {
         _rk_n=$((_rk_n + 1))
     done
     if _procs_alive "$_rk_procs"; then
+        printf 'tej: the job did not stop on TERM within %s s (TEJ_GRACE): KILL\n' \
+            "$TEJ_GRACE" >&2
         _procs_signal KILL "$_rk_procs"
         _rk_n=0
         while _procs_alive "$_rk_procs" && [ "$_rk_n" -lt 100 ]; do
@@ -1930,6 +1940,8 @@ _rt_wrap() {
                 _rw_n=$((_rw_n + 1))
             done
             : > "$1/timedout"
+            printf 'tej: the time limit (walltime %s s) is reached: the job is stopped\n' \
+                "$_rw_walltime" >> "$1/stage/_stderr"
             _load "$1"
             _procs_signal TERM "$(_tree "$_rw_wrapper")"
         ) &
@@ -2249,6 +2261,12 @@ class _Transport(object):
     def close(self):
         """Close the shared connection, if there is one."""
 
+    def command_for(self, command):
+        """The tej command line ``command`` on this destination, as a
+        message suggests it (the command line puts in the options given).
+        """
+        return _shell_command(['tej', command, self.name])
+
 
 def _start_call(popen, command, argv, stdin, **kwargs):
     """Start ``popen(command, stdin=PIPE_END, **kwargs)``, a call whose
@@ -2521,9 +2539,11 @@ class _SSHTransport(_Transport):
             # the password comes from SSH_ASKPASS (_askpass_env), never a
             # command line; one try: a wrong one is not asked again
             argv += ['-o', 'BatchMode=no', '-o', 'NumberOfPasswordPrompts=1']
-        elif connection != _MASTER:
-            # never prompt: "tej login" is the interactive way in
-            argv += ['-o', 'BatchMode=yes']
+        else:
+            # never prompt: "tej login" is the interactive way in, and
+            # prompts whatever ssh_config says (a -o given to tej wins)
+            argv += ['-o', 'BatchMode=%s' % (
+                'no' if connection == _MASTER else 'yes')]
         if connection == _OWN:
             # neither use nor create a shared connection
             argv += ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
@@ -2628,13 +2648,13 @@ class _SSHTransport(_Transport):
         if outcome == _SSH_HOST_KEY:
             return Error(
                 "The host key of %s is unknown or has changed. Check it, "
-                "then connect once with 'ssh %s' (or 'tej login %s') to "
-                "accept it." % (self.hostname, self.hostname, self.hostname))
+                "then accept it with: %s" % (self.hostname,
+                                             self.command_for('login')))
         if outcome == _SSH_AUTH:
             return Error(
                 "Authentication to %s failed. tej does not prompt: use a "
-                "key or an agent, or run 'tej login %s' first."
-                % (self.name, self.name))
+                "key or an agent, or log in first with: %s"
+                % (self.name, self.command_for('login')))
         return ConnectionLost(
             "Cannot connect to %s: %s" % (
                 self.name, _last_line(log) or "the connection was lost"),
@@ -2752,13 +2772,22 @@ class _SSHTransport(_Transport):
         """Open the shared connection interactively: password, 2FA and
         host key questions happen here, once. Raise `Error` when it fails.
         """
+        if self.check_master():
+            logger.info("Already logged in to %s; to close the connection: "
+                        "%s", self.name, self.command_for('logout'))
+            return
         import tempfile
         fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
         os.close(fd)
         # -N: no command; -f: to the background once logged in
         code = self._popen(self._argv(log, _MASTER, ['-N', '-f'])).wait()
         text = self._read_log(log)
-        if code != 0:
+        if code == 0:
+            logger.info("Logged in to %s. The connection stays open for "
+                        "%s unused, or until: %s", self.name,
+                        _seconds_text(self.persist),
+                        self.command_for('logout'))
+        else:
             outcome = _classify_ssh(code, text)
             if outcome == _SSH_AUTH:
                 raise Error("Authentication to %s failed: %s" % (
@@ -2868,8 +2897,6 @@ class _Installer(object):
         if self.need_runtime and runtime not in self.need_runtime:
             raise ValueError("Runtime %s is not one of %s" % (
                 runtime, ', '.join(sorted(self.need_runtime))))
-        logger.info("Installing the %s runtime in %s on %s", runtime,
-                    self.queue, self.where)
         script = _runtime_script(runtime).encode('utf-8')
         links = list(links)
         args = [str(len(script)), _runtime_version(runtime), mode,
@@ -2891,6 +2918,10 @@ class _Calls(object):
         self.timeout = timeout
 
     def argv(self, verb, args=()):
+        """The bootstrap's arguments for ``verb``; -v says the call."""
+        logger.log(_VERBOSE, "%s%s on %s", verb.lstrip('_'),
+                   ' ' + args[0] if args and verb[0] != '_' else '',
+                   self.transport.name)
         return [self.installer.queue, self.installer.versions(), verb] + \
             list(args)
 
@@ -2910,6 +2941,8 @@ class _Calls(object):
         code, out, err = self.run(verb, args, stdin, timeout)
         if code == _RC_NEED_RUNTIME:
             runtime = self.installer.to_install(_split_answer(out), create)
+            logger.info("Installing the %s runtime in %s on %s", runtime,
+                        self.installer.queue, self.installer.where)
             install, args, script = self.installer.install(
                 runtime, 'auto', then=[verb] + list(args))
             if stdin is None:
@@ -2944,6 +2977,9 @@ class _Calls(object):
         install, args, script = self.installer.install(runtime, mode, force,
                                                        links)
         self.answer(install, *self.run(install, args, script, self.timeout))
+        if mode == 'setup':
+            logger.info("Installed the %s runtime in %s on %s", runtime,
+                        self.installer.queue, self.installer.where)
 
     def stream(self, verb, args, consume, deadline=None):
         """Run a verb whose answer is a stream: after the sentinel, a line
@@ -3194,7 +3230,6 @@ class RemoteQueue(object):
             except JobAlreadyExists:
                 if if_exists != 'reuse':
                     raise
-                logger.info("Job %s exists already: using it", job_id)
                 return job_id, False
         logger.info("Submitted job %s", job_id)
         return job_id, True
@@ -3207,7 +3242,10 @@ class RemoteQueue(object):
         and ``dir``. Raise `JobNotFound`, `QueueDoesntExist`.
         """
         check_jobid(job_id)
-        return _parse_records(self._calls.call('status', [job_id]))[0]
+        try:
+            return _parse_records(self._calls.call('status', [job_id]))[0]
+        except JobNotFound:
+            raise JobNotFound("no job %s" % job_id)
 
     def infos(self, job_ids):
         """The records of several jobs, in one call: a list of dicts as
@@ -3354,7 +3392,7 @@ class RemoteQueue(object):
         """
         record = self.wait_all([job_id], timeout, retry_for)[0]
         if record['state'] == _NOTFOUND:
-            raise JobNotFound("Job %s not found" % job_id)
+            raise JobNotFound("no job %s" % job_id)
         return record['exit']
 
     def wait_all(self, job_ids, timeout=None, retry_for=None):
@@ -4430,10 +4468,10 @@ class JobMonitor(object):
         called for each change of state (two `KnownJob`); ``on_end(job)``
         once for each job's end, whichever monitor (or program) sees it:
         a job that ended while nothing watched is reported by the next
-        watch. A queue that cannot be reached is tried again after
-        ``interval``; ``on_change(before, after)`` gets ``after.error``
-        set the first time. Return the jobs whose end this watch
-        reported.
+        watch. A queue that cannot be reached is tried again after 1 s,
+        2 s, 4 s... up to ``interval``; ``on_change(before, after)`` gets
+        ``after.error`` set the first time. Return the jobs whose end this
+        watch reported.
         """
         import queue as queuelib
         interval = _WATCH_INTERVAL if interval is None else interval
@@ -4443,6 +4481,7 @@ class JobMonitor(object):
                                               _CHECK_TIMEOUT)
         results = queuelib.Queue()
         asking, retry_at, failing, reported = {}, {}, {}, []
+        delay = {}  # before a queue that failed is asked again
 
         def stopped():
             return stop_event is not None and stop_event.is_set()
@@ -4477,14 +4516,17 @@ class JobMonitor(object):
             del asking[key]
             with self._db() as db:
                 if isinstance(answer, Error):
-                    retry_at[key] = time.monotonic() + interval
+                    # soon after a broken connection, less often after
+                    # each failure, every interval at last
+                    delay[key] = min(interval, delay.get(key, 0.5) * 2)
+                    retry_at[key] = time.monotonic() + delay[key]
                     if key not in failing and on_change is not None:
                         for job in groups.get(key, ()):
                             on_change(job, job._replace(error=str(answer)))
                     failing[key] = str(answer)
                     continue
-                failing.pop(key, None)
-                retry_at.pop(key, None)
+                for tried in (failing, retry_at, delay):
+                    tried.pop(key, None)
                 changes = self._store(db, answer, time.time())
                 for before, after in changes:
                     if on_change is not None:
@@ -4536,13 +4578,17 @@ def _registry_parsers(commands, formatter):
                          help="do not record the job in the registry")
 
     def command(name, selection):
-        sub = commands.add_parser(name, help=_REGISTRY_HELP[name],
-                                  description=_REGISTRY_HELP[name],
-                                  formatter_class=formatter,
-                                  epilog=_REGISTRY_EPILOG)
-        for flag in ('-v', '-q'):
-            sub.add_argument(flag, action='count', default=argparse.SUPPRESS,
-                             help=argparse.SUPPRESS)
+        sub = commands.add_parser(
+            name, help=_REGISTRY_HELP[name], description=_REGISTRY_HELP[name],
+            formatter_class=formatter, epilog=_REGISTRY_EPILOG + (
+                _MONITOR_EXITS if name == 'monitor' else _exit_codes(name)))
+        # as _add_common's: also accepted after the command
+        sub.add_argument('-v', '--verbose', action='count',
+                         default=argparse.SUPPRESS,
+                         help="say what tej does (-vv: and the remote "
+                              "commands)")
+        sub.add_argument('-q', '--quiet', action='count',
+                         default=argparse.SUPPRESS, help="errors only")
         if selection:
             sub.add_argument('destination', metavar='DESTINATION', nargs='?',
                              help="the jobs' destination")
@@ -4586,9 +4632,21 @@ def _registry_parsers(commands, formatter):
 _REGISTRY_EPILOG = """\
 the registry: $TEJ_REGISTRY, else $XDG_DATA_HOME/tej/jobs.sqlite3
 (~/.local/share/tej/); TEJ_REGISTRY=off records nothing.
-monitor --until-done exits with 0 when every job it saw end succeeded,
-else as wait does: the first failed job's exit code, or 121 (not found),
-122 (lost), 123 (killed); 125 for an error.
+
+"""
+
+_MONITOR_EXITS = """\
+exit status:
+  0    success
+  1    error: a message "tej: error: ..." says what
+  2    bad command line
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
+with --until-done: 0 when every job whose end it reported succeeded, else
+the first failed job's own exit code, or:
+  121  the job was not found
+  122  the job was lost (its process vanished without an exit code)
+  123  the job was killed
+  125  error (in place of 1)
 """
 
 
@@ -4764,7 +4822,6 @@ def _on_end_command(command, job):
 
 
 def _cmd_monitor(queue, args):
-    monitor = JobMonitor()
     failed, unreachable = [], set()
 
     def line(job):
@@ -4797,8 +4854,8 @@ def _cmd_monitor(queue, args):
         if args.on_end:
             _on_end_command(args.on_end, job)
     try:
-        monitor.watch(args.interval, on_change, None, on_end,
-                      args.until_done)
+        JobMonitor().watch(args.interval, on_change, None, on_end,
+                           args.until_done)
     except Error as e:
         if not args.until_done:
             raise
@@ -4828,39 +4885,70 @@ _EXIT_KILLED = 123
 _EXIT_TIMEOUT = 124
 _EXIT_ERROR = 125
 
-_EXIT_CODES = """\
-exit status:
-  0    success (status: whatever the job's state, "not found" too)
-  1    error: a message "tej: error: ..." says what
-  2    bad command line
-  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
-wait, run and status --check exit with the job's own exit code, or:
-  120  the job has not ended (status --check)
-  121  no such job
-  122  the job was lost (its process vanished without an exit code)
-  123  the job was killed
-  124  timeout: the job goes on
-  125  error (in place of 1)
-"""
+#: The exit statuses of wait, run and status --check that are not the job's.
+_JOB_EXITS = [
+    (_EXIT_RUNNING, "the job has not ended (status --check)"),
+    (_EXIT_NOT_FOUND, "no such job"),
+    (_EXIT_LOST, "the job was lost (its process vanished without an exit "
+                 "code)"),
+    (_EXIT_KILLED, "the job was killed"),
+    (_EXIT_TIMEOUT, "timeout: the job goes on"),
+    (_EXIT_ERROR, "error (in place of 1)"),
+]
+
+
+def _exit_codes(command=None):
+    """The "exit status" part of the help of ``command`` (None: of tej):
+    only the statuses it can end with.
+    """
+    job = {None: "wait, run and status --check exit with the job's own exit "
+                 "code, or:",
+           'status': "with --check: the job's own exit code, or:",
+           'wait': "the job's own exit code (the first that failed), or:",
+           'run': "the job's own exit code, or:"}
+    lines = ["exit status:"]
+    if command not in ('wait', 'run'):
+        lines.append("  0    success%s" % {
+            None: ' (status: whatever the job\'s state, "not found" too)',
+            'status': ' (whatever the job\'s state, "not found" too)'}.get(
+                command, ''))
+        lines.append('  1    error: a message "tej: error: ..." says what')
+    lines.append("  2    bad command line")
+    lines.append("  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)")
+    if command in job:
+        lines.append(job[command])
+        left_out = {'status': _EXIT_TIMEOUT, 'wait': _EXIT_RUNNING,
+                    'run': _EXIT_RUNNING}.get(command)
+        lines += ["  %d  %s" % (code, text) for code, text in _JOB_EXITS
+                  if code != left_out]
+    return '\n'.join(lines) + '\n'
+
+
+#: The commands that are about the connection, not a queue: no --queue.
+_NO_QUEUE = ('login', 'logout')
 
 
 class _Terminated(Exception):
     """SIGTERM, as an exception (like KeyboardInterrupt for SIGINT)."""
 
 
-def _add_common(parser, with_id=False):
+def _add_common(parser, with_id=False, with_queue=True):
     import argparse
     # also accepted after the command; SUPPRESS keeps the value given before
     parser.add_argument('-v', '--verbose', action='count',
-                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                        default=argparse.SUPPRESS,
+                        help="say what tej does (-vv: and the remote "
+                             "commands)")
     parser.add_argument('-q', '--quiet', action='count',
-                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                        default=argparse.SUPPRESS,
+                        help="errors only")
     parser.add_argument('destination', metavar='DESTINATION',
                         help="[ssh://][user@]host[:port], an ssh_config "
                              "alias, or local:")
-    parser.add_argument('--queue', default=DEFAULT_TEJ_DIR,
-                        help="the queue's directory on the server "
-                             "(default: %(default)s)")
+    if with_queue:
+        parser.add_argument('--queue', default=DEFAULT_TEJ_DIR,
+                            help="the queue's directory on the server "
+                                 "(default: %(default)s)")
     if with_id:
         parser.add_argument('--id', dest='job_id', required=True,
                             help="the job's identifier")
@@ -4904,20 +4992,21 @@ def _parser():
         description="Trivial Extensible Job-submission: send a directory "
                     "to a server over SSH, run it there, and get its "
                     "results back.",
-        epilog=_EXIT_CODES)
+        epilog=_exit_codes())
     parser.add_argument('--version', action='version',
                         version='tej version %s' % __version__)
     parser.add_argument('-v', '--verbose', action='count', default=0,
-                        help="more messages (twice: debugging)")
+                        help="say what tej does (-vv: and the remote "
+                             "commands)")
     parser.add_argument('-q', '--quiet', action='count', default=0,
-                        help="fewer messages (errors only)")
+                        help="errors only")
     commands = parser.add_subparsers(dest='command', metavar='COMMAND')
 
     def command(name, help, with_id=False, json=False):
         sub = commands.add_parser(name, help=help, description=help,
                                   formatter_class=Formatter,
-                                  epilog=_EXIT_CODES)
-        _add_common(sub, with_id)
+                                  epilog=_exit_codes(name))
+        _add_common(sub, with_id, name not in _NO_QUEUE)
         if json:
             sub.add_argument('--json', action='store_true',
                              help="print JSON (see README.rst)")
@@ -4973,8 +5062,9 @@ def _parser():
     sub.add_argument('--id', dest='job_id',
                      help="the job's id (default: <dirname>_<user>_<random>)")
     sub.add_argument('--content-id', action='store_true',
-                     help="the id is <dirname>_<hash of the files and "
-                          "script>: the same content is the same job")
+                     help="the id is <dirname>_<hash of the files, "
+                          "script and options>: the same content is the "
+                          "same job")
     sub.add_argument('--if-exists', choices=['fail', 'reuse'],
                      help="when a job has the id: fail (default), or reuse "
                           "it (default with --content-id)")
@@ -5028,6 +5118,9 @@ def _parser():
                      help="where to put the results (default: here)")
     sub.add_argument('--keep', action='store_true',
                      help="do not delete the job at the end")
+    sub.add_argument('--rerun-failed', action='store_true',
+                     help="run the job again if it was there and failed "
+                          "(a killed or lost one is always run again)")
     sub.add_argument('--timeout', type=_seconds, metavar='SECONDS',
                      help="give up after this long (exit 124; the job goes "
                           "on)")
@@ -5065,7 +5158,7 @@ def _resources(args):
 
 
 def _job_exit(record):
-    """The exit status that says how a job ended (see _EXIT_CODES)."""
+    """The exit status that says how a job ended (see _JOB_EXITS)."""
     state = record['state']
     if state == _FINISHED:
         return record['exit']
@@ -5142,6 +5235,8 @@ def _cmd_submit(queue, args):
     job_id, created = queue.submit_job(
         args.job_id, args.directory, args.script, args.content_id,
         args.if_exists, **_resources(args))
+    if not created:
+        logger.info("Job %s exists already: using it", job_id)
     if args.json:
         _print_json({'tej': 1, 'id': job_id, 'created': created})
     else:
@@ -5232,10 +5327,7 @@ def _cmd_wait(queue, args):
 
 
 def _cmd_run(queue, args):
-    job_id, created = queue.submit_job(None, args.directory, args.script,
-                                       True, 'reuse', **_resources(args))
-    if not created:
-        logger.info("Re-attaching to job %s, submitted before", job_id)
+    job_id = _submit_for_run(queue, args)
     try:
         state, exit_code = queue.logs(
             job_id, stdout=_binary(sys.stderr if args.json else sys.stdout),
@@ -5252,29 +5344,75 @@ def _cmd_run(queue, args):
             _command_line(args, 'kill', '--id', job_id))
         raise
     record = {'id': job_id, 'state': state, 'exit': exit_code}
-    downloaded = []
-    if args.download:
+    if args.json and state != _NOTFOUND:
+        # the whole record, while the job is there
+        record = queue.info(job_id)
+    status = _job_exit(record)
+    downloaded, keep = [], args.keep
+    for path in args.download:
+        # each that is there comes, whatever the exit code
         try:
-            downloaded = queue.download(job_id, args.download,
-                                        directory=args.into)
+            downloaded += queue.download(job_id, [path],
+                                         directory=args.into)
+        except _NoSuchFile as e:
+            logger.warning("%s", e)
+            if status == 0:
+                status, keep = _EXIT_ERROR, True
         except Error as e:
-            if _job_exit(record) == 0:
-                raise
-            logger.warning("Could not download the results: %s", e)
-    if not args.keep:
-        queue.delete(job_id)
+            logger.warning("Could not download %s: %s", path, e)
+            status, keep = status or _EXIT_ERROR, True
+    if keep and not args.keep:
+        logger.warning("Job %s is kept, for its results. Delete it with: %s",
+                       job_id, _command_line(args, 'delete', '--id', job_id))
+    elif not keep:
+        try:
+            queue.delete(job_id)
+        except JobNotFound:  # another run of the same job deleted it
+            pass
     if args.json:
-        result = dict(_json_record(record), downloaded=downloaded)
-        _print_json(result)
+        _print_json(dict(_json_record(record), downloaded=downloaded))
     _say_how_it_ended(record)
-    return _job_exit(record)
+    return status
+
+
+def _submit_for_run(queue, args):
+    """Submit the job of ``run``, or re-attach to the one with its content
+    id; a job there that was killed or lost (or failed, with
+    --rerun-failed) is replaced. Return its id.
+    """
+    resources = _resources(args)
+    job_id, created = queue.submit_job(None, args.directory, args.script,
+                                       True, 'reuse', **resources)
+    if created:
+        return job_id
+    try:
+        record = queue.info(job_id)
+    except JobNotFound:  # deleted since: submit it again
+        record = {'state': _NOTFOUND, 'exit': None}
+    state = record['state']
+    if state in (_KILLED, _LOST, _NOTFOUND) or (
+            args.rerun_failed and state == _FINISHED and record['exit']):
+        logger.info("Job %s %s: running it again", job_id, {
+            _KILLED: "was killed", _LOST: "was lost",
+            _NOTFOUND: "was deleted"}.get(
+                state, "failed with exit code %s" % record['exit']))
+        if state != _NOTFOUND:
+            try:
+                queue.delete(job_id)
+            except JobNotFound:
+                pass
+        queue.submit_job(job_id, args.directory, args.script, False,
+                         'reuse', **resources)
+    else:
+        logger.info("Re-attaching to job %s, submitted before", job_id)
+    return job_id
 
 
 def _say_how_it_ended(record):
     """A warning for a job that did not succeed (wait, run)."""
     state, job_id = record['state'], record['id']
     if state == _NOTFOUND:
-        logger.warning("Job %s not found", job_id)
+        logger.warning("no job %s", job_id)
     elif state != _FINISHED:
         logger.warning("Job %s was %s", job_id, state)
     elif record['exit']:
@@ -5291,8 +5429,9 @@ def _command_line(args, command, *arguments):
     password = args.password or destination != args.destination
     argv = [sys.executable, os.path.abspath(__file__), command,
             destination.replace(':***@', '@', 1)] + list(arguments)
-    if args.queue != DEFAULT_TEJ_DIR:
-        argv += ['--queue', args.queue]
+    queue = getattr(args, 'queue', DEFAULT_TEJ_DIR)
+    if queue != DEFAULT_TEJ_DIR and command not in _NO_QUEUE:
+        argv += ['--queue', queue]
     argv += _ssh_options(args)
     if args.no_multiplex:
         argv.append('--no-multiplex')
@@ -5313,11 +5452,17 @@ _COMMANDS.update(_REGISTRY_COMMANDS)  # jobs, monitor...: no queue
 
 
 def _queue(args):
-    """The queue that the command line names."""
-    return RemoteQueue(_destination(args), args.queue,
-                       setup_runtime=getattr(args, 'runtime', None),
-                       ssh_options=_ssh_options(args),
-                       multiplex=not args.no_multiplex)
+    """The queue that the command line names; the commands its messages
+    suggest are ones that work when pasted (_command_line).
+    """
+    queue = RemoteQueue(_destination(args),
+                        getattr(args, 'queue', DEFAULT_TEJ_DIR),
+                        setup_runtime=getattr(args, 'runtime', None),
+                        ssh_options=_ssh_options(args),
+                        multiplex=not args.no_multiplex)
+    queue._transport.command_for = lambda command: _command_line(args,
+                                                                 command)
+    return queue
 
 
 def _destination(args):
@@ -5356,8 +5501,8 @@ def main(argv=None):
         parser.print_usage(sys.stderr)
         sys.stderr.write("tej: error: a command is required\n")
         return 2
-    level = [logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG][
-        max(0, min(3, 2 + args.verbose - args.quiet))]
+    level = [logging.ERROR, logging.INFO, _VERBOSE, logging.DEBUG][
+        max(0, min(3, 1 + args.verbose - args.quiet))]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter('tej: %(message)s'))
     server = logging.StreamHandler(sys.stderr)

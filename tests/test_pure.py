@@ -5,6 +5,7 @@ sync, command line errors. No server.
 import getpass
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -321,7 +322,7 @@ class TestParsers(unittest.TestCase):
                           (tej._RC_QUEUE_EXISTS, tej.QueueExists),
                           (tej._RC_INVALID, ValueError),
                           (tej._RC_UNSUPPORTED, tej.Error),
-                          (tej._RC_NO_FILE, tej.Error)]:
+                          (tej._RC_NO_FILE, tej._NoSuchFile)]:
             error = E('verb', code, b'noise\ntej: it says why\n')
             self.assertIs(type(error), cls, code)
             self.assertEqual(str(error), 'it says why')
@@ -940,7 +941,11 @@ class TestRetryLoop(unittest.TestCase):
                 self.assertIn(part, argv)
         self.assertIn(' -o ControlMaster=yes ', login)
         self.assertRegex(login, r' -N -f -- stub\Z')
-        self.assertNotIn('BatchMode', login)  # it asks, in the terminal
+        # it asks, in the terminal, whatever ssh_config says; the user's
+        # own -o options come first, and ssh keeps the first value
+        self.assertIn(' -o BatchMode=no ', login)
+        self.assertLess(login.index('Compression=yes'),
+                        login.index('BatchMode=no'))
         self.assertIn(' -o BatchMode=yes ', call)
         self.assertIn(' -O check -- stub', check)
         self.assertIn(' -O exit -- stub', exit)
@@ -1015,6 +1020,72 @@ class TestCommandLine(unittest.TestCase):
                      'delete', 'list', 'login', 'logout', 'exit status']:
             self.assertIn(word, out)
 
+    def test_each_commands_help(self):
+        # its own exit codes, -v and -q; --queue where there is a queue
+        for command in sorted(tej._COMMANDS):
+            code, out, err = run_cli(command, '--help')
+            self.assertEqual(code, 0, command)
+            self.assertIn('-v, --verbose', out)
+            self.assertIn('-q, --quiet', out)
+            self.assertEqual('--queue' in out, command not in (
+                'login', 'logout', 'jobs', 'monitor'), command)
+            codes = re.findall(r'^  (\d+) ', out.split('exit status:')[1],
+                               re.M)
+            self.assertEqual(codes, {
+                'status': ['0', '1', '2', '130', '120', '121', '122', '123',
+                           '125'],
+                'wait': ['2', '130', '121', '122', '123', '124', '125'],
+                'run': ['2', '130', '121', '122', '123', '124', '125'],
+                'monitor': ['0', '1', '2', '130', '121', '122', '123',
+                            '125'],
+            }.get(command, ['0', '1', '2', '130']), command)
+        code, out, err = run_cli('login', 'local:', '--queue', 'q')
+        self.assertEqual(code, 2)
+
+    def test_how_much_it_says(self):
+        # -q: errors only; default: what happened; -v: each call; -vv: the
+        # remote commands
+        tmp = support.temporary(self)
+        job = support.make_tree(os.path.join(tmp, 'job'),
+                                {'start.sh': 'exit 0\n'})
+        queue = ['--queue', os.path.join(tmp, 'q')]
+        code, out, err = run_cli('-q', 'submit', 'local:', job, '--id', 'a',
+                                 *queue)
+        self.assertEqual((code, out, err), (0, 'a\n', ''))
+        code, out, err = run_cli('submit', 'local:', job, '--id', 'b',
+                                 *queue)
+        self.assertEqual((code, err), (0, 'tej: Submitted job b\n'))
+        code, out, err = run_cli('submit', 'local:', job, '--id', 'c', '-v',
+                                 *queue)
+        self.assertEqual(err, 'tej: submit c on local:\n'
+                              'tej: Submitted job c\n')
+        code, out, err = run_cli('-vv', 'submit', 'local:', job, '--id', 'd',
+                                 *queue)
+        self.assertRegex(err, r"\Atej: submit d on local:\ntej: local: \S+ "
+                              r"'1/default/[^']*' submit d ")
+        code, out, err = run_cli('-q', 'wait', 'local:', '--id', 'x', *queue)
+        self.assertEqual((code, err), (121, ''))
+        code, out, err = run_cli('-q', 'status', 'local:', '--id', '.x',
+                                 *queue)
+        self.assertEqual(code, 1)
+        self.assertRegex(err, r'\Atej: error: ')
+
+    def test_setup_says_installed_only_when_it_installs(self):
+        tmp = support.temporary(self)
+        queue = ['--queue', os.path.join(tmp, 'q')]
+        code, out, err = run_cli('setup', 'local:', *queue)
+        self.assertEqual((code, err), (0, 'tej: Installed the default runtime '
+                                          'in %s on local:\n' % queue[1]))
+        code, out, err = run_cli('setup', 'local:', *queue)
+        self.assertEqual(code, 1)
+        self.assertRegex(err, r'\Atej: error: a queue already exists at '
+                              r'.*\(setup --force replaces its runtime; '
+                              r'jobs are kept\)\n\Z')
+        code, out, err = run_cli('setup', 'local:', '--only-links',
+                                 '--make-link', os.path.join(tmp, 'l'),
+                                 *queue)
+        self.assertEqual((code, err), (0, ''))
+
     def test_user_mistakes_are_one_line(self):
         cases = [
             ('status', 'local:', '--id', '../x'),
@@ -1084,7 +1155,7 @@ class TestCommandLine(unittest.TestCase):
                                  'bad', '--id', 'nope', *queue)
         self.assertEqual(code, 3, err)
         self.assertEqual(err, 'tej: Job bad failed with exit code 3\n'
-                              'tej: Job nope not found\n')
+                              'tej: no job nope\n')
 
     def test_login_needs_ssh(self):
         queue = tej.RemoteQueue('local:')
