@@ -372,6 +372,28 @@ class TestMonitor(MonitorCase):
         self.assertEqual(err.decode().count('%s is unreachable' % FLAKY), 1,
                          err)
 
+    def test_notify(self):
+        # notify-send where there is one (here, one that writes down what
+        # it is given), else the terminal bell
+        bin_dir = os.path.join(self.tmp, 'bin')
+        notes = os.path.join(self.tmp, 'notes')
+        support.make_tree(bin_dir, {'notify-send': '#!/bin/sh\nprintf "%%s|" '
+                                    '"$@" >> %s\n' % notes})
+        os.chmod(os.path.join(bin_dir, 'notify-send'), 0o755)
+        self.submit('local:', None, 'n1', 'true')
+        support.patch_env(self.addCleanup, PATH='%s:%s' % (
+            bin_dir, os.environ['PATH']))
+        code, out, err = self.tej('monitor', '--until-done', '--notify')
+        self.assertEqual((code, out), (0, 'local: n1 finished 0\n'), err)
+        with open(notes) as fp:
+            self.assertEqual(fp.read(), 'tej|local: n1 finished 0|')
+        self.assertNotIn('\a', err)
+        os.unlink(os.path.join(bin_dir, 'notify-send'))
+        self.submit('local:', None, 'n2', 'exit 2')
+        code, out, err = self.tej('monitor', '--until-done', '--notify')
+        self.assertEqual((code, out), (2, 'local: n2 finished 2\n'), err)
+        self.assertIn('\a', err)
+
     def test_paused_job_is_not_checked(self):
         d = self.server.alias
         self.submit(d, None, 'p', WAIT_FOR_GO, '--label', 'held')
