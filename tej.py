@@ -34,9 +34,6 @@ the server; nothing needs to be installed there beforehand.
 import collections
 import contextlib
 import errno
-import getpass
-import hashlib
-import logging
 import os
 import random
 import re
@@ -59,10 +56,65 @@ __all__ = [
     'RemoteCommandFailure', 'ConnectionLost',
 ]
 
-logger = logging.getLogger('tej')
 
-#: The level of -v: what tej does (-vv, DEBUG, adds the remote commands).
-_VERBOSE = 15
+class _Logger(object):
+    """The logger ``name`` of the logging module, which is imported only
+    when a message comes (start-up time); other attributes are the real
+    logger's. While the command line runs, `cli` is its (level, stream) and
+    messages go straight there, logging not imported at all.
+    """
+
+    #: (level, stream) of the command line that runs, else None.
+    cli = None
+
+    def __init__(self, name, prefix):
+        self.name = name
+        self.prefix = prefix
+
+    def __getattr__(self, attr):
+        import logging
+        return getattr(logging.getLogger(self.name), attr)
+
+    def log(self, level, msg, *args):
+        cli = _Logger.cli
+        if cli is None:
+            import logging
+            logging.getLogger(self.name).log(level, msg, *args)
+        elif level >= cli[0]:
+            cli[1].write('%s%s\n' % (self.prefix, msg % args if args else msg))
+
+    def debug(self, msg, *args):
+        self.log(10, msg, *args)
+
+    def info(self, msg, *args):
+        self.log(20, msg, *args)
+
+    def warning(self, msg, *args):
+        self.log(30, msg, *args)
+
+    def error(self, msg, *args):
+        self.log(40, msg, *args)
+
+
+logger = _Logger('tej', 'tej: ')
+
+#: The levels of messages, as the logging module's: -v's is what tej does
+#: (-vv, DEBUG, adds the remote commands).
+_DEBUG, _VERBOSE, _INFO, _ERROR = 10, 15, 20, 40
+
+
+def _sha256(data):
+    """hashlib.sha256(data), from the built-in module where there is one:
+    importing hashlib costs more than all the hashing tej does.
+    """
+    try:
+        from _sha2 import sha256  # Python 3.12 and later
+    except ImportError:
+        try:
+            from _sha256 import sha256
+        except ImportError:  # pragma: no cover
+            from hashlib import sha256
+    return sha256(data)
 
 
 # ===========================================================================
@@ -502,6 +554,7 @@ def parse_ssh_destination(destination):
     result = _parse_destination(destination)
     if 'local' in result:
         raise InvalidDestination("Not an SSH destination: %s" % destination)
+    import getpass
     result.setdefault('username', getpass.getuser())
     return result
 
@@ -552,6 +605,7 @@ def check_jobid(job_id):
 def _default_job_id(directory, username):
     """``<dirname>_<user>_<random>``, with invalid characters replaced."""
     base = os.path.basename(os.path.normpath(os.path.abspath(directory)))
+    import getpass
     job_id = '%s_%s_%s' % (base, username or getpass.getuser(),
                            make_unique_name())
     job_id = re.sub(r'[^A-Za-z0-9_.,+=@%:-]', '_', job_id).lstrip('.-')
@@ -2192,10 +2246,17 @@ def _runtime_script(name):
     return _prelude() + _RUNTIME_PROBE + _RUNTIME_COMMON + _RUNTIMES[name]
 
 
+#: _runtime_version's answers, made once: every call says them.
+_VERSIONS = {}
+
+
 def _runtime_version(name):
     """The content of QUEUE/version for a runtime: protocol, name, hash."""
-    digest = hashlib.sha256(_runtime_script(name).encode('utf-8'))
-    return '%d/%s/%s' % (PROTOCOL, name, digest.hexdigest()[:16])
+    if name not in _VERSIONS:
+        digest = _sha256(_runtime_script(name).encode('utf-8'))
+        _VERSIONS[name] = '%d/%s/%s' % (PROTOCOL, name,
+                                        digest.hexdigest()[:16])
+    return _VERSIONS[name]
 
 
 #: What every call runs first: bootstrap.sh (which says what it does)
@@ -2437,7 +2498,7 @@ def _askpass_program():
     first time; its name says its version): return its path.
     """
     import tempfile
-    digest = hashlib.sha256(_ASKPASS.encode()).hexdigest()[:8]
+    digest = _sha256(_ASKPASS.encode()).hexdigest()[:8]
     path = os.path.join(_control_dir(), 'askpass-' + digest)
     if not os.path.exists(path):
         # a name of its own, renamed into place: others may be at it too
@@ -2509,7 +2570,7 @@ class _SSHTransport(_Transport):
         if self._control_path is None:
             key = '\0'.join([self.hostname, self.username or '',
                              str(self.port or '')] + self.options)
-            name = hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]
+            name = _sha256(key.encode('utf-8')).hexdigest()[:16]
             path = os.path.join(_control_dir(), name)
             if len(path.encode('utf-8')) > _MAX_SOCKET_PATH:
                 raise Error(
@@ -2815,7 +2876,7 @@ class ServerLogger(object):
     object from `RemoteQueue.server_logger`) to route or hide it.
     """
 
-    logger = logging.getLogger('tej.server')
+    logger = _Logger('tej.server', '')
 
     def __init__(self):
         self.data = []
@@ -3610,7 +3671,7 @@ def _content_id(directory, mode, script, options=()):
     whether executable, link targets; not times nor owners), script and
     submit options.
     """
-    digest = hashlib.sha256()
+    digest = _sha256(b'')
 
     def add(*fields):
         for field in fields:
@@ -4981,7 +5042,25 @@ def _seconds(text):
     return value
 
 
-def _parser():
+class _Unbuilt(object):
+    """Stands for the parser of a command that is not being run: what is
+    added to it is dropped.
+    """
+
+    def add_argument(self, *args, **kwargs):
+        pass
+
+    def add_argument_group(self, *args, **kwargs):
+        return self
+
+    add_mutually_exclusive_group = add_argument_group
+
+
+def _parser(wanted=None):
+    """The command line's parser. With ``wanted``, a command's name, only
+    that command is built (start-up time); tej --help and a mistyped command
+    build them all.
+    """
     import argparse
 
     class Formatter(argparse.RawDescriptionHelpFormatter):
@@ -5003,6 +5082,8 @@ def _parser():
     commands = parser.add_subparsers(dest='command', metavar='COMMAND')
 
     def command(name, help, with_id=False, json=False):
+        if wanted is not None and name != wanted:
+            return _Unbuilt()
         sub = commands.add_parser(name, help=help, description=help,
                                   formatter_class=Formatter,
                                   epilog=_exit_codes(name))
@@ -5481,6 +5562,7 @@ def _destination(args):
                 raise Error("--password: set TEJ_PASSWORD, or run tej in "
                             "a terminal to be asked")
             try:
+                import getpass
                 password = getpass.getpass("Password for %s: "
                                            % args.destination)
             except EOFError:
@@ -5495,22 +5577,20 @@ def _on_sigterm(signum, frame):
 
 def main(argv=None):
     """Run the command line; return the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    # the command is the first word that is not an option (tej's own
+    # options take no value)
+    wanted = next((w for w in words if not w.startswith('-')), None)
+    parser = _parser(wanted if wanted in _COMMANDS else None)
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_usage(sys.stderr)
         sys.stderr.write("tej: error: a command is required\n")
         return 2
-    level = [logging.ERROR, logging.INFO, _VERBOSE, logging.DEBUG][
+    level = [_ERROR, _INFO, _VERBOSE, _DEBUG][
         max(0, min(3, 1 + args.verbose - args.quiet))]
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter('tej: %(message)s'))
-    server = logging.StreamHandler(sys.stderr)
-    server.setFormatter(logging.Formatter('%(message)s'))
-    logging.getLogger('tej.server').addHandler(server)
-    logging.getLogger('tej.server').propagate = False
-    logger.addHandler(handler)
-    logger.setLevel(level)
+    # messages to stderr, without the logging module (start-up time)
+    previous_cli, _Logger.cli = _Logger.cli, (level, sys.stderr)
     # wait, run and status --check exit with job codes: errors are 125
     error_code = _EXIT_ERROR if args.command in ('wait', 'run') or \
         getattr(args, 'check', False) else 1
@@ -5536,8 +5616,7 @@ def main(argv=None):
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        logger.removeHandler(handler)
-        logging.getLogger('tej.server').removeHandler(server)
+        _Logger.cli = previous_cli
 
 
 def _in_main_thread():

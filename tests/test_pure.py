@@ -1002,6 +1002,54 @@ class TestEmbed(unittest.TestCase):
         self.assertRegex(version, r'\A1/default/[0-9a-f]{16}\Z')
 
 
+class TestStartUp(unittest.TestCase):
+    """What importing tej costs is kept low (tests/bench.py measures it);
+    these check that doing so changed nothing it offers.
+    """
+
+    # every public name of tej before its imports were made lazy
+    NAMES = ['ConnectionLost', 'DEFAULT_TEJ_DIR', 'Error',
+             'InvalidDestination', 'Job', 'JobAlreadyExists', 'JobNotFound',
+             'JobStillRunning', 'PROTOCOL', 'QueueDoesntExist', 'QueueExists',
+             'QueueLinkBroken', 'RemoteCommandFailure', 'RemoteQueue',
+             'ServerLogger', 'check_jobid', 'content_id',
+             'destination_as_string', 'logger', 'main', 'make_unique_name',
+             'parse_ssh_destination']
+
+    def test_the_same_names(self):
+        for name in self.NAMES + tej.__all__:
+            self.assertTrue(hasattr(tej, name), name)
+
+    def test_imports_that_wait_for_their_use(self):
+        code = ('import sys; before = set(sys.modules); import tej; '
+                'print(" ".join(sorted(m for m in ("logging", "hashlib", '
+                '"getpass", "argparse", "json", "tempfile", "tarfile") '
+                'if m in set(sys.modules) - before)))')
+        out = subprocess.run([sys.executable, '-c', code], cwd=support.TOP,
+                             stdout=subprocess.PIPE, check=True).stdout
+        self.assertEqual(out, b'\n')
+
+    def test_logging_still_gets_the_messages(self):
+        # API users configure logging; the command line writes itself
+        with self.assertLogs('tej', 'INFO') as logs:
+            tej.logger.info("a %s", 'message')
+        self.assertEqual(logs.output, ['INFO:tej:a message'])
+        self.assertEqual(tej.logger.name, 'tej')
+        self.assertEqual(tej.ServerLogger.logger.getEffectiveLevel(),
+                         __import__('logging').getLogger(
+                             'tej.server').getEffectiveLevel())
+
+    def test_sha256_is_hashlibs(self):
+        import hashlib
+        self.assertEqual(tej._sha256(b'tej').hexdigest(),
+                         hashlib.sha256(b'tej').hexdigest())
+
+    def test_each_command_alone_parses_as_all_of_them(self):
+        argv = ['status', 'h', '--id', 'x', '-v', '--queue', 'q', '-o', 'A=b']
+        self.assertEqual(vars(tej._parser('status').parse_args(argv)),
+                         vars(tej._parser().parse_args(argv)))
+
+
 class TestCommandLine(unittest.TestCase):
     def test_no_command(self):
         code, out, err = run_cli()
