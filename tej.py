@@ -4628,17 +4628,23 @@ _REGISTRY_HELP = {
 }
 
 
-def _registry_parsers(commands, formatter):
-    """The registry's commands, and its options of submit and run."""
+def _registry_parsers(commands, formatter, wanted=None):
+    """The registry's commands, and its options of submit and run (only
+    ``wanted``'s, when it is given: see _parser).
+    """
     import argparse
     for name in ('submit', 'run'):
-        sub = commands.choices[name]
+        sub = commands.choices.get(name)
+        if sub is None:
+            continue  # not being run
         sub.add_argument('--label', help="a label for the job in the "
                          "registry (tej jobs, tej monitor)")
         sub.add_argument('--no-record', action='store_true',
                          help="do not record the job in the registry")
 
     def command(name, selection):
+        if wanted is not None and name != wanted:
+            return _Unbuilt()
         sub = commands.add_parser(
             name, help=_REGISTRY_HELP[name], description=_REGISTRY_HELP[name],
             formatter_class=formatter, epilog=_REGISTRY_EPILOG + (
@@ -5208,7 +5214,7 @@ def _parser(wanted=None):
     command('login', "open the shared connection interactively (password, "
                      "two-factor and host key questions happen here)")
     command('logout', "close the shared connection")
-    _registry_parsers(commands, Formatter)
+    _registry_parsers(commands, Formatter, wanted)
     return parser
 
 
