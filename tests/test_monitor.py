@@ -553,6 +553,33 @@ class TestAPI(MonitorCase):
             monitor.forget()
 
 
+class TestRecorded(unittest.TestCase):
+    def test_ssh_files_made_absolute(self):
+        # recorded from one directory, the job is reached from any other
+        tmp = support.temporary(self)
+        support.make_tree(tmp, {'cfg': '', 'key': ''})
+        old = os.getcwd()
+        os.chdir(tmp)
+        try:
+            options = tej._lasting_options(['-F', 'cfg', '-i', 'key', '-o',
+                                            'cfg', '-J', 'key', '-i', 'none'])
+        finally:
+            os.chdir(old)
+        self.assertEqual(options, ['-F', os.path.join(tmp, 'cfg'), '-i',
+                                   os.path.join(tmp, 'key'), '-o', 'cfg',
+                                   '-J', 'key', '-i', 'none'])
+
+    def test_destinations_without_password(self):
+        for given, kept in [('me:pw@host', 'me@host'),
+                            ('ssh://me:p:w@x@host:2222', 'me@host:2222'),
+                            ('alias', 'alias'), ('local:', 'local:'),
+                            ('[::1]:2222', '[::1]:2222'),
+                            ({'hostname': 'h', 'username': 'u',
+                              'password': 'pw', 'port': 22}, 'u@h')]:
+            self.assertEqual(tej._short_destination(given), kept)
+            self.assertEqual(tej._short_destination(kept), kept)
+
+
 class TestTable(unittest.TestCase):
     def test_fits_80_columns(self):
         now = time.time()
