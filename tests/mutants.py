@@ -663,6 +663,16 @@ umask 022
                'test_a_restarted_monitor_reports_each_end_once'],
     ),
     dict(
+        name='registry-end-reported-twice',
+        file='tej.py',
+        original="""                'UPDATE jobs SET reported=? WHERE rowid=? AND reported IS '
+                'NULL', (time.time(), job.key)).rowcount == 1""",
+        replacement="""                'UPDATE jobs SET reported=? WHERE rowid=?',
+                (time.time(), job.key)).rowcount == 1""",
+        description="two monitors that see the same end both report it",
+        tests=['test_monitor.TestClaim'],
+    ),
+    dict(
         name='registry-paused-checked',
         file='tej.py',
         original="""            db, 'WHERE paused=0 AND deleted IS NULL') if not j.ended]""",

@@ -553,6 +553,21 @@ class TestAPI(MonitorCase):
             monitor.forget()
 
 
+class TestClaim(MonitorCase):
+    def test_an_end_is_claimed_once(self):
+        # two monitors at once, both seeing the end: one reports it
+        q = tej.RemoteQueue('local:', self.local_path)
+        q.submit('e', self.job('e', {'start.sh': 'true\n'}))
+        wait_state(q, 'e')
+        first, second = (tej.JobMonitor(self.registry) for _ in range(2))
+        first.check()
+        job, = first.jobs()
+        with first._db() as one, second._db() as other:
+            self.assertEqual([first._claim(one, job),
+                              second._claim(other, job)], [True, False])
+        self.assertEqual(second.watch(interval=1, until_done=True), [])
+
+
 class TestRecorded(unittest.TestCase):
     def test_ssh_files_made_absolute(self):
         # recorded from one directory, the job is reached from any other
