@@ -41,6 +41,9 @@
 #                         only); never a job that has not ended
 #   wait SECONDS ID ...   as status, once every job has ended or after
 #                         SECONDS
+#   waitany SECONDS ID ...
+#                         as status, once any of the jobs has ended (or is
+#                         not there), or after SECONDS
 #   download ID PATH ...  a tar stream of PATHs (relative to the job)
 #   logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
 #                         the job's _stdout and/or _stderr (STREAMS "out",
@@ -767,7 +770,7 @@ _status() {  # _status [-n] ID ...: one record per job; RC_NO_JOB if one
 }
 
 _wait() {  # _wait SECONDS ID ...: the records, once every job has ended
-    # (or is not there), or after SECONDS
+    # (or is not there), or after SECONDS; with _wt_any=1, once any has
     case $1 in
         ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of seconds: '$1'" ;;
     esac
@@ -779,11 +782,17 @@ _wait() {  # _wait SECONDS ID ...: the records, once every job has ended
     while [ "$(_now)" -lt "$_wt_until" ]; do
         _wt_ended=1
         for _wt_id do
-            [ -d "$Q/jobs/$_wt_id" ] || continue
-            _load "$Q/jobs/$_wt_id"
-            _rt_refresh "$Q/jobs/$_wt_id"
-            if _active; then
-                _wt_ended=0
+            if [ -d "$Q/jobs/$_wt_id" ]; then
+                _load "$Q/jobs/$_wt_id"
+                _rt_refresh "$Q/jobs/$_wt_id"
+                if _active; then
+                    _wt_ended=0
+                    [ "$_wt_any" = 1 ] || break
+                    continue
+                fi
+            fi
+            if [ "$_wt_any" = 1 ]; then
+                _wt_ended=1
                 break
             fi
         done
@@ -1108,7 +1117,11 @@ _main() {
         list) _scan list ${1+"$@"} ;;
         gc) _scan gc ${1+"$@"} ;;
         wait) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: wait SECONDS ID ..."
+              _wt_any=0
               _wait "$@" ;;
+        waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
+                 _wt_any=1
+                 _wait "$@" ;;
         download) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: download ID PATH ..."
                   _download "$@" ;;
         logs) [ "$#" -eq 5 ] || _die "$RC_INVALID" "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"
