@@ -258,7 +258,8 @@ class TestJobs(MonitorCase):
                             ssh_options=self.server.options)
         self.addCleanup(q.close)
         q.submit('api', self.job('api', {'start.sh': 'true\n'}))
-        wait_state(q, 'api')
+        for job_id in ('inline', 'flag', 'api'):  # the same queue
+            wait_state(q, job_id)
         rows = self.registry_rows()
         self.assertEqual([(r[0], r[2]) for r in rows], [
             ('%s@%s' % (user, self.server.alias), 'inline'),
