@@ -12,6 +12,14 @@ ratios to the baselines. Then "tej wait" on a 30 s job (ssh execs made, and
 how soon after the job's end it returns), and 50 "tej status" processes
 started at once; the time from submit to the end of wait of a trivial job
 through each runtime (slurm and pbs on the test suite's Slurm, as root).
+
+    python3 tests/bench.py --transfers [--runs N]
+
+The data path only (also printed by a full run): "tej submit" of 2,000
+files of 4 KiB and of one 1 GiB file, and "tej download" of that file,
+each against "tar c | ssh tar x" over the same shared connection in the
+same run (medians of N runs, default 3), with tej's peak RSS (the command
+line's process, or the ssh it ran if that was larger).
 """
 
 import os
@@ -42,6 +50,15 @@ def run(argv):
 
 
 def main(argv):
+    if '--transfers' in argv:
+        runs = int(argv[argv.index('--runs') + 1]) if '--runs' in argv else 3
+        support.Hermetic.start()
+        os.environ['TEJ_CONTROL_PERSIST'] = '120'
+        try:
+            print_transfers(bench_transfers(support.ssh_server(), runs), runs)
+        finally:
+            support.stop_all()
+        return 0
     runs = int(argv[argv.index('--runs') + 1]) if '--runs' in argv else 20
     support.Hermetic.start()
     os.environ['TEJ_CONTROL_PERSIST'] = '60'
@@ -73,6 +90,7 @@ def main(argv):
         waited = bench_wait(server, queue, job, argv)
         concurrency = bench_concurrency(server, queue, tej_py)
         latencies = bench_runtimes(server, remote)
+        transfers = bench_transfers(server, 3)
     finally:
         support.stop_all()
     base = dict(results)
@@ -97,7 +115,138 @@ def main(argv):
     for runtime, seconds in latencies:
         print("submit to finished, trivial job, %-8s %6.2f s (median of 3)"
               % (runtime + ':', seconds))
+    print_transfers(transfers, 3)
     return 0
+
+
+def measured(argv, **kwargs):
+    """Run ``argv``; return its wall time and peak RSS in MiB (that of the
+    process itself, or of the largest child it waited for).
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, **kwargs)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = status >> 8 if os.WIFEXITED(status) else -1
+    if proc.returncode != 0:
+        raise RuntimeError("%s failed (%d)" % (argv, proc.returncode))
+    return seconds, usage.ru_maxrss / 1024.0
+
+
+def bench_transfers(server, runs):
+    """The data path (see the module's docstring): a list of (name, tej
+    seconds, baseline seconds, tej's peak RSS in MiB).
+    """
+    import shutil
+    local = tempfile.mkdtemp(prefix='bench-')
+    remote = server.remote_dir()
+    queue_path = os.path.join(remote, 'q')
+    small = os.path.join(local, 'small')
+    for d in range(20):
+        for f in range(100):
+            support.make_tree(small, {'d%02d/f%03d' % (d, f):
+                                      os.urandom(4096)})
+    big = os.path.join(local, 'big')
+    os.mkdir(big)
+    block = os.urandom(1 << 20)
+    with open(os.path.join(big, 'data'), 'wb') as fp:
+        for _ in range(1024):
+            fp.write(block)
+    q = server.queue(queue_path)
+    q.setup()
+    q.list()  # the shared connection is up
+    control = q._transport.control_path
+    tej_cli = [sys.executable, os.path.join(support.TOP, 'tej.py')]
+    ssh = ['ssh'] + server.options + ['-o', 'ControlPath=%s' % control,
+                                      '-o', 'ControlMaster=no', server.alias]
+    counter = [0]
+
+    def fresh(prefix):
+        counter[0] += 1
+        return '%s%d' % (prefix, counter[0])
+
+    def submit(directory):
+        job_id = fresh('j')
+        result = measured(tej_cli + server.cli(
+            'submit', server.alias, directory, '--id', job_id,
+            '--queue', queue_path, '--script', 'true'))
+        support.wait_state(q, job_id)
+        q.delete(job_id)
+        return result
+
+    def baseline_submit(directory):
+        target = os.path.join(remote, fresh('b'))
+        start = time.perf_counter()
+        tar = subprocess.Popen(['tar', 'cf', '-', '-C', directory, '.'],
+                               stdout=subprocess.PIPE)
+        subprocess.run(ssh + ['mkdir %s && tar xf - -C %s' % (target,
+                                                              target)],
+                       stdin=tar.stdout, check=True)
+        tar.stdout.close()
+        tar.wait()
+        seconds = time.perf_counter() - start
+        shutil.rmtree(target)
+        return seconds
+
+    q.submit('big', big, script='true')
+    support.wait_state(q, 'big')
+    stage = os.path.join(queue_path, 'jobs', 'big', 'stage')
+
+    def download():
+        into = os.path.join(local, fresh('d'))
+        os.mkdir(into)
+        result = measured(tej_cli + server.cli(
+            'download', server.alias, '--id', 'big', 'data', '--directory',
+            into, '--queue', queue_path))
+        shutil.rmtree(into)
+        return result
+
+    def baseline_download():
+        into = os.path.join(local, fresh('d'))
+        os.mkdir(into)
+        start = time.perf_counter()
+        ssh_proc = subprocess.Popen(ssh + ['tar cf - -C %s data' % stage],
+                                    stdout=subprocess.PIPE)
+        subprocess.run(['tar', 'xf', '-', '-C', into],
+                       stdin=ssh_proc.stdout, check=True)
+        ssh_proc.stdout.close()
+        ssh_proc.wait()
+        seconds = time.perf_counter() - start
+        shutil.rmtree(into)
+        return seconds
+
+    results = []
+    for name, action, baseline in [
+            ('submit 2,000 files of 4 KiB', lambda: submit(small),
+             lambda: baseline_submit(small)),
+            ('submit one 1 GiB file', lambda: submit(big),
+             lambda: baseline_submit(big)),
+            ('download one 1 GiB file', download, baseline_download)]:
+        ours, theirs, rss = [], [], []
+        for i in range(runs):
+            # interleaved, in turn first: both see the same load; each
+            # starts with no other's writes to flush
+            for first in ((True, False) if i % 2 == 0 else (False, True)):
+                os.sync()
+                if first:
+                    seconds, peak = action()
+                    ours.append(seconds)
+                    rss.append(peak)
+                else:
+                    theirs.append(baseline())
+        results.append((name, statistics.median(ours),
+                        statistics.median(theirs), max(rss)))
+    shutil.rmtree(local)
+    return results
+
+
+def print_transfers(results, runs):
+    print("transfers, medians of %d runs (tej: the command line)" % runs)
+    print("  %-30s %9s %17s %6s %13s" % ('', 'tej', 'tar c | ssh tar x',
+                                         'ratio', 'tej peak RSS'))
+    for name, ours, theirs, rss in results:
+        print("  %-30s %8.2fs %16.2fs %6.2f %9.1f MiB" % (
+            name, ours, theirs, ours / theirs, rss))
 
 
 def bench_runtimes(server, remote, runs=3):

@@ -430,9 +430,9 @@ umask 022
     dict(
         name='prepend-without-rewind',
         file='tej.py',
-        original='''    fileobj.seek(0)
-    shutil.copyfileobj(fileobj, combined)''',
-        replacement='''    shutil.copyfileobj(fileobj, combined)''',
+        original='''            stdin.seek(0)
+            shutil.copyfileobj(stdin, pipe)''',
+        replacement='''            shutil.copyfileobj(stdin, pipe)''',
         description="the job's archive behind a pushed runtime is copied "
                     "from where the first try left it",
         tests=['test_pure.TestHelpers'],
