@@ -4612,7 +4612,7 @@ def _write_member(tar, member, local, mode, meter=None):
                     size -= len(data)
                     if meter is not None:
                         meter.add(len(data))
-                    if data.count(0) != len(data):  # zeros: a hole
+                    if not _zeros(data):  # zeros are a hole
                         out.write(offset, data)
                     offset += len(data)
         finally:
@@ -4632,6 +4632,15 @@ def _write_member(tar, member, local, mode, meter=None):
                 os.path.getsize(part) == 0:
             _remove(part)
         raise
+
+
+def _zeros(data):
+    """Is ``data`` all zeros? Counting them costs 0.3 s a GiB: its ends
+    and middle say no at once for most data.
+    """
+    return not data or (data[0] == 0 and data[-1] == 0 and
+                        data[len(data) // 2] == 0 and
+                        data.count(0) == len(data))
 
 
 class _FileWriter(object):
@@ -5355,6 +5364,8 @@ def _cmd_wait(queue, args):
 
 
 def _cmd_run(queue, args):
+    if args.download and not os.path.isdir(args.into):
+        _need_parent(args.into, '--into')  # before the job, not after it
     job_id, created = queue.submit_job(
         None, args.directory, args.script, True, 'reuse',
         **dict(_resources(args), **_transfer_options(args)))

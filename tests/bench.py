@@ -18,8 +18,9 @@ through each runtime (slurm and pbs on the test suite's Slurm, as root).
 The data path only (also printed by a full run): "tej submit" of 2,000
 files of 4 KiB and of one 1 GiB file, and "tej download" of that file,
 each against "tar c | ssh tar x" over the same shared connection in the
-same run (medians of N runs, default 3), with tej's peak RSS (the command
-line's process, or the ssh it ran if that was larger).
+same run (medians of N runs, default 3), through the command line (a new
+python3 each time) and the API (RemoteQueue in this process), with the
+command line's peak RSS (its process, or the ssh it ran if larger).
 """
 
 import os
@@ -192,6 +193,24 @@ def bench_transfers(server, runs):
     support.wait_state(q, 'big')
     stage = os.path.join(queue_path, 'jobs', 'big', 'stage')
 
+    def submit_api(directory):
+        job_id = fresh('a')
+        start = time.perf_counter()
+        q.submit(job_id, directory, script='true')
+        seconds = time.perf_counter() - start
+        support.wait_state(q, job_id)
+        q.delete(job_id)
+        return seconds
+
+    def download_api():
+        into = os.path.join(local, fresh('d'))
+        os.mkdir(into)
+        start = time.perf_counter()
+        q.download('big', 'data', directory=into)
+        seconds = time.perf_counter() - start
+        shutil.rmtree(into)
+        return seconds
+
     def download():
         into = os.path.join(local, fresh('d'))
         os.mkdir(into)
@@ -216,37 +235,45 @@ def bench_transfers(server, runs):
         return seconds
 
     results = []
-    for name, action, baseline in [
+    for name, action, api, baseline in [
             ('submit 2,000 files of 4 KiB', lambda: submit(small),
-             lambda: baseline_submit(small)),
+             lambda: submit_api(small), lambda: baseline_submit(small)),
             ('submit one 1 GiB file', lambda: submit(big),
-             lambda: baseline_submit(big)),
-            ('download one 1 GiB file', download, baseline_download)]:
-        ours, theirs, rss = [], [], []
+             lambda: submit_api(big), lambda: baseline_submit(big)),
+            ('download one 1 GiB file', download, download_api,
+             baseline_download)]:
+        ours, in_process, theirs, rss = [], [], [], []
         for i in range(runs):
-            # interleaved, in turn first: both see the same load; each
+            # interleaved, in turn first: all see the same load; each
             # starts with no other's writes to flush
-            for first in ((True, False) if i % 2 == 0 else (False, True)):
+            order = [0, 1, 2] if i % 2 == 0 else [2, 1, 0]
+            for which in order:
                 os.sync()
-                if first:
+                if which == 0:
                     seconds, peak = action()
                     ours.append(seconds)
                     rss.append(peak)
+                elif which == 1:
+                    in_process.append(api())
                 else:
                     theirs.append(baseline())
         results.append((name, statistics.median(ours),
+                        statistics.median(in_process),
                         statistics.median(theirs), max(rss)))
     shutil.rmtree(local)
     return results
 
 
 def print_transfers(results, runs):
-    print("transfers, medians of %d runs (tej: the command line)" % runs)
-    print("  %-30s %9s %17s %6s %13s" % ('', 'tej', 'tar c | ssh tar x',
-                                         'ratio', 'tej peak RSS'))
-    for name, ours, theirs, rss in results:
-        print("  %-30s %8.2fs %16.2fs %6.2f %9.1f MiB" % (
-            name, ours, theirs, ours / theirs, rss))
+    """The transfers' table: the command line's time and its ratio to the
+    baseline, and the API's (in a running process: no interpreter start).
+    """
+    print("transfers, medians of %d runs; ratios to tar c | ssh tar x" % runs)
+    print("  %-28s %8s %8s %10s %7s %7s %13s" % (
+        '', 'tej', 'tej API', 'tar | ssh', 'ratio', 'API', 'tej peak RSS'))
+    for name, ours, api, theirs, rss in results:
+        print("  %-28s %7.2fs %7.2fs %9.2fs %7.2f %7.2f %9.1f MiB" % (
+            name, ours, api, theirs, ours / theirs, api / theirs, rss))
 
 
 def bench_runtimes(server, remote, runs=3):

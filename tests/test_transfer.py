@@ -679,8 +679,13 @@ class TestWhereDownloadsGo(TransferCase):
         code, out, err = self.cli('run', self.dest, self.job('r', {
             'start.sh': 'echo x > res\n'}), '--download', 'res', '--into',
             'no/such')
-        self.assertNotEqual(code, 0, err)
+        self.assertEqual((code, out), (125, ''), err)
+        self.assertEqual(err, 'tej: error: No such directory: no (the '
+                              '--into no/such is made only in a directory '
+                              'that is there)\n')
         self.assertFalse(os.path.exists('no'))
+        self.assertEqual(list(self.q.list())[0][0], 'w')  # nothing ran
+        self.assertEqual(len(list(self.q.list())), 1)
         code, out, err = self.cli('download', self.dest, '--id', 'w', 'sub',
                                   '--directory', 'new')
         self.assertEqual(code, 0, err)
