@@ -4319,6 +4319,23 @@ def _leftovers(local):
     return any(n.startswith(prefix) and n.endswith(_PART) for n in names)
 
 
+def _parts_of(local, listings):
+    """The part files of ``local`` there are (of any size and time);
+    ``listings`` caches each directory's names.
+    """
+    head, base = os.path.split(local)
+    if head not in listings:
+        try:
+            listings[head] = [n for n in os.listdir(head or '.')
+                              if n.endswith(_PART)]
+        except OSError:
+            listings[head] = []
+    prefix = '.%s.' % base
+    return [os.path.join(head, n) for n in listings[head]
+            if n.startswith(prefix) and
+            re.match(r'[0-9]+-[0-9]+\Z', n[len(prefix):-len(_PART)])]
+
+
 def _need_parent(path, what):
     """Raise `ValueError` unless the directory that would hold ``path``
     (a download's ``what``) is there: only the last part of a path is
@@ -4412,6 +4429,7 @@ class _Plan(object):
                       for _, _, _, name in entries if name)
         whole, kept = [], 0
         mask = _umask()
+        listings = {}  # directory -> its names, for _parts_of
         for mode, size, mtime, name in entries:
             top, local = place(name)
             if top is None:
@@ -4433,6 +4451,9 @@ class _Plan(object):
                     kept += 1
                     continue
                 part = _part_name(local, size, mtime)
+                for stale in _parts_of(local, listings):
+                    if stale != part:  # of another version of the file
+                        _remove(stale)
                 try:
                     st = os.lstat(part)
                 except OSError:

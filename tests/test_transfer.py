@@ -300,6 +300,7 @@ class TestUpload(TransferCase):
         self.kill_sessions_when(under_way)
         code, out, err = self.cli('submit', self.dest, job, '--id', 'up')
         self.assertEqual(code, 1)
+        self.assertIn('the connection was lost', err)
         self.assertIn('tej: error: ', err)
         self.assertNotIn('Traceback', err)
         self.assertEqual(len(err.strip().splitlines()), 1, err)
@@ -595,6 +596,11 @@ class TestResume(TransferCase):
         os.rename(cut, part)
         with open(part, 'r+b') as fp:
             fp.truncate(30000)
+        # and a part of another version of a file: removed
+        stale = tej._part_name(os.path.join(res, 'd1', 'f1'), 5, 5)
+        os.makedirs(os.path.dirname(stale))
+        with open(stale, 'wb') as fp:
+            fp.write(b'stale')
         counter = Counter()
         q.download('r', 'res', directory=into, progress=counter)
         self.assertEqual(filecmp.dircmp(os.path.join(job, 'res'), res)
