@@ -202,6 +202,7 @@ _creating=
 _beat_pid=
 
 _cleanup() {
+    _cl_rc=$?
     if [ -n "$_locked" ]; then
         _unlock
     fi
@@ -211,8 +212,22 @@ _cleanup() {
     if [ -n "$_self" ]; then  # the pushed copy, in its private directory
         rm -rf "${_self%/*}"
     fi
-    if [ -n "$_creating" ]; then  # a job whose submission failed
+    # a job whose submission failed (and, when a tool failed on a full
+    # disk, RC_NO_SPACE: the upload, a lock or a record could not be
+    # written)
+    if [ -n "$_creating" ]; then
+        _cl_full=
+        case $_cl_rc in  # a failure of a tool, not one the runtime says
+            "$RC_OK"|"$RC_JOB_EXISTS"|"$RC_INVALID"|"$RC_UNSUPPORTED"|"$RC_NO_FILE"|"$RC_NO_SPACE") ;;
+            *) if _full "$_creating"; then  # a full disk: say so, once
+                   _cl_full=1               # the job is removed
+               fi ;;
+        esac
         rm -rf "$_creating"
+        if [ -n "$_cl_full" ]; then
+            _creating=
+            _no_space_die "the job"
+        fi
     fi
 }
 trap _cleanup EXIT
@@ -662,7 +677,6 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
             else
                 tar -xf -
             fi); then
-        _no_space "$_sb_job" "the job"
         _die "$RC_FAILURE" "could not unpack the job directory"
     fi
     if [ "$_sb_mode" = file ] && [ ! -f "$_sb_job/stage/$_sb_script" ]; then
@@ -690,9 +704,9 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     printf 'id=%s\n' "$_sb_id"
 }
 
-_no_space() {  # _no_space DIR WHAT: after WHAT failed to write in DIR,
-    # exit RC_NO_SPACE if its file system is full (no block, or no inode,
-    # left: df -P, df -Pi where there is one)
+_full() {  # _full DIR: is the file system of DIR full (less than 1 MiB
+    # or 16 inodes left: what failed to write stopped short of it)? Sets
+    # _ns_free (KiB), _ns_inodes, _ns_fs (its mount point), from df -P
     _ns_free=$(df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }') || _ns_free=
     _ns_inodes=$(df -Pi "$1" 2>/dev/null | awk 'NR == 2 { print $4 }') || _ns_inodes=
     _ns_fs=$(df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $6 }') || _ns_fs=
@@ -700,12 +714,13 @@ _no_space() {  # _no_space DIR WHAT: after WHAT failed to write in DIR,
         ''|*[!0-9]*) _ns_free=999999 ;;
     esac
     case $_ns_inodes in
-        ''|*[!0-9]*) _ns_inodes=999999 ;;
+        ''|*[!0-9]*) _ns_inodes=999999 ;;  # df -i is not everywhere
     esac
-    # "full": less than 1 MiB or 16 inodes left (tar stopped short of it)
-    if [ "$_ns_free" -lt 1024 ] || [ "$_ns_inodes" -lt 16 ]; then
-        _die "$RC_NO_SPACE" "no space left on the server (${_ns_free} KiB and ${_ns_inodes} inodes free on ${_ns_fs:-the file system of $Q}; $2 was not made)"
-    fi
+    [ "$_ns_free" -lt 1024 ] || [ "$_ns_inodes" -lt 16 ]
+}
+
+_no_space_die() {  # _no_space_die WHAT: the error of a full disk (_full)
+    _die "$RC_NO_SPACE" "no space left on the server (${_ns_free} KiB and ${_ns_inodes} inodes free on ${_ns_fs:-the file system of $Q}; $1 was not made)"
 }
 
 _status() {  # _status ID ...: one record per job; RC_NO_JOB if one is not

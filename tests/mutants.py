@@ -557,12 +557,12 @@ umask 022
                'test_only_the_last_component_is_made'],
     ),
     dict(
-        name='disk-full-not-told',
+        name='disk-full-cleanup-silent',
         file='runtimes/common.sh',
-        original='        _no_space "$_sb_job" "the job"\n',
-        replacement='',
-        description="an upload that fills the server's disk says 'could "
-                    "not unpack'",
+        original='            *) if _full "$_creating"; then  # a full disk',
+        replacement='            *) if false; then  # a full disk',
+        description="a submission that a full disk stopped before the "
+                    "upload (its lock, its record) says 'I/O error'",
         tests=['test_transfer.TestServerDiskFull'],
     ),
     dict(

@@ -807,6 +807,23 @@ class TestServerDiskFull(TransferCase):
             q.delete(job)
         q.submit('small', small)
         self.assertEqual(wait_state(q, 'small')['exit'], 0)
+        # full to the last block: even the job's directory cannot be made
+        filler = os.path.join(home, 'filler')
+        with open(filler, 'wb') as fp:
+            try:
+                while True:
+                    fp.write(b'x' * 65536)
+                    fp.flush()
+            except OSError:
+                pass
+        code, out, err = self.cli('submit', self.dest, small, '--id',
+                                  'small2', '--queue', queue)
+        self.assertEqual(code, 1, err)
+        self.assertTrue(err.splitlines()[-1].startswith(
+            'tej: error: no space left on the server ('), err)
+        os.unlink(filler)
+        q.submit('small2', small)
+        self.assertEqual(wait_state(q, 'small2')['exit'], 0)
 
 
 if __name__ == '__main__':
