@@ -18,7 +18,7 @@ through each runtime (slurm and pbs on the test suite's Slurm, as root).
 The data path only (also printed by a full run): "tej submit" of 2,000
 files of 4 KiB and of one 1 GiB file, and "tej download" of that file,
 each against "tar c | ssh tar x" over the same shared connection in the
-same run (medians of N runs, default 3), through the command line (a new
+same run (medians of N runs, default 5), through the command line (a new
 python3 each time) and the API (RemoteQueue in this process), with the
 command line's peak RSS (its process, or the ssh it ran if larger).
 """
@@ -52,7 +52,7 @@ def run(argv):
 
 def main(argv):
     if '--transfers' in argv:
-        runs = int(argv[argv.index('--runs') + 1]) if '--runs' in argv else 3
+        runs = int(argv[argv.index('--runs') + 1]) if '--runs' in argv else 5
         support.Hermetic.start()
         os.environ['TEJ_CONTROL_PERSIST'] = '120'
         try:
@@ -91,7 +91,7 @@ def main(argv):
         waited = bench_wait(server, queue, job, argv)
         concurrency = bench_concurrency(server, queue, tej_py)
         latencies = bench_runtimes(server, remote)
-        transfers = bench_transfers(server, 3)
+        transfers = bench_transfers(server, 5)
     finally:
         support.stop_all()
     base = dict(results)
@@ -116,7 +116,7 @@ def main(argv):
     for runtime, seconds in latencies:
         print("submit to finished, trivial job, %-8s %6.2f s (median of 3)"
               % (runtime + ':', seconds))
-    print_transfers(transfers, 3)
+    print_transfers(transfers, 5)
     return 0
 
 
@@ -148,11 +148,16 @@ def bench_transfers(server, runs):
             support.make_tree(small, {'d%02d/f%03d' % (d, f):
                                       os.urandom(4096)})
     big = os.path.join(local, 'big')
-    os.mkdir(big)
-    block = os.urandom(1 << 20)
-    with open(os.path.join(big, 'data'), 'wb') as fp:
-        for _ in range(1024):
-            fp.write(block)
+
+    def make_big():
+        os.mkdir(big)
+        block = os.urandom(1 << 20)
+        with open(os.path.join(big, 'data'), 'wb') as fp:
+            for _ in range(1024):
+                fp.write(block)
+        q.submit('big', big, script='true')
+        support.wait_state(q, 'big')
+
     q = server.queue(queue_path)
     q.setup()
     q.list()  # the shared connection is up
@@ -189,8 +194,6 @@ def bench_transfers(server, runs):
         shutil.rmtree(target)
         return seconds
 
-    q.submit('big', big, script='true')
-    support.wait_state(q, 'big')
     stage = os.path.join(queue_path, 'jobs', 'big', 'stage')
 
     def submit_api(directory):
@@ -235,20 +238,26 @@ def bench_transfers(server, runs):
         return seconds
 
     results = []
-    for name, action, api, baseline in [
+    for name, action, api, baseline, before, sync in [
             ('submit 2,000 files of 4 KiB', lambda: submit(small),
-             lambda: submit_api(small), lambda: baseline_submit(small)),
+             lambda: submit_api(small), lambda: baseline_submit(small),
+             None, False),
             ('submit one 1 GiB file', lambda: submit(big),
-             lambda: submit_api(big), lambda: baseline_submit(big)),
+             lambda: submit_api(big), lambda: baseline_submit(big),
+             make_big, True),
             ('download one 1 GiB file', download, download_api,
-             baseline_download)]:
+             baseline_download, None, True)]:
+        if before is not None:
+            before()
         ours, in_process, theirs, rss = [], [], [], []
         for i in range(runs):
-            # interleaved, in turn first: all see the same load; each
-            # starts with no other's writes to flush
+            # interleaved, in turn first: all see the same load; each of
+            # the big ones starts with the disk written back (the GiB that
+            # the one before wrote would be written back during it)
             order = [0, 1, 2] if i % 2 == 0 else [2, 1, 0]
             for which in order:
-                os.sync()
+                if sync:
+                    os.sync()
                 if which == 0:
                     seconds, peak = action()
                     ours.append(seconds)
