@@ -4244,6 +4244,10 @@ class _Meter(object):
         self.shown = None
 
 
+#: os.open's flag for no newline translation (Windows; 0 elsewhere).
+_O_BINARY = getattr(os, 'O_BINARY', 0)
+
+
 class _TarSink(object):
     """Where an archive is written as it is made: small writes gathered,
     a big file's data sent by the kernel (sendfile) where it can, gzipped
@@ -4309,8 +4313,13 @@ class _TarSink(object):
                     raise
             except AttributeError:  # no os.sendfile
                 pass
+        if not hasattr(os, 'pread'):  # Windows
+            os.lseek(fd, done, os.SEEK_SET)
         while done < size:
-            data = os.pread(fd, min(size - done, 1 << 20), done)
+            if hasattr(os, 'pread'):
+                data = os.pread(fd, min(size - done, 1 << 20), done)
+            else:
+                data = os.read(fd, min(size - done, 1 << 20))
             if not data:
                 break
             self.write(data)
@@ -4380,10 +4389,9 @@ def _write_tar(directory, fileobj, excludes=(), dereference=False,
             regular = True
         if regular:
             try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NOFOLLOW',
-                                                         0)
-                             if link is None and not dereference
-                             else os.O_RDONLY)
+                # (a link --dereference sends is followed; nothing else)
+                fd = os.open(path, os.O_RDONLY | _O_BINARY | (
+                    0 if dereference else getattr(os, 'O_NOFOLLOW', 0)))
             except OSError as e:
                 raise Error("Cannot read %s: %s" % (path, e.strerror))
             try:
@@ -4735,7 +4743,7 @@ def _write_member(tar, member, local, mode, meter=None):
     blocks = member.sparse or [(0, member.size)]
     part = _part_name(local, member.size, int(member.mtime))
     _remove(part)  # never written through: a new file of ours
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL |
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY |
                  getattr(os, 'O_NOFOLLOW', 0), 0o600)
     # a big file is written by a thread while the next piece comes
     out = _FileWriter(fd, member.size >= 1 << 22)
