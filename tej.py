@@ -40,6 +40,7 @@ import os
 import random
 import re
 import shlex
+import stat
 import subprocess
 import sys
 import time
@@ -194,6 +195,7 @@ _RC_QUEUE_EXISTS = 7   # a queue or link is there already (_install)
 _RC_INVALID = 8        # an invalid argument
 _RC_UNSUPPORTED = 9    # the runtime cannot do that
 _RC_NO_FILE = 10       # no such file in the job (download, submit)
+_RC_NO_SPACE = 11      # the server's disk is full (submit: _no_space)
 _RC_NEED_RUNTIME = 90  # no runtime, or another version (bootstrap.sh)
 
 # Job states: the "state" field of a record. Produced by _record in
@@ -370,6 +372,7 @@ def _runtime_error(verb, code, stderr):
         _RC_LINK_BROKEN: QueueLinkBroken,
         _RC_QUEUE_EXISTS: QueueExists,
         _RC_NO_FILE: _NoSuchFile,
+        _RC_NO_SPACE: Error,
         _RC_UNSUPPORTED: Error,
         _RC_INVALID: ValueError,
     }
@@ -961,7 +964,13 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #   waitany SECONDS ID ...
 #                         as status, once any of the jobs has ended (or is
 #                         not there), or after SECONDS
-#   download ID PATH ...  a tar stream of PATHs (relative to the job)
+#   download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
+#                         a tar stream of PATHs (relative to the job),
+#                         after the rest of PARTs the client has (see
+#                         _download)
+#   _files ID PATH ...    for a download that resumes: the directories,
+#                         files and links below PATHs, with mode, size and
+#                         time
 #   logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
 #                         the job's _stdout and/or _stderr (STREAMS "out",
 #                         "err" or "outerr") past the offsets: "stream=logs",
@@ -996,7 +1005,8 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 # Exit codes: RC_OK, RC_FAILURE (message on stderr), RC_RUNNING (job still
 # running), RC_NO_JOB, RC_JOB_EXISTS, RC_LINK_BROKEN (bootstrap.sh),
 # RC_QUEUE_EXISTS (queue or link already there), RC_INVALID (argument),
-# RC_UNSUPPORTED, RC_NO_FILE (in the job), RC_NEED_RUNTIME (bootstrap.sh).
+# RC_UNSUPPORTED, RC_NO_FILE (in the job), RC_NO_SPACE (the server's disk
+# is full), RC_NEED_RUNTIME (bootstrap.sh).
 # Their numbers, and TEJ_PROTOCOL, come from the prelude that tej.py puts
 # ahead of this file (_prelude, from its Protocol section). Never 126,
 # 127, 128+N or 255: those are the shell's and ssh's.
@@ -1183,6 +1193,7 @@ _creating=
 _beat_pid=
 
 _cleanup() {
+    _cl_rc=$?
     if [ -n "$_locked" ]; then
         _unlock
     fi
@@ -1195,8 +1206,22 @@ _cleanup() {
     if [ -n "$_self" ]; then  # the pushed copy, in its private directory
         rm -rf "${_self%/*}"
     fi
-    if [ -n "$_creating" ]; then  # a job whose submission failed
+    # a job whose submission failed (and, when a tool failed on a full
+    # disk, RC_NO_SPACE: the upload, a lock or a record could not be
+    # written)
+    if [ -n "$_creating" ]; then
+        _cl_full=
+        case $_cl_rc in  # a failure of a tool, not one the runtime says
+            "$RC_OK"|"$RC_JOB_EXISTS"|"$RC_INVALID"|"$RC_UNSUPPORTED"|"$RC_NO_FILE"|"$RC_NO_SPACE") ;;
+            *) if _full "$_creating"; then  # a full disk: say so, once
+                   _cl_full=1               # the job is removed
+               fi ;;
+        esac
         rm -rf "$_creating"
+        if [ -n "$_cl_full" ]; then
+            _creating=
+            _no_space_die "the job"
+        fi
     fi
 }
 trap _cleanup EXIT
@@ -1595,10 +1620,15 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
         command) ;;
         *) _die "$RC_INVALID" "invalid script mode: '$2'" ;;
     esac
-    _sb_id=$1 _sb_mode=$2 _sb_script=$3
+    _sb_id=$1 _sb_mode=$2 _sb_script=$3 _sb_unzip=
     shift 3
     for _sb_option do
         case $_sb_option in
+            transfer=gzip) command -v gzip > /dev/null 2>&1 || \
+                    _die "$RC_UNSUPPORTED" "--compress: there is no gzip on the server"
+                _sb_unzip=1
+                continue ;;
+            transfer=*) _die "$RC_INVALID" "unknown transfer: '${_sb_option#*=}'" ;;
             prologue=*) ;;
             *"
 "*) _die "$RC_INVALID" "an option holds a newline" ;;
@@ -1642,7 +1672,12 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     # the job's own files, as the user's would be: under the umask of the
     # session (as root, tar keeps the modes of the archive)
     if ! (umask "$TEJ_UMASK" && mkdir "$_sb_job/stage" &&
-            cd "$_sb_job/stage" && tar -xf -); then
+            cd "$_sb_job/stage" && if [ -n "$_sb_unzip" ]; then
+                # a broken gzip stream ends in what tar takes for no archive
+                { gzip -dc || printf '%01024d' 0; } | tar -xf -
+            else
+                tar -xf -
+            fi); then
         _die "$RC_FAILURE" "could not unpack the job directory"
     fi
     if [ "$_sb_mode" = file ] && [ ! -f "$_sb_job/stage/$_sb_script" ]; then
@@ -1654,6 +1689,7 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     : > "$_sb_job/options"
     for _sb_option do
         case $_sb_option in
+            transfer=*) ;;
             prologue=*) printf '%s\n' "${_sb_option#*=}" > "$_sb_job/prologue" ;;
             *) printf '%s\n' "$_sb_option" >> "$_sb_job/options" ;;
         esac
@@ -1667,6 +1703,25 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     _unlock
     _header
     printf 'id=%s\n' "$_sb_id"
+}
+
+_full() {  # _full DIR: is the file system of DIR full (less than 1 MiB
+    # or 16 inodes left: what failed to write stopped short of it)? Sets
+    # _ns_free (KiB), _ns_inodes, _ns_fs (its mount point), from df -P
+    _ns_free=$(df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }') || _ns_free=
+    _ns_inodes=$(df -Pi "$1" 2>/dev/null | awk 'NR == 2 { print $4 }') || _ns_inodes=
+    _ns_fs=$(df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $6 }') || _ns_fs=
+    case $_ns_free in
+        ''|*[!0-9]*) _ns_free=999999 ;;
+    esac
+    case $_ns_inodes in
+        ''|*[!0-9]*) _ns_inodes=999999 ;;  # df -i is not everywhere
+    esac
+    [ "$_ns_free" -lt 1024 ] || [ "$_ns_inodes" -lt 16 ]
+}
+
+_no_space_die() {  # _no_space_die WHAT: the error of a full disk (_full)
+    _die "$RC_NO_SPACE" "no space left on the server (${_ns_free} KiB and ${_ns_inodes} inodes free on ${_ns_fs:-the file system of $Q}; $1 was not made)"
 }
 
 _status() {  # _status [-n] ID ...: one record per job; RC_NO_JOB if one
@@ -1870,14 +1925,39 @@ _scan() {  # _scan MODE ARG ...: list or gc (see _filter): the records of
     done < "$_tmp"
 }
 
-_download() {  # _download ID PATH ...
+_download() {  # _download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
+    # "stream=download", then (FLAGS has "s") "size=BYTES" (about: du
+    # -sk of the PATHs and what is left of the PARTs), then for each PART (a file the client has the first
+    # OFFSET bytes of, out of SIZE): "part N LENGTH TOOL", the LENGTH bytes
+    # past OFFSET and "sum VALUE" (what TOOL, cksum or md5sum, says of its
+    # first SIZE bytes), or "part N changed" when its size is no longer
+    # SIZE (or there is no TOOL); then "tar" and a
+    # tar archive of the PATHs, or "end" when there are none
     _check_id "$1"
     _dl_job=$Q/jobs/$1
     [ -d "$_dl_job" ] || _die "$RC_NO_JOB" "no job $1"
-    shift
-    [ "$#" -gt 0 ] || _die "$RC_INVALID" "no file to download"
+    _dl_flags=$2 _dl_parts=$3
+    shift 3
+    case $_dl_parts in
+        ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of parts: '$_dl_parts'" ;;
+    esac
+    [ "$#" -ge $((_dl_parts * 3)) ] || _die "$RC_INVALID" "missing part arguments"
     _dl_n=$#
+    _dl_i=0 _dl_rest=0
     while [ "$_dl_n" -gt 0 ]; do
+        if [ "$_dl_i" -lt "$_dl_parts" ]; then  # SIZE OFFSET PART
+            case $1$2 in
+                ''|*[!0-9]*) _die "$RC_INVALID" "invalid part: '$1' '$2'" ;;
+            esac
+            [ "$2" -le "$1" ] || _die "$RC_INVALID" "invalid part: '$1' '$2'"
+            _check_path "$3"
+            _dl_rest=$((_dl_rest + $1 - $2))
+            set -- "$@" "$1" "$2" "./$3"
+            shift 3
+            _dl_n=$((_dl_n - 3))
+            _dl_i=$((_dl_i + 1))
+            continue
+        fi
         _check_path "$1"
         if [ ! -e "$_dl_job/stage/$1" ] && [ ! -L "$_dl_job/stage/$1" ]; then
             _die "$RC_NO_FILE" "no file '$1' in job"
@@ -1889,6 +1969,41 @@ _download() {  # _download ID PATH ...
     cd "$_dl_job/stage"
     _header
     printf 'stream=download\n'
+    case $_dl_flags in
+        *s*) _dl_kib=0
+             if [ "$#" -gt $((_dl_parts * 3)) ]; then
+                 _dl_kib=$(shift $((_dl_parts * 3))
+                           du -sk "$@" 2>/dev/null | awk '{ k += $1 } END { print k + 0 }')
+             fi
+             printf 'size=%s\n' $((_dl_kib * 1024 + _dl_rest)) ;;
+    esac
+    # the check of a part: POSIX cksum, else md5sum (busybox may lack
+    # cksum), else none (the part is then fetched again, whole)
+    _dl_sum=changed
+    if command -v cksum > /dev/null 2>&1; then
+        _dl_sum='cksum'
+    elif command -v md5sum > /dev/null 2>&1; then
+        _dl_sum='md5sum'
+    fi
+    _dl_i=0
+    while [ "$_dl_i" -lt "$_dl_parts" ]; do
+        _dl_size=$1 _dl_offset=$2 _dl_file=$3
+        shift 3
+        if [ "$_dl_sum" != changed ] && [ -f "$_dl_file" ] && [ ! -L "$_dl_file" ] &&
+                [ "$(($(wc -c < "$_dl_file")))" -eq "$_dl_size" ]; then
+            printf 'part %d %d %s\n' "$_dl_i" $((_dl_size - _dl_offset)) "$_dl_sum"
+            tail -c +$((_dl_offset + 1)) "$_dl_file" | head -c $((_dl_size - _dl_offset))
+            printf 'sum %s\n' "$(head -c "$_dl_size" "$_dl_file" | "$_dl_sum" | awk '{ print $1 }')"
+        else
+            printf 'part %d changed\n' "$_dl_i"
+        fi
+        _dl_i=$((_dl_i + 1))
+    done
+    if [ "$#" -eq 0 ]; then
+        printf 'end\n'
+        return 0
+    fi
+    printf 'tar\n'
     # GNU tar says 1 when a file changed as it was read (a running job's
     # _stdout): what was read is sent
     _dl_rc=0
@@ -1900,6 +2015,35 @@ _download() {  # _download ID PATH ...
     esac
     tar ${_dl_gnu:+"$_dl_gnu"} -cf - "$@" || _dl_rc=$?
     [ "$_dl_rc" -le 1 ] || _die "$RC_FAILURE" "tar failed ($_dl_rc)"
+}
+
+_files() {  # _files ID PATH ...: what download would send, one line each
+    # "MODE SIZE MTIME ./PATH" (MODE in hex, as stat's %f), for the
+    # directories, files and links below the PATHs; or a line "none" when
+    # the server's stat cannot say (then the client fetches it all)
+    _check_id "$1"
+    _fl_job=$Q/jobs/$1
+    [ -d "$_fl_job" ] || _die "$RC_NO_JOB" "no job $1"
+    shift
+    _fl_n=$#
+    while [ "$_fl_n" -gt 0 ]; do
+        _check_path "$1"
+        if [ ! -e "$_fl_job/stage/$1" ] && [ ! -L "$_fl_job/stage/$1" ]; then
+            _die "$RC_NO_FILE" "no file '$1' in job"
+        fi
+        set -- "$@" "./$1"
+        shift
+        _fl_n=$((_fl_n - 1))
+    done
+    cd "$_fl_job/stage"
+    _header
+    if stat -c '%f' . > /dev/null 2>&1; then  # GNU, busybox
+        find "$@" \( -type f -o -type d -o -type l \) -exec stat -c '%f %s %Y %n' {} +
+    elif stat -f '%Xp' . > /dev/null 2>&1; then  # BSD
+        find "$@" \( -type f -o -type d -o -type l \) -exec stat -f '%Xp %z %m %N' {} +
+    else
+        printf 'none\n'
+    fi
 }
 
 _send() {  # _send NAME FILE OFFSET: a frame "NAME LENGTH" + the bytes past
@@ -2039,8 +2183,10 @@ _main() {
         waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
                  _wt_any=1
                  _wait "$@" ;;
-        download) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: download ID PATH ..."
+        download) [ "$#" -ge 3 ] || _die "$RC_INVALID" "usage: download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ..."
                   _download "$@" ;;
+        _files) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: _files ID PATH ..."
+                _files "$@" ;;
         logs) [ "$#" -eq 5 ] || _die "$RC_INVALID" "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"
               _logs "$@" ;;
         kill) [ "$#" -eq 1 ] || _die "$RC_INVALID" "usage: kill ID"
@@ -2622,10 +2768,13 @@ _NO_FEEDER = _NoFeeder()
 
 def _start_call(popen, command, argv, stdin, **kwargs):
     """Start ``popen(command, stdin=PIPE_END, **kwargs)``, a call whose
-    stdin is its line (_call_line of ``argv``) then ``stdin`` (None, bytes
-    or a file), written by a thread (or beforehand, when it is only a short
-    line): the process, its ``feeder`` thread an attribute, to join once
-    the process has ended.
+    stdin is its line (_call_line of ``argv``) then ``stdin``: None, bytes,
+    a file, or a producer, ``stdin(pipe)``, that writes to the binary
+    ``pipe`` as it goes (an upload: no copy of it is made). A thread feeds
+    it (none when it is only a short line, written beforehand): the process
+    has it as ``feeder``, to join once the process has ended, and
+    ``feed_error``, what the producer raised (not the process going away),
+    to raise then (see _fed).
     """
     import threading
     # the verbs of the runtime itself (_install, _detect) are the
@@ -2640,8 +2789,10 @@ def _start_call(popen, command, argv, stdin, **kwargs):
             proc = popen(command, stdin=read, **kwargs)
         finally:
             os.close(read)
-        proc.feeder = _NO_FEEDER
+        proc.feeder, proc.feed_error = _NO_FEEDER, []
         return proc
+    _grow_pipe(write)
+    failed = []
 
     def feed():
         try:
@@ -2649,6 +2800,16 @@ def _start_call(popen, command, argv, stdin, **kwargs):
                 pipe.write(head)
                 if isinstance(stdin, bytes):
                     pipe.write(stdin)
+                elif callable(stdin):
+                    try:
+                        stdin(pipe)
+                    except (BrokenPipeError, ConnectionResetError):
+                        raise
+                    except BaseException as e:
+                        failed.append(e)
+                        # what the server has is no archive: its tar fails
+                        # instead of taking a part of the job for all of it
+                        pipe.write(b'\xff' * 1024)
                 elif stdin is not None:
                     # what has come so far, not a whole buffer (a pipe)
                     chunk = getattr(stdin, 'read1', stdin.read)
@@ -2670,7 +2831,26 @@ def _start_call(popen, command, argv, stdin, **kwargs):
         os.close(read)
     feeder.start()
     proc.feeder = feeder
+    proc.feed_error = failed
     return proc
+
+
+def _grow_pipe(fd):
+    """Make a pipe's buffer 1 MiB where the system allows it (Linux): a
+    transfer then wakes ssh once per MiB, not once per 64 KiB, and either
+    side goes on while the other is busy.
+    """
+    try:
+        import fcntl
+        fcntl.fcntl(fd, getattr(fcntl, 'F_SETPIPE_SZ', 1031), 1 << 20)
+    except (ImportError, OSError):
+        pass
+
+
+def _fed(proc):
+    """Raise what the producer of ``proc``'s stdin raised, if it did."""
+    if proc.feed_error:
+        raise proc.feed_error[0]
 
 
 def _communicate(proc, command, timeout):
@@ -2689,6 +2869,7 @@ def _communicate(proc, command, timeout):
         raise
     finally:
         proc.feeder.join()
+    _fed(proc)
     return proc.returncode, out, err
 
 
@@ -2757,6 +2938,7 @@ class _LocalTransport(_Transport):
         import tempfile
         errfile = tempfile.TemporaryFile()
         proc = self._start(argv, None, subprocess.PIPE, errfile)
+        _grow_pipe(proc.stdout.fileno())
         return _Stream(proc, errfile)
 
 
@@ -3217,6 +3399,8 @@ class _SSHTransport(_Transport):
             errfile = tempfile.TemporaryFile()
             proc, log = self._start(argv, None, subprocess.PIPE, errfile,
                                     connection)
+            # ssh goes on while a file is written here
+            _grow_pipe(proc.stdout.fileno())
             # ssh's failures come before any output: peek at the first byte
             if proc.stdout.peek(1):
                 return _Stream(proc, errfile, self._stream_end(log)), None
@@ -3425,10 +3609,9 @@ class _Calls(object):
                 runtime, 'auto', then=[verb] + list(args))
             if stdin is None:
                 code, out, err = self.run(install, args, script, timeout)
-            else:
-                with _prepend(script, stdin) as combined:
-                    code, out, err = self.run(install, args, combined,
-                                              timeout)
+            else:  # the runtime goes ahead of the verb's own input
+                code, out, err = self.run(install, args,
+                                          _prepend(script, stdin), timeout)
             if code == _RC_NEED_RUNTIME:
                 raise RemoteCommandFailure(
                     "The runtime was installed but the server still asks "
@@ -3688,27 +3871,48 @@ class RemoteQueue(object):
         if if_exists not in ('fail', 'reuse'):
             raise ValueError("if_exists is 'fail' or 'reuse', not %r"
                              % (if_exists,))
+        excludes = _as_list(resources.pop('exclude', None))
+        dereference = resources.pop('dereference', False)
+        compress = resources.pop('compress', False)
+        progress = resources.pop('progress', None)
         _check_directory(directory)
         mode, script = _script_mode(directory, script)
         options = _job_options(**resources)
         if job_id is None:
             if content_id:
-                job_id = _content_id(directory, mode, script, options)
+                job_id = _content_id(directory, mode, script, options,
+                                     excludes, dereference)
             else:
                 job_id = _default_job_id(directory,
                                          self.destination.get('username'))
         check_jobid(job_id)
-        import tempfile
-        with tempfile.TemporaryFile() as archive:
-            _write_tar(directory, archive)
-            archive.seek(0)
-            try:
-                self._calls.call('submit', [job_id, mode, script] + options,
-                           stdin=archive, create=True, transfer=True)
-            except JobAlreadyExists:
-                if if_exists != 'reuse':
-                    raise
-                return job_id, False
+        entries, warned = None, set()
+        meter = _meter(progress, 'Uploading')
+        if meter is not None:  # the total first, for the meter
+            entries = list(_job_files(directory, excludes, dereference))
+            meter.total = sum(st.st_size for _, _, st, link in entries
+                              if link is None and stat.S_ISREG(st.st_mode))
+
+        def upload(pipe):
+            # the archive is made as it is sent: no copy of the job
+            if meter is not None:
+                meter.restart()  # a try before the runtime was there
+            _write_tar(directory, pipe, excludes, dereference,
+                       meter and meter.add, compress, entries, warned)
+            if meter is not None:
+                meter.done()
+        if compress:
+            options.append('transfer=gzip')
+        try:
+            self._calls.call('submit', [job_id, mode, script] + options,
+                             stdin=upload, create=True, transfer=True)
+        except JobAlreadyExists:
+            if if_exists != 'reuse':
+                raise
+            return job_id, False
+        finally:
+            if meter is not None:
+                meter.close()
         logger.info("Submitted job %s", job_id)
         return job_id, True
 
@@ -3755,17 +3959,30 @@ class RemoteQueue(object):
     def download(self, job_id, files, **kwargs):
         """Fetch files or directories of a job.
 
-        ``files`` is a path relative to the job directory, or a list of
-        them. Keyword arguments: ``directory`` (put them in this directory,
-        default the current one), or ``destination`` (one file or directory
-        saved under this name); ``recursive`` (default True: directories
-        come whole). Return the local paths of the files or directories
-        (the original returned None). Raise `JobNotFound`, `Error` for a
-        missing file, `TypeError`/`ValueError` for bad arguments.
+        ``files`` is a path relative to the job directory (``'.'``: all of
+        it), or a list of them. Keyword arguments: ``directory`` (put them
+        in this directory, default the current one; it is made if its
+        parent is there), or ``destination`` (one file or directory saved
+        under this name, in a directory that is there); ``recursive``
+        (default True: directories come whole); ``progress`` (True: show
+        it on stderr; or a callable, ``progress(bytes done, total bytes
+        or None)``).
+
+        Each file is written under a temporary name beside its target and
+        renamed into place when complete. Running the same download again
+        after an interruption fetches only what is missing: files there
+        with the server's size and time are kept, and a file cut short
+        goes on from where it stopped (checked with cksum at the end).
+
+        Return the local paths of the files or directories (the original
+        returned None). Raise `JobNotFound`, `ConnectionLost` when the
+        connection broke (run it again to resume), `Error` for a missing
+        file, `TypeError`/`ValueError` for bad arguments.
         """
         recursive = kwargs.pop('recursive', True)
         destination = kwargs.pop('destination', None)
         directory = kwargs.pop('directory', None)
+        progress = kwargs.pop('progress', None)
         if kwargs:
             raise TypeError("Unexpected arguments: %s" % ', '.join(kwargs))
         if destination is not None and directory is not None:
@@ -3773,31 +3990,79 @@ class RemoteQueue(object):
         if isinstance(files, str):
             files = [files]
         # one file asked for twice is fetched once
-        files = list(dict.fromkeys(_normalize_member(f, ValueError)
+        files = list(dict.fromkeys(_normalize_member(f, ValueError, top=True)
                                    for f in files))
         if not files:
             return []
         for inner in files:
             for outer in files:
-                if inner.startswith(outer + '/'):
+                if inner != outer and (outer == '' or
+                                       inner.startswith(outer + '/')):
                     raise ValueError("%s is inside %s: ask for one of them"
-                                     % (inner, outer))
+                                     % (inner, outer or '.'))
         check_jobid(job_id)
         if destination is not None:
             if len(files) != 1:
                 raise ValueError("destination is for one file; use "
                                  "directory for several")
-            targets = {files[0]: str(destination)}
+            destination = str(destination)
+            _need_parent(destination, 'destination')
+            targets = {files[0]: destination}
         else:
             directory = str(directory if directory is not None else '.')
             targets = {f: os.path.join(directory, f.rsplit('/', 1)[-1])
-                       for f in files}
+                       if f else directory for f in files}
             if len(set(targets.values())) != len(targets):
                 raise ValueError("Several files have the same name: give "
                                  "their parent directory instead")
-        self._calls.stream('download', [job_id] + files,
-                          lambda stdout: _extract(stdout, targets, recursive))
+        resume = any(_leftovers(local) for local in targets.values())
+        if directory is not None and not os.path.isdir(directory):
+            _need_parent(directory, 'directory')
+            os.mkdir(directory)
+        meter = _meter(progress, 'Downloading')
+        try:
+            plan = None
+            if resume:
+                plan = self._resume_plan(job_id, targets, recursive)
+            if plan is None:
+                plan = _Plan(targets, recursive, None)
+            again = self._fetch(job_id, plan, meter)
+            if again:  # parts that had changed on the server: whole
+                plan = _Plan(targets, recursive, again)
+                self._fetch(job_id, plan, meter)
+            if meter is not None:
+                meter.done()
+        finally:
+            if meter is not None:
+                meter.close()
         return [targets[f] for f in files]
+
+    def _resume_plan(self, job_id, targets, recursive):
+        """What is left to fetch of ``targets``, from the server's list
+        of the files (one call): a `_Plan`, or None when the server cannot
+        list them (fetch it all).
+        """
+        lines = self._calls.call('_files', [job_id] + [
+            name or '.' for name in sorted(targets)])
+        entries = _parse_listing(lines)
+        if entries is None:
+            return None
+        return _Plan(targets, recursive, None, entries)
+
+    def _fetch(self, job_id, plan, meter):
+        """Run the download that ``plan`` says (one call); return the
+        paths to fetch again whole (parts that changed on the server).
+        """
+        args = [job_id, 's' if meter is not None else '-',
+                str(len(plan.parts))]
+        for part in plan.parts:
+            args += [str(part.size), str(part.offset), part.name or '.']
+        args += [name or '.' for name in plan.paths]
+        if not plan.parts and not plan.paths:
+            return []
+        return self._calls.stream(
+            'download', args,
+            lambda stdout: _receive(stdout, plan, meter))
 
     def kill(self, job_id):
         """Stop a running job (TERM to all its processes, KILL after a
@@ -4149,10 +4414,11 @@ class _Retry(object):
         self.delay = 1.0
 
 
-def _content_id(directory, mode, script, options=()):
-    """``<dirname>_<12 hex>``: a hash of the job's files (names, contents,
-    whether executable, link targets; not times nor owners), script and
-    submit options.
+def _content_id(directory, mode, script, options=(), excludes=(),
+                dereference=False):
+    """``<dirname>_<12 hex>``: a hash of the job's files as they are sent
+    (see _job_files: names, contents, whether executable, link targets;
+    not times nor owners), script and submit options.
     """
     digest = _sha256(b'')
 
@@ -4163,25 +4429,148 @@ def _content_id(directory, mode, script, options=()):
             digest.update(b'%d:%s,' % (len(field), field))
 
     add('tej-content-1', mode, script, *options)
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            path = os.path.join(root, name)
-            relative = os.path.relpath(path, directory)
-            if os.path.islink(path):
-                add('link', relative, os.readlink(path))
-            elif os.path.isdir(path):
-                add('dir', relative)
-            else:
-                executable = os.stat(path).st_mode & 0o111
-                add('file', relative, 'x' if executable else '-')
-                with open(path, 'rb') as fp:
-                    for chunk in iter(lambda: fp.read(1 << 16), b''):
-                        digest.update(chunk)
-                add(str(os.path.getsize(path)))
+    for relative, path, st, link in _job_files(directory, excludes,
+                                                dereference, warn=False):
+        if link is not None:
+            add('link', relative, link)
+        elif stat.S_ISDIR(st.st_mode):
+            add('dir', relative)
+        else:
+            add('file', relative, 'x' if st.st_mode & 0o111 else '-')
+            size = 0
+            with open(path, 'rb') as fp:
+                for chunk in iter(lambda: fp.read(1 << 16), b''):
+                    digest.update(chunk)
+                    size += len(chunk)
+            add(str(size))
     base = os.path.basename(os.path.normpath(os.path.abspath(directory)))
     base = re.sub(r'[^A-Za-z0-9_.,+=@%:-]', '_', base).lstrip('.-')[:100]
     return '%s_%s' % (base or 'job', digest.hexdigest()[:12])
+
+
+#: The file of a job directory that lists patterns to leave out.
+_IGNORE_FILE = '.tejignore'
+
+
+def _exclusions(directory, excludes=()):
+    """The patterns to leave out of ``directory``: ``excludes`` and the
+    lines of its .tejignore (blank lines and ``#`` comments skipped),
+    normalized (no leading ``./``, no trailing ``/``).
+    """
+    patterns = list(excludes)
+    try:
+        with open(os.path.join(directory, _IGNORE_FILE), 'rb') as fp:
+            lines = fp.read().decode('utf-8', 'surrogateescape').splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        lines = []
+    except OSError as e:
+        raise Error("Cannot read %s: %s" % (
+            os.path.join(directory, _IGNORE_FILE), e.strerror))
+    patterns += [line.strip() for line in lines
+                 if line.strip() and not line.lstrip().startswith('#')]
+    result = []
+    for pattern in patterns:
+        while pattern.startswith('./'):
+            pattern = pattern[2:]
+        pattern = pattern.rstrip('/')
+        if pattern:
+            result.append(pattern)
+    return result
+
+
+def _excluded(relative, patterns):
+    """Does a pattern match ``relative`` (a path in the job), as tar's
+    --exclude does: the whole path, or its end from any ``/`` on (so
+    ``*.o`` and ``build`` match at any depth, ``src/*.o`` below any
+    ``src``); ``*`` matches ``/`` too.
+    """
+    import fnmatch
+    parts = relative.split('/')
+    for start in range(len(parts)):
+        tail = '/'.join(parts[start:])
+        for pattern in patterns:
+            if fnmatch.fnmatchcase(tail, pattern):
+                return True
+    return False
+
+
+def _job_files(directory, excludes=(), dereference=False, warn=True,
+               warned=None):
+    """What a job directory sends, in the order it is sent (each
+    directory's entries sorted by name, then its subdirectories'): yield
+    ``(relative path, path, stat, link target or None)``, each file
+    stat'ed once. Patterns of ``excludes`` and of .tejignore leave out
+    what they match (a directory with all below it). A symbolic link that
+    is absolute or leads out of ``directory`` is sent as it is, with a
+    warning (unless not ``warn``; once for the paths in the set
+    ``warned``, which gets them), or with ``dereference`` as the file it
+    leads to. Raise `Error`
+    for a fifo, socket or device (it cannot be sent; reading it could
+    hang) and for what cannot be read.
+    """
+    patterns = _exclusions(directory, excludes)
+    top = os.path.realpath(directory)
+
+    def walk(path, relative):
+        try:
+            with os.scandir(path) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as e:
+            raise Error("Cannot read %s: %s" % (path, e.strerror))
+        subdirectories = []
+        for entry in entries:
+            name = relative + entry.name
+            if patterns and _excluded(name, patterns):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                link = os.readlink(entry.path) \
+                    if stat.S_ISLNK(st.st_mode) else None
+            except OSError as e:
+                raise Error("Cannot read %s: %s" % (entry.path, e.strerror))
+            if link is not None and (os.path.isabs(link) or not _within(
+                    os.path.realpath(entry.path), top)):
+                if dereference:
+                    try:
+                        st = os.stat(entry.path)
+                    except OSError:
+                        raise Error("Cannot send %s: the link leads to %s, "
+                                    "which is not there" % (entry.path,
+                                                            link))
+                    if stat.S_ISDIR(st.st_mode):
+                        raise Error("Cannot send %s with --dereference: "
+                                    "it leads to a directory, %s"
+                                    % (entry.path, link))
+                    link = None
+                elif warn and entry.path not in (warned or ()):
+                    if warned is not None:
+                        warned.add(entry.path)
+                    logger.warning(
+                        "%s is a link to %s, outside the job directory: it "
+                        "will lead elsewhere on the server, or nowhere "
+                        "(--dereference sends what it leads to)",
+                        entry.path, link)
+            if link is None and not (stat.S_ISREG(st.st_mode) or
+                                     stat.S_ISDIR(st.st_mode)):
+                raise Error("Cannot send %s: it is a %s" % (
+                    entry.path, _file_kind(st.st_mode)))
+            yield name, entry.path, st, link
+            if link is None and stat.S_ISDIR(st.st_mode):
+                subdirectories.append((entry.path, name + '/'))
+        for path, relative in subdirectories:
+            for item in walk(path, relative):
+                yield item
+
+    return walk(directory, '')
+
+
+def _file_kind(mode):
+    """What a file that is not a regular file, directory or link is."""
+    if stat.S_ISFIFO(mode):
+        return 'fifo (named pipe)'
+    if stat.S_ISSOCK(mode):
+        return 'socket'
+    return 'device'
 
 
 def content_id(directory, script=None, **resources):
@@ -4190,9 +4579,12 @@ def content_id(directory, script=None, **resources):
     (names, contents, whether executable; not times), the script and the
     resources. Raise `ValueError` for a missing directory or script.
     """
+    excludes = resources.pop('exclude', ())
+    dereference = resources.pop('dereference', False)
     _check_directory(directory)
     mode, script = _script_mode(directory, script)
-    return _content_id(directory, mode, script, _job_options(**resources))
+    return _content_id(directory, mode, script, _job_options(**resources),
+                       _as_list(excludes), dereference)
 
 
 def _walltime(value):
@@ -4245,50 +4637,595 @@ def _job_options(walltime=None, cpus=None, mem=None, partition=None,
     return options
 
 
-def _prepend(data, fileobj):
-    """A temporary file holding ``data`` followed by ``fileobj``'s content."""
-    import shutil
-    import tempfile
-    combined = tempfile.TemporaryFile()
-    combined.write(data)
-    fileobj.seek(0)
-    shutil.copyfileobj(fileobj, combined)
-    combined.seek(0)
-    return combined
+def _as_list(value):
+    """A string as a list of one, None as an empty list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
 
 
-def _write_tar(directory, fileobj):
-    """Write ``directory`` as a tar archive: sorted, owners left out."""
+def _prepend(data, stdin):
+    """A producer (see _start_call) that writes ``data``, then ``stdin``:
+    a producer, or a file read from its start (a first try may have read
+    some of it).
+    """
+    def produce(pipe):
+        pipe.write(data)
+        if callable(stdin):
+            stdin(pipe)
+        else:
+            import shutil
+            stdin.seek(0)
+            shutil.copyfileobj(stdin, pipe)
+    return produce
+
+
+def _size_text(size):
+    """``size`` bytes, for people: 512 B, 3.2 MiB..."""
+    for unit in ('B', 'KiB', 'MiB', 'GiB'):
+        if size < 1024 or unit == 'GiB':
+            break
+        size /= 1024.0
+    return ('%d %s' if unit == 'B' else '%.1f %s') % (size, unit)
+
+
+def _meter(progress, what):
+    """The `_Meter` that ``progress`` asks for: None (false: no meter),
+    one on stderr (True: redrawn in place on a terminal, else a line now
+    and then; ``'lines'``: lines in any case), or one that calls
+    ``progress(bytes done, total bytes or None)``.
+    """
+    if not progress:
+        return None
+    if callable(progress):
+        return _Meter(what, callback=progress)
+    return _Meter(what, lines=progress == 'lines' or not _isatty(sys.stderr))
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _Meter(object):
+    """Progress of a transfer on stderr: bytes done of the total, rate and
+    time left, once it has lasted a second; redrawn in place, or (``lines``)
+    a line every few seconds. Or a ``callback(done, total)`` for each
+    piece.
+    """
+
+    def __init__(self, what, callback=None, lines=False):
+        self.what = what
+        self.callback = callback
+        self.lines = lines
+        self.total = None
+        self.restart()
+
+    def restart(self):
+        self.bytes = 0
+        self.start = time.monotonic()
+        self.shown = None
+
+    def add(self, count):
+        self.bytes += count
+        if self.callback is not None:
+            self.callback(self.bytes, self.total)
+            return
+        now = time.monotonic()
+        if now - self.start < 1:
+            return
+        if self.shown is None or \
+                now - self.shown >= (5 if self.lines else 0.25):
+            self.shown = now
+            self.show(now)
+
+    def show(self, now, last=False):
+        elapsed = max(now - self.start, 1e-3)
+        rate = self.bytes / elapsed
+        text = '%s: %s' % (self.what, _size_text(self.bytes))
+        if self.total:
+            text += ' of %s (%d%%)' % (_size_text(self.total),
+                                       min(100, 100 * self.bytes //
+                                           self.total))
+        text += ', %s/s' % _size_text(rate)
+        if last:
+            text += ', %s' % _format_duration(elapsed)
+        elif self.total and rate > 0 and self.total > self.bytes:
+            text += ', %s left' % _format_duration(
+                (self.total - self.bytes) / rate)
+        if self.lines:
+            sys.stderr.write('tej: %s\n' % text)
+        else:
+            sys.stderr.write('\r\x1b[Ktej: %s%s' % (text, '\n' if last
+                                                     else ''))
+        sys.stderr.flush()
+
+    def done(self):
+        """The transfer ended: its last line, if it was shown at all."""
+        if self.callback is None and self.shown is not None:
+            self.show(time.monotonic(), last=True)
+            self.shown = None
+
+    def close(self):
+        """The transfer stopped: end the line being redrawn."""
+        if self.callback is None and self.shown is not None and \
+                not self.lines:
+            sys.stderr.write('\n')
+            sys.stderr.flush()
+        self.shown = None
+
+
+#: os.open's flag for no newline translation (Windows; 0 elsewhere).
+_O_BINARY = getattr(os, 'O_BINARY', 0)
+
+
+class _TarSink(object):
+    """Where an archive is written as it is made: small writes gathered,
+    a big file's data sent by the kernel (sendfile) where it can, gzipped
+    when asked; ``progress(n)`` is told of each ``n`` bytes of data.
+    """
+
+    def __init__(self, fileobj, compress=False, progress=None):
+        import zlib
+        self.fileobj = fileobj
+        fileobj.flush()
+        try:
+            self.fd = fileobj.fileno()
+        except (AttributeError, OSError, ValueError):
+            self.fd = None
+        self.zip = zlib.compressobj(6, zlib.DEFLATED, 31) if compress \
+            else None
+        self.buffer = bytearray()
+        self.progress = progress or (lambda n: None)
+
+    def write(self, data):
+        if self.zip is not None:
+            data = self.zip.compress(data)
+        self.buffer += data
+        if len(self.buffer) >= 1 << 18:
+            self.flush()
+
+    def flush(self):
+        if not self.buffer:
+            return
+        if self.fd is None:
+            self.fileobj.write(self.buffer)
+        else:
+            view = memoryview(self.buffer)
+            while view:
+                view = view[os.write(self.fd, view):]
+            view.release()
+        self.buffer = bytearray()
+
+    def close(self):
+        if self.zip is not None:
+            self.buffer += self.zip.flush()
+        self.flush()
+        self.fileobj.flush()
+
+    def copy(self, fd, size, path):
+        """Write ``size`` bytes of the file open as ``fd``; raise `Error`
+        if it has fewer (it shrank as it was read).
+        """
+        done = 0
+        if self.zip is None and self.fd is not None and size >= 1 << 16:
+            self.flush()
+            try:
+                while done < size:
+                    sent = os.sendfile(self.fd, fd, done,
+                                       min(size - done, 1 << 23))
+                    if not sent:
+                        break
+                    done += sent
+                    self.progress(sent)
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.ENOSYS,
+                                   errno.ENOTSUP) or done:
+                    raise
+            except AttributeError:  # no os.sendfile
+                pass
+        if not hasattr(os, 'pread'):  # Windows
+            os.lseek(fd, done, os.SEEK_SET)
+        while done < size:
+            if hasattr(os, 'pread'):
+                data = os.pread(fd, min(size - done, 1 << 20), done)
+            else:
+                data = os.read(fd, min(size - done, 1 << 20))
+            if not data:
+                break
+            self.write(data)
+            done += len(data)
+            self.progress(len(data))
+        if done < size:
+            raise Error("%s changed as it was read: it has %d bytes, not %d"
+                        % (path, done, size))
+
+
+def _tar_header(info):
+    """``info.tobuf(GNU_FORMAT)``, made at once when it is one block (a
+    name and link target of 100 bytes at most, sizes and times in 11 octal
+    digits): a small job's files cost no more here than in tar.
+    """
     import tarfile
+    name = info.name
+    if info.type == tarfile.DIRTYPE and not name.endswith('/'):
+        name += '/'
+    name = name.encode('utf-8', 'surrogateescape')
+    link = info.linkname.encode('utf-8', 'surrogateescape')
+    if len(name) > 100 or len(link) > 100 or not \
+            0 <= info.size < 8 ** 11 or not 0 <= info.mtime < 8 ** 11:
+        return info.tobuf(tarfile.GNU_FORMAT, 'utf-8', 'surrogateescape')
+    block = b''.join([
+        name.ljust(100, b'\0'), b'%07o\0' % info.mode, b'0000000\0' * 2,
+        b'%011o\0' % info.size, b'%011o\0' % info.mtime, b' ' * 8,
+        info.type, link.ljust(100, b'\0'), tarfile.GNU_MAGIC,
+        b'\0' * 247])  # no owner names, device numbers nor prefix
+    return block[:148] + b'%06o\0 ' % sum(block) + block[156:]
 
-    def anonymous(info):
+
+def _write_tar(directory, fileobj, excludes=(), dereference=False,
+               progress=None, compress=False, entries=None, warned=None):
+    """Write ``directory`` to ``fileobj`` as a tar archive, as it is read:
+    what _job_files yields (or ``entries``, a list of it), each file
+    stat'ed once, owners left out, a second name of a file as a hard link
+    to the first; gzipped with ``compress``; ``progress(n)`` told of the
+    data's bytes as they go; ``warned``: see _job_files. Raise `Error`
+    for what cannot be sent.
+    """
+    import tarfile
+    sink = _TarSink(fileobj, compress, progress)
+    seen = {}  # (device, inode) -> the first name of a hard-linked file
+    if entries is None:
+        entries = _job_files(directory, excludes, dereference,
+                             warned=warned)
+    for relative, path, st, link in entries:
+        info = tarfile.TarInfo(relative)
+        info.mode = st.st_mode & 0o7777
+        info.mtime = int(st.st_mtime)
         info.uid = info.gid = 0
         info.uname = info.gname = ''
-        return info
+        regular = False
+        if link is not None:
+            info.type = tarfile.SYMTYPE
+            info.linkname = link
+        elif stat.S_ISDIR(st.st_mode):
+            info.type = tarfile.DIRTYPE
+        elif st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
+            info.type = tarfile.LNKTYPE
+            info.linkname = seen[st.st_dev, st.st_ino]
+        else:
+            if st.st_nlink > 1:
+                seen[st.st_dev, st.st_ino] = relative
+            info.size = st.st_size
+            regular = True
+        if regular:
+            try:
+                # (a link --dereference sends is followed; nothing else)
+                fd = os.open(path, os.O_RDONLY | _O_BINARY | (
+                    0 if dereference else getattr(os, 'O_NOFOLLOW', 0)))
+            except OSError as e:
+                raise Error("Cannot read %s: %s" % (path, e.strerror))
+            try:
+                sink.write(_tar_header(info))
+                sink.copy(fd, st.st_size, path)
+            except OSError as e:
+                if isinstance(e, (BrokenPipeError, ConnectionResetError)):
+                    raise
+                raise Error("Cannot read %s: %s" % (path, e.strerror))
+            finally:
+                os.close(fd)
+            if st.st_size % tarfile.BLOCKSIZE:
+                sink.write(tarfile.NUL * (tarfile.BLOCKSIZE -
+                                          st.st_size % tarfile.BLOCKSIZE))
+        else:
+            sink.write(_tar_header(info))
+    # the end: two zero blocks, in a whole record
+    sink.write(tarfile.NUL * tarfile.RECORDSIZE)
+    sink.close()
 
-    def unreadable(error):
-        raise error  # a job sent without some of its files is no good
 
-    with tarfile.open(fileobj=fileobj, mode='w', format=tarfile.GNU_FORMAT,
-                      encoding='utf-8', errors='surrogateescape') as tar:
-        for root, dirs, files in os.walk(directory, onerror=unreadable):
-            dirs.sort()
-            for name in sorted(dirs) + sorted(files):
-                path = os.path.join(root, name)
-                arcname = os.path.relpath(path, directory)
-                tar.add(path, arcname=arcname, recursive=False,
-                        filter=anonymous)
+#: The end of the name of a file being downloaded (see _part_name).
+_PART = '.tej-part'
 
 
-def _normalize_member(name, error=Error):
+def _part_name(local, size, mtime):
+    """Where a file is written as it comes, ``.NAME.SIZE-MTIME.tej-part``
+    beside it (the server's size and time: a download that resumes finds
+    it there, for the same file), renamed to ``local`` when complete.
+    """
+    head, base = os.path.split(local)
+    return os.path.join(head, '.%s.%d-%d%s' % (base, size, mtime, _PART))
+
+
+def _leftovers(local):
+    """Is there something at ``local``, or a part of it (a download to
+    resume)?
+    """
+    if os.path.lexists(local):
+        return True
+    head, base = os.path.split(local)
+    prefix = '.%s.' % base
+    try:
+        names = os.listdir(head or '.')
+    except OSError:
+        return False
+    return any(n.startswith(prefix) and n.endswith(_PART) for n in names)
+
+
+def _parts_of(local, listings):
+    """The part files of ``local`` there are (of any size and time);
+    ``listings`` caches each directory's names.
+    """
+    head, base = os.path.split(local)
+    if head not in listings:
+        try:
+            listings[head] = [n for n in os.listdir(head or '.')
+                              if n.endswith(_PART)]
+        except OSError:
+            listings[head] = []
+    prefix = '.%s.' % base
+    return [os.path.join(head, n) for n in listings[head]
+            if n.startswith(prefix) and
+            re.match(r'[0-9]+-[0-9]+\Z', n[len(prefix):-len(_PART)])]
+
+
+def _need_parent(path, what):
+    """Raise `ValueError` unless the directory that would hold ``path``
+    (a download's ``what``) is there: only the last part of a path is
+    made.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError("No such directory: %s (the %s %s is made only in "
+                         "a directory that is there)" % (
+                             os.path.dirname(path) or parent, what, path))
+
+
+#: The bits of each byte reversed: cksum's CRC is zlib's, bit-reversed.
+_REVERSED = bytes(int('{:08b}'.format(i)[::-1], 2) for i in range(256))
+
+
+class _Cksum(object):
+    """The CRC that POSIX ``cksum`` prints, at zlib's speed: cksum's CRC
+    is zlib's crc32 of the bit-reversed bytes, started at 0 and
+    bit-reversed at the end (the length follows the data, as cksum has
+    it).
+    """
+
+    def __init__(self):
+        self.crc = 0xFFFFFFFF  # zlib's form of a register at 0
+        self.size = 0
+
+    def update(self, data):
+        import zlib
+        self.crc = zlib.crc32(bytes(data).translate(_REVERSED), self.crc)
+        self.size += len(data)
+
+    def value(self):
+        import zlib
+        size, tail = self.size, bytearray()
+        while size:
+            tail.append(size & 0xff)
+            size >>= 8
+        crc = zlib.crc32(bytes(tail).translate(_REVERSED), self.crc)
+        return int('{:032b}'.format(crc ^ 0xFFFFFFFF)[::-1], 2) ^ 0xFFFFFFFF
+
+
+def _parse_listing(lines):
+    """The answer of _files: a list of (mode, size, mtime, path), or None
+    when the server cannot list (its stat is neither GNU's, busybox's
+    nor BSD's). A line that does not parse (a name with a newline) is
+    None too: the download then fetches everything, as it would have.
+    """
+    if lines == ['none']:
+        return None
+    entries = []
+    for line in lines:
+        match = re.match(r'([0-9a-fA-F]+) ([0-9]+) (-?[0-9]+) \./(.*)\Z',
+                         line)
+        if not match:
+            logger.debug("not resuming: listing line %r", line)
+            return None
+        mode, size, mtime, name = match.groups()
+        entries.append((int(mode, 16), int(size), int(mtime),
+                        _normalize_member(name or '.', top=True)))
+    return entries
+
+
+class _Part(object):
+    """A file cut short by a download: the first ``offset`` bytes of its
+    ``size`` are in ``part``, to go on with.
+    """
+
+    def __init__(self, name, local, part, size, offset, mtime, mode):
+        self.name, self.local, self.part = name, local, part
+        self.size, self.offset, self.mtime, self.mode = \
+            size, offset, mtime, mode
+
+
+class _Plan(object):
+    """What a download fetches into ``targets`` (member path -> local
+    path): ``paths`` whole, and ``parts`` (`_Part`). From ``entries``
+    (_parse_listing), what is there already is left out: files with the
+    server's size and time, and the beginning of those cut short.
+    """
+
+    def __init__(self, targets, recursive, paths, entries=None):
+        self.targets = targets
+        self.recursive = recursive
+        self.parts = []
+        self.paths = sorted(targets) if paths is None else list(paths)
+        if entries is None:
+            return
+        place = _placer({n: os.path.abspath(l) for n, l in targets.items()})
+        parents = set(name.rsplit('/', 1)[0] if '/' in name else ''
+                      for _, _, _, name in entries if name)
+        whole, kept = [], 0
+        mask = _umask()
+        listings = {}  # directory -> its names, for _parts_of
+        for mode, size, mtime, name in entries:
+            top, local = place(name)
+            if top is None:
+                raise Error("The server listed %r, which was not asked for"
+                            % name)
+            if not recursive and name != top:
+                continue
+            if stat.S_ISDIR(mode):
+                if name not in parents:  # empty: nothing makes it
+                    whole.append(name)
+                continue
+            if stat.S_ISREG(mode):
+                try:
+                    st = os.lstat(local)
+                except OSError:
+                    st = None
+                if st is not None and stat.S_ISREG(st.st_mode) and \
+                        st.st_size == size and int(st.st_mtime) == mtime:
+                    kept += 1
+                    continue
+                part = _part_name(local, size, mtime)
+                for stale in _parts_of(local, listings):
+                    if stale != part:  # of another version of the file
+                        _remove(stale)
+                try:
+                    st = os.lstat(part)
+                except OSError:
+                    st = None
+                if st is not None and stat.S_ISREG(st.st_mode) and \
+                        0 < st.st_size <= size:
+                    self.parts.append(_Part(
+                        name, local, part, size, st.st_size, mtime,
+                        (mode & 0o777 & ~mask) | 0o600))
+                    continue
+            whole.append(name)
+        if not kept and not self.parts:
+            return  # nothing to leave out: all of it, as asked
+        if sum(len(name) + 3 for name in whole) > _MAX_ANSWER:
+            logger.debug("not resuming: %d files to name", len(whole))
+            self.parts = []
+            return
+        logger.info("Resuming: %d file(s) there already, %d to go on "
+                    "with, %d to fetch", kept, len(self.parts), len(whole))
+        self.paths = whole
+
+
+def _broken_download(detail):
+    """The error of a download stream that broke off."""
+    return ConnectionLost(
+        "The download broke off: the connection was lost or the server "
+        "sent something else (%s). Run it again to resume." % detail)
+
+
+def _stream_line(stdout):
+    """A line of a download's framing (see _download in common.sh)."""
+    line = stdout.readline(4096)
+    if not line.endswith(b'\n'):
+        raise _broken_download("it ended early" if not line
+                               else "a bad line %r" % line[:80])
+    return line[:-1].decode('utf-8', 'replace')
+
+
+def _receive(stdout, plan, meter):
+    """Read a download's stream (after "stream=download") into place, as
+    ``plan`` says; return the paths that changed on the server since
+    their part was written, to fetch again whole.
+    """
+    again = []
+    line = _stream_line(stdout)
+    if line.startswith('size='):
+        if meter is not None and line[5:].isdigit():
+            meter.total = int(line[5:])
+        line = _stream_line(stdout)
+    for index, part in enumerate(plan.parts):
+        head = 'part %d ' % index
+        if not line.startswith(head):
+            raise _broken_download("a bad line %r" % line[:80])
+        rest = line[len(head):]
+        if rest == 'changed':
+            _remove(part.part)
+            again.append(part.name)
+            line = _stream_line(stdout)
+            continue
+        length, _, tool = rest.partition(' ')
+        if length != str(part.size - part.offset) or \
+                tool not in ('cksum', 'md5sum'):
+            raise _broken_download("a bad line %r" % line[:80])
+        crc = _receive_part(stdout, part, meter, tool)
+        line = _stream_line(stdout)
+        if line == 'sum %s' % crc:
+            os.chmod(part.part, part.mode)
+            os.utime(part.part, (part.mtime, part.mtime))
+            os.rename(part.part, part.local)
+        elif line.startswith('sum '):
+            logger.warning("%s had changed on the server: fetching it "
+                           "again, whole", part.local)
+            _remove(part.part)
+            again.append(part.name)
+        else:
+            raise _broken_download("a bad line %r" % line[:80])
+        line = _stream_line(stdout)
+    if line == 'tar':
+        _extract(stdout, plan.targets, plan.recursive, meter)
+    elif line != 'end':
+        raise _broken_download("a bad line %r" % line[:80])
+    return again
+
+
+def _receive_part(stdout, part, meter, tool):
+    """Append the rest of a part, from the stream; return what ``tool``
+    (cksum or md5sum) says of the whole file.
+    """
+    if tool == 'cksum':
+        crc = _Cksum()
+    else:
+        import hashlib
+        crc = hashlib.md5()
+    with open(part.part, 'r+b') as out:
+        left = part.offset
+        while left:
+            data = out.read(min(left, 1 << 20))
+            if not data:
+                raise Error("%s shrank" % part.part)
+            crc.update(data)
+            left -= len(data)
+        out.truncate(part.offset)
+        left = part.size - part.offset
+        while left:
+            data = stdout.read(min(left, 1 << 20))
+            if not data:
+                raise _broken_download("it ended in %s" % part.name)
+            out.write(data)
+            crc.update(data)
+            left -= len(data)
+            if meter is not None:
+                meter.add(len(data))
+    return crc.value() if tool == 'cksum' else crc.hexdigest()
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _normalize_member(name, error=Error, top=False):
     """A relative path inside a job, normalized; raise ``error`` if it is
-    absolute or goes up with ``..``.
+    absolute or goes up with ``..``. With ``top``, ``.`` (the job's whole
+    directory) is ``''``.
     """
     if not isinstance(name, str) or not name:
         raise error("Invalid path %r" % (name,))
+    given = name
     while name.startswith('./'):
         name = name[2:]
     parts = [p for p in name.split('/') if p not in ('', '.')]
+    if top and not parts and not given.startswith('/'):
+        return ''
     if name.startswith('/') or '..' in parts or not parts:
         raise error("Invalid path %r: it must be relative to the job "
                     "directory, without '..'" % (name,))
@@ -4307,50 +5244,148 @@ def _umask():
     return mask
 
 
-def _write_member(tar, member, local, mode):
-    """Write a regular member's data to ``local`` as it comes: under a
-    temporary name in the same directory, renamed into place when complete
-    (what was at ``local``, a link included, is replaced, never written
-    through). Runs of zeros, and a sparse member's holes, are holes on
-    disk, not written.
+def _write_member(tar, member, local, mode, meter=None):
+    """Write a regular member's data to ``local`` as it comes: into its
+    part file beside it (_part_name), renamed into place when complete,
+    with the member's time (what was at ``local``, a link included, is
+    replaced, never written through). A part cut short by an error is
+    kept, for a download that resumes. Runs of zeros, and a sparse
+    member's holes, are holes on disk, not written.
     """
-    import tempfile
     # unbuffered: a sparse member's data blocks are read at their offsets,
     # in order (the stream only goes forwards), and its holes skipped
     source = tar.extractfile(member).raw
     blocks = member.sparse or [(0, member.size)]
-    fd, part = tempfile.mkstemp(dir=os.path.dirname(local),
-                                prefix='.%s.' % os.path.basename(local),
-                                suffix='.part')
+    part = _part_name(local, member.size, int(member.mtime))
+    _remove(part)  # never written through: a new file of ours
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY |
+                 getattr(os, 'O_NOFOLLOW', 0), 0o600)
+    # a big file is written by a thread while the next piece comes
+    out = _FileWriter(fd, member.size >= 1 << 22)
     try:
-        with os.fdopen(fd, 'wb') as out:
+        try:
             for offset, size in blocks:
                 source.seek(offset)
-                out.seek(offset)
                 while size > 0:
-                    data = source.read(min(size, 1 << 16))
+                    data = source.read(min(size, 1 << 20))
                     if not data:
-                        raise Error("The download ended in %s" % member.name)
+                        raise _broken_download("it ended in %s"
+                                               % member.name)
                     size -= len(data)
-                    if data.count(0) == len(data):
-                        out.seek(len(data), os.SEEK_CUR)
-                    else:
-                        out.write(data)
-            out.truncate(member.size)
+                    if meter is not None:
+                        meter.add(len(data))
+                    if not _zeros(data):  # zeros are a hole
+                        out.write(offset, data)
+                    offset += len(data)
+        finally:
+            out.close()
+        os.ftruncate(fd, member.size)
+        os.close(fd)
+        fd = None
         os.chmod(part, mode)
+        os.utime(part, (member.mtime, member.mtime))
         os.rename(part, local)
     except BaseException:
-        os.unlink(part)
+        if fd is not None:
+            os.close(fd)
+        # what came of a plain member is a beginning to go on from;
+        # nothing else is
+        if member.sparse or not os.path.isfile(part) or \
+                os.path.getsize(part) == 0:
+            _remove(part)
         raise
+
+
+def _zeros(data):
+    """Is ``data`` all zeros? Counting them costs 0.3 s a GiB: its ends
+    and middle say no at once for most data.
+    """
+    return not data or (data[0] == 0 and data[-1] == 0 and
+                        data[len(data) // 2] == 0 and
+                        data.count(0) == len(data))
+
+
+class _FileWriter(object):
+    """Writes pieces of a file at their offsets: in a thread of its own
+    when ``threaded`` (the disk and the network then work at once, a few
+    MiB apart at most), else at once. `close` waits for the thread and
+    raises what a write raised.
+    """
+
+    def __init__(self, fd, threaded):
+        self.fd = fd
+        self.error = []
+        self.thread = None
+        if threaded and hasattr(os, 'pwrite'):
+            import queue
+            import threading
+            self.queue = queue.Queue(8)
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+
+    def _put(self, offset, data):
+        if hasattr(os, 'pwrite'):
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(self.fd, view, offset)
+                view, offset = view[written:], offset + written
+        else:
+            os.lseek(self.fd, offset, os.SEEK_SET)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+
+    def _run(self):
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if not self.error:
+                try:
+                    self._put(*item)
+                except OSError as e:
+                    self.error.append(e)
+
+    def write(self, offset, data):
+        if self.error:
+            raise self.error[0]
+        if self.thread is None:
+            self._put(offset, data)
+        else:
+            self.queue.put((offset, data))
+
+    def close(self):
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+        if self.error:
+            raise self.error[0]
 
 
 def _bounded_tarinfo():
     """A TarInfo class that refuses a long name or a pax header of more
-    than _MAX_TAR_HEADER bytes: tarfile reads them whole, in memory.
+    than _MAX_TAR_HEADER bytes: tarfile reads them whole, in memory. Its
+    ``ended`` says why the archive ended: True for its end (a block of
+    zeros), False for anything else (the stream ended, or garbage), which
+    tarfile takes silently for the end.
     """
     import tarfile
 
     class BoundedInfo(tarfile.TarInfo):
+        ended = [None]
+
+        @classmethod
+        def fromtarfile(cls, tar):
+            try:
+                return super(BoundedInfo, cls).fromtarfile(tar)
+            except tarfile.EOFHeaderError:
+                cls.ended[0] = True
+                raise
+            except tarfile.HeaderError:
+                cls.ended[0] = False
+                raise
+
         def _proc_gnulong(self, tar):
             self._check_size()
             return super(BoundedInfo, self)._proc_gnulong(tar)
@@ -4366,7 +5401,23 @@ def _bounded_tarinfo():
     return BoundedInfo
 
 
-def _extract(stream, targets, recursive):
+def _placer(targets):
+    """``place(member path)``: the target (of ``targets``, member path ->
+    absolute local path; ``''`` is the job's whole directory) that holds
+    it, and its local path; or None, None.
+    """
+    def place(name):
+        for top, top_local in targets.items():
+            if top == '':
+                return top, os.path.join(top_local, name) if name \
+                    else top_local
+            if name == top or name.startswith(top + '/'):
+                return top, top_local + name[len(top):]
+        return None, None
+    return place
+
+
+def _extract(stream, targets, recursive, meter=None):
     """Extract a tar stream where ``targets`` says (member path -> local
     path), safely, for an archive that may come from a hostile server:
 
@@ -4394,13 +5445,8 @@ def _extract(stream, targets, recursive):
                for name, local in targets.items()}
     mask = _umask()
     links = {}  # local path -> (link target, local target): made at the end
-
-    def place(name):
-        """The target that holds member ``name``, and its local path."""
-        for top, top_local in targets.items():
-            if name == top or name.startswith(top + '/'):
-                return top, top_local + name[len(top):]
-        return None, None
+    place = _placer(targets)
+    whole = '' in targets  # "." was asked for: members are "." and below
 
     def leads_out(local, target, top_local):
         """Does a link at ``local`` to ``target`` lead out of
@@ -4440,12 +5486,14 @@ def _extract(stream, targets, recursive):
                                            not os.path.islink(local)):
             os.unlink(local)
 
+    info = _bounded_tarinfo()
     try:
+        # read 1 MiB at a time (tarfile's default is 10 KiB)
         tar = tarfile.open(fileobj=stream, mode='r|', encoding='utf-8',
-                           errors='surrogateescape',
-                           tarinfo=_bounded_tarinfo())
+                           errors='surrogateescape', tarinfo=info,
+                           bufsize=1 << 20)
         for member in tar:
-            name = _normalize_member(member.name)
+            name = _normalize_member(member.name, top=whole)
             top, local = place(name)
             if top is None:
                 raise Error("The server sent %r, which was not asked for"
@@ -4462,12 +5510,12 @@ def _extract(stream, targets, recursive):
                 os.chmod(local, (member.mode & 0o777 & ~mask) | 0o700)
             elif member.isfile():
                 _write_member(tar, member, local,
-                              (member.mode & 0o777 & ~mask) | 0o600)
+                              (member.mode & 0o777 & ~mask) | 0o600, meter)
             elif member.issym():
                 links[local] = (member.linkname, top_local)
             elif member.islnk():
                 source_top, source = place(
-                    _normalize_member(member.linkname))
+                    _normalize_member(member.linkname, top=whole))
                 if source_top is None:
                     raise Error("The server sent a hard link to %r, which "
                                 "was not asked for" % member.linkname)
@@ -4487,7 +5535,9 @@ def _extract(stream, targets, recursive):
                                "downloaded", local)
         tar.close()
     except tarfile.TarError as e:
-        raise Error("The server sent a broken archive: %s" % e)
+        raise _broken_download("a broken archive: %s" % e)
+    if not info.ended[0]:
+        raise _broken_download("the archive ended early")
 
     made = []
     for local, (target, top_local) in links.items():
@@ -5608,6 +6658,7 @@ def _parser(wanted=None):
                      help="only write the links")
 
     def job_options(sub):
+        """The options of submit and run."""
         sub.add_argument('-r', '--runtime', choices=sorted(_RUNTIMES),
                          help="the runtime to install if the queue has none")
         sub.add_argument('--script', help="the file in the directory to run "
@@ -5633,6 +6684,25 @@ def _parser(wanted=None):
         res.add_argument('--prologue', metavar='CODE|FILE',
                          help="shell code run before the job, in its shell "
                               "(e.g. 'module load x'), or a file of it")
+        up = sub.add_argument_group('what goes up')
+        up.add_argument('--exclude', action='append', default=[],
+                        metavar='PATTERN',
+                        help="leave out what matches, as tar does (a glob "
+                             "on paths in DIRECTORY: '*.o', 'build', "
+                             "'data/*.tmp'; repeatable); DIRECTORY/"
+                             ".tejignore holds more, one a line")
+        up.add_argument('--dereference', action='store_true',
+                        help="send the file that a link leading out of "
+                             "DIRECTORY points to, not the link")
+        up.add_argument('--compress', action='store_true',
+                        help="gzip the upload (the server needs gzip)")
+        progress_option(sub)
+
+    def progress_option(sub):
+        sub.add_argument('--progress', action='store_true',
+                         help="show the transfer's progress as lines every "
+                              "few seconds (shown by default, redrawn, when "
+                              "stderr is a terminal; -q hides it)")
 
     sub = command('submit', "send a directory and start it as a job; "
                             "prints the job's id", json=True)
@@ -5659,14 +6729,20 @@ def _parser(wanted=None):
                      help="exit with the job's exit code, or 120 to 123 when "
                           "it has not finished (see below); for several, "
                           "with the first that did not succeed")
-    sub = command('download', "fetch files or directories of a job", True)
+    sub = command('download', "fetch files or directories of a job; run "
+                              "it again after an interruption to resume",
+                  True)
     sub.add_argument('files', nargs='+', metavar='FILE',
-                     help="paths relative to the job's directory")
+                     help="paths relative to the job's directory ('.': "
+                          "all of it)")
     where = sub.add_mutually_exclusive_group()
     where.add_argument('--destination', dest='save_as', metavar='PATH',
-                       help="save the one FILE under this name")
+                       help="save the one FILE under this name (in a "
+                            "directory that is there)")
     where.add_argument('--directory', metavar='DIR',
-                       help="save the files in DIR (default: here)")
+                       help="save the files in DIR (default: here); DIR "
+                            "is made if its parent is there")
+    progress_option(sub)
     command('kill', "stop a running job (nothing happens if it ended)", True)
     sub = command('delete', "remove a job and its files from the server",
                   True)
@@ -5716,7 +6792,8 @@ def _parser(wanted=None):
                      metavar='PATH', help="a result to fetch, relative to "
                      "the job's directory (repeatable)")
     sub.add_argument('--into', metavar='DIR', default='.',
-                     help="where to put the results (default: here)")
+                     help="where to put the results (default: here); DIR "
+                          "is made if its parent is there")
     sub.add_argument('--keep', action='store_true',
                      help="do not delete the job at the end")
     sub.add_argument('--rerun-failed', action='store_true',
@@ -5756,6 +6833,21 @@ def _resources(args):
             resources['prologue'] = fp.read()
     resources.update(label=args.label, record=not args.no_record)
     return resources
+
+
+def _progress(args):
+    """What --progress, -q and a terminal on stderr ask for (see
+    _meter).
+    """
+    if args.progress:
+        return 'lines'
+    return args.quiet == 0 and _isatty(sys.stderr)
+
+
+def _transfer_options(args):
+    """The upload options given on the command line (submit, run)."""
+    return {'exclude': args.exclude, 'dereference': args.dereference,
+            'compress': args.compress, 'progress': _progress(args)}
 
 
 def _job_exit(record):
@@ -5835,7 +6927,7 @@ def _cmd_setup(queue, args):
 def _cmd_submit(queue, args):
     job_id, created = queue.submit_job(
         args.job_id, args.directory, args.script, args.content_id,
-        args.if_exists, **_resources(args))
+        args.if_exists, **dict(_resources(args), **_transfer_options(args)))
     if not created:
         logger.info("Job %s exists already: using it", job_id)
     if args.json:
@@ -5881,10 +6973,12 @@ def _cmd_status(queue, args):
 
 def _cmd_download(queue, args):
     if args.save_as is not None:
-        queue.download(args.job_id, args.files, destination=args.save_as)
+        queue.download(args.job_id, args.files, destination=args.save_as,
+                       progress=_progress(args))
     else:
         queue.download(args.job_id, args.files,
-                       directory=args.directory or '.')
+                       directory=args.directory or '.',
+                       progress=_progress(args))
 
 
 def _cmd_kill(queue, args):
@@ -5956,6 +7050,8 @@ def _cmd_wait(queue, args):
 
 
 def _cmd_run(queue, args):
+    if args.download and not os.path.isdir(args.into):
+        _need_parent(args.into, '--into')  # before the job, not after it
     job_id = _submit_for_run(queue, args)
     try:
         state, exit_code = queue.logs(
@@ -5982,7 +7078,8 @@ def _cmd_run(queue, args):
         # each that is there comes, whatever the exit code
         try:
             downloaded += queue.download(job_id, [path],
-                                         directory=args.into)
+                                         directory=args.into,
+                                         progress=_progress(args))
         except _NoSuchFile as e:
             logger.warning("%s", e)
             if status == 0:
@@ -6009,7 +7106,7 @@ def _submit_for_run(queue, args):
     id; a job there that was killed or lost (or failed, with
     --rerun-failed) is replaced. Return its id.
     """
-    resources = _resources(args)
+    resources = dict(_resources(args), **_transfer_options(args))
     job_id, created = queue.submit_job(None, args.directory, args.script,
                                        True, 'reuse', **resources)
     if created:

@@ -44,7 +44,13 @@
 #   waitany SECONDS ID ...
 #                         as status, once any of the jobs has ended (or is
 #                         not there), or after SECONDS
-#   download ID PATH ...  a tar stream of PATHs (relative to the job)
+#   download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
+#                         a tar stream of PATHs (relative to the job),
+#                         after the rest of PARTs the client has (see
+#                         _download)
+#   _files ID PATH ...    for a download that resumes: the directories,
+#                         files and links below PATHs, with mode, size and
+#                         time
 #   logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
 #                         the job's _stdout and/or _stderr (STREAMS "out",
 #                         "err" or "outerr") past the offsets: "stream=logs",
@@ -79,7 +85,8 @@
 # Exit codes: RC_OK, RC_FAILURE (message on stderr), RC_RUNNING (job still
 # running), RC_NO_JOB, RC_JOB_EXISTS, RC_LINK_BROKEN (bootstrap.sh),
 # RC_QUEUE_EXISTS (queue or link already there), RC_INVALID (argument),
-# RC_UNSUPPORTED, RC_NO_FILE (in the job), RC_NEED_RUNTIME (bootstrap.sh).
+# RC_UNSUPPORTED, RC_NO_FILE (in the job), RC_NO_SPACE (the server's disk
+# is full), RC_NEED_RUNTIME (bootstrap.sh).
 # Their numbers, and TEJ_PROTOCOL, come from the prelude that tej.py puts
 # ahead of this file (_prelude, from its Protocol section). Never 126,
 # 127, 128+N or 255: those are the shell's and ssh's.
@@ -266,6 +273,7 @@ _creating=
 _beat_pid=
 
 _cleanup() {
+    _cl_rc=$?
     if [ -n "$_locked" ]; then
         _unlock
     fi
@@ -278,8 +286,22 @@ _cleanup() {
     if [ -n "$_self" ]; then  # the pushed copy, in its private directory
         rm -rf "${_self%/*}"
     fi
-    if [ -n "$_creating" ]; then  # a job whose submission failed
+    # a job whose submission failed (and, when a tool failed on a full
+    # disk, RC_NO_SPACE: the upload, a lock or a record could not be
+    # written)
+    if [ -n "$_creating" ]; then
+        _cl_full=
+        case $_cl_rc in  # a failure of a tool, not one the runtime says
+            "$RC_OK"|"$RC_JOB_EXISTS"|"$RC_INVALID"|"$RC_UNSUPPORTED"|"$RC_NO_FILE"|"$RC_NO_SPACE") ;;
+            *) if _full "$_creating"; then  # a full disk: say so, once
+                   _cl_full=1               # the job is removed
+               fi ;;
+        esac
         rm -rf "$_creating"
+        if [ -n "$_cl_full" ]; then
+            _creating=
+            _no_space_die "the job"
+        fi
     fi
 }
 trap _cleanup EXIT
@@ -678,10 +700,15 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
         command) ;;
         *) _die "$RC_INVALID" "invalid script mode: '$2'" ;;
     esac
-    _sb_id=$1 _sb_mode=$2 _sb_script=$3
+    _sb_id=$1 _sb_mode=$2 _sb_script=$3 _sb_unzip=
     shift 3
     for _sb_option do
         case $_sb_option in
+            transfer=gzip) command -v gzip > /dev/null 2>&1 || \
+                    _die "$RC_UNSUPPORTED" "--compress: there is no gzip on the server"
+                _sb_unzip=1
+                continue ;;
+            transfer=*) _die "$RC_INVALID" "unknown transfer: '${_sb_option#*=}'" ;;
             prologue=*) ;;
             *"
 "*) _die "$RC_INVALID" "an option holds a newline" ;;
@@ -725,7 +752,12 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     # the job's own files, as the user's would be: under the umask of the
     # session (as root, tar keeps the modes of the archive)
     if ! (umask "$TEJ_UMASK" && mkdir "$_sb_job/stage" &&
-            cd "$_sb_job/stage" && tar -xf -); then
+            cd "$_sb_job/stage" && if [ -n "$_sb_unzip" ]; then
+                # a broken gzip stream ends in what tar takes for no archive
+                { gzip -dc || printf '%01024d' 0; } | tar -xf -
+            else
+                tar -xf -
+            fi); then
         _die "$RC_FAILURE" "could not unpack the job directory"
     fi
     if [ "$_sb_mode" = file ] && [ ! -f "$_sb_job/stage/$_sb_script" ]; then
@@ -737,6 +769,7 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     : > "$_sb_job/options"
     for _sb_option do
         case $_sb_option in
+            transfer=*) ;;
             prologue=*) printf '%s\n' "${_sb_option#*=}" > "$_sb_job/prologue" ;;
             *) printf '%s\n' "$_sb_option" >> "$_sb_job/options" ;;
         esac
@@ -750,6 +783,25 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     _unlock
     _header
     printf 'id=%s\n' "$_sb_id"
+}
+
+_full() {  # _full DIR: is the file system of DIR full (less than 1 MiB
+    # or 16 inodes left: what failed to write stopped short of it)? Sets
+    # _ns_free (KiB), _ns_inodes, _ns_fs (its mount point), from df -P
+    _ns_free=$(df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }') || _ns_free=
+    _ns_inodes=$(df -Pi "$1" 2>/dev/null | awk 'NR == 2 { print $4 }') || _ns_inodes=
+    _ns_fs=$(df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $6 }') || _ns_fs=
+    case $_ns_free in
+        ''|*[!0-9]*) _ns_free=999999 ;;
+    esac
+    case $_ns_inodes in
+        ''|*[!0-9]*) _ns_inodes=999999 ;;  # df -i is not everywhere
+    esac
+    [ "$_ns_free" -lt 1024 ] || [ "$_ns_inodes" -lt 16 ]
+}
+
+_no_space_die() {  # _no_space_die WHAT: the error of a full disk (_full)
+    _die "$RC_NO_SPACE" "no space left on the server (${_ns_free} KiB and ${_ns_inodes} inodes free on ${_ns_fs:-the file system of $Q}; $1 was not made)"
 }
 
 _status() {  # _status [-n] ID ...: one record per job; RC_NO_JOB if one
@@ -953,14 +1005,39 @@ _scan() {  # _scan MODE ARG ...: list or gc (see _filter): the records of
     done < "$_tmp"
 }
 
-_download() {  # _download ID PATH ...
+_download() {  # _download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
+    # "stream=download", then (FLAGS has "s") "size=BYTES" (about: du
+    # -sk of the PATHs and what is left of the PARTs), then for each PART (a file the client has the first
+    # OFFSET bytes of, out of SIZE): "part N LENGTH TOOL", the LENGTH bytes
+    # past OFFSET and "sum VALUE" (what TOOL, cksum or md5sum, says of its
+    # first SIZE bytes), or "part N changed" when its size is no longer
+    # SIZE (or there is no TOOL); then "tar" and a
+    # tar archive of the PATHs, or "end" when there are none
     _check_id "$1"
     _dl_job=$Q/jobs/$1
     [ -d "$_dl_job" ] || _die "$RC_NO_JOB" "no job $1"
-    shift
-    [ "$#" -gt 0 ] || _die "$RC_INVALID" "no file to download"
+    _dl_flags=$2 _dl_parts=$3
+    shift 3
+    case $_dl_parts in
+        ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of parts: '$_dl_parts'" ;;
+    esac
+    [ "$#" -ge $((_dl_parts * 3)) ] || _die "$RC_INVALID" "missing part arguments"
     _dl_n=$#
+    _dl_i=0 _dl_rest=0
     while [ "$_dl_n" -gt 0 ]; do
+        if [ "$_dl_i" -lt "$_dl_parts" ]; then  # SIZE OFFSET PART
+            case $1$2 in
+                ''|*[!0-9]*) _die "$RC_INVALID" "invalid part: '$1' '$2'" ;;
+            esac
+            [ "$2" -le "$1" ] || _die "$RC_INVALID" "invalid part: '$1' '$2'"
+            _check_path "$3"
+            _dl_rest=$((_dl_rest + $1 - $2))
+            set -- "$@" "$1" "$2" "./$3"
+            shift 3
+            _dl_n=$((_dl_n - 3))
+            _dl_i=$((_dl_i + 1))
+            continue
+        fi
         _check_path "$1"
         if [ ! -e "$_dl_job/stage/$1" ] && [ ! -L "$_dl_job/stage/$1" ]; then
             _die "$RC_NO_FILE" "no file '$1' in job"
@@ -972,6 +1049,41 @@ _download() {  # _download ID PATH ...
     cd "$_dl_job/stage"
     _header
     printf 'stream=download\n'
+    case $_dl_flags in
+        *s*) _dl_kib=0
+             if [ "$#" -gt $((_dl_parts * 3)) ]; then
+                 _dl_kib=$(shift $((_dl_parts * 3))
+                           du -sk "$@" 2>/dev/null | awk '{ k += $1 } END { print k + 0 }')
+             fi
+             printf 'size=%s\n' $((_dl_kib * 1024 + _dl_rest)) ;;
+    esac
+    # the check of a part: POSIX cksum, else md5sum (busybox may lack
+    # cksum), else none (the part is then fetched again, whole)
+    _dl_sum=changed
+    if command -v cksum > /dev/null 2>&1; then
+        _dl_sum='cksum'
+    elif command -v md5sum > /dev/null 2>&1; then
+        _dl_sum='md5sum'
+    fi
+    _dl_i=0
+    while [ "$_dl_i" -lt "$_dl_parts" ]; do
+        _dl_size=$1 _dl_offset=$2 _dl_file=$3
+        shift 3
+        if [ "$_dl_sum" != changed ] && [ -f "$_dl_file" ] && [ ! -L "$_dl_file" ] &&
+                [ "$(($(wc -c < "$_dl_file")))" -eq "$_dl_size" ]; then
+            printf 'part %d %d %s\n' "$_dl_i" $((_dl_size - _dl_offset)) "$_dl_sum"
+            tail -c +$((_dl_offset + 1)) "$_dl_file" | head -c $((_dl_size - _dl_offset))
+            printf 'sum %s\n' "$(head -c "$_dl_size" "$_dl_file" | "$_dl_sum" | awk '{ print $1 }')"
+        else
+            printf 'part %d changed\n' "$_dl_i"
+        fi
+        _dl_i=$((_dl_i + 1))
+    done
+    if [ "$#" -eq 0 ]; then
+        printf 'end\n'
+        return 0
+    fi
+    printf 'tar\n'
     # GNU tar says 1 when a file changed as it was read (a running job's
     # _stdout): what was read is sent
     _dl_rc=0
@@ -983,6 +1095,35 @@ _download() {  # _download ID PATH ...
     esac
     tar ${_dl_gnu:+"$_dl_gnu"} -cf - "$@" || _dl_rc=$?
     [ "$_dl_rc" -le 1 ] || _die "$RC_FAILURE" "tar failed ($_dl_rc)"
+}
+
+_files() {  # _files ID PATH ...: what download would send, one line each
+    # "MODE SIZE MTIME ./PATH" (MODE in hex, as stat's %f), for the
+    # directories, files and links below the PATHs; or a line "none" when
+    # the server's stat cannot say (then the client fetches it all)
+    _check_id "$1"
+    _fl_job=$Q/jobs/$1
+    [ -d "$_fl_job" ] || _die "$RC_NO_JOB" "no job $1"
+    shift
+    _fl_n=$#
+    while [ "$_fl_n" -gt 0 ]; do
+        _check_path "$1"
+        if [ ! -e "$_fl_job/stage/$1" ] && [ ! -L "$_fl_job/stage/$1" ]; then
+            _die "$RC_NO_FILE" "no file '$1' in job"
+        fi
+        set -- "$@" "./$1"
+        shift
+        _fl_n=$((_fl_n - 1))
+    done
+    cd "$_fl_job/stage"
+    _header
+    if stat -c '%f' . > /dev/null 2>&1; then  # GNU, busybox
+        find "$@" \( -type f -o -type d -o -type l \) -exec stat -c '%f %s %Y %n' {} +
+    elif stat -f '%Xp' . > /dev/null 2>&1; then  # BSD
+        find "$@" \( -type f -o -type d -o -type l \) -exec stat -f '%Xp %z %m %N' {} +
+    else
+        printf 'none\n'
+    fi
 }
 
 _send() {  # _send NAME FILE OFFSET: a frame "NAME LENGTH" + the bytes past
@@ -1122,8 +1263,10 @@ _main() {
         waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
                  _wt_any=1
                  _wait "$@" ;;
-        download) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: download ID PATH ..."
+        download) [ "$#" -ge 3 ] || _die "$RC_INVALID" "usage: download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ..."
                   _download "$@" ;;
+        _files) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: _files ID PATH ..."
+                _files "$@" ;;
         logs) [ "$#" -eq 5 ] || _die "$RC_INVALID" "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"
               _logs "$@" ;;
         kill) [ "$#" -eq 1 ] || _die "$RC_INVALID" "usage: kill ID"

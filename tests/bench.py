@@ -18,6 +18,15 @@ time from submit to the end of wait of a trivial job through each runtime
 And the cost of recording a submit in the job registry: submits (API,
 warm) with and without recording, alternated, and the registry's own
 write alone. ``--only record`` measures that only.
+
+    python3 tests/bench.py --transfers [--runs N]
+
+The data path only (also printed by a full run): "tej submit" of 2,000
+files of 4 KiB and of one 1 GiB file, and "tej download" of that file,
+each against "tar c | ssh tar x" over the same shared connection in the
+same run (medians of N runs, default 5), through the command line (a new
+python3 each time) and the API (RemoteQueue in this process), with the
+command line's peak RSS (its process, or the ssh it ran if larger).
 """
 
 import os
@@ -48,6 +57,15 @@ def run(argv):
 
 
 def main(argv):
+    if '--transfers' in argv:
+        runs = int(argv[argv.index('--runs') + 1]) if '--runs' in argv else 5
+        support.Hermetic.start()
+        os.environ['TEJ_CONTROL_PERSIST'] = '120'
+        try:
+            print_transfers(bench_transfers(support.ssh_server(), runs), runs)
+        finally:
+            support.stop_all()
+        return 0
     runs = int(argv[argv.index('--runs') + 1]) if '--runs' in argv else 20
     support.Hermetic.start()
     os.environ['TEJ_CONTROL_PERSIST'] = '60'
@@ -86,6 +104,7 @@ def main(argv):
         concurrency = bench_concurrency(server, queue, tej_py)
         recording = bench_record(server, queue, job, runs)
         latencies = bench_runtimes(server, remote)
+        transfers = bench_transfers(server, 5)
     finally:
         support.stop_all()
     base = dict(results)
@@ -133,6 +152,7 @@ def main(argv):
         print("submit to finished, trivial job, %-8s %6.2f s (median of 3)"
               % (runtime + ':', seconds))
     print_record(recording)
+    print_transfers(transfers, 5)
     return 0
 
 
@@ -179,6 +199,171 @@ def print_record(result):
                                   (recorded - unrecorded) * 1000))
     print("  the registry's write alone (JobMonitor.add)  %.2f ms"
           % (alone * 1000))
+
+
+def measured(argv, **kwargs):
+    """Run ``argv``; return its wall time and peak RSS in MiB (that of the
+    process itself, or of the largest child it waited for).
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, **kwargs)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = status >> 8 if os.WIFEXITED(status) else -1
+    if proc.returncode != 0:
+        raise RuntimeError("%s failed (%d)" % (argv, proc.returncode))
+    return seconds, usage.ru_maxrss / 1024.0
+
+
+def bench_transfers(server, runs):
+    """The data path (see the module's docstring): a list of (name, tej
+    seconds, baseline seconds, tej's peak RSS in MiB).
+    """
+    import shutil
+    local = tempfile.mkdtemp(prefix='bench-')
+    remote = server.remote_dir()
+    queue_path = os.path.join(remote, 'q')
+    small = os.path.join(local, 'small')
+    for d in range(20):
+        for f in range(100):
+            support.make_tree(small, {'d%02d/f%03d' % (d, f):
+                                      os.urandom(4096)})
+    big = os.path.join(local, 'big')
+
+    def make_big():
+        os.mkdir(big)
+        block = os.urandom(1 << 20)
+        with open(os.path.join(big, 'data'), 'wb') as fp:
+            for _ in range(1024):
+                fp.write(block)
+        q.submit('big', big, script='true')
+        support.wait_state(q, 'big')
+
+    q = server.queue(queue_path)
+    q.setup()
+    q.list()  # the shared connection is up
+    control = q._transport.control_path
+    tej_cli = [sys.executable, os.path.join(support.TOP, 'tej.py')]
+    ssh = ['ssh'] + server.options + ['-o', 'ControlPath=%s' % control,
+                                      '-o', 'ControlMaster=no', server.alias]
+    counter = [0]
+
+    def fresh(prefix):
+        counter[0] += 1
+        return '%s%d' % (prefix, counter[0])
+
+    def submit(directory):
+        job_id = fresh('j')
+        result = measured(tej_cli + server.cli(
+            'submit', server.alias, directory, '--id', job_id,
+            '--queue', queue_path, '--script', 'true'))
+        support.wait_state(q, job_id)
+        q.delete(job_id)
+        return result
+
+    def baseline_submit(directory):
+        target = os.path.join(remote, fresh('b'))
+        start = time.perf_counter()
+        tar = subprocess.Popen(['tar', 'cf', '-', '-C', directory, '.'],
+                               stdout=subprocess.PIPE)
+        subprocess.run(ssh + ['mkdir %s && tar xf - -C %s' % (target,
+                                                              target)],
+                       stdin=tar.stdout, check=True)
+        tar.stdout.close()
+        tar.wait()
+        seconds = time.perf_counter() - start
+        shutil.rmtree(target)
+        return seconds
+
+    stage = os.path.join(queue_path, 'jobs', 'big', 'stage')
+
+    def submit_api(directory):
+        job_id = fresh('a')
+        start = time.perf_counter()
+        q.submit(job_id, directory, script='true')
+        seconds = time.perf_counter() - start
+        support.wait_state(q, job_id)
+        q.delete(job_id)
+        return seconds
+
+    def download_api():
+        into = os.path.join(local, fresh('d'))
+        os.mkdir(into)
+        start = time.perf_counter()
+        q.download('big', 'data', directory=into)
+        seconds = time.perf_counter() - start
+        shutil.rmtree(into)
+        return seconds
+
+    def download():
+        into = os.path.join(local, fresh('d'))
+        os.mkdir(into)
+        result = measured(tej_cli + server.cli(
+            'download', server.alias, '--id', 'big', 'data', '--directory',
+            into, '--queue', queue_path))
+        shutil.rmtree(into)
+        return result
+
+    def baseline_download():
+        into = os.path.join(local, fresh('d'))
+        os.mkdir(into)
+        start = time.perf_counter()
+        ssh_proc = subprocess.Popen(ssh + ['tar cf - -C %s data' % stage],
+                                    stdout=subprocess.PIPE)
+        subprocess.run(['tar', 'xf', '-', '-C', into],
+                       stdin=ssh_proc.stdout, check=True)
+        ssh_proc.stdout.close()
+        ssh_proc.wait()
+        seconds = time.perf_counter() - start
+        shutil.rmtree(into)
+        return seconds
+
+    results = []
+    for name, action, api, baseline, before, sync in [
+            ('submit 2,000 files of 4 KiB', lambda: submit(small),
+             lambda: submit_api(small), lambda: baseline_submit(small),
+             None, False),
+            ('submit one 1 GiB file', lambda: submit(big),
+             lambda: submit_api(big), lambda: baseline_submit(big),
+             make_big, True),
+            ('download one 1 GiB file', download, download_api,
+             baseline_download, None, True)]:
+        if before is not None:
+            before()
+        ours, in_process, theirs, rss = [], [], [], []
+        for i in range(runs):
+            # interleaved, in turn first: all see the same load; each of
+            # the big ones starts with the disk written back (the GiB that
+            # the one before wrote would be written back during it)
+            order = [0, 1, 2] if i % 2 == 0 else [2, 1, 0]
+            for which in order:
+                if sync:
+                    os.sync()
+                if which == 0:
+                    seconds, peak = action()
+                    ours.append(seconds)
+                    rss.append(peak)
+                elif which == 1:
+                    in_process.append(api())
+                else:
+                    theirs.append(baseline())
+        results.append((name, statistics.median(ours),
+                        statistics.median(in_process),
+                        statistics.median(theirs), max(rss)))
+    shutil.rmtree(local)
+    return results
+
+
+def print_transfers(results, runs):
+    """The transfers' table: the command line's time and its ratio to the
+    baseline, and the API's (in a running process: no interpreter start).
+    """
+    print("transfers, medians of %d runs; ratios to tar c | ssh tar x" % runs)
+    print("  %-28s %8s %8s %10s %7s %7s %13s" % (
+        '', 'tej', 'tej API', 'tar | ssh', 'ratio', 'API', 'tej peak RSS'))
+    for name, ours, api, theirs, rss in results:
+        print("  %-28s %7.2fs %7.2fs %9.2fs %7.2f %7.2f %9.1f MiB" % (
+            name, ours, api, theirs, ours / theirs, api / theirs, rss))
 
 
 def bench_runtimes(server, remote, runs=3):

@@ -157,8 +157,8 @@ MUTANTS = [
     dict(
         name='download-without-dot-slash',
         file='runtimes/common.sh',
-        original='''        set -- "$@" "./$1"''',
-        replacement='''        set -- "$@" "$1"''',
+        original='''        set -- "$@" "./$1"  # "./" keeps names''',
+        replacement='''        set -- "$@" "$1"  # "./" keeps names''',
         description="download gives tar the names as they are: '-n' is "
                     "an option",
         tests=['test_runtime.Test_dash.test_whole_life'],
@@ -203,8 +203,8 @@ MUTANTS = [
         name='download-directory-ignored',
         file='tej.py',
         original="        queue.download(args.job_id, args.files,\n"
-                 "                       directory=args.directory or '.')",
-        replacement="        queue.download(args.job_id, args.files)",
+                 "                       directory=args.directory or '.',\n",
+        replacement="        queue.download(args.job_id, args.files,\n",
         description="download --directory DIR saves in the current "
                     "directory",
         tests=['test_runtime.TestCommandLineLocal.test_scenario'],
@@ -296,8 +296,9 @@ MUTANTS = [
         name='extract-special-bits',
         file='tej.py',
         original="                          (member.mode & 0o777 & ~mask) "
-                 "| 0o600)",
-        replacement="                          (member.mode & ~mask) | 0o600)",
+                 "| 0o600, meter)",
+        replacement="                          (member.mode & ~mask) | 0o600, "
+                    "meter)",
         description="a downloaded file keeps its setuid and setgid bits",
         tests=['test_pure.TestExtract'],
     ),
@@ -335,10 +336,10 @@ MUTANTS = [
     dict(
         name='queue-umask',
         file='runtimes/common.sh',
-        original='''export LC_ALL
+        original='''export TEJ_UMASK
 umask 077
 ''',
-        replacement='''export LC_ALL
+        replacement='''export TEJ_UMASK
 umask 022
 ''',
         description="the queue's files are readable by other users",
@@ -360,8 +361,9 @@ umask 022
         name='download-umask-ignored',
         file='tej.py',
         original="                          (member.mode & 0o777 & ~mask) "
-                 "| 0o600)",
-        replacement="                          (member.mode & 0o777) | 0o600)",
+                 "| 0o600, meter)",
+        replacement="                          (member.mode & 0o777) | 0o600, "
+                    "meter)",
         description="a downloaded file keeps the server's mode: 0777 is "
                     "world-writable here",
         tests=['test_pure.TestExtract'],
@@ -430,9 +432,9 @@ umask 022
     dict(
         name='prepend-without-rewind',
         file='tej.py',
-        original='''    fileobj.seek(0)
-    shutil.copyfileobj(fileobj, combined)''',
-        replacement='''    shutil.copyfileobj(fileobj, combined)''',
+        original='''            stdin.seek(0)
+            shutil.copyfileobj(stdin, pipe)''',
+        replacement='''            shutil.copyfileobj(stdin, pipe)''',
         description="the job's archive behind a pushed runtime is copied "
                     "from where the first try left it",
         tests=['test_pure.TestHelpers'],
@@ -516,6 +518,142 @@ umask 022
         replacement='''        records = [queue.infos([i])[0] for i in job_ids]''',
         description="status ID ID... makes one ssh exec per job",
         tests=['test_scale.TestStatusOfMany'],
+    ),
+    # ---- the data path: streamed uploads, atomic and resumed downloads -----
+    dict(
+        name='upload-error-no-poison',
+        file='tej.py',
+        original="                        pipe.write(b'\\xff' * 1024)",
+        replacement="                        pass",
+        description="an upload whose producer failed between two files is "
+                    "taken by the server's tar for a whole job, and started",
+        tests=['test_transfer.TestUpload.'
+               'test_an_error_while_streaming_makes_no_job'],
+    ),
+    dict(
+        name='extract-end-not-checked',
+        file='tej.py',
+        original="    if not info.ended[0]:",
+        replacement="    if False:",
+        description="a download cut between two files, or followed by "
+                    "garbage, passes for a whole one",
+        tests=['test_transfer.TestStreamEnd',
+               'test_transfer.TestBrokenDownloads.test_cut_between_files'],
+    ),
+    dict(
+        name='part-removed-on-error',
+        file='tej.py',
+        original="        if member.sparse or not os.path.isfile(part) or \\",
+        replacement="        if True or not os.path.isfile(part) or \\",
+        description="a file cut short by a broken download is removed: "
+                    "the download cannot resume it",
+        tests=['test_transfer.TestStreamEnd.'
+               'test_cut_in_a_member_leaves_its_part'],
+    ),
+    dict(
+        name='resume-size-only',
+        file='tej.py',
+        original="                        st.st_size == size and "
+                 "int(st.st_mtime) == mtime:",
+        replacement="                        st.st_size == size:",
+        description="a resumed download keeps a local file of the "
+                    "server's size that changed",
+        tests=['test_transfer.TestResume.'
+               'test_directory_resumes_file_by_file'],
+    ),
+    dict(
+        name='resume-sum-not-checked',
+        file='tej.py',
+        original="        if line == 'sum %s' % crc:",
+        replacement="        if line.startswith('sum '):",
+        description="a part whose beginning is not the server's file is "
+                    "completed and kept",
+        tests=['test_transfer.TestResume.'
+               'test_changed_on_the_server_is_fetched_whole'],
+    ),
+    dict(
+        name='resume-offset-off-by-one',
+        file='runtimes/common.sh',
+        original='            tail -c +$((_dl_offset + 1)) "$_dl_file"',
+        replacement='            tail -c +"$_dl_offset" "$_dl_file"',
+        description="the rest of a part starts one byte early: the check "
+                    "fails, and the file comes whole again",
+        tests=['test_transfer.TestResume.'
+               'test_directory_resumes_file_by_file'],
+    ),
+    dict(
+        name='resume-empty-directory-lost',
+        file='tej.py',
+        original="                if name not in parents:  # empty: "
+                 "nothing makes it\n                    whole.append(name)\n",
+        replacement="",
+        description="a resumed download leaves out an empty directory",
+        tests=['test_transfer.TestResume.'
+               'test_directory_resumes_file_by_file'],
+    ),
+    dict(
+        name='content-id-ignores-excludes',
+        file='tej.py',
+        original="    for relative, path, st, link in _job_files(directory, "
+                 "excludes,",
+        replacement="    for relative, path, st, link in _job_files(directory, "
+                    "(),",
+        description="the content id counts the files that --exclude "
+                    "leaves out",
+        tests=['test_transfer.TestUpload.test_exclude_and_tejignore'],
+    ),
+    dict(
+        name='links-out-only-absolute',
+        file='tej.py',
+        original="            if link is not None and (os.path.isabs(link) "
+                 "or not _within(",
+        replacement="            if link is not None and (os.path.isabs(link) "
+                    "or False and not _within(",
+        description="a link that climbs out of the job with '..' is sent "
+                    "without a warning",
+        tests=['test_transfer.TestUpload.test_links_that_lead_out'],
+    ),
+    dict(
+        name='special-files-read',
+        file='tej.py',
+        original="            if link is None and not (stat.S_ISREG(st.st_mode) "
+                 "or",
+        replacement="            if False and not (stat.S_ISREG(st.st_mode) or",
+        description="a fifo in the job is opened for its content id: tej "
+                    "hangs",
+        tests=['test_transfer.TestUpload.test_fifo_and_socket_are_refused'],
+    ),
+    dict(
+        name='download-makes-parents',
+        file='tej.py',
+        original="    if not os.path.isdir(parent):\n"
+                 "        raise ValueError(\"No such directory: %s (the %s "
+                 "%s is made only in \"",
+        replacement="    if False:\n"
+                    "        raise ValueError(\"No such directory: %s (the "
+                    "%s %s is made only in \"",
+        description="download --directory a/b/c makes a/b as well",
+        tests=['test_transfer.TestWhereDownloadsGo.'
+               'test_only_the_last_component_is_made'],
+    ),
+    dict(
+        name='disk-full-cleanup-silent',
+        file='runtimes/common.sh',
+        original='            *) if _full "$_creating"; then  # a full disk',
+        replacement='            *) if false; then  # a full disk',
+        description="a submission that a full disk stopped before the "
+                    "upload (its lock, its record) says 'I/O error'",
+        tests=['test_transfer.TestServerDiskFull'],
+    ),
+    dict(
+        name='compress-without-gzip',
+        file='runtimes/common.sh',
+        original='            transfer=gzip) command -v gzip > /dev/null '
+                 '2>&1 || \\\n',
+        replacement='            transfer=gzip) true || \\\n',
+        description="--compress to a server without gzip fails with "
+                    "tar's message, not one that says why",
+        tests=['test_transfer.TestCompress'],
     ),
     # ---- the server side's own defects ----------------------------------------
     dict(

@@ -395,8 +395,13 @@ class TestHelpers(unittest.TestCase):
         # the file may have been read by a first try (ssh reads its stdin)
         with tempfile.TemporaryFile() as fp:
             fp.write(b'archive')
-            with tej._prepend(b'runtime:', fp) as combined:
-                self.assertEqual(combined.read(), b'runtime:archive')
+            combined = io.BytesIO()
+            tej._prepend(b'runtime:', fp)(combined)
+            self.assertEqual(combined.getvalue(), b'runtime:archive')
+        # a producer is run again, whole
+        combined = io.BytesIO()
+        tej._prepend(b'runtime:', lambda pipe: pipe.write(b'tar'))(combined)
+        self.assertEqual(combined.getvalue(), b'runtime:tar')
 
     def test_json_record(self):
         record = {'id': 'j', 'state': 'finished', 'exit': 3,

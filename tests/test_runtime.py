@@ -490,8 +490,15 @@ class TestRuntimeDirectly(unittest.TestCase):
     def test_paths_checked_on_the_server(self):
         os.makedirs(os.path.join(self.queue, 'jobs', 'j', 'stage'))
         for bad in ['/etc/passwd', '../state', 'a/../../x', '']:
-            code, out, err = self.run_sh('download', 'j', bad)
-            self.assertEqual(code, 8, bad)
+            for argv in (['download', 'j', '-', '0', bad],
+                         ['download', 'j', '-', '1', '10', '0', bad, '_x'],
+                         ['_files', 'j', bad]):
+                code, out, err = self.run_sh(*argv)
+                self.assertEqual(code, 8, (argv, err))
+        for bad in (['x', '0'], ['10', '11'], ['', '0'], ['-1', '0']):
+            code, out, err = self.run_sh('download', 'j', '-', '1', *(
+                bad + ['f']))
+            self.assertEqual(code, 8, (bad, err))
 
     def test_exit_codes_avoid_the_shells(self):
         code, out, err = self.run_sh('nonsense')

@@ -1,0 +1,897 @@
+"""The data path through the real sshd: uploads streamed as they are made
+(no temporary copy, first contact too), downloads written under temporary
+names and resumed after an interruption, broken streams that are errors,
+what goes up (--exclude, .tejignore, links that lead out, --compress),
+progress, a server whose disk is full, and where downloads may write.
+
+As root, the tests mount small tmpfs file systems (names starting with
+"data-") and remove them after.
+"""
+
+import filecmp
+import io
+import os
+import pty
+import select
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+from . import support
+from .support import tej, wait_for, wait_state
+
+setUpModule = support.ssh_module
+
+MiB = 1 << 20
+
+
+def big_file(path, size):
+    """A file of ``size`` bytes that neither compresses nor has holes."""
+    block = os.urandom(MiB)
+    with open(path, 'wb') as fp:
+        for _ in range(size // MiB):
+            fp.write(block)
+        fp.write(block[:size % MiB])
+    return path
+
+
+def mount_tmpfs(test, path, size, owner=None):
+    """A tmpfs of ``size`` at ``path`` (owned by ``owner``, a uid), removed
+    after ``test`` (a TestCase or its class).
+    """
+    support.need('root', os.getuid() == 0, "mounting a tmpfs needs root")
+    os.makedirs(path, exist_ok=True)
+    subprocess.check_call(['mount', '-t', 'tmpfs', '-o', 'size=%d' % size,
+                           'data-tmpfs', path])
+    test.addCleanup(subprocess.call, ['umount', '-l', path])
+    if owner is not None:
+        os.chown(path, owner, -1)
+    return path
+
+
+def path_alias(server, name, bindir, rest=':/usr/local/bin:/usr/bin:/bin'):
+    """Another name for the test server, whose sessions have ``bindir``
+    first on their PATH (wrappers for the server's tools), then ``rest``.
+    """
+    alias = '%s-%s' % (server.alias, name)
+    config = 'sshd_config_' + name
+    with open(server.path('sshd_config')) as fp:
+        text = fp.read()
+    with open(server.path(config), 'w') as fp:
+        fp.write(text.replace(
+            'SetEnv HOME=%s ' % server.home,
+            'SetEnv PATH=%s%s HOME=%s ' % (bindir, rest, server.home)))
+    server._add_host(alias, {'/sshd_config\'': '/%s\'' % config})
+    return alias
+
+
+def server_readable(test):
+    """A directory that the test user can read, removed after ``test``."""
+    import tempfile
+    path = tempfile.mkdtemp(dir=support.ssh_server().dir)
+    test.addCleanup(shutil.rmtree, path, True)
+    os.chmod(path, 0o755)
+    return path
+
+
+def wrapper_dir(test, tools):
+    """A directory of executable scripts, {name: text}, readable by the
+    test user.
+    """
+    path = server_readable(test)
+    for name, text in tools.items():
+        with open(os.path.join(path, name), 'w') as fp:
+            fp.write(text)
+        os.chmod(os.path.join(path, name), 0o755)
+    return path
+
+
+def parts(directory):
+    """The part files left in ``directory`` (and below)."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        found += [os.path.join(root, f) for f in files
+                  if f.endswith(tej._PART)]
+    return found
+
+
+class Counter(object):
+    """A progress callback: the bytes received."""
+
+    def __init__(self):
+        self.done = 0
+        self.total = None
+
+    def __call__(self, done, total):
+        self.done, self.total = done, total
+
+
+class TransferCase(support.ServerCase):
+    def kill_sessions_when(self, condition, timeout=60):
+        """In a thread: once ``condition()`` holds, kill the server's
+        session processes (every sshd, the shared connection with them).
+        """
+        def watch():
+            wait_for(condition, timeout=timeout, interval=0.01,
+                     what="the transfer to be under way")
+            self.server.kill_sshd()
+        thread = threading.Thread(target=watch, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 1)
+        return thread
+
+
+_shared = {}
+
+
+def shared_big_job():
+    """A job directory holding ``data``, 1 GiB, made once for the run."""
+    if 'big' not in _shared:
+        job = os.path.join(support.Hermetic.start(), 'big-job')
+        os.mkdir(job)
+        support.make_tree(job, {'start.sh': 'true\n'})
+        big_file(os.path.join(job, 'data'), 1 << 30)
+        _shared['big'] = job
+    return _shared['big']
+
+
+class TestTarHeaders(unittest.TestCase):
+    """The packer's own headers are tarfile's (but for the device fields
+    of files, which tarfile leaves empty since Python 3.8 or writes as 0)
+    and read back the same, names long or odd included.
+    """
+
+    def test_as_tarfile_makes_them(self):
+        import tarfile
+        cases = [('a', tarfile.REGTYPE, 0, 0, 0o644, ''),
+                 ('d/caf\u00e9 x', tarfile.REGTYPE, 12345678, 1795272705,
+                  0o755, ''),
+                 ('dir', tarfile.DIRTYPE, 0, 5, 0o700, ''),
+                 ('l', tarfile.SYMTYPE, 0, 5, 0o777, '../x' * 25),
+                 ('h', tarfile.LNKTYPE, 0, 5, 0o644, 'a'),
+                 ('x' * 100, tarfile.REGTYPE, 1, 1, 0o4755, ''),
+                 ('y' * 101, tarfile.REGTYPE, 1, 1, 0o644, ''),
+                 ('l2', tarfile.SYMTYPE, 0, 5, 0o777, 'z' * 101),
+                 ('big', tarfile.REGTYPE, 9 << 30, 1, 0o644, ''),
+                 ('\udcff-\n', tarfile.REGTYPE, 1, 1, 0o644, '')]
+        for name, kind, size, mtime, mode, link in cases:
+            info = tarfile.TarInfo(name)
+            info.type, info.size, info.mtime, info.mode = \
+                kind, size, mtime, mode
+            info.linkname = link
+            info.uid = info.gid = 0
+            info.uname = info.gname = ''
+            ours = tej._tar_header(info)
+            theirs = info.tobuf(tarfile.GNU_FORMAT, 'utf-8',
+                                'surrogateescape')
+            self.assertEqual(len(ours), len(theirs), name)
+
+            def masked(block):
+                return block[:148] + block[156:329] + block[345:]
+            self.assertEqual(masked(ours), masked(theirs), name)
+            back = tarfile.open(fileobj=io.BytesIO(
+                ours + b'\0' * (tarfile.RECORDSIZE * 2)), mode='r|',
+                encoding='utf-8', errors='surrogateescape').next()
+            self.assertEqual((back.name.rstrip('/'), back.type, back.size,
+                              back.mtime, back.mode, back.linkname),
+                             (name, kind, size, mtime, mode, link))
+
+
+class TestStreamEnd(unittest.TestCase):
+    """Without a server: an archive that ends before its end blocks (cut
+    between members, or followed by garbage, which tarfile takes for its
+    end) is a lost connection; a file cut short leaves its part, and no
+    file under its name.
+    """
+
+    def setUp(self):
+        self.tmp = support.temporary(self)
+        self.into = os.path.join(self.tmp, 'into')
+        os.mkdir(self.into)
+        job = support.make_tree(os.path.join(self.tmp, 'job'), {
+            'out/a': b'a' * 1024, 'out/b': os.urandom(3 * MiB)})
+        archive = io.BytesIO()
+        tej._write_tar(job, archive)
+        self.archive = archive.getvalue()
+
+    def extract(self, data):
+        tej._extract(io.BytesIO(data), {'out': os.path.join(self.into,
+                                                            'out')}, True)
+
+    def test_whole(self):
+        self.extract(self.archive)
+        self.assertEqual(sorted(os.listdir(os.path.join(self.into, 'out'))),
+                         ['a', 'b'])
+
+    def test_cut_between_members(self):
+        # out/, out/a: then nothing, or garbage
+        for tail in (b'', b'garbage' * 100, os.urandom(1024)):
+            with self.assertRaises(tej.ConnectionLost) as ctx:
+                self.extract(self.archive[:512 * 2 + 1024] + tail)
+            self.assertIn('the connection was lost', str(ctx.exception))
+            self.assertFalse(os.path.exists(os.path.join(self.into, 'out',
+                                                         'b')))
+
+    def test_cut_in_a_member_leaves_its_part(self):
+        with self.assertRaises(tej.ConnectionLost):
+            self.extract(self.archive[:512 * 4 + 1024 + 2 * MiB + 1000])
+        out = os.path.join(self.into, 'out')
+        self.assertFalse(os.path.exists(os.path.join(out, 'b')))
+        # what came, but for the piece being read (1 MiB at most)
+        sizes = [os.path.getsize(p) for p in parts(out)]
+        self.assertEqual(len(sizes), 1)
+        self.assertTrue(MiB <= sizes[0] <= 2 * MiB + 1000, sizes)
+        self.extract(self.archive)  # the whole: no part left
+        self.assertEqual(parts(out), [])
+
+
+class TestBigFile(TransferCase):
+    """A 1 GiB job: uploaded with TMPDIR on a 64 MiB tmpfs, downloaded
+    with the connection killed halfway, then resumed.
+    """
+
+    size = 1 << 30
+
+    def setUp(self):
+        super(TestBigFile, self).setUp()
+        self.data = os.path.join(shared_big_job(), 'data')
+
+    def test_upload_without_temporary_space_then_resumed_download(self):
+        tmp = mount_tmpfs(self, os.path.join(self.tmp, 'data-tmp'),
+                          64 * MiB)
+        support.patch_env(self.addCleanup, TMPDIR=tmp)
+        import tempfile
+        tempfile.tempdir = None
+        self.addCleanup(setattr, tempfile, 'tempdir', None)
+        job = os.path.dirname(self.data)
+        # first contact: the runtime goes ahead of the stream
+        code, out, err = self.cli('submit', self.dest, job, '--id', 'big',
+                                  '--script', 'true')
+        self.assertEqual((code, out), (0, 'big\n'), err)
+        q = self.queue()
+        wait_state(q, 'big')
+        self.assertTrue(filecmp.cmp(self.data, os.path.join(
+            self.stage('big'), 'data'), shallow=False))
+
+        # the download, cut halfway: an error, no file under its name
+        into = os.path.join(self.tmp, 'into')
+        os.mkdir(into)
+        target = os.path.join(into, 'data')
+
+        def half():
+            return any(os.path.getsize(p) > self.size // 2
+                       for p in parts(into))
+        self.kill_sessions_when(half)
+        with self.assertRaises(tej.ConnectionLost):
+            q.download('big', 'data', directory=into)
+        self.assertFalse(os.path.exists(target))
+        self.assertEqual(len(parts(into)), 1)
+        # again: it goes on from where it stopped
+        counter = Counter()
+        q = self.queue()
+        q.download('big', 'data', directory=into, progress=counter)
+        self.assertTrue(filecmp.cmp(self.data, target, shallow=False))
+        self.assertEqual(parts(into), [])
+        self.assertLess(counter.done, self.size // 2)
+        self.assertGreater(counter.done, 0)
+        sys.stderr.write(' (resumed: %d bytes of %d) ' % (counter.done,
+                                                          self.size))
+        # and once more: nothing left to fetch
+        counter = Counter()
+        q.download('big', 'data', directory=into, progress=counter)
+        self.assertEqual(counter.done, 0)
+        self.assertTrue(filecmp.cmp(self.data, target, shallow=False))
+
+
+class TestUpload(TransferCase):
+    def test_connection_dropped_mid_upload(self):
+        job = self.job('job', {'start.sh': 'true\n'})
+        big_file(os.path.join(job, 'data'), 400 * MiB)
+        q = self.queue()
+        q.setup()
+        stage = os.path.join(self.queue_path, 'jobs', 'up', 'stage', 'data')
+
+        def under_way():
+            return os.path.exists(stage) and \
+                os.path.getsize(stage) > 20 * MiB
+        self.kill_sessions_when(under_way)
+        code, out, err = self.cli('submit', self.dest, job, '--id', 'up')
+        self.assertEqual(code, 1)
+        self.assertIn('the connection was lost', err)
+        self.assertIn('tej: error: ', err)
+        self.assertNotIn('Traceback', err)
+        self.assertEqual(len(err.strip().splitlines()), 1, err)
+        # no half-made job that would pass for the job: gone, or lost
+        q = self.queue()
+        jobs = dict(q.list())
+        if 'up' in jobs:
+            self.assertEqual(jobs['up']['state'], 'lost')
+            q.delete('up')
+        q.submit('up', job)
+        wait_state(q, 'up')
+        self.assertTrue(filecmp.cmp(os.path.join(job, 'data'), stage,
+                                    shallow=False))
+
+    def test_an_error_while_streaming_makes_no_job(self):
+        q = self.queue()
+        q.setup()
+
+        def produce(pipe):
+            archive = io.BytesIO()
+            tej._write_tar(self.job('job', {'start.sh': 'true\n',
+                                            'x': 'x' * 10000}), archive)
+            # start.sh whole: tar would take the end of its input here for
+            # the end of the archive
+            pipe.write(archive.getvalue()[:1024])
+            raise tej.Error("Cannot read x: Input/output error")
+        with self.assertRaises(tej.Error) as ctx:
+            q._calls.call('submit', ['broken', 'file', 'start.sh'],
+                          stdin=produce, transfer=True)
+        self.assertIn('Input/output error', str(ctx.exception))
+        self.assertEqual(list(q.list()), [])
+
+    def test_refused_session_sends_it_all_again(self):
+        # the first session is refused after ssh read some of the stream
+        # (nothing of it reached the server): the next try sends it whole
+        marker = os.path.join(self.tmp, 'refused')
+        stub = os.path.join(self.tmp, 'ssh')
+        with open(stub, 'w') as fp:
+            fp.write(
+                '#!/bin/sh\n'
+                'case " $* " in *" -O "*) exec ssh "$@" ;; esac\n'
+                'if [ ! -f "%s" ]; then\n'
+                '    : > "%s"\n'
+                '    log= prev=\n'
+                '    for a do [ "$prev" = -E ] && log=$a; prev=$a; done\n'
+                '    head -c 3000000 > /dev/null\n'
+                '    echo "mux_client_request_session: session request '
+                'failed: Session open refused by peer" >> "$log"\n'
+                '    exit 255\n'
+                'fi\n'
+                'exec ssh "$@"\n' % (marker, marker))
+        os.chmod(stub, 0o755)
+        q = self.queue()
+        q.setup()
+        job = self.job('job', {'start.sh': 'true\n'})
+        big_file(os.path.join(job, 'data'), 20 * MiB)
+        support.patch_env(self.addCleanup, TEJ_SSH=stub)
+        q = self.queue()
+        q.submit('again', job)
+        self.assertTrue(os.path.exists(marker))
+        wait_state(q, 'again')
+        self.assertTrue(filecmp.cmp(os.path.join(job, 'data'), os.path.join(
+            self.stage('again'), 'data'), shallow=False))
+
+    def test_a_file_that_shrinks_as_it_is_read(self):
+        path = os.path.join(self.tmp, 'f')
+        with open(path, 'wb') as fp:
+            fp.write(b'x' * 100000)
+        st = os.stat(path)
+        with open(path, 'wb') as fp:
+            fp.write(b'x' * 10)
+        with self.assertRaises(tej.Error) as ctx:
+            tej._write_tar(self.tmp, io.BytesIO(),
+                           entries=[('f', path, st, None)])
+        self.assertIn('changed as it was read', str(ctx.exception))
+
+    def test_fifo_and_socket_are_refused(self):
+        import socket
+        for kind in ('fifo', 'socket'):
+            job = self.job(kind, {'start.sh': 'true\n'})
+            path = os.path.join(job, 'sub', 'special')
+            os.mkdir(os.path.dirname(path))
+            if kind == 'fifo':
+                os.mkfifo(path)
+            else:
+                sock = socket.socket(socket.AF_UNIX)
+                sock.bind(path)
+                self.addCleanup(sock.close)
+            for argv in (['submit', self.dest, job, '--content-id'],
+                         ['submit', self.dest, job],
+                         ['run', self.dest, job]):
+                code, out, err = self.cli(*argv)
+                self.assertEqual(code, 125 if argv[0] == 'run' else 1, err)
+                self.assertEqual(err, 'tej: error: Cannot send %s: it is a '
+                                 '%s\n' % (path, 'fifo (named pipe)'
+                                           if kind == 'fifo' else kind))
+            self.assertRaises(tej.Error, tej.content_id, job)
+
+    def test_exclude_and_tejignore(self):
+        job = self.job('job', {'start.sh': 'true\n', 'keep/a.txt': 'a',
+                               'keep/b.o': 'b', 'build/x': 'x',
+                               'deep/build/y': 'y', 'cache.tmp': 'c',
+                               'data/big.tmp': 'd', 'data/ok': 'ok'})
+        before = tej.content_id(job, exclude=['*.o', 'build'])
+        support.make_tree(job, {'.tejignore': '# scratch\n\n*.tmp\n'
+                                              'data/*.tmp\n'})
+        with_ignore = tej.content_id(job, exclude=['*.o', 'build'])
+        self.assertNotEqual(before, with_ignore)  # .tejignore is sent
+        code, out, err = self.cli('submit', self.dest, job, '--content-id',
+                                  '--exclude', '*.o', '--exclude', 'build/')
+        self.assertEqual(code, 0, err)
+        job_id = out.strip()
+        self.assertEqual(job_id, with_ignore)
+        wait_state(self.queue(), job_id)
+        stage = self.stage(job_id)
+        sent = sorted(os.path.relpath(os.path.join(r, f), stage)
+                      for r, d, fs in os.walk(stage) for f in fs)
+        self.assertEqual(sent, ['.tejignore', '_stderr', '_stdout',
+                                'data/ok', 'keep/a.txt', 'start.sh'])
+        # what is left out does not count in the id
+        support.make_tree(job, {'build/z': 'new', 'keep/c.o': 'new',
+                                'other.tmp': 'new'})
+        self.assertEqual(tej.content_id(job, exclude=['*.o', 'build']),
+                         with_ignore)
+        support.make_tree(job, {'keep/new.txt': 'new'})
+        self.assertNotEqual(tej.content_id(job, exclude=['*.o', 'build']),
+                            with_ignore)
+
+    def test_links_that_lead_out(self):
+        outside = support.make_tree(os.path.join(self.tmp, 'outside'),
+                                    {'file': 'outside\n'})
+        job = self.job('job', {'start.sh': 'cat abs up\n', 'in': 'in\n'})
+        os.symlink(os.path.join(outside, 'file'), os.path.join(job, 'abs'))
+        os.symlink('../outside/file', os.path.join(job, 'up'))
+        os.symlink('in', os.path.join(job, 'fine'))
+        code, out, err = self.cli('submit', self.dest, job, '--id', 'links')
+        self.assertEqual(code, 0, err)
+        warnings = err.splitlines()
+        self.assertEqual(len([w for w in warnings if 'outside the job '
+                              'directory' in w]), 2, err)
+        self.assertIn('--dereference', err)
+        self.assertNotIn('fine', err)
+        self.assertTrue(os.path.islink(os.path.join(self.stage('links'),
+                                                    'abs')))
+        code, out, err = self.cli('submit', self.dest, job, '--id', 'deref',
+                                  '--dereference')
+        self.assertEqual(code, 0, err)
+        self.assertNotIn('outside the job', err)
+        stage = self.stage('deref')
+        for name in ('abs', 'up'):
+            self.assertFalse(os.path.islink(os.path.join(stage, name)))
+        self.assertTrue(os.path.islink(os.path.join(stage, 'fine')))
+        q = self.queue()
+        wait_state(q, 'deref')
+        with open(os.path.join(stage, '_stdout')) as fp:
+            self.assertEqual(fp.read(), 'outside\noutside\n')
+        # the content id is that of what is sent
+        self.assertNotEqual(tej.content_id(job),
+                            tej.content_id(job, dereference=True))
+
+
+class TestCompress(TransferCase):
+    def test_with_and_without_gzip_on_the_server(self):
+        job = self.job('job', {'start.sh': 'true\n',
+                               'text': 'compressible\n' * 100000})
+        code, out, err = self.cli('submit', self.dest, job, '--id', 'z',
+                                  '--compress')
+        self.assertEqual(code, 0, err)
+        self.assertTrue(filecmp.cmp(os.path.join(job, 'text'), os.path.join(
+            self.stage('z'), 'text'), shallow=False))
+        # a PATH without gzip (every other tool there)
+        bindir = server_readable(self)
+        for top in ('/usr/bin', '/bin'):
+            for name in os.listdir(top):
+                if 'gzip' not in name and name not in ('gunzip', 'zcat') \
+                        and not os.path.lexists(os.path.join(bindir, name)):
+                    os.symlink(os.path.join(top, name),
+                               os.path.join(bindir, name))
+        alias = path_alias(self.server, 'nogzip', bindir, rest='')
+        args = self.args('submit', alias, job, '--id', 'nz', '--compress')
+        args[args.index('--queue') + 1] = os.path.join(self.remote, 'q2')
+        code, out, err = support.run_cli(*args)
+        self.assertEqual(code, 1)
+        self.assertEqual(err.splitlines()[-1], 'tej: error: --compress: '
+                         'there is no gzip on the server')
+        self.assertFalse(os.path.exists(os.path.join(self.remote, 'q2',
+                                                     'jobs', 'nz')))
+
+
+class TestBrokenDownloads(TransferCase):
+    """A stream cut short, or garbage instead of an archive, through a tar
+    wrapper on the server's PATH: an error that says the connection was
+    lost, no file under a final name that is not whole.
+    """
+
+    def download_through(self, tar_script):
+        # of one size: the members' ends are where they are, in whatever
+        # order tar sends them (readdir's)
+        job = self.job('job', {'start.sh': 'true\n',
+                               'out/a': 'a' * 1024, 'out/b': 'b' * 1024,
+                               'out/c': 'c' * 1024})
+        q = self.queue()
+        q.submit('j', job)
+        wait_state(q, 'j')
+        real = shutil.which('tar')
+        bindir = wrapper_dir(self, {'tar': tar_script % {'tar': real}})
+        alias = path_alias(self.server, 'cut%d' % id(self), bindir)
+        into = os.path.join(self.tmp, 'into')
+        os.mkdir(into)
+        code, out, err = support.run_cli(
+            'download', alias, '--id', 'j', 'out', '--directory', into,
+            '--queue', self.queue_path, '-F', self.server.config)
+        return code, err, into
+
+    def check_broken(self, code, err, into):
+        self.assertEqual(code, 1, err)
+        self.assertNotIn('Traceback', err)
+        self.assertIn('the connection was lost', err)
+        self.assertTrue(err.startswith('tej: error: '), err)
+        self.assertEqual(len(err.splitlines()), 1, err)
+        out = os.path.join(into, 'out')
+        names = [n for n in os.listdir(out) if not n.startswith('.')] \
+            if os.path.isdir(out) else []
+        # (tar sends a directory in the order of readdir)
+        self.assertLess(len(names), 3)
+        for name in names:  # a file there is whole
+            with open(os.path.join(out, name), 'rb') as fp:
+                self.assertEqual(fp.read(), name.encode() * 1024)
+
+    CUT = ('#!/bin/sh\n'
+           'case " $* " in *" -cf "*) "%(tar)s" "$@" | head -c CUT; '
+           'exit 0 ;; esac\n'
+           'exec "%(tar)s" "$@"\n')
+
+    def test_cut_in_a_file(self):
+        # the directory, a first file, 300 bytes of the second
+        code, err, into = self.download_through(self.CUT.replace(
+            'CUT', str(512 + 1536 + 512 + 300)))
+        self.check_broken(code, err, into)
+
+    def test_cut_between_files(self):
+        # the directory, a first file, and nothing of what follows: no
+        # end of archive
+        code, err, into = self.download_through(self.CUT.replace(
+            'CUT', str(512 + 1536)))
+        self.check_broken(code, err, into)
+
+    def test_garbage(self):
+        code, err, into = self.download_through(
+            '#!/bin/sh\n'
+            'case " $* " in *" -cf "*) head -c 3000 /dev/urandom; '
+            'exit 0 ;; esac\n'
+            'exec "%(tar)s" "$@"\n')
+        self.check_broken(code, err, into)
+
+    def test_garbage_after_a_file(self):
+        code, err, into = self.download_through(self.CUT.replace(
+            'CUT', str(512 + 1536)).replace(
+                'exit 0', 'head -c 2000 /dev/urandom; exit 0'))
+        self.check_broken(code, err, into)
+
+
+class TestResume(TransferCase):
+    def test_directory_resumes_file_by_file(self):
+        files = {'start.sh': 'true\n'}
+        files.update({'res/d%d/f%d' % (i % 3, i): os.urandom(100000)
+                      for i in range(30)})
+        job = self.job('job', files)
+        hour_ago = time.time() - 3600  # a change here is another time
+        for root, dirs, names in os.walk(job):
+            for name in names:
+                os.utime(os.path.join(root, name), (hour_ago, hour_ago))
+        os.symlink('d0/f0', os.path.join(job, 'res', 'link'))
+        os.mkdir(os.path.join(job, 'res', 'empty'))
+        q = self.queue()
+        q.submit('r', job)
+        wait_state(q, 'r')
+        into = os.path.join(self.tmp, 'into')
+        q.download('r', 'res', directory=into)
+        # lose some of it: files gone, one changed locally, one cut short
+        res = os.path.join(into, 'res')
+        shutil.rmtree(os.path.join(res, 'd1'))
+        os.unlink(os.path.join(res, 'link'))
+        os.rmdir(os.path.join(res, 'empty'))
+        with open(os.path.join(res, 'd2', 'f2'), 'wb') as fp:
+            fp.write(b'changed')
+        # the same size, another time: changed too
+        with open(os.path.join(res, 'd2', 'f5'), 'r+b') as fp:
+            fp.write(b'changed')
+        cut = os.path.join(res, 'd0', 'f3')
+        st = os.stat(os.path.join(job, 'res', 'd0', 'f3'))
+        part = tej._part_name(cut, st.st_size, int(st.st_mtime))
+        os.rename(cut, part)
+        with open(part, 'r+b') as fp:
+            fp.truncate(30000)
+        # and a part of another version of a file: removed
+        stale = tej._part_name(os.path.join(res, 'd1', 'f1'), 5, 5)
+        os.makedirs(os.path.dirname(stale))
+        with open(stale, 'wb') as fp:
+            fp.write(b'stale')
+        counter = Counter()
+        q.download('r', 'res', directory=into, progress=counter)
+        self.assertEqual(filecmp.dircmp(os.path.join(job, 'res'), res)
+                         .diff_files, [])
+        for root, dirs, names in os.walk(os.path.join(job, 'res')):
+            for name in names + dirs:
+                theirs = os.path.join(root, name)
+                ours = os.path.join(res, os.path.relpath(theirs, os.path.join(
+                    job, 'res')))
+                self.assertTrue(os.path.lexists(ours), ours)
+                if os.path.isfile(theirs) and not os.path.islink(theirs):
+                    self.assertTrue(filecmp.cmp(theirs, ours, shallow=False))
+        self.assertEqual(os.readlink(os.path.join(res, 'link')), 'd0/f0')
+        self.assertEqual(parts(into), [])
+        # d1 (10 files) whole, d2/f2 and f5 whole, the rest of d0/f3
+        self.assertEqual(counter.done, 12 * 100000 + 70000)
+
+    def test_changed_on_the_server_is_fetched_whole(self):
+        job = self.job('job', {'start.sh': 'true\n',
+                               'f': os.urandom(200000)})
+        q = self.queue()
+        q.submit('c', job)
+        wait_state(q, 'c')
+        into = os.path.join(self.tmp, 'into')
+        os.mkdir(into)
+        remote = os.path.join(self.stage('c'), 'f')
+        st = os.stat(remote)
+        # a part of what the file was: same size and time, other bytes
+        part = tej._part_name(os.path.join(into, 'f'), st.st_size,
+                              int(st.st_mtime))
+        with open(part, 'wb') as fp:
+            fp.write(b'x' * 1000)
+        counter = Counter()
+        q.download('c', 'f', directory=into, progress=counter)
+        self.assertTrue(filecmp.cmp(remote, os.path.join(into, 'f'),
+                                    shallow=False))
+        self.assertEqual(counter.done, 199000 + 200000)
+        self.assertEqual(parts(into), [])
+
+    def test_a_file_being_written(self):
+        job = self.job('job', {
+            'start.sh': 'i=0; while [ $i -lt 400 ]; do echo line $i; '
+                        'i=$((i+1)); sleep 0.01; done\n'})
+        q = self.queue()
+        q.submit('w', job)
+        into = os.path.join(self.tmp, 'into')
+        os.mkdir(into)
+        sizes = []
+        wait_for(lambda: os.path.exists(os.path.join(self.stage('w'),
+                                                     '_stdout')))
+        while q.info('w')['state'] == 'running':
+            q.download('w', '_stdout', directory=into)
+            sizes.append(os.path.getsize(os.path.join(into, '_stdout')))
+        wait_state(q, 'w')
+        q.download('w', '_stdout', directory=into)
+        with open(os.path.join(into, '_stdout')) as fp:
+            self.assertEqual(fp.read(), ''.join('line %d\n' % i
+                                                for i in range(400)))
+        self.assertEqual(sizes, sorted(sizes))
+        self.assertEqual(parts(into), [])
+
+
+class TestWhereDownloadsGo(TransferCase):
+    def setUp(self):
+        super(TestWhereDownloadsGo, self).setUp()
+        self.q = self.queue()
+        self.q.submit('w', self.job('job', {'start.sh': 'echo out\n',
+                                            'sub/a': 'a'}))
+        wait_state(self.q, 'w')
+
+    def test_only_the_last_component_is_made(self):
+        os.chdir(self.tmp)
+        self.addCleanup(os.chdir, '/')
+        for argv in (['--directory', 'no/such'],
+                     ['--destination', 'no/such']):
+            code, out, err = self.cli('download', self.dest, '--id', 'w',
+                                      'sub', *argv)
+            self.assertEqual(code, 1, err)
+            self.assertEqual(err.splitlines()[-1][:39],
+                             'tej: error: No such directory: no (the ')
+            self.assertFalse(os.path.exists('no'))
+        code, out, err = self.cli('run', self.dest, self.job('r', {
+            'start.sh': 'echo x > res\n'}), '--download', 'res', '--into',
+            'no/such')
+        self.assertEqual((code, out), (125, ''), err)
+        self.assertEqual(err, 'tej: error: No such directory: no (the '
+                              '--into no/such is made only in a directory '
+                              'that is there)\n')
+        self.assertFalse(os.path.exists('no'))
+        self.assertEqual(list(self.q.list())[0][0], 'w')  # nothing ran
+        self.assertEqual(len(list(self.q.list())), 1)
+        code, out, err = self.cli('download', self.dest, '--id', 'w', 'sub',
+                                  '--directory', 'new')
+        self.assertEqual(code, 0, err)
+        self.assertTrue(os.path.isfile('new/sub/a'))
+        code, out, err = self.cli('download', self.dest, '--id', 'w', 'sub',
+                                  '--destination', 'new/renamed')
+        self.assertEqual(code, 0, err)
+        self.assertTrue(os.path.isfile('new/renamed/a'))
+
+    def test_dot_is_the_whole_job(self):
+        into = os.path.join(self.tmp, 'all')
+        code, out, err = self.cli('download', self.dest, '--id', 'w', '.',
+                                  '--directory', into)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(sorted(os.listdir(into)),
+                         ['_stderr', '_stdout', 'start.sh', 'sub'])
+        self.assertEqual(self.q.download('w', './', destination=os.path.join(
+            self.tmp, 'copy')), [os.path.join(self.tmp, 'copy')])
+        self.assertTrue(os.path.isfile(os.path.join(self.tmp, 'copy', 'sub',
+                                                    'a')))
+        with self.assertRaises(ValueError):
+            self.q.download('w', ['.', 'sub'], directory=into)
+
+
+class TestProgress(TransferCase):
+    """Shown at a terminal (a pseudo-terminal of the pty module), redrawn
+    in place; not without one; lines with --progress; never with -q.
+    """
+
+    def run_cli(self, argv, terminal):
+        cmd = [sys.executable, os.path.join(support.TOP, 'tej.py')] + argv
+        if not terminal:
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+            return proc.returncode, proc.stderr.decode('utf-8', 'replace')
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=slave,
+                                stdin=subprocess.DEVNULL)
+        os.close(slave)
+        output = b''
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            if not ready:
+                break
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the other side closed: EIO
+                break
+            if not data:
+                break
+            output += data
+        os.close(master)
+        proc.stdout.read()
+        proc.wait()
+        return proc.returncode, output.decode('utf-8', 'replace')
+
+    def test_upload_and_download(self):
+        job = shared_big_job()
+        self.queue().setup()
+        into = support.temporary(self)
+        for i, (options, terminal) in enumerate([
+                ([], True), ([], False), (['--progress'], False),
+                (['-q'], True)]):
+            code, err = self.run_cli(self.args(
+                'submit', self.dest, job, '--id', 'p%d' % i) + options,
+                terminal)
+            self.assertEqual(code, 0, err)
+            code, down = self.run_cli(self.args(
+                'download', self.dest, '--id', 'p%d' % i, 'data',
+                '--directory', os.path.join(into, str(i))) + options,
+                terminal)
+            self.assertEqual(code, 0, down)
+            for text, what in ((err, 'Uploading'), (down, 'Downloading')):
+                if i == 0:
+                    self.assertIn('\r\x1b[Ktej: %s: ' % what, text)
+                    self.assertIn(' of 1.0 GiB (', text)
+                    self.assertIn('/s', text)
+                elif i == 2:
+                    lines = [line for line in text.splitlines()
+                             if line.startswith('tej: %s: ' % what)]
+                    self.assertTrue(lines, text)
+                    self.assertNotIn('\r', text)
+                else:
+                    self.assertNotIn(what, text)
+            shutil.rmtree(os.path.join(into, str(i)))
+            self.queue().delete('p%d' % i)
+
+
+class TestServerDiskFull(TransferCase):
+    """The queue on a small tmpfs of the server's user: an upload that
+    fills it is an error that says so, leaves no job, and the queue works
+    on.
+    """
+
+    def test_disk_full(self):
+        home = mount_tmpfs(self, os.path.join(self.remote, 'data-full'),
+                           8 * MiB, owner=self.server.uid)
+        queue = os.path.join(home, 'q')
+        small = self.job('small', {'start.sh': 'echo ok\n'})
+        big = self.job('big', {'start.sh': 'true\n'})
+        big_file(os.path.join(big, 'data'), 20 * MiB)
+        code, out, err = self.cli('submit', self.dest, big, '--id', 'big',
+                                  '--queue', queue)
+        self.assertEqual(code, 1, err)
+        self.assertTrue(err.splitlines()[-1].startswith(
+            'tej: error: no space left on the server ('), err)
+        self.assertNotIn('Traceback', err)
+        q = self.server.queue(queue)
+        self.addCleanup(q.close)
+        self.assertEqual([job for job, info in q.list()
+                          if info['state'] != 'lost'], [])
+        for job, info in q.list():
+            q.delete(job)
+        q.submit('small', small)
+        self.assertEqual(wait_state(q, 'small')['exit'], 0)
+        # full to the last block: even the job's directory cannot be made
+        filler = os.path.join(home, 'filler')
+        with open(filler, 'wb') as fp:
+            try:
+                while True:
+                    fp.write(b'x' * 65536)
+                    fp.flush()
+            except OSError:
+                pass
+        code, out, err = self.cli('submit', self.dest, small, '--id',
+                                  'small2', '--queue', queue)
+        self.assertEqual(code, 1, err)
+        self.assertTrue(err.splitlines()[-1].startswith(
+            'tej: error: no space left on the server ('), err)
+        os.unlink(filler)
+        q.submit('small2', small)
+        self.assertEqual(wait_state(q, 'small2')['exit'], 0)
+
+
+if __name__ == '__main__':
+    unittest.main()
+
+
+class LocalTransfers(object):
+    """The server side of transfers under each POSIX shell (local:, with
+    TEJ_SH), and with busybox's tools alone: compressed upload, the list
+    for a resume, a part gone on with, a file fetched whole again.
+    """
+
+    shell = None
+    busybox_only = False
+
+    def setUp(self):
+        from .test_runtime import SHELLS, shell_wrapper
+        support.need('shells', shutil.which(SHELLS[self.shell][0]),
+                     "%s is not installed" % self.shell)
+        self.tmp = support.temporary(self)
+        if self.busybox_only:
+            busybox = shutil.which('busybox')
+            bindir = os.path.join(self.tmp, 'bin')
+            os.mkdir(bindir)
+            for applet in subprocess.run([busybox, '--list'],
+                                         stdout=subprocess.PIPE
+                                         ).stdout.split():
+                os.symlink(busybox, os.path.join(bindir, applet.decode()))
+            support.patch_env(self.addCleanup, TEJ_SH='sh', PATH=bindir)
+        else:
+            support.patch_env(self.addCleanup,
+                              TEJ_SH=shell_wrapper(self.shell))
+
+    def test_resume(self):
+        job = support.make_tree(os.path.join(self.tmp, 'job'), {
+            'start.sh': 'true\n', 'res/a': os.urandom(300000),
+            'res/sub/b': os.urandom(1000), 'res/sub/c': b'c' * 5000})
+        q = tej.RemoteQueue('local:', os.path.join(self.tmp, 'q'))
+        q.submit('t', job, compress=True)
+        wait_state(q, 't')
+        into = os.path.join(self.tmp, 'into')
+        q.download('t', 'res', directory=into)
+        res = os.path.join(into, 'res')
+        os.unlink(os.path.join(res, 'sub', 'c'))
+        st = os.stat(os.path.join(job, 'res', 'a'))
+        part = tej._part_name(os.path.join(res, 'a'), st.st_size,
+                              int(st.st_mtime))
+        os.rename(os.path.join(res, 'a'), part)
+        with open(part, 'r+b') as fp:
+            fp.truncate(100000)
+        counter = Counter()
+        q.download('t', 'res', directory=into, progress=counter)
+        self.assertEqual(counter.done, 200000 + 5000)
+        for name in ('a', 'sub/b', 'sub/c'):
+            self.assertTrue(filecmp.cmp(os.path.join(job, 'res', name),
+                                        os.path.join(res, name),
+                                        shallow=False), name)
+        self.assertEqual(parts(into), [])
+        self.assertEqual(counter.total >= 200000, True)
+
+
+def _local_case(name, busybox_only=False):
+    return type('TestLocal_%s%s' % (name, '_only' if busybox_only else ''),
+                (LocalTransfers, unittest.TestCase),
+                {'shell': name, 'busybox_only': busybox_only})
+
+
+for _name in ('dash', 'bash', 'busybox', 'mksh', 'yash', 'posh'):
+    globals()['TestLocal_%s' % _name] = _local_case(_name)
+TestLocal_busybox_only = _local_case('busybox', True)
+del _name
