@@ -298,7 +298,8 @@ class TestReadme(support.ServerCase):
                          shown['tej jobs'][0].split())
         states = [line.split()[2] for line in out.split('\n')[1:] if line]
         self.assertEqual(states, ['running', 'running', 'finished'])
-        code, out = results[4]
+        self.assertEqual(results[4], (0, ''))  # mkdir out
+        code, out = results[5]
         self.assertEqual(code, 1)
         self.assertEqual(sorted(line.split()[1:] for line in out.split('\n')
                                 if line),
