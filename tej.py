@@ -75,6 +75,12 @@ _DEFAULT_TIMEOUT = 300
 _DEFAULT_PERSIST = 600
 #: Seconds to establish a connection.
 _CONNECT_TIMEOUT = 20
+#: Seconds of silence from the server after which a connection is taken
+#: for dead (ssh's keepalives); TEJ_KEEPALIVE overrides it.
+_DEFAULT_KEEPALIVE = 60
+#: The longest duration tej takes (a walltime, a timeout, a setting): about
+#: 31 years, within every shell's arithmetic (mksh's is 32 bits).
+_MAX_SECONDS = 10 ** 9 - 1
 
 #: How a call uses the shared connection (_SSHTransport._argv): it shares
 #: it (starting it when there is none), has a connection of its own, or
@@ -140,6 +146,8 @@ _LOST = 'lost'          # can no longer end: no exit code will come
 _NOTFOUND = 'notfound'  # no such job (status, wait, logs)
 #: The states that do not change any more.
 _ENDED = (_FINISHED, _KILLED, _LOST, _NOTFOUND)
+#: Every state a record may have.
+_STATES = (_CREATED, _QUEUED, _RUNNING) + _ENDED
 
 #: The integer fields of a record (empty: None). Produced by _record in
 #: common.sh: "id state exit submitted started finished now runtime
@@ -227,7 +235,7 @@ def _parse_record(line):
     record = _parse_pairs(head.split('\t'))
     if sep:
         record['dir'] = directory
-    if not record.get('id') or not record.get('state'):
+    if not record.get('id') or record.get('state') not in _STATES:
         raise RemoteCommandFailure("The server sent a bad record: %r"
                                    % line[:200])
     for key in _RECORD_INTS:
@@ -243,9 +251,17 @@ def _parse_record(line):
     return record
 
 
-def _parse_records(lines):
-    """Parse the records of a status, wait or list answer."""
-    return [_parse_record(line) for line in lines]
+def _parse_records(lines, job_ids=None):
+    """Parse the records of a status, wait or list answer; with
+    ``job_ids``, one for each, in that order (else `RemoteCommandFailure`).
+    """
+    records = [_parse_record(line) for line in lines]
+    if job_ids is not None and [r['id'] for r in records] != list(job_ids):
+        raise RemoteCommandFailure(
+            "The server sent the records of %s for %s" % (
+                ', '.join(r['id'] for r in records) or 'no job',
+                ', '.join(job_ids)))
+    return records
 
 
 def _parse_version(version):
@@ -327,6 +343,8 @@ _SSH_EARLY = 'early'        # dropped before authentication (as sshd's
                             # MaxStartups does): safe to try again
 _SSH_HOST_KEY = 'host key'  # the host key is unknown or changed
 _SSH_AUTH = 'auth'          # authentication failed: never tried again
+_SSH_NO_HOST = 'no host'    # the host name does not resolve: tried again
+                            # only in a call that had connected before
 _SSH_LOST = 'lost'          # could not connect, or the connection broke
                             # during the call (the command may have run)
 #: The outcomes of a failure before the command ran: worth another attempt.
@@ -344,6 +362,8 @@ def _classify_ssh(code, log):
         return _SSH_HOST_KEY
     if 'Permission denied' in log or 'Too many authentication' in log:
         return _SSH_AUTH
+    if 'Could not resolve hostname' in log:
+        return _SSH_NO_HOST
     if 'Session open refused' in log:
         return _SSH_REFUSED
     # a shared connection that failed before the session started; one that
@@ -432,8 +452,13 @@ class RemoteCommandFailure(Error):
 
 class ConnectionLost(RemoteCommandFailure):
     """ssh could not connect, or the connection broke during a call (the
-    command may or may not have run). Worth trying again later.
+    command may or may not have run). Worth trying again later, unless
+    ``transient`` is False: the host name did not resolve, which a call
+    that never connected does not try again.
     """
+
+    #: Can it heal? False for a name that does not resolve.
+    transient = True
 
 
 # ===========================================================================
@@ -579,6 +604,43 @@ def _format_duration(seconds):
     """Format a duration as ``H:MM:SS``."""
     seconds = max(0, int(seconds))
     return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+
+
+def _duration(value, what, integer=False):
+    """Seconds (an int, or a float unless ``integer``) from a number, a
+    string of seconds, ``[D-]HH:MM:SS`` (or ``MM:SS``), or a number with a
+    unit: ``90s``, ``10m``, ``1.5h``, ``2d``. Raise `ValueError`, naming
+    ``what``, for anything else: negative, not finite, above
+    _MAX_SECONDS, or a fraction of a second when ``integer``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("Invalid %s %r: give seconds or [D-]HH:MM:SS"
+                         % (what, value))
+    text = str(value).strip()
+    if not isinstance(value, str) and value == value and \
+            value not in (float('inf'), float('-inf')) and value >= 0:
+        text = '%.9f' % value  # not 1e-05
+    colons = re.match(r'(?:(\d{1,12})-)?(?:(?:(\d{1,12}):)?(\d{1,12}):)?(\d{1,12})'
+                      r'\Z', text)
+    number = re.match(r'(\d{1,30}(?:\.\d{0,9})?|\.\d{1,9})([smhd]?)\Z', text)
+    if colons:
+        days, hours, minutes, secs = (int(g or 0) for g in colons.groups())
+        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+    elif number:
+        seconds = float(number.group(1)) * {
+            '': 1, 's': 1, 'm': 60, 'h': 3600, 'd': 86400}[number.group(2)]
+    else:
+        raise ValueError("Invalid %s %r: give seconds, [D-]HH:MM:SS, or a "
+                         "number with a unit (90s, 10m, 1h, 2d)"
+                         % (what, value))
+    if seconds > _MAX_SECONDS:
+        raise ValueError("Invalid %s %r: at most %d seconds"
+                         % (what, value, _MAX_SECONDS))
+    if integer:
+        if seconds != int(seconds):
+            raise ValueError("Invalid %s %r: whole seconds" % (what, value))
+        return int(seconds)
+    return seconds
 
 
 def _check_directory(directory):
@@ -1429,7 +1491,7 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
             *"
 "*) _die "$RC_INVALID" "an option holds a newline" ;;
             walltime=*) case ${_sb_option#*=} in
-                            ''|*[!0-9]*) _die "$RC_INVALID" "invalid walltime: '${_sb_option#*=}'" ;;
+                            ''|*[!0-9]*|??????????*) _die "$RC_INVALID" "invalid walltime: '${_sb_option#*=}'" ;;
                         esac ;;
             mem=*) _check_mem "${_sb_option#*=}" ;;
             cpus=*|partition=*|account=*|gpus=*|arg=*) ;;
@@ -2199,14 +2261,21 @@ def _call_line(argv):
 # Transports
 # ===========================================================================
 
-def _timeout_setting(name, default):
+def _timeout_setting(name, default, zero=False):
+    """The environment's setting ``name``, seconds (``default`` when it is
+    unset or empty); 0 only when ``zero`` says it means something. Raise
+    `Error` for anything else.
+    """
     value = os.environ.get(name)
     if not value:
         return default
     try:
-        return float(value)
-    except ValueError:
-        raise Error("%s must be a number of seconds, not %r" % (name, value))
+        seconds = _duration(value, name)
+    except ValueError as e:
+        raise Error(str(e))
+    if seconds == 0 and not zero:
+        raise Error("%s must be more than 0 seconds" % name)
+    return seconds
 
 
 class _Transport(object):
@@ -2462,7 +2531,10 @@ class _SSHTransport(_Transport):
         self.ssh = ssh or os.environ.get('TEJ_SSH') or 'ssh'
         self.name = destination_as_string(dict(destination, password=None))
         self.persist = int(_timeout_setting('TEJ_CONTROL_PERSIST',
-                                            _DEFAULT_PERSIST))
+                                            _DEFAULT_PERSIST, zero=True))
+        # ssh asks every interval, and gives up after 4 without an answer
+        self.keepalive = max(1, int(-(-_timeout_setting(
+            'TEJ_KEEPALIVE', _DEFAULT_KEEPALIVE) // 4)))
         self._control_path = None
         self._prompt = None
 
@@ -2497,8 +2569,9 @@ class _SSHTransport(_Transport):
             '-E', log,
             # give up on an unreachable host instead of hanging
             '-o', 'ConnectTimeout=%d' % _CONNECT_TIMEOUT,
-            # notice a dead network or server within a minute
-            '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4',
+            # notice a dead network or server within TEJ_KEEPALIVE seconds
+            '-o', 'ServerAliveInterval=%d' % self.keepalive,
+            '-o', 'ServerAliveCountMax=4',
         ]
         if self.password is not None:
             # the password comes from SSH_ASKPASS (_askpass_env), never a
@@ -2618,10 +2691,12 @@ class _SSHTransport(_Transport):
                 "Authentication to %s failed. tej does not prompt: use a "
                 "key or an agent, or run 'tej login %s' first."
                 % (self.name, self.name))
-        return ConnectionLost(
+        error = ConnectionLost(
             "Cannot connect to %s: %s" % (
                 self.name, _last_line(log) or "the connection was lost"),
             command=self.ssh, ret=255, stderr=log[-2000:])
+        error.transient = outcome != _SSH_NO_HOST
+        return error
 
     def _attempts(self, attempt):
         """The retry loop of `run` and `stream`. ``attempt(connection)``
@@ -3177,7 +3252,8 @@ class RemoteQueue(object):
         and ``dir``. Raise `JobNotFound`, `QueueDoesntExist`.
         """
         check_jobid(job_id)
-        return _parse_records(self._calls.call('status', [job_id]))[0]
+        return _parse_records(self._calls.call('status', [job_id]),
+                              [job_id])[0]
 
     def infos(self, job_ids):
         """The records of several jobs, in one call: a list of dicts as
@@ -3187,7 +3263,7 @@ class RemoteQueue(object):
         for job_id in job_ids:
             check_jobid(job_id)
         return _parse_records(self._calls.call('status', list(job_ids),
-                                         ok=(_RC_OK, _RC_NO_JOB)))
+                                         ok=(_RC_OK, _RC_NO_JOB)), job_ids)
 
     def status(self, job_id):
         """Return ``(status, directory, arg)`` for a job.
@@ -3343,7 +3419,7 @@ class RemoteQueue(object):
             try:
                 records = _parse_records(self._calls.call(
                     'wait', [str(max(0, int(-(-left // 1))))] + list(job_ids),
-                    ok=(_RC_OK, _RC_NO_JOB)))
+                    ok=(_RC_OK, _RC_NO_JOB)), job_ids)
             except ConnectionLost as e:
                 retry.failed(e)
                 continue
@@ -3394,10 +3470,15 @@ class RemoteQueue(object):
                 if not line.endswith(b'\n'):
                     return None  # the connection ended early
                 name, value = _parse_frame(line)
+                retry.worked = True
                 if name == 'end':
                     return value
                 if name == 'tick':
                     continue
+                if targets[name] is None:
+                    raise RemoteCommandFailure(
+                        "The server sent %s, which was not asked for: %r"
+                        % (name, line[:200]))
                 while value:
                     data = source.read(min(value, 65536))
                     if not data:
@@ -3408,6 +3489,7 @@ class RemoteQueue(object):
                     value -= len(data)
 
         while True:
+            began = time.monotonic()
             try:
                 end = self._calls.stream('logs', [
                     job_id, streams, 'follow' if follow else 'once',
@@ -3423,6 +3505,8 @@ class RemoteQueue(object):
                 return end
             if deadline is not None and time.monotonic() > deadline:
                 raise late()
+            if time.monotonic() - began >= _STREAM_UP:
+                retry.succeeded()  # it worked a while: a new failure
             retry.failed(error)  # then again, from the offsets reached
 
     def job(self, job_id):
@@ -3505,26 +3589,36 @@ def _compat_status(record):
 
 #: Seconds the server waits for jobs to end in one call of wait.
 _WAIT_CALL = 60
+#: Seconds a logs stream must have stayed up for its break to count as a
+#: new failure, not as one more of those before it (see _Retry).
+_STREAM_UP = 10
 
 
 class _Retry(object):
     """Retries after connection failures, with backoff, for a bounded
     time: ``failed(error)`` sleeps, or raises ``error`` once ``retry_for``
-    seconds have passed since the first failure in a row.
+    seconds have passed since the first failure in a row. An error that is
+    not `ConnectionLost.transient` is raised at once, unless a connection
+    worked before in this call (``succeeded``): a host name that resolved
+    once and not now is a network that went away, and may come back.
     """
 
     def __init__(self, retry_for=None):
         if retry_for is None:
-            retry_for = _timeout_setting('TEJ_RETRY_FOR', 300)
+            retry_for = _timeout_setting('TEJ_RETRY_FOR', 300, zero=True)
+        else:
+            retry_for = _duration(retry_for, 'retry_for')
         self.retry_for = retry_for
         self.since = None
         self.delay = 1.0
+        self.worked = False
 
     def failed(self, error):
         now = time.monotonic()
         if self.since is None:
             self.since = now
-        if now - self.since >= self.retry_for:
+        if now - self.since >= self.retry_for or \
+                not (self.worked or getattr(error, 'transient', True)):
             raise error
         logger.warning("%s; trying again in %d s", error, self.delay)
         time.sleep(min(self.delay, self.since + self.retry_for - now))
@@ -3533,6 +3627,7 @@ class _Retry(object):
     def succeeded(self):
         self.since = None
         self.delay = 1.0
+        self.worked = True
 
 
 def _content_id(directory, mode, script, options=()):
@@ -3582,17 +3677,12 @@ def content_id(directory, script=None, **resources):
 
 
 def _walltime(value):
-    """Seconds from an int or ``[[[D-]HH:]MM:]SS``; raise `ValueError`."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        seconds = value
-    else:
-        match = re.match(r'(?:(\d+)-)?(?:(?:(\d+):)?(\d+):)?(\d+)\Z',
-                         str(value))
-        if not match:
-            raise ValueError("Invalid walltime %r: give [D-]HH:MM:SS or "
-                             "seconds" % (value,))
-        days, hours, minutes, secs = (int(g or 0) for g in match.groups())
-        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+    """Whole seconds from an int, ``[D-]HH:MM:SS`` or a number with a unit
+    (``1h``: see _duration); raise `ValueError`.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        raise ValueError("The walltime must be positive")
+    seconds = _duration(value, 'walltime', integer=True)
     if seconds <= 0:
         raise ValueError("The walltime must be positive")
     return seconds
@@ -3944,14 +4034,15 @@ def _add_common(parser, with_id=False):
     parser.add_argument('-q', '--quiet', action='count',
                         default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument('destination', metavar='DESTINATION',
+                        type=_destination_type,
                         help="[ssh://][user@]host[:port], an ssh_config "
                              "alias, or local:")
-    parser.add_argument('--queue', default=DEFAULT_TEJ_DIR,
+    parser.add_argument('--queue', default=DEFAULT_TEJ_DIR, type=_queue_type,
                         help="the queue's directory on the server "
                              "(default: %(default)s)")
     if with_id:
         parser.add_argument('--id', dest='job_id', required=True,
-                            help="the job's identifier")
+                            type=_job_id_type, help="the job's identifier")
     ssh = parser.add_argument_group('ssh options (passed to ssh)')
     ssh.add_argument('-F', dest='ssh_config', metavar='FILE',
                      help="ssh configuration file")
@@ -3969,16 +4060,44 @@ def _add_common(parser, with_id=False):
                           "DESTINATION shows in the process list)")
 
 
-def _seconds(text):
+def _arg_type(check):
+    """An argparse ``type=`` that returns ``check(text)``; the ValueError
+    or `Error` it raises becomes argparse's message (exit 2, under the
+    subcommand's usage line).
+    """
     import argparse
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError("not a number of seconds: %r"
-                                         % text)
-    return value
+
+    def convert(text):
+        try:
+            return check(text)
+        except (ValueError, Error) as e:
+            raise argparse.ArgumentTypeError(str(e))
+    return convert
+
+
+def _checked(check):
+    """A check that raises or not, as one that returns the text."""
+    def checked(text):
+        check(text)
+        return text
+    return checked
+
+
+def _check_queue_path(path):
+    if not path or '\n' in path or '\0' in path:
+        raise ValueError("Invalid queue path %r" % (path,))
+
+
+def _resource_type(key):
+    """The argparse type of the resource ``key``: _job_options checks it."""
+    return _arg_type(_checked(lambda text: _job_options(**{key: text})))
+
+
+_destination_type = _arg_type(_checked(_parse_destination))
+_queue_type = _arg_type(_checked(_check_queue_path))
+_job_id_type = _arg_type(_checked(check_jobid))
+_member_type = _arg_type(lambda text: _normalize_member(text, ValueError))
+_timeout_type = _arg_type(lambda text: _duration(text, 'timeout'))
 
 
 def _parser():
@@ -4038,16 +4157,24 @@ def _parser():
             'resources (for the scheduler; the default runtime enforces '
             '--walltime, runs --prologue and refuses the others)')
         res.add_argument('--walltime', metavar='[D-]HH:MM:SS',
-                         help="the time limit")
-        res.add_argument('--cpus', metavar='N', help="CPUs for the job")
-        res.add_argument('--mem', metavar='SIZE',
+                         type=_arg_type(_walltime),
+                         help="the time limit: [D-]HH:MM:SS, seconds, or "
+                              "with a unit (90m, 2h, 1d)")
+        res.add_argument('--cpus', metavar='N', type=_resource_type('cpus'),
+                         help="CPUs for the job")
+        res.add_argument('--mem', metavar='SIZE', type=_resource_type('mem'),
                          help="memory: MB, or with a unit (4000, 500M, 4G)")
         res.add_argument('--partition', metavar='NAME',
+                         type=_resource_type('partition'),
                          help="the scheduler's partition or queue")
         res.add_argument('--account', metavar='NAME',
+                         type=_resource_type('account'),
                          help="the account to charge")
-        res.add_argument('--gpus', metavar='N', help="GPUs for the job")
+        res.add_argument('--gpus', metavar='N', type=_resource_type('gpus'),
+                         help="GPUs for the job")
         res.add_argument('--scheduler-arg', action='append', default=[],
+                         type=_arg_type(_checked(
+                             lambda text: _job_options(scheduler_args=[text]))),
                          metavar='ARG', dest='scheduler_args',
                          help="an argument for sbatch or qsub, as is "
                               "(repeatable)")
@@ -4058,7 +4185,7 @@ def _parser():
     sub = command('submit', "send a directory and start it as a job; "
                             "prints the job's id", json=True)
     job_options(sub)
-    sub.add_argument('--id', dest='job_id',
+    sub.add_argument('--id', dest='job_id', type=_job_id_type,
                      help="the job's id (default: <dirname>_<user>_<random>)")
     sub.add_argument('--content-id', action='store_true',
                      help="the id is <dirname>_<hash of the files and "
@@ -4074,7 +4201,7 @@ def _parser():
                      help="exit with the job's exit code, or 120 to 123 when "
                           "it has not finished (see below)")
     sub = command('download', "fetch files or directories of a job", True)
-    sub.add_argument('files', nargs='+', metavar='FILE',
+    sub.add_argument('files', nargs='+', metavar='FILE', type=_member_type,
                      help="paths relative to the job's directory")
     where = sub.add_mutually_exclusive_group()
     where.add_argument('--destination', dest='save_as', metavar='PATH',
@@ -4094,10 +4221,11 @@ def _parser():
     sub = command('wait', "wait until jobs have ended; exit with the exit "
                           "code of the first that failed", json=True)
     sub.add_argument('--id', dest='job_ids', action='append', required=True,
-                     metavar='ID', help="a job's id (repeatable)")
-    sub.add_argument('--timeout', type=_seconds, metavar='SECONDS',
+                     type=_job_id_type, metavar='ID',
+                     help="a job's id (repeatable)")
+    sub.add_argument('--timeout', type=_timeout_type, metavar='SECONDS',
                      help="give up after this long (exit 124; the jobs go "
-                          "on)")
+                          "on): seconds, [D-]HH:MM:SS or with a unit (1h)")
     sub = command('logs', "print the job's _stdout (or _stderr)", True)
     sub.add_argument('--stderr', action='store_true',
                      help="print _stderr instead")
@@ -4109,20 +4237,44 @@ def _parser():
                          "command again after an interruption to "
                          "re-attach", json=True)
     job_options(sub)
-    sub.add_argument('--download', action='append', default=[],
-                     metavar='PATH', help="a result to fetch, relative to "
-                     "the job's directory (repeatable)")
+    sub.add_argument('--download', action='append', default=[], nargs='+',
+                     type=_member_type, metavar='PATH',
+                     help="results to fetch, relative to the job's "
+                          "directory (one or more; repeatable)")
     sub.add_argument('--into', metavar='DIR', default='.',
                      help="where to put the results (default: here)")
     sub.add_argument('--keep', action='store_true',
                      help="do not delete the job at the end")
-    sub.add_argument('--timeout', type=_seconds, metavar='SECONDS',
+    sub.add_argument('--timeout', type=_timeout_type, metavar='SECONDS',
                      help="give up after this long (exit 124; the job goes "
-                          "on)")
+                          "on): seconds, [D-]HH:MM:SS or with a unit (1h)")
     command('login', "open the shared connection interactively (password, "
                      "two-factor and host key questions happen here)")
     command('logout', "close the shared connection")
+    parser.commands = commands.choices
     return parser
+
+
+def _parse_args(parser, argv):
+    """The command line parsed. A mistake exits 2 under the usage line of
+    the subcommand it concerns (argparse would give the top level's for an
+    unknown argument).
+    """
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        if extra:
+            parser.error("unrecognized arguments: %s" % ' '.join(extra))
+        return args
+    sub = parser.commands[args.command]
+    if extra:
+        sub.error("unrecognized arguments: %s" % ' '.join(extra))
+    if args.command == 'run':
+        # --download a b --download c: one list
+        args.download = [path for paths in args.download for path in paths]
+    if getattr(args, 'save_as', None) is not None and len(args.files) != 1:
+        sub.error("--destination is for one FILE; use --directory for "
+                  "several")
+    return args
 
 
 def _ssh_options(args):
@@ -4436,7 +4588,7 @@ def _on_sigterm(signum, frame):
 def main(argv=None):
     """Run the command line; return the exit status."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parse_args(parser, argv)
     if args.command is None:
         parser.print_usage(sys.stderr)
         sys.stderr.write("tej: error: a command is required\n")

@@ -605,7 +605,7 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
             *"
 "*) _die "$RC_INVALID" "an option holds a newline" ;;
             walltime=*) case ${_sb_option#*=} in
-                            ''|*[!0-9]*) _die "$RC_INVALID" "invalid walltime: '${_sb_option#*=}'" ;;
+                            ''|*[!0-9]*|??????????*) _die "$RC_INVALID" "invalid walltime: '${_sb_option#*=}'" ;;
                         esac ;;
             mem=*) _check_mem "${_sb_option#*=}" ;;
             cpus=*|partition=*|account=*|gpus=*|arg=*) ;;
