@@ -153,6 +153,9 @@ _STATES = (_CREATED, _QUEUED, _RUNNING) + _ENDED
 #: common.sh: "id state exit submitted started finished now runtime
 #: runtime_id", tab-separated key=value, then "dir" last.
 _RECORD_INTS = ('exit', 'submitted', 'started', 'finished', 'now')
+#: The fields every record has but a "notfound" one (a record without one
+#: was cut short).
+_RECORD_KEYS = _RECORD_INTS + ('runtime', 'runtime_id', 'dir')
 
 
 def _prelude():
@@ -235,7 +238,9 @@ def _parse_record(line):
     record = _parse_pairs(head.split('\t'))
     if sep:
         record['dir'] = directory
-    if not record.get('id') or record.get('state') not in _STATES:
+    if not record.get('id') or record.get('state') not in _STATES or (
+            record['state'] != _NOTFOUND and
+            not all(key in record for key in _RECORD_KEYS)):
         raise RemoteCommandFailure("The server sent a bad record: %r"
                                    % line[:200])
     for key in _RECORD_INTS:
@@ -345,6 +350,7 @@ _SSH_HOST_KEY = 'host key'  # the host key is unknown or changed
 _SSH_AUTH = 'auth'          # authentication failed: never tried again
 _SSH_NO_HOST = 'no host'    # the host name does not resolve: tried again
                             # only in a call that had connected before
+_SSH_CONFIG = 'config'      # ssh refuses its options or configuration
 _SSH_LOST = 'lost'          # could not connect, or the connection broke
                             # during the call (the command may have run)
 #: The outcomes of a failure before the command ran: worth another attempt.
@@ -364,6 +370,10 @@ def _classify_ssh(code, log):
         return _SSH_AUTH
     if 'Could not resolve hostname' in log:
         return _SSH_NO_HOST
+    if re.search(r"Bad configuration option|Can't open user config|"
+                 r"^command-line: line|[Uu]nsupported option|"
+                 r"garbage at end of line|Bad port", log, re.M):
+        return _SSH_CONFIG
     if 'Session open refused' in log:
         return _SSH_REFUSED
     # a shared connection that failed before the session started; one that
@@ -485,8 +495,10 @@ def _parse_destination(destination):
         return {'local': True}
     match = _DESTINATION.match(destination)
     if match is None:
-        raise InvalidDestination("Invalid destination: %s"
-                                 % _masked(destination))
+        masked = _masked(destination)
+        raise InvalidDestination("Invalid destination: %s" % (
+            masked if masked.isprintable() and masked.strip() == masked
+            else repr(masked)))
     result = {'hostname': match.group('ipv6') or match.group('hostname')}
     for key in ('username', 'password'):
         if match.group(key) is not None:
@@ -641,6 +653,20 @@ def _duration(value, what, integer=False):
             raise ValueError("Invalid %s %r: whole seconds" % (what, value))
         return int(seconds)
     return seconds
+
+
+def _check_sendable(path):
+    """Raise `ValueError` unless ``path`` is a file, a directory or a link:
+    what a job is made of (a FIFO would block its reader, a socket or a
+    device means nothing on the server).
+    """
+    import stat
+    mode = os.lstat(path).st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)):
+        kind = 'a FIFO' if stat.S_ISFIFO(mode) else 'a socket' if \
+            stat.S_ISSOCK(mode) else 'a device'
+        raise ValueError("%s is %s: a job directory holds files, "
+                         "directories and links only" % (path, kind))
 
 
 def _check_directory(directory):
@@ -2410,11 +2436,14 @@ class _LocalTransport(_Transport):
 
     def _start(self, argv, stdin, stdout, stderr):
         logger.debug("local: %s", _shell_command(argv))
+        home = os.path.expanduser('~')
+        if not os.path.isdir(home):
+            raise Error("The home directory %s does not exist: set HOME to "
+                        "a directory" % home)
         try:
             return _start_call(subprocess.Popen,
                                [self.shell, '-c', _READ_AND_RUN], argv, stdin,
-                               stdout=stdout, stderr=stderr,
-                               cwd=os.path.expanduser('~'))
+                               stdout=stdout, stderr=stderr, cwd=home)
         except OSError as e:
             raise Error("Cannot run %s: %s" % (self.shell, e))
 
@@ -2438,12 +2467,18 @@ def _control_dir():
     if runtime_dir and os.path.isdir(runtime_dir):
         path = os.path.join(runtime_dir, 'tej')
     else:
-        path = os.path.join(os.path.expanduser('~'), '.cache', 'tej')
+        home = os.path.expanduser('~')
+        if not os.path.isdir(home):
+            raise Error("The home directory %s does not exist: set HOME "
+                        "(or XDG_RUNTIME_DIR) to a directory" % home)
+        path = os.path.join(home, '.cache', 'tej')
     try:
         os.makedirs(path, 0o700)
     except OSError as e:
         if e.errno != errno.EEXIST:
-            raise Error("Cannot create %s: %s" % (path, e))
+            raise Error("Cannot create %s, for ssh's control sockets: %s "
+                        "(set XDG_RUNTIME_DIR to a directory of yours)"
+                        % (path, e.strerror or e))
     st = os.stat(path)
     if st.st_uid != os.getuid() or st.st_mode & 0o077:
         raise Error("%s must be a directory of yours that only you can "
@@ -2691,6 +2726,9 @@ class _SSHTransport(_Transport):
                 "Authentication to %s failed. tej does not prompt: use a "
                 "key or an agent, or run 'tej login %s' first."
                 % (self.name, self.name))
+        if outcome == _SSH_CONFIG:
+            return Error("ssh cannot use its options or configuration: %s"
+                         % _last_line(log))
         error = ConnectionLost(
             "Cannot connect to %s: %s" % (
                 self.name, _last_line(log) or "the connection was lost"),
@@ -3224,14 +3262,15 @@ class RemoteQueue(object):
         options = _job_options(**resources)
         if job_id is None:
             if content_id:
-                job_id = _content_id(directory, mode, script, options)
+                job_id = _unreadable(_content_id, directory, mode, script,
+                                     options)
             else:
                 job_id = _default_job_id(directory,
                                          self.destination.get('username'))
         check_jobid(job_id)
         import tempfile
         with tempfile.TemporaryFile() as archive:
-            _write_tar(directory, archive)
+            _unreadable(_write_tar, directory, archive)
             archive.seek(0)
             try:
                 self._calls.call('submit', [job_id, mode, script] + options,
@@ -3409,6 +3448,8 @@ class RemoteQueue(object):
         """
         for job_id in job_ids:
             check_jobid(job_id)
+        if timeout is not None:
+            timeout = _duration(timeout, 'timeout')
         deadline = None if timeout is None else time.monotonic() + timeout
         retry = _Retry(retry_for)
         while True:
@@ -3448,6 +3489,8 @@ class RemoteQueue(object):
         ``retry_for`` seconds of failures.
         """
         check_jobid(job_id)
+        if timeout is not None:
+            timeout = _duration(timeout, 'timeout')
         if stdout is None and stderr is None:
             import io
             out, err = io.BytesIO(), io.BytesIO()
@@ -3649,6 +3692,7 @@ def _content_id(directory, mode, script, options=()):
         for name in sorted(dirs + files):
             path = os.path.join(root, name)
             relative = os.path.relpath(path, directory)
+            _check_sendable(path)
             if os.path.islink(path):
                 add('link', relative, os.readlink(path))
             elif os.path.isdir(path):
@@ -3665,6 +3709,17 @@ def _content_id(directory, mode, script, options=()):
     return '%s_%s' % (base or 'job', digest.hexdigest()[:12])
 
 
+def _unreadable(function, *args):
+    """``function(*args)``, a read of the job's files: an `OSError` (a file
+    that cannot be read) becomes `Error`, naming the file.
+    """
+    try:
+        return function(*args)
+    except OSError as e:
+        raise Error("Cannot read %s: %s" % (e.filename or args[0],
+                                            e.strerror or e))
+
+
 def content_id(directory, script=None, **resources):
     """The id that ``submit(None, directory, script, content_id=True,
     **resources)`` gives: ``<dirname>_<12 hex>`` from a hash of the files
@@ -3673,7 +3728,8 @@ def content_id(directory, script=None, **resources):
     """
     _check_directory(directory)
     mode, script = _script_mode(directory, script)
-    return _content_id(directory, mode, script, _job_options(**resources))
+    return _unreadable(_content_id, directory, mode, script,
+                       _job_options(**resources))
 
 
 def _walltime(value):
@@ -3752,6 +3808,7 @@ def _write_tar(directory, fileobj):
             for name in sorted(dirs) + sorted(files):
                 path = os.path.join(root, name)
                 arcname = os.path.relpath(path, directory)
+                _check_sendable(path)
                 tar.add(path, arcname=arcname, recursive=False,
                         filter=anonymous)
 
@@ -3839,6 +3896,14 @@ def _bounded_tarinfo():
             if self.size > _MAX_TAR_HEADER:
                 raise Error("The server sent a tar header of %d bytes"
                             % self.size)
+
+        @classmethod
+        def frombuf(cls, buf, encoding, errors):
+            # tarfile takes an archive cut before a header, or in one, for
+            # its end: a download that is short of files
+            if len(buf) != tarfile.BLOCKSIZE:
+                raise tarfile.ReadError("the archive was cut short")
+            return super(BoundedInfo, cls).frombuf(buf, encoding, errors)
     return BoundedInfo
 
 

@@ -267,7 +267,9 @@ class TestParsers(unittest.TestCase):
             'id': 'j', 'state': 'finished', 'exit': 3, 'submitted': 10,
             'started': 11, 'finished': 20, 'now': 30, 'runtime': 'default',
             'runtime_id': None, 'dir': '/q/jobs/j/st\tage'})
-        running = tej._parse_record('id=j\tstate=running\texit=\tstarted=5')
+        running = tej._parse_record(
+            'id=j\tstate=running\texit=\tsubmitted=4\tstarted=5\tfinished=\t'
+            'now=6\truntime=default\truntime_id=\tdir=/q/jobs/j/stage')
         self.assertIsNone(running['exit'])
         self.assertEqual(tej._compat_status(record)[::2], ('finished', '3'))
         self.assertEqual(tej._compat_status(record)[1], '/q/jobs/j/st\tage')

@@ -1,0 +1,677 @@
+"""Reliability: real faults, and bad input that must never end in a
+traceback or a hang.
+
+- TestBadInput: a table of bad inputs to the command line (each through a
+  real ``python tej.py`` process with a deadline) and to the API (each in
+  a thread with a deadline); a hostile server is a stand-in ssh (TEJ_SSH)
+  that answers what the case says.
+- TestParserFuzz: the parsers of the server's answers get random and
+  mutated answers, seeded; only tej's errors may come out.
+- TestNotTransient: wait gives up at once on what cannot heal.
+- The fault classes: shared connections killed, a network cut (a network
+  namespace holding a second sshd, reached over a veth pair), sshd stopped
+  and started again, clients killed mid-submit, wrappers and jobs killed,
+  a reboot, a read-only and a deleted queue, and load.
+
+Objects made in the system (network namespaces, veths, mounts) are named
+faults*, made by the test and removed by it.
+"""
+
+import io
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import unittest
+
+from . import support
+from .support import tej, need, run_cli, wait_for, wait_state, which
+
+
+setUpModule = support.ssh_module
+
+#: How long one bad input may take before it counts as a hang.
+CASE_DEADLINE = 60
+
+#: A stand-in ssh for the hostile server: prints $FAKE/out on stdout and
+#: $FAKE/err on stderr, exits with $FAKE/code; -O requests fail (there is
+#: no shared connection) and -G prints nothing.
+FAKE_SSH = r"""#!/bin/sh
+case " $* " in *" -O "*) exit 255 ;; *" -G "*) exit 0 ;; esac
+cat > /dev/null
+[ -f "$FAKE/out" ] && cat "$FAKE/out"
+[ -f "$FAKE/err" ] && cat "$FAKE/err" >&2
+exit "$(cat "$FAKE/code" 2>/dev/null || echo 0)"
+"""
+
+RECORD = ('id=x\tstate=running\texit=\tsubmitted=1\tstarted=1\tfinished=\t'
+          'now=2\truntime=default\truntime_id=\tdir=/q/jobs/x/stage')
+
+
+def _tar_stream(files):
+    """A download's tar stream of ``files`` ({name: bytes})."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT) as t:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _log_stream(*frames):
+    return b'TEJ 1\nstream=logs\n' + b''.join(frames)
+
+
+DOWNLOAD = b'TEJ 1\nstream=download\n' + _tar_stream(
+    {'out/a.txt': b'a' * 700, 'out/b.txt': os.urandom(900)})
+#: Where the download's archive ends (then its end blocks and padding).
+DOWNLOAD_END = len(b'TEJ 1\nstream=download\n') + 4 * 512 + 1024
+LOGS = _log_stream(b'out 600\n', b'x' * 600, b'tick\n', b'out 400\n',
+                   b'y' * 400, b'end finished 0\n')
+
+
+def _cli_cases(job, fifo_job, socket_job):
+    """(name, argv, fake server answer (out, err, code) or None, extra
+    environment) for the command line. The argv go after ``tej.py``.
+    """
+    def local(*argv, **env):
+        return list(argv) + ['--queue', 'q'], None, env
+
+    def fake(argv, out=b'', err=b'', code=0, **env):
+        return list(argv) + ['--queue', 'q'], (out, err, code), env
+
+    st = ['status', 'fakehost', '--id', 'x']
+    logs = ['logs', 'fakehost', '--id', 'x']
+    download = ['download', 'fakehost', '--id', 'x', 'out']
+    cases = {}
+    # every option given garbage
+    for value in ('nan', '-1', 'inf', '', '1e400', 'abc', '1:2:3:4:5',
+                  '10' * 20, '-inf', 'NaN'):
+        cases['wait --timeout %r' % value] = local(
+            'wait', 'local:', '--id', 'x', '--timeout', value)
+    for value in ('nan', '1x'):
+        cases['run --timeout %r' % value] = local(
+            'run', 'local:', job, '--timeout', value)
+    for value in (str(10 ** 20), '0', '-5', '1.5', '2x', '99:99:99:99:99',
+                  'nan', '', '1e9', '1000000000', '0s'):
+        cases['submit --walltime %r' % value] = local(
+            'submit', 'local:', job, '--walltime', value)
+    for option, values in (('--cpus', ('0', '-1', 'abc', '10000000', '')),
+                           ('--gpus', ('x', '0')),
+                           ('--mem', ('lots', '-1G', '4Q', '')),
+                           ('--partition', ('a b', '')),
+                           ('--account', ('x;y', '$(id)')),
+                           ('--scheduler-arg', ('', 'a\nb'))):
+        for value in values:
+            cases['submit %s %r' % (option, value)] = local(
+                'submit', 'local:', job, option, value)
+    for value in ('my job', '-x', '.x', 'x' * 129, '', 'a/b', 'a\nb',
+                  '$(id)', 'a\tb', '\u00e9t\u00e9'):
+        cases['submit --id %r' % value] = local(
+            'submit', 'local:', job, '--id', value)
+    for command in ('status', 'kill', 'delete', 'logs', 'wait'):
+        cases['%s --id ../x' % command] = local(command, 'local:', '--id',
+                                                '../x')
+    cases['run --download ../x'] = local('run', 'local:', job,
+                                         '--download', '../x')
+    cases['run --download /abs'] = local('run', 'local:', job,
+                                         '--download', '/etc/passwd')
+    cases['run --download, no value'] = local('run', 'local:', job,
+                                              '--download')
+    cases['download ../a'] = local('download', 'local:', '--id', 'x', '../a')
+    cases['download /abs'] = local('download', 'local:', '--id', 'x', '/a')
+    cases['download --destination, two files'] = local(
+        'download', 'local:', '--id', 'x', 'a', 'b', '--destination', 'c')
+    cases['download --destination and --directory'] = local(
+        'download', 'local:', '--id', 'x', 'a', '--destination', 'c',
+        '--directory', 'd')
+    cases['--queue empty'] = (['status', 'local:', '--id', 'x', '--queue',
+                               ''], None, {})
+    cases['--queue newline'] = (['status', 'local:', '--id', 'x', '--queue',
+                                 'a\nb'], None, {})
+    cases['setup --runtime bogus'] = local('setup', 'local:', '--runtime',
+                                           'bogus')
+    cases['submit --if-exists maybe'] = local('submit', 'local:', job,
+                                              '--if-exists', 'maybe')
+    cases['status without --id'] = local('status', 'local:')
+    cases['unknown command'] = (['frobnicate', 'local:'], None, {})
+    cases['unknown option'] = local('status', 'local:', '--id', 'x',
+                                    '--bogus')
+    cases['unknown option first'] = (['--bogus', 'status', 'local:', '--id',
+                                      'x'], None, {})
+    cases['no destination'] = (['status'], None, {})
+    cases['extra positional'] = local('list', 'local:', 'extra')
+    # destinations with odd ports and characters
+    for dest in ('http://host', 'host:99999', 'host:0', 'host:-1',
+                 'host:22:22', 'user@@host', '[::1', 'a b', '', 'ssh://',
+                 'h\u00f6st', 'local:x', '@host', 'host:abc', 'host\n',
+                 'user:pw@', '[zz::1]:22', 'host:', 'a;b', '$(id)'):
+        cases['destination %r' % dest] = local('status', dest, '--id', 'x')
+    # the environment's settings
+    for name, value in (('TEJ_TIMEOUT', 'abc'), ('TEJ_TIMEOUT', 'nan'),
+                        ('TEJ_TIMEOUT', '-1'), ('TEJ_TIMEOUT', '0'),
+                        ('TEJ_TIMEOUT', 'inf'), ('TEJ_RETRY_FOR', 'nan'),
+                        ('TEJ_KEEPALIVE', '0'), ('TEJ_KEEPALIVE', 'x')):
+        cases['%s=%s' % (name, value)] = local(
+            'wait', 'local:', '--id', 'x', **{name: value})
+    for name, value in (('TEJ_CONTROL_PERSIST', 'inf'),
+                        ('TEJ_CONTROL_PERSIST', 'abc'),
+                        ('TEJ_CONTROL_PERSIST', '1e99'),
+                        ('TEJ_KEEPALIVE', '-3')):
+        cases['%s=%s over ssh' % (name, value)] = fake(st, **{name: value})
+    cases['TEJ_SSH missing'] = local('status', 'fakehost', '--id', 'x',
+                                     TEJ_SSH='/nonexistent/ssh')
+    cases['TEJ_SH missing'] = local('status', 'local:', '--id', 'x',
+                                    TEJ_SH='/nonexistent/sh')
+    cases['-F missing file'] = local('wait', 'nohost.invalid', '--id', 'x',
+                                     '-F', '/nonexistent/config',
+                                     TEJ_SSH='ssh')
+    cases['-o bad option'] = local('wait', 'nohost.invalid', '--id', 'x',
+                                   '-o', 'Bogus=1', TEJ_SSH='ssh')
+    cases['host that does not resolve'] = local(
+        'wait', 'nohost.invalid', '--id', 'x', TEJ_SSH='ssh',
+        TEJ_RETRY_FOR='300')
+    # special and missing files
+    for name, directory in (('FIFO', fifo_job), ('socket', socket_job)):
+        cases['submit with a %s' % name] = local('submit', 'local:',
+                                                 directory)
+        cases['submit --content-id with a %s' % name] = local(
+            'submit', 'local:', directory, '--content-id')
+        cases['run with a %s' % name] = local('run', 'local:', directory)
+    cases['submit a missing directory'] = local('submit', 'local:',
+                                                '/nonexistent/dir')
+    cases['submit a file'] = local('submit', 'local:',
+                                   os.path.join(job, 'start.sh'))
+    cases['--script missing file'] = local('submit', 'local:', job,
+                                           '--script', 'run.sh')
+    cases['--script empty'] = local('submit', 'local:', job, '--script', '')
+    cases['--script blank'] = local('submit', 'local:', job, '--script',
+                                    '   ')
+    cases['--prologue a directory'] = local('submit', 'local:', job,
+                                            '--prologue', job, '--walltime',
+                                            'x')
+    # hostile answers from a fake server
+    cases['no sentinel'] = fake(st, b'garbage\n')
+    cases['garbage before and after the sentinel'] = fake(
+        st, b'motd\n\xff\xfe\nTEJ 1\n' + RECORD.encode() + b'\ngarbage\n')
+    cases['sentinel, no record'] = fake(st, b'TEJ 1\n')
+    cases['record without state'] = fake(st, b'TEJ 1\nid=x\n')
+    cases['record with an unknown state'] = fake(
+        st, b'TEJ 1\n' + RECORD.replace('running', 'bogus').encode() + b'\n')
+    cases['record with a bad exit'] = fake(
+        st, b'TEJ 1\n' + RECORD.replace('exit=', 'exit=abc').encode() +
+        b'\n')
+    cases['record of another job'] = fake(
+        st, b'TEJ 1\n' + RECORD.replace('id=x', 'id=y').encode() + b'\n')
+    cases['two records for one'] = fake(
+        st, ('TEJ 1\n%s\n%s\n' % (RECORD, RECORD)).encode())
+    cases['binary garbage'] = fake(st, b'TEJ 1\n' + bytes(range(256)))
+    cases['exit 255, no log'] = fake(st, code=255)
+    cases['exit 90, garbage'] = fake(st, b'TEJ 1\n\x00\x01', code=90)
+    cases['exit 90, queue missing'] = fake(st, b'TEJ 1\nqueue=missing\n',
+                                           code=90)
+    cases['exit 90, unknown runtime'] = fake(
+        st, b'TEJ 1\ninstalled=1/alien/0123\n', code=90)
+    cases['unknown exit code'] = fake(st, code=77)
+    cases['exit 8 with a message'] = fake(st, err=b'tej: bad thing\n',
+                                          code=8)
+    cases['exit 4 for status'] = fake(st, err=b'tej: exists\n', code=4)
+    cases['list of garbage'] = fake(['list', 'fakehost'],
+                                    b'TEJ 1\nnot a record\n')
+    cases['list, a record cut'] = fake(['list', 'fakehost'],
+                                       b'TEJ 1\n' + RECORD[:30].encode())
+    cases['wait: records of others'] = fake(
+        ['wait', 'fakehost', '--id', 'x', '--id', 'z'],
+        ('TEJ 1\n%s\n' % RECORD.replace('running', 'finished')).encode())
+    cases['submit: job exists'] = fake(['submit', 'fakehost', job],
+                                       err=b'tej: job exists\n', code=4)
+    cases['setup: garbage'] = fake(['setup', 'fakehost'], b'\xff' * 100)
+    cases['logs: an unknown frame'] = fake(logs, _log_stream(b'bogus 12\n'))
+    cases['logs: a stream not asked for'] = fake(
+        logs, _log_stream(b'err 5\nhello'))
+    cases['logs: a negative size'] = fake(logs, _log_stream(b'out -1\n'))
+    cases['logs: end without a state'] = fake(logs, _log_stream(b'end\n'))
+    cases['logs: end with a bad exit'] = fake(
+        logs, _log_stream(b'end finished abc\n'))
+    cases['logs: no stream header'] = fake(logs, b'TEJ 1\nwhatever\n')
+    cases['logs: a huge frame, cut'] = fake(
+        logs, _log_stream(b'out 99999999999\nabc'))
+    cases['download: not a tar'] = fake(
+        download, b'TEJ 1\nstream=download\n' + b'not a tar' * 200)
+    for cut in range(100, len(LOGS), 300):
+        cases['logs: cut at %d bytes' % cut] = fake(logs, LOGS[:cut])
+    for cut in range(100, DOWNLOAD_END, 300):
+        cases['download: cut at %d bytes' % cut] = fake(download,
+                                                        DOWNLOAD[:cut])
+    return cases
+
+
+class TestBadInput(unittest.TestCase):
+    """Every bad input ends within CASE_DEADLINE seconds with exit 2 (the
+    subcommand's usage, then its error line) or 1 (125 for wait and run)
+    and one line "tej: error: ..."; the API raises `tej.Error` or
+    ValueError. Never a traceback, never a hang.
+    """
+
+    counts = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.counts = {'tried': 0, 'clean': 0, 'tracebacks': 0, 'hangs': 0}
+
+    @classmethod
+    def tearDownClass(cls):
+        sys.stderr.write(
+            "\nbad input: %(tried)d tried, %(clean)d clean errors, "
+            "%(tracebacks)d tracebacks, %(hangs)d hangs\n" % cls.counts)
+
+    def setUp(self):
+        self.tmp = support.temporary(self)
+        os.chmod(self.tmp, 0o755)
+        self.job = support.make_tree(os.path.join(self.tmp, 'job'),
+                                     {'start.sh': 'echo hi\n'})
+        self.fifo_job = support.make_tree(os.path.join(self.tmp, 'fifo'),
+                                          {'start.sh': 'echo hi\n'})
+        os.mkfifo(os.path.join(self.fifo_job, 'pipe'))
+        self.socket_job = support.make_tree(os.path.join(self.tmp, 'sock'),
+                                            {'start.sh': 'echo hi\n'})
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.addCleanup(self.sock.close)
+        self.sock.bind(os.path.join(self.socket_job, 'socket'))
+        self.fake_ssh = os.path.join(self.tmp, 'ssh')
+        with open(self.fake_ssh, 'w') as fp:
+            fp.write(FAKE_SSH)
+        os.chmod(self.fake_ssh, 0o755)
+
+    def environment(self, fake, extra, owner=None):
+        home = os.path.join(self.tmp, 'home%d' % self.counts['tried'])
+        os.mkdir(home)
+        if owner is not None:
+            os.chown(home, *owner)
+        env = dict(os.environ, HOME=home, TEJ_RETRY_FOR='1',
+                   TEJ_TIMEOUT='20', TEJ_SSH=self.fake_ssh)
+        for key in ('XDG_RUNTIME_DIR', 'TEJ_SH', 'TEJ_PASSWORD'):
+            env.pop(key, None)
+        if fake is not None:
+            where = os.path.join(home, 'fake')
+            os.mkdir(where)
+            for name, data in zip(('out', 'err', 'code'), fake):
+                with open(os.path.join(where, name), 'wb') as fp:
+                    fp.write(data if isinstance(data, bytes) else
+                             str(data).encode())
+            env['FAKE'] = where
+        env.update(extra)
+        return env
+
+    def check_cli(self, name, argv, env, as_user=None, python=None):
+        """Run one case; return (verdict, message): verdict 'clean',
+        'traceback', 'hang' or 'wrong'.
+        """
+        self.counts['tried'] += 1
+        kwargs = {}
+        if as_user is not None:
+            uid, gid = as_user
+
+            def drop():
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+            kwargs['preexec_fn'] = drop
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(
+                [python or sys.executable, self.tej] + argv, env=env,
+                cwd=env['HOME'] if os.path.isdir(env['HOME']) else self.tmp,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, timeout=CASE_DEADLINE, **kwargs)
+        except subprocess.TimeoutExpired:
+            self.counts['hangs'] += 1
+            return 'hang', "%s: no end after %d s" % (name, CASE_DEADLINE)
+        took = time.monotonic() - started
+        err = proc.stderr.decode('utf-8', 'replace')
+        out = proc.stdout.decode('utf-8', 'replace')
+        if 'Traceback' in err:
+            self.counts['tracebacks'] += 1
+            return 'traceback', "%s: %s" % (name, err)
+        verdict = self.verdict(argv, proc.returncode, out, err)
+        if verdict:
+            return 'wrong', "%s (%.1f s): %s; exit %d\nstdout: %r\n%s" % (
+                name, took, verdict, proc.returncode, out, err)
+        self.counts['clean'] += 1
+        return 'clean', None
+
+    @staticmethod
+    def verdict(argv, code, out, err):
+        """What is wrong with an answer to a bad input ('' for nothing)."""
+        lines = err.splitlines()
+        if code == 2:
+            command = next((a for a in argv if not a.startswith('-')), '')
+            if not err.startswith('usage: tej'):
+                return 'no usage line'
+            if not lines or not re.match(r'tej( [a-z]+)?: error: ',
+                                         lines[-1]):
+                return 'no error line last'
+            if command in tej._parser().commands and \
+                    not re.match(r'tej %s: error: ' % command, lines[-1]):
+                return "not the subcommand's usage"
+            return ''
+        errors = [line for line in lines if line.startswith('tej: error: ')]
+        wanted = 125 if argv[0] in ('wait', 'run') else 1
+        if code != wanted:
+            return 'exit %d, not %d or 2' % (code, wanted)
+        if len(errors) != 1 or lines[-1] != errors[0]:
+            return 'not one "tej: error:" line, last'
+        return ''
+
+    def run_table(self, cases, **kwargs):
+        failures = []
+        for name, (argv, fake, extra) in sorted(cases.items()):
+            verdict, message = self.check_cli(
+                name, argv, self.environment(fake, extra), **kwargs)
+            if message:
+                failures.append(message)
+        self.assertEqual(failures, [], '\n\n'.join(failures))
+
+    @property
+    def tej(self):
+        return os.path.join(support.TOP, 'tej.py')
+
+    def test_command_line(self):
+        cases = _cli_cases(self.job, self.fifo_job, self.socket_job)
+        self.assertGreaterEqual(len(cases), 150)
+        self.run_table(cases)
+
+    def test_files_and_home_as_a_user(self):
+        """Unreadable files, a missing or unwritable HOME: as an
+        unprivileged user (root reads everything).
+        """
+        python, user = sys.executable, None
+        if os.getuid() == 0:
+            import pwd
+            support.ssh_server()  # makes the test user
+            entry = pwd.getpwnam(support.TEST_USER)
+            user = entry.pw_uid, entry.pw_gid
+            python = '/usr/bin/python3'
+            need('sshd', os.path.exists(python),
+                 "as root, the test user runs /usr/bin/python3")
+        locked = support.make_tree(os.path.join(self.tmp, 'locked'), {
+            'start.sh': 'echo hi\n', 'data/secret': 'x'})
+        os.chmod(os.path.join(locked, 'data', 'secret'), 0)
+        closed = support.make_tree(os.path.join(self.tmp, 'closed'), {
+            'start.sh': 'echo hi\n', 'inner/file': 'x'})
+        os.chmod(os.path.join(closed, 'inner'), 0)
+        script = support.make_tree(os.path.join(self.tmp, 'script'), {
+            'start.sh': 'echo hi\n'})
+        os.chmod(os.path.join(script, 'start.sh'), 0)
+        prologue = os.path.join(self.tmp, 'prologue')
+        with open(prologue, 'w') as fp:
+            fp.write('module load x\n')
+        os.chmod(prologue, 0)
+        unwritable = os.path.join(self.tmp, 'unwritable')
+        os.mkdir(unwritable, 0o555)
+        missing = os.path.join(self.tmp, 'missing-home')
+        self.addCleanup(os.chmod, os.path.join(closed, 'inner'), 0o755)
+        cases = {}
+        for name, directory in (('an unreadable file', locked),
+                                ('an unreadable directory', closed),
+                                ('an unreadable start.sh', script)):
+            for extra in ([], ['--content-id']):
+                cases['submit %s %s' % (name, extra)] = (
+                    ['submit', 'local:', directory, '--queue', 'q'] + extra,
+                    {})
+        cases['an unreadable --prologue file'] = (
+            ['submit', 'local:', self.job, '--prologue', prologue, '--queue',
+             'q'], {})
+        for home in (missing, unwritable):
+            for argv in (['status', 'local:', '--id', 'x'],
+                         ['submit', 'local:', self.job],
+                         ['status', 'fakehost', '--id', 'x'],
+                         ['wait', 'fakehost', '--id', 'x']):
+                cases['%s, HOME %s' % (' '.join(argv[:2]),
+                                       os.path.basename(home))] = (
+                    argv, {'HOME': home})
+        failures = []
+        for name, (argv, extra) in sorted(cases.items()):
+            env = self.environment((b'TEJ 1\n' + RECORD.encode(), b'', 0),
+                                   extra, user)
+            verdict, message = self.check_cli(name, argv, env, user,
+                                              python)
+            if message:
+                failures.append(message)
+        self.assertEqual(failures, [], '\n\n'.join(failures))
+        self.assertFalse(os.path.exists(missing))
+
+    def test_api(self):
+        q = tej.RemoteQueue('local:', os.path.join(self.tmp, 'q'))
+        support.patch_env(self.addCleanup, TEJ_SSH=self.fake_ssh,
+                          TEJ_RETRY_FOR='1')
+        fake = os.path.join(self.tmp, 'fake')
+        os.mkdir(fake)
+        support.patch_env(self.addCleanup, FAKE=fake)
+        job, fifo_job = self.job, self.fifo_job
+
+        def answer(out=b'', err=b'', code=0):
+            for name, data in zip(('out', 'err', 'code'), (out, err, code)):
+                with open(os.path.join(fake, name), 'wb') as fp:
+                    fp.write(data if isinstance(data, bytes) else
+                             str(data).encode())
+            return tej.RemoteQueue('fakehost', '~/q')
+
+        nan, inf = float('nan'), float('inf')
+        cases = {
+            'destination with a space': lambda: tej.RemoteQueue('a b'),
+            'destination port 0': lambda: tej.RemoteQueue('h:0'),
+            'destination dict without host': lambda: tej.RemoteQueue({}),
+            'empty queue path': lambda: tej.RemoteQueue('local:', ''),
+            'queue path with a newline':
+                lambda: tej.RemoteQueue('local:', 'a\nb'),
+            'unknown runtime':
+                lambda: tej.RemoteQueue('local:', setup_runtime='x'),
+            'parse_ssh_destination http':
+                lambda: tej.parse_ssh_destination('http://x'),
+            'parse_ssh_destination local':
+                lambda: tej.parse_ssh_destination('local:'),
+            'check_jobid None': lambda: tej.check_jobid(None),
+            'check_jobid dash': lambda: tej.check_jobid('-x'),
+            'submit bad id': lambda: q.submit('a b', job),
+            'submit missing directory': lambda: q.submit(None, '/nonexist'),
+            'submit bad if_exists': lambda: q.submit(None, job,
+                                                     if_exists='maybe'),
+            'submit a FIFO': lambda: q.submit(None, fifo_job),
+            'content_id of a FIFO': lambda: tej.content_id(fifo_job),
+            'submit --content-id of a FIFO':
+                lambda: q.submit(None, fifo_job, content_id=True),
+            'content_id missing script':
+                lambda: tej.content_id(job, 'run.sh'),
+            'status of an empty id': lambda: q.status(''),
+            'kill a bad id': lambda: q.kill('../x'),
+            'delete a bad id': lambda: q.delete('a b'),
+            'download ..': lambda: q.download('x', '../a'),
+            'download two to one destination':
+                lambda: q.download('x', ['a', 'b'], destination='c'),
+            'download one inside another':
+                lambda: q.download('x', ['a', 'a/b']),
+            'setup a link with a newline': lambda: q.setup(links=['a\nb']),
+            'wait_all a bad id': lambda: q.wait_all(['ok', 'a b']),
+            'Job with a bad id': lambda: q.job('a b'),
+            'fake: no sentinel': lambda: answer(b'hello').status('x'),
+            'fake: no record': lambda: answer(b'TEJ 1\n').info('x'),
+            'fake: unknown state': lambda: answer(
+                b'TEJ 1\n' + RECORD.replace('running', 'zz').encode()
+            ).info('x'),
+            'fake: wait gets no record':
+                lambda: answer(b'TEJ 1\n').wait('x'),
+            'fake: an unknown frame': lambda: answer(
+                _log_stream(b'zz 1\n')).logs('x'),
+            'fake: stderr frame for stdout': lambda: answer(
+                _log_stream(b'err 2\nhi')).logs('x', stdout=io.BytesIO()),
+            'fake: logs cut': lambda: answer(LOGS[:250]).logs('x'),
+            'fake: download cut': lambda: answer(DOWNLOAD[:700]).download(
+                'x', 'out', directory=self.tmp),
+            'fake: list of garbage': lambda: list(answer(
+                b'TEJ 1\n\xff\n').list()),
+        }
+        for value in (nan, inf, -1, '-1', 'nan', 10 ** 20, '1x', True):
+            cases['wait timeout %r' % (value,)] = \
+                lambda v=value: q.wait('x', timeout=v)
+            cases['logs timeout %r' % (value,)] = \
+                lambda v=value: q.logs('x', timeout=v)
+            cases['wait retry_for %r' % (value,)] = \
+                lambda v=value: q.wait('x', retry_for=v)
+        for value in (nan, inf, 0, -1, 10 ** 20, '2x', 1.5, '1e20', True):
+            cases['walltime %r' % (value,)] = \
+                lambda v=value: q.submit(None, job, walltime=v)
+        for key, value in (('cpus', 0), ('cpus', 'x'), ('gpus', -1),
+                           ('mem', 'lots'), ('partition', 'a b'),
+                           ('account', ''), ('scheduler_args', ['']),
+                           ('scheduler_args', 'a\nb')):
+            cases['%s %r' % (key, value)] = \
+                lambda k=key, v=value: q.submit(None, job, **{k: v})
+        failures = []
+        for name, action in sorted(cases.items()):
+            self.counts['tried'] += 1
+            outcome = {}
+
+            def attempt():
+                try:
+                    outcome['value'] = action()
+                except BaseException as e:
+                    outcome['error'] = e
+            thread = threading.Thread(target=attempt, daemon=True)
+            thread.start()
+            thread.join(CASE_DEADLINE)
+            error = outcome.get('error')
+            if thread.is_alive():
+                self.counts['hangs'] += 1
+                failures.append('%s: no end after %d s' % (name,
+                                                           CASE_DEADLINE))
+            elif isinstance(error, (tej.Error, ValueError)):
+                self.counts['clean'] += 1
+            else:
+                if error is not None:
+                    self.counts['tracebacks'] += 1
+                failures.append('%s: %r' % (name, error or outcome))
+        self.assertGreaterEqual(len(cases), 70)
+        self.assertEqual(failures, [], '\n'.join(failures))
+
+    def test_huge_walltime_does_not_kill(self):
+        """The longest walltime tej takes leaves a job that succeeds
+        finished 0, under each shell (mksh's arithmetic is 32 bits).
+        """
+        queue = os.path.join(self.tmp, 'q')
+        shells = ['sh'] + [s for s in ('dash', 'mksh', 'yash', 'posh',
+                                       'bash') if which(s)]
+        for shell in shells:
+            support.patch_env(self.addCleanup, TEJ_SH=shell)
+            q = tej.RemoteQueue('local:', queue)
+            job_id = 'long-' + shell
+            q.submit(job_id, self.job, walltime=tej._MAX_SECONDS)
+            self.assertEqual(q.wait(job_id, timeout=30), 0, shell)
+            self.assertEqual(q.info(job_id)['state'], 'finished', shell)
+
+
+class TestParserFuzz(unittest.TestCase):
+    """The parsers of the server's answers, fed random and mutated
+    answers (seeded: TEJ_FUZZ_SEED, else a fixed one; the seed is in the
+    failure message): only `tej.Error` and ValueError may come out.
+    """
+
+    ROUNDS = 3000
+
+    SAMPLES = [
+        b'TEJ 1\n' + RECORD.encode() + b'\n',
+        b'motd\nTEJ 1\nqueue=missing\ndetected=slurm\n',
+        b'TEJ 1\ninstalled=1/default/0123456789abcdef\n',
+        LOGS, DOWNLOAD[:2048],
+        b'out 5\n', b'err 12\n', b'end finished 3\n', b'end lost\n',
+        b'tick\n',
+    ]
+
+    def mutate(self, rnd, data):
+        data = bytearray(data)
+        for _ in range(rnd.randint(1, 8)):
+            choice = rnd.random()
+            at = rnd.randint(0, len(data))
+            if choice < 0.3 and data:
+                data[min(at, len(data) - 1)] = rnd.randint(0, 255)
+            elif choice < 0.5:
+                data[at:at] = rnd.choice([b'\t', b'=', b'\n', b'\r', b' ',
+                                          b'\xff', b'-1', b'9' * 30,
+                                          b'dir=', b'state=', b'TEJ 1\n'])
+            elif choice < 0.7:
+                del data[at:at + rnd.randint(1, 20)]
+            elif choice < 0.85:
+                data = data[:at]
+            else:
+                data += bytes(rnd.randint(0, 255)
+                              for _ in range(rnd.randint(1, 30)))
+        return bytes(data)
+
+    def inputs(self, rnd):
+        for _ in range(self.ROUNDS):
+            if rnd.random() < 0.2:
+                yield bytes(rnd.randint(0, 255)
+                            for _ in range(rnd.randint(0, 200)))
+            else:
+                yield self.mutate(rnd, rnd.choice(self.SAMPLES))
+
+    def test_fuzz(self):
+        seed = int(os.environ.get('TEJ_FUZZ_SEED', '20261201'))
+        rnd = random.Random(seed)
+        tmp = support.temporary(self)
+        parsers = {
+            'split_answer': tej._split_answer,
+            'records': lambda data: tej._parse_records(
+                tej._split_answer(data)),
+            'records of x': lambda data: tej._parse_records(
+                tej._split_answer(data), ['x']),
+            'need_runtime': lambda data: tej._parse_need_runtime(
+                tej._split_answer(data)),
+            'frame': lambda data: tej._parse_frame(data.split(b'\n')[0] +
+                                                   b'\n'),
+            'version': lambda data: tej._parse_version(
+                data.decode('utf-8', 'replace')),
+            'read_until_stream': lambda data: tej._read_until_stream(
+                io.BufferedReader(io.BytesIO(data))),
+            'runtime_error': lambda data: tej._runtime_error(
+                'status', data[0] if data else 1, data),
+        }
+        tried = 0
+        for n, data in enumerate(self.inputs(rnd)):
+            for name, parse in parsers.items():
+                tried += 1
+                try:
+                    parse(data)
+                except (tej.Error, ValueError):
+                    pass
+                except Exception as e:
+                    self.fail("seed %d, input %d, %s(%r): %r" % (
+                        seed, n, name, data, e))
+            if n % 10 == 0:
+                # the archive reader, on what a download stream brings
+                target = os.path.join(tmp, 'x%d' % n)
+                stream = io.BufferedReader(io.BytesIO(
+                    data.split(b'stream=download\n', 1)[-1]))
+                try:
+                    tej._extract(stream, {'out': target}, True)
+                except (tej.Error, ValueError):
+                    pass
+                except Exception as e:
+                    self.fail("seed %d, input %d, _extract(%r): %r" % (
+                        seed, n, data, e))
+        self.assertGreaterEqual(tried, 20000)
+
+
+if __name__ == '__main__':
+    unittest.main()
