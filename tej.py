@@ -1128,7 +1128,7 @@ TEJ_LOCK_STALE=${TEJ_LOCK_STALE:-300}
 _pid_gone() {  # _pid_gone PID: is there no tej.sh of this host with PID?
     if [ -d /proc/self ]; then
         # not a process that reused the pid (a zombie's cmdline is empty)
-        case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
+        case $({ tr '\000' ' ' < "/proc/$1/cmdline"; } 2>/dev/null) in
             *tej.sh*) return 1 ;;
         esac
         return 0
@@ -1283,8 +1283,11 @@ _save() {  # _save JOBDIR: write st_* variables, atomically (temp file + mv)
     _tmp=
 }
 
-_bootid() {
-    if [ -r /proc/sys/kernel/random/boot_id ]; then
+_bootid() {  # this boot's id; TEJ_BOOT_ID_FILE, only for tests, names a
+    # file that stands for the system's (a reboot is a change of its content)
+    if [ -n "${TEJ_BOOT_ID_FILE:-}" ]; then
+        cat "$TEJ_BOOT_ID_FILE"
+    elif [ -r /proc/sys/kernel/random/boot_id ]; then
         cat /proc/sys/kernel/random/boot_id
     fi
 }
@@ -1541,6 +1544,9 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     rm -rf "$_sb_new"  # left by a process of this host that had our pid
     mkdir "$_sb_new" 2>/dev/null || _die "$RC_FAILURE" "cannot create $_sb_new"
     _creating=$_sb_new
+    # interrupted (the client's TERM, Ctrl-C, its connection gone): exit,
+    # and the EXIT trap removes the half-made job
+    trap 'exit "$RC_FAILURE"' HUP INT TERM PIPE
     _lock "$_sb_new"
     if ! mv "$_sb_new" "$_sb_job" 2>/dev/null && [ ! -d "$_sb_job" ]; then
         _die "$RC_FAILURE" "cannot create $_sb_job"
@@ -1578,6 +1584,7 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     _rt_start "$_sb_job" "$_sb_id"
     _save "$_sb_job"
     _creating=
+    trap - HUP INT TERM PIPE
     _unlock
     _header
     printf 'id=%s\n' "$_sb_id"
@@ -2379,12 +2386,29 @@ def _communicate(proc, command, timeout):
             "Timed out after %s: %s" % (_seconds_text(timeout), command),
             command=command)
     except BaseException:
-        proc.kill()
-        proc.wait()
+        _stop(proc)
         raise
     finally:
         proc.feeder.join()
     return proc.returncode, out, err
+
+
+def _stop(proc):
+    """End an interrupted call: TERM (to its process group, for ``local:``'s
+    sh, which has one), so that the server side cleans up after itself (a
+    job half submitted is removed); KILL if it is still there after a few
+    seconds.
+    """
+    import signal
+    try:
+        if getattr(proc, 'group', False):
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.terminate()
+        proc.wait(timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
 
 
 class _Stream(object):
@@ -2441,11 +2465,16 @@ class _LocalTransport(_Transport):
             raise Error("The home directory %s does not exist: set HOME to "
                         "a directory" % home)
         try:
-            return _start_call(subprocess.Popen,
+            # a process group of its own: the terminal's Ctrl-C reaches the
+            # client, which ends the call (_stop) so that sh cleans up
+            proc = _start_call(subprocess.Popen,
                                [self.shell, '-c', _READ_AND_RUN], argv, stdin,
-                               stdout=stdout, stderr=stderr, cwd=home)
+                               stdout=stdout, stderr=stderr, cwd=home,
+                               start_new_session=True)
         except OSError as e:
             raise Error("Cannot run %s: %s" % (self.shell, e))
+        proc.group = True
+        return proc
 
     def run(self, argv, stdin=None, timeout=None):
         proc = self._start(argv, stdin, subprocess.PIPE, subprocess.PIPE)
