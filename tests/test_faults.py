@@ -673,5 +673,399 @@ class TestParserFuzz(unittest.TestCase):
         self.assertGreaterEqual(tried, 20000)
 
 
+
+class TestNotTransient(unittest.TestCase):
+    """wait fails at once on what cannot heal (a name that does not
+    resolve on the call's first connection, authentication refused, an
+    unknown host key), and retries a name that stops resolving after the
+    call had connected.
+    """
+
+    def timed(self, *argv, **env):
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, os.path.join(support.TOP, 'tej.py')] +
+            list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=dict(os.environ, TEJ_RETRY_FOR='300', **env), timeout=120)
+        return (proc.returncode, proc.stderr.decode(),
+                time.monotonic() - started)
+
+    def assert_at_once(self, result, message):
+        code, err, took = result
+        self.assertEqual(code, 125, err)
+        self.assertLess(took, 15, err)
+        self.assertRegex(err, r'\Atej: error: [^\n]*%s[^\n]*\n\Z' % message)
+        self.assertNotIn('trying again', err)
+
+    def test_name_that_does_not_resolve(self):
+        need('sshd', which('ssh'), "no ssh client")
+        self.assert_at_once(self.timed('wait', 'no-such-host.invalid',
+                                       '--id', 'x', '-F', '/dev/null'),
+                            'Could not resolve hostname')
+
+    def test_unknown_host_key_and_refused_authentication(self):
+        server = support.ssh_server()
+        tmp = support.temporary(self)
+        known = os.path.join(tmp, 'known_hosts')
+        open(known, 'w').close()
+        self.assert_at_once(self.timed(
+            'wait', server.alias, '--id', 'x', '-F', server.config,
+            '-o', 'UserKnownHostsFile=%s' % known), 'host key')
+        key = os.path.join(tmp, 'other_key')
+        subprocess.check_call(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '',
+                               '-f', key])
+        config = os.path.join(tmp, 'ssh_config')
+        with open(server.config) as fp:
+            text = fp.read()
+        with open(config, 'w') as fp:
+            fp.write(text.replace(server.path('client_key'), key))
+        self.assert_at_once(self.timed('wait', server.alias, '--id', 'x',
+                                       '-F', config), 'Authentication')
+
+    def test_name_lost_after_a_connection_is_retried(self):
+        """A stand-in ssh: the first call answers "running", the next
+        ones fail to resolve the name, then it answers "finished 3".
+        """
+        tmp = support.temporary(self)
+        stub = os.path.join(tmp, 'ssh')
+        count = os.path.join(tmp, 'count')
+        with open(stub, 'w') as fp:
+            fp.write(r"""#!/bin/sh
+case " $* " in *" -O "*) exit 255 ;; esac
+log=/dev/null prev=
+for a do
+    [ "$prev" = -E ] && log=$a
+    prev=$a
+done
+cat > /dev/null
+echo x >> "%(count)s"
+n=$(wc -l < "%(count)s")
+record='%(record)s'
+if [ "$n" -eq 1 ]; then
+    printf 'TEJ 1\n%%s\n' "$record"
+elif [ "$n" -le 3 ]; then
+    echo "ssh: Could not resolve hostname flaky: Temporary failure in name resolution" >> "$log"
+    exit 255
+else
+    printf 'TEJ 1\n%%s\n' "$record" | sed 's/state=running/state=finished/; s/exit=/exit=3/'
+fi
+""" % {'count': count, 'record': RECORD})
+        os.chmod(stub, 0o755)
+        support.patch_env(self.addCleanup, TEJ_SSH=stub, TEJ_RETRY_FOR='60')
+        q = tej.RemoteQueue('flaky', '~/q')
+        with self.assertLogs('tej', 'WARNING') as logs:
+            self.assertEqual(q.wait('x'), 3)
+        self.assertTrue(any('trying again' in line for line in logs.output))
+        # and the first connection of a call that fails that way: at once
+        open(count, 'w').write('x\n')
+        with self.assertRaises(tej.ConnectionLost):
+            q.wait('x')
+        with open(count) as fp:
+            self.assertEqual(len(fp.read().split()), 2)
+
+
+class TestMasterKilled(support.ServerCase):
+    """The shared connection's master SIGKILLed during wait, during logs
+    --follow, and between two calls: the call completes with the right
+    result.
+    """
+
+    def kill_masters(self, q):
+        masters = wait_for(lambda: self.server.masters(q), what='a master')
+        for pid in masters:
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not set(masters) & set(
+            p.pid for p in support.processes()), what='the master to die')
+
+    def test_during_wait(self):
+        q = self.queue()
+        job = self.job('w', {'start.sh': 'while [ ! -f go ]; do sleep 0.1; '
+                                         'done; exit 7\n'})
+        q.submit('w', job)
+        result = []
+        waiter = threading.Thread(target=lambda: result.append(q.wait('w')))
+        with self.assertLogs('tej', 'DEBUG'):
+            waiter.start()
+            wait_for(lambda: self.server.processes(' wait '),
+                     what='wait to be waiting on the server')
+            self.kill_masters(q)
+            open(os.path.join(self.stage('w'), 'go'), 'w').close()
+            waiter.join(120)
+        self.assertEqual(result, [7])
+        # left behind: a new master, the job finished
+        self.assertTrue(q._transport.check_master())
+        self.assertEqual(q.info('w')['state'], 'finished')
+
+    def test_during_logs_follow(self):
+        q = self.queue()
+        job = self.job('f', {'start.sh':
+                             'seq 1 1000\n'
+                             'while [ ! -f go ]; do sleep 0.1; done\n'
+                             'seq 1001 20000\n'})
+        q.submit('f', job)
+        out = io.BytesIO()
+        result = []
+        follow = threading.Thread(target=lambda: result.append(q.logs(
+            'f', stdout=out, follow=True)))
+        with self.assertLogs('tej', 'DEBUG'):
+            follow.start()
+            wait_for(out.getvalue, lambda d: d.endswith(b'\n1000\n'),
+                     what='the first half')
+            self.kill_masters(q)
+            open(os.path.join(self.stage('f'), 'go'), 'w').close()
+            follow.join(120)
+        self.assertEqual(result, [('finished', 0)])
+        self.assertEqual(out.getvalue(), ''.join(
+            '%d\n' % i for i in range(1, 20001)).encode())
+
+    def test_between_calls(self):
+        q = self.queue()
+        q.submit('b', self.job('b', {'start.sh': 'exit 4\n'}))
+        self.assertEqual(q.wait('b'), 4)
+        self.kill_masters(q)
+        self.assertEqual(q.status('b')[::2], ('finished', '4'))
+        self.assertEqual([j for j, _ in q.list()], ['b'])
+
+
+class NetServer(object):
+    """A second sshd, a daemon listening in a network namespace of its
+    own, reached over a veth pair (faults0 here, faults1 there): `cut`
+    sets the link down, `mend` up again; `stop` and `start` the daemon.
+    The login is the test server's (its user, keys and home).
+    """
+
+    alias = 'faultsnet'
+    here, there = '169.254.213.1', '169.254.213.2'
+
+    def __init__(self, test):
+        missing = [n for n in ('unshare', 'nsenter', 'ip') if not which(n)]
+        need('sshd', os.getuid() == 0 and not missing,
+             "a network namespace needs root and %s"
+             % (', '.join(missing) or 'root'))
+        self.server = support.ssh_server()
+        self.dir = support.temporary(test)
+        os.chmod(self.dir, 0o755)
+        self.daemon = None
+        holder = subprocess.Popen(['unshare', '--net', 'sleep', '100000'])
+        test.addCleanup(self.close, holder)
+        wait_for(lambda: os.readlink('/proc/%d/ns/net' % holder.pid),
+                 lambda ns: ns != os.readlink('/proc/self/ns/net'),
+                 what='the namespace')
+        self.ns = ['nsenter', '--net=/proc/%d/ns/net' % holder.pid]
+        subprocess.check_call(['ip', 'link', 'add', 'faults0', 'type', 'veth',
+                               'peer', 'name', 'faults1'])
+        subprocess.check_call(['ip', 'link', 'set', 'faults1', 'netns',
+                               str(holder.pid)])
+        for argv in (['ip', 'addr', 'add', self.here + '/30', 'dev',
+                      'faults0'], ['ip', 'link', 'set', 'faults0', 'up']):
+            subprocess.check_call(argv)
+        for argv in (['ip', 'link', 'set', 'lo', 'up'],
+                     ['ip', 'addr', 'add', self.there + '/30', 'dev',
+                      'faults1'], ['ip', 'link', 'set', 'faults1', 'up']):
+            subprocess.check_call(self.ns + argv)
+        with open(self.server.path('sshd_config')) as fp:
+            config = fp.read()
+        self.sshd_config = os.path.join(self.dir, 'sshd_config')
+        with open(self.sshd_config, 'w') as fp:
+            fp.write('ListenAddress %s\nPort 22\n' % self.there + config)
+        self.config = os.path.join(self.dir, 'ssh_config')
+        with open(self.config, 'w') as fp:
+            fp.write(
+                "Host {a}\n  HostName {t}\n  User {u}\n  HostKeyAlias {k}\n"
+                "  IdentityFile {d}/client_key\n  IdentitiesOnly yes\n"
+                "  UserKnownHostsFile {d}/known_hosts\n"
+                "  GlobalKnownHostsFile /dev/null\n"
+                "  StrictHostKeyChecking yes\n  LogLevel ERROR\n".format(
+                    a=self.alias, t=self.there, u=self.server.user,
+                    k=self.server.alias, d=self.server.dir))
+        self.start()
+
+    def start(self):
+        self.daemon = subprocess.Popen(
+            self.ns + [self.server.sshd, '-D', '-e', '-f', self.sshd_config],
+            stderr=subprocess.DEVNULL)
+        wait_for(self.listening, what='sshd to listen')
+
+    def listening(self):
+        return ('%s:22 ' % self.there).encode() in subprocess.run(
+            self.ns + ['ss', '-ltn'], stdout=subprocess.PIPE).stdout
+
+    def stop(self):
+        """Kill the daemon and every session it forked."""
+        pids = support.process_tree([self.daemon.pid])
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.daemon.wait()
+        self.daemon = None
+
+    def cut(self):
+        subprocess.check_call(['ip', 'link', 'set', 'faults0', 'down'])
+
+    def mend(self):
+        subprocess.check_call(['ip', 'link', 'set', 'faults0', 'up'])
+
+    def close(self, holder):
+        if self.daemon is not None:
+            self.stop()
+        subprocess.call(['ip', 'link', 'del', 'faults0'],
+                        stderr=subprocess.DEVNULL)
+        holder.kill()
+        holder.wait()
+
+
+class NetCase(unittest.TestCase):
+    #: TEJ_KEEPALIVE of the test's calls, and of the shared connection
+    #: they start (whose keepalives are the ones that count)
+    keepalive = '60'
+
+    def setUp(self):
+        support.patch_env(self.addCleanup, TEJ_KEEPALIVE=self.keepalive)
+        self.net = NetServer(self)
+        self.tmp = support.temporary(self)
+        self.remote = self.net.server.remote_dir()
+        self.addCleanup(shutil.rmtree, self.remote, True)
+        self.queue_path = os.path.join(self.remote, 'q')
+        self.q = tej.RemoteQueue(self.net.alias, self.queue_path,
+                                 ssh_options=['-F', self.net.config])
+        self.addCleanup(self.q.close)
+
+    def submit_waiting(self, job_id, code):
+        """A job that ends with ``code`` once the test says go; return the
+        path of its go file."""
+        job = support.make_tree(os.path.join(self.tmp, job_id), {
+            'start.sh': 'while [ ! -f go ]; do sleep 0.1; done; exit %d\n'
+                        % code})
+        self.q.submit(job_id, job)
+        return os.path.join(self.queue_path, 'jobs', job_id, 'stage', 'go')
+
+    def wait_process(self, job_id, **env):
+        """``tej wait`` in a process of its own; started once the server
+        waits."""
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join(support.TOP, 'tej.py'), 'wait',
+             self.net.alias, '--id', job_id, '--queue', self.queue_path,
+             '-F', self.net.config], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=dict(os.environ, **env))
+        self.addCleanup(lambda: proc.poll() is not None or proc.kill())
+        wait_for(lambda: self.net.server.processes(' wait '),
+                 what='wait to be waiting on the server')
+        return proc
+
+    def stderr_has(self, proc, text, timeout):
+        """Wait until ``proc`` wrote ``text`` on stderr; return when (a
+        time.monotonic)."""
+        import fcntl
+        fd = proc.stderr.fileno()
+        fcntl.fcntl(fd, fcntl.F_SETFL,
+                    fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+        seen = []
+
+        def read():
+            try:
+                seen.append(proc.stderr.read() or b'')
+            except OSError:
+                pass
+            return b''.join(seen)
+        wait_for(read, lambda err: text in err, timeout=timeout,
+                 what='%r on stderr' % text)
+        fcntl.fcntl(fd, fcntl.F_SETFL,
+                    fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        self.seen = b''.join(seen)
+        return time.monotonic()
+
+    def finish(self, proc):
+        out, err = proc.communicate(timeout=180)
+        return proc.returncode, getattr(self, 'seen', b'') + err
+
+
+class TestShortCut(NetCase):
+    """The link to the server cut (ip link set down) during wait, for a few
+    seconds: the call simply goes on."""
+
+    keepalive = '20'
+
+    def test_short_cut_goes_unnoticed(self):
+        go = self.submit_waiting('short', 6)
+        proc = self.wait_process('short')
+        self.net.cut()
+        time.sleep(3)  # the fault's length, not a wait for something
+        open(go, 'w').close()
+        self.net.mend()
+        code, err = self.finish(proc)
+        self.assertEqual(code, 6, err)
+        self.assertNotIn(b'trying again', err)
+
+
+class TestLongCut(NetCase):
+    """The link cut for longer than the keepalive limit: noticed within
+    it, tried again with backoff, and the job's exit code once it is back.
+    """
+
+    keepalive = '4'
+
+    def test_long_cut_is_noticed_and_outlived(self):
+        keepalive = int(self.keepalive)
+        go = self.submit_waiting('long', 9)
+        proc = self.wait_process('long', TEJ_RETRY_FOR='120')
+        self.net.cut()
+        cut = time.monotonic()
+        try:
+            noticed = self.stderr_has(proc, b'trying again',
+                                      timeout=keepalive + 20)
+            # within the keepalive limit, and a second of scheduling
+            self.assertLess(noticed - cut, keepalive + 3)
+            open(go, 'w').close()
+            time.sleep(keepalive)  # cut for longer still
+        finally:
+            self.net.mend()
+        code, err = self.finish(proc)
+        self.assertEqual(code, 9, err)
+        self.assertEqual(self.q.info('long')['exit'], 9)
+
+
+class TestServerStopped(NetCase):
+    """sshd stopped during a call: retried for TEJ_RETRY_FOR seconds; it
+    comes back in time, or the call gives up in one line, exit 125.
+    """
+
+    def test_started_again_in_time(self):
+        go = self.submit_waiting('back', 3)
+        proc = self.wait_process('back', TEJ_RETRY_FOR='60')
+        self.net.stop()
+        self.stderr_has(proc, b'trying again', timeout=30)
+        open(go, 'w').close()
+        self.net.start()
+        code, err = self.finish(proc)
+        self.assertEqual(code, 3, err)
+
+    def test_gives_up_after_retry_for(self):
+        self.submit_waiting('gone', 3)
+        retry_for = 6
+        proc = self.wait_process('gone', TEJ_RETRY_FOR=str(retry_for))
+        self.net.stop()
+        stopped = time.monotonic()
+        code, err = self.finish(proc)
+        took = time.monotonic() - stopped
+        self.assertEqual(code, 125, err)
+        lines = err.decode().splitlines()
+        self.assertTrue(lines[-1].startswith('tej: error: Cannot connect'),
+                        err)
+        self.assertEqual(sum(l.startswith('tej: error:') for l in lines), 1)
+        self.assertGreaterEqual(took, retry_for - 1)
+        self.assertLess(took, retry_for + tej._CONNECT_TIMEOUT + 5)
+        # status also gives up, at once: one attempt
+        code, out, err = run_cli('status', self.net.alias, '--id', 'gone',
+                                 '--queue', self.queue_path, '-F',
+                                 self.net.config)
+        self.assertEqual((code, out), (1, ''))
+        self.assertRegex(err, r'\Atej: error: [^\n]*\n\Z')
+        # back: the job is there, waiting
+        self.net.start()
+        self.assertEqual(self.q.info('gone')['state'], 'running')
+
+
 if __name__ == '__main__':
     unittest.main()
