@@ -329,11 +329,20 @@ def _runtime_error(verb, code, stderr):
         _RC_INVALID: ValueError,
     }
     text = stderr.decode('utf-8', 'replace').strip()
-    message = text.splitlines()[-1] if text else ''
+    lines = text.splitlines()
+    message = lines[-1] if text else ''
     if message.startswith('tej: ') and code in errors:
         return errors[code](message[5:])
     if code == _RC_NO_JOB:
         return JobNotFound()
+    if message.startswith('tej: ') and code == _RC_FAILURE:
+        # one line: _die's message, and what the tool before it said
+        before = lines[-2].strip() if len(lines) > 1 else ''
+        if before and not before.startswith('tej: '):
+            message += ' (%s)' % before
+        return RemoteCommandFailure(
+            message[5:], command='tej.sh %s' % verb, ret=code,
+            stderr='\n'.join(lines[-10:]))
     return RemoteCommandFailure(command='tej.sh %s' % verb, ret=code,
                                 stderr='\n'.join(text.splitlines()[-10:]))
 
@@ -455,8 +464,9 @@ class RemoteCommandFailure(Error):
         self.stderr = stderr
         if msg is None:
             msg = "Command %r failed with status %s" % (command, ret)
-            if stderr:
-                msg += ": " + stderr
+            if stderr and stderr.strip():
+                # one line: the last the command wrote (all in .stderr)
+                msg += ": " + _last_line(stderr)
         super(RemoteCommandFailure, self).__init__(msg)
 
 
@@ -1542,7 +1552,7 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     _sb_name=.new.$_host.$$
     _sb_new=$Q/jobs/$_sb_name
     rm -rf "$_sb_new"  # left by a process of this host that had our pid
-    mkdir "$_sb_new" 2>/dev/null || _die "$RC_FAILURE" "cannot create $_sb_new"
+    mkdir "$_sb_new" || _die "$RC_FAILURE" "cannot create $_sb_new"
     _creating=$_sb_new
     # interrupted (the client's TERM, Ctrl-C, its connection gone): exit,
     # and the EXIT trap removes the half-made job
@@ -2493,17 +2503,18 @@ def _control_dir():
     others.
     """
     runtime_dir = os.environ.get('XDG_RUNTIME_DIR')
+    home = None
     if runtime_dir and os.path.isdir(runtime_dir):
         path = os.path.join(runtime_dir, 'tej')
     else:
         home = os.path.expanduser('~')
-        if not os.path.isdir(home):
-            raise Error("The home directory %s does not exist: set HOME "
-                        "(or XDG_RUNTIME_DIR) to a directory" % home)
         path = os.path.join(home, '.cache', 'tej')
     try:
         os.makedirs(path, 0o700)
     except OSError as e:
+        if home is not None and not os.path.isdir(home):
+            raise Error("The home directory %s does not exist: set HOME "
+                        "(or XDG_RUNTIME_DIR) to a directory" % home)
         if e.errno != errno.EEXIST:
             raise Error("Cannot create %s, for ssh's control sockets: %s "
                         "(set XDG_RUNTIME_DIR to a directory of yours)"

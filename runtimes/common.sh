@@ -630,7 +630,7 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     _sb_name=.new.$_host.$$
     _sb_new=$Q/jobs/$_sb_name
     rm -rf "$_sb_new"  # left by a process of this host that had our pid
-    mkdir "$_sb_new" 2>/dev/null || _die "$RC_FAILURE" "cannot create $_sb_new"
+    mkdir "$_sb_new" || _die "$RC_FAILURE" "cannot create $_sb_new"
     _creating=$_sb_new
     # interrupted (the client's TERM, Ctrl-C, its connection gone): exit,
     # and the EXIT trap removes the half-made job

@@ -1067,5 +1067,266 @@ class TestServerStopped(NetCase):
         self.assertEqual(self.q.info('gone')['state'], 'running')
 
 
+
+class TestInterruptedSubmit(support.ServerCase):
+    """The client SIGKILLed, or SIGINTed as a terminal does (its process
+    group), during the upload of a submit (tej run), over ssh and through
+    local:. Afterwards the job reads lost or not found, no half-made job
+    is left, and tej run started again runs it.
+    """
+
+    def run_argv(self, dest, queue, job):
+        argv = [sys.executable, os.path.join(support.TOP, 'tej.py'), 'run',
+                dest, job, '--queue', queue]
+        if dest != 'local:':
+            argv += ['-F', self.server.config]
+        return argv
+
+    def interrupt(self, dest, how):
+        queue = (os.path.join(self.tmp, 'q') if dest == 'local:' else
+                 self.queue_path)
+        job = self.job('big', {'start.sh': 'echo ran; exit 4\n'})
+        with open(os.path.join(job, 'big'), 'wb') as fp:
+            fp.truncate(200 << 20)  # zeros, to read and to send
+        proc = subprocess.Popen(self.run_argv(dest, queue, job),
+                                start_new_session=True,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        self.addCleanup(lambda: proc.poll() is not None or proc.kill())
+        jobs = os.path.join(queue, 'jobs')
+        wait_for(lambda: os.path.isdir(jobs) and os.listdir(jobs),
+                 timeout=120, interval=0.01, what='the upload to start')
+        if how == 'SIGINT':
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            os.kill(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+        self.assertEqual(proc.returncode, 130 if how == 'SIGINT' else -9,
+                         err)
+        q = tej.RemoteQueue(dest, queue, ssh_options=self.server.options)
+        self.addCleanup(q.close)
+        # the server side ends by itself (its input is gone)
+        listing = wait_for(
+            lambda: (os.listdir(jobs), [(i, r['state'])
+                                        for i, r in q.list()]),
+            lambda found: not [n for n in found[0] if n.startswith('.')] and
+            not [s for _, s in found[1] if s in ('created', 'running')],
+            timeout=60, what='the submission to be cleaned up or done')
+        for job_id, state in listing[1]:
+            self.assertIn(state, ('lost', 'finished'), listing)
+        # run again: it runs (or follows) the job, with its exit code
+        again = subprocess.run(self.run_argv(dest, queue, job),
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=300)
+        self.assertEqual((again.returncode, again.stdout), (4, b'ran\n'),
+                         again.stderr)
+        self.assertEqual(os.listdir(jobs), [])
+
+    def test_local_sigint(self):
+        self.interrupt('local:', 'SIGINT')
+
+    def test_local_sigkill(self):
+        self.interrupt('local:', 'SIGKILL')
+
+    def test_ssh_sigint(self):
+        self.interrupt(self.dest, 'SIGINT')
+
+    def test_ssh_sigkill(self):
+        self.interrupt(self.dest, 'SIGKILL')
+
+
+class TestKilledProcesses(support.ServerCase):
+    """The job's wrapper SIGKILLed (as by the OOM killer): lost. The job's
+    own process SIGKILLed: finished 137. Never running.
+    """
+
+    def start(self, job_id, marker):
+        q = self.queue()
+        q.submit(job_id, self.job(job_id, {
+            'start.sh': 'exec sleep %d\n' % marker}))
+        record = wait_state(q, job_id, ('running',))
+        pids = wait_for(lambda: self.server.processes('sleep %d' % marker),
+                        what='the job to run')
+        for pid in pids:
+            self.addCleanup(support.processes) if False else None
+            self.addCleanup(lambda p=pid: support.alive(p) and
+                            os.kill(p, signal.SIGKILL))
+        with open(os.path.join(self.queue_path, 'jobs', job_id,
+                               'state')) as fp:
+            state = dict(line.split('=', 1) for line in
+                         fp.read().splitlines() if '=' in line)
+        return q, int(state['pid']), pids[0]
+
+    def test_wrapper_killed(self):
+        q, wrapper, job = self.start('oom', 1017)
+        os.kill(wrapper, signal.SIGKILL)
+        wait_for(lambda: not support.alive(wrapper), what='the wrapper to die')
+        record = wait_state(q, 'oom', ('lost',), timeout=20)
+        self.assertIsNone(record['exit'])
+        code, out, err = self.cli('status', self.dest, '--id', 'oom')
+        self.assertEqual(out, 'lost\n')
+        # left behind: the job's own process, which nothing waits for
+        self.assertTrue(support.alive(job))
+
+    def test_job_killed(self):
+        q, wrapper, job = self.start('job9', 1018)
+        os.kill(job, signal.SIGKILL)
+        record = wait_state(q, 'job9', timeout=20)
+        self.assertEqual((record['state'], record['exit']), ('finished', 137))
+        self.assertEqual(q.wait('job9'), 137)
+        wait_for(lambda: not support.alive(wrapper), what='the wrapper to end')
+
+
+class TestReboot(unittest.TestCase):
+    """A reboot, simulated by a change of the boot id (TEJ_BOOT_ID_FILE):
+    a job recorded before it reads lost; one submitted after runs.
+    """
+
+    def test_job_from_before_the_reboot_is_lost(self):
+        tmp = support.temporary(self)
+        boot = os.path.join(tmp, 'boot_id')
+        with open(boot, 'w') as fp:
+            fp.write('faults-boot-1\n')
+        support.patch_env(self.addCleanup, TEJ_BOOT_ID_FILE=boot)
+        q = tej.RemoteQueue('local:', os.path.join(tmp, 'q'))
+        job = support.make_tree(os.path.join(tmp, 'job'),
+                                {'start.sh': 'exec sleep 1019\n'})
+        q.submit('before', job)
+        self.addCleanup(q.kill, 'before')
+        self.assertEqual(wait_state(q, 'before', ('running',))['state'],
+                         'running')
+        with open(boot, 'w') as fp:
+            fp.write('faults-boot-2\n')
+        record = q.info('before')
+        self.assertEqual((record['state'], record['exit']), ('lost', None))
+        self.assertEqual(run_cli('status', 'local:', '--id', 'before',
+                                 '--queue', os.path.join(tmp, 'q'))[1],
+                         'lost\n')
+        q.submit('after', job, script='exit 2')
+        self.assertEqual(q.wait('after'), 2)
+
+
+class TestBrokenQueue(unittest.TestCase):
+    """A queue on a read-only file system, and a queue whose directory was
+    deleted under a running job: clean errors, and the rest answers.
+    """
+
+    def setUp(self):
+        self.tmp = support.temporary(self)
+        os.chmod(self.tmp, 0o755)
+        self.job = support.make_tree(os.path.join(self.tmp, 'job'),
+                                     {'start.sh': 'exit 0\n'})
+        self.other = tej.RemoteQueue('local:', os.path.join(self.tmp, 'ok'))
+        self.other.submit('fine', self.job)
+        self.other.wait('fine')
+
+    def assert_error(self, *argv):
+        code, out, err = run_cli(*argv)
+        self.assertEqual((code, out), (1, ''), err)
+        self.assertRegex(err, r'\Atej: error: [^\n]+\n\Z')
+        return err
+
+    def test_read_only(self):
+        need('sshd', os.getuid() == 0 and which('mount'),
+             "a read-only mount needs root")
+        where = os.path.join(self.tmp, 'faults-ro')
+        os.mkdir(where)
+        subprocess.check_call(['mount', '-t', 'tmpfs', '-o', 'size=16m',
+                               'faults-ro', where])
+        self.addCleanup(subprocess.call, ['umount', '-l', where])
+        path = os.path.join(where, 'q')
+        q = tej.RemoteQueue('local:', path)
+        q.submit('done', self.job, script='exit 5')
+        self.assertEqual(q.wait('done'), 5)
+        subprocess.check_call(['mount', '-o', 'remount,ro', where])
+        queue = ['--queue', path]
+        results = {}
+        for argv in (['status', 'local:', '--id', 'done'],
+                     ['list', 'local:'],
+                     ['wait', 'local:', '--id', 'done']):
+            results[argv[0]] = run_cli(*(argv + queue))
+        # reading needs no writing
+        self.assertEqual(results['status'][:2], (0, 'finished 5\n'),
+                         results['status'])
+        self.assertEqual(results['list'][:2], (0, 'done finished\n'),
+                         results['list'])
+        self.assertEqual(results['wait'][0], 5, results['wait'])
+        err = self.assert_error('submit', 'local:', self.job, *queue)
+        self.assertIn('Read-only', err)
+        self.assert_error('delete', 'local:', '--id', 'done', *queue)
+        self.assertEqual(self.other.status('fine')[::2], ('finished', '0'))
+
+    def test_deleted_under_a_running_job(self):
+        path = os.path.join(self.tmp, 'q')
+        q = tej.RemoteQueue('local:', path)
+        q.submit('orphan', self.job, script='sleep 2; exit 3')
+        wait_state(q, 'orphan', ('running',))
+        marker = lambda p: 'sleep 2' in p.args and path in p.cwd  # noqa
+        shutil.rmtree(path)
+        err = self.assert_error('status', 'local:', '--id', 'orphan',
+                                '--queue', path)
+        self.assertIn('no queue', err)
+        self.assert_error('list', 'local:', '--queue', path)
+        code = run_cli('wait', 'local:', '--id', 'orphan', '--queue', path)
+        self.assertEqual(code[0], 125, code)
+        self.assertEqual(self.other.status('fine')[::2], ('finished', '0'))
+        # left behind: nothing, once the job has ended
+        wait_for(lambda: support.processes(marker), lambda found: not found,
+                 timeout=30, what="the job's processes to end")
+        self.assertFalse(os.path.exists(path))
+
+
+LOAD_CLIENT = r"""
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+import tej
+proc, job, queue = int(sys.argv[2]), sys.argv[3], sys.argv[4]
+q = tej.RemoteQueue(sys.argv[5], queue, ssh_options=sys.argv[6:])
+errors = []
+def submit(thread):
+    n = proc * 10 + thread
+    try:
+        q.submit('load-%03d' % n, job, script='exit %d' % (n % 256))
+    except Exception as e:
+        errors.append('%d: %r' % (n, e))
+threads = [threading.Thread(target=submit, args=(t,)) for t in range(10)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+sys.stderr.write(''.join(e + '\n' for e in errors))
+sys.exit(1 if errors else 0)
+"""
+
+
+class TestLoad(support.ServerCase):
+    """200 jobs submitted from 20 processes of 10 threads at once, through
+    one server: all succeed, list shows exactly them, each finishes with
+    its own exit code.
+    """
+
+    def test_200_jobs(self):
+        job = self.job('load', {'start.sh': 'exit 0\n'})
+        q = self.queue()
+        q.setup()
+        procs = [subprocess.Popen(
+            [sys.executable, '-c', LOAD_CLIENT, support.TOP, str(p), job,
+             self.queue_path, self.dest] + self.server.options,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for p in range(20)]
+        failures = []
+        for p in procs:
+            out, err = p.communicate(timeout=600)
+            if p.returncode:
+                failures.append(err.decode())
+        self.assertEqual(failures, [])
+        ids = ['load-%03d' % n for n in range(200)]
+        self.assertEqual(sorted(j for j, _ in q.list()), ids)
+        records = q.wait_all(ids, timeout=300)
+        self.assertEqual([(r['id'], r['state'], r['exit']) for r in records],
+                         [(i, 'finished', n % 256) for n, i in
+                          enumerate(ids)])
+
+
 if __name__ == '__main__':
     unittest.main()
