@@ -18,14 +18,12 @@ faults*, made by the test and removed by it.
 """
 
 import io
-import json
 import os
 import random
 import re
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tarfile
@@ -580,6 +578,36 @@ class TestBadInput(unittest.TestCase):
             self.assertEqual(q.wait(job_id, timeout=30), 0, shell)
             self.assertEqual(q.info(job_id)['state'], 'finished', shell)
 
+
+
+class TestGoodValues(unittest.TestCase):
+    """What the checks must still take: --download with several paths,
+    durations with units and in HH:MM:SS.
+    """
+
+    def test_run_download_several_and_durations(self):
+        tmp = support.temporary(self)
+        job = support.make_tree(os.path.join(tmp, 'job'), {
+            'start.sh': 'echo a > a; echo b > b; mkdir c; echo c > c/c\n'})
+        into = os.path.join(tmp, 'into')
+        os.mkdir(into)
+        code, out, err = run_cli(
+            'run', 'local:', job, '--download', 'a', 'b', '--download', 'c',
+            '--into', into, '--timeout', '1h', '--walltime', '01:00:00',
+            '--queue', os.path.join(tmp, 'q'))
+        self.assertEqual(code, 0, err)
+        self.assertEqual(sorted(os.listdir(into)), ['a', 'b', 'c'])
+        with open(os.path.join(into, 'c', 'c')) as fp:
+            self.assertEqual(fp.read(), 'c\n')
+        for text, seconds in (('90', 90), ('1.5h', 5400), ('10m', 600),
+                              ('2d', 172800), ('1:00', 60),
+                              ('1-00:00:01', 86401), ('0', 0)):
+            self.assertEqual(tej._duration(text, 'timeout'), seconds)
+        self.assertEqual(tej._walltime('2h'), 7200)
+        code, out, err = run_cli('wait', 'local:', '--id', 'x', '--timeout',
+                                 '00:00:01', '--queue',
+                                 os.path.join(tmp, 'q'))
+        self.assertEqual(code, 121, err)
 
 class TestParserFuzz(unittest.TestCase):
     """The parsers of the server's answers, fed random and mutated
@@ -1144,11 +1172,10 @@ class TestKilledProcesses(support.ServerCase):
         q = self.queue()
         q.submit(job_id, self.job(job_id, {
             'start.sh': 'exec sleep %d\n' % marker}))
-        record = wait_state(q, job_id, ('running',))
+        wait_state(q, job_id, ('running',))
         pids = wait_for(lambda: self.server.processes('sleep %d' % marker),
                         what='the job to run')
         for pid in pids:
-            self.addCleanup(support.processes) if False else None
             self.addCleanup(lambda p=pid: support.alive(p) and
                             os.kill(p, signal.SIGKILL))
         with open(os.path.join(self.queue_path, 'jobs', job_id,
