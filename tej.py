@@ -488,7 +488,7 @@ class ConnectionLost(RemoteCommandFailure):
 _DESTINATION = re.compile(r'''
     (?:ssh://|(?!ssh://))  # a scheme, never a user "ssh" with a password
     (?:(?P<username>[A-Za-z0-9_.][A-Za-z0-9_.-]*)(?::(?P<password>.+))?@)?
-    (?:\[(?P<ipv6>[0-9A-Fa-f:.%a-z]+)\]|(?P<hostname>[A-Za-z0-9_.][A-Za-z0-9_.-]*))
+    (?:\[(?P<ipv6>[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[A-Za-z0-9_.-]+)?)\]|(?P<hostname>[A-Za-z0-9_.][A-Za-z0-9_.-]*))
     (?::(?P<port>[0-9]{1,5}))?
     \Z''', re.VERBOSE)
 

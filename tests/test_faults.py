@@ -156,6 +156,8 @@ def _cli_cases(job, fifo_job, socket_job):
                  'h\u00f6st', 'local:x', '@host', 'host:abc', 'host\n',
                  'user:pw@', '[zz::1]:22', 'host:', 'a;b', '$(id)'):
         cases['destination %r' % dest] = local('status', dest, '--id', 'x')
+    # so far, bad command lines: usage errors, before anything is done
+    usage = set(cases)
     # the environment's settings
     for name, value in (('TEJ_TIMEOUT', 'abc'), ('TEJ_TIMEOUT', 'nan'),
                         ('TEJ_TIMEOUT', '-1'), ('TEJ_TIMEOUT', '0'),
@@ -252,7 +254,7 @@ def _cli_cases(job, fifo_job, socket_job):
     for cut in range(100, DOWNLOAD_END, 300):
         cases['download: cut at %d bytes' % cut] = fake(download,
                                                         DOWNLOAD[:cut])
-    return cases
+    return cases, usage
 
 
 class TestBadInput(unittest.TestCase):
@@ -312,7 +314,8 @@ class TestBadInput(unittest.TestCase):
         env.update(extra)
         return env
 
-    def check_cli(self, name, argv, env, as_user=None, python=None):
+    def check_cli(self, name, argv, env, as_user=None, python=None,
+                  usage=False):
         """Run one case; return (verdict, message): verdict 'clean',
         'traceback', 'hang' or 'wrong'.
         """
@@ -343,6 +346,11 @@ class TestBadInput(unittest.TestCase):
             self.counts['tracebacks'] += 1
             return 'traceback', "%s: %s" % (name, err)
         verdict = self.verdict(argv, proc.returncode, out, err)
+        if usage and proc.returncode != 2:
+            verdict = 'a bad command line, not exit 2'
+        elif usage and argv[0] in tej._parser().commands and \
+                not err.startswith('usage: tej %s ' % argv[0]):
+            verdict = "not the subcommand's usage line"
         if verdict:
             return 'wrong', "%s (%.1f s): %s; exit %d\nstdout: %r\n%s" % (
                 name, took, verdict, proc.returncode, out, err)
@@ -372,11 +380,12 @@ class TestBadInput(unittest.TestCase):
             return 'not one "tej: error:" line, last'
         return ''
 
-    def run_table(self, cases, **kwargs):
+    def run_table(self, cases, usage):
         failures = []
         for name, (argv, fake, extra) in sorted(cases.items()):
             verdict, message = self.check_cli(
-                name, argv, self.environment(fake, extra), **kwargs)
+                name, argv, self.environment(fake, extra),
+                usage=name in usage)
             if message:
                 failures.append(message)
         self.assertEqual(failures, [], '\n\n'.join(failures))
@@ -386,9 +395,10 @@ class TestBadInput(unittest.TestCase):
         return os.path.join(support.TOP, 'tej.py')
 
     def test_command_line(self):
-        cases = _cli_cases(self.job, self.fifo_job, self.socket_job)
+        cases, usage = _cli_cases(self.job, self.fifo_job, self.socket_job)
         self.assertGreaterEqual(len(cases), 150)
-        self.run_table(cases)
+        self.assertGreaterEqual(len(usage), 90)
+        self.run_table(cases, usage)
 
     def test_files_and_home_as_a_user(self):
         """Unreadable files, a missing or unwritable HOME: as an
