@@ -615,16 +615,6 @@ umask 022
         tests=['test_faults.TestInterruptedSubmit.test_local_sigint'],
     ),
     dict(
-        name='local-sh-in-the-callers-group',
-        file='tej.py',
-        original='''                               stdout=stdout, stderr=stderr, cwd=home,
-                               start_new_session=True)''',
-        replacement='''                               stdout=stdout, stderr=stderr, cwd=home)''',
-        description="local:'s sh shares the terminal's Ctrl-C and is "
-                    "killed mid-extract",
-        tests=['test_faults.TestInterruptedSubmit.test_local_sigint'],
-    ),
-    dict(
         name='unresolved-name-retried',
         file='tej.py',
         original='''    if 'Could not resolve hostname' in log:
