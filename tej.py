@@ -30,9 +30,6 @@ the server; nothing needs to be installed there beforehand.
 """
 
 import errno
-import getpass
-import hashlib
-import logging
 import os
 import random
 import re
@@ -55,7 +52,65 @@ __all__ = [
     'RemoteCommandFailure', 'ConnectionLost',
 ]
 
-logger = logging.getLogger('tej')
+
+class _Logger(object):
+    """The logger ``name`` of the logging module, which is imported only
+    when a message comes (start-up time); other attributes are the real
+    logger's. While the command line runs, `cli` is its (level, stream) and
+    messages go straight there, logging not imported at all.
+    """
+
+    #: (level, stream) of the command line that runs, else None.
+    cli = None
+
+    def __init__(self, name, prefix):
+        self.name = name
+        self.prefix = prefix
+
+    def __getattr__(self, attr):
+        import logging
+        return getattr(logging.getLogger(self.name), attr)
+
+    def log(self, level, msg, *args):
+        cli = _Logger.cli
+        if cli is None:
+            import logging
+            logging.getLogger(self.name).log(level, msg, *args)
+        elif level >= cli[0]:
+            cli[1].write('%s%s\n' % (self.prefix, msg % args if args else msg))
+
+    def debug(self, msg, *args):
+        self.log(10, msg, *args)
+
+    def info(self, msg, *args):
+        self.log(20, msg, *args)
+
+    def warning(self, msg, *args):
+        self.log(30, msg, *args)
+
+    def error(self, msg, *args):
+        self.log(40, msg, *args)
+
+
+logger = _Logger('tej', 'tej: ')
+
+#: The levels of messages, as the logging module's: -v's is what tej does
+#: (-vv, DEBUG, adds the remote commands).
+_DEBUG, _VERBOSE, _INFO, _ERROR = 10, 15, 20, 40
+
+
+def _sha256(data):
+    """hashlib.sha256(data), from the built-in module where there is one:
+    importing hashlib costs more than all the hashing tej does.
+    """
+    try:
+        from _sha2 import sha256  # Python 3.12 and later
+    except ImportError:
+        try:
+            from _sha256 import sha256
+        except ImportError:  # pragma: no cover
+            from hashlib import sha256
+    return sha256(data)
 
 
 # ===========================================================================
@@ -178,16 +233,15 @@ def _fold(script):
     """
     lines = [line.strip() for line in script.splitlines()]
     lines = [line for line in lines if line and not line.startswith('#')]
-    folded = ''
-    for line in lines:
-        if folded:
-            if re.search(r'(?:^|\s)(?:then|do|else|in|\{)$|(?:&&|\|\||\||;;)$',
-                         folded):
-                folded += ' '
-            elif not folded.endswith(';'):
-                folded += '; '
-        folded += line
-    return folded
+    joined = lines[:1]
+    for previous, line in zip(lines, lines[1:]):
+        if re.search(r'(?:^|\s)(?:then|do|else|in|\{)$|(?:&&|\|\||\||;;)$',
+                     previous):
+            joined.append(' ')
+        elif not previous.endswith(';'):
+            joined.append('; ')
+        joined.append(line)
+    return ''.join(joined)
 
 
 def _split_answer(output):
@@ -324,7 +378,7 @@ def _runtime_error(verb, code, stderr):
         _RC_JOB_EXISTS: JobAlreadyExists,
         _RC_LINK_BROKEN: QueueLinkBroken,
         _RC_QUEUE_EXISTS: QueueExists,
-        _RC_NO_FILE: Error,
+        _RC_NO_FILE: _NoSuchFile,
         _RC_UNSUPPORTED: Error,
         _RC_INVALID: ValueError,
     }
@@ -451,6 +505,10 @@ class JobStillRunning(Error):
     default = "Job is still running"
 
 
+class _NoSuchFile(Error):
+    """A path asked for is not in the job's directory."""
+
+
 class RemoteCommandFailure(Error):
     """A command failed on the server, or ssh could not run it.
 
@@ -539,6 +597,7 @@ def parse_ssh_destination(destination):
     result = _parse_destination(destination)
     if 'local' in result:
         raise InvalidDestination("Not an SSH destination: %s" % destination)
+    import getpass
     result.setdefault('username', getpass.getuser())
     return result
 
@@ -589,6 +648,7 @@ def check_jobid(job_id):
 def _default_job_id(directory, username):
     """``<dirname>_<user>_<random>``, with invalid characters replaced."""
     base = os.path.basename(os.path.normpath(os.path.abspath(directory)))
+    import getpass
     job_id = '%s_%s_%s' % (base, username or getpass.getuser(),
                            make_unique_name())
     job_id = re.sub(r'[^A-Za-z0-9_.,+=@%:-]', '_', job_id).lstrip('.-')
@@ -1166,7 +1226,7 @@ _lock() {  # _lock JOBDIR: take the job's lock, waiting while another
     _lk_n=0 _lk_seen=- _lk_since=
     [ -n "$_host" ] || _host=$(uname -n)
     while ! mkdir "$1/lock" 2>/dev/null; do
-        [ -d "$1" ] || _die "$RC_NO_JOB" "no such job"
+        [ -d "$1" ] || _die "$RC_NO_JOB" "no job ${1##*/}"
         _lk_n=$((_lk_n + 1))
         if [ "$((_lk_n % 20))" -eq 0 ]; then
             _read_lock "$1/lock"
@@ -1387,9 +1447,11 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
         else
             unset LC_ALL
         fi
-        # _stdout and _stderr too: made here, after the umask
+        # _stdout and _stderr too: made here, after the umask; appended to,
+        # so that what the runtime adds (default.sh's walltime) stays
         umask "$_rj_umask"
-        exec < /dev/null > _stdout 2> _stderr
+        : > _stdout && : > _stderr || exit "$RC_FAILURE"
+        exec < /dev/null >> _stdout 2>> _stderr
         if [ -n "$_rj_prologue" ]; then
             eval "$_rj_prologue" || exit
         fi
@@ -1993,6 +2055,8 @@ _rt_kill() {
         _rk_n=$((_rk_n + 1))
     done
     if _procs_alive "$_rk_procs"; then
+        printf 'tej: the job did not stop on TERM within %s s (TEJ_GRACE): KILL\n' \
+            "$TEJ_GRACE" >&2
         _procs_signal KILL "$_rk_procs"
         _rk_n=0
         while _procs_alive "$_rk_procs" && [ "$_rk_n" -lt 100 ]; do
@@ -2018,6 +2082,8 @@ _rt_wrap() {
                 _rw_n=$((_rw_n + 1))
             done
             : > "$1/timedout"
+            printf 'tej: the time limit (walltime %s s) is reached: the job is stopped\n' \
+                "$_rw_walltime" >> "$1/stage/_stderr"
             _load "$1"
             _procs_signal TERM "$(_tree "$_rw_wrapper")"
         ) &
@@ -2268,10 +2334,17 @@ def _runtime_script(name):
     return _prelude() + _RUNTIME_PROBE + _RUNTIME_COMMON + _RUNTIMES[name]
 
 
+#: _runtime_version's answers, made once: every call says them.
+_VERSIONS = {}
+
+
 def _runtime_version(name):
     """The content of QUEUE/version for a runtime: protocol, name, hash."""
-    digest = hashlib.sha256(_runtime_script(name).encode('utf-8'))
-    return '%d/%s/%s' % (PROTOCOL, name, digest.hexdigest()[:16])
+    if name not in _VERSIONS:
+        digest = _sha256(_runtime_script(name).encode('utf-8'))
+        _VERSIONS[name] = '%d/%s/%s' % (PROTOCOL, name,
+                                        digest.hexdigest()[:16])
+    return _VERSIONS[name]
 
 
 #: What every call runs first: bootstrap.sh (which says what it does)
@@ -2343,6 +2416,12 @@ class _Transport(object):
 
     def close(self):
         """Close the shared connection, if there is one."""
+
+    def command_for(self, command):
+        """The tej command line ``command`` on this destination, as a
+        message suggests it (the command line puts in the options given).
+        """
+        return _shell_command(['tej', command, self.name])
 
 
 def _start_call(popen, command, argv, stdin, **kwargs):
@@ -2546,7 +2625,7 @@ def _askpass_program():
     first time; its name says its version): return its path.
     """
     import tempfile
-    digest = hashlib.sha256(_ASKPASS.encode()).hexdigest()[:8]
+    digest = _sha256(_ASKPASS.encode()).hexdigest()[:8]
     path = os.path.join(_control_dir(), 'askpass-' + digest)
     if not os.path.exists(path):
         # a name of its own, renamed into place: others may be at it too
@@ -2621,7 +2700,7 @@ class _SSHTransport(_Transport):
         if self._control_path is None:
             key = '\0'.join([self.hostname, self.username or '',
                              str(self.port or '')] + self.options)
-            name = hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]
+            name = _sha256(key.encode('utf-8')).hexdigest()[:16]
             path = os.path.join(_control_dir(), name)
             if len(path.encode('utf-8')) > _MAX_SOCKET_PATH:
                 raise Error(
@@ -2652,9 +2731,11 @@ class _SSHTransport(_Transport):
             # the password comes from SSH_ASKPASS (_askpass_env), never a
             # command line; one try: a wrong one is not asked again
             argv += ['-o', 'BatchMode=no', '-o', 'NumberOfPasswordPrompts=1']
-        elif connection != _MASTER:
-            # never prompt: "tej login" is the interactive way in
-            argv += ['-o', 'BatchMode=yes']
+        else:
+            # never prompt: "tej login" is the interactive way in, and
+            # prompts whatever ssh_config says (a -o given to tej wins)
+            argv += ['-o', 'BatchMode=%s' % (
+                'no' if connection == _MASTER else 'yes')]
         if connection == _OWN:
             # neither use nor create a shared connection
             argv += ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
@@ -2759,13 +2840,13 @@ class _SSHTransport(_Transport):
         if outcome == _SSH_HOST_KEY:
             return Error(
                 "The host key of %s is unknown or has changed. Check it, "
-                "then connect once with 'ssh %s' (or 'tej login %s') to "
-                "accept it." % (self.hostname, self.hostname, self.hostname))
+                "then accept it with: %s" % (self.hostname,
+                                             self.command_for('login')))
         if outcome == _SSH_AUTH:
             return Error(
                 "Authentication to %s failed. tej does not prompt: use a "
-                "key or an agent, or run 'tej login %s' first."
-                % (self.name, self.name))
+                "key or an agent, or log in first with: %s"
+                % (self.name, self.command_for('login')))
         if outcome == _SSH_CONFIG:
             return Error("ssh cannot use its options or configuration: %s"
                          % _last_line(log))
@@ -2888,13 +2969,22 @@ class _SSHTransport(_Transport):
         """Open the shared connection interactively: password, 2FA and
         host key questions happen here, once. Raise `Error` when it fails.
         """
+        if self.check_master():
+            logger.info("Already logged in to %s; to close the connection: "
+                        "%s", self.name, self.command_for('logout'))
+            return
         import tempfile
         fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
         os.close(fd)
         # -N: no command; -f: to the background once logged in
         code = self._popen(self._argv(log, _MASTER, ['-N', '-f'])).wait()
         text = self._read_log(log)
-        if code != 0:
+        if code == 0:
+            logger.info("Logged in to %s. The connection stays open for "
+                        "%s unused, or until: %s", self.name,
+                        _seconds_text(self.persist),
+                        self.command_for('logout'))
+        else:
             outcome = _classify_ssh(code, text)
             if outcome == _SSH_AUTH:
                 raise Error("Authentication to %s failed: %s" % (
@@ -2922,7 +3012,7 @@ class ServerLogger(object):
     object from `RemoteQueue.server_logger`) to route or hide it.
     """
 
-    logger = logging.getLogger('tej.server')
+    logger = _Logger('tej.server', '')
 
     def __init__(self):
         self.data = []
@@ -3004,8 +3094,6 @@ class _Installer(object):
         if self.need_runtime and runtime not in self.need_runtime:
             raise ValueError("Runtime %s is not one of %s" % (
                 runtime, ', '.join(sorted(self.need_runtime))))
-        logger.info("Installing the %s runtime in %s on %s", runtime,
-                    self.queue, self.where)
         script = _runtime_script(runtime).encode('utf-8')
         links = list(links)
         args = [str(len(script)), _runtime_version(runtime), mode,
@@ -3027,6 +3115,10 @@ class _Calls(object):
         self.timeout = timeout
 
     def argv(self, verb, args=()):
+        """The bootstrap's arguments for ``verb``; -v says the call."""
+        logger.log(_VERBOSE, "%s%s on %s", verb.lstrip('_'),
+                   ' ' + args[0] if args and verb[0] != '_' else '',
+                   self.transport.name)
         return [self.installer.queue, self.installer.versions(), verb] + \
             list(args)
 
@@ -3046,6 +3138,8 @@ class _Calls(object):
         code, out, err = self.run(verb, args, stdin, timeout)
         if code == _RC_NEED_RUNTIME:
             runtime = self.installer.to_install(_split_answer(out), create)
+            logger.info("Installing the %s runtime in %s on %s", runtime,
+                        self.installer.queue, self.installer.where)
             install, args, script = self.installer.install(
                 runtime, 'auto', then=[verb] + list(args))
             if stdin is None:
@@ -3080,6 +3174,9 @@ class _Calls(object):
         install, args, script = self.installer.install(runtime, mode, force,
                                                        links)
         self.answer(install, *self.run(install, args, script, self.timeout))
+        if mode == 'setup':
+            logger.info("Installed the %s runtime in %s on %s", runtime,
+                        self.installer.queue, self.installer.where)
 
     def stream(self, verb, args, consume, deadline=None):
         """Run a verb whose answer is a stream: after the sentinel, a line
@@ -3318,7 +3415,6 @@ class RemoteQueue(object):
             except JobAlreadyExists:
                 if if_exists != 'reuse':
                     raise
-                logger.info("Job %s exists already: using it", job_id)
                 return job_id, False
         logger.info("Submitted job %s", job_id)
         return job_id, True
@@ -3331,8 +3427,11 @@ class RemoteQueue(object):
         and ``dir``. Raise `JobNotFound`, `QueueDoesntExist`.
         """
         check_jobid(job_id)
-        return _parse_records(self._calls.call('status', [job_id]),
-                              [job_id])[0]
+        try:
+            return _parse_records(self._calls.call('status', [job_id]),
+                                  [job_id])[0]
+        except JobNotFound:
+            raise JobNotFound("no job %s" % job_id)
 
     def infos(self, job_ids):
         """The records of several jobs, in one call: a list of dicts as
@@ -3477,7 +3576,7 @@ class RemoteQueue(object):
         """
         record = self.wait_all([job_id], timeout, retry_for)[0]
         if record['state'] == _NOTFOUND:
-            raise JobNotFound("Job %s not found" % job_id)
+            raise JobNotFound("no job %s" % job_id)
         return record['exit']
 
     def wait_all(self, job_ids, timeout=None, retry_for=None):
@@ -3718,7 +3817,7 @@ def _content_id(directory, mode, script, options=()):
     whether executable, link targets; not times nor owners), script and
     submit options.
     """
-    digest = hashlib.sha256()
+    digest = _sha256(b'')
 
     def add(*fields):
         for field in fields:
@@ -4111,40 +4210,72 @@ _EXIT_KILLED = 123
 _EXIT_TIMEOUT = 124
 _EXIT_ERROR = 125
 
-_EXIT_CODES = """\
-exit status:
-  0    success (status: whatever the job's state, "not found" too)
-  1    error: a message "tej: error: ..." says what
-  2    bad command line
-  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
-wait, run and status --check exit with the job's own exit code, or:
-  120  the job has not ended (status --check)
-  121  no such job
-  122  the job was lost (its process vanished without an exit code)
-  123  the job was killed
-  124  timeout: the job goes on
-  125  error (in place of 1)
-"""
+#: The exit statuses of wait, run and status --check that are not the job's.
+_JOB_EXITS = [
+    (_EXIT_RUNNING, "the job has not ended (status --check)"),
+    (_EXIT_NOT_FOUND, "no such job"),
+    (_EXIT_LOST, "the job was lost (its process vanished without an exit "
+                 "code)"),
+    (_EXIT_KILLED, "the job was killed"),
+    (_EXIT_TIMEOUT, "timeout: the job goes on"),
+    (_EXIT_ERROR, "error (in place of 1)"),
+]
+
+
+def _exit_codes(command=None):
+    """The "exit status" part of the help of ``command`` (None: of tej):
+    only the statuses it can end with.
+    """
+    job = {None: "wait, run and status --check exit with the job's own exit "
+                 "code, or:",
+           'status': "with --check: the job's own exit code, or:",
+           'wait': "the job's own exit code (the first that failed), or:",
+           'run': "the job's own exit code, or:"}
+    lines = ["exit status:"]
+    if command not in ('wait', 'run'):
+        lines.append("  0    success%s" % {
+            None: ' (status: whatever the job\'s state, "not found" too)',
+            'status': ' (whatever the job\'s state, "not found" too)'}.get(
+                command, ''))
+        lines.append('  1    error: a message "tej: error: ..." says what')
+    lines.append("  2    bad command line")
+    lines.append("  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)")
+    if command in job:
+        lines.append(job[command])
+        left_out = {'status': _EXIT_TIMEOUT, 'wait': _EXIT_RUNNING,
+                    'run': _EXIT_RUNNING}.get(command)
+        lines += ["  %d  %s" % (code, text) for code, text in _JOB_EXITS
+                  if code != left_out]
+    return '\n'.join(lines) + '\n'
+
+
+#: The commands that are about the connection, not a queue: no --queue.
+_NO_QUEUE = ('login', 'logout')
 
 
 class _Terminated(Exception):
     """SIGTERM, as an exception (like KeyboardInterrupt for SIGINT)."""
 
 
-def _add_common(parser, with_id=False):
+def _add_common(parser, with_id=False, with_queue=True):
     import argparse
     # also accepted after the command; SUPPRESS keeps the value given before
     parser.add_argument('-v', '--verbose', action='count',
-                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                        default=argparse.SUPPRESS,
+                        help="say what tej does (-vv: and the remote "
+                             "commands)")
     parser.add_argument('-q', '--quiet', action='count',
-                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                        default=argparse.SUPPRESS,
+                        help="errors only")
     parser.add_argument('destination', metavar='DESTINATION',
                         type=_destination_type,
                         help="[ssh://][user@]host[:port], an ssh_config "
                              "alias, or local:")
-    parser.add_argument('--queue', default=DEFAULT_TEJ_DIR, type=_queue_type,
-                        help="the queue's directory on the server "
-                             "(default: %(default)s)")
+    if with_queue:
+        parser.add_argument('--queue', default=DEFAULT_TEJ_DIR,
+                            type=_queue_type,
+                            help="the queue's directory on the server "
+                                 "(default: %(default)s)")
     if with_id:
         parser.add_argument('--id', dest='job_id', required=True,
                             type=_job_id_type, help="the job's identifier")
@@ -4170,12 +4301,11 @@ def _arg_type(check):
     or `Error` it raises becomes argparse's message (exit 2, under the
     subcommand's usage line).
     """
-    import argparse
-
     def convert(text):
         try:
             return check(text)
         except (ValueError, Error) as e:
+            import argparse
             raise argparse.ArgumentTypeError(str(e))
     return convert
 
@@ -4205,7 +4335,25 @@ _member_type = _arg_type(lambda text: _normalize_member(text, ValueError))
 _timeout_type = _arg_type(lambda text: _duration(text, 'timeout'))
 
 
-def _parser():
+class _Unbuilt(object):
+    """Stands for the parser of a command that is not being run: what is
+    added to it is dropped.
+    """
+
+    def add_argument(self, *args, **kwargs):
+        pass
+
+    def add_argument_group(self, *args, **kwargs):
+        return self
+
+    add_mutually_exclusive_group = add_argument_group
+
+
+def _parser(wanted=None):
+    """The command line's parser. With ``wanted``, a command's name, only
+    that command is built (start-up time); tej --help and a mistyped command
+    build them all.
+    """
     import argparse
 
     class Formatter(argparse.RawDescriptionHelpFormatter):
@@ -4216,20 +4364,23 @@ def _parser():
         description="Trivial Extensible Job-submission: send a directory "
                     "to a server over SSH, run it there, and get its "
                     "results back.",
-        epilog=_EXIT_CODES)
+        epilog=_exit_codes())
     parser.add_argument('--version', action='version',
                         version='tej version %s' % __version__)
     parser.add_argument('-v', '--verbose', action='count', default=0,
-                        help="more messages (twice: debugging)")
+                        help="say what tej does (-vv: and the remote "
+                             "commands)")
     parser.add_argument('-q', '--quiet', action='count', default=0,
-                        help="fewer messages (errors only)")
+                        help="errors only")
     commands = parser.add_subparsers(dest='command', metavar='COMMAND')
 
     def command(name, help, with_id=False, json=False):
+        if wanted is not None and name != wanted:
+            return _Unbuilt()
         sub = commands.add_parser(name, help=help, description=help,
                                   formatter_class=Formatter,
-                                  epilog=_EXIT_CODES)
-        _add_common(sub, with_id)
+                                  epilog=_exit_codes(name))
+        _add_common(sub, with_id, name not in _NO_QUEUE)
         if json:
             sub.add_argument('--json', action='store_true',
                              help="print JSON (see README.rst)")
@@ -4293,8 +4444,9 @@ def _parser():
     sub.add_argument('--id', dest='job_id', type=_job_id_type,
                      help="the job's id (default: <dirname>_<user>_<random>)")
     sub.add_argument('--content-id', action='store_true',
-                     help="the id is <dirname>_<hash of the files and "
-                          "script>: the same content is the same job")
+                     help="the id is <dirname>_<hash of the files, "
+                          "script and options>: the same content is the "
+                          "same job")
     sub.add_argument('--if-exists', choices=['fail', 'reuse'],
                      help="when a job has the id: fail (default), or reuse "
                           "it (default with --content-id)")
@@ -4350,6 +4502,9 @@ def _parser():
                      help="where to put the results (default: here)")
     sub.add_argument('--keep', action='store_true',
                      help="do not delete the job at the end")
+    sub.add_argument('--rerun-failed', action='store_true',
+                     help="run the job again if it was there and failed "
+                          "(a killed or lost one is always run again)")
     sub.add_argument('--timeout', type=_timeout_type, metavar='SECONDS',
                      help="give up after this long (exit 124; the job goes "
                           "on): seconds, [D-]HH:MM:SS or with a unit (1h)")
@@ -4408,7 +4563,7 @@ def _resources(args):
 
 
 def _job_exit(record):
-    """The exit status that says how a job ended (see _EXIT_CODES)."""
+    """The exit status that says how a job ended (see _JOB_EXITS)."""
     state = record['state']
     if state == _FINISHED:
         return record['exit']
@@ -4485,6 +4640,8 @@ def _cmd_submit(queue, args):
     job_id, created = queue.submit_job(
         args.job_id, args.directory, args.script, args.content_id,
         args.if_exists, **_resources(args))
+    if not created:
+        logger.info("Job %s exists already: using it", job_id)
     if args.json:
         _print_json({'tej': 1, 'id': job_id, 'created': created})
     else:
@@ -4575,10 +4732,7 @@ def _cmd_wait(queue, args):
 
 
 def _cmd_run(queue, args):
-    job_id, created = queue.submit_job(None, args.directory, args.script,
-                                       True, 'reuse', **_resources(args))
-    if not created:
-        logger.info("Re-attaching to job %s, submitted before", job_id)
+    job_id = _submit_for_run(queue, args)
     try:
         state, exit_code = queue.logs(
             job_id, stdout=_binary(sys.stderr if args.json else sys.stdout),
@@ -4595,29 +4749,75 @@ def _cmd_run(queue, args):
             _command_line(args, 'kill', '--id', job_id))
         raise
     record = {'id': job_id, 'state': state, 'exit': exit_code}
-    downloaded = []
-    if args.download:
+    if args.json and state != _NOTFOUND:
+        # the whole record, while the job is there
+        record = queue.info(job_id)
+    status = _job_exit(record)
+    downloaded, keep = [], args.keep
+    for path in args.download:
+        # each that is there comes, whatever the exit code
         try:
-            downloaded = queue.download(job_id, args.download,
-                                        directory=args.into)
+            downloaded += queue.download(job_id, [path],
+                                         directory=args.into)
+        except _NoSuchFile as e:
+            logger.warning("%s", e)
+            if status == 0:
+                status, keep = _EXIT_ERROR, True
         except Error as e:
-            if _job_exit(record) == 0:
-                raise
-            logger.warning("Could not download the results: %s", e)
-    if not args.keep:
-        queue.delete(job_id)
+            logger.warning("Could not download %s: %s", path, e)
+            status, keep = status or _EXIT_ERROR, True
+    if keep and not args.keep:
+        logger.warning("Job %s is kept, for its results. Delete it with: %s",
+                       job_id, _command_line(args, 'delete', '--id', job_id))
+    elif not keep:
+        try:
+            queue.delete(job_id)
+        except JobNotFound:  # another run of the same job deleted it
+            pass
     if args.json:
-        result = dict(_json_record(record), downloaded=downloaded)
-        _print_json(result)
+        _print_json(dict(_json_record(record), downloaded=downloaded))
     _say_how_it_ended(record)
-    return _job_exit(record)
+    return status
+
+
+def _submit_for_run(queue, args):
+    """Submit the job of ``run``, or re-attach to the one with its content
+    id; a job there that was killed or lost (or failed, with
+    --rerun-failed) is replaced. Return its id.
+    """
+    resources = _resources(args)
+    job_id, created = queue.submit_job(None, args.directory, args.script,
+                                       True, 'reuse', **resources)
+    if created:
+        return job_id
+    try:
+        record = queue.info(job_id)
+    except JobNotFound:  # deleted since: submit it again
+        record = {'state': _NOTFOUND, 'exit': None}
+    state = record['state']
+    if state in (_KILLED, _LOST, _NOTFOUND) or (
+            args.rerun_failed and state == _FINISHED and record['exit']):
+        logger.info("Job %s %s: running it again", job_id, {
+            _KILLED: "was killed", _LOST: "was lost",
+            _NOTFOUND: "was deleted"}.get(
+                state, "failed with exit code %s" % record['exit']))
+        if state != _NOTFOUND:
+            try:
+                queue.delete(job_id)
+            except JobNotFound:
+                pass
+        queue.submit_job(job_id, args.directory, args.script, False,
+                         'reuse', **resources)
+    else:
+        logger.info("Re-attaching to job %s, submitted before", job_id)
+    return job_id
 
 
 def _say_how_it_ended(record):
     """A warning for a job that did not succeed (wait, run)."""
     state, job_id = record['state'], record['id']
     if state == _NOTFOUND:
-        logger.warning("Job %s not found", job_id)
+        logger.warning("no job %s", job_id)
     elif state != _FINISHED:
         logger.warning("Job %s was %s", job_id, state)
     elif record['exit']:
@@ -4634,8 +4834,9 @@ def _command_line(args, command, *arguments):
     password = args.password or destination != args.destination
     argv = [sys.executable, os.path.abspath(__file__), command,
             destination.replace(':***@', '@', 1)] + list(arguments)
-    if args.queue != DEFAULT_TEJ_DIR:
-        argv += ['--queue', args.queue]
+    queue = getattr(args, 'queue', DEFAULT_TEJ_DIR)
+    if queue != DEFAULT_TEJ_DIR and command not in _NO_QUEUE:
+        argv += ['--queue', queue]
     argv += _ssh_options(args)
     if args.no_multiplex:
         argv.append('--no-multiplex')
@@ -4655,11 +4856,17 @@ _COMMANDS = {
 
 
 def _queue(args):
-    """The queue that the command line names."""
-    return RemoteQueue(_destination(args), args.queue,
-                       setup_runtime=getattr(args, 'runtime', None),
-                       ssh_options=_ssh_options(args),
-                       multiplex=not args.no_multiplex)
+    """The queue that the command line names; the commands its messages
+    suggest are ones that work when pasted (_command_line).
+    """
+    queue = RemoteQueue(_destination(args),
+                        getattr(args, 'queue', DEFAULT_TEJ_DIR),
+                        setup_runtime=getattr(args, 'runtime', None),
+                        ssh_options=_ssh_options(args),
+                        multiplex=not args.no_multiplex)
+    queue._transport.command_for = lambda command: _command_line(args,
+                                                                 command)
+    return queue
 
 
 def _destination(args):
@@ -4678,6 +4885,7 @@ def _destination(args):
                 raise Error("--password: set TEJ_PASSWORD, or run tej in "
                             "a terminal to be asked")
             try:
+                import getpass
                 password = getpass.getpass("Password for %s: "
                                            % args.destination)
             except EOFError:
@@ -4692,22 +4900,20 @@ def _on_sigterm(signum, frame):
 
 def main(argv=None):
     """Run the command line; return the exit status."""
-    parser = _parser()
-    args = _parse_args(parser, argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    # the command is the first word that is not an option (tej's own
+    # options take no value)
+    wanted = next((w for w in words if not w.startswith('-')), None)
+    parser = _parser(wanted if wanted in _COMMANDS else None)
+    args = _parse_args(parser, words)
     if args.command is None:
         parser.print_usage(sys.stderr)
         sys.stderr.write("tej: error: a command is required\n")
         return 2
-    level = [logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG][
-        max(0, min(3, 2 + args.verbose - args.quiet))]
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter('tej: %(message)s'))
-    server = logging.StreamHandler(sys.stderr)
-    server.setFormatter(logging.Formatter('%(message)s'))
-    logging.getLogger('tej.server').addHandler(server)
-    logging.getLogger('tej.server').propagate = False
-    logger.addHandler(handler)
-    logger.setLevel(level)
+    level = [_ERROR, _INFO, _VERBOSE, _DEBUG][
+        max(0, min(3, 1 + args.verbose - args.quiet))]
+    # messages to stderr, without the logging module (start-up time)
+    previous_cli, _Logger.cli = _Logger.cli, (level, sys.stderr)
     # wait, run and status --check exit with job codes: errors are 125
     error_code = _EXIT_ERROR if args.command in ('wait', 'run') or \
         getattr(args, 'check', False) else 1
@@ -4731,8 +4937,7 @@ def main(argv=None):
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        logger.removeHandler(handler)
-        logging.getLogger('tej.server').removeHandler(server)
+        _Logger.cli = previous_cli
 
 
 def _in_main_thread():

@@ -244,7 +244,7 @@ _lock() {  # _lock JOBDIR: take the job's lock, waiting while another
     _lk_n=0 _lk_seen=- _lk_since=
     [ -n "$_host" ] || _host=$(uname -n)
     while ! mkdir "$1/lock" 2>/dev/null; do
-        [ -d "$1" ] || _die "$RC_NO_JOB" "no such job"
+        [ -d "$1" ] || _die "$RC_NO_JOB" "no job ${1##*/}"
         _lk_n=$((_lk_n + 1))
         if [ "$((_lk_n % 20))" -eq 0 ]; then
             _read_lock "$1/lock"
@@ -465,9 +465,11 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
         else
             unset LC_ALL
         fi
-        # _stdout and _stderr too: made here, after the umask
+        # _stdout and _stderr too: made here, after the umask; appended to,
+        # so that what the runtime adds (default.sh's walltime) stays
         umask "$_rj_umask"
-        exec < /dev/null > _stdout 2> _stderr
+        : > _stdout && : > _stderr || exit "$RC_FAILURE"
+        exec < /dev/null >> _stdout 2>> _stderr
         if [ -n "$_rj_prologue" ]; then
             eval "$_rj_prologue" || exit
         fi

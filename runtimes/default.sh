@@ -159,6 +159,8 @@ _rt_kill() {
         _rk_n=$((_rk_n + 1))
     done
     if _procs_alive "$_rk_procs"; then
+        printf 'tej: the job did not stop on TERM within %s s (TEJ_GRACE): KILL\n' \
+            "$TEJ_GRACE" >&2
         _procs_signal KILL "$_rk_procs"
         _rk_n=0
         while _procs_alive "$_rk_procs" && [ "$_rk_n" -lt 100 ]; do
@@ -184,6 +186,8 @@ _rt_wrap() {
                 _rw_n=$((_rw_n + 1))
             done
             : > "$1/timedout"
+            printf 'tej: the time limit (walltime %s s) is reached: the job is stopped\n' \
+                "$_rw_walltime" >> "$1/stage/_stderr"
             _load "$1"
             _procs_signal TERM "$(_tree "$_rw_wrapper")"
         ) &

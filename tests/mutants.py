@@ -551,7 +551,7 @@ umask 022
     dict(
         name='output-under-077',
         file='runtimes/common.sh',
-        original='''        exec < /dev/null > _stdout 2> _stderr
+        original='''        exec < /dev/null >> _stdout 2>> _stderr
 ''',
         replacement='''        exec < /dev/null >> _stdout 2>> _stderr
         chmod 600 _stdout _stderr
@@ -602,6 +602,51 @@ umask 022
                     "it to the scheduler",
         tests=['test_runtime.TestRuntimeDirectly.'
                'test_memory_sizes_checked_on_the_server'],
+    ),
+    # ---- what a new user trips over ---------------------------------------
+    dict(
+        name='login-batch-mode-kept',
+        file='tej.py',
+        original="""            argv += ['-o', 'BatchMode=%s' % (
+                'no' if connection == _MASTER else 'yes')]""",
+        replacement="""            if connection != _MASTER:
+                argv += ['-o', 'BatchMode=yes']""",
+        description="tej login leaves BatchMode to ssh_config: 'BatchMode "
+                    "yes' there and it cannot prompt",
+        tests=['test_ssh.TestPassword.'
+               'test_login_prompts_at_a_terminal_despite_batch_mode'],
+    ),
+    dict(
+        name='run-missing-result-of-success-is-fine',
+        file='tej.py',
+        original="""            if status == 0:
+                status, keep = _EXIT_ERROR, True""",
+        replacement="""            if status == 0:
+                keep = True""",
+        description="run of a job that succeeded with a result missing "
+                    "exits 0",
+        tests=['test_ci.TestRun.'
+               'test_a_missing_result_of_a_job_that_succeeded'],
+    ),
+    dict(
+        name='run-reattaches-to-a-killed-job',
+        file='tej.py',
+        original="    if state in (_KILLED, _LOST, _NOTFOUND) or (",
+        replacement="    if state in (_NOTFOUND,) or (",
+        description="re-running a run whose job was killed replays it and "
+                    "exits 123 instead of running it again",
+        tests=['test_ci.TestRun.test_a_killed_job_is_run_again'],
+    ),
+    dict(
+        name='output-overwrites-the-walltime-message',
+        file='runtimes/common.sh',
+        original="""        exec < /dev/null >> _stdout 2>> _stderr
+""",
+        replacement="""        exec < /dev/null > _stdout 2> _stderr
+""",
+        description="the job's later writes to _stderr overwrite the "
+                    "runtime's walltime message",
+        tests=['test_runtime.TestWalltime'],
     ),
     # ---- reliability: faults and bad input (tests/test_faults.py) ---------
     dict(

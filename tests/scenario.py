@@ -174,8 +174,13 @@ class Scenario(object):
         # the grace reaches the server through the environment (SendEnv)
         support.patch_env(self.addCleanup, TEJ_GRACE='1')
         start = time.monotonic()
-        q.kill('stubborn')
+        with self.assertLogs('tej.server', 'INFO') as said:
+            q.kill('stubborn')
         took = time.monotonic() - start
+        # the server says why the kill took the grace
+        self.assertEqual(said.output, [
+            'INFO:tej.server:tej: the job did not stop on TERM within 1 s '
+            '(TEJ_GRACE): KILL'])
         record = q.info('stubborn')
         # TERM ignored for the grace (the default is 5 s), then KILL
         self.assertEqual((record['state'], record['exit']), ('killed', 137))

@@ -301,6 +301,87 @@ class TestRun(CICase):
         self.assertEqual([i for i, _ in self.q.list()], [result['id']])
 
 
+    def test_the_results_of_a_failed_job(self):
+        # whatever the exit code, every result that is there comes down;
+        # a missing one is a warning
+        job = self.job('f', {'start.sh': 'mkdir results\n'
+                                         'echo r > results/r.txt\nexit 3\n'})
+        into = os.path.join(self.tmp, 'into')
+        os.mkdir(into)
+        code, out, err = self.cli('run', self.server.alias, job, '--download',
+                                  'results', '--download', 'missing.txt',
+                                  '--into', into)
+        self.assertEqual(code, 3, err)
+        self.assertIn("no file 'missing.txt'", err)
+        self.assertIn('failed with exit code 3', err)
+        with open(os.path.join(into, 'results', 'r.txt')) as fp:
+            self.assertEqual(fp.read(), 'r\n')
+        self.assertEqual(list(self.q.list()), [])
+
+    def test_a_missing_result_of_a_job_that_succeeded(self):
+        # exit 125, and the job is kept, with a command that deletes it
+        job = self.job('m', {'start.sh': 'echo a > a\n'})
+        into = os.path.join(self.tmp, 'into')
+        os.mkdir(into)
+        code, out, err = self.cli('run', self.server.alias, job, '--download',
+                                  'missing.txt', '--download', 'a', '--into',
+                                  into)
+        self.assertEqual(code, 125, err)
+        self.assertIn("no file 'missing.txt'", err)
+        self.assertTrue(os.path.exists(os.path.join(into, 'a')))
+        job_id = tej.content_id(job)
+        self.assertEqual(self.q.info(job_id)['state'], 'finished')
+        hint = re.search(r'Delete it with: (.*)\n', err).group(1)
+        delete = subprocess.run(shlex.split(hint), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, cwd=self.tmp,
+                                timeout=60)
+        self.assertEqual(delete.returncode, 0, delete.stderr)
+        self.assertEqual(list(self.q.list()), [])
+
+    def test_json_is_the_whole_record(self):
+        job = self.job('j', {'start.sh': 'exit 2\n'})
+        code, out, err = self.cli('run', self.server.alias, job, '--json')
+        self.assertEqual(code, 2, err)
+        result = json.loads(out)
+        self.assertEqual((result['state'], result['exit_code']),
+                         ('finished', 2))
+        for key in ('directory', 'submitted', 'started', 'finished',
+                    'runtime'):
+            self.assertIsNotNone(result[key], key)
+        self.assertEqual(result['runtime'], 'default')
+        self.assertEqual(result['downloaded'], [])
+
+    def test_a_killed_job_is_run_again(self):
+        # (the queue is a test's own: ../../.. of the job's directory)
+        job = self.job('k', {'start.sh': 'if [ -e ../../../once ]; then '
+                                         'echo again; exit 0; fi\n'
+                                         'touch ../../../once; sleep 1000\n'})
+        job_id = self.q.submit(None, job, content_id=True)
+        support.wait_state(self.q, job_id, 'running')
+        self.q.kill(job_id)
+        code, out, err = self.cli('run', self.server.alias, job)
+        self.assertEqual((code, out), (0, 'again\n'), err)
+        self.assertIn('Job %s was killed: running it again' % job_id, err)
+        self.assertEqual(list(self.q.list()), [])
+
+    def test_a_failed_job_is_reused_unless_rerun_failed(self):
+        job = self.job('r', {'start.sh': 'if [ -e ../../../failed ]; then '
+                                         'echo fine; exit 0; fi\n'
+                                         'touch ../../../failed; exit 3\n'})
+        self.assertEqual(self.cli('run', self.server.alias, job,
+                                  '--keep')[0], 3)
+        code, out, err = self.cli('run', self.server.alias, job, '--keep')
+        self.assertEqual(code, 3, err)
+        # one line says it
+        self.assertEqual(re.findall(r'tej: (Re-attaching.*|.*exists.*)', err),
+                         ['Re-attaching to job %s, submitted before'
+                          % tej.content_id(job)])
+        code, out, err = self.cli('run', self.server.alias, job,
+                                  '--rerun-failed')
+        self.assertEqual((code, out), (0, 'fine\n'), err)
+        self.assertIn('failed with exit code 3: running it again', err)
+
+
 class TestManyCallers(CICase):
     def test_fifty_status_at_once(self):
         job = self.job('j', {'start.sh': 'true\n'})

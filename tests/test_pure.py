@@ -5,6 +5,7 @@ sync, command line errors. No server.
 import getpass
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -323,7 +324,7 @@ class TestParsers(unittest.TestCase):
                           (tej._RC_QUEUE_EXISTS, tej.QueueExists),
                           (tej._RC_INVALID, ValueError),
                           (tej._RC_UNSUPPORTED, tej.Error),
-                          (tej._RC_NO_FILE, tej.Error)]:
+                          (tej._RC_NO_FILE, tej._NoSuchFile)]:
             error = E('verb', code, b'noise\ntej: it says why\n')
             self.assertIs(type(error), cls, code)
             self.assertEqual(str(error), 'it says why')
@@ -942,7 +943,11 @@ class TestRetryLoop(unittest.TestCase):
                 self.assertIn(part, argv)
         self.assertIn(' -o ControlMaster=yes ', login)
         self.assertRegex(login, r' -N -f -- stub\Z')
-        self.assertNotIn('BatchMode', login)  # it asks, in the terminal
+        # it asks, in the terminal, whatever ssh_config says; the user's
+        # own -o options come first, and ssh keeps the first value
+        self.assertIn(' -o BatchMode=no ', login)
+        self.assertLess(login.index('Compression=yes'),
+                        login.index('BatchMode=no'))
         self.assertIn(' -o BatchMode=yes ', call)
         self.assertIn(' -O check -- stub', check)
         self.assertIn(' -O exit -- stub', exit)
@@ -999,6 +1004,54 @@ class TestEmbed(unittest.TestCase):
         self.assertRegex(version, r'\A1/default/[0-9a-f]{16}\Z')
 
 
+class TestStartUp(unittest.TestCase):
+    """What importing tej costs is kept low (tests/bench.py measures it);
+    these check that doing so changed nothing it offers.
+    """
+
+    # every public name of tej before its imports were made lazy
+    NAMES = ['ConnectionLost', 'DEFAULT_TEJ_DIR', 'Error',
+             'InvalidDestination', 'Job', 'JobAlreadyExists', 'JobNotFound',
+             'JobStillRunning', 'PROTOCOL', 'QueueDoesntExist', 'QueueExists',
+             'QueueLinkBroken', 'RemoteCommandFailure', 'RemoteQueue',
+             'ServerLogger', 'check_jobid', 'content_id',
+             'destination_as_string', 'logger', 'main', 'make_unique_name',
+             'parse_ssh_destination']
+
+    def test_the_same_names(self):
+        for name in self.NAMES + tej.__all__:
+            self.assertTrue(hasattr(tej, name), name)
+
+    def test_imports_that_wait_for_their_use(self):
+        code = ('import sys; before = set(sys.modules); import tej; '
+                'print(" ".join(sorted(m for m in ("logging", "hashlib", '
+                '"getpass", "argparse", "json", "tempfile", "tarfile") '
+                'if m in set(sys.modules) - before)))')
+        out = subprocess.run([sys.executable, '-c', code], cwd=support.TOP,
+                             stdout=subprocess.PIPE, check=True).stdout
+        self.assertEqual(out, b'\n')
+
+    def test_logging_still_gets_the_messages(self):
+        # API users configure logging; the command line writes itself
+        with self.assertLogs('tej', 'INFO') as logs:
+            tej.logger.info("a %s", 'message')
+        self.assertEqual(logs.output, ['INFO:tej:a message'])
+        self.assertEqual(tej.logger.name, 'tej')
+        self.assertEqual(tej.ServerLogger.logger.getEffectiveLevel(),
+                         __import__('logging').getLogger(
+                             'tej.server').getEffectiveLevel())
+
+    def test_sha256_is_hashlibs(self):
+        import hashlib
+        self.assertEqual(tej._sha256(b'tej').hexdigest(),
+                         hashlib.sha256(b'tej').hexdigest())
+
+    def test_each_command_alone_parses_as_all_of_them(self):
+        argv = ['status', 'h', '--id', 'x', '-v', '--queue', 'q', '-o', 'A=b']
+        self.assertEqual(vars(tej._parser('status').parse_args(argv)),
+                         vars(tej._parser().parse_args(argv)))
+
+
 class TestCommandLine(unittest.TestCase):
     def test_no_command(self):
         code, out, err = run_cli()
@@ -1016,6 +1069,74 @@ class TestCommandLine(unittest.TestCase):
         for word in ['setup', 'submit', 'status', 'download', 'kill',
                      'delete', 'list', 'login', 'logout', 'exit status']:
             self.assertIn(word, out)
+
+    def test_each_commands_help(self):
+        # its own exit codes, -v and -q; --queue where there is a queue
+        for command in sorted(tej._COMMANDS):
+            code, out, err = run_cli(command, '--help')
+            self.assertEqual(code, 0, command)
+            self.assertIn('-v, --verbose', out)
+            self.assertIn('-q, --quiet', out)
+            self.assertEqual('--queue' in out,
+                             command not in ('login', 'logout'), command)
+            codes = re.findall(r'^  (\d+) ', out.split('exit status:')[1],
+                               re.M)
+            self.assertEqual(codes, {
+                'status': ['0', '1', '2', '130', '120', '121', '122', '123',
+                           '125'],
+                'wait': ['2', '130', '121', '122', '123', '124', '125'],
+                'run': ['2', '130', '121', '122', '123', '124', '125'],
+            }.get(command, ['0', '1', '2', '130']), command)
+        code, out, err = run_cli('login', 'local:', '--queue', 'q')
+        self.assertEqual(code, 2)
+
+    def test_how_much_it_says(self):
+        # -q: errors only; default: what happened; -v: each call; -vv: the
+        # remote commands
+        tmp = support.temporary(self)
+        job = support.make_tree(os.path.join(tmp, 'job'),
+                                {'start.sh': 'exit 0\n'})
+        queue = ['--queue', os.path.join(tmp, 'q')]
+        code, out, err = run_cli('-q', 'submit', 'local:', job, '--id', 'a',
+                                 *queue)
+        self.assertEqual((code, out, err), (0, 'a\n', ''))
+        code, out, err = run_cli('submit', 'local:', job, '--id', 'b',
+                                 *queue)
+        self.assertEqual((code, err), (0, 'tej: Submitted job b\n'))
+        code, out, err = run_cli('submit', 'local:', job, '--id', 'c', '-v',
+                                 *queue)
+        self.assertEqual(err, 'tej: submit c on local:\n'
+                              'tej: Submitted job c\n')
+        code, out, err = run_cli('-vv', 'submit', 'local:', job, '--id', 'd',
+                                 *queue)
+        self.assertRegex(err, r"\Atej: submit d on local:\ntej: local: \S+ "
+                              r"'1/default/[^']*' submit d ")
+        code, out, err = run_cli('-q', 'wait', 'local:', '--id', 'x', *queue)
+        self.assertEqual((code, err), (121, ''))
+        code, out, err = run_cli('-q', 'status', 'local:', '--id', '.x',
+                                 *queue)
+        self.assertEqual(code, 2)  # a bad command line: its usage
+        self.assertRegex(err, r'\ntej status: error: argument --id: ')
+        code, out, err = run_cli('-q', 'status', 'local:', '--id', 'x',
+                                 '--queue', os.path.join(tmp, 'none'))
+        self.assertEqual(code, 1)
+        self.assertRegex(err, r'\Atej: error: ')
+
+    def test_setup_says_installed_only_when_it_installs(self):
+        tmp = support.temporary(self)
+        queue = ['--queue', os.path.join(tmp, 'q')]
+        code, out, err = run_cli('setup', 'local:', *queue)
+        self.assertEqual((code, err), (0, 'tej: Installed the default runtime '
+                                          'in %s on local:\n' % queue[1]))
+        code, out, err = run_cli('setup', 'local:', *queue)
+        self.assertEqual(code, 1)
+        self.assertRegex(err, r'\Atej: error: a queue already exists at '
+                              r'.*\(setup --force replaces its runtime; '
+                              r'jobs are kept\)\n\Z')
+        code, out, err = run_cli('setup', 'local:', '--only-links',
+                                 '--make-link', os.path.join(tmp, 'l'),
+                                 *queue)
+        self.assertEqual((code, err), (0, ''))
 
     def test_user_mistakes_are_one_line(self):
         cases = [
@@ -1091,7 +1212,7 @@ class TestCommandLine(unittest.TestCase):
                                  'bad', '--id', 'nope', *queue)
         self.assertEqual(code, 3, err)
         self.assertEqual(err, 'tej: Job bad failed with exit code 3\n'
-                              'tej: Job nope not found\n')
+                              'tej: no job nope\n')
 
     def test_login_needs_ssh(self):
         queue = tej.RemoteQueue('local:')

@@ -168,7 +168,9 @@ class TestWalltime(unittest.TestCase):
     """
 
     def test_walltime_prologue_and_refusals(self):
-        base, job, q = local_queue(self, 'echo "$X"; sleep 1000\n')
+        base, job, q = local_queue(
+            self, 'trap "echo after >&2; exit 143" TERM\n'
+                  'echo "$X"; echo before >&2; sleep 1000 & wait\n')
         q.submit('w', job, walltime=1, prologue='X=from-prologue; export X')
         record = support.wait_state(q, 'w', timeout=30)
         self.assertEqual((record['state'], record['exit']), ('killed', 143))
@@ -176,6 +178,12 @@ class TestWalltime(unittest.TestCase):
         q.download('w', '_stdout', destination=dest)
         with open(dest) as fp:
             self.assertEqual(fp.read(), 'from-prologue\n')
+        # _stderr says why, and what the job wrote after it stays
+        q.download('w', '_stderr', destination=dest)
+        with open(dest) as fp:
+            self.assertEqual(fp.read(), 'before\ntej: the time limit (walltime '
+                                        '1 s) is reached: the job is '
+                                        'stopped\nafter\n')
         for option in [{'cpus': 2}, {'mem': '1G'}, {'partition': 'p'},
                        {'account': 'a'}, {'gpus': 1},
                        {'scheduler_args': ['--x']}]:

@@ -5,14 +5,17 @@ failures, the shared connection, and the oldest and newest Pythons.
 
 import glob
 import os
+import pty
 import pwd
 import re
+import select
 import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 
 from . import support
 from .scenario import CommandLineScenario, Scenario
@@ -425,6 +428,77 @@ class TestPassword(SSHCase):
         code, out, err = run_cli('status', '--id', 'x', *(args + queue))
         self.assertEqual((code, out), (1, ''))
         self.assertIn('Authentication', err)
+
+
+    def login_at_a_terminal(self, *options):
+        """``tej login`` at a pseudo-terminal, from a shell that stays (as a
+        user's does: when a terminal's shell leaves, the processes of the
+        terminal get SIGHUP), with an ssh_config that says ``BatchMode yes``
+        for every host. Answer ssh's password prompt there; return tej's
+        exit status and what the terminal showed.
+        """
+        self.batch_config = config = os.path.join(self.tmp, 'batch_config')
+        with open(self.server.config) as fp:
+            text = fp.read()
+        with open(config, 'w') as fp:
+            fp.write('Host *\n  BatchMode yes\n\n' + text)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ('SSH_ASKPASS', 'DISPLAY', 'SSH_AUTH_SOCK')}
+        argv = ['sh', '-c', '"$@"; echo "tej exited $?"; exec sleep 600',
+                'sh', sys.executable, os.path.join(support.TOP, 'tej.py'),
+                'login', self.alias, '-F', config] + list(options)
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: its terminal is the pty
+            try:
+                os.execvpe('sh', argv, env)
+            finally:
+                os._exit(127)
+        self.addCleanup(os.close, fd)
+        self.addCleanup(os.waitpid, pid, 0)
+        self.addCleanup(os.kill, pid, signal.SIGKILL)
+        self.addCleanup(run_cli, 'logout', self.alias, '-F', config)
+        shown, answered = b'', False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ended = re.search(br'tej exited (\d+)\r\n', shown)
+            if ended:
+                return int(ended.group(1)), shown.decode('utf-8', 'replace')
+            if select.select([fd], [], [], 0.1)[0]:
+                shown += os.read(fd, 4096)
+            if not answered and shown.endswith(b'password: '):
+                os.write(fd, self.password.encode() + b'\n')
+                answered = True
+        self.fail("tej login did not end: %r" % shown)
+
+    def test_login_prompts_at_a_terminal_despite_batch_mode(self):
+        code, shown = self.login_at_a_terminal()
+        self.assertEqual(code, 0, shown)
+        self.assertIn("password:", shown)
+        self.assertIn("Logged in to ssh://%s" % self.alias, shown)
+        self.assertNotIn(self.password, shown)  # the terminal does not echo
+        # the calls use the connection; a second login says it is there
+        args = [self.alias, '-F', self.batch_config]
+        self.assertEqual(run_cli('setup', '--queue', self.queue_path,
+                                 *args)[0], 0)
+        self.assertEqual(run_cli('status', '--id', 'x', '--queue',
+                                 self.queue_path, *args),
+                         (0, 'not found\n', ''))
+        code, out, err = run_cli('login', *args)
+        self.assertEqual((code, out), (0, ''))
+        self.assertRegex(err, r'\Atej: Already logged in to ssh://%s; to close '
+                              r'the connection: \S+ \S+/tej.py logout %s '
+                              r'-F \S+\n\Z' % (self.alias, self.alias))
+        self.assertEqual(run_cli('logout', *args), (0, '', ''))
+        code, out, err = run_cli('status', '--id', 'x', '--queue',
+                                 self.queue_path, *args)
+        self.assertEqual(code, 1)
+        self.assertIn('Authentication', err)
+
+    def test_batch_mode_given_to_tej_wins(self):
+        code, shown = self.login_at_a_terminal('-o', 'BatchMode=yes')
+        self.assertEqual(code, 1, shown)
+        self.assertNotIn("password:", shown)
+        self.assertIn("Authentication to ssh://%s failed" % self.alias, shown)
 
 
 class TestProxyJump(SSHCase):

@@ -1,0 +1,268 @@
+"""README.rst's examples, run as written: every literal block of it (the
+indented text after a line ending in ``::``) is run by one of the tests
+here, against local: or the test sshd, with only the destination, the
+queue and the ssh options put in. A block that no test runs is a failure,
+so that no example can rot unseen.
+"""
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from . import support
+from .support import tej, run_cli
+
+setUpModule = support.ssh_module
+
+README = os.path.join(support.TOP, 'README.rst')
+
+
+def literal_blocks(text):
+    """The literal blocks of an reST text: a list of (line number, text
+    dedented)."""
+    blocks, lines = [], text.split('\n')
+    i = 0
+    while i < len(lines):
+        if lines[i].endswith('::') and not lines[i].lstrip().startswith('..'):
+            start = i + 1
+            while start < len(lines) and not lines[start].strip():
+                start += 1
+            end = start
+            while end < len(lines) and (not lines[end].strip() or
+                                        lines[end].startswith(' ')):
+                end += 1
+            body = lines[start:end]
+            while body and not body[-1].strip():
+                body.pop()
+            indent = min(len(l) - len(l.lstrip()) for l in body if l.strip())
+            blocks.append((start + 1, '\n'.join(l[indent:] for l in body)))
+            i = end
+        else:
+            i += 1
+    return blocks
+
+
+def sh(script, cwd, env=None):
+    """Run ``script`` with ``sh -e``; return (exit status, stdout), with
+    stderr after stdout when it fails.
+    """
+    proc = subprocess.run(['sh', '-ec', script], cwd=cwd, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=120)
+    out = proc.stdout
+    if proc.returncode:
+        out += proc.stderr
+    return proc.returncode, out.decode('utf-8', 'replace')
+
+
+class TestReadme(support.ServerCase):
+    @classmethod
+    def setUpClass(cls):
+        super(TestReadme, cls).setUpClass()
+        with open(README) as fp:
+            cls.blocks = literal_blocks(fp.read())
+
+    def block(self, first_line):
+        """The one block that starts with ``first_line``; counted as run."""
+        found = [text for _, text in self.blocks
+                 if text.split('\n', 1)[0].startswith(first_line)]
+        self.assertEqual(len(found), 1, first_line)
+        return found[0]
+
+    def test_every_block_is_run(self):
+        starts = tuple(FIRST_LINES)
+        for line, text in self.blocks:
+            self.assertTrue(text.startswith(starts),
+                            "README.rst line %d: a block that no test runs: "
+                            "%r" % (line, text[:60]))
+
+    def test_install(self):
+        text = self.block(FIRST_LINES[0])
+        home = self.make_dir('home')
+        env = dict(os.environ, HOME=home,
+                   PATH='%s/.local/bin:%s' % (home, os.environ['PATH']))
+        code, out = sh(text, support.TOP, env)
+        self.assertEqual(code, 0, out)
+        self.assertEqual(out, 'tej version %s\n' % tej.__version__)
+
+    def test_quick_start(self):
+        # in a copy of the checkout: the download lands here
+        text = self.block(FIRST_LINES[1])
+        top = self.make_dir('checkout')
+        shutil.copy(os.path.join(support.TOP, 'tej.py'), top)
+        shutil.copytree(os.path.join(support.TOP, 'runtimes'),
+                        os.path.join(top, 'runtimes'))
+        lines = text.replace('python3 ', sys.executable + ' ').split('\n')
+        outputs = []
+        for line in lines:
+            code, out = sh(line, top)
+            self.assertEqual(code, 0, (line, out))
+            outputs.append(out)
+        self.assertEqual(outputs[0], 'demo\n')
+        self.assertIn('# finished 0', lines[2])
+        self.assertEqual(outputs[2], 'finished 0\n')
+        self.assertEqual(outputs[3], 'done\n')
+        self.assertEqual(run_cli('status', 'local:', '--id', 'demo'),
+                         (0, 'not found\n', ''))
+
+    def test_make_test(self):
+        text = self.block(FIRST_LINES[2])
+        self.assertEqual(text, 'make test')
+        code, out = sh('make -n test', support.TOP)
+        self.assertEqual(code, 0, out)
+        self.assertIn('-m tests', out)
+
+    def test_json(self):
+        # the documented object has the keys that status --json prints
+        text = re.sub(r'#.*', '', self.block(FIRST_LINES[3]))
+        documented = json.loads(text)
+        job = self.job('j', {'start.sh': 'exit 0\n'})
+        q = self.queue()
+        q.submit('j', job)
+        q.wait('j')
+        code, out, err = self.cli('status', self.dest, '--id', 'j', '--json')
+        self.assertEqual(code, 0, err)
+        printed = json.loads(out)
+        self.assertEqual(sorted(printed), sorted(documented))
+        self.assertEqual(printed['runtime'], documented['runtime'])
+
+    def ci_command(self, text):
+        """The tej command line of a CI example (YAML, folded), with the
+        destination made the test server's.
+        """
+        # up to the next YAML item or key
+        match = re.search(r'python3 tej\.py run (.*?)(?=\n *- |\n *[\w-]+:|'
+                          r'\Z)', text, re.S)
+        argv = shlex.split(match.group(1))
+        self.assertIn('--download', argv)
+        self.assertEqual(argv[0], 'ci@cluster.example.org')
+        return ['run', self.dest] + argv[1:]
+
+    def run_ci_example(self, first_line):
+        argv = self.ci_command(self.block(first_line))
+        self.job('simulation', {'start.sh': 'mkdir results\n'
+                                            'echo 42 > results/answer\n'})
+        proc = subprocess.run(
+            [sys.executable, os.path.join(support.TOP, 'tej.py')] +
+            self.args(*argv), cwd=self.tmp, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, timeout=120)
+        self.assertEqual((proc.returncode, proc.stdout), (0, b''),
+                         proc.stderr)
+        with open(os.path.join(self.tmp, 'artifacts', 'results',
+                               'answer')) as fp:
+            self.assertEqual(fp.read(), '42\n')
+        shutil.rmtree(os.path.join(self.tmp, 'artifacts'))
+
+    def test_github_actions(self):
+        self.run_ci_example(FIRST_LINES[4])
+
+    def test_gitlab_ci(self):
+        self.run_ci_example(FIRST_LINES[5])
+
+    def python_example(self, first_line):
+        """Run a Python example against the test server: the destination,
+        queue and ssh options put in, in a directory of its own with the
+        job at path/to/dir.
+        """
+        text = self.block(first_line)
+        call = "tej.RemoteQueue('user@cluster', '~/.tej')"
+        self.assertIn(call, text)
+        text = text.replace(call, 'tej.RemoteQueue(%r, %r, ssh_options=%r)'
+                            % (self.dest, self.queue_path,
+                               self.server.options))
+        here = self.make_dir(first_line.split()[-1])
+        support.make_tree(os.path.join(here, 'path', 'to', 'dir'), {
+            'start.sh': 'echo out; echo err >&2; mkdir results\n'})
+        old = os.getcwd()
+        os.chdir(here)
+        try:
+            namespace = {}
+            exec(compile(text, 'README.rst', 'exec'), namespace)
+        finally:
+            os.chdir(old)
+            if 'queue' in namespace:
+                namespace['queue'].close()
+        return here, namespace
+
+    def test_python_api(self):
+        here, ns = self.python_example(FIRST_LINES[6])
+        self.assertEqual(ns['exit_code'], 0)
+        with open(os.path.join(here, 'out', '_stdout')) as fp:
+            self.assertEqual(fp.read(), 'out\n')
+        self.assertTrue(os.path.isdir(os.path.join(here, 'out', 'results')))
+        self.assertEqual(list(ns['queue'].list()), [])
+
+    def test_workflow_pattern(self):
+        here, ns = self.python_example(FIRST_LINES[7])
+        self.assertEqual(ns['exit_code'], 0)
+        with open(os.path.join(here, 'logs', '_stderr')) as fp:
+            self.assertEqual(fp.read(), 'err\n')
+        # again: the same job is found, not started twice
+        first = ns['job_id']
+        here, ns = self.python_example(FIRST_LINES[7])
+        self.assertEqual(ns['job_id'], first)
+        self.assertEqual([i for i, _ in ns['queue'].list()], [first])
+
+    def test_server_side(self):
+        # each file the layout names is there in a queue with a job
+        text = self.block(FIRST_LINES[8])
+        q = self.queue()
+        q.submit('ID', self.job('job', {'start.sh': 'exit 0\n'}),
+                 walltime=60, prologue='true')
+        q.wait('ID')
+        # (batch.sh is the schedulers')
+        names = re.findall(r'^ *(\S+/\S*|version|tej\.sh)\s',
+                           re.sub(r'.*\(slurm, pbs\).*', '', text) + '\n',
+                           re.M)
+        self.assertIn('jobs/ID/umask', names)
+        for name in names:
+            path = name.replace('~/.tej/', '').rstrip('/') or '.'
+            with self.subTest(name=name):
+                self.assertTrue(os.path.exists(os.path.join(
+                    self.queue_path, path)), name)
+        self.assertIn('jobs/ID/prologue', text)
+        self.assertTrue(os.path.exists(os.path.join(
+            self.queue_path, 'jobs', 'ID', 'prologue')))
+
+    def test_the_originals_tests(self):
+        # they need the original's sdist from the network: the commands are
+        # checked by sh, and the launcher it writes is run
+        text = self.block(FIRST_LINES[9])
+        code, out = sh('set -n\n' + text, self.tmp)
+        self.assertEqual(code, 0, out)
+        launcher = re.search(r"(printf '[^']*' \\\s*\"\$PWD\" > bin/tej)",
+                             text).group(1).replace('\\\n', ' ')
+        here = self.make_dir('original')
+        shutil.copy(os.path.join(support.TOP, 'tej.py'), here)
+        code, out = sh('mkdir bin && ' + launcher + ' && chmod 755 bin/tej '
+                       '&& bin/tej --version', here)
+        self.assertEqual((code, out), (0, 'tej version %s\n'
+                                       % tej.__version__))
+
+    def make_dir(self, name):
+        return tempfile.mkdtemp(prefix=name + '-', dir=self.tmp)
+
+
+#: How each README block starts, in order; each test above takes one.
+FIRST_LINES = [
+    'mkdir -p ~/.local/bin && install',
+    'python3 tej.py submit local: runtimes',
+    'make test',
+    '{"tej": 1,',
+    'jobs:',
+    'simulate:',
+    'import tej',
+    'import hashlib',
+    '~/.tej/ ',
+    'cp /path/to/tej.py .',
+]
+
+
+if __name__ == '__main__':
+    unittest.main()
