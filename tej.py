@@ -14,6 +14,8 @@ Usage (the command line)::
     python3 tej.py delete DEST --id ID
     python3 tej.py list DEST
     python3 tej.py setup DEST [--make-link PATH] [--force]
+    python3 tej.py jobs                    # every job submitted from here
+    python3 tej.py monitor [--until-done] [--on-end COMMAND]
 
 DEST is ``[ssh://][user@]host[:port]``, an alias from ``~/.ssh/config``, or
 ``local:`` to run jobs on this machine. Usage (the Python API)::
@@ -29,6 +31,8 @@ On first contact, small POSIX shell scripts (the "runtime") are copied to
 the server; nothing needs to be installed there beforehand.
 """
 
+import collections
+import contextlib
 import errno
 import os
 import random
@@ -46,7 +50,7 @@ __version__ = '1.0.0.dev0'
 __all__ = [
     'DEFAULT_TEJ_DIR', 'RemoteQueue', 'Job', 'ServerLogger',
     'parse_ssh_destination', 'destination_as_string', 'make_unique_name',
-    'check_jobid', 'content_id', 'main',
+    'check_jobid', 'content_id', 'main', 'JobMonitor', 'KnownJob',
     'Error', 'InvalidDestination', 'QueueDoesntExist', 'QueueLinkBroken',
     'QueueExists', 'JobAlreadyExists', 'JobNotFound', 'JobStillRunning',
     'RemoteCommandFailure', 'ConnectionLost',
@@ -1012,6 +1016,9 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #   list                  one record per job in the queue
 #   wait SECONDS ID ...   as status, once every job has ended or after
 #                         SECONDS
+#   waitany SECONDS ID ...
+#                         as status, once any of the jobs has ended (or is
+#                         not there), or after SECONDS
 #   download ID PATH ...  a tar stream of PATHs (relative to the job)
 #   logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
 #                         the job's _stdout and/or _stderr (STREAMS "out",
@@ -1675,7 +1682,7 @@ _status() {  # _status ID ...: one record per job; RC_NO_JOB if one is not
 }
 
 _wait() {  # _wait SECONDS ID ...: the records, once every job has ended
-    # (or is not there), or after SECONDS
+    # (or is not there), or after SECONDS; with _wt_any=1, once any has
     case $1 in
         ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of seconds: '$1'" ;;
     esac
@@ -1687,11 +1694,17 @@ _wait() {  # _wait SECONDS ID ...: the records, once every job has ended
     while [ "$(_now)" -lt "$_wt_until" ]; do
         _wt_ended=1
         for _wt_id do
-            [ -d "$Q/jobs/$_wt_id" ] || continue
-            _load "$Q/jobs/$_wt_id"
-            _rt_refresh "$Q/jobs/$_wt_id"
-            if _active; then
-                _wt_ended=0
+            if [ -d "$Q/jobs/$_wt_id" ]; then
+                _load "$Q/jobs/$_wt_id"
+                _rt_refresh "$Q/jobs/$_wt_id"
+                if _active; then
+                    _wt_ended=0
+                    [ "$_wt_any" = 1 ] || break
+                    continue
+                fi
+            fi
+            if [ "$_wt_any" = 1 ]; then
+                _wt_ended=1
                 break
             fi
         done
@@ -1873,7 +1886,11 @@ _main() {
                 _status "$@" ;;
         list) _list ;;
         wait) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: wait SECONDS ID ..."
+              _wt_any=0
               _wait "$@" ;;
+        waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
+                 _wt_any=1
+                 _wait "$@" ;;
         download) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: download ID PATH ..."
                   _download "$@" ;;
         logs) [ "$#" -eq 5 ] || _die "$RC_INVALID" "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"
@@ -3374,7 +3391,8 @@ class RemoteQueue(object):
         ``account``, ``gpus``, ``scheduler_args`` (a list passed as is), and
         ``prologue`` (shell code run before the job, in its shell, e.g.
         ``module load x``). The default runtime enforces ``walltime`` and
-        runs the prologue, and refuses the others.
+        runs the prologue, and refuses the others. ``label`` and ``record``:
+        see `submit_job`.
 
         Return the job id. Raise `ValueError` for an invalid id, a missing
         directory or script, a bad resource; `Error` for a resource the
@@ -3384,11 +3402,23 @@ class RemoteQueue(object):
                                if_exists, **resources)[0]
 
     def submit_job(self, job_id, directory, script=None, content_id=False,
-                   if_exists=None, **resources):
+                   if_exists=None, label=None, record=True, **resources):
         """As `submit`, and say whether the job was made: return ``(job_id,
         created)``, where ``created`` is False when the job was there
         already and ``if_exists`` is ``'reuse'``.
+
+        The job is recorded in this machine's job registry (see
+        `JobMonitor`), with ``label``, unless ``record`` is False or
+        TEJ_REGISTRY is "off".
         """
+        job_id, created = self._submit_job(job_id, directory, script,
+                                           content_id, if_exists, **resources)
+        if record:
+            _record('add', self, job_id, label, directory, new=created)
+        return job_id, created
+
+    def _submit_job(self, job_id, directory, script=None, content_id=False,
+                    if_exists=None, **resources):
         if if_exists is None:
             if_exists = 'reuse' if content_id else 'fail'
         if if_exists not in ('fail', 'reuse'):
@@ -3518,6 +3548,7 @@ class RemoteQueue(object):
         """
         check_jobid(job_id)
         self._calls.call('delete', [job_id] + (['kill'] if kill else []))
+        _record('deleted', self, [job_id])
 
     def list(self):
         """Yield ``(job_id, info)`` for each job in the queue, where
@@ -3534,6 +3565,7 @@ class RemoteQueue(object):
         Return True.
         """
         self._calls.call('cleanup', ['kill'] if kill else [])
+        _record('deleted', self)
         return True
 
     def close(self):
@@ -4197,6 +4229,911 @@ def _extract(stream, targets, recursive):
 
 
 # ===========================================================================
+# Job registry and monitor: the jobs submitted from this machine
+# ===========================================================================
+#
+# An SQLite database (the standard library's sqlite3) remembers every job
+# that submit and run made, on every server: `tej jobs` and `tej monitor`
+# check them all, and a program finds its jobs again after a restart. Every
+# operation opens its own connection (sqlite3 connections stay in their
+# thread); WAL and a busy timeout let many tej processes write at once.
+
+#: The registry's schema, as steps: _REGISTRY_SCHEMA[n], its statements,
+#: brings a database of version n (PRAGMA user_version) to version n + 1.
+#: Append, never edit.
+_REGISTRY_SCHEMA = (
+    # 1: the jobs. destination has no password; ssh_options is a JSON list
+    ("""CREATE TABLE jobs (
+        destination TEXT NOT NULL, ssh_options TEXT NOT NULL DEFAULT '[]',
+        multiplex INTEGER NOT NULL DEFAULT 1, queue TEXT NOT NULL,
+        job_id TEXT NOT NULL, directory TEXT, submitted REAL NOT NULL,
+        label TEXT, state TEXT, exit_code INTEGER, checked REAL,
+        paused INTEGER NOT NULL DEFAULT 0, deleted REAL,
+        UNIQUE (destination, queue, job_id))""",),
+    # 2: when the monitor reported the job's end (once), and the label
+    # looked up by pause, unpause and forget
+    ("ALTER TABLE jobs ADD COLUMN reported REAL",
+     "CREATE INDEX jobs_label ON jobs (label)"),
+)
+
+#: Seconds a registry operation waits for another process's write.
+_REGISTRY_BUSY = 30
+#: Seconds `tej jobs` (JobMonitor.check) waits for one queue's answer:
+#: TEJ_CHECK_TIMEOUT overrides it.
+_CHECK_TIMEOUT = 30
+#: The default interval of `tej monitor` (JobMonitor.watch).
+_WATCH_INTERVAL = 60
+
+_KNOWN_FIELDS = ('destination', 'queue', 'id', 'directory', 'submitted',
+                 'label', 'state', 'exit_code', 'checked', 'paused',
+                 'deleted', 'reported', 'ssh_options', 'multiplex', 'key',
+                 'error')
+_COLUMNS = ('destination, queue, job_id, directory, submitted, label, state, '
+            'exit_code, checked, paused, deleted, reported, ssh_options, '
+            'multiplex, rowid')
+
+
+class KnownJob(collections.namedtuple('KnownJob', _KNOWN_FIELDS)):
+    """A job in the registry (see `JobMonitor`), as a named tuple.
+
+    ``destination`` (without password; ``local:`` for this machine),
+    ``queue`` and ``id`` say where it is; ``directory`` is the local
+    directory submitted (absolute), ``submitted`` an epoch time, ``label``
+    the user's (or None). ``state`` (None: never checked) and
+    ``exit_code`` are the last known, from the time ``checked``; ``error``
+    says why a check could not reach the job (None when it did).
+    ``paused`` and ``deleted`` (a time, or None) say whether it is
+    watched; ``reported`` is when the monitor reported its end.
+    ``ssh_options`` and ``multiplex`` are what reaches it again; ``key``
+    identifies the row.
+    """
+
+    __slots__ = ()
+
+    @property
+    def ended(self):
+        """Has the job ended (finished, killed, lost or not found)?"""
+        return self.state in _ENDED
+
+    def remote_queue(self):
+        """A `RemoteQueue` for the job's queue."""
+        return RemoteQueue(self.destination, self.queue,
+                           ssh_options=self.ssh_options,
+                           multiplex=self.multiplex)
+
+
+def _registry_path():
+    """The registry's file: TEJ_REGISTRY, else
+    $XDG_DATA_HOME/tej/jobs.sqlite3 (~/.local/share/tej/); None when
+    TEJ_REGISTRY is "off".
+    """
+    setting = os.environ.get('TEJ_REGISTRY')
+    if setting == 'off':
+        return None
+    if setting:
+        return os.path.abspath(os.path.expanduser(setting))
+    base = os.environ.get('XDG_DATA_HOME') or os.path.join(
+        os.path.expanduser('~'), '.local', 'share')
+    return os.path.join(os.path.abspath(base), 'tej', 'jobs.sqlite3')
+
+
+def _short_destination(destination):
+    """The destination as the registry keeps it: a string that parses
+    back to it, without password nor "ssh://" (``user@host:2222``,
+    ``alias``, ``local:``).
+    """
+    if isinstance(destination, str):
+        destination = _parse_destination(destination)
+    if destination.get('local'):
+        return 'local:'
+    text = destination_as_string(dict(destination, password=None))
+    return text[len('ssh://'):]
+
+
+def _lasting_options(options):
+    """ssh options that reach the server again from another directory:
+    the files of -F and -i made absolute.
+    """
+    options = list(options)
+    for i, option in enumerate(options[:-1]):
+        if option in ('-F', '-i') and os.path.exists(options[i + 1]):
+            options[i + 1] = os.path.abspath(options[i + 1])
+    return options
+
+
+def _age(seconds):
+    """A short age: 45s, 12m, 3h, 2d."""
+    seconds = max(0, int(seconds))
+    for unit, size in (('d', 86400), ('h', 3600), ('m', 60)):
+        if seconds >= size:
+            return '%d%s' % (seconds // size, unit)
+    return '%ds' % seconds
+
+
+class JobMonitor(object):
+    """The registry of the jobs submitted from this machine, on every
+    server, and what watches them: the job monitor of a workflow program.
+
+    ``path`` is the SQLite database (None: TEJ_REGISTRY, else
+    ``$XDG_DATA_HOME/tej/jobs.sqlite3``); it is made on first use (its
+    directory private), and an older schema is migrated. Jobs come back
+    as `KnownJob` tuples. ``RemoteQueue.submit`` records its jobs here
+    unless TEJ_REGISTRY is "off" or it is given ``record=False``.
+
+    Raise `Error` when the registry is off, or was made by a newer tej.
+    """
+
+    def __init__(self, path=None):
+        if path is None:
+            path = _registry_path()
+            if path is None:
+                raise Error("The job registry is off (TEJ_REGISTRY=off)")
+        self.path = os.fspath(path)
+
+    def __repr__(self):
+        return '<JobMonitor %s>' % self.path
+
+    # --- the database ----------------------------------------------------
+
+    def _connect(self):
+        import sqlite3
+        directory = os.path.dirname(self.path)
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory, 0o700, exist_ok=True)
+        if not os.path.exists(self.path):
+            # private: it names servers and directories
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        try:
+            db = sqlite3.connect(self.path, timeout=_REGISTRY_BUSY,
+                                 isolation_level=None)
+        except sqlite3.Error as e:
+            raise Error("Cannot open the job registry %s: %s"
+                        % (self.path, e))
+        try:
+            self._prepare(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _prepare(self, db):
+        """WAL mode, and the schema brought up to date."""
+        import sqlite3
+        deadline = time.monotonic() + _REGISTRY_BUSY
+        while True:
+            try:
+                # the busy timeout does not cover every lock a journal
+                # mode change meets: try again a little later
+                if db.execute('PRAGMA journal_mode').fetchone()[0] != 'wal':
+                    db.execute('PRAGMA journal_mode=WAL')
+                version = db.execute('PRAGMA user_version').fetchone()[0]
+                break
+            except sqlite3.OperationalError as e:
+                if 'locked' not in str(e) or time.monotonic() > deadline:
+                    raise Error("The job registry %s: %s" % (self.path, e))
+                time.sleep(random.uniform(0.01, 0.05))
+        db.execute('PRAGMA synchronous=NORMAL')  # WAL: safe, and fast
+        if version > len(_REGISTRY_SCHEMA):
+            raise Error("The job registry %s was made by a newer tej "
+                        "(schema %d; this one knows %d)" % (
+                            self.path, version, len(_REGISTRY_SCHEMA)))
+        if version < len(_REGISTRY_SCHEMA):
+            with self._write(db):
+                # again, now that no other process can be at it
+                version = db.execute('PRAGMA user_version').fetchone()[0]
+                for step in _REGISTRY_SCHEMA[version:]:
+                    for statement in step:
+                        db.execute(statement)
+                db.execute('PRAGMA user_version=%d' % len(_REGISTRY_SCHEMA))
+            if 0 < version < len(_REGISTRY_SCHEMA):
+                logger.info("The job registry %s was migrated from schema "
+                            "%d to %d", self.path, version,
+                            len(_REGISTRY_SCHEMA))
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _write(db):
+        """A write transaction, taken at once (no deadlock between two
+        readers turning writers).
+        """
+        db.execute('BEGIN IMMEDIATE')
+        try:
+            yield db
+        except BaseException:
+            db.execute('ROLLBACK')
+            raise
+        db.execute('COMMIT')
+
+    @contextlib.contextmanager
+    def _db(self):
+        import sqlite3
+        db = self._connect()
+        try:
+            yield db
+        except sqlite3.Error as e:
+            raise Error("The job registry %s: %s" % (self.path, e))
+        finally:
+            db.close()
+
+    @staticmethod
+    def _row(row, error=None):
+        import json
+        return KnownJob(row[0], row[1], row[2], row[3], row[4], row[5],
+                        row[6], row[7], row[8], bool(row[9]), row[10],
+                        row[11], json.loads(row[12]), bool(row[13]), row[14],
+                        error)
+
+    def _select(self, db, where='', args=()):
+        return [self._row(r) for r in db.execute(
+            'SELECT %s FROM jobs %s ORDER BY submitted, rowid'
+            % (_COLUMNS, where), args)]
+
+    # --- recording -------------------------------------------------------
+
+    def add(self, queue, job_id, label=None, directory=None, new=True):
+        """Record job ``job_id`` of ``queue`` (a `RemoteQueue`), submitted
+        from ``directory``, with ``label``; return it as a `KnownJob`.
+        ``new`` False: the job was there before (a reused content id), so
+        what is known of it is kept (its label replaced if one is given).
+        """
+        import json
+        check_jobid(job_id)
+        destination = _short_destination(queue.destination)
+        options = json.dumps(_lasting_options(
+            getattr(queue._transport, 'options', ())))
+        multiplex = int(getattr(queue._transport, 'multiplex', True))
+        where = (destination, queue._queue, job_id)
+        if directory is not None:
+            directory = os.path.abspath(os.fspath(directory))
+        with self._db() as db:
+            with self._write(db):
+                if new:
+                    db.execute('DELETE FROM jobs WHERE destination=? AND '
+                               'queue=? AND job_id=?', where)
+                db.execute(
+                    'INSERT OR IGNORE INTO jobs (destination, queue, job_id, '
+                    'directory, submitted, label, ssh_options, multiplex) '
+                    'VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+                    where + (directory, time.time(), label, options,
+                             multiplex))
+                db.execute(
+                    'UPDATE jobs SET deleted=NULL, ssh_options=?, '
+                    'multiplex=?, label=coalesce(?, label) WHERE '
+                    'destination=? AND queue=? AND job_id=?',
+                    (options, multiplex, label) + where)
+            return self._select(db, 'WHERE destination=? AND queue=? AND '
+                                'job_id=?', where)[0]
+
+    def deleted(self, queue, job_ids=None):
+        """Mark jobs of ``queue`` deleted (None: all of them)."""
+        if not os.path.exists(self.path):
+            return  # nothing recorded: no registry to make
+        where, args = 'destination=? AND queue=?', [
+            _short_destination(queue.destination), queue._queue]
+        if job_ids is not None:
+            where += ' AND job_id IN (%s)' % ','.join('?' * len(job_ids))
+            args += list(job_ids)
+        with self._db() as db:
+            with self._write(db):
+                db.execute('UPDATE jobs SET deleted=? WHERE deleted IS NULL '
+                           'AND ' + where, [time.time()] + args)
+
+    # --- looking ---------------------------------------------------------
+
+    def _where(self, destination=None, job_id=None, label=None, queue=None,
+               deleted=False):
+        clauses, args = [], []
+        if destination is not None:
+            clauses.append('destination=?')
+            args.append(_short_destination(destination))
+        for column, value in (('job_id', job_id), ('label', label),
+                              ('queue', queue)):
+            if value is not None:
+                clauses.append('%s=?' % column)
+                args.append(value)
+        if not deleted:
+            clauses.append('deleted IS NULL')
+        return ('WHERE ' + ' AND '.join(clauses)) if clauses else '', args
+
+    def jobs(self, destination=None, job_id=None, label=None, queue=None,
+             state=None, deleted=False):
+        """The jobs recorded, as they were last seen (no connection), in
+        the order they were submitted: a list of `KnownJob`. Each argument
+        given narrows it: ``destination``, ``job_id``, ``label``, ``queue``,
+        ``state`` (one or a list); ``deleted``: also deleted jobs.
+        """
+        where, args = self._where(destination, job_id, label, queue, deleted)
+        with self._db() as db:
+            found = self._select(db, where, args)
+        if state is not None:
+            states = [state] if isinstance(state, str) else list(state)
+            found = [j for j in found if j.state in states]
+        return found
+
+    def pause(self, destination=None, job_id=None, label=None, queue=None):
+        """Stop watching the jobs that the arguments name (see `jobs`):
+        `check` and `watch` skip them. Return how many there were.
+        """
+        return self._change('paused=1', destination, job_id, label, queue)
+
+    def unpause(self, destination=None, job_id=None, label=None,
+                queue=None):
+        """Watch paused jobs again; return how many there were."""
+        return self._change('paused=0', destination, job_id, label, queue)
+
+    def forget(self, destination=None, job_id=None, label=None, queue=None):
+        """Drop the jobs from the registry; the jobs themselves are left
+        alone. Return how many there were.
+        """
+        return self._change(None, destination, job_id, label, queue)
+
+    def _change(self, change, destination, job_id, label, queue):
+        if destination is None and label is None:
+            raise ValueError("Name the jobs: a destination (and an id), or "
+                             "a label")
+        where, args = self._where(destination, job_id, label, queue, True)
+        with self._db() as db:
+            with self._write(db):
+                if change is None:
+                    cursor = db.execute('DELETE FROM jobs ' + where, args)
+                else:
+                    cursor = db.execute('UPDATE jobs SET %s %s'
+                                        % (change, where), args)
+                return cursor.rowcount
+
+    # --- checking --------------------------------------------------------
+
+    def _active(self, db):
+        """The jobs to watch: not paused, not deleted, not ended."""
+        return [j for j in self._select(
+            db, 'WHERE paused=0 AND deleted IS NULL') if not j.ended]
+
+    def _store(self, db, records, now):
+        """Write what the server said of jobs ({key: record}); return
+        ``[(job before, job after)]`` for those whose state changed.
+        """
+        changed = []
+        with self._write(db):
+            for key, record in records.items():
+                before = self._select(db, 'WHERE rowid=?', (key,))
+                if not before:
+                    continue  # forgotten meanwhile
+                db.execute('UPDATE jobs SET state=?, exit_code=?, checked=? '
+                           'WHERE rowid=?', (record['state'],
+                                             record.get('exit'), now, key))
+                after = before[0]._replace(state=record['state'],
+                                           exit_code=record.get('exit'),
+                                           checked=now)
+                if (before[0].state, before[0].exit_code) != \
+                        (after.state, after.exit_code):
+                    changed.append((before[0], after))
+        return changed
+
+    def _claim(self, db, job):
+        """Take the report of a job's end: True for the one monitor that
+        gets it, once.
+        """
+        with self._write(db):
+            return db.execute(
+                'UPDATE jobs SET reported=? WHERE rowid=? AND reported IS '
+                'NULL', (time.time(), job.key)).rowcount == 1
+
+    @staticmethod
+    def _groups(jobs):
+        """The jobs by queue: {(destination, options, multiplex, queue):
+        [jobs]}.
+        """
+        import json
+        groups = {}
+        for job in jobs:
+            groups.setdefault((job.destination, json.dumps(job.ssh_options),
+                               job.multiplex, job.queue), []).append(job)
+        return groups
+
+    @staticmethod
+    def _ask(jobs, verb, seconds, timeout):
+        """One call to the queue of ``jobs``: their records, {key: record},
+        or raise `Error`.
+        """
+        queue = jobs[0].remote_queue()
+        queue.timeout = timeout
+        ids = [j.id for j in jobs]
+        try:
+            if verb == 'status':
+                records = queue.infos(ids)
+            else:
+                records = _parse_records(queue._calls.call(
+                    verb, [str(int(seconds))] + ids,
+                    ok=(_RC_OK, _RC_NO_JOB)))
+        except QueueDoesntExist:
+            records = [{'id': i, 'state': _NOTFOUND} for i in ids]
+        by_id = {r['id']: r for r in records}
+        return {j.key: by_id.get(j.id, {'state': _NOTFOUND}) for j in jobs}
+
+    def _ask_all(self, groups, verb, seconds, timeout, results):
+        """Ask every group in a thread of its own; each puts ``(group key,
+        {key: record} or Error)`` into ``results`` (a queue.Queue).
+        Return the threads.
+        """
+        import threading
+
+        def ask(key, jobs):
+            try:
+                answer = self._ask(jobs, verb, seconds, timeout)
+            except Exception as e:  # reported as the jobs' error
+                answer = e if isinstance(e, Error) else Error(str(e))
+            results.put((key, answer))
+        threads = []
+        for key, jobs in groups.items():
+            thread = threading.Thread(target=ask, args=(key, jobs),
+                                      daemon=True)
+            thread.start()
+            threads.append(thread)
+        return threads
+
+    def check(self, callback=None, timeout=None):
+        """Check every job that is not paused, deleted or known to have
+        ended: one call per queue, all queues at once, each for at most
+        ``timeout`` seconds (default TEJ_CHECK_TIMEOUT, 30).
+        ``callback(before, after)`` is called for each job whose state
+        changed (two `KnownJob`). Return all the jobs (not deleted), as
+        `jobs` does; those that could not be reached have ``error`` set
+        and their last known state.
+        """
+        import queue as queuelib
+        if timeout is None:
+            timeout = _timeout_setting('TEJ_CHECK_TIMEOUT', _CHECK_TIMEOUT)
+        with self._db() as db:
+            groups = self._groups(self._active(db))
+        results = queuelib.Queue()
+        self._ask_all(groups, 'status', 0, timeout, results)
+        errors, answers = {}, {}
+        deadline = time.monotonic() + timeout + 5
+        for _ in groups:
+            try:
+                key, answer = results.get(
+                    timeout=max(0, deadline - time.monotonic()))
+            except queuelib.Empty:
+                break
+            if isinstance(answer, Error):
+                errors[key] = str(answer)
+            else:
+                answers.update(answer)
+        for key in groups:
+            if key not in errors and not all(
+                    j.key in answers for j in groups[key]):
+                errors[key] = "No answer within %s" % _seconds_text(timeout)
+        with self._db() as db:
+            for before, after in self._store(db, answers, time.time()):
+                if callback is not None:
+                    callback(before, after)
+            unreachable = {j.key: errors[key] for key, jobs in groups.items()
+                           if key in errors for j in jobs}
+            return [j._replace(error=unreachable.get(j.key))
+                    for j in self._select(db, 'WHERE deleted IS NULL')]
+
+    def watch(self, interval=None, on_change=None, stop_event=None,
+              on_end=None, until_done=False):
+        """Watch the jobs that are not paused, deleted or reported ended,
+        until ``stop_event`` (a threading.Event) is set or, with
+        ``until_done``, until none is left.
+
+        The servers do the waiting: each queue gets one call that returns
+        as soon as one of its jobs ends, or after ``interval`` seconds
+        (default 60), and then the next. ``on_change(before, after)`` is
+        called for each change of state (two `KnownJob`); ``on_end(job)``
+        once for each job's end, whichever monitor (or program) sees it:
+        a job that ended while nothing watched is reported by the next
+        watch. A queue that cannot be reached is tried again after 1 s,
+        2 s, 4 s... up to ``interval``; ``on_change(before, after)`` gets
+        ``after.error`` set the first time. Return the jobs whose end this
+        watch reported.
+        """
+        import queue as queuelib
+        interval = _WATCH_INTERVAL if interval is None else interval
+        if interval < 1:
+            raise ValueError("The interval is at least 1 second")
+        timeout = interval + _timeout_setting('TEJ_CHECK_TIMEOUT',
+                                              _CHECK_TIMEOUT)
+        results = queuelib.Queue()
+        asking, retry_at, failing, reported = {}, {}, {}, []
+        delay = {}  # before a queue that failed is asked again
+
+        def stopped():
+            return stop_event is not None and stop_event.is_set()
+
+        def report(db, jobs):
+            for job in jobs:
+                if job.ended and not job.paused and job.deleted is None \
+                        and self._claim(db, job):
+                    reported.append(job)
+                    if on_end is not None:
+                        on_end(job)
+
+        while not stopped():
+            with self._db() as db:
+                # ends seen by `tej jobs`, or before a restart
+                report(db, [j for j in self._select(
+                    db, 'WHERE paused=0 AND deleted IS NULL AND reported '
+                    'IS NULL') if j.ended])
+                groups = self._groups(self._active(db))
+            if until_done and not groups and not asking:
+                break
+            now = time.monotonic()
+            start = {key: jobs for key, jobs in groups.items()
+                     if key not in asking and retry_at.get(key, 0) <= now}
+            for key in start:
+                asking[key] = True
+            self._ask_all(start, 'waitany', interval, timeout, results)
+            try:
+                key, answer = results.get(timeout=min(interval, 5))
+            except queuelib.Empty:
+                continue
+            del asking[key]
+            with self._db() as db:
+                if isinstance(answer, Error):
+                    # soon after a broken connection, less often after
+                    # each failure, every interval at last
+                    delay[key] = min(interval, delay.get(key, 0.5) * 2)
+                    retry_at[key] = time.monotonic() + delay[key]
+                    if key not in failing and on_change is not None:
+                        for job in groups.get(key, ()):
+                            on_change(job, job._replace(error=str(answer)))
+                    failing[key] = str(answer)
+                    continue
+                for tried in (failing, retry_at, delay):
+                    tried.pop(key, None)
+                changes = self._store(db, answer, time.time())
+                for before, after in changes:
+                    if on_change is not None:
+                        on_change(before, after)
+                report(db, [after for _, after in changes])
+        return reported
+
+
+def _registry():
+    """The registry submit records into, or None (TEJ_REGISTRY=off)."""
+    path = _registry_path()
+    return None if path is None else JobMonitor(path)
+
+
+def _record(what, queue, *args, **kwargs):
+    """Record in the registry (JobMonitor.``what``); a failure is a
+    warning, never the operation's: the job is there all the same.
+    """
+    try:
+        registry = _registry()
+        if registry is not None:
+            getattr(registry, what)(queue, *args, **kwargs)
+    except (Error, OSError, ImportError) as e:
+        logger.warning("The job registry was not updated: %s", e)
+
+
+# ---- the command line's side -------------------------------------------------
+
+_REGISTRY_HELP = {
+    'jobs': "list the jobs submitted from this machine, on every server, "
+            "with their states (one call per queue, all at once)",
+    'monitor': "watch the jobs submitted from this machine and print a line "
+               "when one changes state; each end is reported once",
+    'pause': "stop checking jobs (jobs and monitor show their last state)",
+    'unpause': "check paused jobs again",
+    'forget': "drop jobs from this machine's registry (the jobs are left "
+              "alone)",
+}
+
+
+def _registry_parsers(commands, formatter, wanted=None):
+    """The registry's commands, and its options of submit and run (only
+    ``wanted``'s, when it is given: see _parser).
+    """
+    import argparse
+    for name in ('submit', 'run'):
+        sub = commands.choices.get(name)
+        if sub is None:
+            continue  # not being run
+        sub.add_argument('--label', help="a label for the job in the "
+                         "registry (tej jobs, tej monitor)")
+        sub.add_argument('--no-record', action='store_true',
+                         help="do not record the job in the registry")
+
+    def command(name, selection):
+        if wanted is not None and name != wanted:
+            return _Unbuilt()
+        sub = commands.add_parser(
+            name, help=_REGISTRY_HELP[name], description=_REGISTRY_HELP[name],
+            formatter_class=formatter, epilog=_REGISTRY_EPILOG + (
+                _MONITOR_EXITS if name == 'monitor' else _exit_codes(name)))
+        # as _add_common's: also accepted after the command
+        sub.add_argument('-v', '--verbose', action='count',
+                         default=argparse.SUPPRESS,
+                         help="say what tej does (-vv: and the remote "
+                              "commands)")
+        sub.add_argument('-q', '--quiet', action='count',
+                         default=argparse.SUPPRESS, help="errors only")
+        if selection:
+            sub.add_argument('destination', metavar='DESTINATION', nargs='?',
+                             help="the jobs' destination")
+            sub.add_argument('--id', dest='job_id', help="the job's id")
+            sub.add_argument('--queue', help="the jobs' queue (default: "
+                             "any)")
+            sub.add_argument('--label', help="the jobs with this label")
+        return sub
+
+    sub = command('jobs', False)
+    sub.add_argument('--state', action='append', metavar='STATE',
+                     help="only jobs in this state (repeatable): created, "
+                          "queued, running, finished, killed, lost, "
+                          "notfound, unreachable, paused, deleted")
+    sub.add_argument('--label', help="only jobs with this label")
+    sub.add_argument('--dest', metavar='DESTINATION',
+                     help="only jobs on this destination")
+    sub.add_argument('--json', action='store_true',
+                     help="print JSON, one object per job (see README.rst)")
+    sub.add_argument('--cached', action='store_true',
+                     help="the states last seen, without connecting")
+    sub = command('monitor', False)
+    sub.add_argument('--interval', type=_interval_type, metavar='SECONDS',
+                     default=_WATCH_INTERVAL,
+                     help="ask each queue again after this long at most "
+                          "(default: %(default)s; an end is seen at once)")
+    sub.add_argument('--until-done', action='store_true',
+                     help="return when no job is left to watch, with exit "
+                          "status 0 if all succeeded (see below)")
+    sub.add_argument('--on-end', metavar='COMMAND',
+                     help="a shell command run for each job that ends, with "
+                          "TEJ_DEST, TEJ_QUEUE, TEJ_JOB_ID, TEJ_STATE, "
+                          "TEJ_EXIT_CODE, TEJ_LABEL, TEJ_DIRECTORY set")
+    sub.add_argument('--notify', action='store_true',
+                     help="a desktop notification for each end (notify-send, "
+                          "osascript, else the terminal bell)")
+    for name in ('pause', 'unpause', 'forget'):
+        command(name, True)
+
+
+_REGISTRY_EPILOG = """\
+the registry: $TEJ_REGISTRY, else $XDG_DATA_HOME/tej/jobs.sqlite3
+(~/.local/share/tej/); TEJ_REGISTRY=off records nothing.
+
+"""
+
+_MONITOR_EXITS = """\
+exit status:
+  0    success
+  1    error: a message "tej: error: ..." says what
+  2    bad command line
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
+with --until-done: 0 when every job whose end it reported succeeded, else
+the first failed job's own exit code, or:
+  121  the job was not found
+  122  the job was lost (its process vanished without an exit code)
+  123  the job was killed
+  125  error (in place of 1)
+"""
+
+
+def _selection(args):
+    """pause, unpause, forget: the jobs named, as JobMonitor arguments."""
+    if args.job_id is not None and args.destination is None:
+        raise ValueError("--id needs a DESTINATION")
+    if args.destination is None and args.label is None:
+        raise ValueError("name the jobs: DESTINATION (and --id), or --label")
+    return dict(destination=args.destination, job_id=args.job_id,
+                label=args.label, queue=args.queue)
+
+
+def _cmd_pause(queue, args):
+    _changed(JobMonitor().pause(**_selection(args)), 'paused')
+
+
+def _cmd_unpause(queue, args):
+    _changed(JobMonitor().unpause(**_selection(args)), 'unpaused')
+
+
+def _cmd_forget(queue, args):
+    _changed(JobMonitor().forget(**_selection(args)), 'forgotten')
+
+
+def _changed(count, what):
+    if not count:
+        raise Error("No such job in the registry")
+    logger.info("%d job%s %s", count, '' if count == 1 else 's', what)
+
+
+def _shown_state(job):
+    """The state that tej jobs shows: the live one, or why there is none."""
+    if job.deleted is not None:
+        return 'deleted'
+    if job.error is not None:
+        return 'unreachable'
+    if job.paused:
+        return 'paused'
+    return job.state or '-'
+
+
+def _json_job(job):
+    return {'tej': 1, 'destination': job.destination, 'queue': job.queue,
+            'id': job.id, 'state': _shown_state(job),
+            'last_state': job.state, 'exit_code': job.exit_code,
+            'checked_epoch': job.checked, 'submitted_epoch': job.submitted,
+            'label': job.label, 'directory': job.directory,
+            'paused': job.paused, 'error': job.error}
+
+
+def _jobs_table(jobs, now, width=80, cached=False):
+    """The lines of tej jobs' table, fitted into ``width`` columns:
+    destination, id, state, exit code, age, label, local directory; and
+    "seen", the last known state and its age, when some are not live.
+    """
+    home = os.path.expanduser('~')
+    stale = cached or any(_shown_state(j) in ('unreachable', 'paused')
+                          for j in jobs)
+    head = ['DESTINATION', 'ID', 'STATE', 'EXIT', 'AGE'] + \
+        (['SEEN'] if stale else []) + ['LABEL', 'DIRECTORY']
+    rows = []
+    for job in jobs:
+        if cached:
+            state = 'deleted' if job.deleted else (job.state or '-')
+        else:
+            state = _shown_state(job)
+        seen = '-' if job.checked is None else _age(now - job.checked)
+        if not cached and state in ('unreachable', 'paused'):
+            seen = '%s %s' % (job.state or 'never', seen)
+        directory = job.directory or '-'
+        if directory == home or directory.startswith(home + os.sep):
+            directory = '~' + directory[len(home):]
+        rows.append([job.destination, job.id, state,
+                     '-' if job.exit_code is None else str(job.exit_code),
+                     _age(now - job.submitted)] +
+                    ([seen] if stale else []) +
+                    [job.label or '', directory])
+    widths = [max(len(r[i]) for r in [head] + rows)
+              for i in range(len(head))]
+    # what does not fit is cut, a little at a time: the directory (its
+    # start) down to ".../NAME", the destination, the label, the
+    # directory again, then the id (which says which job it is) and the
+    # others further
+    label, last = len(head) - 2, len(head) - 1
+    names = max([len('.../' + os.path.basename(r[last])) for r in rows] +
+                [9])
+    for column, least in ((last, names), (0, 12), (label, 5), (last, 9),
+                          (1, 20), (0, 8), (1, 12)):
+        excess = sum(widths) + len(widths) - 1 - width
+        if excess <= 0:
+            break
+        widths[column] = max(min(least, widths[column]),
+                             widths[column] - excess)
+
+    def cut(text, size, column):
+        if len(text) <= size:
+            return text
+        if column == last:
+            return '...' + text[len(text) - size + 3:]
+        return text[:size - 3] + '...'
+    right = {3, 4}
+    lines = []
+    for row in [head] + rows:
+        cells = [cut(text, widths[i], i) for i, text in enumerate(row)]
+        lines.append(' '.join(
+            c.rjust(widths[i]) if i in right else c.ljust(widths[i])
+            for i, c in enumerate(cells)).rstrip())
+    return lines
+
+
+def _cmd_jobs(queue, args):
+    import shutil
+    monitor = JobMonitor()
+    now = time.time()
+    if args.cached:
+        jobs = monitor.jobs(deleted=True)
+    else:
+        jobs = monitor.check() + [j for j in monitor.jobs(deleted=True)
+                                  if j.deleted is not None]
+    for destination, error in sorted({(j.destination, j.error)
+                                      for j in jobs if j.error}):
+        logger.warning("%s is unreachable: %s", destination, error)
+    jobs.sort(key=lambda j: (j.submitted, j.key))
+    if args.dest is not None:
+        wanted = _short_destination(args.dest)
+        jobs = [j for j in jobs if j.destination == wanted]
+    if args.label is not None:
+        jobs = [j for j in jobs if j.label == args.label]
+    if args.state:
+        jobs = [j for j in jobs if _shown_state(j) in args.state or
+                (j.state in args.state and j.deleted is None)]
+    else:
+        jobs = [j for j in jobs if j.deleted is None]
+    if args.json:
+        for job in jobs:
+            _print_json(_json_job(job))
+    elif jobs:
+        width = shutil.get_terminal_size((80, 24)).columns
+        for line in _jobs_table(jobs, now, width, args.cached):
+            sys.stdout.write(line + '\n')
+
+
+def _notify(text):
+    """A desktop notification, else the terminal bell."""
+    import shutil
+    for argv in (['notify-send', 'tej', text],
+                 ['osascript', '-e', 'display notification %s with title '
+                  '"tej"' % ('"%s"' % text.replace('\\', '\\\\')
+                             .replace('"', '\\"'))]):
+        if shutil.which(argv[0]):
+            subprocess.call(argv, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, timeout=30)
+            return
+    sys.stderr.write('\a')
+    sys.stderr.flush()
+
+
+def _on_end_command(command, job):
+    """Run --on-end's shell command for a job that ended."""
+    env = dict(os.environ, TEJ_DEST=job.destination, TEJ_QUEUE=job.queue,
+               TEJ_JOB_ID=job.id, TEJ_STATE=job.state,
+               TEJ_EXIT_CODE='' if job.exit_code is None
+               else str(job.exit_code), TEJ_LABEL=job.label or '',
+               TEJ_DIRECTORY=job.directory or '')
+    argv = ['cmd', '/c', command] if os.name == 'nt' else \
+        ['sh', '-c', command]
+    sys.stdout.flush()
+    code = subprocess.call(argv, env=env, stdin=subprocess.DEVNULL)
+    if code:
+        logger.warning("--on-end for job %s exited with %d", job.id, code)
+
+
+def _cmd_monitor(queue, args):
+    failed, unreachable = [], set()
+
+    def line(job):
+        text = '%s %s %s' % (job.destination, job.id, job.state)
+        if job.exit_code is not None:
+            text += ' %d' % job.exit_code
+        return text
+
+    def on_change(before, after):
+        if after.error is not None:
+            if after.destination not in unreachable:
+                logger.warning("%s is unreachable (tried again every "
+                               "interval): %s", after.destination,
+                               after.error)
+            unreachable.add(after.destination)
+            return
+        unreachable.discard(after.destination)
+        if not after.ended:
+            sys.stdout.write(line(after) + '\n')
+            sys.stdout.flush()
+
+    def on_end(job):
+        sys.stdout.write(line(job) + '\n')
+        sys.stdout.flush()
+        record = {'state': job.state, 'exit': job.exit_code}
+        if _job_exit(record) and not failed:
+            failed.append(_job_exit(record))
+        if args.notify:
+            _notify(line(job))
+        if args.on_end:
+            _on_end_command(args.on_end, job)
+    try:
+        JobMonitor().watch(args.interval, on_change, None, on_end,
+                           args.until_done)
+    except Error as e:
+        if not args.until_done:
+            raise
+        sys.stderr.write('tej: error: %s\n' % e)
+        return _EXIT_ERROR
+    return failed[0] if failed else 0
+
+
+#: The registry's commands: _cmd_<name>(None, args), no queue of their own.
+_REGISTRY_COMMANDS = {
+    'jobs': _cmd_jobs, 'monitor': _cmd_monitor, 'pause': _cmd_pause,
+    'unpause': _cmd_unpause, 'forget': _cmd_forget,
+}
+
+
+# ===========================================================================
 # Command line
 # ===========================================================================
 
@@ -4333,6 +5270,7 @@ _queue_type = _arg_type(_checked(_check_queue_path))
 _job_id_type = _arg_type(_checked(check_jobid))
 _member_type = _arg_type(lambda text: _normalize_member(text, ValueError))
 _timeout_type = _arg_type(lambda text: _duration(text, 'timeout'))
+_interval_type = _arg_type(lambda text: _duration(text, 'interval'))
 
 
 class _Unbuilt(object):
@@ -4511,6 +5449,7 @@ def _parser(wanted=None):
     command('login', "open the shared connection interactively (password, "
                      "two-factor and host key questions happen here)")
     command('logout', "close the shared connection")
+    _registry_parsers(commands, Formatter, wanted)
     parser.commands = commands.choices
     return parser
 
@@ -4559,6 +5498,7 @@ def _resources(args):
     if prologue is not None and os.path.isfile(prologue):
         with open(prologue) as fp:
             resources['prologue'] = fp.read()
+    resources.update(label=args.label, record=not args.no_record)
     return resources
 
 
@@ -4853,6 +5793,7 @@ _COMMANDS = {
     'list': _cmd_list, 'wait': _cmd_wait, 'logs': _cmd_logs, 'run': _cmd_run,
     'login': _cmd_login, 'logout': _cmd_logout,
 }
+_COMMANDS.update(_REGISTRY_COMMANDS)  # jobs, monitor...: no queue
 
 
 def _queue(args):
@@ -4922,7 +5863,9 @@ def main(argv=None):
     if _in_main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return _COMMANDS[args.command](_queue(args), args) or 0
+        return _COMMANDS[args.command](
+            None if args.command in _REGISTRY_COMMANDS else _queue(args),
+            args) or 0
     except (Error, ValueError, OSError) as e:
         if isinstance(e, BrokenPipeError):  # tej logs | head
             return 141

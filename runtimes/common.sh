@@ -30,6 +30,9 @@
 #   list                  one record per job in the queue
 #   wait SECONDS ID ...   as status, once every job has ended or after
 #                         SECONDS
+#   waitany SECONDS ID ...
+#                         as status, once any of the jobs has ended (or is
+#                         not there), or after SECONDS
 #   download ID PATH ...  a tar stream of PATHs (relative to the job)
 #   logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
 #                         the job's _stdout and/or _stderr (STREAMS "out",
@@ -693,7 +696,7 @@ _status() {  # _status ID ...: one record per job; RC_NO_JOB if one is not
 }
 
 _wait() {  # _wait SECONDS ID ...: the records, once every job has ended
-    # (or is not there), or after SECONDS
+    # (or is not there), or after SECONDS; with _wt_any=1, once any has
     case $1 in
         ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of seconds: '$1'" ;;
     esac
@@ -705,11 +708,17 @@ _wait() {  # _wait SECONDS ID ...: the records, once every job has ended
     while [ "$(_now)" -lt "$_wt_until" ]; do
         _wt_ended=1
         for _wt_id do
-            [ -d "$Q/jobs/$_wt_id" ] || continue
-            _load "$Q/jobs/$_wt_id"
-            _rt_refresh "$Q/jobs/$_wt_id"
-            if _active; then
-                _wt_ended=0
+            if [ -d "$Q/jobs/$_wt_id" ]; then
+                _load "$Q/jobs/$_wt_id"
+                _rt_refresh "$Q/jobs/$_wt_id"
+                if _active; then
+                    _wt_ended=0
+                    [ "$_wt_any" = 1 ] || break
+                    continue
+                fi
+            fi
+            if [ "$_wt_any" = 1 ]; then
+                _wt_ended=1
                 break
             fi
         done
@@ -891,7 +900,11 @@ _main() {
                 _status "$@" ;;
         list) _list ;;
         wait) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: wait SECONDS ID ..."
+              _wt_any=0
               _wait "$@" ;;
+        waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
+                 _wt_any=1
+                 _wait "$@" ;;
         download) [ "$#" -ge 1 ] || _die "$RC_INVALID" "usage: download ID PATH ..."
                   _download "$@" ;;
         logs) [ "$#" -eq 5 ] || _die "$RC_INVALID" "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"

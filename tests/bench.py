@@ -1,6 +1,6 @@
 """Benchmarks: tej's cost against baselines measured in the same run.
 
-    python3 tests/bench.py [--runs N] [--wait-job SECONDS]
+    python3 tests/bench.py [--runs N] [--wait-job SECONDS] [--only record]
 
 Through the test suite's real sshd (see tests/support.py), medians of N runs:
   python3 -c pass             the interpreter alone
@@ -12,6 +12,9 @@ ratios to the baselines. Then "tej wait" on a 30 s job (ssh execs made, and
 how soon after the job's end it returns), and 50 "tej status" processes
 started at once; the time from submit to the end of wait of a trivial job
 through each runtime (slurm and pbs on the test suite's Slurm, as root).
+And the cost of recording a submit in the job registry: submits (API,
+warm) with and without recording, alternated, and the registry's own
+write alone. ``--only record`` measures that only.
 """
 
 import os
@@ -51,6 +54,9 @@ def main(argv):
         queue = server.queue(os.path.join(remote, 'q'))
         job = support.make_tree(tempfile.mkdtemp(), {'start.sh': 'true\n'})
 
+        if '--only' in argv and argv[argv.index('--only') + 1] == 'record':
+            print_record(bench_record(server, queue, job, runs))
+            return 0
         first = median_time(lambda: (queue.cleanup() if os.path.isdir(
             str(queue.queue)) else None, queue.submit('j', job)), 1)
         support.wait_state(queue, 'j')
@@ -72,6 +78,7 @@ def main(argv):
         ]
         waited = bench_wait(server, queue, job, argv)
         concurrency = bench_concurrency(server, queue, tej_py)
+        recording = bench_record(server, queue, job, runs)
         latencies = bench_runtimes(server, remote)
     finally:
         support.stop_all()
@@ -97,7 +104,53 @@ def main(argv):
     for runtime, seconds in latencies:
         print("submit to finished, trivial job, %-8s %6.2f s (median of 3)"
               % (runtime + ':', seconds))
+    print_record(recording)
     return 0
+
+
+def bench_record(server, queue, job, runs):
+    """Submits through sshd (API, warm; and the command line) recorded in
+    a fresh registry and not recorded, alternated so that both see the
+    same load; and the registry's write alone (JobMonitor.add). Medians,
+    in seconds: {name: (recorded, not recorded)}, and the write alone.
+    """
+    registry = os.path.join(tempfile.mkdtemp(), 'jobs.sqlite3')
+    os.environ['TEJ_REGISTRY'] = registry
+    cli = [sys.executable, os.path.join(support.TOP, 'tej.py')] + \
+        server.cli('submit', server.alias, job, '--queue', str(queue.queue))
+    try:
+        times = {'API': ([], []), 'command line': ([], [])}
+        for i in range(runs):
+            for record in (True, False):
+                name = 'rec%d%s' % (i, 'y' if record else 'n')
+                start = time.perf_counter()
+                queue.submit(name, job, record=record)
+                times['API'][not record].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                run(cli + ['--id', name + 'c'] +
+                    ([] if record else ['--no-record']))
+                times['command line'][not record].append(
+                    time.perf_counter() - start)
+        monitor = tej.JobMonitor(registry)
+        alone = median_time(lambda: monitor.add(queue, 'rec0y',
+                                                directory=job), runs)
+    finally:
+        del os.environ['TEJ_REGISTRY']
+    return {name: tuple(statistics.median(t) for t in pair)
+            for name, pair in times.items()}, alone, runs
+
+
+def print_record(result):
+    medians, alone, runs = result
+    print("recording a submit in the job registry (medians of %d, "
+          "alternated)" % runs)
+    for name, (recorded, unrecorded) in sorted(medians.items()):
+        print("  submit, %-13s recorded %6.1f ms, not %6.1f ms: ratio "
+              "%.3f, %+.1f ms" % (name + ':', recorded * 1000,
+                                  unrecorded * 1000, recorded / unrecorded,
+                                  (recorded - unrecorded) * 1000))
+    print("  the registry's write alone (JobMonitor.add)  %.2f ms"
+          % (alone * 1000))
 
 
 def bench_runtimes(server, remote, runs=3):

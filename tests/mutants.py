@@ -648,6 +648,88 @@ umask 022
                     "runtime's walltime message",
         tests=['test_runtime.TestWalltime'],
     ),
+
+    # ---- the job registry and monitor ----------------------------------------
+    dict(
+        name='registry-ends-seen-meanwhile-lost',
+        file='tej.py',
+        original="""                report(db, [j for j in self._select(
+                    db, 'WHERE paused=0 AND deleted IS NULL AND reported '
+                    'IS NULL') if j.ended])""",
+        replacement="""                report(db, [])""",
+        description="a job that ended while no monitor ran, or that tej "
+                    "jobs saw end, is never reported",
+        tests=['test_monitor.TestMonitor.'
+               'test_a_restarted_monitor_reports_each_end_once'],
+    ),
+    dict(
+        name='registry-end-reported-twice',
+        file='tej.py',
+        original="""                'UPDATE jobs SET reported=? WHERE rowid=? AND reported IS '
+                'NULL', (time.time(), job.key)).rowcount == 1""",
+        replacement="""                'UPDATE jobs SET reported=? WHERE rowid=?',
+                (time.time(), job.key)).rowcount == 1""",
+        description="two monitors that see the same end both report it",
+        tests=['test_monitor.TestClaim'],
+    ),
+    dict(
+        name='registry-paused-checked',
+        file='tej.py',
+        original="""            db, 'WHERE paused=0 AND deleted IS NULL') if not j.ended]""",
+        replacement="""            db, 'WHERE deleted IS NULL') if not j.ended]""",
+        description="paused jobs are checked and watched all the same",
+        tests=['test_monitor.TestMonitor.test_paused_job_is_not_checked'],
+    ),
+    dict(
+        name='registry-password-stored',
+        file='tej.py',
+        original="""    text = destination_as_string(dict(destination, password=None))
+    return text[len('ssh://'):]""",
+        replacement="""    text = destination_as_string(dict(destination))
+    return text[len('ssh://'):]""",
+        description="a password in the destination is written to the "
+                    "registry",
+        tests=['test_monitor.TestJobs.'
+               'test_password_never_reaches_the_database'],
+    ),
+    dict(
+        name='registry-not-migrated',
+        file='tej.py',
+        original="""                for step in _REGISTRY_SCHEMA[version:]:""",
+        replacement="""                for step in _REGISTRY_SCHEMA[:not version]:""",
+        description="an older registry gets the new version number but "
+                    "not the new columns",
+        tests=['test_monitor.TestRegistry.test_older_schema_is_migrated'],
+    ),
+    dict(
+        name='registry-one-exec-per-job',
+        file='tej.py',
+        original="""                               job.multiplex, job.queue), []).append(job)""",
+        replacement="""                               job.multiplex, job.queue, job.id),
+                              []).append(job)""",
+        description="tej jobs asks each job in an exec of its own",
+        tests=['test_monitor.TestJobs.'
+               'test_every_destination_one_exec_per_queue'],
+    ),
+    dict(
+        name='registry-no-busy-timeout',
+        file='tej.py',
+        original="""            db = sqlite3.connect(self.path, timeout=_REGISTRY_BUSY,""",
+        replacement="""            db = sqlite3.connect(self.path, timeout=0,""",
+        description="concurrent submits fail to record: no busy timeout",
+        tests=['test_monitor.TestRegistry.'
+               'test_concurrent_writers_lose_no_rows'],
+    ),
+    dict(
+        name='waitany-waits-for-all',
+        file='runtimes/common.sh',
+        original="""        waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
+                 _wt_any=1""",
+        replacement="""        waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
+                 _wt_any=0""",
+        description="waitany waits for every job, not the first to end",
+        tests=['test_runtime.TestWaitAny'],
+    ),
     # ---- reliability: faults and bad input (tests/test_faults.py) ---------
     dict(
         name='submit-interrupt-no-cleanup',

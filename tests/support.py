@@ -61,11 +61,14 @@ class Hermetic(object):
         os.mkdir(home, 0o700)
         os.mkdir(tmp, 0o700)
         cls._saved = {k: os.environ.get(k)
-                      for k in ('HOME', 'TMPDIR', 'XDG_RUNTIME_DIR', 'TEJ_SH')}
+                      for k in ('HOME', 'TMPDIR', 'XDG_RUNTIME_DIR', 'TEJ_SH',
+                                'XDG_DATA_HOME', 'TEJ_REGISTRY')}
         os.environ['HOME'] = home
         os.environ['TMPDIR'] = tmp
-        os.environ.pop('XDG_RUNTIME_DIR', None)
-        os.environ.pop('TEJ_SH', None)
+        # the job registry too is in HOME (~/.local/share/tej)
+        for key in ('XDG_RUNTIME_DIR', 'TEJ_SH', 'XDG_DATA_HOME',
+                    'TEJ_REGISTRY'):
+            os.environ.pop(key, None)
         tempfile.tempdir = None
         return cls.root
 
@@ -203,6 +206,34 @@ def run_cli(*argv):
         except SystemExit as e:
             code = e.code
     return code, out.getvalue(), err.getvalue()
+
+
+def counting_ssh(test, log):
+    """TEJ_SSH, for ``test``: an ssh that writes to ``log`` one line per
+    exec (not the -O requests to a shared connection), the destination it
+    was given; `count_execs` reads them.
+    """
+    wrapper = log + '.ssh'
+    with open(wrapper, 'w') as fp:
+        fp.write('#!/bin/sh\n'
+                 'case " $* " in *" -O "*) exec ssh "$@" ;; esac\n'
+                 'next=\n'
+                 'for arg do\n'
+                 '    if [ -n "$next" ]; then echo "$arg" >> "%s"; break; fi\n'
+                 '    [ "$arg" = -- ] && next=1\n'
+                 'done\n'
+                 'exec ssh "$@"\n' % log)
+    os.chmod(wrapper, 0o755)
+    open(log, 'w').close()
+    patch_env(test.addCleanup, TEJ_SSH=wrapper)
+
+
+def count_execs(log):
+    """{destination: execs} since the last call (see `counting_ssh`)."""
+    with open(log) as fp:
+        found = collections.Counter(fp.read().split())
+    open(log, 'w').close()
+    return dict(found)
 
 
 def temporary(test):

@@ -1077,8 +1077,8 @@ class TestCommandLine(unittest.TestCase):
             self.assertEqual(code, 0, command)
             self.assertIn('-v, --verbose', out)
             self.assertIn('-q, --quiet', out)
-            self.assertEqual('--queue' in out,
-                             command not in ('login', 'logout'), command)
+            self.assertEqual('--queue' in out, command not in (
+                'login', 'logout', 'jobs', 'monitor'), command)
             codes = re.findall(r'^  (\d+) ', out.split('exit status:')[1],
                                re.M)
             self.assertEqual(codes, {
@@ -1086,6 +1086,8 @@ class TestCommandLine(unittest.TestCase):
                            '125'],
                 'wait': ['2', '130', '121', '122', '123', '124', '125'],
                 'run': ['2', '130', '121', '122', '123', '124', '125'],
+                'monitor': ['0', '1', '2', '130', '121', '122', '123',
+                            '125'],
             }.get(command, ['0', '1', '2', '130']), command)
         code, out, err = run_cli('login', 'local:', '--queue', 'q')
         self.assertEqual(code, 2)

@@ -5,6 +5,8 @@ queue and the ssh options put in. A block that no test runs is a failure,
 so that no example can rot unseen.
 """
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -245,6 +247,87 @@ class TestReadme(support.ServerCase):
         self.assertEqual((code, out), (0, 'tej version %s\n'
                                        % tej.__version__))
 
+    def test_keeping_track_of_jobs(self):
+        # the session, with the two servers the test server (two queues)
+        text = self.block(FIRST_LINES[10])
+        support.patch_env(self.addCleanup, TEJ_REGISTRY=os.path.join(
+            self.tmp, 'jobs.sqlite3'))
+        here = self.make_dir('session')
+        support.make_tree(here, {
+            'sim/start.sh': 'mkdir results; sleep 2\n',
+            'train/start.sh': 'mkdir results; sleep 2; exit 1\n',
+            'check/start.sh': 'mkdir results\n'})
+        config = self.server.config
+        tej_py = '%s %s' % (sys.executable, os.path.join(support.TOP,
+                                                         'tej.py'))
+        commands, outputs = [], []
+        for line in text.split('\n'):
+            if line.startswith('$ '):
+                commands.append(line[2:])
+                outputs.append([])
+            else:
+                outputs[-1].append(line)
+        shown = dict(zip(commands, outputs))
+        self.assertEqual(commands[-1], 'echo $?')
+        env = dict(os.environ, HOME=here)
+        results = []
+        for command in commands[:-1]:
+            if command == 'tej jobs':  # as shown: check has finished
+                tej.RemoteQueue('local:', os.path.join(here, '.tej')).wait(
+                    results[2][1].strip())
+            command = re.sub(r'\btej (\w+) (cluster|me@gpu\.example\.org:2222'
+                             r'|"\$TEJ_DEST"|local:)', r'%s \1 \2 -F %s' % (
+                                 tej_py, config), command)
+            command = re.sub(r'\btej (jobs|monitor)', r'%s \1' % tej_py,
+                             command)
+            command = command.replace(
+                ' cluster ', ' %s --queue %s ' % (self.dest, self.queue_path))
+            command = command.replace(
+                ' me@gpu.example.org:2222 ', ' %s ' % self.dest).replace(
+                    '/scratch/q', os.path.join(self.remote, 'scratch'))
+            proc = subprocess.run(['sh', '-c', command], cwd=here, env=env,
+                                  stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, timeout=120)
+            results.append((proc.returncode, proc.stdout.decode()))
+        ids = [results[i][1].strip() for i in range(3)]
+        for (code, out), name in zip(results, ('sim', 'train', 'check')):
+            self.assertEqual(code, 0, out)
+            self.assertRegex(out, r'\A%s_\w+_[a-z0-9]{10}\n\Z' % name)
+        code, out = results[3]
+        self.assertEqual(out.split('\n')[0].split(),
+                         shown['tej jobs'][0].split())
+        states = [line.split()[2] for line in out.split('\n')[1:] if line]
+        self.assertEqual(states, ['running', 'running', 'finished'])
+        code, out = results[4]
+        self.assertEqual(code, 1)
+        self.assertEqual(sorted(line.split()[1:] for line in out.split('\n')
+                                if line),
+                         sorted([[ids[0], 'finished', '0'],
+                                 [ids[1], 'finished', '1'],
+                                 [ids[2], 'finished', '0']]))
+        for job_id in ids:  # --on-end downloaded each one's results
+            self.assertTrue(os.path.isdir(os.path.join(
+                here, 'out', job_id, 'results')), job_id)
+
+    def test_job_monitor_api(self):
+        support.patch_env(self.addCleanup, TEJ_REGISTRY=os.path.join(
+            self.tmp, 'jobs.sqlite3'))
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            here, ns = self.python_example(FIRST_LINES[11])
+            try:
+                job, = ns['monitor'].jobs(label='step-3')
+                self.assertEqual(job.destination, self.dest)
+                support.wait_for(lambda: ns['monitor'].jobs(
+                    label='step-3')[0].reported, what='the end reported')
+            finally:
+                ns['stop'].set()
+                ns['watcher'].join(30)
+        self.assertFalse(ns['watcher'].is_alive())
+        self.assertEqual(printed.getvalue(), '%s %s None None\n'
+                         '%s ended: finished 0\n' % (self.dest, job.id,
+                                                      job.id))
+
     def make_dir(self, name):
         return tempfile.mkdtemp(prefix=name + '-', dir=self.tmp)
 
@@ -261,6 +344,8 @@ FIRST_LINES = [
     'import hashlib',
     '~/.tej/ ',
     'cp /path/to/tej.py .',
+    '$ tej submit cluster sim',
+    'import threading',
 ]
 
 

@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import tempfile
+import time
 import unittest
 
 from . import support
@@ -389,6 +390,61 @@ class TestUserHome(unittest.TestCase):
         with self.assertRaises(ValueError) as ctx:
             q.setup(links=['~nosuchuser-tej/link'])
         self.assertIn('no user nosuchuser-tej', str(ctx.exception))
+
+
+class TestWaitAny(unittest.TestCase):
+    """waitany, what the monitor asks: it returns as soon as one of the
+    jobs has ended (or is not there), or after its seconds; under every
+    shell.
+    """
+
+    def test_waitany(self):
+        missing = [name for name, argv in SHELLS.items() if not which(argv[0])]
+        for name in SHELLS:
+            if name in missing:
+                continue
+            with self.subTest(shell=name):
+                support.patch_env(self.addCleanup,
+                                  TEJ_SH=shell_wrapper(name))
+                self.check(name)
+        need('shells', not missing, "not installed: %s" % ', '.join(missing))
+
+    def check(self, name):
+        base = support.temporary(self)
+        job = support.make_tree(os.path.join(base, 'job'),
+                                {'start.sh': 'true\n'})
+        q = tej.RemoteQueue('local:', os.path.join(base, 'q'))
+        q.submit('slow', job, script='sleep 60')
+        self.addCleanup(q.kill, 'slow')
+        q.submit('fast', job, script='sleep 1')
+
+        def waitany(seconds, *ids):
+            start = time.monotonic()
+            records = tej._parse_records(q._calls.call(
+                'waitany', [str(seconds)] + list(ids), ok=(0, 3)))
+            return ({r['id']: r['state'] for r in records},
+                    time.monotonic() - start)
+        # the fast one's end, whatever the order
+        states, took = waitany(30, 'slow', 'fast')
+        self.assertEqual(states, {'slow': 'running', 'fast': 'finished'})
+        self.assertLess(took, 10)
+        states, took = waitany(30, 'fast', 'slow')
+        self.assertLess(took, 2)
+        # none ends: after the seconds
+        states, took = waitany(2, 'slow')
+        self.assertEqual(states, {'slow': 'running'})
+        self.assertGreaterEqual(took, 1)
+        # one not there has ended too
+        states, took = waitany(30, 'slow', 'gone')
+        self.assertEqual(states, {'slow': 'running', 'gone': 'notfound'})
+        self.assertLess(took, 2)
+        # and wait still waits for all
+        start = time.monotonic()
+        records = tej._parse_records(q._calls.call(
+            'wait', ['2', 'slow', 'fast'], ok=(0, 3)))
+        self.assertEqual([r['state'] for r in records],
+                         ['running', 'finished'])
+        self.assertGreaterEqual(time.monotonic() - start, 1)
 
 
 class TestRuntimeDirectly(unittest.TestCase):

@@ -1,0 +1,615 @@
+"""The job registry and monitor: tej jobs, tej monitor, pause, unpause,
+forget, and tej.JobMonitor, with jobs on the test sshd (two queues), on
+local: and on a destination that cannot be reached.
+"""
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+from . import support
+from .support import tej, run_cli, wait_for, wait_state
+
+TEJ_PY = os.path.join(support.TOP, 'tej.py')
+#: An ssh alias of the test server, reached with the ssh config
+#: FLAKY_CONFIG, that the file FLAKY + "-down" makes unreachable (its
+#: address is then a port where nothing listens: connection refused) and
+#: FLAKY + "-hang" silent (its connection hangs).
+FLAKY = 'tejmon-flaky'
+FLAKY_CONFIG = None
+
+
+def setUpModule():
+    global FLAKY_CONFIG
+    support.ssh_module()
+    server = support.ssh_server()
+    server._add_host(FLAKY, {
+        "test -f {d}/down && exit 1;".format(d=server.dir):
+            "test -f {d}/{f}-hang && exec sleep 20;".format(
+                d=server.dir, f=FLAKY)})
+    FLAKY_CONFIG = server.path('%s_config' % FLAKY)
+    with open(FLAKY_CONFIG, 'w') as fp:
+        fp.write('Match host {f} exec "test -f {d}/{f}-down"\n'
+                 '  HostName 127.0.0.1\n  Port 1\n  ProxyCommand none\n'
+                 'Match all\nInclude {c}\n'.format(
+                     f=FLAKY, d=server.dir, c=server.config))
+
+
+class MonitorCase(support.ServerCase):
+    def setUp(self):
+        super(MonitorCase, self).setUp()
+        self.registry = os.path.join(self.tmp, 'registry', 'jobs.sqlite3')
+        support.patch_env(self.addCleanup, TEJ_REGISTRY=self.registry,
+                          TEJ_CHECK_TIMEOUT=None)
+        self.log = os.path.join(self.tmp, 'execs')
+        support.counting_ssh(self, self.log)
+        self.q2_path = os.path.join(self.remote, 'q2')
+        self.local_path = os.path.join(self.tmp, 'localq')
+        for flag in ('down', 'hang'):
+            self.addCleanup(self.flaky, flag, False)
+
+    def flaky(self, what, on=True):
+        path = self.server.path('%s-%s' % (FLAKY, what))
+        if on:
+            open(path, 'w').close()
+        elif os.path.exists(path):
+            os.unlink(path)
+
+    def submit(self, dest, queue, job_id, script, *extra):
+        """tej submit on the command line (queue None: local:'s)."""
+        job = self.job('job-' + job_id, {'start.sh': '%s\n' % script})
+        if dest == 'local:':
+            argv = ['submit', 'local:', job, '--id', job_id, '--queue',
+                    queue or self.local_path]
+        elif dest == FLAKY:
+            argv = ['submit', dest, job, '--id', job_id, '--queue',
+                    queue or self.queue_path, '-F', FLAKY_CONFIG]
+        else:
+            argv = self.server.cli('submit', dest, job, '--id', job_id,
+                                   '--queue', queue or self.queue_path)
+        code, out, err = run_cli(*(argv + list(extra)))
+        self.assertEqual((code, out), (0, job_id + '\n'), err)
+        return job
+
+    def tej(self, *argv):
+        return run_cli(*argv)
+
+    def table(self, out):
+        """tej jobs' table as {id: (state, exit, seen or None, label)}."""
+        lines = out.splitlines()
+        head = lines[0].split()
+        rows = {}
+        for line in lines[1:]:
+            words = line.split()
+            seen = None
+            if 'SEEN' in head:
+                # unreachable and paused jobs: "STATE AGE" as last seen
+                start = 5
+                if words[2] in ('unreachable', 'paused'):
+                    seen = ' '.join(words[5:7])
+                    start = 7
+                else:
+                    start = 6
+            else:
+                start = 5
+            label = words[start] if len(words) > start + 1 else ''
+            rows[words[1]] = (words[2], words[3], seen, label)
+        return rows
+
+    def remote_file(self, job_id, name, queue=None):
+        return os.path.join(queue or self.queue_path, 'jobs', job_id,
+                            'stage', name)
+
+    def touch_remote(self, job_id, name, queue=None):
+        path = self.remote_file(job_id, name, queue)
+        open(path, 'w').close()
+        os.chown(path, self.server.uid, self.server.gid)
+
+    def registry_rows(self):
+        db = sqlite3.connect(self.registry)
+        try:
+            return db.execute('SELECT destination, queue, job_id, state, '
+                              'exit_code, paused, deleted, reported, label '
+                              'FROM jobs ORDER BY rowid').fetchall()
+        finally:
+            db.close()
+
+
+WAIT_FOR_GO = 'while [ ! -f go ]; do sleep 0.2; done'
+
+
+class TestJobs(MonitorCase):
+    def test_every_destination_one_exec_per_queue(self):
+        d = self.server.alias
+        self.submit(d, None, 'a', 'true', '--label', 'exp1')
+        self.submit(d, None, 'b', WAIT_FOR_GO, '--label', 'exp1')
+        self.submit(d, self.q2_path, 'c', 'exit 3', '--label', 'exp2')
+        self.submit(d, self.q2_path, 'c2', WAIT_FOR_GO)
+        self.submit('local:', None, 'd', 'sleep 60')
+        self.addCleanup(tej.RemoteQueue('local:', self.local_path).kill, 'd')
+        self.submit(FLAKY, None, 'e', WAIT_FOR_GO, '--no-multiplex')
+        wait_state(self.queue('q'), 'a')
+        wait_state(self.queue('q2'), 'c')
+        support.count_execs(self.log)
+        # the first look: every queue is asked, once
+        code, out, err = self.tej('jobs')
+        self.assertEqual(code, 0, err)
+        self.assertEqual(support.count_execs(self.log), {d: 2, FLAKY: 1})
+        self.assertEqual({k: v[:2] for k, v in self.table(out).items()}, {
+            'a': ('finished', '0'), 'b': ('running', '-'),
+            'c': ('finished', '3'), 'c2': ('running', '-'),
+            'd': ('running', '-'), 'e': ('running', '-')})
+        self.flaky('down')
+        code, out, err = self.tej('jobs')
+        self.assertEqual(code, 0, err)
+        # one exec per queue with jobs that may still change (the ended
+        # ones do not): two queues on the test sshd, one attempt on the
+        # unreachable one; local: is no ssh
+        self.assertEqual(support.count_execs(self.log), {d: 2, FLAKY: 1})
+        rows = self.table(out)
+        self.assertEqual({k: v[:2] for k, v in rows.items()}, {
+            'a': ('finished', '0'), 'b': ('running', '-'),
+            'c': ('finished', '3'), 'c2': ('running', '-'),
+            'd': ('running', '-'), 'e': ('unreachable', '-')})
+        self.assertTrue(rows['e'][2].startswith('running '), rows['e'])
+        self.assertEqual(rows['a'][3], 'exp1')
+        self.assertIn('%s is unreachable' % FLAKY, err)
+        for line in out.splitlines():
+            self.assertLessEqual(len(line), 80, line)
+        self.assertEqual(out.splitlines()[0].split(), [
+            'DESTINATION', 'ID', 'STATE', 'EXIT', 'AGE', 'SEEN', 'LABEL',
+            'DIRECTORY'])
+        # the selections
+        code, out, err = self.tej('jobs', '--state', 'running', '--state',
+                                  'unreachable')
+        self.assertEqual(sorted(self.table(out)), ['b', 'c2', 'd', 'e'])
+        code, out, err = self.tej('jobs', '--label', 'exp1')
+        self.assertEqual(sorted(self.table(out)), ['a', 'b'])
+        code, out, err = self.tej('jobs', '--dest', 'local:')
+        self.assertEqual(sorted(self.table(out)), ['d'])
+        # JSON, one object a job
+        code, out, err = self.tej('jobs', '--json', '--dest', FLAKY)
+        objects = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual(len(objects), 1)
+        self.assertEqual((objects[0]['state'], objects[0]['last_state'],
+                          objects[0]['destination']),
+                         ('unreachable', 'running', FLAKY))
+        self.assertIn('Cannot connect', objects[0]['error'])
+        # --cached connects nowhere
+        support.count_execs(self.log)
+        code, out, err = self.tej('jobs', '--cached')
+        self.assertEqual(support.count_execs(self.log), {})
+        self.assertEqual(self.table(out)['b'][0], 'running')
+        self.assertEqual(self.table(out)['e'][0], 'running')
+        self.flaky('down', False)
+        for job_id in ('b', 'e'):
+            self.touch_remote(job_id, 'go')
+        self.touch_remote('c2', 'go', self.q2_path)
+
+    def test_unreachable_does_not_hold_up_the_others(self):
+        self.submit(self.server.alias, None, 'a', 'true')
+        self.submit(FLAKY, None, 'silent', WAIT_FOR_GO, '--no-multiplex')
+        wait_state(self.queue('q'), 'a')
+        self.flaky('hang')
+        support.patch_env(self.addCleanup, TEJ_CHECK_TIMEOUT='2')
+        start = time.monotonic()
+        code, out, err = self.tej('jobs')
+        took = time.monotonic() - start
+        self.assertEqual(code, 0, err)
+        self.assertLess(took, 10)
+        rows = self.table(out)
+        self.assertEqual(rows['a'][:2], ('finished', '0'))
+        self.assertEqual(rows['silent'][0], 'unreachable')
+        self.flaky('hang', False)
+        self.touch_remote('silent', 'go')
+
+    def test_delete_marks_the_job_deleted(self):
+        self.submit(self.server.alias, None, 'a', 'true')
+        wait_state(self.queue('q'), 'a')
+        code, out, err = self.tej(*self.args('delete', self.server.alias,
+                                             '--id', 'a'))
+        self.assertEqual(code, 0, err)
+        self.assertIsNotNone(self.registry_rows()[0][6])
+        code, out, err = self.tej('jobs')
+        self.assertEqual((code, out), (0, ''))
+        code, out, err = self.tej('jobs', '--state', 'deleted')
+        self.assertEqual(self.table(out)['a'][0], 'deleted')
+        # run records its job too, which it deletes at the end (unless
+        # --keep: then the monitor reports its end)
+        job = self.job('ran', {'start.sh': 'echo ran\n'})
+        for keep in ([], ['--keep']):
+            code, out, err = self.tej('run', 'local:', job, '--queue',
+                                      self.local_path, '--label', 'r', *keep)
+            self.assertEqual((code, out), (0, 'ran\n'), err)
+        rows = [r for r in self.registry_rows() if r[8] == 'r']
+        self.assertEqual(len(rows), 1)  # the same content: the same job
+        self.assertIsNone(rows[0][6])
+        code, out, err = self.tej('monitor', '--until-done')
+        self.assertEqual((code, out.split()[-2:]), (0, ['finished', '0']))
+
+    def test_off_and_no_record(self):
+        self.submit('local:', None, 'kept', 'true', '--label', 'x')
+        self.submit('local:', None, 'not', 'true', '--no-record')
+        self.assertEqual([r[2] for r in self.registry_rows()], ['kept'])
+        os.unlink(self.registry)
+        support.patch_env(self.addCleanup, TEJ_REGISTRY='off')
+        self.submit('local:', None, 'off', 'true')
+        self.assertFalse(os.path.exists(self.registry))
+        code, out, err = self.tej('jobs')
+        self.assertEqual(code, 1)
+        self.assertEqual(err, 'tej: error: The job registry is off '
+                              '(TEJ_REGISTRY=off)\n')
+
+    def test_password_never_reaches_the_database(self):
+        secret = 'Pw-%s' % tej.make_unique_name()
+        user = self.server.user
+        # the key logs in; the password is there all the same
+        self.submit('%s:%s@%s' % (user, secret, self.server.alias), None,
+                    'inline', 'true')
+        support.patch_env(self.addCleanup, TEJ_PASSWORD=secret)
+        self.submit(self.server.alias, None, 'flag', 'true', '--password')
+        q = tej.RemoteQueue({'hostname': self.server.alias, 'username': user,
+                             'password': secret}, self.queue_path,
+                            ssh_options=self.server.options)
+        self.addCleanup(q.close)
+        q.submit('api', self.job('api', {'start.sh': 'true\n'}))
+        wait_state(q, 'api')
+        rows = self.registry_rows()
+        self.assertEqual([(r[0], r[2]) for r in rows], [
+            ('%s@%s' % (user, self.server.alias), 'inline'),
+            (self.server.alias, 'flag'),
+            ('%s@%s' % (user, self.server.alias), 'api')])
+        directory = os.path.dirname(self.registry)
+        for name in os.listdir(directory):
+            with open(os.path.join(directory, name), 'rb') as fp:
+                self.assertNotIn(secret.encode(), fp.read(), name)
+        # what was recorded reaches the jobs again (with the key)
+        code, out, err = self.tej('jobs')
+        self.assertEqual(code, 0, err)
+        self.assertEqual({k: v[0] for k, v in self.table(out).items()},
+                         {'inline': 'finished', 'flag': 'finished',
+                          'api': 'finished'})
+
+
+class TestMonitor(MonitorCase):
+    ON_END = ('printf "%s|%s|%s|%s|%s|%s\\n" "$TEJ_DEST" "$TEJ_QUEUE" '
+              '"$TEJ_JOB_ID" "$TEJ_STATE" "$TEJ_EXIT_CODE" "$TEJ_LABEL" '
+              '>> {log}')
+
+    def on_end(self):
+        self.ends = os.path.join(self.tmp, 'ends')
+        return self.ON_END.format(log=self.ends)
+
+    def ended(self):
+        if not os.path.exists(self.ends):
+            return []
+        with open(self.ends) as fp:
+            return sorted(fp.read().splitlines())
+
+    def test_until_done_runs_on_end_once_per_job(self):
+        d = self.server.alias
+        self.submit(d, None, 'a', 'sleep 3', '--label', 'L')
+        self.submit(d, self.q2_path, 'b', 'sleep 1; exit 3')
+        self.submit('local:', None, 'c', 'true')
+        command = self.on_end()
+        support.count_execs(self.log)
+        code, out, err = self.tej('monitor', '--until-done', '--on-end',
+                                  command)
+        self.assertEqual(code, 3, err)  # b's exit code
+        self.assertEqual(self.ended(), sorted([
+            '%s|%s|a|finished|0|L' % (d, self.queue_path),
+            '%s|%s|b|finished|3|' % (d, self.q2_path),
+            'local:|%s|c|finished|0|' % self.local_path]))
+        self.assertEqual(sorted(out.splitlines()), sorted([
+            '%s a finished 0' % d, '%s b finished 3' % d,
+            'local: c finished 0']))
+        # the servers waited: a few execs per queue, not polling
+        self.assertLessEqual(support.count_execs(self.log)[d], 4)
+        # reported once: again, nothing
+        code, out, err = self.tej('monitor', '--until-done', '--on-end',
+                                  command)
+        self.assertEqual((code, out), (0, ''), err)
+        self.assertEqual(len(self.ended()), 3)
+
+    def test_a_restarted_monitor_reports_each_end_once(self):
+        d = self.server.alias
+        self.submit(d, None, 'a', 'true')
+        self.submit(d, None, 'b', WAIT_FOR_GO)
+        self.submit(d, None, 'c', WAIT_FOR_GO)
+        command = self.on_end()
+        monitor = subprocess.Popen(
+            [sys.executable, TEJ_PY, 'monitor', '--interval', '2',
+             '--on-end', command], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        self.addCleanup(lambda: monitor.poll() is None and monitor.kill())
+        wait_for(self.ended, lambda ends: len(ends) == 1, timeout=30,
+                 what='a reported')
+        self.touch_remote('b', 'go')
+        wait_for(self.ended, lambda ends: len(ends) == 2, timeout=30,
+                 what='b reported')
+        # the client "crashes"; c ends meanwhile, and tej jobs sees it
+        monitor.kill()
+        monitor.communicate()
+        self.touch_remote('c', 'go')
+        wait_state(self.queue('q'), 'c')
+        code, out, err = self.tej('jobs')
+        self.assertEqual(self.table(out)['c'][0], 'finished')
+        self.assertEqual(len(self.ended()), 2)
+        code, out, err = self.tej('monitor', '--until-done', '--on-end',
+                                  command)
+        self.assertEqual((code, out), (0, '%s c finished 0\n' % d), err)
+        self.assertEqual(sorted(e.split('|')[2] for e in self.ended()),
+                         ['a', 'b', 'c'])
+
+    def test_an_unreachable_destination_does_not_hold_up_the_others(self):
+        d = self.server.alias
+        self.submit(d, None, 'r', WAIT_FOR_GO)
+        self.submit(FLAKY, self.q2_path, 'u', WAIT_FOR_GO, '--no-multiplex')
+        self.flaky('down')
+        command = self.on_end()
+        monitor = subprocess.Popen(
+            [sys.executable, TEJ_PY, 'monitor', '--interval', '1',
+             '--on-end', command], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        self.addCleanup(lambda: monitor.poll() is None and monitor.kill())
+        self.touch_remote('r', 'go')
+        wait_for(self.ended, lambda ends: len(ends) == 1, timeout=30,
+                 what='r reported')
+        # back: tried again, and its end is reported
+        self.flaky('down', False)
+        self.touch_remote('u', 'go', self.q2_path)
+        wait_for(self.ended, lambda ends: len(ends) == 2, timeout=30,
+                 what='u reported')
+        monitor.kill()
+        out, err = monitor.communicate()
+        self.assertEqual(sorted(e.split('|')[2] for e in self.ended()),
+                         ['r', 'u'])
+        self.assertEqual(err.decode().count('%s is unreachable' % FLAKY), 1,
+                         err)
+
+    def test_notify(self):
+        # notify-send where there is one (here, one that writes down what
+        # it is given), else the terminal bell
+        bin_dir = os.path.join(self.tmp, 'bin')
+        notes = os.path.join(self.tmp, 'notes')
+        support.make_tree(bin_dir, {'notify-send': '#!/bin/sh\nprintf "%%s|" '
+                                    '"$@" >> %s\n' % notes})
+        os.chmod(os.path.join(bin_dir, 'notify-send'), 0o755)
+        self.submit('local:', None, 'n1', 'true')
+        support.patch_env(self.addCleanup, PATH='%s:%s' % (
+            bin_dir, os.environ['PATH']))
+        code, out, err = self.tej('monitor', '--until-done', '--notify')
+        self.assertEqual((code, out), (0, 'local: n1 finished 0\n'), err)
+        with open(notes) as fp:
+            self.assertEqual(fp.read(), 'tej|local: n1 finished 0|')
+        self.assertNotIn('\a', err)
+        os.unlink(os.path.join(bin_dir, 'notify-send'))
+        self.submit('local:', None, 'n2', 'exit 2')
+        code, out, err = self.tej('monitor', '--until-done', '--notify')
+        self.assertEqual((code, out), (2, 'local: n2 finished 2\n'), err)
+        self.assertIn('\a', err)
+
+    def test_paused_job_is_not_checked(self):
+        d = self.server.alias
+        self.submit(d, None, 'p', WAIT_FOR_GO, '--label', 'held')
+        self.submit(d, self.q2_path, 'w', WAIT_FOR_GO)
+        code, out, err = self.tej('jobs')
+        self.assertEqual(self.table(out)['p'][0], 'running')
+        code, out, err = self.tej('pause', '--label', 'held')
+        self.assertEqual(code, 0, err)
+        self.touch_remote('p', 'go')
+        wait_state(self.queue('q'), 'p')
+        self.touch_remote('w', 'go', self.q2_path)
+        wait_state(self.queue('q2'), 'w')
+        support.count_execs(self.log)
+        code, out, err = self.tej('jobs')
+        # only w's queue was asked; p shows as last seen
+        self.assertEqual(support.count_execs(self.log), {d: 1})
+        rows = self.table(out)
+        self.assertEqual(rows['p'][0], 'paused')
+        self.assertTrue(rows['p'][2].startswith('running '), rows)
+        self.assertEqual(rows['w'][:2], ('finished', '0'))
+        command = self.on_end()
+        code, out, err = self.tej('monitor', '--until-done', '--on-end',
+                                  command)
+        self.assertEqual((code, out), (0, '%s w finished 0\n' % d), err)
+        self.assertEqual(support.count_execs(self.log), {})
+        # unpaused, it is watched again: its end is reported
+        code, out, err = self.tej('unpause', d, '--id', 'p')
+        self.assertEqual(code, 0, err)
+        code, out, err = self.tej('monitor', '--until-done', '--on-end',
+                                  command)
+        self.assertEqual((code, out), (0, '%s p finished 0\n' % d), err)
+        self.assertEqual(sorted(e.split('|')[2] for e in self.ended()),
+                         ['p', 'w'])
+        # forget drops the row and leaves the job alone
+        code, out, err = self.tej('forget', d, '--id', 'p')
+        self.assertEqual(code, 0, err)
+        self.assertEqual([r[2] for r in self.registry_rows()], ['w'])
+        self.assertEqual(self.queue('q').status('p')[0], 'finished')
+        code, out, err = self.tej('forget', d, '--id', 'p')
+        self.assertEqual((code, err), (1, 'tej: error: No such job in the '
+                                          'registry\n'))
+        code, out, err = self.tej('pause', '--id', 'p')
+        self.assertEqual(code, 1)
+        self.assertIn('--id needs a DESTINATION', err)
+
+
+class TestRegistry(MonitorCase):
+    def test_survives_a_restart(self):
+        job = self.job('job', {'start.sh': 'true\n'})
+        subprocess.run([sys.executable, TEJ_PY, 'submit', 'local:', job,
+                        '--id', 'r1', '--label', 'kept', '--queue',
+                        self.local_path], check=True,
+                       stderr=subprocess.DEVNULL)
+        wait_state(tej.RemoteQueue('local:', self.local_path), 'r1')
+        # another process, another day: the job is found, and checked
+        out = subprocess.run([sys.executable, TEJ_PY, 'jobs', '--json'],
+                             check=True, stdout=subprocess.PIPE).stdout
+        found = json.loads(out.decode())
+        self.assertEqual((found['id'], found['label'], found['directory'],
+                          found['queue'], found['state']),
+                         ('r1', 'kept', job, self.local_path, 'finished'))
+        monitor = tej.JobMonitor(self.registry)
+        self.assertEqual([j.id for j in monitor.jobs(label='kept')], ['r1'])
+
+    def test_concurrent_writers_lose_no_rows(self):
+        job = self.job('job', {'start.sh': 'true\n'})
+        tej.RemoteQueue('local:', self.local_path).setup()
+        procs = [subprocess.Popen(
+            [sys.executable, TEJ_PY, 'submit', 'local:', job, '--id',
+             'c%02d' % i, '--queue', self.local_path],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for i in range(50)]
+        results = [p.communicate() + (p.returncode,) for p in procs]
+        for out, err, code in results:
+            self.assertEqual(code, 0, err)
+            self.assertNotIn(b'registry', err)
+        self.assertEqual(sorted(r[2] for r in self.registry_rows()),
+                         ['c%02d' % i for i in range(50)])
+
+    V1 = """CREATE TABLE jobs (
+        destination TEXT NOT NULL, ssh_options TEXT NOT NULL DEFAULT '[]',
+        multiplex INTEGER NOT NULL DEFAULT 1, queue TEXT NOT NULL,
+        job_id TEXT NOT NULL, directory TEXT, submitted REAL NOT NULL,
+        label TEXT, state TEXT, exit_code INTEGER, checked REAL,
+        paused INTEGER NOT NULL DEFAULT 0, deleted REAL,
+        UNIQUE (destination, queue, job_id))"""
+
+    def test_older_schema_is_migrated(self):
+        os.makedirs(os.path.dirname(self.registry))
+        db = sqlite3.connect(self.registry)
+        db.execute(self.V1)
+        db.execute("INSERT INTO jobs (destination, queue, job_id, submitted, "
+                   "state, exit_code, checked, label) VALUES ('local:', ?, "
+                   "'old', 1000, 'finished', 0, 1001, 'before')",
+                   (self.local_path,))
+        db.execute('PRAGMA user_version=1')
+        db.commit()
+        db.close()
+        monitor = tej.JobMonitor(self.registry)
+        job, = monitor.jobs()
+        self.assertEqual((job.id, job.label, job.state, job.reported),
+                         ('old', 'before', 'finished', None))
+        db = sqlite3.connect(self.registry)
+        self.assertEqual(db.execute('PRAGMA user_version').fetchone()[0],
+                         len(tej._REGISTRY_SCHEMA))
+        db.execute('PRAGMA user_version=99')
+        db.commit()
+        db.close()
+        code, out, err = self.tej('jobs', '--cached')
+        self.assertEqual(code, 1)
+        self.assertIn('was made by a newer tej (schema 99', err)
+
+
+class TestAPI(MonitorCase):
+    def test_job_monitor(self):
+        q = tej.RemoteQueue('local:', self.local_path)
+        job = self.job('job', {'start.sh': 'true\n'})
+        q.submit('one', job, label='gui')
+        q.submit('two', job, script='sleep 60', record=False)
+        self.addCleanup(q.kill, 'two')
+        monitor = tej.JobMonitor(self.registry)
+        added = monitor.add(q, 'two', label='gui', directory=job)
+        self.assertIsInstance(added, tej.KnownJob)
+        self.assertEqual((added.destination, added.queue, added.id,
+                          added.directory, added.state),
+                         ('local:', self.local_path, 'two', job, None))
+        wait_state(q, 'one')
+        changes = []
+        jobs = monitor.check(lambda before, after: changes.append(
+            (after.id, before.state, after.state)))
+        self.assertEqual(sorted(changes), [('one', None, 'finished'),
+                                           ('two', None, 'running')])
+        self.assertEqual([(j.id, j.state, j.error) for j in jobs],
+                         [('one', 'finished', None),
+                          ('two', 'running', None)])
+        self.assertEqual(monitor.pause(destination='local:', job_id='two'),
+                         1)
+        self.assertEqual(monitor.jobs(job_id='two')[0].paused, True)
+        # watch: one's end is reported, two is paused; stop_event stops
+        stop, ended = threading.Event(), []
+        watcher = threading.Thread(target=monitor.watch, kwargs=dict(
+            interval=1, on_end=ended.append, stop_event=stop))
+        watcher.start()
+        wait_for(lambda: ended, what='one reported')
+        self.assertEqual(monitor.unpause(label='gui'), 2)
+        q.kill('two')
+        wait_for(lambda: len(ended) == 2, timeout=30, what='two reported')
+        stop.set()
+        watcher.join(30)
+        self.assertFalse(watcher.is_alive())
+        self.assertEqual([(j.id, j.state) for j in ended],
+                         [('one', 'finished'), ('two', 'killed')])
+        self.assertEqual(monitor.watch(interval=1, until_done=True), [])
+        self.assertEqual(monitor.forget(label='gui'), 2)
+        self.assertEqual(monitor.jobs(), [])
+        with self.assertRaises(ValueError):
+            monitor.forget()
+
+
+class TestClaim(MonitorCase):
+    def test_an_end_is_claimed_once(self):
+        # two monitors at once, both seeing the end: one reports it
+        q = tej.RemoteQueue('local:', self.local_path)
+        q.submit('e', self.job('e', {'start.sh': 'true\n'}))
+        wait_state(q, 'e')
+        first, second = (tej.JobMonitor(self.registry) for _ in range(2))
+        first.check()
+        job, = first.jobs()
+        with first._db() as one, second._db() as other:
+            self.assertEqual([first._claim(one, job),
+                              second._claim(other, job)], [True, False])
+        self.assertEqual(second.watch(interval=1, until_done=True), [])
+
+
+class TestRecorded(unittest.TestCase):
+    def test_ssh_files_made_absolute(self):
+        # recorded from one directory, the job is reached from any other
+        tmp = support.temporary(self)
+        support.make_tree(tmp, {'cfg': '', 'key': ''})
+        old = os.getcwd()
+        os.chdir(tmp)
+        try:
+            options = tej._lasting_options(['-F', 'cfg', '-i', 'key', '-o',
+                                            'cfg', '-J', 'key', '-i', 'none'])
+        finally:
+            os.chdir(old)
+        self.assertEqual(options, ['-F', os.path.join(tmp, 'cfg'), '-i',
+                                   os.path.join(tmp, 'key'), '-o', 'cfg',
+                                   '-J', 'key', '-i', 'none'])
+
+    def test_destinations_without_password(self):
+        for given, kept in [('me:pw@host', 'me@host'),
+                            ('ssh://me:p:w@x@host:2222', 'me@host:2222'),
+                            ('alias', 'alias'), ('local:', 'local:'),
+                            ('[::1]:2222', '[::1]:2222'),
+                            ({'hostname': 'h', 'username': 'u',
+                              'password': 'pw', 'port': 22}, 'u@h')]:
+            self.assertEqual(tej._short_destination(given), kept)
+            self.assertEqual(tej._short_destination(kept), kept)
+
+
+class TestTable(unittest.TestCase):
+    def test_fits_80_columns(self):
+        now = time.time()
+        jobs = [tej.KnownJob(
+            'someone@a-rather-long-host-name.example.org', '~/.tej',
+            'simulation_someone_%s' % tej.make_unique_name(),
+            '/home/someone/projects/very/deep/directory/of/jobs/run%d' % i,
+            now - 3600 * i, 'label-%d' % i, 'running', None, now, False,
+            None, None, [], True, i, None) for i in range(3)]
+        lines = tej._jobs_table(jobs, now)
+        for line in lines:
+            self.assertLessEqual(len(line), 80, line)
+        self.assertTrue(lines[1].split()[2], 'running')
+        self.assertTrue(lines[3].split()[-1].endswith('/run2'), lines[3])
+
+
+if __name__ == '__main__':
+    unittest.main()
