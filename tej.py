@@ -137,6 +137,12 @@ _DEFAULT_TIMEOUT = 300
 _DEFAULT_PERSIST = 600
 #: Seconds to establish a connection.
 _CONNECT_TIMEOUT = 20
+#: Seconds of silence from the server after which a connection is taken
+#: for dead (ssh's keepalives); TEJ_KEEPALIVE overrides it.
+_DEFAULT_KEEPALIVE = 60
+#: The longest duration tej takes (a walltime, a timeout, a setting): about
+#: 31 years, within every shell's arithmetic (mksh's is 32 bits).
+_MAX_SECONDS = 10 ** 9 - 1
 
 #: How a call uses the shared connection (_SSHTransport._argv): it shares
 #: it (starting it when there is none), has a connection of its own, or
@@ -209,11 +215,16 @@ _LOST = 'lost'          # can no longer end: no exit code will come
 _NOTFOUND = 'notfound'  # no such job (status, wait, logs)
 #: The states that do not change any more.
 _ENDED = (_FINISHED, _KILLED, _LOST, _NOTFOUND)
+#: Every state a record may have.
+_STATES = (_CREATED, _QUEUED, _RUNNING) + _ENDED
 
 #: The integer fields of a record (empty: None). Produced by _record in
 #: common.sh: "id state exit submitted started finished now runtime
 #: runtime_id", tab-separated key=value, then "dir" last.
 _RECORD_INTS = ('exit', 'submitted', 'started', 'finished', 'now')
+#: The fields every record has but a "notfound" one (a record without one
+#: was cut short).
+_RECORD_KEYS = _RECORD_INTS + ('runtime', 'runtime_id', 'dir')
 
 
 def _prelude():
@@ -295,7 +306,9 @@ def _parse_record(line):
     record = _parse_pairs(head.split('\t'))
     if sep:
         record['dir'] = directory
-    if not record.get('id') or not record.get('state'):
+    if not record.get('id') or record.get('state') not in _STATES or (
+            record['state'] != _NOTFOUND and
+            not all(key in record for key in _RECORD_KEYS)):
         raise RemoteCommandFailure("The server sent a bad record: %r"
                                    % line[:200])
     for key in _RECORD_INTS:
@@ -311,9 +324,17 @@ def _parse_record(line):
     return record
 
 
-def _parse_records(lines):
-    """Parse the records of a status, wait or list answer."""
-    return [_parse_record(line) for line in lines]
+def _parse_records(lines, job_ids=None):
+    """Parse the records of a status, wait or list answer; with
+    ``job_ids``, one for each, in that order (else `RemoteCommandFailure`).
+    """
+    records = [_parse_record(line) for line in lines]
+    if job_ids is not None and [r['id'] for r in records] != list(job_ids):
+        raise RemoteCommandFailure(
+            "The server sent the records of %s for %s" % (
+                ', '.join(r['id'] for r in records) or 'no job',
+                ', '.join(job_ids)))
+    return records
 
 
 def _parse_version(version):
@@ -377,11 +398,20 @@ def _runtime_error(verb, code, stderr):
         _RC_INVALID: ValueError,
     }
     text = stderr.decode('utf-8', 'replace').strip()
-    message = text.splitlines()[-1] if text else ''
+    lines = text.splitlines()
+    message = lines[-1] if text else ''
     if message.startswith('tej: ') and code in errors:
         return errors[code](message[5:])
     if code == _RC_NO_JOB:
         return JobNotFound()
+    if message.startswith('tej: ') and code == _RC_FAILURE:
+        # one line: _die's message, and what the tool before it said
+        before = lines[-2].strip() if len(lines) > 1 else ''
+        if before and not before.startswith('tej: '):
+            message += ' (%s)' % before
+        return RemoteCommandFailure(
+            message[5:], command='tej.sh %s' % verb, ret=code,
+            stderr='\n'.join(lines[-10:]))
     return RemoteCommandFailure(command='tej.sh %s' % verb, ret=code,
                                 stderr='\n'.join(text.splitlines()[-10:]))
 
@@ -396,6 +426,9 @@ _SSH_EARLY = 'early'        # dropped before authentication (as sshd's
                             # MaxStartups does): safe to try again
 _SSH_HOST_KEY = 'host key'  # the host key is unknown or changed
 _SSH_AUTH = 'auth'          # authentication failed: never tried again
+_SSH_NO_HOST = 'no host'    # the host name does not resolve: tried again
+                            # only in a call that had connected before
+_SSH_CONFIG = 'config'      # ssh refuses its options or configuration
 _SSH_LOST = 'lost'          # could not connect, or the connection broke
                             # during the call (the command may have run)
 #: The outcomes of a failure before the command ran: worth another attempt.
@@ -413,6 +446,12 @@ def _classify_ssh(code, log):
         return _SSH_HOST_KEY
     if 'Permission denied' in log or 'Too many authentication' in log:
         return _SSH_AUTH
+    if 'Could not resolve hostname' in log:
+        return _SSH_NO_HOST
+    if re.search(r"Bad configuration option|Can't open user config|"
+                 r"^command-line: line|[Uu]nsupported option|"
+                 r"garbage at end of line|Bad port", log, re.M):
+        return _SSH_CONFIG
     if 'Session open refused' in log:
         return _SSH_REFUSED
     # a shared connection that failed before the session started; one that
@@ -498,15 +537,21 @@ class RemoteCommandFailure(Error):
         self.stderr = stderr
         if msg is None:
             msg = "Command %r failed with status %s" % (command, ret)
-            if stderr:
-                msg += ": " + stderr
+            if stderr and stderr.strip():
+                # one line: the last the command wrote (all in .stderr)
+                msg += ": " + _last_line(stderr)
         super(RemoteCommandFailure, self).__init__(msg)
 
 
 class ConnectionLost(RemoteCommandFailure):
     """ssh could not connect, or the connection broke during a call (the
-    command may or may not have run). Worth trying again later.
+    command may or may not have run). Worth trying again later, unless
+    ``transient`` is False: the host name did not resolve, which a call
+    that never connected does not try again.
     """
+
+    #: Can it heal? False for a name that does not resolve.
+    transient = True
 
 
 # ===========================================================================
@@ -516,7 +561,7 @@ class ConnectionLost(RemoteCommandFailure):
 _DESTINATION = re.compile(r'''
     (?:ssh://|(?!ssh://))  # a scheme, never a user "ssh" with a password
     (?:(?P<username>[A-Za-z0-9_.][A-Za-z0-9_.-]*)(?::(?P<password>.+))?@)?
-    (?:\[(?P<ipv6>[0-9A-Fa-f:.%a-z]+)\]|(?P<hostname>[A-Za-z0-9_.][A-Za-z0-9_.-]*))
+    (?:\[(?P<ipv6>[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%[A-Za-z0-9_.-]+)?)\]|(?P<hostname>[A-Za-z0-9_.][A-Za-z0-9_.-]*))
     (?::(?P<port>[0-9]{1,5}))?
     \Z''', re.VERBOSE)
 
@@ -533,8 +578,10 @@ def _parse_destination(destination):
         return {'local': True}
     match = _DESTINATION.match(destination)
     if match is None:
-        raise InvalidDestination("Invalid destination: %s"
-                                 % _masked(destination))
+        masked = _masked(destination)
+        raise InvalidDestination("Invalid destination: %s" % (
+            masked if masked.isprintable() and masked.strip() == masked
+            else repr(masked)))
     result = {'hostname': match.group('ipv6') or match.group('hostname')}
     for key in ('username', 'password'):
         if match.group(key) is not None:
@@ -650,31 +697,56 @@ def _seconds_text(seconds):
     return '%g second%s' % (seconds, '' if seconds == 1 else 's')
 
 
-#: A duration on the command line (list --since, gc --older-than): a
-#: number of seconds, or numbers with units, from weeks to seconds.
-_DURATION = re.compile(r'(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?'
-                       r'(?:(\d+)s?)?\Z')
-
-
-def _parse_duration(text):
-    """A duration, ``90``, ``90s``, ``15m``, ``2h``, ``7d``, ``2w`` or
-    several of them largest first (``1d12h``, ``1h30m``), as an int of
-    seconds. Raise `ValueError` for anything else.
-    """
-    match = _DURATION.match(text.strip()) if text.strip() else None
-    if match is None:
-        raise ValueError("not a duration: %r (seconds, or with units: 90s, "
-                         "15m, 2h, 7d, 2w, 1h30m)" % text)
-    seconds = 0
-    for value, unit in zip(match.groups(), (604800, 86400, 3600, 60, 1)):
-        seconds += int(value or 0) * unit
-    return seconds
-
-
 def _format_duration(seconds):
     """Format a duration as ``H:MM:SS``."""
     seconds = max(0, int(seconds))
     return '%d:%02d:%02d' % (seconds // 3600, seconds // 60 % 60, seconds % 60)
+
+
+#: The units of a duration, largest first, and their seconds.
+_UNITS = (('w', 604800), ('d', 86400), ('h', 3600), ('m', 60), ('s', 1))
+
+
+def _duration(value, what, integer=False):
+    """Seconds (an int, or a float unless ``integer``) from a number, a
+    string of seconds, ``[D-]HH:MM:SS`` (or ``MM:SS``), or numbers with
+    units, largest first: ``90s``, ``10m``, ``1.5h``, ``2d``, ``2w``,
+    ``1h30m``. Raise `ValueError`, naming ``what``, for anything else:
+    negative, not finite, above _MAX_SECONDS, or a fraction of a second
+    when ``integer``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("Invalid %s %r: give seconds or [D-]HH:MM:SS"
+                         % (what, value))
+    text = str(value).strip()
+    if not isinstance(value, str) and value == value and \
+            value not in (float('inf'), float('-inf')) and value >= 0:
+        text = '%.9f' % value  # not 1e-05
+    colons = re.match(r'(?:(\d{1,12})-)?(?:(?:(\d{1,12}):)?(\d{1,12}):)?(\d{1,12})'
+                      r'\Z', text)
+    parts = re.findall(r'(\d{1,30}(?:\.\d{0,9})?|\.\d{1,9})([wdhms]?)', text)
+    units = [unit for _, unit in parts]
+    order = [u for u, _ in _UNITS]
+    numbers = ''.join(n + u for n, u in parts) == text and parts and (
+        units == [''] or ('' not in units and units == sorted(
+            set(units), key=order.index)))
+    if colons:
+        days, hours, minutes, secs = (int(g or 0) for g in colons.groups())
+        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+    elif numbers:
+        seconds = sum(float(n) * dict(_UNITS, **{'': 1})[u] for n, u in parts)
+    else:
+        raise ValueError("Invalid %s %r: give seconds, [D-]HH:MM:SS, or "
+                         "numbers with units (90s, 10m, 1h30m, 2d, 2w)"
+                         % (what, value))
+    if seconds > _MAX_SECONDS:
+        raise ValueError("Invalid %s %r: at most %d seconds"
+                         % (what, value, _MAX_SECONDS))
+    if integer:
+        if seconds != int(seconds):
+            raise ValueError("Invalid %s %r: whole seconds" % (what, value))
+        return int(seconds)
+    return seconds
 
 
 def _check_directory(directory):
@@ -1232,7 +1304,7 @@ TEJ_LOCK_STALE=${TEJ_LOCK_STALE:-300}
 _pid_gone() {  # _pid_gone PID: is there no tej.sh of this host with PID?
     if [ -d /proc/self ]; then
         # not a process that reused the pid (a zombie's cmdline is empty)
-        case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
+        case $({ tr '\000' ' ' < "/proc/$1/cmdline"; } 2>/dev/null) in
             *tej.sh*) return 1 ;;
         esac
         return 0
@@ -1387,8 +1459,11 @@ _save() {  # _save JOBDIR: write st_* variables, atomically (temp file + mv)
     _tmp=
 }
 
-_bootid() {
-    if [ -r /proc/sys/kernel/random/boot_id ]; then
+_bootid() {  # this boot's id; TEJ_BOOT_ID_FILE, only for tests, names a
+    # file that stands for the system's (a reboot is a change of its content)
+    if [ -n "${TEJ_BOOT_ID_FILE:-}" ]; then
+        cat "$TEJ_BOOT_ID_FILE"
+    elif [ -r /proc/sys/kernel/random/boot_id ]; then
         cat /proc/sys/kernel/random/boot_id
     fi
 }
@@ -1633,7 +1708,7 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
             *"
 "*) _die "$RC_INVALID" "an option holds a newline" ;;
             walltime=*) case ${_sb_option#*=} in
-                            ''|*[!0-9]*) _die "$RC_INVALID" "invalid walltime: '${_sb_option#*=}'" ;;
+                            ''|*[!0-9]*|??????????*) _die "$RC_INVALID" "invalid walltime: '${_sb_option#*=}'" ;;
                         esac ;;
             mem=*) _check_mem "${_sb_option#*=}" ;;
             cpus=*|partition=*|account=*|gpus=*|arg=*) ;;
@@ -1655,8 +1730,11 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     _sb_name=.new.$_host.$$
     _sb_new=$Q/jobs/$_sb_name
     rm -rf "$_sb_new"  # left by a process of this host that had our pid
-    mkdir "$_sb_new" 2>/dev/null || _die "$RC_FAILURE" "cannot create $_sb_new"
+    mkdir "$_sb_new" || _die "$RC_FAILURE" "cannot create $_sb_new"
     _creating=$_sb_new
+    # interrupted (the client's TERM, Ctrl-C, its connection gone): exit,
+    # and the EXIT trap removes the half-made job
+    trap 'exit "$RC_FAILURE"' HUP INT TERM PIPE
     _lock "$_sb_new"
     if ! mv "$_sb_new" "$_sb_job" 2>/dev/null && [ ! -d "$_sb_job" ]; then
         _die "$RC_FAILURE" "cannot create $_sb_job"
@@ -1700,6 +1778,7 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     _rt_start "$_sb_job" "$_sb_id"
     _save "$_sb_job"
     _creating=
+    trap - HUP INT TERM PIPE
     _unlock
     _header
     printf 'id=%s\n' "$_sb_id"
@@ -2710,14 +2789,21 @@ def _call_line(argv, fast=False):
 # Transports
 # ===========================================================================
 
-def _timeout_setting(name, default):
+def _timeout_setting(name, default, zero=False):
+    """The environment's setting ``name``, seconds (``default`` when it is
+    unset or empty); 0 only when ``zero`` says it means something. Raise
+    `Error` for anything else.
+    """
     value = os.environ.get(name)
     if not value:
         return default
     try:
-        return float(value)
-    except ValueError:
-        raise Error("%s must be a number of seconds, not %r" % (name, value))
+        seconds = _duration(value, name)
+    except ValueError as e:
+        raise Error(str(e))
+    if seconds == 0 and not zero:
+        raise Error("%s must be more than 0 seconds" % name)
+    return seconds
 
 
 class _Transport(object):
@@ -2864,13 +2950,30 @@ def _communicate(proc, command, timeout):
             "Timed out after %s: %s" % (_seconds_text(timeout), command),
             command=command)
     except BaseException:
-        proc.kill()
-        proc.wait()
+        _stop(proc)
         raise
     finally:
         proc.feeder.join()
     _fed(proc)
     return proc.returncode, out, err
+
+
+def _stop(proc):
+    """End an interrupted call: TERM (to its process group, for ``local:``'s
+    sh, which has one), so that the server side cleans up after itself (a
+    job half submitted is removed); KILL if it is still there after a few
+    seconds.
+    """
+    import signal
+    try:
+        if getattr(proc, 'group', False):
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.terminate()
+        proc.wait(timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
 
 
 class _Stream(object):
@@ -2922,13 +3025,21 @@ class _LocalTransport(_Transport):
 
     def _start(self, argv, stdin, stdout, stderr):
         logger.debug("local: %s", _shell_command(argv))
+        home = os.path.expanduser('~')
+        if not os.path.isdir(home):
+            raise Error("The home directory %s does not exist: set HOME to "
+                        "a directory" % home)
         try:
-            return _start_call(subprocess.Popen,
+            # a process group of its own: the terminal's Ctrl-C reaches the
+            # client, which ends the call (_stop) so that sh cleans up
+            proc = _start_call(subprocess.Popen,
                                [self.shell, '-c', _READ_AND_RUN], argv, stdin,
-                               stdout=stdout, stderr=stderr,
-                               cwd=os.path.expanduser('~'))
+                               stdout=stdout, stderr=stderr, cwd=home,
+                               start_new_session=True)
         except OSError as e:
             raise Error("Cannot run %s: %s" % (self.shell, e))
+        proc.group = True
+        return proc
 
     def run(self, argv, stdin=None, timeout=None):
         proc = self._start(argv, stdin, subprocess.PIPE, subprocess.PIPE)
@@ -2948,15 +3059,22 @@ def _control_dir():
     others.
     """
     runtime_dir = os.environ.get('XDG_RUNTIME_DIR')
+    home = None
     if runtime_dir and os.path.isdir(runtime_dir):
         path = os.path.join(runtime_dir, 'tej')
     else:
-        path = os.path.join(os.path.expanduser('~'), '.cache', 'tej')
+        home = os.path.expanduser('~')
+        path = os.path.join(home, '.cache', 'tej')
     try:
         os.makedirs(path, 0o700)
     except OSError as e:
+        if home is not None and not os.path.isdir(home):
+            raise Error("The home directory %s does not exist: set HOME "
+                        "(or XDG_RUNTIME_DIR) to a directory" % home)
         if e.errno != errno.EEXIST:
-            raise Error("Cannot create %s: %s" % (path, e))
+            raise Error("Cannot create %s, for ssh's control sockets: %s "
+                        "(set XDG_RUNTIME_DIR to a directory of yours)"
+                        % (path, e.strerror or e))
     st = os.stat(path)
     if st.st_uid != os.getuid() or st.st_mode & 0o077:
         raise Error("%s must be a directory of yours that only you can "
@@ -3044,7 +3162,10 @@ class _SSHTransport(_Transport):
         self.ssh = ssh or os.environ.get('TEJ_SSH') or 'ssh'
         self.name = destination_as_string(dict(destination, password=None))
         self.persist = int(_timeout_setting('TEJ_CONTROL_PERSIST',
-                                            _DEFAULT_PERSIST))
+                                            _DEFAULT_PERSIST, zero=True))
+        # ssh asks every interval, and gives up after 4 without an answer
+        self.keepalive = max(1, int(-(-_timeout_setting(
+            'TEJ_KEEPALIVE', _DEFAULT_KEEPALIVE) // 4)))
         self._control_path = None
         self._prompt = None
 
@@ -3079,8 +3200,9 @@ class _SSHTransport(_Transport):
             '-E', log,
             # give up on an unreachable host instead of hanging
             '-o', 'ConnectTimeout=%d' % _CONNECT_TIMEOUT,
-            # notice a dead network or server within a minute
-            '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4',
+            # notice a dead network or server within TEJ_KEEPALIVE seconds
+            '-o', 'ServerAliveInterval=%d' % self.keepalive,
+            '-o', 'ServerAliveCountMax=4',
         ]
         if self.password is not None:
             # the password comes from SSH_ASKPASS (_askpass_env), never a
@@ -3211,10 +3333,15 @@ class _SSHTransport(_Transport):
                 "Authentication to %s failed. tej does not prompt: use a "
                 "key or an agent, or log in first with: %s"
                 % (self.name, self.command_for('login')))
-        return ConnectionLost(
+        if outcome == _SSH_CONFIG:
+            return Error("ssh cannot use its options or configuration: %s"
+                         % _last_line(log))
+        error = ConnectionLost(
             "Cannot connect to %s: %s" % (
                 self.name, _last_line(log) or "the connection was lost"),
             command=self.ssh, ret=255, stderr=log[-2000:])
+        error.transient = outcome != _SSH_NO_HOST
+        return error
 
     def _attempts(self, attempt):
         """The retry loop of `run` and `stream`. ``attempt(connection)``
@@ -3925,7 +4052,8 @@ class RemoteQueue(object):
         """
         check_jobid(job_id)
         try:
-            return _parse_records(self._calls.call('status', [job_id]))[0]
+            return _parse_records(self._calls.call('status', [job_id]),
+                                  [job_id])[0]
         except JobNotFound:
             raise JobNotFound("no job %s" % job_id)
 
@@ -3937,7 +4065,7 @@ class RemoteQueue(object):
         for job_id in job_ids:
             check_jobid(job_id)
         return _parse_records(self._calls.call('status', list(job_ids),
-                                         ok=(_RC_OK, _RC_NO_JOB)))
+                                         ok=(_RC_OK, _RC_NO_JOB)), job_ids)
 
     def status(self, job_id):
         """Return ``(status, directory, arg)`` for a job.
@@ -4179,6 +4307,8 @@ class RemoteQueue(object):
         """
         for job_id in job_ids:
             check_jobid(job_id)
+        if timeout is not None:
+            timeout = _duration(timeout, 'timeout')
         deadline = None if timeout is None else time.monotonic() + timeout
         retry = _Retry(retry_for)
         while True:
@@ -4189,7 +4319,7 @@ class RemoteQueue(object):
             try:
                 records = _parse_records(self._calls.call(
                     'wait', [str(max(0, int(-(-left // 1))))] + list(job_ids),
-                    ok=(_RC_OK, _RC_NO_JOB)))
+                    ok=(_RC_OK, _RC_NO_JOB)), job_ids)
             except ConnectionLost as e:
                 retry.failed(e)
                 continue
@@ -4218,6 +4348,8 @@ class RemoteQueue(object):
         ``retry_for`` seconds of failures.
         """
         check_jobid(job_id)
+        if timeout is not None:
+            timeout = _duration(timeout, 'timeout')
         if stdout is None and stderr is None:
             import io
             out, err = io.BytesIO(), io.BytesIO()
@@ -4240,10 +4372,15 @@ class RemoteQueue(object):
                 if not line.endswith(b'\n'):
                     return None  # the connection ended early
                 name, value = _parse_frame(line)
+                retry.worked = True
                 if name == 'end':
                     return value
                 if name == 'tick':
                     continue
+                if targets[name] is None:
+                    raise RemoteCommandFailure(
+                        "The server sent %s, which was not asked for: %r"
+                        % (name, line[:200]))
                 while value:
                     data = source.read(min(value, 65536))
                     if not data:
@@ -4254,6 +4391,7 @@ class RemoteQueue(object):
                     value -= len(data)
 
         while True:
+            began = time.monotonic()
             try:
                 end = self._calls.stream('logs', [
                     job_id, streams, 'follow' if follow else 'once',
@@ -4269,6 +4407,8 @@ class RemoteQueue(object):
                 return end
             if deadline is not None and time.monotonic() > deadline:
                 raise late()
+            if time.monotonic() - began >= _STREAM_UP:
+                retry.succeeded()  # it worked a while: a new failure
             retry.failed(error)  # then again, from the offsets reached
 
     def job(self, job_id):
@@ -4384,26 +4524,36 @@ def _compat_status(record):
 
 #: Seconds the server waits for jobs to end in one call of wait.
 _WAIT_CALL = 60
+#: Seconds a logs stream must have stayed up for its break to count as a
+#: new failure, not as one more of those before it (see _Retry).
+_STREAM_UP = 10
 
 
 class _Retry(object):
     """Retries after connection failures, with backoff, for a bounded
     time: ``failed(error)`` sleeps, or raises ``error`` once ``retry_for``
-    seconds have passed since the first failure in a row.
+    seconds have passed since the first failure in a row. An error that is
+    not `ConnectionLost.transient` is raised at once, unless a connection
+    worked before in this call (``succeeded``): a host name that resolved
+    once and not now is a network that went away, and may come back.
     """
 
     def __init__(self, retry_for=None):
         if retry_for is None:
-            retry_for = _timeout_setting('TEJ_RETRY_FOR', 300)
+            retry_for = _timeout_setting('TEJ_RETRY_FOR', 300, zero=True)
+        else:
+            retry_for = _duration(retry_for, 'retry_for')
         self.retry_for = retry_for
         self.since = None
         self.delay = 1.0
+        self.worked = False
 
     def failed(self, error):
         now = time.monotonic()
         if self.since is None:
             self.since = now
-        if now - self.since >= self.retry_for:
+        if now - self.since >= self.retry_for or \
+                not (self.worked or getattr(error, 'transient', True)):
             raise error
         logger.warning("%s; trying again in %d s", error, self.delay)
         time.sleep(min(self.delay, self.since + self.retry_for - now))
@@ -4412,6 +4562,7 @@ class _Retry(object):
     def succeeded(self):
         self.since = None
         self.delay = 1.0
+        self.worked = True
 
 
 def _content_id(directory, mode, script, options=(), excludes=(),
@@ -4588,17 +4739,12 @@ def content_id(directory, script=None, **resources):
 
 
 def _walltime(value):
-    """Seconds from an int or ``[[[D-]HH:]MM:]SS``; raise `ValueError`."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        seconds = value
-    else:
-        match = re.match(r'(?:(\d+)-)?(?:(?:(\d+):)?(\d+):)?(\d+)\Z',
-                         str(value))
-        if not match:
-            raise ValueError("Invalid walltime %r: give [D-]HH:MM:SS or "
-                             "seconds" % (value,))
-        days, hours, minutes, secs = (int(g or 0) for g in match.groups())
-        seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
+    """Whole seconds from an int, ``[D-]HH:MM:SS`` or a number with a unit
+    (``1h``: see _duration); raise `ValueError`.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        raise ValueError("The walltime must be positive")
+    seconds = _duration(value, 'walltime', integer=True)
     if seconds <= 0:
         raise ValueError("The walltime must be positive")
     return seconds
@@ -5398,6 +5544,14 @@ def _bounded_tarinfo():
             if self.size > _MAX_TAR_HEADER:
                 raise Error("The server sent a tar header of %d bytes"
                             % self.size)
+
+        @classmethod
+        def frombuf(cls, buf, encoding, errors):
+            # tarfile takes an archive cut before a header, or in one, for
+            # its end: a download that is short of files
+            if len(buf) != tarfile.BLOCKSIZE:
+                raise tarfile.ReadError("the archive was cut short")
+            return super(BoundedInfo, cls).frombuf(buf, encoding, errors)
     return BoundedInfo
 
 
@@ -6211,7 +6365,7 @@ def _registry_parsers(commands, formatter, wanted=None):
     sub.add_argument('--cached', action='store_true',
                      help="the states last seen, without connecting")
     sub = command('monitor', False)
-    sub.add_argument('--interval', type=_seconds, metavar='SECONDS',
+    sub.add_argument('--interval', type=_interval_type, metavar='SECONDS',
                      default=_WATCH_INTERVAL,
                      help="ask each queue again after this long at most "
                           "(default: %(default)s; an end is seen at once)")
@@ -6543,15 +6697,17 @@ def _add_common(parser, with_id=False, with_queue=True):
                         default=argparse.SUPPRESS,
                         help="errors only")
     parser.add_argument('destination', metavar='DESTINATION',
+                        type=_destination_type,
                         help="[ssh://][user@]host[:port], an ssh_config "
                              "alias, or local:")
     if with_queue:
         parser.add_argument('--queue', default=DEFAULT_TEJ_DIR,
+                            type=_queue_type,
                             help="the queue's directory on the server "
                                  "(default: %(default)s)")
     if with_id:
         parser.add_argument('--id', dest='job_id', required=True,
-                            help="the job's identifier")
+                            type=_job_id_type, help="the job's identifier")
     ssh = parser.add_argument_group('ssh options (passed to ssh)')
     ssh.add_argument('-F', dest='ssh_config', metavar='FILE',
                      help="ssh configuration file")
@@ -6569,24 +6725,45 @@ def _add_common(parser, with_id=False, with_queue=True):
                           "DESTINATION shows in the process list)")
 
 
-def _seconds(text):
-    import argparse
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError("not a number of seconds: %r"
-                                         % text)
-    return value
+def _arg_type(check):
+    """An argparse ``type=`` that returns ``check(text)``; the ValueError
+    or `Error` it raises becomes argparse's message (exit 2, under the
+    subcommand's usage line).
+    """
+    def convert(text):
+        try:
+            return check(text)
+        except (ValueError, Error) as e:
+            import argparse
+            raise argparse.ArgumentTypeError(str(e))
+    return convert
 
 
-def _duration(text):
-    import argparse
-    try:
-        return _parse_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e))
+def _checked(check):
+    """A check that raises or not, as one that returns the text."""
+    def checked(text):
+        check(text)
+        return text
+    return checked
+
+
+def _check_queue_path(path):
+    if not path or '\n' in path or '\0' in path:
+        raise ValueError("Invalid queue path %r" % (path,))
+
+
+def _resource_type(key):
+    """The argparse type of the resource ``key``: _job_options checks it."""
+    return _arg_type(_checked(lambda text: _job_options(**{key: text})))
+
+
+_destination_type = _arg_type(_checked(_parse_destination))
+_queue_type = _arg_type(_checked(_check_queue_path))
+_job_id_type = _arg_type(_checked(check_jobid))
+_member_type = _arg_type(lambda text: _normalize_member(text, ValueError))
+_timeout_type = _arg_type(lambda text: _duration(text, 'timeout'))
+_interval_type = _arg_type(lambda text: _duration(text, 'interval'))
+_age_type = _arg_type(lambda text: int(_duration(text, 'duration')))
 
 
 class _Unbuilt(object):
@@ -6668,16 +6845,24 @@ def _parser(wanted=None):
             'resources (for the scheduler; the default runtime enforces '
             '--walltime, runs --prologue and refuses the others)')
         res.add_argument('--walltime', metavar='[D-]HH:MM:SS',
-                         help="the time limit")
-        res.add_argument('--cpus', metavar='N', help="CPUs for the job")
-        res.add_argument('--mem', metavar='SIZE',
+                         type=_arg_type(_walltime),
+                         help="the time limit: [D-]HH:MM:SS, seconds, or "
+                              "with a unit (90m, 2h, 1d)")
+        res.add_argument('--cpus', metavar='N', type=_resource_type('cpus'),
+                         help="CPUs for the job")
+        res.add_argument('--mem', metavar='SIZE', type=_resource_type('mem'),
                          help="memory: MB, or with a unit (4000, 500M, 4G)")
         res.add_argument('--partition', metavar='NAME',
+                         type=_resource_type('partition'),
                          help="the scheduler's partition or queue")
         res.add_argument('--account', metavar='NAME',
+                         type=_resource_type('account'),
                          help="the account to charge")
-        res.add_argument('--gpus', metavar='N', help="GPUs for the job")
+        res.add_argument('--gpus', metavar='N', type=_resource_type('gpus'),
+                         help="GPUs for the job")
         res.add_argument('--scheduler-arg', action='append', default=[],
+                         type=_arg_type(_checked(
+                             lambda text: _job_options(scheduler_args=[text]))),
                          metavar='ARG', dest='scheduler_args',
                          help="an argument for sbatch or qsub, as is "
                               "(repeatable)")
@@ -6707,7 +6892,7 @@ def _parser(wanted=None):
     sub = command('submit', "send a directory and start it as a job; "
                             "prints the job's id", json=True)
     job_options(sub)
-    sub.add_argument('--id', dest='job_id',
+    sub.add_argument('--id', dest='job_id', type=_job_id_type,
                      help="the job's id (default: <dirname>_<user>_<random>)")
     sub.add_argument('--content-id', action='store_true',
                      help="the id is <dirname>_<hash of the files, "
@@ -6721,10 +6906,11 @@ def _parser(wanted=None):
                             "<exit code>, created, lost, or not found; for "
                             "several jobs, one line each: <id> <status>",
                   json=True)
-    sub.add_argument('job_ids', nargs='*', metavar='ID',
+    sub.add_argument('job_ids', nargs='*', metavar='ID', type=_job_id_type,
                      help="more jobs, asked about in the same call")
     sub.add_argument('--id', dest='job_id', action='append', default=[],
-                     metavar='ID', help="the job's identifier (repeatable)")
+                     metavar='ID', type=_job_id_type,
+                     help="the job's identifier (repeatable)")
     sub.add_argument('--check', action='store_true',
                      help="exit with the job's exit code, or 120 to 123 when "
                           "it has not finished (see below); for several, "
@@ -6732,7 +6918,7 @@ def _parser(wanted=None):
     sub = command('download', "fetch files or directories of a job; run "
                               "it again after an interruption to resume",
                   True)
-    sub.add_argument('files', nargs='+', metavar='FILE',
+    sub.add_argument('files', nargs='+', metavar='FILE', type=_member_type,
                      help="paths relative to the job's directory ('.': "
                           "all of it)")
     where = sub.add_mutually_exclusive_group()
@@ -6755,13 +6941,13 @@ def _parser(wanted=None):
     sub.add_argument('--state', action='append', choices=_LIST_STATES,
                      dest='states', help="only the jobs in this state "
                      "(repeatable)")
-    sub.add_argument('--since', type=_duration, metavar='DURATION',
+    sub.add_argument('--since', type=_age_type, metavar='DURATION',
                      help="only the jobs submitted in the last DURATION "
                           "(seconds, or 90s, 15m, 2h, 7d, 2w, 1h30m)")
     sub = command('gc', "remove the jobs that ended (finished, killed, "
                         "lost) long enough ago, never one that has not; "
                         "prints each: <id> <state>", json=True)
-    sub.add_argument('--older-than', type=_duration, required=True,
+    sub.add_argument('--older-than', type=_age_type, required=True,
                      metavar='DURATION', help="how long ago they ended "
                      "(seconds, or 90s, 15m, 2h, 7d, 2w, 1h30m)")
     sub.add_argument('--state', action='append', choices=_GC_STATES,
@@ -6773,10 +6959,11 @@ def _parser(wanted=None):
     sub = command('wait', "wait until jobs have ended; exit with the exit "
                           "code of the first that failed", json=True)
     sub.add_argument('--id', dest='job_ids', action='append', required=True,
-                     metavar='ID', help="a job's id (repeatable)")
-    sub.add_argument('--timeout', type=_seconds, metavar='SECONDS',
+                     type=_job_id_type, metavar='ID',
+                     help="a job's id (repeatable)")
+    sub.add_argument('--timeout', type=_timeout_type, metavar='SECONDS',
                      help="give up after this long (exit 124; the jobs go "
-                          "on)")
+                          "on): seconds, [D-]HH:MM:SS or with a unit (1h)")
     sub = command('logs', "print the job's _stdout (or _stderr)", True)
     sub.add_argument('--stderr', action='store_true',
                      help="print _stderr instead")
@@ -6788,9 +6975,10 @@ def _parser(wanted=None):
                          "command again after an interruption to "
                          "re-attach", json=True)
     job_options(sub)
-    sub.add_argument('--download', action='append', default=[],
-                     metavar='PATH', help="a result to fetch, relative to "
-                     "the job's directory (repeatable)")
+    sub.add_argument('--download', action='append', default=[], nargs='+',
+                     type=_member_type, metavar='PATH',
+                     help="results to fetch, relative to the job's "
+                          "directory (one or more; repeatable)")
     sub.add_argument('--into', metavar='DIR', default='.',
                      help="where to put the results (default: here); DIR "
                           "is made if its parent is there")
@@ -6799,14 +6987,40 @@ def _parser(wanted=None):
     sub.add_argument('--rerun-failed', action='store_true',
                      help="run the job again if it was there and failed "
                           "(a killed or lost one is always run again)")
-    sub.add_argument('--timeout', type=_seconds, metavar='SECONDS',
+    sub.add_argument('--timeout', type=_timeout_type, metavar='SECONDS',
                      help="give up after this long (exit 124; the job goes "
-                          "on)")
+                          "on): seconds, [D-]HH:MM:SS or with a unit (1h)")
     command('login', "open the shared connection interactively (password, "
                      "two-factor and host key questions happen here)")
     command('logout', "close the shared connection")
     _registry_parsers(commands, Formatter, wanted)
+    parser.commands = commands.choices
     return parser
+
+
+def _parse_args(parser, argv):
+    """The command line parsed. A mistake exits 2 under the usage line of
+    the subcommand it concerns (argparse would give the top level's for an
+    unknown argument).
+    """
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        if extra:
+            parser.error("unrecognized arguments: %s" % ' '.join(extra))
+        return args
+    sub = parser.commands[args.command]
+    if extra:
+        sub.error("unrecognized arguments: %s" % ' '.join(extra))
+    if args.command == 'run':
+        # --download a b --download c: one list
+        args.download = [path for paths in args.download for path in paths]
+    if args.command == 'status' and not args.job_id + args.job_ids:
+        sub.error("status needs a job: --id ID, or IDs after the "
+                  "destination")
+    if getattr(args, 'save_as', None) is not None and len(args.files) != 1:
+        sub.error("--destination is for one FILE; use --directory for "
+                  "several")
+    return args
 
 
 def _ssh_options(args):
@@ -6938,10 +7152,6 @@ def _cmd_submit(queue, args):
 
 def _cmd_status(queue, args):
     job_ids = list(dict.fromkeys(args.job_id + args.job_ids))
-    if not job_ids:  # a usage error, as argparse's
-        sys.stderr.write("tej: error: status needs a job: --id ID, or "
-                         "IDs after the destination\n")
-        return 2
     if len(job_ids) == 1:
         try:
             records = [queue.info(job_ids[0])]
@@ -7227,7 +7437,7 @@ def main(argv=None):
     # options take no value)
     wanted = next((w for w in words if not w.startswith('-')), None)
     parser = _parser(wanted if wanted in _COMMANDS else None)
-    args = parser.parse_args(words)
+    args = _parse_args(parser, words)
     if args.command is None:
         parser.print_usage(sys.stderr)
         sys.stderr.write("tej: error: a command is required\n")

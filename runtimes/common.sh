@@ -312,7 +312,7 @@ TEJ_LOCK_STALE=${TEJ_LOCK_STALE:-300}
 _pid_gone() {  # _pid_gone PID: is there no tej.sh of this host with PID?
     if [ -d /proc/self ]; then
         # not a process that reused the pid (a zombie's cmdline is empty)
-        case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
+        case $({ tr '\000' ' ' < "/proc/$1/cmdline"; } 2>/dev/null) in
             *tej.sh*) return 1 ;;
         esac
         return 0
@@ -467,8 +467,11 @@ _save() {  # _save JOBDIR: write st_* variables, atomically (temp file + mv)
     _tmp=
 }
 
-_bootid() {
-    if [ -r /proc/sys/kernel/random/boot_id ]; then
+_bootid() {  # this boot's id; TEJ_BOOT_ID_FILE, only for tests, names a
+    # file that stands for the system's (a reboot is a change of its content)
+    if [ -n "${TEJ_BOOT_ID_FILE:-}" ]; then
+        cat "$TEJ_BOOT_ID_FILE"
+    elif [ -r /proc/sys/kernel/random/boot_id ]; then
         cat /proc/sys/kernel/random/boot_id
     fi
 }
@@ -713,7 +716,7 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
             *"
 "*) _die "$RC_INVALID" "an option holds a newline" ;;
             walltime=*) case ${_sb_option#*=} in
-                            ''|*[!0-9]*) _die "$RC_INVALID" "invalid walltime: '${_sb_option#*=}'" ;;
+                            ''|*[!0-9]*|??????????*) _die "$RC_INVALID" "invalid walltime: '${_sb_option#*=}'" ;;
                         esac ;;
             mem=*) _check_mem "${_sb_option#*=}" ;;
             cpus=*|partition=*|account=*|gpus=*|arg=*) ;;
@@ -735,8 +738,11 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     _sb_name=.new.$_host.$$
     _sb_new=$Q/jobs/$_sb_name
     rm -rf "$_sb_new"  # left by a process of this host that had our pid
-    mkdir "$_sb_new" 2>/dev/null || _die "$RC_FAILURE" "cannot create $_sb_new"
+    mkdir "$_sb_new" || _die "$RC_FAILURE" "cannot create $_sb_new"
     _creating=$_sb_new
+    # interrupted (the client's TERM, Ctrl-C, its connection gone): exit,
+    # and the EXIT trap removes the half-made job
+    trap 'exit "$RC_FAILURE"' HUP INT TERM PIPE
     _lock "$_sb_new"
     if ! mv "$_sb_new" "$_sb_job" 2>/dev/null && [ ! -d "$_sb_job" ]; then
         _die "$RC_FAILURE" "cannot create $_sb_job"
@@ -780,6 +786,7 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     _rt_start "$_sb_job" "$_sb_id"
     _save "$_sb_job"
     _creating=
+    trap - HUP INT TERM PIPE
     _unlock
     _header
     printf 'id=%s\n' "$_sb_id"

@@ -948,4 +948,96 @@ umask 022
         description="waitany waits for every job, not the first to end",
         tests=['test_runtime.TestWaitAny'],
     ),
+    # ---- reliability: faults and bad input (tests/test_faults.py) ---------
+    dict(
+        name='submit-interrupt-no-cleanup',
+        file='runtimes/common.sh',
+        original='''    trap 'exit "$RC_FAILURE"' HUP INT TERM PIPE
+''',
+        replacement='',
+        description="a submission interrupted by Ctrl-C leaves a half-made "
+                    "job that reads lost and blocks its id",
+        tests=['test_faults.TestInterruptedSubmit.test_local_sigint'],
+    ),
+    dict(
+        name='unresolved-name-retried',
+        file='tej.py',
+        original='''    if 'Could not resolve hostname' in log:
+        return _SSH_NO_HOST
+''',
+        replacement='',
+        description="wait on a mistyped host retries for TEJ_RETRY_FOR",
+        tests=['test_faults.TestNotTransient.'
+               'test_name_that_does_not_resolve'],
+    ),
+    dict(
+        name='unresolved-name-never-retried',
+        file='tej.py',
+        original='''        self.delay = 1.0
+        self.worked = True
+''',
+        replacement='''        self.delay = 1.0
+''',
+        description="a call that connected before gives up at once when "
+                    "the name stops resolving (the VPN dropped)",
+        tests=['test_faults.TestNotTransient.'
+               'test_name_lost_after_a_connection_is_retried'],
+    ),
+    dict(
+        name='keepalive-fixed',
+        file='tej.py',
+        original="'-o', 'ServerAliveInterval=%d' % self.keepalive,",
+        replacement="'-o', 'ServerAliveInterval=15',",
+        description="TEJ_KEEPALIVE is ignored: a dead link is noticed "
+                    "after a minute",
+        tests=['test_faults.TestLongCut'],
+    ),
+    dict(
+        name='boot-id-file-ignored',
+        file='runtimes/common.sh',
+        original='''    if [ -n "${TEJ_BOOT_ID_FILE:-}" ]; then
+        cat "$TEJ_BOOT_ID_FILE"
+    elif [ -r /proc/sys/kernel/random/boot_id ]; then''',
+        replacement='''    if [ -r /proc/sys/kernel/random/boot_id ]; then''',
+        description="the boot id that tests control is not read: a "
+                    "reboot cannot be simulated",
+        tests=['test_faults.TestReboot'],
+    ),
+    dict(
+        name='archive-cut-taken-as-whole',
+        file='tej.py',
+        original='''            if len(buf) != tarfile.BLOCKSIZE:
+                raise tarfile.ReadError("the archive was cut short")''',
+        replacement='''            pass''',
+        description="a download cut before a tar header ends quietly, "
+                    "short of files",
+        tests=['test_faults.TestBadInput.test_command_line'],
+    ),
+    dict(
+        name='record-cut-taken-as-whole',
+        file='tej.py',
+        original='''            record['state'] != _NOTFOUND and
+            not all(key in record for key in _RECORD_KEYS)):''',
+        replacement='''            False):''',
+        description="a record cut short is read as a whole one",
+        tests=['test_faults.TestBadInput.test_command_line'],
+    ),
+    dict(
+        name='timeout-nan-taken',
+        file='tej.py',
+        original="_timeout_type = _arg_type(lambda text: "
+                 "_duration(text, 'timeout'))",
+        replacement="_timeout_type = float",
+        description="--timeout nan, inf or -1 is taken",
+        tests=['test_faults.TestBadInput.test_command_line'],
+    ),
+    dict(
+        name='error-of-many-lines',
+        file='tej.py',
+        original="                msg += \": \" + _last_line(stderr)",
+        replacement="                msg += \": \" + stderr",
+        description="a server failure with several lines of stderr makes "
+                    "an error of several lines",
+        tests=['test_faults.TestBrokenQueue.test_read_only'],
+    ),
 ]

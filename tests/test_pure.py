@@ -269,7 +269,9 @@ class TestParsers(unittest.TestCase):
             'id': 'j', 'state': 'finished', 'exit': 3, 'submitted': 10,
             'started': 11, 'finished': 20, 'now': 30, 'runtime': 'default',
             'runtime_id': None, 'dir': '/q/jobs/j/st\tage'})
-        running = tej._parse_record('id=j\tstate=running\texit=\tstarted=5')
+        running = tej._parse_record(
+            'id=j\tstate=running\texit=\tsubmitted=4\tstarted=5\tfinished=\t'
+            'now=6\truntime=default\truntime_id=\tdir=/q/jobs/j/stage')
         self.assertIsNone(running['exit'])
         self.assertEqual(tej._compat_status(record)[::2], ('finished', '3'))
         self.assertEqual(tej._compat_status(record)[1], '/q/jobs/j/st\tage')
@@ -1184,6 +1186,10 @@ class TestCommandLine(unittest.TestCase):
         self.assertEqual((code, err), (121, ''))
         code, out, err = run_cli('-q', 'status', 'local:', '--id', '.x',
                                  *queue)
+        self.assertEqual(code, 2)  # a bad command line: its usage
+        self.assertRegex(err, r'\ntej status: error: argument --id: ')
+        code, out, err = run_cli('-q', 'status', 'local:', '--id', 'x',
+                                 '--queue', os.path.join(tmp, 'none'))
         self.assertEqual(code, 1)
         self.assertRegex(err, r'\Atej: error: ')
 
@@ -1214,10 +1220,15 @@ class TestCommandLine(unittest.TestCase):
         ]
         for argv in cases:
             code, out, err = run_cli(*argv)
-            self.assertEqual(code, 1, argv)
             self.assertEqual(out, '', argv)
-            self.assertTrue(err.startswith('tej: error: '), (argv, err))
             self.assertNotIn('Traceback', err)
+            if code == 2:  # a bad value: the subcommand's usage
+                self.assertTrue(err.startswith('usage: tej %s ' % argv[0]),
+                                (argv, err))
+                self.assertIn('\ntej %s: error: ' % argv[0], err)
+            else:
+                self.assertEqual(code, 1, argv)
+                self.assertTrue(err.startswith('tej: error: '), (argv, err))
 
     def test_messages_that_say_what_to_do(self):
         tmp = support.temporary(self)

@@ -157,7 +157,7 @@ class TestList(BigQueue):
                          err)
         code, out, err = self.cli('list', self.dest, '--since', 'soon')
         self.assertEqual(code, 2)
-        self.assertIn("not a duration: 'soon'", err)
+        self.assertIn("Invalid duration 'soon'", err)
         self.assertNotIn('Traceback', err)
 
 
@@ -273,7 +273,7 @@ class TestStatusOfMany(BigQueue):
         self.assertIn('"id": "seed"', out)
         code, out, err = self.cli('status', self.dest)
         self.assertEqual((code, out), (2, ''))
-        self.assertIn('tej: error: status needs a job', err)
+        self.assertIn('tej status: error: status needs a job', err)
 
 
 #: Holds the lock beside a control socket, as a tej process starting the

@@ -395,7 +395,7 @@ class TestPassword(SSHCase):
                               r'[^\n]*\n\Z')
         code, out, err = run_cli('status', in_destination + ' x', '--id',
                                  'x', *args)
-        self.assertEqual(code, 1)
+        self.assertEqual(code, 2)  # a bad command line
         self.assertNotIn(self.password, err)
         self.assertIn(':***@', err)
 
