@@ -228,6 +228,31 @@ def counting_ssh(test, log):
     patch_env(test.addCleanup, TEJ_SSH=wrapper)
 
 
+class ExecCounter(object):
+    """TEJ_SSH as a wrapper that counts the calls' ssh execs (not the
+    ``-O`` requests, nor the start of the shared connection, ``-N``) in a
+    file.
+    """
+
+    def __init__(self, test):
+        self.log = os.path.join(test.tmp, 'execs')
+        wrapper = os.path.join(test.tmp, 'counting-ssh')
+        with open(wrapper, 'w') as fp:
+            fp.write('#!/bin/sh\n'
+                     'case " $* " in *" -O "*|*" -N "*) ;; '
+                     '*) echo exec >> "%s" ;; esac\n'
+                     'exec ssh "$@"\n' % self.log)
+        os.chmod(wrapper, 0o755)
+        patch_env(test.addCleanup, TEJ_SSH=wrapper)
+
+    def count(self, action):
+        """Run ``action``; return (its result, the execs it made)."""
+        open(self.log, 'w').close()
+        result = action()
+        with open(self.log) as fp:
+            return result, len(fp.read().split())
+
+
 def count_execs(log):
     """{destination: execs} since the last call (see `counting_ssh`)."""
     with open(log) as fp:

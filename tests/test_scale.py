@@ -14,31 +14,6 @@ from .support import ServerCase, tej
 setUpModule = support.ssh_module
 
 
-class ExecCounter(object):
-    """TEJ_SSH as a wrapper that counts the calls' ssh execs (not the
-    ``-O`` requests, nor the start of the shared connection, ``-N``) in a
-    file.
-    """
-
-    def __init__(self, test):
-        self.log = os.path.join(test.tmp, 'execs')
-        wrapper = os.path.join(test.tmp, 'counting-ssh')
-        with open(wrapper, 'w') as fp:
-            fp.write('#!/bin/sh\n'
-                     'case " $* " in *" -O "*|*" -N "*) ;; '
-                     '*) echo exec >> "%s" ;; esac\n'
-                     'exec ssh "$@"\n' % self.log)
-        os.chmod(wrapper, 0o755)
-        support.patch_env(test.addCleanup, TEJ_SSH=wrapper)
-
-    def count(self, action):
-        """Run ``action``; return (its result, the execs it made)."""
-        open(self.log, 'w').close()
-        result = action()
-        with open(self.log) as fp:
-            return result, len(fp.read().split())
-
-
 def record(**fields):
     """The text of a job's state file (_save in common.sh)."""
     keys = ('state exit submitted started finished pid pgid boot killreq '
@@ -53,7 +28,7 @@ class BigQueue(ServerCase):
     """
 
     def make_queue(self):
-        self.counter = ExecCounter(self)  # before the queue reads TEJ_SSH
+        self.counter = support.ExecCounter(self)  # before the queue reads TEJ_SSH
         q = self.queue()
         q.submit('seed', self.job('seed', {'start.sh': 'echo seed\n'}))
         self.assertEqual(q.wait('seed'), 0)
@@ -253,7 +228,7 @@ class TestGC(BigQueue):
 
 class TestStatusOfMany(BigQueue):
     def test_one_exec_for_all(self):
-        q = self.make_queue()
+        self.make_queue()
         self.copy('k', record(state='killed', exit='143', runtime='default'))
         counter = self.counter
         (code, out, err), execs = counter.count(lambda: self.cli(

@@ -158,23 +158,10 @@ class TestRoundTrips(SSHCase):
 
     def setUp(self):
         super(TestRoundTrips, self).setUp()
-        self.log = os.path.join(self.tmp, 'ssh.log')
-        wrapper = os.path.join(self.tmp, 'ssh')
-        with open(wrapper, 'w') as fp:
-            fp.write('#!/bin/sh\n'
-                     # not the -O requests, nor the start of the
-                     # shared connection (-N: no command)
-                     'case " $* " in *" -O "*|*" -N "*) ;; '
-                     '*) echo exec >> "%s" ;; esac\n'
-                     'exec ssh "$@"\n' % self.log)
-        os.chmod(wrapper, 0o755)
-        support.patch_env(self.addCleanup, TEJ_SSH=wrapper)
+        self.counter = support.ExecCounter(self)
 
     def count(self, action):
-        open(self.log, 'w').close()
-        action()
-        with open(self.log) as fp:
-            return len(fp.read().split())
+        return self.counter.count(action)[1]
 
     def test_counts(self):
         q = self.queue(setup_runtime='default')
