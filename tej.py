@@ -2039,7 +2039,7 @@ _download() {  # _download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
         fi
         _check_path "$1"
         if [ ! -e "$_dl_job/stage/$1" ] && [ ! -L "$_dl_job/stage/$1" ]; then
-            _die "$RC_NO_FILE" "no file '$1' in job"
+            _die "$RC_NO_FILE" "no file '$1' in job ${_dl_job##*/}"
         fi
         set -- "$@" "./$1"  # "./" keeps names starting with "-" from tar
         shift
@@ -2108,7 +2108,7 @@ _files() {  # _files ID PATH ...: what download would send, one line each
     while [ "$_fl_n" -gt 0 ]; do
         _check_path "$1"
         if [ ! -e "$_fl_job/stage/$1" ] && [ ! -L "$_fl_job/stage/$1" ]; then
-            _die "$RC_NO_FILE" "no file '$1' in job"
+            _die "$RC_NO_FILE" "no file '$1' in job ${_fl_job##*/}"
         fi
         set -- "$@" "./$1"
         shift
@@ -6760,7 +6760,8 @@ def _resource_type(key):
 _destination_type = _arg_type(_checked(_parse_destination))
 _queue_type = _arg_type(_checked(_check_queue_path))
 _job_id_type = _arg_type(_checked(check_jobid))
-_member_type = _arg_type(lambda text: _normalize_member(text, ValueError))
+_member_type = _arg_type(_checked(
+    lambda text: _normalize_member(text, ValueError, top=True)))
 _timeout_type = _arg_type(lambda text: _duration(text, 'timeout'))
 _interval_type = _arg_type(lambda text: _duration(text, 'interval'))
 _age_type = _arg_type(lambda text: int(_duration(text, 'duration')))

@@ -1047,7 +1047,7 @@ _download() {  # _download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
         fi
         _check_path "$1"
         if [ ! -e "$_dl_job/stage/$1" ] && [ ! -L "$_dl_job/stage/$1" ]; then
-            _die "$RC_NO_FILE" "no file '$1' in job"
+            _die "$RC_NO_FILE" "no file '$1' in job ${_dl_job##*/}"
         fi
         set -- "$@" "./$1"  # "./" keeps names starting with "-" from tar
         shift
@@ -1116,7 +1116,7 @@ _files() {  # _files ID PATH ...: what download would send, one line each
     while [ "$_fl_n" -gt 0 ]; do
         _check_path "$1"
         if [ ! -e "$_fl_job/stage/$1" ] && [ ! -L "$_fl_job/stage/$1" ]; then
-            _die "$RC_NO_FILE" "no file '$1' in job"
+            _die "$RC_NO_FILE" "no file '$1' in job ${_fl_job##*/}"
         fi
         set -- "$@" "./$1"
         shift

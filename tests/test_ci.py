@@ -312,7 +312,7 @@ class TestRun(CICase):
                                   'results', '--download', 'missing.txt',
                                   '--into', into)
         self.assertEqual(code, 3, err)
-        self.assertIn("no file 'missing.txt'", err)
+        self.assertRegex(err, r"tej: no file 'missing.txt' in job f_[0-9a-f]{12}\n")
         self.assertIn('failed with exit code 3', err)
         with open(os.path.join(into, 'results', 'r.txt')) as fp:
             self.assertEqual(fp.read(), 'r\n')
