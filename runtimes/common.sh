@@ -273,7 +273,29 @@ _creating=
 _beat_pid=
 
 _cleanup() {
-    _cl_rc=$?
+    _cl_rc=$? _cl_full=
+    # a job whose submission failed (and, when a tool failed on a full
+    # disk, RC_NO_SPACE: the upload, a lock or a record could not be
+    # written): removed first, its lock with it, so that no reader sees it
+    # unlocked and without a record (a submission gone: lost)
+    if [ -n "$_creating" ]; then
+        case $_cl_rc in  # a failure of a tool, not one the runtime says
+            "$RC_OK"|"$RC_JOB_EXISTS"|"$RC_INVALID"|"$RC_UNSUPPORTED"|"$RC_NO_FILE"|"$RC_NO_SPACE") ;;
+            *) if _full "$_creating"; then  # a full disk: say so, once
+                   _cl_full=1               # the job is removed
+               fi ;;
+        esac
+        _remove "$_creating"
+        case $_locked in
+            "$_creating"/*)
+                if [ -n "$_beat_pid" ]; then
+                    kill "$_beat_pid" 2>/dev/null || :
+                    _beat_pid=
+                fi
+                _locked= ;;
+        esac
+        _creating=
+    fi
     if [ -n "$_locked" ]; then
         _unlock
     fi
@@ -286,25 +308,23 @@ _cleanup() {
     if [ -n "$_self" ]; then  # the pushed copy, in its private directory
         rm -rf "${_self%/*}"
     fi
-    # a job whose submission failed (and, when a tool failed on a full
-    # disk, RC_NO_SPACE: the upload, a lock or a record could not be
-    # written)
-    if [ -n "$_creating" ]; then
-        _cl_full=
-        case $_cl_rc in  # a failure of a tool, not one the runtime says
-            "$RC_OK"|"$RC_JOB_EXISTS"|"$RC_INVALID"|"$RC_UNSUPPORTED"|"$RC_NO_FILE"|"$RC_NO_SPACE") ;;
-            *) if _full "$_creating"; then  # a full disk: say so, once
-                   _cl_full=1               # the job is removed
-               fi ;;
-        esac
-        rm -rf "$_creating"
-        if [ -n "$_cl_full" ]; then
-            _creating=
-            _no_space_die "the job"
-        fi
+    if [ -n "$_cl_full" ]; then
+        _no_space_die "the job"
     fi
 }
 trap _cleanup EXIT
+
+_remove() {  # _remove JOBDIR: out of the queue at once, renamed to a name
+    # that no reader lists (a job half removed would read "lost"), then
+    # deleted
+    _rm_gone=${1%/*}/.gone.$$
+    rm -rf "$_rm_gone"
+    if mv "$1" "$_rm_gone" 2>/dev/null; then
+        rm -rf "$_rm_gone"
+    else
+        rm -rf "$1"
+    fi
+}
 
 _host=
 TEJ_LOCK_STALE=${TEJ_LOCK_STALE:-300}
@@ -981,7 +1001,11 @@ _scan() {  # _scan MODE ARG ...: list or gc (see _filter): the records of
     _header
     cd "$Q/jobs" 2>/dev/null || return 0
     _sc_now=$(_now)
-    _tmp=$Q/scan.tmp.$$ _tmp_removed=
+    # the jobs that sh answers for, listed by awk: in TMPDIR (a queue on a
+    # read-only file system still lists), else in the queue
+    _tmp=$(mktemp "${TMPDIR:-/tmp}/tej-scan.XXXXXXXX" 2>/dev/null) || \
+        _tmp=$Q/scan.tmp.$$
+    _tmp_removed=
     if [ "$_fl_mode" = gc ] && [ -z "$_fl_dry" ]; then
         _tmp_removed=$Q/removed.tmp.$$
     fi
@@ -1219,7 +1243,7 @@ _delete() {  # _delete ID [kill]
     _check_id "$1"
     [ -d "$Q/jobs/$1" ] || _die "$RC_NO_JOB" "no job $1"
     _stop "$@"
-    rm -rf "$Q/jobs/$1"
+    _remove "$Q/jobs/$1"
     _header
 }
 

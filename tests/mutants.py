@@ -825,9 +825,8 @@ umask 022
     dict(
         name='login-batch-mode-kept',
         file='tej.py',
-        original="""            argv += ['-o', 'BatchMode=%s' % (
-                'no' if connection == _MASTER else 'yes')]""",
-        replacement="""            if connection != _MASTER:
+        original="""            argv += ['-o', 'BatchMode=%s' % ('no' if prompt else 'yes')]""",
+        replacement="""            if not prompt:
                 argv += ['-o', 'BatchMode=yes']""",
         description="tej login leaves BatchMode to ssh_config: 'BatchMode "
                     "yes' there and it cannot prompt",

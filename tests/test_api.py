@@ -145,6 +145,10 @@ class TestWorkflow(support.ServerCase):
             masters = self.server.masters(q)
             self.assertEqual(len(masters), 1)
             os.kill(masters[0], signal.SIGKILL)
+            # gone (a call in the instant it dies may find it half there,
+            # and make the next call start the new one)
+            wait_for(lambda: not support.alive(masters[0]),
+                     what='the master to be gone')
             self.assertEqual(list(q.list()), [])
 
     def test_threads_share_one_queue(self):

@@ -835,12 +835,12 @@ class TestClassifySSH(unittest.TestCase):
 #: Each call appends its ControlMaster option (no, auto, yes) to
 #: $STUB_CALLS, and its arguments, one line, to $STUB_ARGS; -O requests
 #: fail (there is no master), and so does the start of the shared
-#: connection ("-o BatchMode=yes -N -f", counted in $STUB_CALLS.master);
+#: connection ("-o BatchMode=yes ... -N -f", counted in $STUB_CALLS.master);
 #: with $STUB_MASTER set, that makes the control socket (a plain file)
 #: instead.
 STUB_SSH = r"""#!/bin/sh
 case " $* " in
-    *" -o BatchMode=yes -N -f "*)
+    *" -o BatchMode=yes "*" -N -f "*)
         echo start >> "$STUB_CALLS.master"
         [ -n "${STUB_MASTER:-}" ] || exit 1
         for a do
@@ -967,6 +967,10 @@ class TestRetryLoop(unittest.TestCase):
         self.assertLess(login.index('Compression=yes'),
                         login.index('BatchMode=no'))
         self.assertIn(' -o BatchMode=yes ', call)
+        # the shared connection that a call starts never asks
+        started = queue._transport._argv('log', tej._MASTER, ['-N', '-f'])
+        self.assertIn('BatchMode=yes', started)
+        self.assertNotIn('BatchMode=no', started)
         self.assertIn(' -O check -- stub', check)
         self.assertIn(' -O exit -- stub', exit)
 
