@@ -1231,9 +1231,14 @@ class TestReboot(unittest.TestCase):
         job = support.make_tree(os.path.join(tmp, 'job'),
                                 {'start.sh': 'exec sleep 1019\n'})
         q.submit('before', job)
-        self.addCleanup(q.kill, 'before')
         self.assertEqual(wait_state(q, 'before', ('running',))['state'],
                          'running')
+        # once lost, kill leaves it alone: its process group is killed here
+        with open(os.path.join(tmp, 'q', 'jobs', 'before', 'state')) as fp:
+            pgid = int(dict(line.rstrip('\n').split('=', 1)
+                            for line in fp)['pgid'])
+        self.addCleanup(lambda: support.alive(pgid) and
+                        os.killpg(pgid, signal.SIGKILL))
         with open(boot, 'w') as fp:
             fp.write('faults-boot-2\n')
         record = q.info('before')
