@@ -5568,14 +5568,6 @@ def _bounded_tarinfo():
             if self.size > _MAX_TAR_HEADER:
                 raise Error("The server sent a tar header of %d bytes"
                             % self.size)
-
-        @classmethod
-        def frombuf(cls, buf, encoding, errors):
-            # tarfile takes an archive cut before a header, or in one, for
-            # its end: a download that is short of files
-            if len(buf) != tarfile.BLOCKSIZE:
-                raise tarfile.ReadError("the archive was cut short")
-            return super(BoundedInfo, cls).frombuf(buf, encoding, errors)
     return BoundedInfo
 
 

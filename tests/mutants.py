@@ -230,8 +230,8 @@ MUTANTS = [
     dict(
         name='login-own-command-line',
         file='tej.py',
-        original="        code = self._popen(self._argv(log, _MASTER, "
-                 "['-N', '-f'])).wait()",
+        original="        code = self._popen(self._argv(log, _MASTER, ['-N', '-f'],\n"
+                 "                                      prompt=True)).wait()",
         replacement="        code = self._popen([self.ssh] + self.options + [\n"
                     "            '-o', 'ControlMaster=yes', '-o', "
                     "'ControlPath=%s' % self.control_path,\n"
@@ -956,7 +956,8 @@ umask 022
         replacement='',
         description="a submission interrupted by Ctrl-C leaves a half-made "
                     "job that reads lost and blocks its id",
-        tests=['test_faults.TestInterruptedSubmit.test_local_sigint'],
+        tests=['test_faults.TestInterruptedSubmit.test_local_sigint',
+               'test_faults.TestTerminatedSubmission'],
     ),
     dict(
         name='unresolved-name-retried',
@@ -1001,16 +1002,6 @@ umask 022
         description="the boot id that tests control is not read: a "
                     "reboot cannot be simulated",
         tests=['test_faults.TestReboot'],
-    ),
-    dict(
-        name='archive-cut-taken-as-whole',
-        file='tej.py',
-        original='''            if len(buf) != tarfile.BLOCKSIZE:
-                raise tarfile.ReadError("the archive was cut short")''',
-        replacement='''            pass''',
-        description="a download cut before a tar header ends quietly, "
-                    "short of files",
-        tests=['test_faults.TestBadInput.test_command_line'],
     ),
     dict(
         name='record-cut-taken-as-whole',

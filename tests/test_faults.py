@@ -1175,6 +1175,36 @@ class TestInterruptedSubmit(support.ServerCase):
         self.interrupt(self.dest, 'SIGKILL')
 
 
+class TestTerminatedSubmission(unittest.TestCase):
+    """The server side of a submit, terminated (TERM to its process group,
+    as the client's interrupted call sends) while its upload is still
+    coming: it removes its half-made job.
+    """
+
+    def test_term_mid_upload_removes_the_job(self):
+        tmp = support.temporary(self)
+        queue = os.path.join(tmp, 'q')
+        tej.RemoteQueue('local:', queue).setup()
+        proc = subprocess.Popen(
+            ['sh', os.path.join(queue, 'tej.sh'), queue, 'submit', 'cut',
+             'file', 'start.sh'], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True)
+        self.addCleanup(lambda: proc.poll() is not None or proc.kill())
+        # the start of an archive whose one file is far from complete; the
+        # pipe stays open
+        info = tarfile.TarInfo('big')
+        info.size = 1 << 30
+        proc.stdin.write(info.tobuf(tarfile.GNU_FORMAT) + b'\0' * 65536)
+        proc.stdin.flush()
+        jobs = os.path.join(queue, 'jobs')
+        wait_for(lambda: os.listdir(jobs), what='the job to be begun')
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.communicate(timeout=30)
+        self.assertEqual(os.listdir(jobs), [])
+        self.assertEqual(list(tej.RemoteQueue('local:', queue).list()), [])
+
+
 class TestKilledProcesses(support.ServerCase):
     """The job's wrapper SIGKILLed (as by the OOM killer): lost. The job's
     own process SIGKILLed: finished 137. Never running.
