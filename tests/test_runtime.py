@@ -71,6 +71,20 @@ for _name in SHELLS:
 del _name
 
 
+def busybox_bin():
+    """A directory of busybox's applets only (made once a run), for PATH."""
+    busybox = which('busybox')
+    need('shells', busybox, "busybox is not installed")
+    bindir = os.path.join(support.Hermetic.start(), 'busybox-bin')
+    if not os.path.isdir(bindir):
+        os.mkdir(bindir)
+        applets = subprocess.run([busybox, '--list'],
+                                 stdout=subprocess.PIPE).stdout.split()
+        for applet in applets:
+            os.symlink(busybox, os.path.join(bindir, applet.decode()))
+    return bindir
+
+
 class Test_busybox_only(LocalScenario, unittest.TestCase):
     """busybox sh with nothing but busybox applets on PATH: no nohup, the
     busybox flavours of tar, ps, date, kill.
@@ -79,15 +93,7 @@ class Test_busybox_only(LocalScenario, unittest.TestCase):
     shell = 'busybox'
 
     def setUp(self):
-        busybox = which('busybox')
-        need('shells', busybox, "busybox is not installed")
-        bindir = os.path.join(support.Hermetic.start(), 'busybox-bin')
-        if not os.path.isdir(bindir):
-            os.mkdir(bindir)
-            applets = subprocess.run([busybox, '--list'],
-                                     stdout=subprocess.PIPE).stdout.split()
-            for applet in applets:
-                os.symlink(busybox, os.path.join(bindir, applet.decode()))
+        bindir = busybox_bin()
         self.assertFalse(os.path.exists(os.path.join(bindir, 'nohup')))
         super(Test_busybox_only, self).setUp()
         support.patch_env(self.addCleanup, TEJ_SH='sh', PATH=bindir)
@@ -646,16 +652,7 @@ class TestScan(unittest.TestCase):
                 self.check_shell(shell)
 
     def test_busybox_applets_only(self):
-        busybox = which('busybox')
-        need('shells', busybox, "busybox is not installed")
-        bindir = os.path.join(support.Hermetic.start(), 'scan-busybox-bin')
-        if not os.path.isdir(bindir):
-            os.mkdir(bindir)
-            applets = subprocess.run([busybox, '--list'],
-                                     stdout=subprocess.PIPE).stdout.split()
-            for applet in applets:
-                os.symlink(busybox, os.path.join(bindir, applet.decode()))
-        self.check_shell('busybox', env=dict(os.environ, PATH=bindir))
+        self.check_shell('busybox', env=dict(os.environ, PATH=busybox_bin()))
 
     def test_empty_and_missing(self):
         self.assertEqual(self.states('dash', 'list'), {})
