@@ -287,12 +287,7 @@ _cleanup() {
         esac
         _remove "$_creating"
         case $_locked in
-            "$_creating"/*)
-                if [ -n "$_beat_pid" ]; then
-                    kill "$_beat_pid" 2>/dev/null || :
-                    _beat_pid=
-                fi
-                _locked= ;;
+            "$_creating"/*) _stop_beating; _locked= ;;
         esac
         _creating=
     fi
@@ -402,12 +397,16 @@ _read_lock() {  # _read_lock LOCKDIR: its owner and beat, in _rl_owner and
     { read -r _rl_beat < "$1/beat"; } 2>/dev/null || :
 }
 
-_unlock() {  # remove the lock if it is still this process's own: one
-    # broken meanwhile (its holder taken for gone) is another's now
+_stop_beating() {  # end the loop of _keep_beating, if there is one
     if [ -n "$_beat_pid" ]; then
         kill "$_beat_pid" 2>/dev/null || :
         _beat_pid=
     fi
+}
+
+_unlock() {  # remove the lock if it is still this process's own: one
+    # broken meanwhile (its holder taken for gone) is another's now
+    _stop_beating
     _read_lock "$_locked"
     if [ "$_rl_owner" = "$_host:$$" ]; then
         rm -rf "$_locked"
