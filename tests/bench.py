@@ -5,10 +5,14 @@
 Through the test suite's real sshd (see tests/support.py), medians of N runs:
   python3 -c pass             the interpreter alone
   ssh HOST true               one exec over the shared connection
-  tej status (warm)           the command line, runtime installed, master up
+  tej status (warm)           the command line, runtime installed, master up:
+                              the tej command as README.rst installs it
+                              (from bytecode), and python3 tej.py
   tej status (API, warm)      RemoteQueue.status in a running process
-and of the first contact (submit to a new queue), printed as seconds and as
-ratios to the baselines. Then the goals of issue 12, each with its
+run in turn, so that each sees the same load; where the command's time
+goes (importing tej, its main(), and what python3 tej.py adds: compiling
+tej.py); and the first contact (submit to a new queue), printed as
+seconds and as ratios to the baselines. Then the goals of issue 12, each with its
 baseline: 50 "tej status" processes started at once with no shared
 connection (against one cold call), "tej list" and "list()" of 5,000 jobs,
 status of 10 jobs in one command (against one job's). Then "tej wait" on a
@@ -30,6 +34,7 @@ command line's peak RSS (its process, or the ssh it ran if larger).
 """
 
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -82,62 +87,82 @@ def main(argv):
             str(queue.queue)) else None, queue.submit('j', job)), 1)
         support.wait_state(queue, 'j')
         tej_py = os.path.join(support.TOP, 'tej.py')
-        cli = [sys.executable, tej_py] + server.cli(
-            'status', server.alias, '--id', 'j', '--queue', str(queue.queue))
+        status = server.cli('status', server.alias, '--id', 'j',
+                            '--queue', str(queue.queue))
+        cli = [sys.executable, tej_py] + status
+        command = [sys.executable, installed_command()] + status
         ssh = ['ssh'] + server.options + [
             '-o', 'ControlPath=%s' % queue._transport.control_path,
             server.alias, 'true']
-        results = [
-            ('python3 -c pass', median_time(
-                lambda: run([sys.executable, '-c', 'pass']), runs)),
-            ('ssh HOST true (shared connection)',
-             median_time(lambda: run(ssh), runs)),
-            ('tej status, command line (warm)',
-             median_time(lambda: run(cli), runs)),
-            ('tej status, API (warm)',
-             median_time(lambda: queue.status('j'), runs)),
-        ]
+        results = interleaved([
+            ('python3 -c pass', lambda: run([sys.executable, '-c', 'pass'])),
+            ('ssh HOST true (shared connection)', lambda: run(ssh)),
+            ('tej status, command line (warm)', lambda: run(command)),
+            ('tej status, python3 tej.py (warm)', lambda: run(cli)),
+        ], runs)
+        # the API's, in a pair of its own: after a new python3 (above),
+        # this process runs slower for a while
+        api = interleaved([
+            ('ssh HOST true, against the API', lambda: run(ssh)),
+            ('tej status, API (warm)', lambda: queue.status('j')),
+        ], runs)
+        profile = bench_profile(command[1], status, runs)
         many = bench_status_of_many(server, queue, tej_py, runs)
         big = bench_big_queue(server, remote, tej_py)
         waited = bench_wait(server, queue, job, argv)
-        cold = bench_cold(queue, cli, 5)
-        concurrency = bench_concurrency(server, queue, tej_py)
+        cold = bench_cold(queue, command, 5)
+        concurrency = [bench_concurrency(server, queue, argv)
+                       for argv in (command, cli)]
         recording = bench_record(server, queue, job, runs)
         latencies = bench_runtimes(server, remote)
         transfers = bench_transfers(server, 5)
     finally:
         support.stop_all()
-    base = dict(results)
-    print("medians of %d runs" % runs)
-    for name, seconds in results:
+    base = dict(results + api)
+    print("medians of %d runs, in turn" % runs)
+    for name, seconds in results + api:
         print("  %-36s %7.1f ms" % (name, seconds * 1000))
     print("  %-36s %7.1f ms  (one run)" % ("first contact: submit to a new "
                                            "queue", first * 1000))
     cli_time = base['tej status, command line (warm)']
+    script_time = base['tej status, python3 tej.py (warm)']
+    print("where the command line's time goes (medians of %d)" % runs)
+    print("  python3 -c pass (the interpreter's own start)  %5.1f ms"
+          % (base['python3 -c pass'] * 1000))
+    print("  import tej, from its bytecode                  %5.1f ms"
+          % (profile['import'] * 1000))
+    print("  main(), of which the ssh exec is most          %5.1f ms"
+          % (profile['main'] * 1000))
+    print("  python3 tej.py only: compiling tej.py          %5.1f ms"
+          % (profile['compile'] * 1000))
     print("ratios")
     print("  status (command line) / python3 -c pass   %.2f" % (
         cli_time / base['python3 -c pass']))
     print("  status (command line) - python3 -c pass   %.1f ms" % (
         (cli_time - base['python3 -c pass']) * 1000))
-    print("  status (API) / ssh HOST true              %.2f" % (
-        base['tej status, API (warm)'] /
-        base['ssh HOST true (shared connection)']))
     ssh_true = base['ssh HOST true (shared connection)']
     print("goals (issue 12), each against a baseline of the same run")
+    floor = base['python3 -c pass'] + ssh_true
     print("  1. status (command line) / (python3 -c pass + ssh HOST true) "
-          "%.2f  (goal <= 1.5)" % (cli_time / (base['python3 -c pass'] +
-                                                ssh_true)))
+          "%.2f  (goal <= 1.5; %.1f ms / %.1f ms); python3 tej.py %.2f"
+          % (cli_time / floor, cli_time * 1000, floor * 1000,
+             script_time / floor))
+    api_ssh = base['ssh HOST true, against the API']
     print("  2. status (API) / ssh HOST true %.2f  (goal <= 1.4; %.1f ms / "
-          "%.1f ms)" % (base['tej status, API (warm)'] / ssh_true,
+          "%.1f ms)" % (base['tej status, API (warm)'] / api_ssh,
                         base['tej status, API (warm)'] * 1000,
-                        ssh_true * 1000))
-    count, ok, wall, masters, connections, floor = concurrency
+                        api_ssh * 1000))
+    count, ok, wall, masters, connections, floor = concurrency[0]
     print("  3. %d 'tej status' at once, no shared connection: %.2f s wall "
           "(goal <= 3 s), %.1f x one cold call (%.0f ms), %.1f x %d "
           "'python3 -c pass' at once (%.2f s); %d succeeded, %d master(s) "
           "left, %d connection(s) made"
           % (count, wall, wall / cold, cold * 1000, wall / floor, count,
              floor, ok, masters, connections))
+    count, ok, wall, masters, connections, floor = concurrency[1]
+    print("     the same with python3 tej.py: %.2f s wall; %d succeeded, %d "
+          "master(s) left, %d connection(s) made"
+          % (wall, ok, masters, connections))
     jobs, cli_list, api_list, gc_dry = big
     print("  4. list of %d jobs: command line %.2f s, API %.2f s (goal <= "
           "0.5 s); %.1f x a warm status (command line); gc --dry-run of "
@@ -154,6 +179,74 @@ def main(argv):
     print_record(recording)
     print_transfers(transfers, 5)
     return 0
+
+
+def interleaved(actions, runs):
+    """Medians of ``actions`` ((name, callable)), run in turn ``runs``
+    times, so that each sees the same load: a list of (name, seconds).
+    """
+    times = dict((name, []) for name, _ in actions)
+    for _ in range(runs):
+        for name, action in actions:
+            start = time.perf_counter()
+            action()
+            times[name].append(time.perf_counter() - start)
+    return [(name, statistics.median(times[name])) for name, _ in actions]
+
+
+def installed_command():
+    """The ``tej`` command made as README.rst's Install says, in a new
+    HOME: the path of its launcher.
+    """
+    from tests.test_readme import FIRST_LINES, README, literal_blocks
+    with open(README) as fp:
+        block, = [text for _, text in literal_blocks(fp.read())
+                  if text.startswith(FIRST_LINES[0])]
+    home = tempfile.mkdtemp(prefix='bench-home-')
+    bin_dir = os.path.join(home, '.local', 'bin')
+    subprocess.run(['sh', '-ec', block], cwd=support.TOP, check=True,
+                   stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, HOME=home, PATH='%s:%s' % (
+                       bin_dir, os.environ['PATH'])))
+    return os.path.join(bin_dir, 'tej')
+
+
+#: Run by bench_profile: where a command line's time goes, in a new
+#: process as the command's: "import SECONDS main SECONDS compile SECONDS".
+_PROFILE = r"""
+import sys, time
+start = time.perf_counter()
+sys.path.insert(0, sys.argv[1])
+import tej
+imported = time.perf_counter()
+code = tej.main(sys.argv[2:])
+done = time.perf_counter()
+with open(tej.__file__) as fp:
+    source = fp.read()
+compiled = time.perf_counter()
+compile(source, tej.__file__, 'exec')
+print('import %f main %f compile %f' % (imported - start, done - imported,
+                                        time.perf_counter() - compiled))
+sys.exit(code)
+"""
+
+
+def bench_profile(launcher, args, runs):
+    """Where the time of the installed command ``launcher`` with ``args``
+    goes: {'import': s, 'main': s, 'compile': s} (medians of ``runs``),
+    compile being what ``python3 tej.py`` adds: compiling tej.py.
+    """
+    with open(launcher) as fp:
+        lib = re.search(r'sys\.path\.insert\(0, "(.*)"\)', fp.read()).group(1)
+    times = {}
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, '-c', _PROFILE, lib] + args,
+                             check=True, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL).stdout.split()
+        for name, value in zip(out[-6::2], out[-5::2]):
+            times.setdefault(name.decode(), []).append(float(value))
+    return dict((name, statistics.median(values))
+                for name, values in times.items())
 
 
 def bench_record(server, queue, job, runs):
@@ -440,15 +533,13 @@ def bench_cold(queue, cli, runs):
     return statistics.median(times)
 
 
-def bench_concurrency(server, queue, tej_py, count=50):
-    """``count`` ``tej status`` processes started together, with no shared
-    connection: (count, succeeded, wall time, masters left, connections
-    made).
+def bench_concurrency(server, queue, cmd, count=50):
+    """``count`` ``cmd`` (a ``tej status``) processes started together, with
+    no shared connection: (count, succeeded, wall time, masters left,
+    connections made, wall time of as many ``python3 -c pass``).
     """
     queue.close()
     wait_closed(queue)
-    cmd = [sys.executable, tej_py] + server.cli(
-        'status', server.alias, '--id', 'j', '--queue', str(queue.queue))
     before = server.sshd_started()
     start = time.perf_counter()
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE,

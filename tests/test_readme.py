@@ -92,6 +92,17 @@ class TestReadme(support.ServerCase):
         code, out = sh(text, support.TOP, env)
         self.assertEqual(code, 0, out)
         self.assertEqual(out, 'tej version %s\n' % tej.__version__)
+        # the command runs the copy, from its bytecode, even where no
+        # bytecode may be written
+        command = os.path.join(home, '.local', 'bin', 'tej')
+        env['PYTHONDONTWRITEBYTECODE'] = '1'
+        proc = subprocess.run([sys.executable, '-v', command, '--version'],
+                              env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True)
+        self.assertEqual(proc.stdout, 'tej version %s\n' % tej.__version__)
+        cached = os.path.join(home, '.local', 'lib', 'tej', '__pycache__',
+                              'tej.')
+        self.assertIn("code object from '%s" % cached, proc.stderr)
 
     def test_quick_start(self):
         # in a copy of the checkout: the download lands here
@@ -335,7 +346,7 @@ class TestReadme(support.ServerCase):
 
 #: How each README block starts, in order; each test above takes one.
 FIRST_LINES = [
-    'mkdir -p ~/.local/bin && install',
+    'mkdir -p ~/.local/lib/tej ~/.local/bin && install',
     'python3 tej.py submit local: runtimes',
     'make test',
     '{"tej": 1,',
