@@ -14,7 +14,7 @@ goes (importing tej, its main(), and what python3 tej.py adds: compiling
 tej.py); and the first contact (submit to a new queue), printed as
 seconds and as ratios to the baselines. Then the goals of issue 12, each with its
 baseline: 50 "tej status" processes started at once with no shared
-connection (against one cold call), "tej list" and "list()" of 5,000 jobs,
+connection (against one cold call; the command, then python3 tej.py), "tej list" and "list()" of 5,000 jobs,
 status of 10 jobs in one command (against one job's). Then "tej wait" on a
 30 s job (ssh execs made, and how soon after the job's end it returns); the
 time from submit to the end of wait of a trivial job through each runtime
