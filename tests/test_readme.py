@@ -93,10 +93,10 @@ class TestReadme(support.ServerCase):
         self.assertEqual(code, 0, out)
         self.assertEqual(out, 'tej version %s\n' % tej.__version__)
         # the command runs the copy, from its bytecode, even where no
-        # bytecode may be written
+        # bytecode may be written (with the python3 of its "#!" line)
         command = os.path.join(home, '.local', 'bin', 'tej')
         env['PYTHONDONTWRITEBYTECODE'] = '1'
-        proc = subprocess.run([sys.executable, '-v', command, '--version'],
+        proc = subprocess.run(['python3', '-v', command, '--version'],
                               env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, universal_newlines=True)
         self.assertEqual(proc.stdout, 'tej version %s\n' % tej.__version__)
