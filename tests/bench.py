@@ -12,13 +12,14 @@ Through the test suite's real sshd (see tests/support.py), medians of N runs:
 run in turn, so that each sees the same load; where the command's time
 goes (importing tej, its main(), and what python3 tej.py adds: compiling
 tej.py); and the first contact (submit to a new queue), printed as
-seconds and as ratios to the baselines. Then the goals of issue 12, each with its
-baseline: 50 "tej status" processes started at once with no shared
-connection (against one cold call; the command, then python3 tej.py), "tej list" and "list()" of 5,000 jobs,
-status of 10 jobs in one command (against one job's). Then "tej wait" on a
-30 s job (ssh execs made, and how soon after the job's end it returns); the
-time from submit to the end of wait of a trivial job through each runtime
-(slurm and pbs on the test suite's Slurm, as root).
+seconds and as ratios to the baselines. Then the goals of issue 12, each
+with its baseline: 50 "tej status" processes started at once with no
+shared connection (against one cold call; the command, then python3
+tej.py), "tej list" and "list()" of 5,000 jobs, status of 10 jobs in
+one command (against one job's). Then "tej wait" on a 30 s job (ssh execs
+made, and how soon after the job's end it returns); the time from submit
+to the end of wait of a trivial job through each runtime (slurm and pbs
+on the test suite's Slurm, as root).
 And the cost of recording a submit in the job registry: submits (API,
 warm) with and without recording, alternated, and the registry's own
 write alone. ``--only record`` measures that only.
@@ -148,11 +149,11 @@ def main(argv):
         (cli_time - base['python3 -c pass']) * 1000))
     ssh_true = base['ssh HOST true (shared connection)']
     print("goals (issue 12), each against a baseline of the same run")
-    floor = base['python3 -c pass'] + ssh_true
+    bound = base['python3 -c pass'] + ssh_true
     print("  1. status (command line) / (python3 -c pass + ssh HOST true) "
           "%.2f  (goal <= 1.5; %.1f ms / %.1f ms); python3 tej.py %.2f"
-          % (cli_time / floor, cli_time * 1000, floor * 1000,
-             script_time / floor))
+          % (cli_time / bound, cli_time * 1000, bound * 1000,
+             script_time / bound))
     api_ssh = base['ssh HOST true, against the API']
     print("  2. status (API) / ssh HOST true %.2f  (goal <= 1.4; %.1f ms / "
           "%.1f ms)" % (base['tej status, API (warm)'] / api_ssh,
