@@ -54,12 +54,8 @@ TRANSFER_RUNS = 9
 
 
 def median_time(action, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """The median time of ``action`` over ``runs`` runs, in seconds."""
+    return interleaved([(None, action)], runs)[0][1]
 
 
 def run(argv):
