@@ -286,6 +286,17 @@ class TestMonitor(MonitorCase):
         self.ends = os.path.join(self.tmp, 'ends')
         return self.ON_END.format(log=self.ends)
 
+    def start_monitor(self, interval, command):
+        """``tej monitor --interval INTERVAL --on-end COMMAND`` in the
+        background, killed after the test if it still runs.
+        """
+        monitor = subprocess.Popen(
+            [sys.executable, TEJ_PY, 'monitor', '--interval', interval,
+             '--on-end', command], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        self.addCleanup(lambda: monitor.poll() is None and monitor.kill())
+        return monitor
+
     def ended(self):
         if not os.path.exists(self.ends):
             return []
@@ -323,11 +334,7 @@ class TestMonitor(MonitorCase):
         self.submit(d, None, 'b', WAIT_FOR_GO)
         self.submit(d, None, 'c', WAIT_FOR_GO)
         command = self.on_end()
-        monitor = subprocess.Popen(
-            [sys.executable, TEJ_PY, 'monitor', '--interval', '2',
-             '--on-end', command], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE)
-        self.addCleanup(lambda: monitor.poll() is None and monitor.kill())
+        monitor = self.start_monitor('2', command)
         wait_for(self.ended, lambda ends: len(ends) == 1, timeout=30,
                  what='a reported')
         self.touch_remote('b', 'go')
@@ -353,11 +360,7 @@ class TestMonitor(MonitorCase):
         self.submit(FLAKY, self.q2_path, 'u', WAIT_FOR_GO, '--no-multiplex')
         self.flaky('down')
         command = self.on_end()
-        monitor = subprocess.Popen(
-            [sys.executable, TEJ_PY, 'monitor', '--interval', '1',
-             '--on-end', command], stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE)
-        self.addCleanup(lambda: monitor.poll() is None and monitor.kill())
+        monitor = self.start_monitor('1', command)
         self.touch_remote('r', 'go')
         wait_for(self.ended, lambda ends: len(ends) == 1, timeout=30,
                  what='r reported')
