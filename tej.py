@@ -1318,9 +1318,11 @@ TEJ_LOCK_STALE=${TEJ_LOCK_STALE:-300}
 
 _pid_gone() {  # _pid_gone PID: is there no tej.sh of this host with PID?
     if [ -d /proc/self ]; then
-        # not a process that reused the pid (a zombie's cmdline is empty)
+        # not a process that reused the pid (a zombie's cmdline is empty);
+        # a call without input reads tej.sh into the sh that read its call
+        # (tej.py's _FAST_START), "sh -c ...tej_call..."
         case $({ tr '\000' ' ' < "/proc/$1/cmdline"; } 2>/dev/null) in
-            *tej.sh*) return 1 ;;
+            *tej.sh*|*tej_call*) return 1 ;;
         esac
         return 0
     fi
@@ -2769,8 +2771,27 @@ _BOOTSTRAP = _fold(_prelude() + _RUNTIME_PROBE + _RUNTIME_BOOTSTRAP)
 #: (_call_line), and runs it; the rest of stdin is the call's own input
 #: (read reads no further than the line). It is what sshd hands to the
 #: user's login shell, and means the same to sh, bash, csh, tcsh and fish:
-#: no argument ever passes through that shell.
+#: no argument ever passes through that shell. (Words only for ps to show
+#: come after it: _shown.)
 _READ_AND_RUN = 'IFS= read -r tej_call && eval "$tej_call"'
+
+
+#: What a word of a call may have to be shown (_shown): nothing that any
+#: login shell reads inside single quotes ("'", csh's "!" and newline,
+#: fish's backslash).
+_SHOWN_WORD = re.compile(r'[A-Za-z0-9_.,+=@%:/~-]{1,128}\Z')
+
+
+def _shown(argv):
+    """The words that follow _READ_AND_RUN, after sh's "$0", for the
+    server's process list to show what a call is doing: the queue, the
+    verb and the arguments of ``argv`` (QUEUE VERSIONS VERB ARG...), "..."
+    for each that _SHOWN_WORD does not allow, and for the rest after 16.
+    sh never reads them: the call's arguments come on stdin.
+    """
+    words = [word if _SHOWN_WORD.match(word) else '...'
+             for word in argv[:1] + argv[2:]]
+    return words[:16] + ['...'] * (len(words) > 16)
 
 
 #: The line before the bootstrap's in a call that has no input of its own
@@ -2779,15 +2800,20 @@ _READ_AND_RUN = 'IFS= read -r tej_call && eval "$tej_call"'
 #: bootstrap's costs more than the verb. A queue path "~", "~/...", "/..."
 #: or relative to the home directory, that is not a link file, with a
 #: runtime of VERSIONS installed: tej.sh runs at once (it saves the
-#: caller's umask itself, when it needs it). Anything else ("~NAME", a
-#: link, no queue, another version): sh reads the next line, the whole
-#: bootstrap, as every other call. No "!" in it, as in the bootstrap.
+#: caller's umask itself, when it needs it), read by this very sh with "."
+#: (an exec of another sh costs more than a warm status's own work) when
+#: it is TEJ_SH (sh's "$0" is the shell the transport ran: "sh" through
+#: ssh), else in TEJ_SH. Anything else ("~NAME", a link, no queue, another
+#: version): sh reads the next line, the whole bootstrap, as every other
+#: call. No "!" in it, as in the bootstrap.
 _FAST_START = (
     'case $1 in "~") q=$HOME ;; "~/"*) q=$HOME/${1#"~/"} ;; "~"*) q= ;; '
     '/*) q=$1 ;; *) q=$HOME/$1 ;; esac; v=; [ -z "$q" ] || [ -f "$q" ] || '
     '{ IFS= read -r v < "$q/version"; } 2>/dev/null; case " $2 " in '
-    '*" $v "*) [ -z "$v" ] || { shift 2; exec "${TEJ_SH:-sh}" "$q/tej.sh" '
-    '"$q" "$@"; } ;; esac; IFS= read -r tej_call && eval "$tej_call"')
+    '*" $v "*) [ -z "$v" ] || { shift 2; set -- "$q" "$@"; unset q v; '
+    'case ${TEJ_SH:-sh} in "$0") . "$1/tej.sh"; exit ;; esac; '
+    'exec "$TEJ_SH" "$1/tej.sh" "$@"; } ;; esac; '
+    'IFS= read -r tej_call && eval "$tej_call"')
 
 
 def _call_line(argv, fast=False):
@@ -3056,7 +3082,8 @@ class _LocalTransport(_Transport):
             # a process group of its own: the terminal's Ctrl-C reaches the
             # client, which ends the call (_stop) so that sh cleans up
             proc = _start_call(subprocess.Popen,
-                               [self.shell, '-c', _READ_AND_RUN], argv, stdin,
+                               [self.shell, '-c', _READ_AND_RUN, self.shell] +
+                               _shown(argv), argv, stdin,
                                stdout=stdout, stderr=stderr, cwd=home,
                                start_new_session=True)
         except OSError as e:
@@ -3328,7 +3355,9 @@ class _SSHTransport(_Transport):
             # shell (sh, csh, fish alike) becomes that sh, one process less
             proc = _start_call(
                 self._popen, self._argv(log, connection, ['-T', '-x']) +
-                ['exec ' + _shell_command(['sh', '-c', _READ_AND_RUN])],
+                ['exec %s sh %s' % (
+                    _shell_command(['sh', '-c', _READ_AND_RUN]),
+                    ' '.join("'%s'" % word for word in _shown(argv)))],
                 argv, stdin, stdout=stdout, stderr=stderr)
         except BaseException:
             os.unlink(log)

@@ -326,9 +326,11 @@ TEJ_LOCK_STALE=${TEJ_LOCK_STALE:-300}
 
 _pid_gone() {  # _pid_gone PID: is there no tej.sh of this host with PID?
     if [ -d /proc/self ]; then
-        # not a process that reused the pid (a zombie's cmdline is empty)
+        # not a process that reused the pid (a zombie's cmdline is empty);
+        # a call without input reads tej.sh into the sh that read its call
+        # (tej.py's _FAST_START), "sh -c ...tej_call..."
         case $({ tr '\000' ' ' < "/proc/$1/cmdline"; } 2>/dev/null) in
-            *tej.sh*) return 1 ;;
+            *tej.sh*|*tej_call*) return 1 ;;
         esac
         return 0
     fi

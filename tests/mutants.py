@@ -391,13 +391,32 @@ umask 022
     dict(
         name='arguments-in-the-login-shell',
         file='tej.py',
-        original="                ['exec ' + _shell_command(['sh', '-c', "
-                 "_READ_AND_RUN])],",
-        replacement="                ['exec ' + _shell_command(['sh', '-c', "
-                    "_READ_AND_RUN, 'tej'] + list(argv))],",
-        description="the call's arguments also go on the command line that "
-                    "the login shell reads: tcsh and fish run them",
+        original="                    ' '.join(\"'%s'\" % word for word in "
+                 "_shown(argv)))],",
+        replacement="                    _shell_command(argv))],",
+        description="the call's arguments, as sh quotes them, go on the "
+                    "command line that the login shell reads, for ps: "
+                    "tcsh and fish run them",
         tests=['test_shells.TestTcshLogin', 'test_shells.TestFishLogin'],
+    ),
+    dict(
+        name='shown-words-unchecked',
+        file='tej.py',
+        original="    words = [word if _SHOWN_WORD.match(word) else '...'",
+        replacement="    words = [word if True else '...'",
+        description="every word of a call is shown in the server's process "
+                    "list, in single quotes: a quote in a queue path ends "
+                    "them, and the login shell runs the rest",
+        tests=['test_shells.TestDashLogin', 'test_shells.TestBashLogin'],
+    ),
+    dict(
+        name='pid-gone-read-call',
+        file='runtimes/common.sh',
+        original="            *tej.sh*|*tej_call*) return 1 ;;",
+        replacement="            *tej.sh*) return 1 ;;",
+        description="a call without input, read into the sh that read its "
+                    "call, counts as gone: another breaks the lock it holds",
+        tests=['test_edges.TestLocks'],
     ),
     # ---- transfers ----------------------------------------------------------
     dict(

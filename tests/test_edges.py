@@ -298,6 +298,20 @@ exit 0
 """
 
 
+# date, for the PATH: the first time a kill runs it with the job's lock
+# taken, it waits for the file $GATE/go (and says so with $GATE/waiting).
+GATED_DATE = r"""#!/bin/sh
+if [ -d "$GATE/lock" ] && mkdir "$GATE/waiting" 2>/dev/null; then
+    if %(tr)s '\000' ' ' < "/proc/$PPID/cmdline" | grep -q ' kill '; then
+        while [ ! -e "$GATE/go" ]; do %(sleep)s 0.05; done
+    else
+        rmdir "$GATE/waiting"
+    fi
+fi
+exec %(date)s "$@"
+"""
+
+
 class TestLocks(LocalCase):
     """A job's lock (JOBDIR/lock, with its holder's host:pid in "owner")
     is never broken while its holder may live, however long it holds it;
@@ -431,6 +445,38 @@ class TestLocks(LocalCase):
         self.assertEqual(killer.result[0], 'ok', killer.result)
         record = wait_state(self.q, 'slow')
         self.assertEqual(record['state'], 'killed')
+
+    def test_a_live_call_without_input_keeps_its_lock(self):
+        # a kill is read into the sh that read its call, with ".", not run
+        # as "sh QUEUE/tej.sh": that sh, while it lives, keeps the lock
+        self.running('h')
+        gate = os.path.join(self.tmp, 'gate')
+        os.mkdir(gate)
+        os.symlink(os.path.join(self.queue_dir, 'jobs', 'h', 'lock'),
+                   os.path.join(gate, 'lock'))
+        path = os.path.join(self.tmp, 'bin', 'date')
+        with open(path, 'w') as fp:
+            fp.write(GATED_DATE % {'tr': shutil.which('tr'),
+                                   'sleep': self.sleep,
+                                   'date': shutil.which('date')})
+        os.chmod(path, 0o755)
+        support.patch_env(self.addCleanup, GATE=gate)
+        holder = self.in_thread(lambda: self.q.kill('h'))
+        try:
+            wait_for(lambda: os.path.isdir(os.path.join(gate, 'waiting')),
+                     what='the kill to take the lock')
+            owner = self.owner('h')
+            self.assertIsNotNone(owner)
+            waiter = self.in_thread(lambda: self.q.kill('h'))
+            self.wait_turns('kill', waiter)
+            self.assertEqual(self.owner('h'), owner)
+        finally:
+            open(os.path.join(gate, 'go'), 'w').close()
+        holder.join(60)
+        waiter.join(60)
+        self.assertEqual(holder.result[0], 'ok', holder.result)
+        self.assertEqual(waiter.result[0], 'ok', waiter.result)
+        self.assertEqual(wait_state(self.q, 'h')['state'], 'killed')
 
     def test_a_lock_of_another_host(self):
         # its holder cannot be seen from here: the lock is broken only once
