@@ -2776,9 +2776,9 @@ _BOOTSTRAP = _fold(_prelude() + _RUNTIME_PROBE + _RUNTIME_BOOTSTRAP)
 _READ_AND_RUN = 'IFS= read -r tej_call && eval "$tej_call"'
 
 
-#: What a word of a call may have to be shown (_shown): nothing that any
-#: login shell reads inside single quotes ("'", csh's "!" and newline,
-#: fish's backslash).
+#: A word of a call that _shown shows as it is, in single quotes: only
+#: characters that no login shell reads there (not "'", csh's "!" and
+#: newline, fish's backslash, nor any other).
 _SHOWN_WORD = re.compile(r'[A-Za-z0-9_.,+=@%:/~-]{1,128}\Z')
 
 
