@@ -1263,10 +1263,15 @@ class TestReboot(unittest.TestCase):
         q.submit('before', job)
         self.assertEqual(wait_state(q, 'before', ('running',))['state'],
                          'running')
+
+        def recorded_pgid():
+            # recorded by the wrapper once it runs, after the submission
+            # said "running"
+            with open(os.path.join(tmp, 'q', 'jobs', 'before', 'state')) as fp:
+                return dict(line.rstrip('\n').split('=', 1)
+                            for line in fp).get('pgid')
         # once lost, kill leaves it alone: its process group is killed here
-        with open(os.path.join(tmp, 'q', 'jobs', 'before', 'state')) as fp:
-            pgid = int(dict(line.rstrip('\n').split('=', 1)
-                            for line in fp)['pgid'])
+        pgid = int(wait_for(recorded_pgid, what="the wrapper's record of its group"))
         self.addCleanup(lambda: support.alive(pgid) and
                         os.killpg(pgid, signal.SIGKILL))
         with open(boot, 'w') as fp:
