@@ -454,11 +454,11 @@ class TestLocks(LocalCase):
         os.mkdir(gate)
         os.symlink(os.path.join(self.queue_dir, 'jobs', 'h', 'lock'),
                    os.path.join(gate, 'lock'))
+        script = GATED_DATE % {'tr': shutil.which('tr'), 'sleep': self.sleep,
+                               'date': shutil.which('date')}
         path = os.path.join(self.tmp, 'bin', 'date')
         with open(path, 'w') as fp:
-            fp.write(GATED_DATE % {'tr': shutil.which('tr'),
-                                   'sleep': self.sleep,
-                                   'date': shutil.which('date')})
+            fp.write(script)
         os.chmod(path, 0o755)
         support.patch_env(self.addCleanup, GATE=gate)
         holder = self.in_thread(lambda: self.q.kill('h'))
@@ -474,6 +474,11 @@ class TestLocks(LocalCase):
             open(os.path.join(gate, 'go'), 'w').close()
         holder.join(60)
         waiter.join(60)
+        self.assertFalse(holder.is_alive() or waiter.is_alive(), (
+            "the kills are still there: the lock's owner %s; %s" % (
+                self.owner('h'), '; '.join(p.args for p in support.processes(
+                    lambda p: self.tmp in p.args or
+                    p.cwd.startswith(self.tmp))))))
         self.assertEqual(holder.result[0], 'ok', holder.result)
         self.assertEqual(waiter.result[0], 'ok', waiter.result)
         self.assertEqual(wait_state(self.q, 'h')['state'], 'killed')
