@@ -448,8 +448,22 @@ class TestLocks(LocalCase):
 
     def test_a_live_call_without_input_keeps_its_lock(self):
         # a kill is read into the sh that read its call, with ".", not run
-        # as "sh QUEUE/tej.sh": that sh, while it lives, keeps the lock
+        # as "sh QUEUE/tej.sh": that sh, while it lives, keeps the lock.
+        # The job's wrapper is a stand-in, which TERM ends: a real one
+        # records the end under the lock, and naps take no time here, so
+        # the KILL after the grace could come between its making the lock
+        # and writing its owner (a lock that waits take TEJ_LOCK_STALE to
+        # break)
         self.running('h')
+        os.killpg(int(read_record(self.queue_dir, 'h')['pgid']),
+                  signal.SIGKILL)
+        wrapper = subprocess.Popen(['sh', '-c', '%s 1000; :' % self.sleep,
+                                    'tej.sh', '_wrap', 'h'],
+                                   start_new_session=True)
+        self.addCleanup(wrapper.wait)
+        self.addCleanup(lambda: wrapper.poll() is not None or wrapper.kill())
+        replace_record(self.queue_dir, 'h', pid=str(wrapper.pid),
+                       pgid=str(wrapper.pid))
         gate = os.path.join(self.tmp, 'gate')
         os.mkdir(gate)
         os.symlink(os.path.join(self.queue_dir, 'jobs', 'h', 'lock'),
