@@ -101,6 +101,22 @@ def wait_for(fetch, until=bool, timeout=20, interval=0.05, what='condition'):
         time.sleep(interval)
 
 
+def record_path(queue_dir, job_id):
+    """The file of a job's record in a queue directory."""
+    return os.path.join(queue_dir, 'jobs', job_id, 'state')
+
+
+def read_record(queue_dir, job_id):
+    """A job's record as {key: value}, or None when there is none yet."""
+    try:
+        with open(record_path(queue_dir, job_id)) as fp:
+            text = fp.read()
+    except FileNotFoundError:
+        return None
+    return dict(line.split('=', 1) for line in text.splitlines()
+                if '=' in line)
+
+
 def wait_state(queue, job_id, states=('finished', 'killed', 'lost'),
                timeout=30):
     """Wait until a job is in one of ``states``; return its record."""

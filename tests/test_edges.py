@@ -35,26 +35,11 @@ SHELLS = ['dash', 'busybox', 'mksh', 'yash']
 setUpModule = support.ssh_module
 
 
-def record_path(queue_dir, job_id):
-    return os.path.join(queue_dir, 'jobs', job_id, 'state')
-
-
-def read_record(queue_dir, job_id):
-    """A job's record as {key: value}, or None when there is none yet."""
-    try:
-        with open(record_path(queue_dir, job_id)) as fp:
-            text = fp.read()
-    except FileNotFoundError:
-        return None
-    return dict(line.split('=', 1) for line in text.splitlines()
-                if '=' in line)
-
-
 def replace_record(queue_dir, job_id, **changes):
     """Change fields of a job's record, atomically (as the runtime does:
     a temporary file, then a rename), so that no reader sees half of it.
     """
-    path = record_path(queue_dir, job_id)
+    path = support.record_path(queue_dir, job_id)
     with open(path) as fp:
         lines = fp.read().splitlines()
     fields = [line.split('=', 1) for line in lines]
@@ -108,7 +93,7 @@ class TestReusedPid(LocalCase):
         q.submit(job_id, self.job, script='sleep 1000')
         record = wait_for(lambda: (lambda r: r if r and r.get('pgid')
                                    else None)(
-            read_record(self.queue_dir, job_id)),
+            support.read_record(self.queue_dir, job_id)),
             what='the wrapper to record its pid')
         self.assertEqual(q.info(job_id)['state'], 'running')
         # the wrapper and the job are gone without an exit record
@@ -119,7 +104,7 @@ class TestReusedPid(LocalCase):
         other = subprocess.Popen(['sleep', '1000'])
         try:
             replace_record(self.queue_dir, job_id, pid=str(other.pid))
-            self.assertEqual(read_record(self.queue_dir, job_id)['pid'],
+            self.assertEqual(support.read_record(self.queue_dir, job_id)['pid'],
                              str(other.pid))
             self.assertEqual(q.info(job_id)['state'], 'lost')
             self.assertEqual(q.status(job_id)[0], 'lost')
@@ -129,16 +114,29 @@ class TestReusedPid(LocalCase):
         q.delete(job_id)
 
 
-# tr, for the PATH: the first time a status call runs it, it waits for the
-# file $GATE/go before it does anything (and says so with $GATE/waiting).
-GATED_TR = r"""#!/bin/sh
-if [ ! -e "$GATE/waiting" ] && %(tr)s '\000' ' ' < "/proc/$PPID/cmdline" |
-        grep -q ' status '; then
-    : > "$GATE/waiting"
+# A tool for the PATH that holds up one call: the first time a call of
+# VERB runs it while WHEN holds, it waits for the file $GATE/go before it
+# does anything (and says so with the directory $GATE/waiting).
+GATED = r"""#!/bin/sh
+if %(when)s && %(tr)s '\000' ' ' < "/proc/$PPID/cmdline" |
+        grep -q ' %(verb)s ' && mkdir "$GATE/waiting" 2>/dev/null; then
     while [ ! -e "$GATE/go" ]; do %(sleep)s 0.05; done
 fi
-exec %(tr)s "$@"
+exec %(tool)s "$@"
 """
+
+
+def write_gated(bindir, tool, verb, sleep, when='true'):
+    """Put the GATED ``tool`` (found in the PATH now) in ``bindir``; the
+    real ``sleep`` is the path given.
+    """
+    script = GATED % {'tool': shutil.which(tool), 'verb': verb,
+                      'when': when, 'tr': shutil.which('tr'),
+                      'sleep': sleep}
+    path = os.path.join(bindir, tool)
+    with open(path, 'w') as fp:
+        fp.write(script)
+    os.chmod(path, 0o755)
 
 
 class TestStartingJob(LocalCase):
@@ -154,10 +152,7 @@ class TestStartingJob(LocalCase):
         bindir = os.path.join(self.tmp, 'bin')
         for path in (gate, bindir):
             os.mkdir(path)
-        with open(os.path.join(bindir, 'tr'), 'w') as fp:
-            fp.write(GATED_TR % {'tr': shutil.which('tr'),
-                                 'sleep': shutil.which('sleep')})
-        os.chmod(os.path.join(bindir, 'tr'), 0o755)
+        write_gated(bindir, 'tr', 'status', shutil.which('sleep'))
         q = self.queue()
         q.setup()
         support.patch_env(self.addCleanup, GATE=gate,
@@ -221,9 +216,9 @@ class TestStartingJob(LocalCase):
                            open(owner).read().strip().split(':')[-1],
                            what='a tej.sh to be at work')
             q.submit('s', self.job, script='sleep 1000')
-            wait_for(lambda: (read_record(self.queue_dir, 's') or {})
+            wait_for(lambda: (support.read_record(self.queue_dir, 's') or {})
                      .get('pgid'), what='the job to start')
-            os.killpg(int(read_record(self.queue_dir, 's')['pgid']),
+            os.killpg(int(support.read_record(self.queue_dir, 's')['pgid']),
                       signal.SIGKILL)
             # as the submission left it: the pid of the wrapper to be
             replace_record(self.queue_dir, 's', pid=pid, pgid='',
@@ -295,20 +290,6 @@ class TestAtomicRecords(LocalCase):
 FAST_SLEEP = r"""#!/bin/sh
 { tr '\000' ' ' < "/proc/$PPID/cmdline"; echo; } >> "$NAPS" 2>/dev/null
 exit 0
-"""
-
-
-# date, for the PATH: the first time a kill runs it with the job's lock
-# taken, it waits for the file $GATE/go (and says so with $GATE/waiting).
-GATED_DATE = r"""#!/bin/sh
-if [ -d "$GATE/lock" ] && mkdir "$GATE/waiting" 2>/dev/null; then
-    if %(tr)s '\000' ' ' < "/proc/$PPID/cmdline" | grep -q ' kill '; then
-        while [ ! -e "$GATE/go" ]; do %(sleep)s 0.05; done
-    else
-        rmdir "$GATE/waiting"
-    fi
-fi
-exec %(date)s "$@"
 """
 
 
@@ -402,7 +383,7 @@ class TestLocks(LocalCase):
         """
         self.q.submit(job_id, self.job, script='exec %s 1000' % self.sleep)
         # the wrapper has recorded the start and given the lock back
-        wait_for(lambda: (read_record(self.queue_dir, job_id) or {})
+        wait_for(lambda: (support.read_record(self.queue_dir, job_id) or {})
                  .get('pgid') and not os.path.exists(self.lock(job_id)),
                  what='the job to start')
 
@@ -455,7 +436,7 @@ class TestLocks(LocalCase):
         # and writing its owner (a lock that waits take TEJ_LOCK_STALE to
         # break)
         self.running('h')
-        os.killpg(int(read_record(self.queue_dir, 'h')['pgid']),
+        os.killpg(int(support.read_record(self.queue_dir, 'h')['pgid']),
                   signal.SIGKILL)
         wrapper = subprocess.Popen(['sh', '-c', '%s 1000; :' % self.sleep,
                                     'tej.sh', '_wrap', 'h'],
@@ -468,12 +449,9 @@ class TestLocks(LocalCase):
         os.mkdir(gate)
         os.symlink(os.path.join(self.queue_dir, 'jobs', 'h', 'lock'),
                    os.path.join(gate, 'lock'))
-        script = GATED_DATE % {'tr': shutil.which('tr'), 'sleep': self.sleep,
-                               'date': shutil.which('date')}
-        path = os.path.join(self.tmp, 'bin', 'date')
-        with open(path, 'w') as fp:
-            fp.write(script)
-        os.chmod(path, 0o755)
+        # the first date a kill runs with the job's lock taken
+        write_gated(os.path.join(self.tmp, 'bin'), 'date', 'kill', self.sleep,
+                    when='[ -d "$GATE/lock" ]')
         support.patch_env(self.addCleanup, GATE=gate)
         holder = self.in_thread(lambda: self.q.kill('h'))
         try:

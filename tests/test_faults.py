@@ -1220,10 +1220,7 @@ class TestKilledProcesses(support.ServerCase):
         for pid in pids:
             self.addCleanup(lambda p=pid: support.alive(p) and
                             os.kill(p, signal.SIGKILL))
-        with open(os.path.join(self.queue_path, 'jobs', job_id,
-                               'state')) as fp:
-            state = dict(line.split('=', 1) for line in
-                         fp.read().splitlines() if '=' in line)
+        state = support.read_record(self.queue_path, job_id)
         return q, int(state['pid']), pids[0]
 
     def test_wrapper_killed(self):
@@ -1263,15 +1260,13 @@ class TestReboot(unittest.TestCase):
         q.submit('before', job)
         self.assertEqual(wait_state(q, 'before', ('running',))['state'],
                          'running')
-
-        def recorded_pgid():
-            # recorded by the wrapper once it runs, after the submission
-            # said "running"
-            with open(os.path.join(tmp, 'q', 'jobs', 'before', 'state')) as fp:
-                return dict(line.rstrip('\n').split('=', 1)
-                            for line in fp).get('pgid')
         # once lost, kill leaves it alone: its process group is killed here
-        pgid = int(wait_for(recorded_pgid, what="the wrapper's record of its group"))
+        # (recorded by the wrapper once it runs, after the submission said
+        # "running")
+        pgid = int(wait_for(
+            lambda: support.read_record(os.path.join(tmp, 'q'),
+                                        'before').get('pgid'),
+            what="the wrapper's record of its group"))
         self.addCleanup(lambda: support.alive(pgid) and
                         os.killpg(pgid, signal.SIGKILL))
         with open(boot, 'w') as fp:
