@@ -35,7 +35,6 @@ command line's peak RSS (its process, or the ssh it ran if larger).
 """
 
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -93,7 +92,8 @@ def main(argv):
         status = server.cli('status', server.alias, '--id', 'j',
                             '--queue', str(queue.queue))
         cli = [sys.executable, tej_py] + status
-        command = [sys.executable, installed_command()] + status
+        launcher, lib = installed_command()
+        command = [sys.executable, launcher] + status
         ssh = ['ssh'] + server.options + [
             '-o', 'ControlPath=%s' % queue._transport.control_path,
             server.alias, 'true']
@@ -109,7 +109,7 @@ def main(argv):
             ('ssh HOST true, against the API', lambda: run(ssh)),
             ('tej status, API (warm)', lambda: queue.status('j')),
         ], runs)
-        profile = bench_profile(command[1], status, runs)
+        profile = bench_profile(lib, status, runs)
         many = bench_status_of_many(server, queue, tej_py, runs)
         big = bench_big_queue(server, remote, tej_py)
         waited = bench_wait(server, queue, job, argv)
@@ -199,7 +199,7 @@ def interleaved(actions, runs):
 
 def installed_command():
     """The ``tej`` command made as README.rst's Install says, in a new
-    HOME: the path of its launcher.
+    HOME: the paths of its launcher and of its library directory.
     """
     from tests.test_readme import FIRST_LINES, README, literal_blocks
     with open(README) as fp:
@@ -211,7 +211,8 @@ def installed_command():
                    stdout=subprocess.DEVNULL,
                    env=dict(os.environ, HOME=home, PATH='%s:%s' % (
                        bin_dir, os.environ['PATH'])))
-    return os.path.join(bin_dir, 'tej')
+    return (os.path.join(bin_dir, 'tej'),
+            os.path.join(home, '.local', 'lib', 'tej'))
 
 
 #: Run by bench_profile: where a command line's time goes, in a new
@@ -234,13 +235,11 @@ sys.exit(code)
 """
 
 
-def bench_profile(launcher, args, runs):
-    """Where the time of the installed command ``launcher`` with ``args``
-    goes: {'import': s, 'main': s, 'compile': s} (medians of ``runs``),
-    compile being what ``python3 tej.py`` adds: compiling tej.py.
+def bench_profile(lib, args, runs):
+    """Where the time of the installed command (its tej.py in ``lib``) with
+    ``args`` goes: {'import': s, 'main': s, 'compile': s} (medians of
+    ``runs``), compile being what ``python3 tej.py`` adds: compiling tej.py.
     """
-    with open(launcher) as fp:
-        lib = re.search(r'sys\.path\.insert\(0, "(.*)"\)', fp.read()).group(1)
     times = {}
     for _ in range(runs):
         out = subprocess.run([sys.executable, '-c', _PROFILE, lib] + args,
