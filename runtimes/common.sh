@@ -1178,6 +1178,11 @@ _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
         ''|*[!0-9]*) _die "$RC_INVALID" "invalid offsets: '$4' '$5'" ;;
     esac
     _lo_out=$4 _lo_err=$5 _lo_idle=0
+    # a "tick" every TEJ_TICK seconds of silence (4), in naps of 0.2 s
+    case ${TEJ_TICK:-} in
+        ''|*[!0-9]*|0*) _lo_naps=20 ;;
+        *) _lo_naps=$((TEJ_TICK * 5)) ;;
+    esac
     _header
     printf 'stream=logs\n'
     while :; do
@@ -1201,7 +1206,7 @@ _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
             break
         fi
         _lo_idle=$((_lo_idle + 1))
-        if [ "$_lo_idle" -ge 20 ]; then
+        if [ "$_lo_idle" -ge "$_lo_naps" ]; then
             # a reader that went away ends this loop (SIGPIPE)
             printf 'tick\n'
             _lo_idle=0
