@@ -5550,8 +5550,8 @@ def _in_main_thread():
 # made of them at import time is made here, after them.
 
 # BEGIN runtimes/probe.sh
-_RUNTIME_PROBE = r'''# tej probes: does the server have a scheduler that answers? Which
-# directory does a path from the client name?
+_RUNTIME_PROBE = r'''# tej probes: does the server have a scheduler that answers? Whose home
+# does "~NAME" name?
 #
 # tej.py puts this file ahead of bootstrap.sh (which detects the runtime of
 # a new queue and resolves the queue path) and in every QUEUE/tej.sh
@@ -5560,7 +5560,7 @@ _RUNTIME_PROBE = r'''# tej probes: does the server have a scheduler that answers
 #
 #   _probe_slurm          sbatch is on the PATH and sinfo answers
 #   _probe_pbs            qsub is on the PATH and qstat -Q answers
-#   _expand_path PATH     the directory PATH names, in _ep_path
+#   _expand_user ~NAME    for queue.sh's _expand_path: NAME's home
 #
 # Each answers within 30 seconds where timeout(1) exists: a controller that
 # slow is taken for none. Comments stand on lines of their own: tej.py
@@ -5581,20 +5581,6 @@ _probe_slurm() {
 
 _probe_pbs() {
     command -v qsub > /dev/null 2>&1 && _probe qstat -Q
-}
-
-# _expand_path PATH: PATH as sh would expand it, in _ep_path: "~" and
-# "~/..." in $HOME, "~NAME" and "~NAME/..." in user NAME's home, a relative
-# path in $HOME. The client never expands "~": this is where it is done.
-# shellcheck disable=SC2088 # a literal "~" from the client
-_expand_path() {
-    case $1 in
-        "~") _ep_path=$HOME ;;
-        "~/"*) _ep_path=$HOME/${1#"~/"} ;;
-        "~"*) _expand_user "$1" ;;
-        /*) _ep_path=$1 ;;
-        *) _ep_path=$HOME/$1 ;;
-    esac
 }
 
 # _expand_user ~NAME[/...]: for _expand_path. NAME reaches the shell's own
@@ -5625,21 +5611,108 @@ _expand_user() {
 '''
 # END runtimes/probe.sh
 
+# BEGIN runtimes/queue.sh
+_RUNTIME_QUEUE = r'''# tej queue: where a queue path from the client leads, and whether the
+# runtime installed there is one the client knows.
+#
+# tej.py puts this file in three places, so that each reads a queue the
+# same way: the bootstrap (behind probe.sh and ahead of bootstrap.sh), the
+# fast start (ahead of fast.sh) and every QUEUE/tej.sh (_install resolves
+# the paths of links with it).
+#
+#   _expand_path PATH             the directory PATH names, in _ep_path
+#   _version_ok VERSIONS VERSION  VERSION is not empty and is one of the
+#                                 space-separated VERSIONS
+#
+# Comments stand on lines of their own, and there is no "!": tej.py folds
+# this file into one line.
+
+# _expand_path PATH: PATH as sh would expand it, in _ep_path: "~" and
+# "~/..." in $HOME, "~NAME" and "~NAME/..." in user NAME's home (probe.sh's
+# _expand_user; fast.sh's leaves _ep_path empty), a relative path in $HOME.
+# The client never expands "~": this is where it is done.
+# shellcheck disable=SC2088 # a literal "~" from the client
+_expand_path() {
+    case $1 in
+        "~") _ep_path=$HOME ;;
+        "~/"*) _ep_path=$HOME/${1#"~/"} ;;
+        "~"*) _expand_user "$1" ;;
+        /*) _ep_path=$1 ;;
+        *) _ep_path=$HOME/$1 ;;
+    esac
+}
+
+_version_ok() {
+    case " $1 " in
+        *" $2 "*) [ -n "$2" ] ;;
+        *) return 1 ;;
+    esac
+}
+'''
+# END runtimes/queue.sh
+
+# BEGIN runtimes/fast.sh
+_RUNTIME_FAST = r'''# tej fast start: the first line of a call that has no input of its own.
+#
+# tej.py folds this file behind queue.sh into one line (_FAST_START), and
+# sends it as the first line of the call's stdin, after "set -- QUEUE
+# VERSIONS VERB [ARG ...]"; the second line is the whole bootstrap's. sh
+# reads a line byte by byte (read may not take more than the line), and the
+# whole bootstrap costs more than a warm status's own work: this is the
+# common case in a few words.
+#
+# A queue path "~", "~/...", "/..." or relative to the home directory that
+# is not a link file, with a runtime of VERSIONS installed: tej.sh runs at
+# once (it saves the caller's umask itself, when it needs it), read by this
+# very sh with "." when it is TEJ_SH (sh's "$0" is the shell the transport
+# ran: "sh" through ssh), else in TEJ_SH: an exec of another sh costs more
+# than a warm status's own work. Anything else ("~NAME", a link, no queue,
+# another version): sh reads the next line, the whole bootstrap, as every
+# other call does.
+#
+# Comments stand on lines of their own, and there is no "!" (as in
+# bootstrap.sh): tej.py folds this file into one line.
+
+# "~NAME" is the bootstrap's to resolve (probe.sh's _expand_user, which
+# replaces this one there and in tej.sh)
+_expand_user() {
+    _ep_path=
+}
+
+_expand_path "$1"
+fast_version=
+if [ -n "$_ep_path" ] && [ -d "$_ep_path" ]; then
+    { IFS= read -r fast_version < "$_ep_path/version"; } 2>/dev/null
+fi
+if _version_ok "$2" "$fast_version"; then
+    shift 2
+    set -- "$_ep_path" "$@"
+    unset _ep_path fast_version
+    # shellcheck source=/dev/null # the queue's, installed by _install
+    case ${TEJ_SH:-sh} in
+        "$0") . "$1/tej.sh"; exit ;;
+    esac
+    exec "$TEJ_SH" "$1/tej.sh" "$@"
+fi
+IFS= read -r tej_call && eval "$tej_call"
+'''
+# END runtimes/fast.sh
+
 # BEGIN runtimes/bootstrap.sh
 _RUNTIME_BOOTSTRAP = r'''# tej bootstrap: what every call runs first on the server.
 #
 # tej.py folds this file into one line (_fold: whole-line comments and
 # indentation dropped, lines joined with ";" or a space) behind the protocol
 # prelude (TEJ_PROTOCOL and the RC_* exit codes, from tej.py's Protocol
-# section) and probe.sh, and runs it as
+# section), probe.sh and queue.sh, and runs it as
 #
 #     sh -c BOOTSTRAP tej QUEUE VERSIONS VERB [ARG ...]
 #
 # It resolves QUEUE ("~", "~NAME", a path relative to the home directory
-# (probe.sh's _expand_path), "tejdir: PATH" link files, each remembered as
-# TEJ_LINK_n for cleanup), then execs
-# the installed runtime, QUEUE/tej.sh, if its version (the first line of
-# QUEUE/version) is one of the space-separated VERSIONS.
+# (queue.sh's _expand_path), "tejdir: PATH" link files, each remembered as
+# TEJ_LINK_n for cleanup), then execs the installed runtime, QUEUE/tej.sh,
+# if its version (the first line of QUEUE/version) is one of the
+# space-separated VERSIONS (queue.sh's _version_ok).
 #
 # Otherwise it answers, after the sentinel line, "queue=missing" when there
 # is no queue, "installed=VERSION" (empty for none), and for submit (which
@@ -5679,7 +5752,7 @@ _detected() {
 }
 
 _expand_path "$queue"
-# shellcheck disable=SC2154 # set by probe.sh's _expand_path
+# shellcheck disable=SC2154 # set by queue.sh's _expand_path
 queue=$_ep_path
 
 links=0
@@ -5733,9 +5806,9 @@ fi
 if [ "$links" -gt 0 ]; then
     [ -d "$queue" ] || { echo "tej: broken queue link: $queue does not exist" >&2; exit "$RC_LINK_BROKEN"; }
 fi
-case " $versions " in
-    *" $installed "*) [ -z "$installed" ] || exec "${TEJ_SH:-sh}" "$queue/tej.sh" "$queue" "$@" ;;
-esac
+if _version_ok "$versions" "$installed"; then
+    exec "${TEJ_SH:-sh}" "$queue/tej.sh" "$queue" "$@"
+fi
 echo "TEJ $TEJ_PROTOCOL"
 [ -d "$queue" ] || echo "queue=missing"
 echo "installed=$installed"
@@ -5750,8 +5823,9 @@ exit "$RC_NEED_RUNTIME"
 _RUNTIME_COMMON = r'''#!/bin/sh
 # tej runtime, common part: queue layout, job records, listing, transfers.
 #
-# The client installs the protocol's prelude, probe.sh, this file and one
-# runtime's own file (default.sh, ...), in this order, as QUEUE/tej.sh,
+# The client installs the protocol's prelude, probe.sh, queue.sh, this file
+# and one runtime's own file (default.sh, ...), in this order, as
+# QUEUE/tej.sh,
 # and runs it as
 #
 #     sh QUEUE/tej.sh QUEUE VERB [ARG ...]
@@ -6442,7 +6516,7 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
         shift
         _in_nlinks=$((_in_nlinks - 1))
         _expand_path "$_in_link"
-        # shellcheck disable=SC2154 # set by probe.sh's _expand_path
+        # shellcheck disable=SC2154 # set by queue.sh's _expand_path
         _in_link=$_ep_path
         if [ -d "$_in_link" ]; then
             _die "$RC_QUEUE_EXISTS" "cannot make link $_in_link: a directory is there"
@@ -7507,9 +7581,10 @@ _RUNTIMES = {'default': _RUNTIME_DEFAULT, 'slurm': _RUNTIME_SLURM,
 
 def _runtime_script(name):
     """The QUEUE/tej.sh of a runtime: the protocol's prelude, probe.sh,
-    common.sh, then the runtime's own file.
+    queue.sh, common.sh, then the runtime's own file.
     """
-    return _prelude() + _RUNTIME_PROBE + _RUNTIME_COMMON + _RUNTIMES[name]
+    return _prelude() + _RUNTIME_PROBE + _RUNTIME_QUEUE + _RUNTIME_COMMON + \
+        _RUNTIMES[name]
 
 
 #: _runtime_version's answers, made once: every call says them.
@@ -7526,30 +7601,15 @@ def _runtime_version(name):
 
 
 #: What every call runs first: bootstrap.sh (which says what it does)
-#: behind the prelude and probe.sh, folded into one line (_call_line).
-_BOOTSTRAP = _fold(_prelude() + _RUNTIME_PROBE + _RUNTIME_BOOTSTRAP)
+#: behind the prelude, probe.sh and queue.sh, folded into one line
+#: (_call_line).
+_BOOTSTRAP = _fold(_prelude() + _RUNTIME_PROBE + _RUNTIME_QUEUE +
+                   _RUNTIME_BOOTSTRAP)
 
 
-#: The line before the bootstrap's in a call that has no input of its own
-#: (_call_line): the common case in a few words, for sh reads a line byte
-#: by byte (read may not take more than the line), and the whole
-#: bootstrap's costs more than the verb. A queue path "~", "~/...", "/..."
-#: or relative to the home directory, that is not a link file, with a
-#: runtime of VERSIONS installed: tej.sh runs at once (it saves the
-#: caller's umask itself, when it needs it), read by this very sh with "."
-#: (an exec of another sh costs more than a warm status's own work) when
-#: it is TEJ_SH (sh's "$0" is the shell the transport ran: "sh" through
-#: ssh), else in TEJ_SH. Anything else ("~NAME", a link, no queue, another
-#: version): sh reads the next line, the whole bootstrap, as every other
-#: call. No "!" in it, as in the bootstrap.
-_FAST_START = (
-    'case $1 in "~") q=$HOME ;; "~/"*) q=$HOME/${1#"~/"} ;; "~"*) q= ;; '
-    '/*) q=$1 ;; *) q=$HOME/$1 ;; esac; v=; [ -z "$q" ] || [ -f "$q" ] || '
-    '{ IFS= read -r v < "$q/version"; } 2>/dev/null; case " $2 " in '
-    '*" $v "*) [ -z "$v" ] || { shift 2; set -- "$q" "$@"; unset q v; '
-    'case ${TEJ_SH:-sh} in "$0") . "$1/tej.sh"; exit ;; esac; '
-    'exec "$TEJ_SH" "$1/tej.sh" "$@"; } ;; esac; '
-    'IFS= read -r tej_call && eval "$tej_call"')
+#: The first line of a call that has no input of its own (_call_line):
+#: fast.sh (which says what it does) behind queue.sh, folded into one line.
+_FAST_START = _fold(_RUNTIME_QUEUE + _RUNTIME_FAST)
 
 
 # ===========================================================================

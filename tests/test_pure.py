@@ -1064,8 +1064,10 @@ class TestEmbed(unittest.TestCase):
         self.assertEqual(sorted(blocks), ['runtimes/bootstrap.sh',
                                           'runtimes/common.sh',
                                           'runtimes/default.sh',
+                                          'runtimes/fast.sh',
                                           'runtimes/pbs.sh',
                                           'runtimes/probe.sh',
+                                          'runtimes/queue.sh',
                                           'runtimes/slurm.sh'])
         for name, content in blocks.items():
             with open(os.path.join(support.TOP, name)) as fp:
