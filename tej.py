@@ -36,6 +36,7 @@ the server; nothing needs to be installed there beforehand.
 import collections
 import contextlib
 import errno
+import functools
 import os
 import random
 import re
@@ -471,6 +472,114 @@ def _parse_frame(line):
                                % text[:200])
 
 
+def _parse_listing(lines):
+    """The answer of _files: a list of (mode, size, mtime, path), or None
+    when the server cannot list (its stat is neither GNU's, busybox's
+    nor BSD's). A line that does not parse (a name with a newline) is
+    None too: the download then fetches everything, as it would have.
+    """
+    if lines == ['none']:
+        return None
+    entries = []
+    for line in lines:
+        match = re.match(r'([0-9a-fA-F]+) ([0-9]+) (-?[0-9]+) \./(.*)\Z',
+                         line)
+        if not match:
+            logger.debug("not resuming: listing line %r", line)
+            return None
+        mode, size, mtime, name = match.groups()
+        entries.append((int(mode, 16), int(size), int(mtime),
+                        _normalize_member(name or '.', top=True)))
+    return entries
+
+
+def _broken_download(detail):
+    """The error of a download stream that broke off."""
+    return ConnectionLost(
+        "The download broke off: the connection was lost or the server "
+        "sent something else (%s). Run it again to resume." % detail)
+
+
+#: The lines of a download's framing (_download in common.sh): the size of
+#: the whole, a part's rest that follows (LENGTH bytes, checked with
+#: TOOL) or that changed on the server, the checksum of a whole part, then
+#: the archive of the rest, or nothing more.
+_DOWNLOAD_FRAME = re.compile(
+    r'size=(?P<size>[0-9]*)|'
+    r'part (?P<index>[0-9]+) (?:(?P<changed>changed)|'
+    r'(?P<length>[0-9]+) (?P<tool>cksum|md5sum))|'
+    r'sum (?P<sum>.*)|(?P<tar>tar)|(?P<end>end)\Z')
+
+
+def _parse_download_frame(line):
+    """One line of a download's framing (_DOWNLOAD_FRAME), decoded: return
+    ``('size', bytes or None)``, ``('part', (index, None))`` for a part
+    that changed, ``('part', (index, length, tool))``, ``('sum', text)``,
+    ``('tar', None)`` or ``('end', None)``. Raise `ConnectionLost` (a
+    broken stream) for anything else.
+    """
+    match = _DOWNLOAD_FRAME.fullmatch(line)
+    if not match:
+        raise _broken_download("a bad line %r" % line[:80])
+    if match.group('index') is not None:
+        index = int(match.group('index'))
+        if match.group('changed'):
+            return 'part', (index, None)
+        return 'part', (index, int(match.group('length')),
+                        match.group('tool'))
+    if match.group('sum') is not None:
+        return 'sum', match.group('sum')
+    if match.group('size') is not None:
+        size = match.group('size')
+        return 'size', int(size) if size else None
+    return ('tar' if match.group('tar') else 'end'), None
+
+
+def _read_download_frame(stdout):
+    """Read the next line of a download's framing: return its kind and
+    value (`_parse_download_frame`) and the line.
+    """
+    line = stdout.readline(4096)
+    if not line.endswith(b'\n'):
+        raise _broken_download("it ended early" if not line
+                               else "a bad line %r" % line[:80])
+    line = line[:-1].decode('utf-8', 'replace')
+    return _parse_download_frame(line) + (line,)
+
+
+def _read_log_frames(source, targets, offsets):
+    """Read a logs stream's frames (`_parse_frame`) from ``source``, a
+    binary file, after "stream=logs": write the data of each to
+    ``targets[name]`` ('out' or 'err': a binary file, or None for one
+    that was not asked for) and add its size to ``offsets[name]``; count
+    the ticks in ``offsets['tick']``. Return the end's ``(state, exit code
+    or None)``, or None when the stream ended before it. Raise
+    `RemoteCommandFailure` for a bad frame.
+    """
+    while True:
+        line = source.readline()
+        if not line.endswith(b'\n'):
+            return None  # the connection ended early
+        name, value = _parse_frame(line)
+        if name == 'end':
+            return value
+        if name == 'tick':
+            offsets['tick'] += 1
+            continue
+        if targets[name] is None:
+            raise RemoteCommandFailure(
+                "The server sent %s, which was not asked for: %r"
+                % (name, line[:200]))
+        while value:
+            data = source.read(min(value, 65536))
+            if not data:
+                return None
+            targets[name].write(data)
+            targets[name].flush()
+            offsets[name] += len(data)
+            value -= len(data)
+
+
 def _runtime_error(verb, code, stderr):
     """The exception for a runtime's exit status ``code`` (not RC_OK).
     The message is the last line of ``stderr`` (bytes) that _die wrote
@@ -797,6 +906,30 @@ def _duration(value, what, integer=False):
             raise ValueError("Invalid %s %r: whole seconds" % (what, value))
         return int(seconds)
     return seconds
+
+
+def _normalize_member(name, error=Error, top=False):
+    """A relative path inside a job, normalized; raise ``error`` if it is
+    absolute or goes up with ``..``. With ``top``, ``.`` (the job's whole
+    directory) is ``''``.
+    """
+    if not isinstance(name, str) or not name:
+        raise error("Invalid path %r" % (name,))
+    given = name
+    while name.startswith('./'):
+        name = name[2:]
+    parts = [p for p in name.split('/') if p not in ('', '.')]
+    if top and not parts and not given.startswith('/'):
+        return ''
+    if name.startswith('/') or '..' in parts or not parts:
+        raise error("Invalid path %r: it must be relative to the job "
+                    "directory, without '..'" % (name,))
+    return '/'.join(parts)
+
+
+def _within(path, top):
+    """Is ``path`` ``top`` or below it (both normalized, absolute)?"""
+    return path == top or path.startswith(top.rstrip('/') + '/')
 
 
 def _check_directory(directory):
@@ -2136,27 +2269,6 @@ class _Cksum(object):
         return int('{:032b}'.format(crc ^ 0xFFFFFFFF)[::-1], 2) ^ 0xFFFFFFFF
 
 
-def _parse_listing(lines):
-    """The answer of _files: a list of (mode, size, mtime, path), or None
-    when the server cannot list (its stat is neither GNU's, busybox's
-    nor BSD's). A line that does not parse (a name with a newline) is
-    None too: the download then fetches everything, as it would have.
-    """
-    if lines == ['none']:
-        return None
-    entries = []
-    for line in lines:
-        match = re.match(r'([0-9a-fA-F]+) ([0-9]+) (-?[0-9]+) \./(.*)\Z',
-                         line)
-        if not match:
-            logger.debug("not resuming: listing line %r", line)
-            return None
-        mode, size, mtime, name = match.groups()
-        entries.append((int(mode, 16), int(size), int(mtime),
-                        _normalize_member(name or '.', top=True)))
-    return entries
-
-
 class _Part(object):
     """A file cut short by a download: the first ``offset`` bytes of its
     ``size`` are in ``part``, to go on with.
@@ -2234,64 +2346,45 @@ class _Plan(object):
         self.paths = whole
 
 
-def _broken_download(detail):
-    """The error of a download stream that broke off."""
-    return ConnectionLost(
-        "The download broke off: the connection was lost or the server "
-        "sent something else (%s). Run it again to resume." % detail)
-
-
-def _stream_line(stdout):
-    """A line of a download's framing (see _download in common.sh)."""
-    line = stdout.readline(4096)
-    if not line.endswith(b'\n'):
-        raise _broken_download("it ended early" if not line
-                               else "a bad line %r" % line[:80])
-    return line[:-1].decode('utf-8', 'replace')
-
-
 def _receive(stdout, plan, meter):
     """Read a download's stream (after "stream=download") into place, as
     ``plan`` says; return the paths that changed on the server since
     their part was written, to fetch again whole.
     """
     again = []
-    line = _stream_line(stdout)
-    if line.startswith('size='):
-        if meter is not None and line[5:].isdigit():
-            meter.total = int(line[5:])
-        line = _stream_line(stdout)
+    kind, value, line = _read_download_frame(stdout)
+    if kind == 'size':
+        if meter is not None and value is not None:
+            meter.total = value
+        kind, value, line = _read_download_frame(stdout)
     for index, part in enumerate(plan.parts):
-        head = 'part %d ' % index
-        if not line.startswith(head):
+        if kind != 'part' or value[0] != index:
             raise _broken_download("a bad line %r" % line[:80])
-        rest = line[len(head):]
-        if rest == 'changed':
+        if value[1] is None:  # changed
             _remove(part.part)
             again.append(part.name)
-            line = _stream_line(stdout)
+            kind, value, line = _read_download_frame(stdout)
             continue
-        length, _, tool = rest.partition(' ')
-        if length != str(part.size - part.offset) or \
-                tool not in ('cksum', 'md5sum'):
+        length, tool = value[1:]
+        if length != part.size - part.offset:
             raise _broken_download("a bad line %r" % line[:80])
         crc = _receive_part(stdout, part, meter, tool)
-        line = _stream_line(stdout)
-        if line == 'sum %s' % crc:
+        kind, value, line = _read_download_frame(stdout)
+        if kind != 'sum':
+            raise _broken_download("a bad line %r" % line[:80])
+        if value == crc:
             os.chmod(part.part, part.mode)
             os.utime(part.part, (part.mtime, part.mtime))
             os.rename(part.part, part.local)
-        elif line.startswith('sum '):
+        else:
             logger.warning("%s had changed on the server: fetching it "
                            "again, whole", part.local)
             _remove(part.part)
             again.append(part.name)
-        else:
-            raise _broken_download("a bad line %r" % line[:80])
-        line = _stream_line(stdout)
-    if line == 'tar':
+        kind, value, line = _read_download_frame(stdout)
+    if kind == 'tar':
         _extract(stdout, plan.targets, plan.recursive, meter)
-    elif line != 'end':
+    elif kind != 'end':
         raise _broken_download("a bad line %r" % line[:80])
     return again
 
@@ -2332,30 +2425,6 @@ def _remove(path):
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _normalize_member(name, error=Error, top=False):
-    """A relative path inside a job, normalized; raise ``error`` if it is
-    absolute or goes up with ``..``. With ``top``, ``.`` (the job's whole
-    directory) is ``''``.
-    """
-    if not isinstance(name, str) or not name:
-        raise error("Invalid path %r" % (name,))
-    given = name
-    while name.startswith('./'):
-        name = name[2:]
-    parts = [p for p in name.split('/') if p not in ('', '.')]
-    if top and not parts and not given.startswith('/'):
-        return ''
-    if name.startswith('/') or '..' in parts or not parts:
-        raise error("Invalid path %r: it must be relative to the job "
-                    "directory, without '..'" % (name,))
-    return '/'.join(parts)
-
-
-def _within(path, top):
-    """Is ``path`` ``top`` or below it (both normalized, absolute)?"""
-    return path == top or path.startswith(top.rstrip('/') + '/')
 
 
 def _umask():
@@ -3452,7 +3521,7 @@ class RemoteQueue(object):
             return out.getvalue(), err.getvalue()
         targets = {'out': stdout, 'err': stderr}
         streams = ''.join(n for n in ('out', 'err') if targets[n] is not None)
-        offsets = {'out': 0, 'err': 0}
+        offsets = {'out': 0, 'err': 0, 'tick': 0}
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def late():  # only with a timeout: the stream is cut at its deadline
@@ -3460,44 +3529,24 @@ class RemoteQueue(object):
                                    % (job_id, _seconds_text(timeout)))
         retry = _Retry(retry_for)
 
-        def consume(source):
-            # at the deadline, _Calls.stream cuts the stream
-            while True:
-                line = source.readline()
-                if not line.endswith(b'\n'):
-                    return None  # the connection ended early
-                name, value = _parse_frame(line)
-                retry.worked = True
-                if name == 'end':
-                    return value
-                if name == 'tick':
-                    continue
-                if targets[name] is None:
-                    raise RemoteCommandFailure(
-                        "The server sent %s, which was not asked for: %r"
-                        % (name, line[:200]))
-                while value:
-                    data = source.read(min(value, 65536))
-                    if not data:
-                        return None
-                    targets[name].write(data)
-                    targets[name].flush()
-                    offsets[name] += len(data)
-                    value -= len(data)
-
         while True:
             began = time.monotonic()
+            before = dict(offsets)
             try:
+                # at the deadline, _Calls.stream cuts the stream
                 end = self._calls.stream('logs', [
                     job_id, streams, 'follow' if follow else 'once',
-                    str(offsets['out']), str(offsets['err'])], consume,
-                    deadline)
+                    str(offsets['out']), str(offsets['err'])],
+                    functools.partial(_read_log_frames, targets=targets,
+                                      offsets=offsets), deadline)
                 error = ConnectionLost("The connection to %s ended early"
                                        % self.destination_string)
             except JobStillRunning:
                 raise late()
             except ConnectionLost as e:
                 end, error = None, e
+            if end is not None or offsets != before:
+                retry.worked = True  # a frame came: the connection worked
             if end is not None:
                 return end
             if deadline is not None and time.monotonic() > deadline:

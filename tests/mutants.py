@@ -583,8 +583,8 @@ umask 022
     dict(
         name='resume-sum-not-checked',
         file='tej.py',
-        original="        if line == 'sum %s' % crc:",
-        replacement="        if line.startswith('sum '):",
+        original="        if value == crc:",
+        replacement="        if True:",
         description="a part whose beginning is not the server's file is "
                     "completed and kept",
         tests=['test_transfer.TestResume.'
@@ -701,7 +701,7 @@ umask 022
     ),
     dict(
         name='tilde-user-in-home',
-        file='runtimes/probe.sh',
+        file='runtimes/queue.sh',
         original='''        "~"*) _expand_user "$1" ;;
 ''',
         replacement='',
