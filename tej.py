@@ -160,7 +160,7 @@ _SSH_BACKOFF = 0.1
 _SSH_BACKOFF_STEPS = 5
 
 #: Seconds a call that finds no shared connection waits for the one that
-#: another tej process is starting (_SSHTransport._await_master) before it
+#: another tej process is starting (_ControlMaster.await_start) before it
 #: goes on without it; and between its looks.
 _MASTER_WAIT = _CONNECT_TIMEOUT + 10
 _MASTER_POLL = 0.02
@@ -1284,194 +1284,129 @@ esac
 """
 
 
-def _askpass_program():
-    """The file of _ASKPASS, in the private control directory (written the
-    first time; its name says its version): return its path.
-    """
-    import tempfile
-    digest = _sha256(_ASKPASS.encode()).hexdigest()[:8]
-    path = os.path.join(_control_dir(), 'askpass-' + digest)
-    if not os.path.exists(path):
-        # a name of its own, renamed into place: others may be at it too
-        fd, part = tempfile.mkstemp(dir=os.path.dirname(path))
-        with os.fdopen(fd, 'w') as fp:
-            fp.write(_ASKPASS)
-        os.chmod(part, 0o700)
-        os.rename(part, path)
-    return path
-
-
-def _askpass_env(program, password, prompt_for):
-    """ssh's environment for a password login: ours, plus the askpass
-    ``program`` that ssh must use (even without a display), the password
-    it answers with, and for which login (``user@host`` as ssh's prompt
-    says it).
-    """
-    user, _, host = prompt_for.partition('@')
-    env = dict(os.environ, SSH_ASKPASS=program, TEJ_PASSWORD=password,
-               TEJ_PASSWORD_FOR=prompt_for,
-               TEJ_PASSWORD_FOR_CUT='%s@%s' % (user[:30], host[:128]),
-               SSH_ASKPASS_REQUIRE='force')
-    env.setdefault('DISPLAY', 'tej:0')
-    return env
-
-
-def _prompt_for(config):
-    """``user@host`` as ssh's password prompt says it, from ``ssh -G``'s
-    output (its configuration for the destination): the user, and the host
-    key alias or else the host name.
-    """
-    values = {}
-    for line in config.splitlines():
-        key, _, value = line.partition(' ')
-        values.setdefault(key.lower(), value)
-    host = values.get('hostkeyalias')
-    if not host or host == 'none':
-        host = values.get('hostname', '')
-    return '%s@%s' % (values.get('user', ''), host)
-
-
-class _SSHTransport(_Transport):
-    """Runs the runtime through the system OpenSSH client.
-
-    One shared connection per destination (ControlMaster), kept open for
-    TEJ_CONTROL_PERSIST seconds after its last use.
+class _Askpass(object):
+    """The password of a destination, which ssh gets from _ASKPASS, never
+    from a command line. ``ssh_config()`` returns ``ssh -G``'s output for
+    the destination: it says for which login the password is, and is
+    asked once, when a call first needs it.
     """
 
-    def __init__(self, destination, ssh_options=(), multiplex=True,
-                 ssh=None):
-        self.hostname = destination['hostname']
-        self.username = destination.get('username')
-        self.port = destination.get('port')
-        self.password = destination.get('password')
-        self.options = list(ssh_options)
-        self.multiplex = multiplex
-        self.ssh = ssh or os.environ.get('TEJ_SSH') or 'ssh'
-        self.name = destination_as_string(dict(destination, password=None))
-        self.persist = int(_timeout_setting('TEJ_CONTROL_PERSIST',
-                                            _DEFAULT_PERSIST, zero=True))
-        # ssh asks every interval, and gives up after 4 without an answer
-        self.keepalive = max(1, int(-(-_timeout_setting(
-            'TEJ_KEEPALIVE', _DEFAULT_KEEPALIVE) // 4)))
-        self._control_path = None
+    def __init__(self, password, ssh_config):
+        self.password = password
+        self.ssh_config = ssh_config
         self._prompt = None
 
-    @property
-    def control_path(self):
-        """The ControlMaster socket: a short hash of what identifies the
-        connection, in a private directory.
+    def env(self):
+        """ssh's environment for a password login (`environment`)."""
+        if self._prompt is None:
+            self._prompt = self.prompt_for(self.ssh_config())
+        return self.environment(self.program(), self.password, self._prompt)
+
+    @staticmethod
+    def program():
+        """The file of _ASKPASS, in the private control directory (written
+        the first time; its name says its version): return its path.
         """
-        if self._control_path is None:
-            key = '\0'.join([self.hostname, self.username or '',
-                             str(self.port or '')] + self.options)
-            name = _sha256(key.encode('utf-8')).hexdigest()[:16]
+        import tempfile
+        digest = _sha256(_ASKPASS.encode()).hexdigest()[:8]
+        path = os.path.join(_control_dir(), 'askpass-' + digest)
+        if not os.path.exists(path):
+            # a name of its own, renamed into place: others may be at it
+            fd, part = tempfile.mkstemp(dir=os.path.dirname(path))
+            with os.fdopen(fd, 'w') as fp:
+                fp.write(_ASKPASS)
+            os.chmod(part, 0o700)
+            os.rename(part, path)
+        return path
+
+    @staticmethod
+    def environment(program, password, prompt_for):
+        """ssh's environment for a password login: ours, plus the askpass
+        ``program`` that ssh must use (even without a display), the
+        password it answers with, and for which login (``user@host`` as
+        ssh's prompt says it).
+        """
+        user, _, host = prompt_for.partition('@')
+        env = dict(os.environ, SSH_ASKPASS=program, TEJ_PASSWORD=password,
+                   TEJ_PASSWORD_FOR=prompt_for,
+                   TEJ_PASSWORD_FOR_CUT='%s@%s' % (user[:30], host[:128]),
+                   SSH_ASKPASS_REQUIRE='force')
+        env.setdefault('DISPLAY', 'tej:0')
+        return env
+
+    @staticmethod
+    def prompt_for(config):
+        """``user@host`` as ssh's password prompt says it, from ``ssh
+        -G``'s output (its configuration for the destination): the user,
+        and the host key alias or else the host name.
+        """
+        values = {}
+        for line in config.splitlines():
+            key, _, value = line.partition(' ')
+            values.setdefault(key.lower(), value)
+        host = values.get('hostkeyalias')
+        if not host or host == 'none':
+            host = values.get('hostname', '')
+        return '%s@%s' % (values.get('user', ''), host)
+
+
+def _read_log(log):
+    """ssh's log (its -E file), as text; the file is removed."""
+    try:
+        with open(log, 'rb') as fp:
+            return fp.read().decode('utf-8', 'replace')
+    finally:
+        os.unlink(log)
+
+
+def _new_log():
+    """A new file for ssh's log (-E): return its path."""
+    import tempfile
+    fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
+    os.close(fd)
+    return log
+
+
+class _ControlMaster(object):
+    """The shared connection (ControlMaster) of one destination, through
+    its life: its socket, `check`, `start` (one tej process at a time:
+    `await_start`), `stop`. ``key`` is what identifies the connection;
+    ``argv(log, connection, flags)`` is the transport's ssh command line
+    (_SSHTransport._argv) and ``popen(argv, **kwargs)`` starts it.
+    """
+
+    def __init__(self, key, argv, popen):
+        self.key = key
+        self.argv = argv
+        self.popen = popen
+        self._path = None
+
+    @property
+    def path(self):
+        """The socket: a short hash of the key, in a private directory."""
+        if self._path is None:
+            name = _sha256(self.key.encode('utf-8')).hexdigest()[:16]
             path = os.path.join(_control_dir(), name)
             if len(path.encode('utf-8')) > _MAX_SOCKET_PATH:
                 raise Error(
                     "The control socket path %s is too long for a socket "
                     "(%d bytes at most): set XDG_RUNTIME_DIR or HOME to a "
                     "shorter directory" % (path, _MAX_SOCKET_PATH))
-            self._control_path = path
-        return self._control_path
+            self._path = path
+        return self._path
 
-    def _argv(self, log, connection, flags=(), prompt=False):
-        """The ssh command line of every call, login and ``-O`` request, up
-        to the destination: ``connection`` is _SHARED, _OWN or _MASTER (see
-        Constants), ``flags`` go before the destination; ssh may ask in the
-        terminal only with ``prompt`` (tej login).
+    def there(self):
+        """Is its socket there (alive or not)?"""
+        return os.path.exists(self.path)
 
-        The user's options come first: ssh keeps the first value it is
-        given for each option.
-        """
-        argv = [self.ssh] + self.options + [
-            # ssh's own messages go to a file, apart from the job's stderr
-            '-E', log,
-            # give up on an unreachable host instead of hanging
-            '-o', 'ConnectTimeout=%d' % _CONNECT_TIMEOUT,
-            # notice a dead network or server within TEJ_KEEPALIVE seconds
-            '-o', 'ServerAliveInterval=%d' % self.keepalive,
-            '-o', 'ServerAliveCountMax=4',
-        ]
-        if self.password is not None:
-            # the password comes from SSH_ASKPASS (_askpass_env), never a
-            # command line; one try: a wrong one is not asked again
-            argv += ['-o', 'BatchMode=no', '-o', 'NumberOfPasswordPrompts=1']
-        else:
-            # never prompt: "tej login" is the interactive way in, and
-            # prompts whatever ssh_config says (a -o given to tej wins)
-            argv += ['-o', 'BatchMode=%s' % ('no' if prompt else 'yes')]
-        if connection == _OWN:
-            # neither use nor create a shared connection
-            argv += ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
-        else:
-            mux_only = connection == _SHARED and self._mux_only()
-            argv += [
-                # share one connection between calls: use the one there is,
-                # else become it; "tej login" starts it in any case
-                '-o', 'ControlMaster=%s' % (
-                    'yes' if connection == _MASTER else
-                    'no' if mux_only else 'auto'),
-                # our own socket, in a private directory
-                '-o', 'ControlPath=%s' % _ssh_config_word(self.control_path),
-                # keep the connection open a while for the next call
-                '-o', 'ControlPersist=%d' % self.persist,
-            ]
-            if mux_only:
-                # the shared connection is there: a session that it refuses
-                # (sshd's MaxSessions, 10) fails and is tried again a moment
-                # later (_SSH_REFUSED), instead of ssh silently making a
-                # whole connection of its own in its place
-                argv += ['-o', 'ProxyCommand=false']
-        argv += list(flags)
-        if self.username is not None:
-            argv += ['-l', self.username]
-        if self.port is not None:
-            argv += ['-p', str(self.port)]
-        return argv + ['--', self.hostname]
-
-    def _popen(self, argv, **kwargs):
-        """Start ssh; with a password, the askpass program answers it (in
-        a session of its own: ssh asks the terminal when it has one).
-        """
-        env = None
-        if self.password is not None:
-            env = _askpass_env(_askpass_program(), self.password,
-                               self._password_prompt())
-        try:
-            return subprocess.Popen(argv, env=env,
-                                    start_new_session=env is not None,
-                                    **kwargs)
-        except OSError as e:
-            raise Error("Cannot run %s: %s" % (self.ssh, e))
-
-    def _password_prompt(self):
-        """For which login the password is (see _prompt_for): ssh -G says
-        how ssh sees the destination, once.
-        """
-        if self._prompt is None:
-            argv = self._argv(os.devnull, _OWN, ['-G'])
-            try:
-                config = subprocess.run(
-                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE, timeout=30)
-            except (OSError, subprocess.TimeoutExpired) as e:
-                raise Error("Cannot run %s -G: %s" % (self.ssh, e))
-            if config.returncode != 0:
-                raise Error("%s -G %s failed: %s" % (
-                    self.ssh, self.hostname,
-                    _last_line(config.stderr.decode('utf-8', 'replace'))))
-            self._prompt = _prompt_for(config.stdout.decode('utf-8',
-                                                            'replace'))
-        return self._prompt
-
-    def _control(self, command):
+    def request(self, command):
         """``ssh -O command`` to the shared connection; its exit status (1
         when it timed out).
         """
-        proc = self._popen(self._argv(os.devnull, _SHARED, ['-O', command]),
-                           stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
+        proc = self.popen(self.argv(os.devnull, _SHARED, ['-O', command]),
+                          stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
         try:
             return proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -1479,113 +1414,20 @@ class _SSHTransport(_Transport):
             proc.wait()
             return 1
 
-    def _start(self, argv, stdin, stdout, stderr, connection):
-        """Start the call ``argv`` (see _start_call); return the process
-        and the path of ssh's log (read it with _read_log).
-        """
-        import tempfile
-        fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
-        os.close(fd)
-        logger.debug("%s: %s", self.name, _shell_command(argv))
-        try:
-            # no terminal, no X11: a plain pipe to sh. "exec": the login
-            # shell (sh, csh, fish alike) becomes that sh, one process less
-            proc = _start_call(
-                self._popen, self._argv(log, connection, ['-T', '-x']) +
-                ['exec %s sh %s' % (
-                    _shell_command(['sh', '-c', _READ_AND_RUN]),
-                    ' '.join("'%s'" % word for word in _shown(argv)))],
-                argv, stdin, stdout=stdout, stderr=stderr)
-        except BaseException:
-            os.unlink(log)
-            raise
-        return proc, log
-
-    @staticmethod
-    def _read_log(log):
-        """ssh's log, as text; the file is removed."""
-        try:
-            with open(log, 'rb') as fp:
-                return fp.read().decode('utf-8', 'replace')
-        finally:
-            os.unlink(log)
-
-    def _error(self, outcome, log):
-        """The exception that reports an ssh failure (see _classify_ssh)."""
-        if outcome == _SSH_HOST_KEY:
-            return Error(
-                "The host key of %s is unknown or has changed. Check it, "
-                "then accept it with: %s" % (self.hostname,
-                                             self.command_for('login')))
-        if outcome == _SSH_AUTH:
-            return Error(
-                "Authentication to %s failed. tej does not prompt: use a "
-                "key or an agent, or log in first with: %s"
-                % (self.name, self.command_for('login')))
-        if outcome == _SSH_CONFIG:
-            return Error("ssh cannot use its options or configuration: %s"
-                         % _last_line(log))
-        error = ConnectionLost(
-            "Cannot connect to %s: %s" % (
-                self.name, _last_line(log) or "the connection was lost"),
-            command=self.ssh, ret=255, stderr=log[-2000:])
-        error.transient = outcome != _SSH_NO_HOST
-        return error
-
-    def _attempts(self, attempt):
-        """The retry loop of `run` and `stream`. ``attempt(connection)``
-        makes one attempt: it returns ``(result, None)`` once ssh ran the
-        command, ``(None, log)`` when ssh failed (exit status 255). Failures
-        that happened before the command ran are tried again, a while later
-        (_next_connection); return the result, or raise the error.
-        """
-        connection = _SHARED if self.multiplex else _OWN
-        if connection == _SHARED:
-            self._await_master()
-        for count in range(1, _SSH_ATTEMPTS + 1):
-            result, log = attempt(connection)
-            if log is None:
-                return result
-            outcome = _classify_ssh(255, log)
-            logger.debug("ssh failed (%s), attempt %d: %s", outcome, count,
-                         log.strip())
-            if outcome not in _SSH_RETRIED or count == _SSH_ATTEMPTS:
-                break
-            connection = self._next_connection(outcome, count, connection)
-        raise self._error(outcome, log)
-
-    def _next_connection(self, outcome, count, connection):
-        """After the ``count``-th attempt failed with a retried ``outcome``:
-        wait a little, and return the connection of the next attempt.
-        """
-        if outcome == _SSH_MUX:
-            # a stale socket is removed and the shared connection made
-            # again, once; a live master that fails is avoided
-            if connection == _SHARED and count == 1 and \
-                    not self.check_master():
-                self._await_master()
-                return _SHARED
-            return _OWN
-        time.sleep(random.uniform(
-            _SSH_BACKOFF / 2,
-            _SSH_BACKOFF * 2 ** min(count, _SSH_BACKOFF_STEPS)))
-        if outcome == _SSH_REFUSED and count >= _SHARED_REFUSALS:
-            # sessions are short, a place is soon free; else a connection
-            # of its own
-            return _OWN
-        return connection
-
-    def _mux_only(self):
-        """May a call on the shared connection forbid ssh a connection of
-        its own (_argv)? When the socket is there, and the user's options
-        name no proxy (theirs would come first and win, or clash).
-        """
-        if any(o == '-J' or o.lower().replace(' ', '').startswith(
-                ('proxycommand', 'proxyjump')) for o in self.options):
+    def check(self):
+        """Is there a live shared connection? A stale socket is removed."""
+        if not self.there():
             return False
-        return os.path.exists(self.control_path)
+        if self.request('check') != 0:
+            logger.debug("removing stale control socket %s", self.path)
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            return False
+        return True
 
-    def _await_master(self):
+    def await_start(self):
         """Before a call on the shared connection: when there is none, make
         sure that one tej process starts it and the others wait for it,
         instead of each starting one of its own at the same moment (one
@@ -1594,17 +1436,17 @@ class _SSHTransport(_Transport):
 
         Who starts it is decided by an exclusive lock (flock) on the file
         SOCKET.lock beside the socket: its holder starts the connection
-        (`_start_master`), the others look every _MASTER_POLL seconds for
-        the socket, and use it once it is there. The kernel drops the lock
-        of a process that died, so a crashed starter blocks no one: the
-        next waiter takes the lock and starts the connection. A starter
-        that failed says so in the lock file, with the time: the processes
-        that were waiting then make their calls as they would have
-        (without the lock: ssh's own ControlMaster=auto), to meet the same
-        error, rather than each trying again in turn. After _MASTER_WAIT
-        seconds a waiter goes on without waiting more.
+        (`start`), the others look every _MASTER_POLL seconds for the
+        socket, and use it once it is there. The kernel drops the lock of a
+        process that died, so a crashed starter blocks no one: the next
+        waiter takes the lock and starts the connection. A starter that
+        failed says so in the lock file, with the time: the processes that
+        were waiting then make their calls as they would have (without the
+        lock: ssh's own ControlMaster=auto), to meet the same error, rather
+        than each trying again in turn. After _MASTER_WAIT seconds a waiter
+        goes on without waiting more.
         """
-        path = self.control_path
+        path = self.path
         if os.path.exists(path):
             return
         try:
@@ -1645,49 +1487,247 @@ class _SSHTransport(_Transport):
                 failed = False
             if failed:
                 return  # the starter this process waited for failed
-            if not self._start_master():
+            if not self.start():
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, b'failed %f\n' % time.time(), 0)
         finally:
             os.close(fd)  # and the lock with it
 
-    def _start_master(self):
+    def start(self):
         """Start the shared connection in the background (ssh -M -N -f,
         never prompting); return whether it is there. A failure is not an
         error here: the call that follows meets it and reports it.
         """
-        import tempfile
-        fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
-        os.close(fd)
+        log = _new_log()
         # -N: no command; -f: to the background once the connection is up,
         # its socket listening
-        proc = self._popen(self._argv(log, _MASTER, ['-N', '-f']),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+        proc = self.popen(self.argv(log, _MASTER, ['-N', '-f']),
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
         try:
             code = proc.wait(timeout=_MASTER_WAIT)
         except subprocess.TimeoutExpired:
             proc.kill()
             code = proc.wait()
-        text = self._read_log(log)
+        text = _read_log(log)
         if code != 0:
             logger.debug("could not start the shared connection (%d): %s",
                          code, text.strip())
-        return code == 0 and os.path.exists(self.control_path)
+        return code == 0 and self.there()
 
-    def check_master(self):
-        """Is there a live shared connection? A stale socket is removed."""
-        if not self.multiplex or not os.path.exists(self.control_path):
+    def stop(self):
+        """Close the shared connection, if there is one (ssh -O exit)."""
+        if self.there():
+            self.request('exit')
+
+
+class _SSHTransport(_Transport):
+    """Runs the runtime through the system OpenSSH client.
+
+    One shared connection per destination (ControlMaster), kept open for
+    TEJ_CONTROL_PERSIST seconds after its last use.
+    """
+
+    def __init__(self, destination, ssh_options=(), multiplex=True,
+                 ssh=None):
+        self.hostname = destination['hostname']
+        self.username = destination.get('username')
+        self.port = destination.get('port')
+        self.password = destination.get('password')
+        self.options = list(ssh_options)
+        self.multiplex = multiplex
+        self.ssh = ssh or os.environ.get('TEJ_SSH') or 'ssh'
+        self.name = destination_as_string(dict(destination, password=None))
+        self.persist = int(_timeout_setting('TEJ_CONTROL_PERSIST',
+                                            _DEFAULT_PERSIST, zero=True))
+        # ssh asks every interval, and gives up after 4 without an answer
+        self.keepalive = max(1, int(-(-_timeout_setting(
+            'TEJ_KEEPALIVE', _DEFAULT_KEEPALIVE) // 4)))
+        # used only when multiplex is on (tej login makes one all the same)
+        self.master = _ControlMaster(
+            '\0'.join([self.hostname, self.username or '',
+                       str(self.port or '')] + self.options),
+            self._argv, self._popen)
+        self.askpass = None
+        if self.password is not None:
+            self.askpass = _Askpass(self.password, self._ssh_config)
+
+    def _argv(self, log, connection, flags=(), prompt=False):
+        """The ssh command line of every call, login and ``-O`` request, up
+        to the destination: ``connection`` is _SHARED, _OWN or _MASTER (see
+        Constants), ``flags`` go before the destination; ssh may ask in the
+        terminal only with ``prompt`` (tej login).
+
+        The user's options come first: ssh keeps the first value it is
+        given for each option.
+        """
+        argv = [self.ssh] + self.options + [
+            # ssh's own messages go to a file, apart from the job's stderr
+            '-E', log,
+            # give up on an unreachable host instead of hanging
+            '-o', 'ConnectTimeout=%d' % _CONNECT_TIMEOUT,
+            # notice a dead network or server within TEJ_KEEPALIVE seconds
+            '-o', 'ServerAliveInterval=%d' % self.keepalive,
+            '-o', 'ServerAliveCountMax=4',
+        ]
+        if self.password is not None:
+            # the password comes from SSH_ASKPASS (_Askpass), never a
+            # command line; one try: a wrong one is not asked again
+            argv += ['-o', 'BatchMode=no', '-o', 'NumberOfPasswordPrompts=1']
+        else:
+            # never prompt: "tej login" is the interactive way in, and
+            # prompts whatever ssh_config says (a -o given to tej wins)
+            argv += ['-o', 'BatchMode=%s' % ('no' if prompt else 'yes')]
+        if connection == _OWN:
+            # neither use nor create a shared connection
+            argv += ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
+        else:
+            mux_only = connection == _SHARED and self._mux_only()
+            argv += [
+                # share one connection between calls: use the one there is,
+                # else become it; "tej login" starts it in any case
+                '-o', 'ControlMaster=%s' % (
+                    'yes' if connection == _MASTER else
+                    'no' if mux_only else 'auto'),
+                # our own socket, in a private directory
+                '-o', 'ControlPath=%s' % _ssh_config_word(self.master.path),
+                # keep the connection open a while for the next call
+                '-o', 'ControlPersist=%d' % self.persist,
+            ]
+            if mux_only:
+                # the shared connection is there: a session that it refuses
+                # (sshd's MaxSessions, 10) fails and is tried again a moment
+                # later (_SSH_REFUSED), instead of ssh silently making a
+                # whole connection of its own in its place
+                argv += ['-o', 'ProxyCommand=false']
+        argv += list(flags)
+        if self.username is not None:
+            argv += ['-l', self.username]
+        if self.port is not None:
+            argv += ['-p', str(self.port)]
+        return argv + ['--', self.hostname]
+
+    def _popen(self, argv, **kwargs):
+        """Start ssh; with a password, the askpass program answers it (in
+        a session of its own: ssh asks the terminal when it has one).
+        """
+        env = None if self.askpass is None else self.askpass.env()
+        try:
+            return subprocess.Popen(argv, env=env,
+                                    start_new_session=env is not None,
+                                    **kwargs)
+        except OSError as e:
+            raise Error("Cannot run %s: %s" % (self.ssh, e))
+
+    def _ssh_config(self):
+        """``ssh -G``'s output: how ssh sees the destination."""
+        argv = self._argv(os.devnull, _OWN, ['-G'])
+        try:
+            config = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise Error("Cannot run %s -G: %s" % (self.ssh, e))
+        if config.returncode != 0:
+            raise Error("%s -G %s failed: %s" % (
+                self.ssh, self.hostname,
+                _last_line(config.stderr.decode('utf-8', 'replace'))))
+        return config.stdout.decode('utf-8', 'replace')
+
+    def _start(self, argv, stdin, stdout, stderr, connection):
+        """Start the call ``argv`` (see _start_call); return the process
+        and the path of ssh's log (read it with _read_log).
+        """
+        log = _new_log()
+        logger.debug("%s: %s", self.name, _shell_command(argv))
+        try:
+            # no terminal, no X11: a plain pipe to sh. "exec": the login
+            # shell (sh, csh, fish alike) becomes that sh, one process less
+            proc = _start_call(
+                self._popen, self._argv(log, connection, ['-T', '-x']) +
+                ['exec %s sh %s' % (
+                    _shell_command(['sh', '-c', _READ_AND_RUN]),
+                    ' '.join("'%s'" % word for word in _shown(argv)))],
+                argv, stdin, stdout=stdout, stderr=stderr)
+        except BaseException:
+            os.unlink(log)
+            raise
+        return proc, log
+
+    def _error(self, outcome, log):
+        """The exception that reports an ssh failure (see _classify_ssh)."""
+        if outcome == _SSH_HOST_KEY:
+            return Error(
+                "The host key of %s is unknown or has changed. Check it, "
+                "then accept it with: %s" % (self.hostname,
+                                             self.command_for('login')))
+        if outcome == _SSH_AUTH:
+            return Error(
+                "Authentication to %s failed. tej does not prompt: use a "
+                "key or an agent, or log in first with: %s"
+                % (self.name, self.command_for('login')))
+        if outcome == _SSH_CONFIG:
+            return Error("ssh cannot use its options or configuration: %s"
+                         % _last_line(log))
+        error = ConnectionLost(
+            "Cannot connect to %s: %s" % (
+                self.name, _last_line(log) or "the connection was lost"),
+            command=self.ssh, ret=255, stderr=log[-2000:])
+        error.transient = outcome != _SSH_NO_HOST
+        return error
+
+    def _attempts(self, attempt):
+        """The retry loop of `run` and `stream`. ``attempt(connection)``
+        makes one attempt: it returns ``(result, None)`` once ssh ran the
+        command, ``(None, log)`` when ssh failed (exit status 255). Failures
+        that happened before the command ran are tried again, a while later
+        (_next_connection); return the result, or raise the error.
+        """
+        connection = _SHARED if self.multiplex else _OWN
+        if connection == _SHARED:
+            self.master.await_start()
+        for count in range(1, _SSH_ATTEMPTS + 1):
+            result, log = attempt(connection)
+            if log is None:
+                return result
+            outcome = _classify_ssh(255, log)
+            logger.debug("ssh failed (%s), attempt %d: %s", outcome, count,
+                         log.strip())
+            if outcome not in _SSH_RETRIED or count == _SSH_ATTEMPTS:
+                break
+            connection = self._next_connection(outcome, count, connection)
+        raise self._error(outcome, log)
+
+    def _next_connection(self, outcome, count, connection):
+        """After the ``count``-th attempt failed with a retried ``outcome``:
+        wait a little, and return the connection of the next attempt.
+        """
+        if outcome == _SSH_MUX:
+            # a stale socket is removed and the shared connection made
+            # again, once; a live master that fails is avoided
+            if connection == _SHARED and count == 1 and \
+                    not self.master.check():
+                self.master.await_start()
+                return _SHARED
+            return _OWN
+        time.sleep(random.uniform(
+            _SSH_BACKOFF / 2,
+            _SSH_BACKOFF * 2 ** min(count, _SSH_BACKOFF_STEPS)))
+        if outcome == _SSH_REFUSED and count >= _SHARED_REFUSALS:
+            # sessions are short, a place is soon free; else a connection
+            # of its own
+            return _OWN
+        return connection
+
+    def _mux_only(self):
+        """May a call on the shared connection forbid ssh a connection of
+        its own (_argv)? When the socket is there, and the user's options
+        name no proxy (theirs would come first and win, or clash).
+        """
+        if any(o == '-J' or o.lower().replace(' ', '').startswith(
+                ('proxycommand', 'proxyjump')) for o in self.options):
             return False
-        if self._control('check') != 0:
-            logger.debug("removing stale control socket %s",
-                         self.control_path)
-            try:
-                os.unlink(self.control_path)
-            except OSError:
-                pass
-            return False
-        return True
+        return self.master.there()
 
     def run(self, argv, stdin=None, timeout=None):
         rewind = getattr(stdin, 'seekable', lambda: False)()
@@ -1701,7 +1741,7 @@ class _SSHTransport(_Transport):
                 code, out, err = _communicate(proc, _shell_command(argv),
                                               timeout)
             finally:
-                log = self._read_log(log)
+                log = _read_log(log)
             if code == 255:
                 return None, log + err.decode('utf-8', 'replace')
             return (code, out, err), None
@@ -1721,7 +1761,7 @@ class _SSHTransport(_Transport):
                 return _Stream(proc, errfile, self._stream_end(log)), None
             proc.wait()
             proc.feeder.join()
-            log = self._read_log(log)
+            log = _read_log(log)
             if proc.returncode != 255:
                 return _Stream(proc, errfile), None
             errfile.seek(0)
@@ -1736,7 +1776,7 @@ class _SSHTransport(_Transport):
         that broke on the way.
         """
         def on_finish(code, err):
-            text = self._read_log(log)
+            text = _read_log(log)
             if code == 255:
                 raise ConnectionLost(
                     "Connection to %s lost: %s" % (
@@ -1749,17 +1789,15 @@ class _SSHTransport(_Transport):
         """Open the shared connection interactively: password, 2FA and
         host key questions happen here, once. Raise `Error` when it fails.
         """
-        if self.check_master():
+        if self.multiplex and self.master.check():
             logger.info("Already logged in to %s; to close the connection: "
                         "%s", self.name, self.command_for('logout'))
             return
-        import tempfile
-        fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
-        os.close(fd)
+        log = _new_log()
         # -N: no command; -f: to the background once logged in
         code = self._popen(self._argv(log, _MASTER, ['-N', '-f'],
                                       prompt=True)).wait()
-        text = self._read_log(log)
+        text = _read_log(log)
         if code == 0:
             logger.info("Logged in to %s. The connection stays open for "
                         "%s unused, or until: %s", self.name,
@@ -1776,9 +1814,8 @@ class _SSHTransport(_Transport):
                 self.name, _last_line(text) or "ssh failed"))
 
     def close(self):
-        if not self.multiplex or not os.path.exists(self.control_path):
-            return
-        self._control('exit')
+        if self.multiplex:
+            self.master.stop()
 
 
 # ===========================================================================

@@ -76,13 +76,13 @@ class TestDestinations(unittest.TestCase):
 
     def test_control_path_is_short_and_private(self):
         q = tej.RemoteQueue('u@' + 'h' * 200, '~/.tej')
-        path = q._transport.control_path
+        path = q._transport.master.path
         self.assertLess(len(path), 100)
         self.assertEqual(os.stat(os.path.dirname(path)).st_mode & 0o777,
                          0o700)
         other = tej.RemoteQueue('u@' + 'h' * 200, '~/.tej',
                                 ssh_options=['-p', '2'])
-        self.assertNotEqual(path, other._transport.control_path)
+        self.assertNotEqual(path, other._transport.master.path)
 
     def test_control_path_too_long(self):
         old = os.environ['HOME']
@@ -90,7 +90,7 @@ class TestDestinations(unittest.TestCase):
         try:
             q = tej.RemoteQueue('host')
             with self.assertRaises(tej.Error) as ctx:
-                q._transport.control_path
+                q._transport.master.path
             self.assertIn('too long', str(ctx.exception))
         finally:
             os.environ['HOME'] = old
@@ -120,7 +120,7 @@ class TestPasswords(unittest.TestCase):
         with open(script, 'w') as fp:
             fp.write(tej._ASKPASS)
         os.chmod(script, 0o700)
-        env = tej._askpass_env(script, "it's $x", 'me@target')
+        env = tej._Askpass.environment(script, "it's $x", 'me@target')
         for prompt, answer in [
                 ("me@target's password: ", b"it's $x\n"),
                 ('(me@target) Password: ', b"it's $x\n"),
@@ -140,11 +140,11 @@ class TestPasswords(unittest.TestCase):
 
     def test_prompt_for(self):
         config = 'user tejtest\nhostname 127.0.0.1\nport 22\n'
-        self.assertEqual(tej._prompt_for(config), 'tejtest@127.0.0.1')
-        self.assertEqual(tej._prompt_for(config + 'hostkeyalias tejhost\n'),
+        self.assertEqual(tej._Askpass.prompt_for(config), 'tejtest@127.0.0.1')
+        self.assertEqual(tej._Askpass.prompt_for(config + 'hostkeyalias tejhost\n'),
                          'tejtest@tejhost')
         # ssh 9 says the whole name; ssh 8 cut it at 30 characters
-        long_user = tej._askpass_env('askpass', 'pw', 'u' * 40 + '@h')
+        long_user = tej._Askpass.environment('askpass', 'pw', 'u' * 40 + '@h')
         self.assertEqual(long_user['TEJ_PASSWORD_FOR'], 'u' * 40 + '@h')
         self.assertEqual(long_user['TEJ_PASSWORD_FOR_CUT'], 'u' * 30 + '@h')
 
@@ -945,16 +945,16 @@ class TestRetryLoop(unittest.TestCase):
                                 ssh_options=['-o', 'Compression=yes'])
         queue.setup()
         queue.login()
-        open(queue._transport.control_path, 'w').close()
-        self.assertFalse(queue._transport.check_master())  # stale
-        self.assertFalse(os.path.exists(queue._transport.control_path))
-        open(queue._transport.control_path, 'w').close()
+        open(queue._transport.master.path, 'w').close()
+        self.assertFalse(queue._transport.master.check())  # stale
+        self.assertFalse(os.path.exists(queue._transport.master.path))
+        open(queue._transport.master.path, 'w').close()
         queue.logout()
         with open(self.argv) as fp:
             call, login, check, exit = fp.read().splitlines()
         common = ['-o Compression=yes -E ', ' -o ConnectTimeout=20 ',
                   ' -o ServerAliveInterval=15 -o ServerAliveCountMax=4 ',
-                  ' -o ControlPath="%s" ' % queue._transport.control_path,
+                  ' -o ControlPath="%s" ' % queue._transport.master.path,
                   ' -- stub']
         for argv in (call, login, check, exit):
             for part in common:
@@ -988,17 +988,17 @@ class TestRetryLoop(unittest.TestCase):
         self.assertEqual(self.master_starts(), 1)
         # a starter that failed while this call waited: not tried again
         queue = tej.RemoteQueue('stub', os.path.join(self.tmp, 'q'))
-        with open(queue._transport.control_path + '.lock', 'w') as fp:
+        with open(queue._transport.master.path + '.lock', 'w') as fp:
             fp.write('failed %f\n' % (time.time() + 60))
         self.assertEqual(self.attempts(), ['auto'])
         self.assertEqual(self.master_starts(), 0)
-        os.unlink(queue._transport.control_path + '.lock')
+        os.unlink(queue._transport.master.path + '.lock')
 
     def test_sessions_on_the_shared_connection_never_connect(self):
         # once the shared connection is there, a session it refuses is a
         # failure to try again, not a connection of ssh's own
         support.patch_env(self.addCleanup, STUB_MASTER='1')
-        socket = tej.RemoteQueue('stub')._transport.control_path
+        socket = tej.RemoteQueue('stub')._transport.master.path
         self.addCleanup(os.unlink, socket)
         refused = self.log(tej._SSH_REFUSED)
         open(self.argv, 'w').close()

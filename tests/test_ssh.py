@@ -236,7 +236,7 @@ class TestSSHFailures(SSHCase):
     def test_dead_master_is_replaced(self):
         q = self.queue()
         q.setup()
-        self.assertTrue(q._transport.check_master())
+        self.assertTrue(q._transport.master.check())
         masters = self.server.masters(q)
         self.assertEqual(len(masters), 1)
         os.kill(masters[0], signal.SIGKILL)
@@ -244,19 +244,19 @@ class TestSSHFailures(SSHCase):
                  what='the master to die')
         with self.assertRaises(tej.JobNotFound):
             q.status('x')
-        self.assertTrue(q._transport.check_master())
+        self.assertTrue(q._transport.master.check())
 
     def test_stale_socket(self):
         q = self.queue(multiplex=True)
         q.close()
         # a socket file that nothing listens on
         import socket
-        path = q._transport.control_path
+        path = q._transport.master.path
         sock = socket.socket(socket.AF_UNIX)
         sock.bind(path)
         sock.close()
         q.setup()
-        self.assertTrue(q._transport.check_master())
+        self.assertTrue(q._transport.master.check())
 
     def test_no_multiplex(self):
         q = tej.RemoteQueue(self.dest, self.queue_path,
@@ -264,7 +264,7 @@ class TestSSHFailures(SSHCase):
                             ['-o', 'ServerAliveCountMax=5'], multiplex=False)
         q.setup()
         self.assertEqual(list(q.list()), [])
-        self.assertFalse(os.path.exists(q._transport.control_path))
+        self.assertFalse(os.path.exists(q._transport.master.path))
 
 
 class TestControlPath(SSHCase):
@@ -277,13 +277,13 @@ class TestControlPath(SSHCase):
             support.patch_env(self.addCleanup, **{variable: odd})
             q = self.queue(variable)
             q.setup()
-            self.assertTrue(q._transport.control_path.startswith(odd + '/'))
-            self.assertTrue(os.path.exists(q._transport.control_path))
-            self.assertTrue(q._transport.check_master(), variable)
+            self.assertTrue(q._transport.master.path.startswith(odd + '/'))
+            self.assertTrue(os.path.exists(q._transport.master.path))
+            self.assertTrue(q._transport.master.check(), variable)
             self.assertEqual(len(self.server.masters(q)), 1)
             self.assertEqual(list(q.list()), [])
             q.close()
-            wait_for(lambda: not os.path.exists(q._transport.control_path),
+            wait_for(lambda: not os.path.exists(q._transport.master.path),
                      what='the master to exit')
 
 
