@@ -1015,12 +1015,6 @@ class _Transport(object):
     def close(self):
         """Close the shared connection, if there is one."""
 
-    def command_for(self, command):
-        """The tej command line ``command`` on this destination, as a
-        message suggests it (the command line puts in the options given).
-        """
-        return _shell_command(['tej', command, self.name])
-
 
 #: What a new pipe surely takes without blocking (Linux 64 KiB, macOS 16
 #: KiB at first), for _start_call.
@@ -1529,7 +1523,7 @@ class _SSHTransport(_Transport):
     """
 
     def __init__(self, destination, ssh_options=(), multiplex=True,
-                 ssh=None):
+                 ssh=None, command_for=None):
         self.hostname = destination['hostname']
         self.username = destination.get('username')
         self.port = destination.get('port')
@@ -1538,6 +1532,10 @@ class _SSHTransport(_Transport):
         self.multiplex = multiplex
         self.ssh = ssh or os.environ.get('TEJ_SSH') or 'ssh'
         self.name = destination_as_string(dict(destination, password=None))
+        #: command_for(COMMAND): the tej command line that a message
+        #: suggests (RemoteQueue.command_for)
+        self.command_for = command_for or (
+            lambda command: _shell_command(['tej', command, self.name]))
         self.persist = int(_timeout_setting('TEJ_CONTROL_PERSIST',
                                             _DEFAULT_PERSIST, zero=True))
         # ssh asks every interval, and gives up after 4 without an answer
@@ -3035,6 +3033,21 @@ class _Calls(object):
         return installed, detected
 
 
+class _Recorder(object):
+    """What a `RemoteQueue` tells of the jobs that it makes and deletes,
+    to a registry of them: here, nothing. The Registry chapter puts the
+    job registry's in its place (_RegistryRecorder), so that this chapter
+    never refers forward to that one.
+    """
+
+    def added(self, queue, job_id, label, directory, new):
+        """Job ``job_id`` of ``queue`` was submitted from ``directory``
+        (``new`` False: it was there before, a reused content id)."""
+
+    def deleted(self, queue, job_ids=None):
+        """Jobs of ``queue`` were deleted (None: all of them)."""
+
+
 class RemoteQueue(object):
     """A queue of jobs on a server (or on this machine, with ``local:``).
 
@@ -3047,6 +3060,8 @@ class RemoteQueue(object):
     ``ssh_options`` are passed to ssh (``['-i', key]``, ``['-J', jump]``,
     ``['-F', config]``, ``['-o', 'K=V']``); ``multiplex=False`` makes every
     call a connection of its own. Nothing is done until the first call.
+    Both stay as the attributes ``ssh_options`` (a list) and
+    ``multiplex``.
 
     Raises `InvalidDestination` for a bad destination and `ValueError` for
     an unknown runtime.
@@ -3058,6 +3073,10 @@ class RemoteQueue(object):
     JOB_CREATED = _CREATED
     JOB_QUEUED = _QUEUED
     JOB_LOST = _LOST
+
+    #: Where the jobs made and deleted are told of (a _Recorder): this
+    #: machine's job registry (JobMonitor), which sets it.
+    recorder = _Recorder()
 
     def __init__(self, destination, queue=DEFAULT_TEJ_DIR, setup_runtime=None,
                  need_runtime=None, ssh_options=(), multiplex=True):
@@ -3082,11 +3101,14 @@ class RemoteQueue(object):
         self._queue = queue
         self.setup_runtime = setup_runtime
         self.need_runtime = set(need_runtime) if need_runtime else None
+        self.ssh_options = list(ssh_options)
+        self.multiplex = bool(multiplex)
         if destination.get('local'):
             self._transport = _LocalTransport()
         else:
-            self._transport = _SSHTransport(destination, ssh_options,
-                                            multiplex)
+            self._transport = _SSHTransport(destination, self.ssh_options,
+                                            multiplex,
+                                            command_for=self.command_for)
         self._calls = _Calls(
             self._transport,
             _Installer(queue, self._transport.name, setup_runtime,
@@ -3112,6 +3134,11 @@ class RemoteQueue(object):
         return PurePosixPath(self._queue)
 
     @property
+    def queue_string(self):
+        """The queue's location as given, a string (see `queue`)."""
+        return self._queue
+
+    @property
     def destination_string(self):
         """The destination as a string, without its password."""
         return self._transport.name
@@ -3124,6 +3151,14 @@ class RemoteQueue(object):
         call; override to route them elsewhere.
         """
         return ServerLogger()
+
+    def command_for(self, command):
+        """The tej command line ``command`` (login, logout) for this
+        destination, as a message suggests it: ``tej COMMAND DEST``;
+        override to suggest another (the command line adds the options
+        it was given).
+        """
+        return _shell_command(['tej', command, self.destination_string])
 
     # --- the original API ------------------------------------------------
 
@@ -3189,8 +3224,44 @@ class RemoteQueue(object):
         job_id, created = self._submit_job(job_id, directory, script,
                                            content_id, if_exists, **resources)
         if record:
-            _record('add', self, job_id, label, directory, new=created)
+            self.recorder.added(self, job_id, label, directory, created)
         return job_id, created
+
+    def submit_once(self, directory, script=None, rerun_failed=False,
+                    **resources):
+        """Submit ``directory`` under its `content_id`, once: when the job
+        of that id is there, re-attach to it instead of running the same
+        work twice, unless it was killed, lost or deleted, or (with
+        ``rerun_failed``) finished with a non-zero exit code: then it is
+        replaced, and runs again. ``script`` and ``resources`` (``label``
+        and ``record`` too) are as for `submit_job`. Return the job's id.
+        This is what ``tej run`` does before it follows the job.
+        """
+        job_id, created = self.submit_job(None, directory, script, True,
+                                          'reuse', **resources)
+        if created:
+            return job_id
+        try:
+            record = self.info(job_id)
+        except JobNotFound:  # deleted since: submit it again
+            record = {'state': _NOTFOUND, 'exit': None}
+        state = record['state']
+        if state in (_KILLED, _LOST, _NOTFOUND) or (
+                rerun_failed and state == _FINISHED and record['exit']):
+            logger.info("Job %s %s: running it again", job_id, {
+                _KILLED: "was killed", _LOST: "was lost",
+                _NOTFOUND: "was deleted"}.get(
+                    state, "failed with exit code %s" % record['exit']))
+            if state != _NOTFOUND:
+                try:
+                    self.delete(job_id)
+                except JobNotFound:
+                    pass
+            self.submit_job(job_id, directory, script, False, 'reuse',
+                            **resources)
+        else:
+            logger.info("Re-attaching to job %s, submitted before", job_id)
+        return job_id
 
     def _submit_job(self, job_id, directory, script=None, content_id=False,
                     if_exists=None, **resources):
@@ -3408,7 +3479,7 @@ class RemoteQueue(object):
         """
         check_jobid(job_id)
         self._calls.call('delete', [job_id] + (['kill'] if kill else []))
-        _record('deleted', self, [job_id])
+        self.recorder.deleted(self, [job_id])
 
     def list(self, states=None, since=None):
         """Yield ``(job_id, info)`` for each job in the queue, in the order
@@ -3454,7 +3525,7 @@ class RemoteQueue(object):
         Return True.
         """
         self._calls.call('cleanup', ['kill'] if kill else [])
-        _record('deleted', self)
+        self.recorder.deleted(self)
         return True
 
     def close(self):
@@ -3533,6 +3604,20 @@ class RemoteQueue(object):
                     "Job %s is still %s after %s" % (
                         active[0]['id'], active[0]['state'],
                         _seconds_text(timeout)))
+
+    def waitany(self, job_ids, seconds):
+        """Wait on the server (one call) until any of ``job_ids`` has ended
+        or is not there, or for ``seconds`` at most (well within
+        `timeout`); return the records of all of them (see `infos`; a job
+        that is not there has the state "notfound"). This is what
+        `JobMonitor.watch` asks each queue.
+        """
+        job_ids = list(job_ids)
+        for job_id in job_ids:
+            check_jobid(job_id)
+        seconds = _duration(seconds, 'seconds', integer=True)
+        return _parse_records(self._calls.call(
+            'waitany', [str(seconds)] + job_ids, ok=(_RC_OK, _RC_NO_JOB)))
 
     def logs(self, job_id, stdout=None, stderr=None, follow=False,
              timeout=None, retry_for=None):
@@ -4115,10 +4200,9 @@ class JobMonitor(object):
         import json
         check_jobid(job_id)
         destination = _short_destination(queue.destination)
-        options = json.dumps(_lasting_options(
-            getattr(queue._transport, 'options', ())))
-        multiplex = int(getattr(queue._transport, 'multiplex', True))
-        where = (destination, queue._queue, job_id)
+        options = json.dumps(_lasting_options(queue.ssh_options))
+        multiplex = int(queue.multiplex)
+        where = (destination, queue.queue_string, job_id)
         if directory is not None:
             directory = os.path.abspath(os.fspath(directory))
         with self._db() as db:
@@ -4145,7 +4229,7 @@ class JobMonitor(object):
         if not os.path.exists(self.path):
             return  # nothing recorded: no registry to make
         where, args = 'destination=? AND queue=?', [
-            _short_destination(queue.destination), queue._queue]
+            _short_destination(queue.destination), queue.queue_string]
         if job_ids is not None:
             where += ' AND job_id IN (%s)' % ','.join('?' * len(job_ids))
             args += list(job_ids)
@@ -4278,9 +4362,7 @@ class JobMonitor(object):
             if verb == 'status':
                 records = queue.infos(ids)
             else:
-                records = _parse_records(queue._calls.call(
-                    verb, [str(int(seconds))] + ids,
-                    ok=(_RC_OK, _RC_NO_JOB)))
+                records = queue.waitany(ids, int(seconds))
         except QueueDoesntExist:
             records = [{'id': i, 'state': _NOTFOUND} for i in ids]
         by_id = {r['id']: r for r in records}
@@ -4433,16 +4515,38 @@ def _registry():
     return None if path is None else JobMonitor(path)
 
 
-def _record(what, queue, *args, **kwargs):
-    """Record in the registry (JobMonitor.``what``); a failure is a
-    warning, never the operation's: the job is there all the same.
+class _RegistryRecorder(_Recorder):
+    """Records in the job registry (`JobMonitor.add`, `JobMonitor.deleted`)
+    what a `RemoteQueue` makes and deletes. A failure is a warning, never
+    the operation's: the job is there all the same.
     """
-    try:
-        registry = _registry()
+
+    def added(self, queue, job_id, label, directory, new):
+        registry = self._registry()
         if registry is not None:
-            getattr(registry, what)(queue, *args, **kwargs)
-    except (Error, OSError, ImportError) as e:
-        logger.warning("The job registry was not updated: %s", e)
+            with self._warning():
+                registry.add(queue, job_id, label, directory, new=new)
+
+    def deleted(self, queue, job_ids=None):
+        registry = self._registry()
+        if registry is not None:
+            with self._warning():
+                registry.deleted(queue, job_ids)
+
+    def _registry(self):
+        with self._warning():
+            return _registry()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _warning():
+        try:
+            yield
+        except (Error, OSError, ImportError) as e:
+            logger.warning("The job registry was not updated: %s", e)
+
+
+RemoteQueue.recorder = _RegistryRecorder()
 
 
 # ===========================================================================
@@ -5083,7 +5187,9 @@ def _cmd_wait(queue, args):
 def _cmd_run(queue, args):
     if args.download and not os.path.isdir(args.into):
         _need_parent(args.into, '--into')  # before the job, not after it
-    job_id = _submit_for_run(queue, args)
+    job_id = queue.submit_once(
+        args.directory, args.script, args.rerun_failed,
+        **dict(_resources(args), **_transfer_options(args)))
     try:
         state, exit_code = queue.logs(
             job_id, stdout=_binary(sys.stderr if args.json else sys.stdout),
@@ -5130,39 +5236,6 @@ def _cmd_run(queue, args):
         _print_json(dict(_json_record(record), downloaded=downloaded))
     _say_how_it_ended(record)
     return status
-
-
-def _submit_for_run(queue, args):
-    """Submit the job of ``run``, or re-attach to the one with its content
-    id; a job there that was killed or lost (or failed, with
-    --rerun-failed) is replaced. Return its id.
-    """
-    resources = dict(_resources(args), **_transfer_options(args))
-    job_id, created = queue.submit_job(None, args.directory, args.script,
-                                       True, 'reuse', **resources)
-    if created:
-        return job_id
-    try:
-        record = queue.info(job_id)
-    except JobNotFound:  # deleted since: submit it again
-        record = {'state': _NOTFOUND, 'exit': None}
-    state = record['state']
-    if state in (_KILLED, _LOST, _NOTFOUND) or (
-            args.rerun_failed and state == _FINISHED and record['exit']):
-        logger.info("Job %s %s: running it again", job_id, {
-            _KILLED: "was killed", _LOST: "was lost",
-            _NOTFOUND: "was deleted"}.get(
-                state, "failed with exit code %s" % record['exit']))
-        if state != _NOTFOUND:
-            try:
-                queue.delete(job_id)
-            except JobNotFound:
-                pass
-        queue.submit_job(job_id, args.directory, args.script, False,
-                         'reuse', **resources)
-    else:
-        logger.info("Re-attaching to job %s, submitted before", job_id)
-    return job_id
 
 
 def _say_how_it_ended(record):
@@ -5532,18 +5605,20 @@ _COMMANDS = {
 _COMMANDS.update(_REGISTRY_COMMANDS)  # jobs, monitor...: no queue
 
 
-def _queue(args):
-    """The queue that the command line names; the commands its messages
-    suggest are ones that work when pasted (_command_line).
+class _CommandLineQueue(RemoteQueue):
+    """The queue that the command line names (``args``): the commands its
+    messages suggest are ones that work when pasted (_command_line).
     """
-    queue = RemoteQueue(_destination(args),
-                        getattr(args, 'queue', DEFAULT_TEJ_DIR),
-                        setup_runtime=getattr(args, 'runtime', None),
-                        ssh_options=_ssh_options(args),
-                        multiplex=not args.no_multiplex)
-    queue._transport.command_for = lambda command: _command_line(args,
-                                                                 command)
-    return queue
+
+    def __init__(self, args):
+        self.args = args
+        super(_CommandLineQueue, self).__init__(
+            _destination(args), getattr(args, 'queue', DEFAULT_TEJ_DIR),
+            setup_runtime=getattr(args, 'runtime', None),
+            ssh_options=_ssh_options(args), multiplex=not args.no_multiplex)
+
+    def command_for(self, command):
+        return _command_line(self.args, command)
 
 
 def _destination(args):
@@ -5600,7 +5675,8 @@ def main(argv=None):
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _COMMANDS[args.command](
-            None if args.command in _REGISTRY_COMMANDS else _queue(args),
+            None if args.command in _REGISTRY_COMMANDS else
+            _CommandLineQueue(args),
             args) or 0
     except (Error, ValueError, OSError) as e:
         if isinstance(e, BrokenPipeError):  # tej logs | head
