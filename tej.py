@@ -183,6 +183,14 @@ _MAX_SOCKET_PATH = 104 - 1 - 17
 # Errors
 # ===========================================================================
 
+def _last_line(text):
+    """The last line of ``text`` that is not blank, stripped ('' for
+    none): ssh's log says what went wrong last.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ''
+
+
 class Error(Exception):
     """Base class for the errors tej raises. Each takes a message, ``msg``;
     without one, its class's `default`.
@@ -490,6 +498,7 @@ def _parse_listing(lines):
             logger.debug("not resuming: listing line %r", line)
             return None
         mode, size, mtime, name = match.groups()
+        # _normalize_member is a helper, of the chapter after this one
         entries.append((int(mode, 16), int(size), int(mtime),
                         _normalize_member(name or '.', top=True)))
     return entries
@@ -702,7 +711,8 @@ def _call_line(argv, fast=False):
     with ``argv`` (QUEUE VERSIONS VERB ARG...), then the bootstrap. A
     newline in an argument is written "$tej_nl", to keep it one line.
     With ``fast`` (a call that has no input: its stdin ends there), two
-    lines: _FAST_START's first, then that one.
+    lines: _FAST_START's first, then that one. (Both are made of the
+    runtimes, in the appendix at the end of the file.)
     """
     words = ' '.join(shlex.quote(arg).replace('\n', '\'"$tej_nl"\'')
                      for arg in argv)
@@ -843,14 +853,6 @@ def _ssh_config_word(text):
     """
     return '"%s"' % text.replace('\\', '\\\\').replace('"', '\\"').replace(
         '%', '%%')
-
-
-def _last_line(text):
-    """The last line of ``text`` that is not blank, stripped ('' for
-    none): ssh's log says what went wrong last.
-    """
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ''
 
 
 def _seconds_text(seconds):

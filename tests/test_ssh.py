@@ -240,7 +240,7 @@ class TestSSHFailures(SSHCase):
         masters = self.server.masters(q)
         self.assertEqual(len(masters), 1)
         os.kill(masters[0], signal.SIGKILL)
-        wait_for(q._transport.check_master, lambda up: not up,
+        wait_for(q._transport.master.check, lambda up: not up,
                  what='the master to die')
         with self.assertRaises(tej.JobNotFound):
             q.status('x')
