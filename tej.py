@@ -2417,7 +2417,7 @@ def _receive(stdout, plan, meter):
         kind, value, line = _read_download_frame(stdout)
         if kind != 'sum':
             raise _broken_download("a bad line %r" % line[:80])
-        if value == crc:
+        if value == str(crc):  # cksum: a number; md5sum: hex
             os.chmod(part.part, part.mode)
             os.utime(part.part, (part.mtime, part.mtime))
             os.rename(part.part, part.local)

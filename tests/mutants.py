@@ -583,7 +583,7 @@ umask 022
     dict(
         name='resume-sum-not-checked',
         file='tej.py',
-        original="        if value == crc:",
+        original="        if value == str(crc):",
         replacement="        if True:",
         description="a part whose beginning is not the server's file is "
                     "completed and kept",

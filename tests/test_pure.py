@@ -391,6 +391,53 @@ class TestParsers(unittest.TestCase):
         self.assertEqual(tej._parse_pairs(['a=1', 'b=x=y', 'junk']),
                          {'a': '1', 'b': 'x=y'})
 
+    def test_download_frames(self):
+        P = tej._parse_download_frame
+        self.assertEqual(P('size=1024'), ('size', 1024))
+        self.assertEqual(P('size='), ('size', None))
+        self.assertEqual(P('part 0 changed'), ('part', (0, None)))
+        self.assertEqual(P('part 12 70000 cksum'),
+                         ('part', (12, 70000, 'cksum')))
+        self.assertEqual(P('part 1 5 md5sum'), ('part', (1, 5, 'md5sum')))
+        # a sum is text: cksum's is a number, md5sum's hex
+        self.assertEqual(P('sum 4294967295'), ('sum', '4294967295'))
+        self.assertEqual(P('tar'), ('tar', None))
+        self.assertEqual(P('end'), ('end', None))
+        for bad in ('', 'size=x', 'part 1 5 sha1', 'part x changed',
+                    'part 1 changed ', 'tar ', 'ending', 'end\r'):
+            with self.assertRaises(tej.ConnectionLost, msg=bad):
+                P(bad)
+        read = tej._read_download_frame
+        self.assertEqual(read(io.BytesIO(b'part 2 3 cksum\nrest')),
+                         ('part', (2, 3, 'cksum'), 'part 2 3 cksum'))
+        for cut in (b'', b'end'):  # no newline: the stream broke off
+            with self.assertRaises(tej.ConnectionLost):
+                read(io.BytesIO(cut))
+
+    def test_log_frames(self):
+        out, err = io.BytesIO(), io.BytesIO()
+        offsets = {'out': 3, 'err': 0, 'tick': 0}
+        stream = io.BytesIO(b'out 5\nhello' b'tick\n' b'err 2\nno'
+                            b'out 0\n' b'end finished 4\nafter')
+        end = tej._read_log_frames(stream, {'out': out, 'err': err},
+                                   offsets)
+        self.assertEqual(end, ('finished', 4))
+        self.assertEqual((out.getvalue(), err.getvalue()), (b'hello', b'no'))
+        self.assertEqual(offsets, {'out': 8, 'err': 2, 'tick': 1})
+        self.assertEqual(stream.read(), b'after')  # no further than the end
+        # cut in a frame's data, or before a line ends: None, what came kept
+        for cut, kept in ((b'out 5\nhel', b'hel'), (b'out 5\nhello' b'en',
+                                                      b'hello')):
+            out = io.BytesIO()
+            self.assertIsNone(tej._read_log_frames(
+                io.BytesIO(cut), {'out': out, 'err': None},
+                {'out': 0, 'err': 0, 'tick': 0}))
+            self.assertEqual(out.getvalue(), kept)
+        with self.assertRaises(tej.RemoteCommandFailure):  # not asked for
+            tej._read_log_frames(io.BytesIO(b'err 1\nx'),
+                                 {'out': out, 'err': None},
+                                 {'out': 0, 'err': 0, 'tick': 0})
+
 
 class TestHelpers(unittest.TestCase):
     def test_prepend_takes_the_whole_file(self):
