@@ -2058,6 +2058,81 @@ class _Meter(object):
         self.shown = None
 
 
+class _Upload(object):
+    """A job's directory as submit sends it: called with the pipe to the
+    server, it writes the tar stream there as it makes it (no copy of the
+    job), with the progress meter of ``progress`` (see `_meter`) when
+    there is one. It may be called again (a call after the runtime was
+    installed sends it again); `close` ends the meter.
+    """
+
+    def __init__(self, directory, excludes, dereference, compress,
+                 progress):
+        self.directory = directory
+        self.excludes = excludes
+        self.dereference = dereference
+        self.compress = compress
+        self.entries, self.warned = None, set()
+        self.meter = _meter(progress, 'Uploading')
+        if self.meter is not None:  # the total first, for the meter
+            self.entries = list(_job_files(directory, excludes,
+                                           dereference))
+            self.meter.total = sum(
+                st.st_size for _, _, st, link in self.entries
+                if link is None and stat.S_ISREG(st.st_mode))
+
+    def __call__(self, pipe):
+        meter = self.meter
+        if meter is not None:
+            meter.restart()  # a try before the runtime was there
+        _write_tar(self.directory, pipe, self.excludes, self.dereference,
+                   meter and meter.add, self.compress, self.entries,
+                   self.warned)
+        if meter is not None:
+            meter.done()
+
+    def close(self):
+        if self.meter is not None:
+            self.meter.close()
+
+
+def _download_targets(files, directory, destination):
+    """What a download asks for (see `RemoteQueue.download`): return the
+    normalized paths of ``files`` (a path or a list; each once), and
+    ``{path: local path}``, in ``directory`` (None: the current one) or,
+    for one file, as ``destination``. Raise `ValueError` for paths that
+    overlap or would land on the same name, or a ``destination`` whose
+    directory is not there.
+    """
+    if isinstance(files, str):
+        files = [files]
+    # one file asked for twice is fetched once
+    files = list(dict.fromkeys(_normalize_member(f, ValueError, top=True)
+                               for f in files))
+    for inner in files:
+        for outer in files:
+            if inner != outer and (outer == '' or
+                                   inner.startswith(outer + '/')):
+                raise ValueError("%s is inside %s: ask for one of them"
+                                 % (inner, outer or '.'))
+    if not files:
+        return files, {}
+    if destination is not None:
+        if len(files) != 1:
+            raise ValueError("destination is for one file; use "
+                             "directory for several")
+        destination = str(destination)
+        _need_parent(destination, 'destination')
+        return files, {files[0]: destination}
+    directory = str(directory if directory is not None else '.')
+    targets = {f: os.path.join(directory, f.rsplit('/', 1)[-1])
+               if f else directory for f in files}
+    if len(set(targets.values())) != len(targets):
+        raise ValueError("Several files have the same name: give "
+                         "their parent directory instead")
+    return files, targets
+
+
 #: os.open's flag for no newline translation (Windows; 0 elsewhere).
 _O_BINARY = getattr(os, 'O_BINARY', 0)
 
@@ -3295,23 +3370,10 @@ class RemoteQueue(object):
                 job_id = _default_job_id(directory,
                                          self.destination.get('username'))
         check_jobid(job_id)
-        entries, warned = None, set()
-        meter = _meter(progress, 'Uploading')
-        if meter is not None:  # the total first, for the meter
-            entries = list(_job_files(directory, excludes, dereference))
-            meter.total = sum(st.st_size for _, _, st, link in entries
-                              if link is None and stat.S_ISREG(st.st_mode))
-
-        def upload(pipe):
-            # the archive is made as it is sent: no copy of the job
-            if meter is not None:
-                meter.restart()  # a try before the runtime was there
-            _write_tar(directory, pipe, excludes, dereference,
-                       meter and meter.add, compress, entries, warned)
-            if meter is not None:
-                meter.done()
         if compress:
             options.append('transfer=gzip')
+        upload = _Upload(directory, excludes, dereference, compress,
+                         progress)
         try:
             self._calls.call('submit', [job_id, mode, script] + options,
                              stdin=upload, create=True, transfer=True)
@@ -3320,8 +3382,7 @@ class RemoteQueue(object):
                 raise
             return job_id, False
         finally:
-            if meter is not None:
-                meter.close()
+            upload.close()
         logger.info("Submitted job %s", job_id)
         return job_id, True
 
@@ -3397,34 +3458,12 @@ class RemoteQueue(object):
             raise TypeError("Unexpected arguments: %s" % ', '.join(kwargs))
         if destination is not None and directory is not None:
             raise TypeError("Give destination or directory, not both")
-        if isinstance(files, str):
-            files = [files]
-        # one file asked for twice is fetched once
-        files = list(dict.fromkeys(_normalize_member(f, ValueError, top=True)
-                                   for f in files))
+        files, targets = _download_targets(files, directory, destination)
         if not files:
             return []
-        for inner in files:
-            for outer in files:
-                if inner != outer and (outer == '' or
-                                       inner.startswith(outer + '/')):
-                    raise ValueError("%s is inside %s: ask for one of them"
-                                     % (inner, outer or '.'))
         check_jobid(job_id)
-        if destination is not None:
-            if len(files) != 1:
-                raise ValueError("destination is for one file; use "
-                                 "directory for several")
-            destination = str(destination)
-            _need_parent(destination, 'destination')
-            targets = {files[0]: destination}
-        else:
+        if destination is None:
             directory = str(directory if directory is not None else '.')
-            targets = {f: os.path.join(directory, f.rsplit('/', 1)[-1])
-                       if f else directory for f in files}
-            if len(set(targets.values())) != len(targets):
-                raise ValueError("Several files have the same name: give "
-                                 "their parent directory instead")
         resume = any(_leftovers(local) for local in targets.values())
         if directory is not None and not os.path.isdir(directory):
             _need_parent(directory, 'directory')

@@ -422,8 +422,8 @@ umask 022
     dict(
         name='download-same-name',
         file='tej.py',
-        original="            if len(set(targets.values())) != len(targets):",
-        replacement="            if False:",
+        original="    if len(set(targets.values())) != len(targets):",
+        replacement="    if False:",
         description="two downloads of one name (a/x, b/x) overwrite each "
                     "other",
         tests=['test_pure.TestMembers'],
