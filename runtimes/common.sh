@@ -850,13 +850,18 @@ _status() {  # _status [-n] ID ...: one record per job; RC_NO_JOB if one
     return "$_ss_rc"
 }
 
-_wait() {  # _wait SECONDS ID ...: the records, once every job has ended
-    # (or is not there), or after SECONDS; with _wt_any=1, once any has
-    case $1 in
-        ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of seconds: '$1'" ;;
+_wait() {  # _wait all|any SECONDS ID ...: the records, once every job
+    # ("all") or any job ("any") has ended (or is not there), or after
+    # SECONDS
+    _wt_any=
+    if [ "$1" = any ]; then
+        _wt_any=1
+    fi
+    case $2 in
+        ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of seconds: '$2'" ;;
     esac
-    _wt_until=$(($(_now) + $1))
-    shift
+    _wt_until=$(($(_now) + $2))
+    shift 2
     for _wt_id do
         _check_id "$_wt_id"
     done
@@ -868,11 +873,11 @@ _wait() {  # _wait SECONDS ID ...: the records, once every job has ended
                 _rt_refresh "$Q/jobs/$_wt_id"
                 if _active; then
                     _wt_ended=0
-                    [ "$_wt_any" = 1 ] || break
+                    [ -n "$_wt_any" ] || break
                     continue
                 fi
             fi
-            if [ "$_wt_any" = 1 ]; then
+            if [ -n "$_wt_any" ]; then
                 _wt_ended=1
                 break
             fi
@@ -1135,20 +1140,20 @@ _files() {  # _files ID PATH ...: what download would send, one line each
     # directories, files and links below the PATHs; or a line "none" when
     # the server's stat cannot say (then the client fetches it all)
     _check_id "$1"
-    _fl_job=$Q/jobs/$1
-    [ -d "$_fl_job" ] || _die "$RC_NO_JOB" "no job $1"
+    _fi_job=$Q/jobs/$1
+    [ -d "$_fi_job" ] || _die "$RC_NO_JOB" "no job $1"
     shift
-    _fl_n=$#
-    while [ "$_fl_n" -gt 0 ]; do
+    _fi_n=$#
+    while [ "$_fi_n" -gt 0 ]; do
         _check_path "$1"
-        if [ ! -e "$_fl_job/stage/$1" ] && [ ! -L "$_fl_job/stage/$1" ]; then
-            _die "$RC_NO_FILE" "no file '$1' in job ${_fl_job##*/}"
+        if [ ! -e "$_fi_job/stage/$1" ] && [ ! -L "$_fi_job/stage/$1" ]; then
+            _die "$RC_NO_FILE" "no file '$1' in job ${_fi_job##*/}"
         fi
         set -- "$@" "./$1"
         shift
-        _fl_n=$((_fl_n - 1))
+        _fi_n=$((_fi_n - 1))
     done
-    cd "$_fl_job/stage"
+    cd "$_fi_job/stage"
     _header
     if stat -c '%f' . > /dev/null 2>&1; then  # GNU, busybox
         find "$@" \( -type f -o -type d -o -type l \) -exec stat -c '%f %s %Y %n' {} +
@@ -1296,11 +1301,9 @@ _main() {
         list) _scan list ${1+"$@"} ;;
         gc) _scan gc ${1+"$@"} ;;
         wait) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: wait SECONDS ID ..."
-              _wt_any=0
-              _wait "$@" ;;
+              _wait all "$@" ;;
         waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
-                 _wt_any=1
-                 _wait "$@" ;;
+                 _wait any "$@" ;;
         download) [ "$#" -ge 3 ] || _die "$RC_INVALID" "usage: download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ..."
                   _download "$@" ;;
         _files) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: _files ID PATH ..."

@@ -960,9 +960,9 @@ umask 022
         name='waitany-waits-for-all',
         file='runtimes/common.sh',
         original="""        waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
-                 _wt_any=1""",
+                 _wait any "$@" ;;""",
         replacement="""        waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
-                 _wt_any=0""",
+                 _wait all "$@" ;;""",
         description="waitany waits for every job, not the first to end",
         tests=['test_runtime.TestWaitAny'],
     ),
