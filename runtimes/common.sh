@@ -94,9 +94,9 @@
 #
 # Variables: each function's own start with its prefix (_lk_ in _lock...).
 # Shared ones: Q (the queue) and TEJ_SELF (QUEUE/tej.sh), set by _main;
-# st_* (the job record that _load read); _locked, _tmp, _self, _creating,
-# _beat_pid (what the EXIT trap removes or stops); _host (this host's
-# name, once asked).
+# st_* (the job record that _read_state or _load read); _locked, _tmp,
+# _self, _creating, _beat_pid (what the EXIT trap removes or stops); _host
+# (this host's name, once asked).
 #
 # The runtime file appended to this one defines the hooks:
 #   _rt_usable            exit RC_UNSUPPORTED with a message if the runtime
@@ -124,6 +124,38 @@ if [ -z "${TEJ_CALLER_SAVED:-}" ]; then
 fi
 LC_ALL=C
 export LC_ALL
+# ---- the state file ----------------------------------------------------------
+# (ahead of status's fast path, below, which uses it)
+
+# the keys of a job's state file, as _save writes them (_read_state reads
+# each of them)
+_KEYS='state exit submitted started finished pid pgid boot killreq runtime runtime_id mode'
+
+_read_state() {  # _read_state JOBDIR: the job's state file (key=value
+    # lines) in st_* variables, one for each of _KEYS (empty when the line
+    # or the file is missing); _load adds what the lock says
+    st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
+    st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
+    st_mode=''
+    [ -f "$1/state" ] || return 0
+    while IFS= read -r _rd_line; do
+        case $_rd_line in
+            state=*) st_state=${_rd_line#*=} ;;
+            exit=*) st_exit=${_rd_line#*=} ;;
+            submitted=*) st_submitted=${_rd_line#*=} ;;
+            started=*) st_started=${_rd_line#*=} ;;
+            finished=*) st_finished=${_rd_line#*=} ;;
+            pid=*) st_pid=${_rd_line#*=} ;;
+            pgid=*) st_pgid=${_rd_line#*=} ;;
+            boot=*) st_boot=${_rd_line#*=} ;;
+            killreq=*) st_killreq=${_rd_line#*=} ;;
+            runtime=*) st_runtime=${_rd_line#*=} ;;
+            runtime_id=*) st_runtime_id=${_rd_line#*=} ;;
+            mode=*) st_mode=${_rd_line#*=} ;;
+        esac
+    done < "$1/state"
+}
+
 # status's fast path. sh runs a script's commands as it reads them: when
 # every job asked about has ended (its record says finished, killed or
 # lost, which never changes again) or is not there, status answers here and
@@ -153,25 +185,13 @@ if [ "${2:-}" = status ] && [ "$#" -ge 3 ]; then
             _fp_rc=$RC_NO_JOB
             continue
         fi
-        _fp_state='' _fp_exit='' _fp_submitted='' _fp_started='' _fp_finished=''
-        _fp_runtime='' _fp_runtime_id=''
         [ -f "$1/jobs/$_fp_id/state" ] || { _fp_n=0; break; }
-        while IFS= read -r _fp_line; do
-            case $_fp_line in
-                state=*) _fp_state=${_fp_line#*=} ;;
-                exit=*) _fp_exit=${_fp_line#*=} ;;
-                submitted=*) _fp_submitted=${_fp_line#*=} ;;
-                started=*) _fp_started=${_fp_line#*=} ;;
-                finished=*) _fp_finished=${_fp_line#*=} ;;
-                runtime=*) _fp_runtime=${_fp_line#*=} ;;
-                runtime_id=*) _fp_runtime_id=${_fp_line#*=} ;;
-            esac
-        done < "$1/jobs/$_fp_id/state"
-        case $_fp_state in
+        _read_state "$1/jobs/$_fp_id"
+        case $st_state in
             finished|killed|lost) ;;
             *) _fp_n=0; break ;;
         esac
-        _fp_out=$_fp_out"id=$_fp_id${_fp_tab}state=$_fp_state${_fp_tab}exit=$_fp_exit${_fp_tab}submitted=$_fp_submitted${_fp_tab}started=$_fp_started${_fp_tab}finished=$_fp_finished${_fp_tab}now=$_fp_now${_fp_tab}runtime=$_fp_runtime${_fp_tab}runtime_id=$_fp_runtime_id${_fp_tab}dir=$1/jobs/$_fp_id/stage$_fp_nl"
+        _fp_out=$_fp_out"id=$_fp_id${_fp_tab}state=$st_state${_fp_tab}exit=$st_exit${_fp_tab}submitted=$st_submitted${_fp_tab}started=$st_started${_fp_tab}finished=$st_finished${_fp_tab}now=$_fp_now${_fp_tab}runtime=$st_runtime${_fp_tab}runtime_id=$st_runtime_id${_fp_tab}dir=$1/jobs/$_fp_id/stage$_fp_nl"
     done
     if [ "$_fp_n" -gt 0 ]; then
         printf 'TEJ %s\n%s' "$TEJ_PROTOCOL" "$_fp_out"
@@ -444,9 +464,7 @@ _keep_beating() {  # while this process holds its lock for long (a
     _beat_pid=$!
 }
 
-_KEYS='state exit submitted started finished pid pgid boot killreq runtime runtime_id mode'
-
-_load() {  # _load JOBDIR: read the state file into st_* variables.
+_load() {  # _load JOBDIR: read the state file into st_* (_read_state).
     # The submitter holds the lock until the record is past "created": a
     # job still "created" whose lock is gone, or whose lock's holder is
     # gone (_holder_gone), was left by a submitter that died: lost.
@@ -463,17 +481,7 @@ _load() {  # _load JOBDIR: read the state file into st_* variables.
     else
         _ld_submitter=
     fi
-    st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
-    st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
-    st_mode=''
-    if [ -f "$1/state" ]; then
-        while IFS= read -r _ld_line; do
-            _ld_key=${_ld_line%%=*}
-            case " $_KEYS " in
-                *" $_ld_key "*) eval "st_$_ld_key=\${_ld_line#*=}" ;;
-            esac
-        done < "$1/state"
-    fi
+    _read_state "$1"
     if [ "${st_state:-created}" = created ] && [ -z "$_ld_submitter" ]; then
         st_state=lost
     fi
@@ -889,8 +897,13 @@ _wait() {  # _wait all|any SECONDS ID ...: the records, once every job
 }
 
 # list and gc read the whole queue with one awk (_SCAN) rather than sh's
-# reads of each record: a queue of thousands of jobs is answered in a
-# fraction of a second. awk answers for the jobs that have ended, whose
+# reads of each record (_read_state): a queue of thousands of jobs is
+# answered in a fraction of a second. For 5,000 ended jobs of the default
+# runtime (list, on a loaded 2-CPU machine): 0.06 s with awk; 0.7 s (dash)
+# and 0.95 s (bash) with sh's _load and record line for each. So awk reads
+# the state files itself, as _read_state does (a key it does not know is
+# skipped, the last line of a key wins), and a change to the one is made
+# to the other. awk answers for the jobs that have ended, whose
 # records no longer change; the others (created, queued, running, or
 # without a record) go to sh (_record's _load and _rt_refresh), which knows
 # their locks and asks the runtime. The time of a job, for the filters:
@@ -911,7 +924,7 @@ BEGIN {
 length($0) <= 128 && /^[A-Za-z0-9_][A-Za-z0-9_.,+=@%:-]*$/ {
     id = $0
     for (i = 1; i <= nkeys; i++) r[keys[i]] = ""
-    file = id "/state"
+    file = id "/state"  # as _read_state
     while ((getline line < file) > 0) {
         eq = index(line, "=")
         if (eq > 1 && (substr(line, 1, eq - 1) in r))

@@ -522,9 +522,9 @@ umask 022
     dict(
         name='fast-status-any-state',
         file='runtimes/common.sh',
-        original='''        case $_fp_state in
+        original='''        case $st_state in
             finished|killed|lost) ;;''',
-        replacement='''        case $_fp_state in
+        replacement='''        case $st_state in
             finished|killed|lost|running) ;;''',
         description="status's fast path answers for a job recorded "
                     "running, whose process may be gone (lost)",
