@@ -124,8 +124,8 @@ if [ -z "${TEJ_CALLER_SAVED:-}" ]; then
 fi
 LC_ALL=C
 export LC_ALL
-# ---- the state file ----------------------------------------------------------
-# (ahead of status's fast path, below, which uses it)
+# ---- the state file and the record line --------------------------------------
+# (ahead of status's fast path, below, which uses them)
 
 # the keys of a job's state file, as _save writes them (_read_state reads
 # each of them)
@@ -156,17 +156,29 @@ _read_state() {  # _read_state JOBDIR: the job's state file (key=value
     done < "$1/state"
 }
 
+_TAB='	'
+
+_format_record() {  # _format_record JOBDIR NOW: the line of the job's
+    # record (tej.py's _parse_record reads it), from the st_* variables, in
+    # _fr_line (without its newline); NOW is the time of the answer. With
+    # st_state "notfound" (there is no such job), only id and state
+    if [ "$st_state" = notfound ]; then
+        _fr_line="id=${1##*/}${_TAB}state=notfound"
+        return 0
+    fi
+    _fr_line="id=${1##*/}${_TAB}state=${st_state:-created}${_TAB}exit=$st_exit${_TAB}submitted=$st_submitted${_TAB}started=$st_started${_TAB}finished=$st_finished${_TAB}now=$2${_TAB}runtime=$st_runtime${_TAB}runtime_id=$st_runtime_id${_TAB}dir=$1/stage"
+}
+
 # status's fast path. sh runs a script's commands as it reads them: when
 # every job asked about has ended (its record says finished, killed or
 # lost, which never changes again) or is not there, status answers here and
 # exits before the rest of this file is even read, with no lock, no runtime
 # and no other process (not even for the umask; with -n, no "now" in the
 # records: not even date);
-# else the whole runtime answers (_status), as for any verb. The records are
-# those of _print_record.
+# else the whole runtime answers (_status), as for any verb.
 _fp_now=
 if [ "${2:-}" = status ] && [ "$#" -ge 3 ]; then
-    _fp_n=0 _fp_out='' _fp_rc=$RC_OK _fp_tab='	' _fp_nl='
+    _fp_n=0 _fp_out='' _fp_rc=$RC_OK _fp_nl='
 '
     if [ "$3" != -n ]; then
         _fp_now=$(date +%s)
@@ -181,17 +193,18 @@ if [ "${2:-}" = status ] && [ "$#" -ge 3 ]; then
         esac
         [ "${#_fp_id}" -le 128 ] || { _fp_n=0; break; }
         if [ ! -d "$1/jobs/$_fp_id" ]; then
-            _fp_out=$_fp_out"id=$_fp_id${_fp_tab}state=notfound$_fp_nl"
+            st_state=notfound
             _fp_rc=$RC_NO_JOB
-            continue
+        else
+            [ -f "$1/jobs/$_fp_id/state" ] || { _fp_n=0; break; }
+            _read_state "$1/jobs/$_fp_id"
+            case $st_state in
+                finished|killed|lost) ;;
+                *) _fp_n=0; break ;;
+            esac
         fi
-        [ -f "$1/jobs/$_fp_id/state" ] || { _fp_n=0; break; }
-        _read_state "$1/jobs/$_fp_id"
-        case $st_state in
-            finished|killed|lost) ;;
-            *) _fp_n=0; break ;;
-        esac
-        _fp_out=$_fp_out"id=$_fp_id${_fp_tab}state=$st_state${_fp_tab}exit=$st_exit${_fp_tab}submitted=$st_submitted${_fp_tab}started=$st_started${_fp_tab}finished=$st_finished${_fp_tab}now=$_fp_now${_fp_tab}runtime=$st_runtime${_fp_tab}runtime_id=$st_runtime_id${_fp_tab}dir=$1/jobs/$_fp_id/stage$_fp_nl"
+        _format_record "$1/jobs/$_fp_id" "$_fp_now"
+        _fp_out=$_fp_out$_fr_line$_fp_nl
     done
     if [ "$_fp_n" -gt 0 ]; then
         printf 'TEJ %s\n%s' "$TEJ_PROTOCOL" "$_fp_out"
@@ -506,24 +519,18 @@ _bootid() {  # this boot's id; TEJ_BOOT_ID_FILE, only for tests, names a
     fi
 }
 
-_record() {  # _record ID NOW: print one job's record (tej.py's
-    # _parse_record reads it), NOW the time of the answer; RC_NO_JOB if
-    # there is no such job
-    _rec_job=$Q/jobs/$1
-    if [ ! -d "$_rec_job" ]; then
-        printf 'id=%s\tstate=notfound\n' "$1"
-        return "$RC_NO_JOB"
+_record() {  # _record ID NOW: print one job's record (_format_record),
+    # NOW the time of the answer; RC_NO_JOB if there is no such job
+    _rec_job=$Q/jobs/$1 _rec_rc=$RC_OK
+    if [ -d "$_rec_job" ]; then
+        _load "$_rec_job"
+        _rt_refresh "$_rec_job"
+    else
+        st_state=notfound _rec_rc=$RC_NO_JOB
     fi
-    _load "$_rec_job"
-    _rt_refresh "$_rec_job"
-    _print_record "$1" "$2"
-}
-
-_print_record() {  # _print_record ID NOW: the loaded record (the same
-    # line as _SCAN's)
-    printf 'id=%s\tstate=%s\texit=%s\tsubmitted=%s\tstarted=%s\tfinished=%s\tnow=%s\truntime=%s\truntime_id=%s\tdir=%s\n' \
-        "$1" "${st_state:-created}" "$st_exit" "$st_submitted" "$st_started" \
-        "$st_finished" "$2" "$st_runtime" "$st_runtime_id" "$Q/jobs/$1/stage"
+    _format_record "$_rec_job" "$2"
+    printf '%s\n' "$_fr_line"
+    return "$_rec_rc"
 }
 
 _active() {  # is the loaded job (after _rt_refresh) still to end?
@@ -900,16 +907,17 @@ _wait() {  # _wait all|any SECONDS ID ...: the records, once every job
 # reads of each record (_read_state): a queue of thousands of jobs is
 # answered in a fraction of a second. For 5,000 ended jobs of the default
 # runtime (list, on a loaded 2-CPU machine): 0.06 s with awk; 0.7 s (dash)
-# and 0.95 s (bash) with sh's _load and record line for each. So awk reads
-# the state files itself, as _read_state does (a key it does not know is
-# skipped, the last line of a key wins), and a change to the one is made
-# to the other. awk answers for the jobs that have ended, whose
-# records no longer change; the others (created, queued, running, or
-# without a record) go to sh (_record's _load and _rt_refresh), which knows
-# their locks and asks the runtime. The time of a job, for the filters:
-# when it was submitted (list since=), when it ended (gc): its finished,
-# else started, else submitted time; for a job without a record, when its
-# submission took the lock (lock/beat); none at all: 0, of old.
+# and 0.95 s (bash) with sh's _load and _format_record for each. So awk
+# reads the state files itself, as _read_state does (a key it does not
+# know is skipped, the last line of a key wins), and prints the line of
+# _format_record itself: a change to the one is made to the other.
+# awk answers for the jobs that have ended, whose records no longer
+# change; the others (created, queued, running, or without a record) go
+# to sh (_record's _load and _rt_refresh), which knows their locks and
+# asks the runtime. The time of a job, for the filters: when it was
+# submitted (list since=), when it ended (gc): its finished, else started,
+# else submitted time; for a job without a record, when its submission
+# took the lock (lock/beat); none at all: 0, of old.
 
 # shellcheck disable=SC2016 # awk's own $
 _SCAN='
@@ -950,6 +958,7 @@ length($0) <= 128 && /^[A-Za-z0-9_][A-Za-z0-9_.,+=@%:-]*$/ {
         if (gc) { if (t + 0 > cut + 0) next }
         else if (t + 0 < cut + 0) next
     }
+    # as _format_record
     printf "id=%s\tstate=%s\texit=%s\tsubmitted=%s\tstarted=%s\tfinished=%s\tnow=%s\truntime=%s\truntime_id=%s\tdir=%s/%s/stage\n", id, st, r["exit"], r["submitted"], r["started"], r["finished"], now, r["runtime"], r["runtime_id"], jobs, id
     if (gc) print id > removed
 }
@@ -1049,7 +1058,8 @@ _scan() {  # _scan MODE ARG ...: list or gc (see _filter): the records of
         _load "$Q/jobs/$_sc_id"
         _rt_refresh "$Q/jobs/$_sc_id"
         _wanted "$Q/jobs/$_sc_id" || continue
-        _print_record "$_sc_id" "$_sc_now"
+        _format_record "$Q/jobs/$_sc_id" "$_sc_now"
+        printf '%s\n' "$_fr_line"
         if [ -n "$_tmp_removed" ]; then
             rm -rf "${Q:?}/jobs/$_sc_id"
         fi

@@ -522,10 +522,10 @@ umask 022
     dict(
         name='fast-status-any-state',
         file='runtimes/common.sh',
-        original='''        case $st_state in
-            finished|killed|lost) ;;''',
-        replacement='''        case $st_state in
-            finished|killed|lost|running) ;;''',
+        original='''            case $st_state in
+                finished|killed|lost) ;;''',
+        replacement='''            case $st_state in
+                finished|killed|lost|running) ;;''',
         description="status's fast path answers for a job recorded "
                     "running, whose process may be gone (lost)",
         tests=['test_runtime.TestStatusFastPath'],
