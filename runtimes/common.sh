@@ -533,7 +533,7 @@ _record() {  # _record ID NOW: print one job's record (_format_record),
     return "$_rec_rc"
 }
 
-_active() {  # is the loaded job (after _rt_refresh) still to end?
+_ongoing() {  # is the loaded job (after _rt_refresh) still to end?
     case ${st_state:-created} in
         created|queued|running) return 0 ;;
     esac
@@ -544,7 +544,7 @@ _finish() {  # _finish JOBDIR STATE EXIT: record how a job ended (unless
     # its wrapper did), and load the record
     _lock "$1"
     _load "$1"
-    if _active; then
+    if _ongoing; then
         st_state=$2 st_exit=$3 st_finished=$(_now)
         _save "$1"
     fi
@@ -575,7 +575,7 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     trap : INT
     _lock "$1"
     _load "$1"
-    if [ -n "$st_killreq" ] || ! _active; then
+    if [ -n "$st_killreq" ] || ! _ongoing; then
         # killed before it started: as a TERM would have ended it
         st_state=killed st_exit=143 st_finished=$(_now)
         _save "$1"
@@ -669,7 +669,7 @@ _scheduler_end() {  # _scheduler_end JOBDIR: after scancel or qdel, wait
     _se_n=0
     while [ "$_se_n" -lt 400 ]; do
         _load "$1"
-        _active || return 0
+        _ongoing || return 0
         _rt_listed || break
         _nap 2
         _se_n=$((_se_n + 1))
@@ -886,7 +886,7 @@ _wait() {  # _wait all|any SECONDS ID ...: the records, once every job
             if [ -d "$Q/jobs/$_wt_id" ]; then
                 _load "$Q/jobs/$_wt_id"
                 _rt_refresh "$Q/jobs/$_wt_id"
-                if _active; then
+                if _ongoing; then
                     _wt_ended=0
                     [ -n "$_wt_any" ] || break
                     continue
@@ -998,7 +998,7 @@ _filter() {  # _filter MODE ARG ...: the filter of list (MODE "list": ARGs
 _wanted() {  # _wanted JOBDIR: does the loaded job (after _rt_refresh) pass
     # _filter's filter? (as _SCAN's, for the jobs sh answers for)
     if [ "$_fl_mode" = gc ]; then
-        ! _active || return 1
+        ! _ongoing || return 1
     fi
     case $_fl_states in
         ''|*" ${st_state:-created} "*) ;;
@@ -1231,7 +1231,7 @@ _logs() {  # _logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
             *err*) _send err "$_lo_job/stage/_stderr" "$_lo_err"
                    _lo_err=$_send_to ;;
         esac
-        if [ "$3" != follow ] || ! _active; then
+        if [ "$3" != follow ] || ! _ongoing; then
             break
         fi
         _lo_idle=$((_lo_idle + 1))
@@ -1251,7 +1251,7 @@ _kill() {  # _kill ID: no-op unless the job is running
     [ -d "$_kl_job" ] || _die "$RC_NO_JOB" "no job $1"
     _load "$_kl_job"
     _rt_refresh "$_kl_job"
-    if _active; then
+    if _ongoing; then
         _lock "$_kl_job"
         _load "$_kl_job"
         st_killreq=$(_now)
@@ -1268,7 +1268,7 @@ _stop() {  # _stop ID [kill]: before removing a job: RC_RUNNING if it is
     # still running, unless "kill": then kill it
     _load "$Q/jobs/$1"
     _rt_refresh "$Q/jobs/$1"
-    if _active; then
+    if _ongoing; then
         [ "${2:-}" = kill ] || _die "$RC_RUNNING" "job $1 is still running"
         _kill "$1" > /dev/null
     fi

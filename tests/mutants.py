@@ -463,7 +463,7 @@ umask 022
         name='gc-removes-active',
         file='runtimes/common.sh',
         original='''    if [ "$_fl_mode" = gc ]; then
-        ! _active || return 1
+        ! _ongoing || return 1
     fi
 ''',
         replacement='',
