@@ -320,9 +320,11 @@ _ENDED = (_FINISHED, _KILLED, _LOST, _NOTFOUND)
 #: Every state a record may have.
 _STATES = (_CREATED, _QUEUED, _RUNNING) + _ENDED
 
-#: The integer fields of a record (empty: None). Produced by _record in
-#: common.sh: "id state exit submitted started finished now runtime
-#: runtime_id", tab-separated key=value, then "dir" last.
+#: The integer fields of a record (empty: None). Produced by _format_record
+#: in common.sh: "id state exit submitted started finished now runtime
+#: runtime_id", tab-separated key=value, then "scheduler_error" when the
+#: scheduler could not be asked (the state is the last known; see
+#: _sched_ask), then "dir" last.
 _RECORD_INTS = ('exit', 'submitted', 'started', 'finished', 'now')
 #: The fields every record has but a "notfound" one (a record without one
 #: was cut short).
@@ -399,7 +401,7 @@ def _parse_pairs(lines):
 
 
 def _parse_record(line):
-    """Parse one job record (_record in common.sh): tab-separated
+    """Parse one job record (_format_record in common.sh): tab-separated
     ``key=value`` fields, ``dir=`` last (a directory may hold tabs). The
     fields of _RECORD_INTS become ints (None when empty). Raise
     `RemoteCommandFailure` for a line that is not a record.
@@ -5055,6 +5057,7 @@ def _json_record(record):
     result['directory'] = record.get('dir')
     result['runtime'] = record.get('runtime') or None
     result['runtime_id'] = record.get('runtime_id') or None
+    result['scheduler_error'] = record.get('scheduler_error')
     return result
 
 
@@ -6144,7 +6147,7 @@ _read_state() {  # _read_state JOBDIR: the job's state file (key=value
     # or the file is missing); _load adds what the lock says
     st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
     st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
-    st_mode=''
+    st_mode='' st_unasked=''
     [ -f "$1/state" ] || return 0
     while IFS= read -r _rd_line; do
         case $_rd_line in
@@ -6174,7 +6177,7 @@ _format_record() {  # _format_record JOBDIR NOW: the line of the job's
         _fr_line="id=${1##*/}${_TAB}state=notfound"
         return 0
     fi
-    _fr_line="id=${1##*/}${_TAB}state=${st_state:-created}${_TAB}exit=$st_exit${_TAB}submitted=$st_submitted${_TAB}started=$st_started${_TAB}finished=$st_finished${_TAB}now=$2${_TAB}runtime=$st_runtime${_TAB}runtime_id=$st_runtime_id${_TAB}dir=$1/stage"
+    _fr_line="id=${1##*/}${_TAB}state=${st_state:-created}${_TAB}exit=$st_exit${_TAB}submitted=$st_submitted${_TAB}started=$st_started${_TAB}finished=$st_finished${_TAB}now=$2${_TAB}runtime=$st_runtime${_TAB}runtime_id=$st_runtime_id${st_unasked:+${_TAB}scheduler_error=$st_unasked}${_TAB}dir=$1/stage"
 }
 
 # status's fast path. sh runs a script's commands as it reads them: when
@@ -6310,6 +6313,7 @@ _check_path() {  # a path inside a job: relative, no "..", not empty
 _locked=
 _tmp=
 _tmp_removed=
+_tmp_said=
 _self=
 _creating=
 _beat_pid=
@@ -6341,6 +6345,9 @@ _cleanup() {
     fi
     if [ -n "$_tmp_removed" ]; then
         rm -f "$_tmp_removed"
+    fi
+    if [ -n "$_tmp_said" ]; then
+        rm -f "$_tmp_said"
     fi
     if [ -n "$_self" ]; then  # the pushed copy, in its private directory
         rm -rf "${_self%/*}"
@@ -6661,6 +6668,74 @@ _write_batch() {  # _write_batch JOBDIR ID PREFIX [DIRECTIVE ...]: JOBDIR/batch.
     } > "$_wb_job/batch.sh"
 }
 
+# A scheduler that cannot be asked (its controller is down, or does not
+# answer) is not an answer: the job keeps its last known state, never lost
+# or killed for it, and its record says why (scheduler_error). Only a
+# scheduler that answered and did not list the job leads to
+# _lost_after_grace. Once it failed, it is not asked again for 10 seconds
+# in the same call (a list of many jobs would wait for each).
+_un_when='' _un_said=''
+
+_unasked() {  # _unasked SCHEDULER COMMAND MESSAGE: COMMAND failed,
+    # saying MESSAGE: the loaded job's record says so (st_unasked), and
+    # stderr, once a call. Returns 1
+    _un_said="$2:$(printf '%s' "$3" | tr -s '\t\r\n' '   ' | cut -c1-300)"
+    if [ -z "$_un_when" ]; then
+        printf 'tej: %s could not be asked (%s): its jobs keep their last known state\n' \
+            "$1" "$_un_said" >&2
+    fi
+    _un_when=$(_now)
+    st_unasked=$_un_said
+    return 1
+}
+
+_scheduler_down() {  # did the scheduler fail to answer less than 10
+    # seconds ago, in this call? Then the loaded job is not asked either
+    [ -n "$_un_when" ] && [ "$(($(_now) - _un_when))" -lt 10 ] || return 1
+    st_unasked=$_un_said
+}
+
+_sched_ask() {  # _sched_ask SCHEDULER COMMAND [ARG ...]: run a command of
+    # the scheduler, its output in _sa_out. That the job is unknown (ended
+    # and forgotten: "Invalid job id" from Slurm, exit 153 or "Unknown Job"
+    # from Torque, exit 35 or "has finished" from PBS Pro) is an answer,
+    # an empty one; any other failure is not (_unasked, status 1). Asked
+    # once: a client that cannot reach its controller may take a while to
+    # say so (Slurm's tries for about 10 seconds)
+    _sa_name=$1
+    shift
+    _tmp_said=$Q/said.tmp.$$
+    _sa_code=0
+    _sa_out=$("$@" 2> "$_tmp_said") || _sa_code=$?
+    _sa_said=
+    while IFS= read -r _sa_line || [ -n "$_sa_line" ]; do
+        _sa_said="$_sa_said $_sa_line"
+    done 2>/dev/null < "$_tmp_said" || :
+    rm -f "$_tmp_said"
+    _tmp_said=
+    [ "$_sa_code" -ne 0 ] || return 0
+    _sa_out=
+    case $_sa_code in
+        153|35) return 0 ;;
+    esac
+    case $_sa_said in
+        *"Invalid job id"*|*"Unknown Job"*|*"has finished"*|\
+        *"already completing or completed"*) return 0 ;;
+    esac
+    _unasked "$_sa_name" "$1" "$_sa_said"
+}
+
+_unkilled() {  # _unkilled JOBDIR MESSAGE: the scheduler could not be
+    # asked to stop the job: the kill's request is taken back (a job that
+    # runs later is not one that was killed), and _die with MESSAGE
+    _lock "$1"
+    _load "$1"
+    st_killreq=
+    _save "$1"
+    _unlock
+    _die "$RC_FAILURE" "$2"
+}
+
 _lost_after_grace() {  # _lost_after_grace JOBDIR: the scheduler has no
     # more to say and there is no record: lost, once TEJ_LOST_GRACE seconds
     # (60: a shared file system may be late) have passed since it was seen so
@@ -6921,7 +6996,7 @@ _wait() {  # _wait all|any SECONDS ID ...: the records, once every job
 # _format_record itself: a change to the one is made to the other.
 # awk answers for the jobs that have ended, whose records no longer
 # change; the others (created, queued, running, or without a record) go
-# to sh (_record's _load and _rt_refresh), which knows their locks and
+# to sh (_scan's loop: _load and _rt_refresh), which knows their locks and
 # asks the runtime. The time of a job, for the filters: when it was
 # submitted (list since=), when it ended (gc): its finished, else started,
 # else submitted time; for a job without a record, when its submission
@@ -7581,6 +7656,11 @@ _RUNTIME_SLURM = r'''# tej runtime "slurm": hands jobs to Slurm (sbatch, squeue,
 # NODE_FAIL... (lost); a job Slurm has forgotten, or that COMPLETED without
 # a record, is lost after TEJ_LOST_GRACE seconds (60: a shared file system
 # may be late). sacct is not used: many clusters have no accounting.
+#
+# A Slurm that cannot be asked (squeue, scontrol or scancel fails, and not
+# for an unknown job id: its controller is down or unreachable) is not an
+# answer: the job keeps its last known state (common.sh's _sched_ask), and
+# kill fails.
 
 # The st_* variables are common.sh's.
 # shellcheck disable=SC2034,SC2154
@@ -7624,14 +7704,18 @@ _rt_started() {
     st_pid=$$
 }
 
-_squeue_state() {  # the job's state in squeue, empty when it is not listed
-    squeue -h -j "$st_runtime_id" -o %T 2>/dev/null || :
+_squeue_state() {  # the job's state in squeue, empty when it is not
+    # listed, in _sq_state; fails when Slurm could not be asked
+    _scheduler_down && return 1
+    _sched_ask Slurm squeue -h -j "$st_runtime_id" -o %T || return 1
+    _sq_state=$_sa_out
 }
 
 _rt_refresh() {
     _ongoing || return 0
     [ -n "$st_runtime_id" ] || return 0
-    case $(_squeue_state) in
+    _squeue_state || return 0  # not an answer: the last known state
+    case $_sq_state in
         PENDING|CONFIGURING|REQUEUE*|RESV_DEL_HOLD|SUSPENDED)
             [ "$st_state" = running ] || st_state=queued
             return 0 ;;
@@ -7641,7 +7725,8 @@ _rt_refresh() {
     esac
     _load "$1"  # the wrapper may have written its record just now
     _ongoing || return 0
-    case $(scontrol show job -o "$st_runtime_id" 2>/dev/null) in
+    _sched_ask Slurm scontrol show job -o "$st_runtime_id" || return 0
+    case $_sa_out in
         *" JobState=CANCELLED"*|*" JobState=TIMEOUT"*|*" JobState=DEADLINE"*)
             _finish "$1" killed "" ;;
         *" JobState=FAILED"*|*" JobState=NODE_FAIL"*|*" JobState=BOOT_FAIL"*|\
@@ -7653,12 +7738,15 @@ _rt_refresh() {
     esac
 }
 
-_rt_listed() {  # does Slurm still list the job?
-    [ -n "$(_squeue_state)" ]
+_rt_listed() {  # does Slurm still list the job? (yes, as far as it is
+    # known, when Slurm cannot be asked)
+    _squeue_state || return 0
+    [ -n "$_sq_state" ]
 }
 
 _rt_kill() {
-    scancel "$st_runtime_id" 2>/dev/null || :
+    _sched_ask Slurm scancel "$st_runtime_id" || \
+        _unkilled "$1" "Slurm could not be asked to cancel its job $st_runtime_id, which goes on if it runs ($_un_said)"
     _scheduler_end "$1"
 }
 
@@ -7683,7 +7771,9 @@ _RUNTIME_PBS = r'''# tej runtime "pbs": hands jobs to PBS or Torque (qsub, qstat
 # walltime). The exit code is always the record's: qstat's Exit_status is
 # not everywhere. Without a record, a job tej killed is killed; any other is
 # lost after TEJ_LOST_GRACE seconds (a job deleted with qdel before it
-# started is among them).
+# started is among them). A PBS server that cannot be asked (qstat or qdel
+# fails, and not for an unknown job) is not an answer: the job keeps its
+# last known state (common.sh's _sched_ask), and kill fails.
 
 # The st_* variables are common.sh's.
 # shellcheck disable=SC2034,SC2154
@@ -7743,17 +7833,21 @@ _rt_started() {
     st_pid=$$
 }
 
-_qstat_state() {  # the job's S column in qstat, empty when it is unknown
-    qstat "$st_runtime_id" 2>/dev/null | awk -v id="$st_runtime_id" '
+_qstat_state() {  # the job's S column in qstat, empty when it is
+    # unknown, in _qs_state; fails when PBS could not be asked
+    _scheduler_down && return 1
+    _sched_ask PBS qstat "$st_runtime_id" || return 1
+    _qs_state=$(printf '%s\n' "$_sa_out" | awk -v id="$st_runtime_id" '
         NR > 2 && (id == $1 || index(id, $1) == 1 ||
                    index($1, id ".") == 1) { s = $5 }
-        END { print s }' || :
+        END { print s }')
 }
 
 _rt_refresh() {
     _ongoing || return 0
     [ -n "$st_runtime_id" ] || return 0
-    case $(_qstat_state) in
+    _qstat_state || return 0  # not an answer: the last known state
+    case $_qs_state in
         Q|H|W|T|S)
             [ "$st_state" = running ] || st_state=queued
             return 0 ;;
@@ -7770,14 +7864,17 @@ _rt_refresh() {
     fi
 }
 
-_rt_listed() {  # does PBS still list the job, not ended?
-    case $(_qstat_state) in
+_rt_listed() {  # does PBS still list the job, not ended? (yes, as far as
+    # it is known, when PBS cannot be asked)
+    _qstat_state || return 0
+    case $_qs_state in
         ''|C|F) return 1 ;;
     esac
 }
 
 _rt_kill() {
-    qdel "$st_runtime_id" 2>/dev/null || :
+    _sched_ask PBS qdel "$st_runtime_id" || \
+        _unkilled "$1" "PBS could not be asked to delete its job $st_runtime_id, which goes on if it runs ($_un_said)"
     _scheduler_end "$1"
 }
 

@@ -136,7 +136,7 @@ _read_state() {  # _read_state JOBDIR: the job's state file (key=value
     # or the file is missing); _load adds what the lock says
     st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
     st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
-    st_mode=''
+    st_mode='' st_unasked=''
     [ -f "$1/state" ] || return 0
     while IFS= read -r _rd_line; do
         case $_rd_line in
@@ -166,7 +166,7 @@ _format_record() {  # _format_record JOBDIR NOW: the line of the job's
         _fr_line="id=${1##*/}${_TAB}state=notfound"
         return 0
     fi
-    _fr_line="id=${1##*/}${_TAB}state=${st_state:-created}${_TAB}exit=$st_exit${_TAB}submitted=$st_submitted${_TAB}started=$st_started${_TAB}finished=$st_finished${_TAB}now=$2${_TAB}runtime=$st_runtime${_TAB}runtime_id=$st_runtime_id${_TAB}dir=$1/stage"
+    _fr_line="id=${1##*/}${_TAB}state=${st_state:-created}${_TAB}exit=$st_exit${_TAB}submitted=$st_submitted${_TAB}started=$st_started${_TAB}finished=$st_finished${_TAB}now=$2${_TAB}runtime=$st_runtime${_TAB}runtime_id=$st_runtime_id${st_unasked:+${_TAB}scheduler_error=$st_unasked}${_TAB}dir=$1/stage"
 }
 
 # status's fast path. sh runs a script's commands as it reads them: when
@@ -302,6 +302,7 @@ _check_path() {  # a path inside a job: relative, no "..", not empty
 _locked=
 _tmp=
 _tmp_removed=
+_tmp_said=
 _self=
 _creating=
 _beat_pid=
@@ -333,6 +334,9 @@ _cleanup() {
     fi
     if [ -n "$_tmp_removed" ]; then
         rm -f "$_tmp_removed"
+    fi
+    if [ -n "$_tmp_said" ]; then
+        rm -f "$_tmp_said"
     fi
     if [ -n "$_self" ]; then  # the pushed copy, in its private directory
         rm -rf "${_self%/*}"
@@ -653,6 +657,74 @@ _write_batch() {  # _write_batch JOBDIR ID PREFIX [DIRECTIVE ...]: JOBDIR/batch.
     } > "$_wb_job/batch.sh"
 }
 
+# A scheduler that cannot be asked (its controller is down, or does not
+# answer) is not an answer: the job keeps its last known state, never lost
+# or killed for it, and its record says why (scheduler_error). Only a
+# scheduler that answered and did not list the job leads to
+# _lost_after_grace. Once it failed, it is not asked again for 10 seconds
+# in the same call (a list of many jobs would wait for each).
+_un_when='' _un_said=''
+
+_unasked() {  # _unasked SCHEDULER COMMAND MESSAGE: COMMAND failed,
+    # saying MESSAGE: the loaded job's record says so (st_unasked), and
+    # stderr, once a call. Returns 1
+    _un_said="$2:$(printf '%s' "$3" | tr -s '\t\r\n' '   ' | cut -c1-300)"
+    if [ -z "$_un_when" ]; then
+        printf 'tej: %s could not be asked (%s): its jobs keep their last known state\n' \
+            "$1" "$_un_said" >&2
+    fi
+    _un_when=$(_now)
+    st_unasked=$_un_said
+    return 1
+}
+
+_scheduler_down() {  # did the scheduler fail to answer less than 10
+    # seconds ago, in this call? Then the loaded job is not asked either
+    [ -n "$_un_when" ] && [ "$(($(_now) - _un_when))" -lt 10 ] || return 1
+    st_unasked=$_un_said
+}
+
+_sched_ask() {  # _sched_ask SCHEDULER COMMAND [ARG ...]: run a command of
+    # the scheduler, its output in _sa_out. That the job is unknown (ended
+    # and forgotten: "Invalid job id" from Slurm, exit 153 or "Unknown Job"
+    # from Torque, exit 35 or "has finished" from PBS Pro) is an answer,
+    # an empty one; any other failure is not (_unasked, status 1). Asked
+    # once: a client that cannot reach its controller may take a while to
+    # say so (Slurm's tries for about 10 seconds)
+    _sa_name=$1
+    shift
+    _tmp_said=$Q/said.tmp.$$
+    _sa_code=0
+    _sa_out=$("$@" 2> "$_tmp_said") || _sa_code=$?
+    _sa_said=
+    while IFS= read -r _sa_line || [ -n "$_sa_line" ]; do
+        _sa_said="$_sa_said $_sa_line"
+    done 2>/dev/null < "$_tmp_said" || :
+    rm -f "$_tmp_said"
+    _tmp_said=
+    [ "$_sa_code" -ne 0 ] || return 0
+    _sa_out=
+    case $_sa_code in
+        153|35) return 0 ;;
+    esac
+    case $_sa_said in
+        *"Invalid job id"*|*"Unknown Job"*|*"has finished"*|\
+        *"already completing or completed"*) return 0 ;;
+    esac
+    _unasked "$_sa_name" "$1" "$_sa_said"
+}
+
+_unkilled() {  # _unkilled JOBDIR MESSAGE: the scheduler could not be
+    # asked to stop the job: the kill's request is taken back (a job that
+    # runs later is not one that was killed), and _die with MESSAGE
+    _lock "$1"
+    _load "$1"
+    st_killreq=
+    _save "$1"
+    _unlock
+    _die "$RC_FAILURE" "$2"
+}
+
 _lost_after_grace() {  # _lost_after_grace JOBDIR: the scheduler has no
     # more to say and there is no record: lost, once TEJ_LOST_GRACE seconds
     # (60: a shared file system may be late) have passed since it was seen so
@@ -913,7 +985,7 @@ _wait() {  # _wait all|any SECONDS ID ...: the records, once every job
 # _format_record itself: a change to the one is made to the other.
 # awk answers for the jobs that have ended, whose records no longer
 # change; the others (created, queued, running, or without a record) go
-# to sh (_record's _load and _rt_refresh), which knows their locks and
+# to sh (_scan's loop: _load and _rt_refresh), which knows their locks and
 # asks the runtime. The time of a job, for the filters: when it was
 # submitted (list since=), when it ended (gc): its finished, else started,
 # else submitted time; for a job without a record, when its submission

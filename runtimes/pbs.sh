@@ -14,7 +14,9 @@
 # walltime). The exit code is always the record's: qstat's Exit_status is
 # not everywhere. Without a record, a job tej killed is killed; any other is
 # lost after TEJ_LOST_GRACE seconds (a job deleted with qdel before it
-# started is among them).
+# started is among them). A PBS server that cannot be asked (qstat or qdel
+# fails, and not for an unknown job) is not an answer: the job keeps its
+# last known state (common.sh's _sched_ask), and kill fails.
 
 # The st_* variables are common.sh's.
 # shellcheck disable=SC2034,SC2154
@@ -74,17 +76,21 @@ _rt_started() {
     st_pid=$$
 }
 
-_qstat_state() {  # the job's S column in qstat, empty when it is unknown
-    qstat "$st_runtime_id" 2>/dev/null | awk -v id="$st_runtime_id" '
+_qstat_state() {  # the job's S column in qstat, empty when it is
+    # unknown, in _qs_state; fails when PBS could not be asked
+    _scheduler_down && return 1
+    _sched_ask PBS qstat "$st_runtime_id" || return 1
+    _qs_state=$(printf '%s\n' "$_sa_out" | awk -v id="$st_runtime_id" '
         NR > 2 && (id == $1 || index(id, $1) == 1 ||
                    index($1, id ".") == 1) { s = $5 }
-        END { print s }' || :
+        END { print s }')
 }
 
 _rt_refresh() {
     _ongoing || return 0
     [ -n "$st_runtime_id" ] || return 0
-    case $(_qstat_state) in
+    _qstat_state || return 0  # not an answer: the last known state
+    case $_qs_state in
         Q|H|W|T|S)
             [ "$st_state" = running ] || st_state=queued
             return 0 ;;
@@ -101,14 +107,17 @@ _rt_refresh() {
     fi
 }
 
-_rt_listed() {  # does PBS still list the job, not ended?
-    case $(_qstat_state) in
+_rt_listed() {  # does PBS still list the job, not ended? (yes, as far as
+    # it is known, when PBS cannot be asked)
+    _qstat_state || return 0
+    case $_qs_state in
         ''|C|F) return 1 ;;
     esac
 }
 
 _rt_kill() {
-    qdel "$st_runtime_id" 2>/dev/null || :
+    _sched_ask PBS qdel "$st_runtime_id" || \
+        _unkilled "$1" "PBS could not be asked to delete its job $st_runtime_id, which goes on if it runs ($_un_said)"
     _scheduler_end "$1"
 }
 

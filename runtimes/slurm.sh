@@ -16,6 +16,11 @@
 # NODE_FAIL... (lost); a job Slurm has forgotten, or that COMPLETED without
 # a record, is lost after TEJ_LOST_GRACE seconds (60: a shared file system
 # may be late). sacct is not used: many clusters have no accounting.
+#
+# A Slurm that cannot be asked (squeue, scontrol or scancel fails, and not
+# for an unknown job id: its controller is down or unreachable) is not an
+# answer: the job keeps its last known state (common.sh's _sched_ask), and
+# kill fails.
 
 # The st_* variables are common.sh's.
 # shellcheck disable=SC2034,SC2154
@@ -59,14 +64,18 @@ _rt_started() {
     st_pid=$$
 }
 
-_squeue_state() {  # the job's state in squeue, empty when it is not listed
-    squeue -h -j "$st_runtime_id" -o %T 2>/dev/null || :
+_squeue_state() {  # the job's state in squeue, empty when it is not
+    # listed, in _sq_state; fails when Slurm could not be asked
+    _scheduler_down && return 1
+    _sched_ask Slurm squeue -h -j "$st_runtime_id" -o %T || return 1
+    _sq_state=$_sa_out
 }
 
 _rt_refresh() {
     _ongoing || return 0
     [ -n "$st_runtime_id" ] || return 0
-    case $(_squeue_state) in
+    _squeue_state || return 0  # not an answer: the last known state
+    case $_sq_state in
         PENDING|CONFIGURING|REQUEUE*|RESV_DEL_HOLD|SUSPENDED)
             [ "$st_state" = running ] || st_state=queued
             return 0 ;;
@@ -76,7 +85,8 @@ _rt_refresh() {
     esac
     _load "$1"  # the wrapper may have written its record just now
     _ongoing || return 0
-    case $(scontrol show job -o "$st_runtime_id" 2>/dev/null) in
+    _sched_ask Slurm scontrol show job -o "$st_runtime_id" || return 0
+    case $_sa_out in
         *" JobState=CANCELLED"*|*" JobState=TIMEOUT"*|*" JobState=DEADLINE"*)
             _finish "$1" killed "" ;;
         *" JobState=FAILED"*|*" JobState=NODE_FAIL"*|*" JobState=BOOT_FAIL"*|\
@@ -88,12 +98,15 @@ _rt_refresh() {
     esac
 }
 
-_rt_listed() {  # does Slurm still list the job?
-    [ -n "$(_squeue_state)" ]
+_rt_listed() {  # does Slurm still list the job? (yes, as far as it is
+    # known, when Slurm cannot be asked)
+    _squeue_state || return 0
+    [ -n "$_sq_state" ]
 }
 
 _rt_kill() {
-    scancel "$st_runtime_id" 2>/dev/null || :
+    _sched_ask Slurm scancel "$st_runtime_id" || \
+        _unkilled "$1" "Slurm could not be asked to cancel its job $st_runtime_id, which goes on if it runs ($_un_said)"
     _scheduler_end "$1"
 }
 

@@ -1049,4 +1049,29 @@ umask 022
                     "an error of several lines",
         tests=['test_faults.TestBrokenQueue.test_read_only'],
     ),
+    dict(
+        name='scheduler-outage-is-an-answer',
+        file='runtimes/common.sh',
+        original='''    _unasked "$_sa_name" "$1" "$_sa_said"
+''',
+        replacement='''    return 0
+''',
+        description="a scheduler that cannot be reached reads as one that "
+                    "no longer lists the job: lost after the grace",
+        tests=['test_slurm.TestSlurm.test_a_controller_down_is_not_an_answer'],
+    ),
+    dict(
+        name='failed-kill-request-kept',
+        file='runtimes/common.sh',
+        original='''    _load "$1"
+    st_killreq=
+    _save "$1"
+''',
+        replacement='''    _load "$1"
+    _save "$1"
+''',
+        description="a kill that did not reach the scheduler still marks "
+                    "the job: it reads as killed when it runs later",
+        tests=['test_slurm.TestPBS.test_a_server_down_is_not_an_answer'],
+    ),
 ]

@@ -747,10 +747,16 @@ class SlurmCluster(object):
                  what='slurmctld to stop')
 
     def start_controller(self):
+        """Start slurmctld again; return once it answers (its node is idle,
+        or runs the jobs it had).
+        """
         subprocess.check_call(self.ns(['slurmctld', '-f', self.conf]),
                               env=dict(os.environ, SLURM_CONF=self.conf))
         self.pids.append(int(self._read(self.path('slurmctld.pid'))))
-        self._wait_idle()
+        wait_for(lambda: self.run(['sinfo', '-h', '-o', '%T']),
+                 lambda out: out.strip() in (b'idle', b'mixed',
+                                             b'allocated'),
+                 timeout=30, what='the Slurm node to be up')
 
     def stop(self):
         for pid in reversed(self.pids):

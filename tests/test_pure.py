@@ -464,7 +464,15 @@ class TestHelpers(unittest.TestCase):
             'started': '1970-01-01T00:01:00Z', 'started_epoch': 60,
             'finished': '1970-01-01T01:01:01Z', 'finished_epoch': 3661,
             'directory': '/q/jobs/j/stage', 'runtime': 'default',
-            'runtime_id': None})
+            'runtime_id': None, 'scheduler_error': None})
+        # a scheduler that could not be asked: the record says why
+        self.assertEqual(J(dict(record, scheduler_error='squeue: down'))[
+            'scheduler_error'], 'squeue: down')
+        self.assertEqual(tej._parse_record(
+            'id=j\tstate=running\texit=\tsubmitted=1\tstarted=2\t'
+            'finished=\tnow=3\truntime=slurm\truntime_id=5\t'
+            'scheduler_error=squeue: down\tdir=/q/j/stage')[
+                'scheduler_error'], 'squeue: down')
         # no exit code is null, never 0: a lost or running job did not
         # succeed
         for state in ('lost', 'running', 'created'):

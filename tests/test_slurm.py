@@ -33,6 +33,62 @@ def assert_memory_sizes(test):
             test.q.kill(job_id)
 
 
+
+def check_an_outage(test, scheduler, command, held):
+    """The scheduler's controller stopped for longer than TEJ_LOST_GRACE
+    (3 s here) with one job running and one queued (``held``: the
+    submit options that keep it queued): neither becomes lost or killed,
+    status says the scheduler could not be asked (``command`` failed),
+    kill fails naming ``scheduler``, and wait waits. Once the controller
+    is back, both end as they should.
+    """
+    import json
+    import time
+    q = test.q
+    q.submit('on', test.job('on', {'start.sh': 'while [ ! -f go ]; do '
+                                               'sleep 0.1; done\n'}))
+    test.running(q, 'on')
+    q.submit('held', test.job('held', {'start.sh': 'echo held\n'}), **held)
+    held_id = q.info('held')['runtime_id']
+    test.assertEqual(q.info('held')['state'], 'queued')
+    test.slurm.stop_controller()
+    try:
+        # past the grace that makes a job the scheduler forgot lost
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            records = {r['id']: r for r in q.infos(['on', 'held'])}
+            test.assertEqual((records['on']['state'],
+                              records['held']['state']),
+                             ('running', 'queued'))
+            for record in records.values():
+                test.assertIn(command + ': ', record['scheduler_error'])
+        code, out, err = test.cli('status', test.slurm.alias, '--id', 'on',
+                                  '--json')
+        test.assertEqual(code, 0, err)
+        result = json.loads(out)
+        test.assertEqual(result['state'], 'running')
+        test.assertIn(command, result['scheduler_error'])
+        test.assertIn('%s could not be asked' % scheduler, err)
+        with test.assertRaises(tej.RemoteCommandFailure) as ctx:
+            q.kill('held')
+        test.assertIn(scheduler, str(ctx.exception))
+        code, out, err = test.cli('kill', test.slurm.alias, '--id', 'held')
+        test.assertEqual(code, 1, err)
+        test.assertIn('%s could not be asked to' % scheduler, err)
+        with test.assertRaises(tej.JobStillRunning):
+            q.wait_all(['on', 'held'], timeout=2)
+        test.assertEqual([q.info(i)['state'] for i in ('on', 'held')],
+                         ['running', 'queued'])
+    finally:
+        test.slurm.start_controller()
+    test.assertNotIn('scheduler_error', q.info('on'))
+    open(os.path.join(test.stage('on'), 'go'), 'w').close()
+    test.assertEqual(q.wait('on'), 0)
+    test.slurm.run(['scontrol', 'release', held_id], check=True)
+    test.assertEqual(q.wait('held', timeout=120), 0)
+    test.assertEqual(q.logs('held'), (b'held\n', b''))
+
+
 class SlurmCase(support.ServerCase):
     dest = support.SlurmCluster.alias
 
@@ -184,6 +240,10 @@ class TestSlurm(SlurmCase):
         self.assertIsNone(record['exit'])
         self.slurm.run(['scancel', slurm_id], check=True)
 
+    def test_a_controller_down_is_not_an_answer(self):
+        check_an_outage(self, 'Slurm', 'squeue', {
+            'scheduler_args': ['--hold']})
+
     def test_walltime_exceeded_is_killed(self):
         job = self.job('job', {'start.sh': 'sleep 1000\n'})
         # Slurm counts limits in minutes and checks them every 30 s or so
@@ -256,6 +316,9 @@ class TestPBS(SlurmCase):
         self.running(q, 'd')
         self.slurm.run(['scancel', q.info('d')['runtime_id']], check=True)
         self.assertEqual(wait_state(q, 'd')['state'], 'killed')
+
+    def test_a_server_down_is_not_an_answer(self):
+        check_an_outage(self, 'PBS', 'qstat', {'scheduler_args': ['-h']})
 
     def test_umask_without_the_environment(self):
         # qsub without -V (here: -v, which the Torque wrapper turns into
