@@ -320,6 +320,14 @@ _ENDED = (_FINISHED, _KILLED, _LOST, _NOTFOUND)
 #: Every state a record may have.
 _STATES = (_CREATED, _QUEUED, _RUNNING) + _ENDED
 
+#: The last member of a job's upload (_write_tar): a stream cut on a
+#: member's boundary is a good archive to tar (GNU's and busybox's exit 0),
+#: so the runtime makes the job only when this member arrived, then removes
+#: it (_submit in common.sh). A job directory may not have a file of that
+#: name (_job_files).
+_WHOLE = '.tej-whole'
+_WHOLE_TEXT = b'whole\n'
+
 #: The integer fields of a record (empty: None). Produced by _format_record
 #: in common.sh: "id state exit submitted started finished now runtime
 #: runtime_id", tab-separated key=value, then "scheduler_error" when the
@@ -1912,6 +1920,11 @@ def _job_files(directory, excludes=(), dereference=False, warn=True,
             name = relative + entry.name
             if patterns and _excluded(name, patterns):
                 continue
+            if name == _WHOLE:
+                raise Error("Cannot send %s: the name %s is tej's own (the "
+                            "mark of an upload that arrived whole): rename "
+                            "it, or leave it out with --exclude"
+                            % (entry.path, _WHOLE))
             try:
                 st = entry.stat(follow_symlinks=False)
                 link = os.readlink(entry.path) \
@@ -2299,6 +2312,12 @@ def _write_tar(directory, fileobj, excludes=(), dereference=False,
                                           st.st_size % tarfile.BLOCKSIZE))
         else:
             sink.write(_tar_header(info))
+    # the last member says that the stream arrived whole (_WHOLE)
+    info = tarfile.TarInfo(_WHOLE)
+    info.mode, info.size, info.mtime = 0o600, len(_WHOLE_TEXT), 0
+    info.uname = info.gname = ''
+    sink.write(_tar_header(info))
+    sink.write(_WHOLE_TEXT.ljust(tarfile.BLOCKSIZE, tarfile.NUL))
     # the end: two zero blocks, in a whole record
     sink.write(tarfile.NUL * tarfile.RECORDSIZE)
     sink.close()
@@ -6886,6 +6905,14 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
             fi); then
         _die "$RC_FAILURE" "could not unpack the job directory"
     fi
+    # the upload's last member (tej.py's _WHOLE): a stream cut on a
+    # member's boundary is a good archive to tar, which exits 0
+    _sb_whole=
+    { IFS= read -r _sb_whole < "$_sb_job/stage/.tej-whole"; } 2>/dev/null || :
+    if [ "$_sb_whole" != whole ]; then
+        _die "$RC_FAILURE" "the upload was cut short: the job is not made (submit it again)"
+    fi
+    rm -f "$_sb_job/stage/.tej-whole"
     if [ "$_sb_mode" = file ] && [ ! -f "$_sb_job/stage/$_sb_script" ]; then
         _die "$RC_NO_FILE" "no script '$_sb_script' in the job directory"
     fi

@@ -875,6 +875,14 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
             fi); then
         _die "$RC_FAILURE" "could not unpack the job directory"
     fi
+    # the upload's last member (tej.py's _WHOLE): a stream cut on a
+    # member's boundary is a good archive to tar, which exits 0
+    _sb_whole=
+    { IFS= read -r _sb_whole < "$_sb_job/stage/.tej-whole"; } 2>/dev/null || :
+    if [ "$_sb_whole" != whole ]; then
+        _die "$RC_FAILURE" "the upload was cut short: the job is not made (submit it again)"
+    fi
+    rm -f "$_sb_job/stage/.tej-whole"
     if [ "$_sb_mode" = file ] && [ ! -f "$_sb_job/stage/$_sb_script" ]; then
         _die "$RC_NO_FILE" "no script '$_sb_script' in the job directory"
     fi

@@ -1074,4 +1074,15 @@ umask 022
                     "the job: it reads as killed when it runs later",
         tests=['test_slurm.TestPBS.test_a_server_down_is_not_an_answer'],
     ),
+    dict(
+        name='cut-upload-runs',
+        file='runtimes/common.sh',
+        original='''    if [ "$_sb_whole" != whole ]; then
+''',
+        replacement='''    if false; then
+''',
+        description="an upload cut on a member's boundary makes a job of "
+                    "part of the directory, which runs",
+        tests=['test_runtime.TestCutUpload'],
+    ),
 ]

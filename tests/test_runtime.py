@@ -530,6 +530,73 @@ class TestRuntimeDirectly(unittest.TestCase):
         self.assertEqual(stat.S_IMODE(mode) & 0o077, 0)
 
 
+class TestCutUpload(unittest.TestCase):
+    """An upload cut on a member's boundary is a good archive to GNU tar
+    and to busybox's (both exit 0): the runtime makes no job of it, under
+    every shell; one cut after its last member (tej.py's _WHOLE), before
+    the end blocks, is whole.
+    """
+
+    def test_cut_on_a_boundary_makes_no_job(self):
+        import io
+        import tarfile
+        tmp = support.temporary(self)
+        job = os.path.join(tmp, 'job')
+        os.mkdir(job)
+        for name in ('a', 'b', 'start.sh'):
+            with open(os.path.join(job, name), 'w') as fp:
+                fp.write('echo %s\n' % name)
+        buf = io.BytesIO()
+        tej._write_tar(job, buf)
+        data = buf.getvalue()
+        members = tarfile.open(fileobj=io.BytesIO(data)).getmembers()
+        self.assertEqual([m.name for m in members],
+                         ['a', 'b', 'start.sh', tej._WHOLE])
+        end = members[-1].offset_data + 512
+        cuts = [m.offset for m in members] + [end]
+        tars = [('gnu', os.environ['PATH'])]
+        if which('busybox'):
+            tars.append(('busybox', busybox_bin()))
+        for shell in SHELLS:
+            need('shells', which(SHELLS[shell][0]),
+                 "%s is not installed" % shell)
+            for tar, path in tars:
+                queue = os.path.join(tmp, 'q-%s-%s' % (shell, tar))
+                os.mkdir(queue)
+                script = os.path.join(queue, 'tej.sh')
+                with open(script, 'w') as fp:
+                    fp.write(tej._runtime_script('default'))
+                for cut in cuts:
+                    whole = cut == end
+                    with self.subTest(shell=shell, tar=tar, cut=cut):
+                        job_id = 'c%d' % cut
+                        proc = subprocess.run(
+                            [which(SHELLS[shell][0])] + SHELLS[shell][1:] +
+                            [script, queue, 'submit', job_id, 'command',
+                             'true'], input=data[:cut],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PATH=path, TEJ_SH='sh'))
+                        jobs = os.path.join(queue, 'jobs')
+                        if whole:
+                            self.assertEqual(proc.returncode, 0, proc.stderr)
+                            # the mark is gone (the job may have run)
+                            self.assertEqual(set(os.listdir(os.path.join(
+                                jobs, job_id, 'stage'))) - {
+                                    '_stdout', '_stderr'},
+                                {'a', 'b', 'start.sh'})
+                            continue
+                        self.assertEqual(proc.returncode, 1, proc.stderr)
+                        self.assertIn(b'the upload was cut short' if cut
+                                      else b'could not unpack', proc.stderr)
+                        self.assertEqual(os.listdir(jobs), [])
+        # the mark's name is tej's own: a job directory may not have it
+        with open(os.path.join(job, tej._WHOLE), 'w') as fp:
+            fp.write('whole\n')
+        with self.assertRaises(tej.Error) as ctx:
+            tej._write_tar(job, io.BytesIO())
+        self.assertIn("is tej's own", str(ctx.exception))
+
+
 class TestScan(unittest.TestCase):
     """list and gc (common.sh's _scan: one awk for the ended jobs, sh for
     the others) under every shell, and with busybox's applets only.
