@@ -5254,9 +5254,15 @@ def _cmd_wait(queue, args):
 def _cmd_run(queue, args):
     if args.download and not os.path.isdir(args.into):
         _need_parent(args.into, '--into')  # before the job, not after it
-    job_id = queue.submit_once(
-        args.directory, args.script, args.rerun_failed,
-        **dict(_resources(args), **_transfer_options(args)))
+    try:
+        job_id = queue.submit_once(
+            args.directory, args.script, args.rerun_failed,
+            **dict(_resources(args), **_transfer_options(args)))
+    except (KeyboardInterrupt, _Terminated):
+        # a job whose upload was cut is not made; one that was goes on
+        logger.warning("Interrupted while submitting. Run the same command "
+                       "again to re-attach to the job, or to submit it.")
+        raise
     try:
         state, exit_code = queue.logs(
             job_id, stdout=_binary(sys.stderr if args.json else sys.stdout),
