@@ -441,7 +441,7 @@ def _peek_stderr(proc):
 class TestJSON(CICase):
     KEYS = {'tej', 'id', 'state', 'exit_code', 'submitted', 'started',
             'finished', 'submitted_epoch', 'started_epoch', 'finished_epoch',
-            'directory', 'runtime', 'runtime_id'}
+            'directory', 'runtime', 'runtime_id', 'scheduler_error'}
 
     def test_schema(self):
         job = self.job('j', {'start.sh': 'true\n'})

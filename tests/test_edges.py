@@ -392,7 +392,8 @@ class TestLocks(LocalCase):
         archive = io.BytesIO()
         with tarfile.open(fileobj=archive, mode='w') as tar:
             for name, data in (('big', b'x' * (1 << 20)), (
-                    'start.sh', b'exec %s 1000\n' % self.sleep.encode())):
+                    'start.sh', b'exec %s 1000\n' % self.sleep.encode()),
+                    (tej._WHOLE, tej._WHOLE_TEXT)):  # the upload's end
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 info.mode = 0o755
