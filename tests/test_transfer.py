@@ -52,19 +52,14 @@ def mount_tmpfs(test, path, size, owner=None):
     return path
 
 
-def path_alias(server, name, bindir, rest=':/usr/local/bin:/usr/bin:/bin'):
+def path_alias(server, name, bindir, rest=True):
     """Another name for the test server, whose sessions have ``bindir``
-    first on their PATH (wrappers for the server's tools), then ``rest``.
+    first on their PATH (wrappers for the server's tools), then (``rest``)
+    the hermetic PATH.
     """
     alias = '%s-%s' % (server.alias, name)
-    config = 'sshd_config_' + name
-    with open(server.path('sshd_config')) as fp:
-        text = fp.read()
-    with open(server.path(config), 'w') as fp:
-        fp.write(text.replace(
-            'SetEnv HOME=%s ' % server.home,
-            'SetEnv PATH=%s%s HOME=%s ' % (bindir, rest, server.home)))
-    server._add_host(alias, {'/sshd_config\'': '/%s\'' % config})
+    server.add_alias(alias, path=bindir + (
+        ':' + support.Hermetic.bin if rest else ''))
     return alias
 
 
@@ -337,27 +332,21 @@ class TestUpload(TransferCase):
         # the first session is refused after ssh read some of the stream
         # (nothing of it reached the server): the next try sends it whole
         marker = os.path.join(self.tmp, 'refused')
-        stub = os.path.join(self.tmp, 'ssh')
-        with open(stub, 'w') as fp:
-            fp.write(
-                '#!/bin/sh\n'
-                'case " $* " in *" -O "*) exec ssh "$@" ;; esac\n'
-                'if [ ! -f "%s" ]; then\n'
-                '    : > "%s"\n'
-                '    log= prev=\n'
-                '    for a do [ "$prev" = -E ] && log=$a; prev=$a; done\n'
-                '    head -c 3000000 > /dev/null\n'
-                '    echo "mux_client_request_session: session request '
-                'failed: Session open refused by peer" >> "$log"\n'
-                '    exit 255\n'
-                'fi\n'
-                'exec ssh "$@"\n' % (marker, marker))
-        os.chmod(stub, 0o755)
         q = self.queue()
         q.setup()
         job = self.job('job', {'start.sh': 'true\n'})
         big_file(os.path.join(job, 'data'), 20 * MiB)
-        support.patch_env(self.addCleanup, TEJ_SSH=stub)
+        support.stub_ssh(
+            self,
+            'case " $* " in *" -O "*) exec ssh "$@" ;; esac\n'
+            'if [ ! -f "%s" ]; then\n'
+            '    : > "%s"\n'
+            '    head -c 3000000 > /dev/null\n'
+            '    echo "mux_client_request_session: session request '
+            'failed: Session open refused by peer" >> "$TEJ_SSH_LOG"\n'
+            '    exit 255\n'
+            'fi\n'
+            'exec ssh "$@"\n' % (marker, marker))
         q = self.queue()
         q.submit('again', job)
         self.assertTrue(os.path.exists(marker))
@@ -472,14 +461,8 @@ class TestCompress(TransferCase):
         self.assertTrue(filecmp.cmp(os.path.join(job, 'text'), os.path.join(
             self.stage('z'), 'text'), shallow=False))
         # a PATH without gzip (every other tool there)
-        bindir = server_readable(self)
-        for top in ('/usr/bin', '/bin'):
-            for name in os.listdir(top):
-                if 'gzip' not in name and name not in ('gunzip', 'zcat') \
-                        and not os.path.lexists(os.path.join(bindir, name)):
-                    os.symlink(os.path.join(top, name),
-                               os.path.join(bindir, name))
-        alias = path_alias(self.server, 'nogzip', bindir, rest='')
+        bindir = support.bin_without('gzip', 'gunzip', 'zcat')
+        alias = path_alias(self.server, 'nogzip', bindir, rest=False)
         args = self.args('submit', alias, job, '--id', 'nz', '--compress')
         args[args.index('--queue') + 1] = os.path.join(self.remote, 'q2')
         code, out, err = support.run_cli(*args)
