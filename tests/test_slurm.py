@@ -33,6 +33,7 @@ def assert_memory_sizes(test):
             test.q.kill(job_id)
 
 
+@support.serial("one Slurm, the suite's: one unit at a time", beside=True)
 class SlurmCase(support.ServerCase):
     dest = support.SlurmCluster.alias
 
