@@ -14,7 +14,7 @@ test:
 # no server, nothing outside temporary directories: pure tests and the
 # runtime under the installed shells
 test-quick:
-	$(PYTHON) -m tests -q -j $(JOBS) test_pure test_runtime test_transport.TestClassifySSH test_transport.TestRetryLoop test_transport.TestNoSecondSend
+	$(PYTHON) -m tests -q -j $(JOBS) test_pure test_runtime test_transport.TestClassifySSH test_transport.TestRetryLoop test_transport.TestNoSecondSend test_transfer.TestTarHeaders test_transfer.TestStreamEnd test_transfer.TestMembers test_transfer.TestExtract
 
 # the suite, with recording stand-ins of every scheduler command first on
 # the PATH: fails if a test but the scheduler's calls one

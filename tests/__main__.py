@@ -14,40 +14,50 @@ after the skipped tests and why; exits non-zero when a test failed or
 errored, or when no test ran.
 
 Where a test goes: the module of what it tests, in the order of tej.py's
-chapters.
+chapters (and the runtimes, its appendix). A test that needs no server
+says so in its class (no support.ServerCase), and make test-quick names
+it when it is not in test_pure or test_runtime.
 
     test_pure       Constants, Errors, Protocol (request lines, answer
-                    parsers, framing), Helpers (destinations, ids,
-                    durations, quoting), and what the command line says
-                    without a server: no server, no process
-    test_transport  Transports: ssh's retries, the shared connection, its
-                    options and askpass, against a stub ssh; and against
-                    the test sshd: host keys, authentication, passwords,
-                    ProxyJump, the control path, round trips, old and new
-                    Pythons
+                    parsers, framing), Helpers (destinations, passwords,
+                    ids, durations, quoting), and Command line as far as
+                    it goes without a server: parsing, help, messages
+    test_transport  Transports: ssh's outcomes and retries, the shared
+                    connection's options, a command never sent twice
+                    (against a stub ssh); then through the test sshd: host
+                    keys, authentication, passwords and askpass, ProxyJump,
+                    the control path, round trips, file modes, the job
+                    scenario over ssh, the oldest and newest Pythons
     test_api        Queue API (RemoteQueue, Job) as a workflow system calls
                     it, through the test sshd
     test_ci         Queue API and Command line for CI: wait and run's exit
-                    codes, logs --follow, content ids, run's re-attaching,
-                    many callers, JSON
-    test_transfer   Transfers: the tar writer, download's receive and safe
-                    extract, resume, what goes up, progress, a full disk
+                    codes, logs --follow (through keep-alive ticks), content
+                    ids and the options in them, run's re-attaching, many
+                    callers, a server restarting, JSON
     test_scale      Queue API at scale: list and gc of big queues, status of
-                    many jobs, many callers with no shared connection
-    test_monitor    Registry (JobMonitor's store and watcher): jobs,
-                    monitor, pause, forget
-    test_faults     Bad input, parser fuzzing, killed connections, clients
-                    and jobs, a reboot, broken queues, load
-    test_network    Network faults (serial lane): a link cut, sshd stopped,
-                    in a network namespace of their own
+                    many jobs, many callers and no shared connection
+    test_transfer   Transfers: the tar writer, the download stream's reader
+                    and safe extract of hostile archives (no server); then
+                    through sshd: streamed uploads, resume, what goes up,
+                    broken streams, compression, progress, a full disk
+    test_monitor    Registry (JobMonitor's store and watcher) and its
+                    commands: jobs, monitor, pause, unpause, forget
+    test_faults     Faults across the chapters: bad input to the command
+                    line and the API, parser fuzzing, calls that give up at
+                    once, killed shared connections, clients and jobs, a
+                    reboot, broken queues, load
+    test_network    Network faults (serial lane, alone): a link cut for less
+                    and for more than the keep-alive limit, sshd stopped
     test_readme     README.rst's examples, run as written
-    test_runtime    Runtimes appendix: runtimes/common.sh and default.sh,
-                    run on this machine (local:) under every POSIX shell:
-                    the job's life, records, locks, pids, scans, shellcheck
-    test_shells     Runtimes through sshd under every login shell (serial
-                    lane: it changes the test user's login shell)
+    test_runtime    Runtimes appendix: common.sh and default.sh run on this
+                    machine (local:) under every POSIX shell: the job's
+                    life, records, locks, pids reused, the submit window,
+                    scans, waitany (serial lane: it times answers),
+                    shellcheck
+    test_shells     The runtimes through sshd under every login shell
+                    (serial lane, alone: it changes the test user's)
     test_slurm      Runtimes appendix: slurm.sh and pbs.sh against the
-                    Slurm the suite starts (serial lane)
+                    Slurm the suite starts (serial lane, beside the others)
     test_hermetic   The suite's own promise: no scheduler in reach
 """
 
@@ -150,7 +160,8 @@ def plan(names):
     """The units of work: (parallel lane, serial lane), each a list of
     NAME lists; the classes of a module marked ``@support.serial`` go to
     the serial lane, one unit; the rest of a module is one unit, or one a
-    class for the modules of `SPLIT`.
+    class for the modules of `SPLIT` (those of one ``@support.one_process``
+    key together).
     """
     loader = unittest.TestLoader()
     modules = sorted(f[:-3] for f in os.listdir(HERE)
@@ -169,7 +180,14 @@ def plan(names):
             if getattr(cls, 'serial_lane', None):
                 alone.append(name)
             elif module in SPLIT:
-                parallel.append([name])
+                key = getattr(cls, 'process_key', None)
+                unit = [u for u in parallel if key and u[0].startswith(
+                    module + '.') and getattr(cls_of(u[0]), 'process_key',
+                                              None) == key]
+                if unit:  # what the process before it changes too
+                    unit[0].append(name)
+                else:
+                    parallel.append([name])
             else:
                 rest.append(name)
         if alone:
@@ -182,6 +200,12 @@ def plan(names):
     # the longest first, so that no long unit starts last
     parallel.sort(key=lambda unit: -max(SLOW.get(n, 0) for n in unit))
     return parallel, serial
+
+
+def cls_of(name):
+    """The class of a NAME module.Class."""
+    module, cls = name.split('.')[:2]
+    return getattr(sys.modules['tests.' + module], cls)
 
 
 def lane_of(unit):

@@ -43,7 +43,7 @@ MUTANTS = [
         replacement="    return path.startswith(top)",
         description="a downloaded link is 'within' its target by a plain "
                     "string prefix: out/esc -> ../out2 is made",
-        tests=['test_pure.TestExtract'],
+        tests=['test_transfer.TestExtract'],
     ),
     dict(
         name='logs-tick-not-skipped',
@@ -269,7 +269,7 @@ MUTANTS = [
                  "not parts:",
         replacement="    if name.startswith('/') or not parts:",
         description="a member or download path may go up with '..'",
-        tests=['test_pure.TestExtract', 'test_pure.TestMembers'],
+        tests=['test_transfer.TestExtract', 'test_transfer.TestMembers'],
     ),
     dict(
         name='member-absolute',
@@ -279,7 +279,7 @@ MUTANTS = [
         replacement="    if '..' in parts or not parts:",
         description="an absolute member or download path is taken as "
                     "relative",
-        tests=['test_pure.TestMembers'],
+        tests=['test_transfer.TestMembers'],
     ),
     dict(
         name='member-prefix',
@@ -290,7 +290,7 @@ MUTANTS = [
                 return top, top_local + name[len(top):]''',
         description="a member belongs to a target by a plain string "
                     "prefix: outside/evil is written next to out",
-        tests=['test_pure.TestExtract'],
+        tests=['test_transfer.TestExtract'],
     ),
     dict(
         name='extract-special-bits',
@@ -300,7 +300,7 @@ MUTANTS = [
         replacement="                          (member.mode & ~mask) | 0o600, "
                     "meter)",
         description="a downloaded file keeps its setuid and setgid bits",
-        tests=['test_pure.TestExtract'],
+        tests=['test_transfer.TestExtract'],
     ),
     dict(
         name='extract-through-local-link',
@@ -311,7 +311,7 @@ MUTANTS = [
         replacement='',
         description="a member is written through a link that is on the "
                     "local disk",
-        tests=['test_pure.TestExtract'],
+        tests=['test_transfer.TestExtract'],
     ),
     dict(
         name='check-path-dotdot',
@@ -355,7 +355,7 @@ umask 022
                     "                           os.path.normpath(top_local))",
         description="a downloaded link is checked as text, not on disk: "
                     "x -> ., y -> x/.. leads out",
-        tests=['test_pure.TestExtract'],
+        tests=['test_transfer.TestExtract'],
     ),
     dict(
         name='download-umask-ignored',
@@ -366,7 +366,7 @@ umask 022
                     "meter)",
         description="a downloaded file keeps the server's mode: 0777 is "
                     "world-writable here",
-        tests=['test_pure.TestExtract'],
+        tests=['test_transfer.TestExtract'],
     ),
     dict(
         name='askpass-answers-any-prompt',
@@ -426,7 +426,7 @@ umask 022
         replacement="            if False:",
         description="two downloads of one name (a/x, b/x) overwrite each "
                     "other",
-        tests=['test_pure.TestMembers'],
+        tests=['test_transfer.TestMembers'],
     ),
     dict(
         name='logs-resume-from-zero',

@@ -80,6 +80,16 @@ def serial(reason, beside=False):
     return mark
 
 
+def one_process(key, reason):
+    """Class decorator: the classes of a module with the same ``key`` run
+    in one process, one after the other (``reason``: what they share).
+    """
+    def mark(cls):
+        cls.process_key = key
+        return cls
+    return mark
+
+
 def which(name):
     return shutil.which(name)
 

@@ -322,6 +322,8 @@ class TestHostileJob(SSHCase):
             self.assertEqual(fp.read(), 'done\n')
 
 
+@support.one_process("password", "the test user's password, "
+                     "which each sets for its time")
 class TestPassword(SSHCase):
     """A destination with a password (the original's ``user:pw@host``), and
     ``tej login``: the password reaches ssh through SSH_ASKPASS, never a
@@ -494,6 +496,8 @@ class TestPassword(SSHCase):
         self.assertIn("Authentication to ssh://%s failed" % self.alias, shown)
 
 
+@support.one_process("password", "the test user's password, "
+                     "which each sets for its time")
 class TestProxyJump(SSHCase):
     """A password is for the target alone: through a ProxyJump host (ssh
     runs a second ssh for the jump, which inherits SSH_ASKPASS and the
