@@ -36,6 +36,7 @@ the server; nothing needs to be installed there beforehand.
 import collections
 import contextlib
 import errno
+import functools
 import os
 import random
 import re
@@ -108,7 +109,9 @@ _DEBUG, _VERBOSE, _INFO, _ERROR = 10, 15, 20, 40
 
 def _sha256(data):
     """hashlib.sha256(data), from the built-in module where there is one:
-    importing hashlib costs more than all the hashing tej does.
+    every call hashes the runtime (_runtime_version), and importing hashlib
+    takes 3.8-4.2 ms on Python 3.11 (its OpenSSL binding, _hashlib, most
+    of it) against 0.15 ms for _sha2 (python3 -X importtime, 3 runs each).
     """
     try:
         from _sha2 import sha256  # Python 3.12 and later
@@ -159,7 +162,7 @@ _SSH_BACKOFF = 0.1
 _SSH_BACKOFF_STEPS = 5
 
 #: Seconds a call that finds no shared connection waits for the one that
-#: another tej process is starting (_SSHTransport._await_master) before it
+#: another tej process is starting (_ControlMaster.await_start) before it
 #: goes on without it; and between its looks.
 _MASTER_WAIT = _CONNECT_TIMEOUT + 10
 _MASTER_POLL = 0.02
@@ -177,11 +180,110 @@ _MAX_SOCKET_PATH = 104 - 1 - 17
 
 
 # ===========================================================================
+# Errors
+# ===========================================================================
+
+def _last_line(text):
+    """The last line of ``text`` that is not blank, stripped ('' for
+    none): ssh's log says what went wrong last.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ''
+
+
+class Error(Exception):
+    """Base class for the errors tej raises. Each takes a message, ``msg``;
+    without one, its class's `default`.
+    """
+
+    #: The message when none is given.
+    default = None
+
+    def __init__(self, msg=None):
+        if msg is None:
+            msg = self.default
+        super(Error, self).__init__(*(() if msg is None else (msg,)))
+
+
+class InvalidDestination(Error):
+    """The destination string or dictionary is not usable."""
+    default = "Invalid destination"
+
+
+class QueueDoesntExist(Error):
+    """There is no queue at the given location on the server."""
+    default = "Queue doesn't exist on the server"
+
+
+class QueueLinkBroken(QueueDoesntExist):
+    """A "tejdir:" link file leads to a location where there is no queue."""
+    default = "Queue link chain is broken"
+
+
+class QueueExists(Error):
+    """Setting up a queue (or a link) where one already exists."""
+    default = "Queue already exists"
+
+
+class JobAlreadyExists(Error):
+    """Submitting a job with an id that is already in the queue."""
+    default = "Job already exists"
+
+
+class JobNotFound(Error):
+    """There is no job with that id in the queue."""
+    default = "Job not found"
+
+
+class JobStillRunning(Error):
+    """The operation needs the job to have ended."""
+    default = "Job is still running"
+
+
+class _NoSuchFile(Error):
+    """A path asked for is not in the job's directory."""
+
+
+class RemoteCommandFailure(Error):
+    """A command failed on the server, or ssh could not run it.
+
+    Attributes: ``command`` (what was run), ``ret`` (its exit status) and
+    ``stderr`` (the last lines it wrote on its standard error).
+    """
+
+    def __init__(self, msg=None, command=None, ret=None, stderr=None):
+        self.command = command
+        self.ret = ret
+        self.stderr = stderr
+        if msg is None:
+            msg = "Command %r failed with status %s" % (command, ret)
+            if stderr and stderr.strip():
+                # one line: the last the command wrote (all in .stderr)
+                msg += ": " + _last_line(stderr)
+        super(RemoteCommandFailure, self).__init__(msg)
+
+
+class ConnectionLost(RemoteCommandFailure):
+    """ssh could not connect, or the connection broke during a call (the
+    command may or may not have run). Worth trying again later, unless
+    ``transient`` is False: the host name did not resolve, which a call
+    that never connected does not try again.
+    """
+
+    #: Can it heal? False for a name that does not resolve.
+    transient = True
+
+
+# ===========================================================================
 # Protocol: what tej.py and runtimes/*.sh agree on
 # ===========================================================================
 #
-# Each item names its twin on the server side. The sh side gets the version
-# and the exit codes from _prelude, so they are written only here.
+# The whole wire, both ways: what a call sends (its first line, the words
+# ps shows) and the parsers of every answer. Each item names its twin on
+# the server side. The sh side gets the version and the exit codes from
+# _prelude, so they are written only here. The runtimes themselves, and
+# the bootstrap that every call sends, are data: the appendix at the end
+# of the file holds them (_BOOTSTRAP, _FAST_START, _runtime_version).
 
 #: The protocol's version: every answer starts with the sentinel line
 #: "TEJ 1". Produced by _header in common.sh and by bootstrap.sh.
@@ -380,6 +482,115 @@ def _parse_frame(line):
                                % text[:200])
 
 
+def _parse_listing(lines):
+    """The answer of _files: a list of (mode, size, mtime, path), or None
+    when the server cannot list (its stat is neither GNU's, busybox's
+    nor BSD's). A line that does not parse (a name with a newline) is
+    None too: the download then fetches everything, as it would have.
+    """
+    if lines == ['none']:
+        return None
+    entries = []
+    for line in lines:
+        match = re.match(r'([0-9a-fA-F]+) ([0-9]+) (-?[0-9]+) \./(.*)\Z',
+                         line)
+        if not match:
+            logger.debug("not resuming: listing line %r", line)
+            return None
+        mode, size, mtime, name = match.groups()
+        # _normalize_member is a helper, of the chapter after this one
+        entries.append((int(mode, 16), int(size), int(mtime),
+                        _normalize_member(name or '.', top=True)))
+    return entries
+
+
+def _broken_download(detail):
+    """The error of a download stream that broke off."""
+    return ConnectionLost(
+        "The download broke off: the connection was lost or the server "
+        "sent something else (%s). Run it again to resume." % detail)
+
+
+#: The lines of a download's framing (_download in common.sh): the size of
+#: the whole, a part's rest that follows (LENGTH bytes, checked with
+#: TOOL) or that changed on the server, the checksum of a whole part, then
+#: the archive of the rest, or nothing more.
+_DOWNLOAD_FRAME = re.compile(
+    r'size=(?P<size>[0-9]*)|'
+    r'part (?P<index>[0-9]+) (?:(?P<changed>changed)|'
+    r'(?P<length>[0-9]+) (?P<tool>cksum|md5sum))|'
+    r'sum (?P<sum>.*)|(?P<tar>tar)|(?P<end>end)\Z')
+
+
+def _parse_download_frame(line):
+    """One line of a download's framing (_DOWNLOAD_FRAME), decoded: return
+    ``('size', bytes or None)``, ``('part', (index, None))`` for a part
+    that changed, ``('part', (index, length, tool))``, ``('sum', text)``,
+    ``('tar', None)`` or ``('end', None)``. Raise `ConnectionLost` (a
+    broken stream) for anything else.
+    """
+    match = _DOWNLOAD_FRAME.fullmatch(line)
+    if not match:
+        raise _broken_download("a bad line %r" % line[:80])
+    if match.group('index') is not None:
+        index = int(match.group('index'))
+        if match.group('changed'):
+            return 'part', (index, None)
+        return 'part', (index, int(match.group('length')),
+                        match.group('tool'))
+    if match.group('sum') is not None:
+        return 'sum', match.group('sum')
+    if match.group('size') is not None:
+        size = match.group('size')
+        return 'size', int(size) if size else None
+    return ('tar' if match.group('tar') else 'end'), None
+
+
+def _read_download_frame(stdout):
+    """Read the next line of a download's framing: return its kind and
+    value (`_parse_download_frame`) and the line.
+    """
+    line = stdout.readline(4096)
+    if not line.endswith(b'\n'):
+        raise _broken_download("it ended early" if not line
+                               else "a bad line %r" % line[:80])
+    line = line[:-1].decode('utf-8', 'replace')
+    return _parse_download_frame(line) + (line,)
+
+
+def _read_log_frames(source, targets, offsets):
+    """Read a logs stream's frames (`_parse_frame`) from ``source``, a
+    binary file, after "stream=logs": write the data of each to
+    ``targets[name]`` ('out' or 'err': a binary file, or None for one
+    that was not asked for) and add its size to ``offsets[name]``; count
+    the ticks in ``offsets['tick']``. Return the end's ``(state, exit code
+    or None)``, or None when the stream ended before it. Raise
+    `RemoteCommandFailure` for a bad frame.
+    """
+    while True:
+        line = source.readline()
+        if not line.endswith(b'\n'):
+            return None  # the connection ended early
+        name, value = _parse_frame(line)
+        if name == 'end':
+            return value
+        if name == 'tick':
+            offsets['tick'] += 1
+            continue
+        if targets[name] is None:
+            raise RemoteCommandFailure(
+                "The server sent %s, which was not asked for: %r"
+                % (name, line[:200]))
+        while value:
+            data = source.read(min(value, 65536))
+            if not data:
+                return None
+            targets[name].write(data)
+            targets[name].flush()
+            offsets[name] += len(data)
+            value -= len(data)
+
+
 def _runtime_error(verb, code, stderr):
     """The exception for a runtime's exit status ``code`` (not RC_OK).
     The message is the last line of ``stderr`` (bytes) that _die wrote
@@ -467,91 +678,51 @@ def _classify_ssh(code, log):
     return _SSH_LOST
 
 
-# ===========================================================================
-# Errors
-# ===========================================================================
+#: The command of every call, the same whatever the call: sh reads the
+#: first line of its stdin, the call's arguments and the bootstrap
+#: (_call_line), and runs it; the rest of stdin is the call's own input
+#: (read reads no further than the line). It is what sshd hands to the
+#: user's login shell, and means the same to sh, bash, csh, tcsh and fish:
+#: no argument ever passes through that shell. (Words only for ps to show
+#: come after it: _shown.)
+_READ_AND_RUN = 'IFS= read -r tej_call && eval "$tej_call"'
 
-class Error(Exception):
-    """Base class for the errors tej raises. Each takes a message, ``msg``;
-    without one, its class's `default`.
+
+#: A word of a call that _shown shows as it is, in single quotes: only
+#: characters that no login shell reads there (not "'", csh's "!" and
+#: newline, fish's backslash, nor any other).
+_SHOWN_WORD = re.compile(r'[A-Za-z0-9_.,+=@%:/~-]{1,128}\Z')
+
+
+def _shown(argv):
+    """The words that follow _READ_AND_RUN, after sh's "$0", for the
+    server's process list to show what a call is doing: the queue, the
+    verb and the arguments of ``argv`` (QUEUE VERSIONS VERB ARG...), "..."
+    for each that _SHOWN_WORD does not allow, and for the rest after 16.
+    sh never reads them: the call's arguments come on stdin.
     """
-
-    #: The message when none is given.
-    default = None
-
-    def __init__(self, msg=None):
-        if msg is None:
-            msg = self.default
-        super(Error, self).__init__(*(() if msg is None else (msg,)))
+    words = [word if _SHOWN_WORD.match(word) else '...'
+             for word in argv[:1] + argv[2:]]
+    return words[:16] + ['...'] * (len(words) > 16)
 
 
-class InvalidDestination(Error):
-    """The destination string or dictionary is not usable."""
-    default = "Invalid destination"
-
-
-class QueueDoesntExist(Error):
-    """There is no queue at the given location on the server."""
-    default = "Queue doesn't exist on the server"
-
-
-class QueueLinkBroken(QueueDoesntExist):
-    """A "tejdir:" link file leads to a location where there is no queue."""
-    default = "Queue link chain is broken"
-
-
-class QueueExists(Error):
-    """Setting up a queue (or a link) where one already exists."""
-    default = "Queue already exists"
-
-
-class JobAlreadyExists(Error):
-    """Submitting a job with an id that is already in the queue."""
-    default = "Job already exists"
-
-
-class JobNotFound(Error):
-    """There is no job with that id in the queue."""
-    default = "Job not found"
-
-
-class JobStillRunning(Error):
-    """The operation needs the job to have ended."""
-    default = "Job is still running"
-
-
-class _NoSuchFile(Error):
-    """A path asked for is not in the job's directory."""
-
-
-class RemoteCommandFailure(Error):
-    """A command failed on the server, or ssh could not run it.
-
-    Attributes: ``command`` (what was run), ``ret`` (its exit status) and
-    ``stderr`` (the last lines it wrote on its standard error).
+def _call_line(argv, fast=False):
+    """The first line of a call's stdin (see _READ_AND_RUN): ``set --``
+    with ``argv`` (QUEUE VERSIONS VERB ARG...), then the bootstrap. A
+    newline in an argument is written "$tej_nl", to keep it one line.
+    With ``fast`` (a call that has no input: its stdin ends there), two
+    lines: _FAST_START's first, then that one. (Both are made of the
+    runtimes, in the appendix at the end of the file.)
     """
-
-    def __init__(self, msg=None, command=None, ret=None, stderr=None):
-        self.command = command
-        self.ret = ret
-        self.stderr = stderr
-        if msg is None:
-            msg = "Command %r failed with status %s" % (command, ret)
-            if stderr and stderr.strip():
-                # one line: the last the command wrote (all in .stderr)
-                msg += ": " + _last_line(stderr)
-        super(RemoteCommandFailure, self).__init__(msg)
-
-
-class ConnectionLost(RemoteCommandFailure):
-    """ssh could not connect, or the connection broke during a call (the
-    command may or may not have run). Worth trying again later, unless
-    ``transient`` is False: the host name did not resolve, which a call
-    that never connected does not try again.
-    """
-
-    #: Can it heal? False for a name that does not resolve.
-    transient = True
+    words = ' '.join(shlex.quote(arg).replace('\n', '\'"$tej_nl"\'')
+                     for arg in argv)
+    prefix = ''
+    if any('\n' in arg for arg in argv):
+        prefix = "tej_nl=$(printf '\\n_'); tej_nl=${tej_nl%_}; "
+    line = '%sset -- %s; %s\n' % (prefix, words, _BOOTSTRAP)
+    if fast:
+        line = '%sset -- %s; %s\n' % (prefix, words, _FAST_START) + line
+    return line.encode('utf-8', 'surrogateescape')
 
 
 # ===========================================================================
@@ -684,14 +855,6 @@ def _ssh_config_word(text):
         '%', '%%')
 
 
-def _last_line(text):
-    """The last line of ``text`` that is not blank, stripped ('' for
-    none): ssh's log says what went wrong last.
-    """
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ''
-
-
 def _seconds_text(seconds):
     """``1 second``, ``2.5 seconds``."""
     return '%g second%s' % (seconds, '' if seconds == 1 else 's')
@@ -749,6 +912,36 @@ def _duration(value, what, integer=False):
     return seconds
 
 
+def _normalize_member(name, error=Error, top=False):
+    """A relative path inside a job, normalized; raise ``error`` if it is
+    absolute or goes up with ``..``. With ``top``, ``.`` (the job's whole
+    directory) is ``''``.
+    """
+    if not isinstance(name, str) or not name:
+        raise error("Invalid path %r" % (name,))
+    given = name
+    while name.startswith('./'):
+        name = name[2:]
+    parts = [p for p in name.split('/') if p not in ('', '.')]
+    if top and not parts and not given.startswith('/'):
+        return ''
+    if name.startswith('/') or '..' in parts or not parts:
+        raise error("Invalid path %r: it must be relative to the job "
+                    "directory, without '..'" % (name,))
+    return '/'.join(parts)
+
+
+def _within(path, top):
+    """Is ``path`` ``top`` or below it (both normalized, absolute)?"""
+    return path == top or path.startswith(top.rstrip('/') + '/')
+
+
+def _check_queue_path(path):
+    """Raise `ValueError` for a queue path that the runtime cannot take."""
+    if not path or '\n' in path or '\0' in path:
+        raise ValueError("Invalid queue path %r" % (path,))
+
+
 def _check_directory(directory):
     """Raise `ValueError` unless ``directory`` is a directory, saying
     whether it is missing or something else.
@@ -789,12 +982,4762 @@ def _script_mode(directory, script):
 
 
 # ===========================================================================
-# Embedded runtimes (make embed copies runtimes/*.sh here, verbatim)
+# Transports
 # ===========================================================================
 
+def _timeout_setting(name, default, zero=False):
+    """The environment's setting ``name``, seconds (``default`` when it is
+    unset or empty); 0 only when ``zero`` says it means something. Raise
+    `Error` for anything else.
+    """
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        seconds = _duration(value, name)
+    except ValueError as e:
+        raise Error(str(e))
+    if seconds == 0 and not zero:
+        raise Error("%s must be more than 0 seconds" % name)
+    return seconds
+
+
+class _Transport(object):
+    """Runs the runtime's bootstrap somewhere; subclasses say where."""
+
+    #: What this transport prefixes to the commands it logs.
+    name = None
+
+    def run(self, argv, stdin=None, timeout=None):
+        """Run the bootstrap with ``argv`` (QUEUE VERSIONS VERB ARG...; see
+        _READ_AND_RUN); return (exit code, stdout bytes, stderr bytes).
+        ``stdin`` is None, bytes, or a file.
+        """
+        raise NotImplementedError
+
+    def stream(self, argv):
+        """Start ``argv`` with its stdout readable as a stream; return an
+        object with ``stdout``, ``finish() -> (code, stderr bytes)`` and
+        ``abort()``.
+        """
+        raise NotImplementedError
+
+    def close(self):
+        """Close the shared connection, if there is one."""
+
+
+#: What a new pipe surely takes without blocking (Linux 64 KiB, macOS 16
+#: KiB at first), for _start_call.
+_PIPE_BUF = 8192
+
+
+class _NoFeeder(object):
+    """The feeder of a call whose stdin was written whole beforehand."""
+
+    @staticmethod
+    def join():
+        pass
+
+
+_NO_FEEDER = _NoFeeder()
+
+
+def _start_call(popen, command, argv, stdin, **kwargs):
+    """Start ``popen(command, stdin=PIPE_END, **kwargs)``, a call whose
+    stdin is its line (_call_line of ``argv``) then ``stdin``: None, bytes,
+    a file, or a producer, ``stdin(pipe)``, that writes to the binary
+    ``pipe`` as it goes (an upload: no copy of it is made). A thread feeds
+    it (none when it is only a short line, written beforehand): the process
+    has it as ``feeder``, to join once the process has ended, and
+    ``feed_error``, what the producer raised (not the process going away),
+    to raise then (see _fed).
+    """
+    import threading
+    # the verbs of the runtime itself (_install, _detect) are the
+    # bootstrap's
+    head = _call_line(argv, fast=stdin is None and not argv[2].startswith('_'))
+    read, write = os.pipe()
+    if stdin is None and len(head) <= _PIPE_BUF:
+        # all of it fits in the pipe now: no thread (a call is quicker)
+        try:
+            with open(write, 'wb') as pipe:
+                pipe.write(head)
+            proc = popen(command, stdin=read, **kwargs)
+        finally:
+            os.close(read)
+        proc.feeder, proc.feed_error = _NO_FEEDER, []
+        return proc
+    _grow_pipe(write)
+    failed = []
+
+    def feed():
+        try:
+            with open(write, 'wb') as pipe:
+                pipe.write(head)
+                if isinstance(stdin, bytes):
+                    pipe.write(stdin)
+                elif callable(stdin):
+                    try:
+                        stdin(pipe)
+                    except (BrokenPipeError, ConnectionResetError):
+                        raise
+                    except BaseException as e:
+                        failed.append(e)
+                        # what the server has is no archive: its tar fails
+                        # instead of taking a part of the job for all of it
+                        pipe.write(b'\xff' * 1024)
+                elif stdin is not None:
+                    # what has come so far, not a whole buffer (a pipe)
+                    chunk = getattr(stdin, 'read1', stdin.read)
+                    data = chunk(1 << 16)
+                    while data:
+                        pipe.write(data)
+                        pipe.flush()
+                        data = chunk(1 << 16)
+        except OSError:
+            pass  # the process has gone: its exit status says why
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    try:
+        proc = popen(command, stdin=read, **kwargs)
+    except BaseException:
+        os.close(write)
+        raise
+    finally:
+        os.close(read)
+    feeder.start()
+    proc.feeder = feeder
+    proc.feed_error = failed
+    return proc
+
+
+def _grow_pipe(fd):
+    """Make a pipe's buffer 1 MiB where the system allows it (Linux): a
+    transfer then wakes ssh once per MiB, not once per 64 KiB, and either
+    side goes on while the other is busy.
+    """
+    try:
+        import fcntl
+        fcntl.fcntl(fd, getattr(fcntl, 'F_SETPIPE_SZ', 1031), 1 << 20)
+    except (ImportError, OSError):
+        pass
+
+
+def _fed(proc):
+    """Raise what the producer of ``proc``'s stdin raised, if it did."""
+    if proc.feed_error:
+        raise proc.feed_error[0]
+
+
+def _communicate(proc, command, timeout):
+    """Collect a call's output, enforce the timeout (killing ``proc``)."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise RemoteCommandFailure(
+            "Timed out after %s: %s" % (_seconds_text(timeout), command),
+            command=command)
+    except BaseException:
+        _end_call(proc)
+        raise
+    finally:
+        proc.feeder.join()
+    _fed(proc)
+    return proc.returncode, out, err
+
+
+def _end_call(proc):
+    """End an interrupted call: TERM (to its process group, for ``local:``'s
+    sh, which has one), so that the server side cleans up after itself (a
+    job half submitted is removed); KILL if it is still there after a few
+    seconds.
+    """
+    import signal
+    try:
+        if getattr(proc, 'group', False):
+            os.killpg(proc.pid, signal.SIGTERM)
+        else:
+            proc.terminate()
+        proc.wait(timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+
+
+class _Stream(object):
+    """A running remote command whose stdout is read as a stream."""
+
+    def __init__(self, proc, errfile, on_finish=None):
+        self.proc = proc
+        self.stdout = proc.stdout
+        self._errfile = errfile
+        self._on_finish = on_finish
+
+    def finish(self):
+        self.stdout.read()
+        self.proc.wait()
+        self.proc.feeder.join()
+        self._errfile.seek(0)
+        err = self._errfile.read()
+        self._errfile.close()
+        code = self.proc.returncode
+        if self._on_finish is not None:
+            code = self._on_finish(code, err)
+        return code, err
+
+    def abort(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.proc.feeder.join()
+        self.proc.stdout.close()
+        self._errfile.close()
+        if self._on_finish is not None:
+            try:
+                self._on_finish(self.proc.returncode, b'')
+            except Error:
+                pass
+
+
+class _LocalTransport(_Transport):
+    """Runs the runtime on this machine with sh: the ``local:`` destination.
+
+    The shell is ``sh``, or TEJ_SH (tests run the runtime under each shell).
+    The home directory is where relative queue paths start, as with ssh.
+    """
+
+    name = 'local:'
+
+    def __init__(self):
+        self.shell = os.environ.get('TEJ_SH') or 'sh'
+
+    def _start(self, argv, stdin, stdout, stderr):
+        logger.debug("local: %s", _shell_command(argv))
+        home = os.path.expanduser('~')
+        if not os.path.isdir(home):
+            raise Error("The home directory %s does not exist: set HOME to "
+                        "a directory" % home)
+        try:
+            # a process group of its own: the terminal's Ctrl-C reaches the
+            # client, which ends the call (_end_call) so that sh cleans up
+            proc = _start_call(subprocess.Popen,
+                               [self.shell, '-c', _READ_AND_RUN, self.shell] +
+                               _shown(argv), argv, stdin,
+                               stdout=stdout, stderr=stderr, cwd=home,
+                               start_new_session=True)
+        except OSError as e:
+            raise Error("Cannot run %s: %s" % (self.shell, e))
+        proc.group = True
+        return proc
+
+    def run(self, argv, stdin=None, timeout=None):
+        proc = self._start(argv, stdin, subprocess.PIPE, subprocess.PIPE)
+        return _communicate(proc, _shell_command(argv), timeout)
+
+    def stream(self, argv):
+        import tempfile
+        errfile = tempfile.TemporaryFile()
+        proc = self._start(argv, None, subprocess.PIPE, errfile)
+        _grow_pipe(proc.stdout.fileno())
+        return _Stream(proc, errfile)
+
+
+def _control_dir():
+    """The private directory for control sockets: $XDG_RUNTIME_DIR/tej, or
+    ~/.cache/tej. Created 0700; refused when it is someone else's or open to
+    others.
+    """
+    runtime_dir = os.environ.get('XDG_RUNTIME_DIR')
+    home = None
+    if runtime_dir and os.path.isdir(runtime_dir):
+        path = os.path.join(runtime_dir, 'tej')
+    else:
+        home = os.path.expanduser('~')
+        path = os.path.join(home, '.cache', 'tej')
+    try:
+        os.makedirs(path, 0o700)
+    except OSError as e:
+        if home is not None and not os.path.isdir(home):
+            raise Error("The home directory %s does not exist: set HOME "
+                        "(or XDG_RUNTIME_DIR) to a directory" % home)
+        if e.errno != errno.EEXIST:
+            raise Error("Cannot create %s, for ssh's control sockets: %s "
+                        "(set XDG_RUNTIME_DIR to a directory of yours)"
+                        % (path, e.strerror or e))
+    st = os.stat(path)
+    if st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise Error("%s must be a directory of yours that only you can "
+                    "access (chmod 700)" % path)
+    return path
+
+
+#: The program that answers ssh's password prompt (SSH_ASKPASS, called
+#: with the prompt) with TEJ_PASSWORD, only when it is the prompt of the
+#: target's login as TEJ_PASSWORD_FOR (user@host; TEJ_PASSWORD_FOR_CUT as
+#: ssh before 9 cut it): a ProxyJump host, which asks in the same words for
+#: itself, gets nothing, nor does a question that is not for a password.
+_ASKPASS = r"""#!/bin/sh
+case $1 in
+    "$TEJ_PASSWORD_FOR's password: "|"$TEJ_PASSWORD_FOR_CUT's password: "|\
+    "($TEJ_PASSWORD_FOR) "*[Pp]assword*)
+        printf '%s\n' "$TEJ_PASSWORD" ;;
+    *) exit 1 ;;
+esac
+"""
+
+
+class _Askpass(object):
+    """The password of a destination, which ssh gets from _ASKPASS, never
+    from a command line. ``ssh_config()`` returns ``ssh -G``'s output for
+    the destination: it says for which login the password is, and is
+    asked once, when a call first needs it.
+    """
+
+    def __init__(self, password, ssh_config):
+        self.password = password
+        self.ssh_config = ssh_config
+        self._prompt = None
+
+    def env(self):
+        """ssh's environment for a password login (`environment`)."""
+        if self._prompt is None:
+            self._prompt = self.prompt_for(self.ssh_config())
+        return self.environment(self.program(), self.password, self._prompt)
+
+    @staticmethod
+    def program():
+        """The file of _ASKPASS, in the private control directory (written
+        the first time; its name says its version): return its path.
+        """
+        import tempfile
+        digest = _sha256(_ASKPASS.encode()).hexdigest()[:8]
+        path = os.path.join(_control_dir(), 'askpass-' + digest)
+        if not os.path.exists(path):
+            # a name of its own, renamed into place: others may be at it
+            fd, part = tempfile.mkstemp(dir=os.path.dirname(path))
+            with os.fdopen(fd, 'w') as fp:
+                fp.write(_ASKPASS)
+            os.chmod(part, 0o700)
+            os.rename(part, path)
+        return path
+
+    @staticmethod
+    def environment(program, password, prompt_for):
+        """ssh's environment for a password login: ours, plus the askpass
+        ``program`` that ssh must use (even without a display), the
+        password it answers with, and for which login (``user@host`` as
+        ssh's prompt says it).
+        """
+        user, _, host = prompt_for.partition('@')
+        env = dict(os.environ, SSH_ASKPASS=program, TEJ_PASSWORD=password,
+                   TEJ_PASSWORD_FOR=prompt_for,
+                   TEJ_PASSWORD_FOR_CUT='%s@%s' % (user[:30], host[:128]),
+                   SSH_ASKPASS_REQUIRE='force')
+        env.setdefault('DISPLAY', 'tej:0')
+        return env
+
+    @staticmethod
+    def prompt_for(config):
+        """``user@host`` as ssh's password prompt says it, from ``ssh
+        -G``'s output (its configuration for the destination): the user,
+        and the host key alias or else the host name.
+        """
+        values = {}
+        for line in config.splitlines():
+            key, _, value = line.partition(' ')
+            values.setdefault(key.lower(), value)
+        host = values.get('hostkeyalias')
+        if not host or host == 'none':
+            host = values.get('hostname', '')
+        return '%s@%s' % (values.get('user', ''), host)
+
+
+def _read_log(log):
+    """ssh's log (its -E file), as text; the file is removed."""
+    try:
+        with open(log, 'rb') as fp:
+            return fp.read().decode('utf-8', 'replace')
+    finally:
+        os.unlink(log)
+
+
+def _new_log():
+    """A new file for ssh's log (-E): return its path."""
+    import tempfile
+    fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
+    os.close(fd)
+    return log
+
+
+class _ControlMaster(object):
+    """The shared connection (ControlMaster) of one destination, through
+    its life: its socket, `check`, `start` (one tej process at a time:
+    `await_start`), `stop`. ``key`` is what identifies the connection;
+    ``argv(log, connection, flags)`` is the transport's ssh command line
+    (_SSHTransport._argv) and ``popen(argv, **kwargs)`` starts it.
+    """
+
+    def __init__(self, key, argv, popen):
+        self.key = key
+        self.argv = argv
+        self.popen = popen
+        self._path = None
+
+    @property
+    def path(self):
+        """The socket: a short hash of the key, in a private directory."""
+        if self._path is None:
+            name = _sha256(self.key.encode('utf-8')).hexdigest()[:16]
+            path = os.path.join(_control_dir(), name)
+            if len(path.encode('utf-8')) > _MAX_SOCKET_PATH:
+                raise Error(
+                    "The control socket path %s is too long for a socket "
+                    "(%d bytes at most): set XDG_RUNTIME_DIR or HOME to a "
+                    "shorter directory" % (path, _MAX_SOCKET_PATH))
+            self._path = path
+        return self._path
+
+    def there(self):
+        """Is its socket there (alive or not)?"""
+        return os.path.exists(self.path)
+
+    def request(self, command):
+        """``ssh -O command`` to the shared connection; its exit status (1
+        when it timed out).
+        """
+        proc = self.popen(self.argv(os.devnull, _SHARED, ['-O', command]),
+                          stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+        try:
+            return proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            return 1
+
+    def check(self):
+        """Is there a live shared connection? A stale socket is removed."""
+        if not self.there():
+            return False
+        if self.request('check') != 0:
+            logger.debug("removing stale control socket %s", self.path)
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+            return False
+        return True
+
+    def await_start(self):
+        """Before a call on the shared connection: when there is none, make
+        sure that one tej process starts it and the others wait for it,
+        instead of each starting one of its own at the same moment (one
+        connection would win the socket; sshd, or its limits, would see
+        them all).
+
+        Who starts it is decided by an exclusive lock (flock) on the file
+        SOCKET.lock beside the socket: its holder starts the connection
+        (`start`), the others look every _MASTER_POLL seconds for the
+        socket, and use it once it is there. The kernel drops the lock of a
+        process that died, so a crashed starter blocks no one: the next
+        waiter takes the lock and starts the connection. A starter that
+        failed says so in the lock file, with the time: the processes that
+        were waiting then make their calls as they would have (without the
+        lock: ssh's own ControlMaster=auto), to meet the same error, rather
+        than each trying again in turn. After _MASTER_WAIT seconds a waiter
+        goes on without waiting more.
+        """
+        path = self.path
+        if os.path.exists(path):
+            return
+        try:
+            import fcntl
+        except ImportError:  # Windows: no fcntl, and no shared connection
+            return
+        began = time.time()
+        deadline = time.monotonic() + _MASTER_WAIT
+        try:
+            fd = os.open(path + '.lock', os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            logger.debug("cannot open %s.lock: %s", path, e)
+            return
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES,
+                                       errno.EWOULDBLOCK):
+                        logger.debug("cannot lock %s.lock: %s", path, e)
+                        return
+                if os.path.exists(path):
+                    return
+                if time.monotonic() > deadline:
+                    logger.debug("no shared connection after %s: going on "
+                                 "without waiting",
+                                 _seconds_text(_MASTER_WAIT))
+                    return
+                time.sleep(_MASTER_POLL)
+            if os.path.exists(path):
+                return  # made while this process waited
+            note = os.pread(fd, 64, 0).decode('ascii', 'replace').split()
+            try:
+                failed = note[0] == 'failed' and float(note[1]) >= began
+            except (IndexError, ValueError):
+                failed = False
+            if failed:
+                return  # the starter this process waited for failed
+            if not self.start():
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, b'failed %f\n' % time.time(), 0)
+        finally:
+            os.close(fd)  # and the lock with it
+
+    def start(self):
+        """Start the shared connection in the background (ssh -M -N -f,
+        never prompting); return whether it is there. A failure is not an
+        error here: the call that follows meets it and reports it.
+        """
+        log = _new_log()
+        # -N: no command; -f: to the background once the connection is up,
+        # its socket listening
+        proc = self.popen(self.argv(log, _MASTER, ['-N', '-f']),
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+        try:
+            code = proc.wait(timeout=_MASTER_WAIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        text = _read_log(log)
+        if code != 0:
+            logger.debug("could not start the shared connection (%d): %s",
+                         code, text.strip())
+        return code == 0 and self.there()
+
+    def stop(self):
+        """Close the shared connection, if there is one (ssh -O exit)."""
+        if self.there():
+            self.request('exit')
+
+
+class _SSHTransport(_Transport):
+    """Runs the runtime through the system OpenSSH client.
+
+    One shared connection per destination (ControlMaster), kept open for
+    TEJ_CONTROL_PERSIST seconds after its last use.
+    """
+
+    def __init__(self, destination, ssh_options=(), multiplex=True,
+                 ssh=None, command_for=None):
+        self.hostname = destination['hostname']
+        self.username = destination.get('username')
+        self.port = destination.get('port')
+        self.password = destination.get('password')
+        self.options = list(ssh_options)
+        self.multiplex = multiplex
+        self.ssh = ssh or os.environ.get('TEJ_SSH') or 'ssh'
+        self.name = destination_as_string(dict(destination, password=None))
+        #: command_for(COMMAND): the tej command line that a message
+        #: suggests (RemoteQueue.command_for)
+        self.command_for = command_for or (
+            lambda command: _shell_command(['tej', command, self.name]))
+        self.persist = int(_timeout_setting('TEJ_CONTROL_PERSIST',
+                                            _DEFAULT_PERSIST, zero=True))
+        # ssh asks every interval, and gives up after 4 without an answer
+        self.keepalive = max(1, int(-(-_timeout_setting(
+            'TEJ_KEEPALIVE', _DEFAULT_KEEPALIVE) // 4)))
+        # used only when multiplex is on (tej login makes one all the same)
+        self.master = _ControlMaster(
+            '\0'.join([self.hostname, self.username or '',
+                       str(self.port or '')] + self.options),
+            self._argv, self._popen)
+        self.askpass = None
+        if self.password is not None:
+            self.askpass = _Askpass(self.password, self._ssh_config)
+
+    def _argv(self, log, connection, flags=(), prompt=False):
+        """The ssh command line of every call, login and ``-O`` request, up
+        to the destination: ``connection`` is _SHARED, _OWN or _MASTER (see
+        Constants), ``flags`` go before the destination; ssh may ask in the
+        terminal only with ``prompt`` (tej login).
+
+        The user's options come first: ssh keeps the first value it is
+        given for each option.
+        """
+        argv = [self.ssh] + self.options + [
+            # ssh's own messages go to a file, apart from the job's stderr
+            '-E', log,
+            # give up on an unreachable host instead of hanging
+            '-o', 'ConnectTimeout=%d' % _CONNECT_TIMEOUT,
+            # notice a dead network or server within TEJ_KEEPALIVE seconds
+            '-o', 'ServerAliveInterval=%d' % self.keepalive,
+            '-o', 'ServerAliveCountMax=4',
+        ]
+        if self.password is not None:
+            # the password comes from SSH_ASKPASS (_Askpass), never a
+            # command line; one try: a wrong one is not asked again
+            argv += ['-o', 'BatchMode=no', '-o', 'NumberOfPasswordPrompts=1']
+        else:
+            # never prompt: "tej login" is the interactive way in, and
+            # prompts whatever ssh_config says (a -o given to tej wins)
+            argv += ['-o', 'BatchMode=%s' % ('no' if prompt else 'yes')]
+        if connection == _OWN:
+            # neither use nor create a shared connection
+            argv += ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
+        else:
+            mux_only = connection == _SHARED and self._mux_only()
+            argv += [
+                # share one connection between calls: use the one there is,
+                # else become it; "tej login" starts it in any case
+                '-o', 'ControlMaster=%s' % (
+                    'yes' if connection == _MASTER else
+                    'no' if mux_only else 'auto'),
+                # our own socket, in a private directory
+                '-o', 'ControlPath=%s' % _ssh_config_word(self.master.path),
+                # keep the connection open a while for the next call
+                '-o', 'ControlPersist=%d' % self.persist,
+            ]
+            if mux_only:
+                # the shared connection is there: a session that it refuses
+                # (sshd's MaxSessions, 10) fails and is tried again a moment
+                # later (_SSH_REFUSED), instead of ssh silently making a
+                # whole connection of its own in its place
+                argv += ['-o', 'ProxyCommand=false']
+        argv += list(flags)
+        if self.username is not None:
+            argv += ['-l', self.username]
+        if self.port is not None:
+            argv += ['-p', str(self.port)]
+        return argv + ['--', self.hostname]
+
+    def _popen(self, argv, **kwargs):
+        """Start ssh; with a password, the askpass program answers it (in
+        a session of its own: ssh asks the terminal when it has one).
+        """
+        env = None if self.askpass is None else self.askpass.env()
+        try:
+            return subprocess.Popen(argv, env=env,
+                                    start_new_session=env is not None,
+                                    **kwargs)
+        except OSError as e:
+            raise Error("Cannot run %s: %s" % (self.ssh, e))
+
+    def _ssh_config(self):
+        """``ssh -G``'s output: how ssh sees the destination."""
+        argv = self._argv(os.devnull, _OWN, ['-G'])
+        try:
+            config = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise Error("Cannot run %s -G: %s" % (self.ssh, e))
+        if config.returncode != 0:
+            raise Error("%s -G %s failed: %s" % (
+                self.ssh, self.hostname,
+                _last_line(config.stderr.decode('utf-8', 'replace'))))
+        return config.stdout.decode('utf-8', 'replace')
+
+    def _start(self, argv, stdin, stdout, stderr, connection):
+        """Start the call ``argv`` (see _start_call); return the process
+        and the path of ssh's log (read it with _read_log).
+        """
+        log = _new_log()
+        logger.debug("%s: %s", self.name, _shell_command(argv))
+        try:
+            # no terminal, no X11: a plain pipe to sh. "exec": the login
+            # shell (sh, csh, fish alike) becomes that sh, one process less
+            proc = _start_call(
+                self._popen, self._argv(log, connection, ['-T', '-x']) +
+                ['exec %s sh %s' % (
+                    _shell_command(['sh', '-c', _READ_AND_RUN]),
+                    ' '.join("'%s'" % word for word in _shown(argv)))],
+                argv, stdin, stdout=stdout, stderr=stderr)
+        except BaseException:
+            os.unlink(log)
+            raise
+        return proc, log
+
+    def _error(self, outcome, log):
+        """The exception that reports an ssh failure (see _classify_ssh)."""
+        if outcome == _SSH_HOST_KEY:
+            return Error(
+                "The host key of %s is unknown or has changed. Check it, "
+                "then accept it with: %s" % (self.hostname,
+                                             self.command_for('login')))
+        if outcome == _SSH_AUTH:
+            return Error(
+                "Authentication to %s failed. tej does not prompt: use a "
+                "key or an agent, or log in first with: %s"
+                % (self.name, self.command_for('login')))
+        if outcome == _SSH_CONFIG:
+            return Error("ssh cannot use its options or configuration: %s"
+                         % _last_line(log))
+        error = ConnectionLost(
+            "Cannot connect to %s: %s" % (
+                self.name, _last_line(log) or "the connection was lost"),
+            command=self.ssh, ret=255, stderr=log[-2000:])
+        error.transient = outcome != _SSH_NO_HOST
+        return error
+
+    def _attempts(self, attempt):
+        """The retry loop of `run` and `stream`. ``attempt(connection)``
+        makes one attempt: it returns ``(result, None)`` once ssh ran the
+        command, ``(None, log)`` when ssh failed (exit status 255). Failures
+        that happened before the command ran are tried again, a while later
+        (_next_connection); return the result, or raise the error.
+        """
+        connection = _SHARED if self.multiplex else _OWN
+        if connection == _SHARED:
+            self.master.await_start()
+        for count in range(1, _SSH_ATTEMPTS + 1):
+            result, log = attempt(connection)
+            if log is None:
+                return result
+            outcome = _classify_ssh(255, log)
+            logger.debug("ssh failed (%s), attempt %d: %s", outcome, count,
+                         log.strip())
+            if outcome not in _SSH_RETRIED or count == _SSH_ATTEMPTS:
+                break
+            connection = self._next_connection(outcome, count, connection)
+        raise self._error(outcome, log)
+
+    def _next_connection(self, outcome, count, connection):
+        """After the ``count``-th attempt failed with a retried ``outcome``:
+        wait a little, and return the connection of the next attempt.
+        """
+        if outcome == _SSH_MUX:
+            # a stale socket is removed and the shared connection made
+            # again, once; a live master that fails is avoided
+            if connection == _SHARED and count == 1 and \
+                    not self.master.check():
+                self.master.await_start()
+                return _SHARED
+            return _OWN
+        time.sleep(random.uniform(
+            _SSH_BACKOFF / 2,
+            _SSH_BACKOFF * 2 ** min(count, _SSH_BACKOFF_STEPS)))
+        if outcome == _SSH_REFUSED and count >= _SHARED_REFUSALS:
+            # sessions are short, a place is soon free; else a connection
+            # of its own
+            return _OWN
+        return connection
+
+    def _mux_only(self):
+        """May a call on the shared connection forbid ssh a connection of
+        its own (_argv)? When the socket is there, and the user's options
+        name no proxy (theirs would come first and win, or clash).
+        """
+        if any(o == '-J' or o.lower().replace(' ', '').startswith(
+                ('proxycommand', 'proxyjump')) for o in self.options):
+            return False
+        return self.master.there()
+
+    def run(self, argv, stdin=None, timeout=None):
+        rewind = getattr(stdin, 'seekable', lambda: False)()
+
+        def attempt(connection):
+            if rewind:  # a file: all of it again (a pipe is read once)
+                stdin.seek(0)
+            proc, log = self._start(argv, stdin, subprocess.PIPE,
+                                    subprocess.PIPE, connection)
+            try:
+                code, out, err = _communicate(proc, _shell_command(argv),
+                                              timeout)
+            finally:
+                log = _read_log(log)
+            if code == 255:
+                return None, log + err.decode('utf-8', 'replace')
+            return (code, out, err), None
+        return self._attempts(attempt)
+
+    def stream(self, argv):
+        import tempfile
+
+        def attempt(connection):
+            errfile = tempfile.TemporaryFile()
+            proc, log = self._start(argv, None, subprocess.PIPE, errfile,
+                                    connection)
+            # ssh goes on while a file is written here
+            _grow_pipe(proc.stdout.fileno())
+            # ssh's failures come before any output: peek at the first byte
+            if proc.stdout.peek(1):
+                return _Stream(proc, errfile, self._stream_end(log)), None
+            proc.wait()
+            proc.feeder.join()
+            log = _read_log(log)
+            if proc.returncode != 255:
+                return _Stream(proc, errfile), None
+            errfile.seek(0)
+            err = errfile.read()
+            errfile.close()
+            proc.stdout.close()
+            return None, log + err.decode('utf-8', 'replace')
+        return self._attempts(attempt)
+
+    def _stream_end(self, log):
+        """The end of a stream that started: exit status 255 is a connection
+        that broke on the way.
+        """
+        def on_finish(code, err):
+            text = _read_log(log)
+            if code == 255:
+                raise ConnectionLost(
+                    "Connection to %s lost: %s" % (
+                        self.name, _last_line(text) or "ssh failed"),
+                    command=self.ssh, ret=255, stderr=text[-2000:])
+            return code
+        return on_finish
+
+    def login(self):
+        """Open the shared connection interactively: password, 2FA and
+        host key questions happen here, once. Raise `Error` when it fails.
+        """
+        if self.multiplex and self.master.check():
+            logger.info("Already logged in to %s; to close the connection: "
+                        "%s", self.name, self.command_for('logout'))
+            return
+        log = _new_log()
+        # -N: no command; -f: to the background once logged in
+        code = self._popen(self._argv(log, _MASTER, ['-N', '-f'],
+                                      prompt=True)).wait()
+        text = _read_log(log)
+        if code == 0:
+            logger.info("Logged in to %s. The connection stays open for "
+                        "%s unused, or until: %s", self.name,
+                        _seconds_text(self.persist),
+                        self.command_for('logout'))
+        else:
+            outcome = _classify_ssh(code, text)
+            if outcome == _SSH_AUTH:
+                raise Error("Authentication to %s failed: %s" % (
+                    self.name, _last_line(text)))
+            if outcome == _SSH_HOST_KEY:
+                raise self._error(outcome, text)
+            raise Error("Could not log in to %s: %s" % (
+                self.name, _last_line(text) or "ssh failed"))
+
+    def close(self):
+        if self.multiplex:
+            self.master.stop()
+
+
+# ===========================================================================
+# Transfers: job files up, downloads down
+# ===========================================================================
+#
+# Which files a job sends and the tar stream that sends them; a download's
+# plan (what is there already), its stream read into place, and the safe
+# extraction of its archive. This chapter comes before the Queue API
+# rather than after it (STYLE's order) so that the API, which calls it,
+# refers back to it, never forward.
+
+#: The file of a job directory that lists patterns to leave out.
+_IGNORE_FILE = '.tejignore'
+
+
+def _exclusions(directory, excludes=()):
+    """The patterns to leave out of ``directory``: ``excludes`` and the
+    lines of its .tejignore (blank lines and ``#`` comments skipped),
+    normalized (no leading ``./``, no trailing ``/``).
+    """
+    patterns = list(excludes)
+    try:
+        with open(os.path.join(directory, _IGNORE_FILE), 'rb') as fp:
+            lines = fp.read().decode('utf-8', 'surrogateescape').splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        lines = []
+    except OSError as e:
+        raise Error("Cannot read %s: %s" % (
+            os.path.join(directory, _IGNORE_FILE), e.strerror))
+    patterns += [line.strip() for line in lines
+                 if line.strip() and not line.lstrip().startswith('#')]
+    result = []
+    for pattern in patterns:
+        while pattern.startswith('./'):
+            pattern = pattern[2:]
+        pattern = pattern.rstrip('/')
+        if pattern:
+            result.append(pattern)
+    return result
+
+
+def _excluded(relative, patterns):
+    """Does a pattern match ``relative`` (a path in the job), as tar's
+    --exclude does: the whole path, or its end from any ``/`` on (so
+    ``*.o`` and ``build`` match at any depth, ``src/*.o`` below any
+    ``src``); ``*`` matches ``/`` too.
+    """
+    import fnmatch
+    parts = relative.split('/')
+    for start in range(len(parts)):
+        tail = '/'.join(parts[start:])
+        for pattern in patterns:
+            if fnmatch.fnmatchcase(tail, pattern):
+                return True
+    return False
+
+
+def _job_files(directory, excludes=(), dereference=False, warn=True,
+               warned=None):
+    """What a job directory sends, in the order it is sent (each
+    directory's entries sorted by name, then its subdirectories'): yield
+    ``(relative path, path, stat, link target or None)``, each file
+    stat'ed once. Patterns of ``excludes`` and of .tejignore leave out
+    what they match (a directory with all below it). A symbolic link that
+    is absolute or leads out of ``directory`` is sent as it is, with a
+    warning (unless not ``warn``; once for the paths in the set
+    ``warned``, which gets them), or with ``dereference`` as the file it
+    leads to. Raise `Error`
+    for a fifo, socket or device (it cannot be sent; reading it could
+    hang) and for what cannot be read.
+    """
+    patterns = _exclusions(directory, excludes)
+    top = os.path.realpath(directory)
+
+    def walk(path, relative):
+        try:
+            with os.scandir(path) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as e:
+            raise Error("Cannot read %s: %s" % (path, e.strerror))
+        subdirectories = []
+        for entry in entries:
+            name = relative + entry.name
+            if patterns and _excluded(name, patterns):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                link = os.readlink(entry.path) \
+                    if stat.S_ISLNK(st.st_mode) else None
+            except OSError as e:
+                raise Error("Cannot read %s: %s" % (entry.path, e.strerror))
+            if link is not None and (os.path.isabs(link) or not _within(
+                    os.path.realpath(entry.path), top)):
+                if dereference:
+                    try:
+                        st = os.stat(entry.path)
+                    except OSError:
+                        raise Error("Cannot send %s: the link leads to %s, "
+                                    "which is not there" % (entry.path,
+                                                            link))
+                    if stat.S_ISDIR(st.st_mode):
+                        raise Error("Cannot send %s with --dereference: "
+                                    "it leads to a directory, %s"
+                                    % (entry.path, link))
+                    link = None
+                elif warn and entry.path not in (warned or ()):
+                    if warned is not None:
+                        warned.add(entry.path)
+                    logger.warning(
+                        "%s is a link to %s, outside the job directory: it "
+                        "will lead elsewhere on the server, or nowhere "
+                        "(--dereference sends what it leads to)",
+                        entry.path, link)
+            if link is None and not (stat.S_ISREG(st.st_mode) or
+                                     stat.S_ISDIR(st.st_mode)):
+                raise Error("Cannot send %s: it is a %s" % (
+                    entry.path, _file_kind(st.st_mode)))
+            yield name, entry.path, st, link
+            if link is None and stat.S_ISDIR(st.st_mode):
+                subdirectories.append((entry.path, name + '/'))
+        for path, relative in subdirectories:
+            for item in walk(path, relative):
+                yield item
+
+    return walk(directory, '')
+
+
+def _file_kind(mode):
+    """What a file that is not a regular file, directory or link is."""
+    if stat.S_ISFIFO(mode):
+        return 'fifo (named pipe)'
+    if stat.S_ISSOCK(mode):
+        return 'socket'
+    return 'device'
+
+
+def _size_text(size):
+    """``size`` bytes, for people: 512 B, 3.2 MiB..."""
+    for unit in ('B', 'KiB', 'MiB', 'GiB'):
+        if size < 1024 or unit == 'GiB':
+            break
+        size /= 1024.0
+    return ('%d %s' if unit == 'B' else '%.1f %s') % (size, unit)
+
+
+def _meter(progress, what):
+    """The `_Meter` that ``progress`` asks for: None (false: no meter),
+    one on stderr (True: redrawn in place on a terminal, else a line now
+    and then; ``'lines'``: lines in any case), or one that calls
+    ``progress(bytes done, total bytes or None)``.
+    """
+    if not progress:
+        return None
+    if callable(progress):
+        return _Meter(what, callback=progress)
+    return _Meter(what, lines=progress == 'lines' or not _isatty(sys.stderr))
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _Meter(object):
+    """Progress of a transfer on stderr: bytes done of the total, rate and
+    time left, once it has lasted a second; redrawn in place, or (``lines``)
+    a line every few seconds. Or a ``callback(done, total)`` for each
+    piece.
+    """
+
+    def __init__(self, what, callback=None, lines=False):
+        self.what = what
+        self.callback = callback
+        self.lines = lines
+        self.total = None
+        self.restart()
+
+    def restart(self):
+        self.bytes = 0
+        self.start = time.monotonic()
+        self.shown = None
+
+    def add(self, count):
+        self.bytes += count
+        if self.callback is not None:
+            self.callback(self.bytes, self.total)
+            return
+        now = time.monotonic()
+        if now - self.start < 1:
+            return
+        if self.shown is None or \
+                now - self.shown >= (5 if self.lines else 0.25):
+            self.shown = now
+            self.show(now)
+
+    def show(self, now, last=False):
+        elapsed = max(now - self.start, 1e-3)
+        rate = self.bytes / elapsed
+        text = '%s: %s' % (self.what, _size_text(self.bytes))
+        if self.total:
+            text += ' of %s (%d%%)' % (_size_text(self.total),
+                                       min(100, 100 * self.bytes //
+                                           self.total))
+        text += ', %s/s' % _size_text(rate)
+        if last:
+            text += ', %s' % _format_duration(elapsed)
+        elif self.total and rate > 0 and self.total > self.bytes:
+            text += ', %s left' % _format_duration(
+                (self.total - self.bytes) / rate)
+        if self.lines:
+            sys.stderr.write('tej: %s\n' % text)
+        else:
+            sys.stderr.write('\r\x1b[Ktej: %s%s' % (text, '\n' if last
+                                                     else ''))
+        sys.stderr.flush()
+
+    def done(self):
+        """The transfer ended: its last line, if it was shown at all."""
+        if self.callback is None and self.shown is not None:
+            self.show(time.monotonic(), last=True)
+            self.shown = None
+
+    def close(self):
+        """The transfer stopped: end the line being redrawn."""
+        if self.callback is None and self.shown is not None and \
+                not self.lines:
+            sys.stderr.write('\n')
+            sys.stderr.flush()
+        self.shown = None
+
+
+class _Upload(object):
+    """A job's directory as submit sends it: called with the pipe to the
+    server, it writes the tar stream there as it makes it (no copy of the
+    job), with the progress meter of ``progress`` (see `_meter`) when
+    there is one. It may be called again (a call after the runtime was
+    installed sends it again); `close` ends the meter.
+    """
+
+    def __init__(self, directory, excludes, dereference, compress,
+                 progress):
+        self.directory = directory
+        self.excludes = excludes
+        self.dereference = dereference
+        self.compress = compress
+        self.entries, self.warned = None, set()
+        self.meter = _meter(progress, 'Uploading')
+        if self.meter is not None:  # the total first, for the meter
+            self.entries = list(_job_files(directory, excludes,
+                                           dereference))
+            self.meter.total = sum(
+                st.st_size for _, _, st, link in self.entries
+                if link is None and stat.S_ISREG(st.st_mode))
+
+    def __call__(self, pipe):
+        meter = self.meter
+        if meter is not None:
+            meter.restart()  # a try before the runtime was there
+        _write_tar(self.directory, pipe, self.excludes, self.dereference,
+                   meter and meter.add, self.compress, self.entries,
+                   self.warned)
+        if meter is not None:
+            meter.done()
+
+    def close(self):
+        if self.meter is not None:
+            self.meter.close()
+
+
+def _download_targets(files, directory, destination):
+    """What a download asks for (see `RemoteQueue.download`): return the
+    normalized paths of ``files`` (a path or a list; each once), and
+    ``{path: local path}``, in ``directory`` (None: the current one) or,
+    for one file, as ``destination``. Raise `ValueError` for paths that
+    overlap or would land on the same name, or a ``destination`` whose
+    directory is not there.
+    """
+    if isinstance(files, str):
+        files = [files]
+    # one file asked for twice is fetched once
+    files = list(dict.fromkeys(_normalize_member(f, ValueError, top=True)
+                               for f in files))
+    for inner in files:
+        for outer in files:
+            if inner != outer and (outer == '' or
+                                   inner.startswith(outer + '/')):
+                raise ValueError("%s is inside %s: ask for one of them"
+                                 % (inner, outer or '.'))
+    if not files:
+        return files, {}
+    if destination is not None:
+        if len(files) != 1:
+            raise ValueError("destination is for one file; use "
+                             "directory for several")
+        destination = str(destination)
+        _need_parent(destination, 'destination')
+        return files, {files[0]: destination}
+    directory = str(directory if directory is not None else '.')
+    targets = {f: os.path.join(directory, f.rsplit('/', 1)[-1])
+               if f else directory for f in files}
+    if len(set(targets.values())) != len(targets):
+        raise ValueError("Several files have the same name: give "
+                         "their parent directory instead")
+    return files, targets
+
+
+#: os.open's flag for no newline translation (Windows; 0 elsewhere).
+_O_BINARY = getattr(os, 'O_BINARY', 0)
+
+
+class _TarSink(object):
+    """Where an archive is written as it is made: small writes gathered,
+    a big file's data sent by the kernel (sendfile) where it can, gzipped
+    when asked; ``progress(n)`` is told of each ``n`` bytes of data.
+    """
+
+    def __init__(self, fileobj, compress=False, progress=None):
+        import zlib
+        self.fileobj = fileobj
+        fileobj.flush()
+        try:
+            self.fd = fileobj.fileno()
+        except (AttributeError, OSError, ValueError):
+            self.fd = None
+        self.zip = zlib.compressobj(6, zlib.DEFLATED, 31) if compress \
+            else None
+        self.buffer = bytearray()
+        self.progress = progress or (lambda n: None)
+
+    def write(self, data):
+        if self.zip is not None:
+            data = self.zip.compress(data)
+        self.buffer += data
+        if len(self.buffer) >= 1 << 18:
+            self.flush()
+
+    def flush(self):
+        if not self.buffer:
+            return
+        if self.fd is None:
+            self.fileobj.write(self.buffer)
+        else:
+            view = memoryview(self.buffer)
+            while view:
+                view = view[os.write(self.fd, view):]
+            view.release()
+        self.buffer = bytearray()
+
+    def close(self):
+        if self.zip is not None:
+            self.buffer += self.zip.flush()
+        self.flush()
+        self.fileobj.flush()
+
+    def copy(self, fd, size, path):
+        """Write ``size`` bytes of the file open as ``fd``; raise `Error`
+        if it has fewer (it shrank as it was read).
+        """
+        done = 0
+        if self.zip is None and self.fd is not None and size >= 1 << 16:
+            self.flush()
+            try:
+                while done < size:
+                    sent = os.sendfile(self.fd, fd, done,
+                                       min(size - done, 1 << 23))
+                    if not sent:
+                        break
+                    done += sent
+                    self.progress(sent)
+            except OSError as e:
+                if e.errno not in (errno.EINVAL, errno.ENOSYS,
+                                   errno.ENOTSUP) or done:
+                    raise
+            except AttributeError:  # no os.sendfile
+                pass
+        if not hasattr(os, 'pread'):  # Windows
+            os.lseek(fd, done, os.SEEK_SET)
+        while done < size:
+            if hasattr(os, 'pread'):
+                data = os.pread(fd, min(size - done, 1 << 20), done)
+            else:
+                data = os.read(fd, min(size - done, 1 << 20))
+            if not data:
+                break
+            self.write(data)
+            done += len(data)
+            self.progress(len(data))
+        if done < size:
+            raise Error("%s changed as it was read: it has %d bytes, not %d"
+                        % (path, done, size))
+
+
+def _tar_header(info):
+    """``info.tobuf(GNU_FORMAT)``, made at once when it is one block (a
+    name and link target of 100 bytes at most, sizes and times in 11 octal
+    digits): a small job's files cost no more here than in tar.
+    """
+    import tarfile
+    name = info.name
+    if info.type == tarfile.DIRTYPE and not name.endswith('/'):
+        name += '/'
+    name = name.encode('utf-8', 'surrogateescape')
+    link = info.linkname.encode('utf-8', 'surrogateescape')
+    if len(name) > 100 or len(link) > 100 or not \
+            0 <= info.size < 8 ** 11 or not 0 <= info.mtime < 8 ** 11:
+        return info.tobuf(tarfile.GNU_FORMAT, 'utf-8', 'surrogateescape')
+    block = b''.join([
+        name.ljust(100, b'\0'), b'%07o\0' % info.mode, b'0000000\0' * 2,
+        b'%011o\0' % info.size, b'%011o\0' % info.mtime, b' ' * 8,
+        info.type, link.ljust(100, b'\0'), tarfile.GNU_MAGIC,
+        b'\0' * 247])  # no owner names, device numbers nor prefix
+    return block[:148] + b'%06o\0 ' % sum(block) + block[156:]
+
+
+def _write_tar(directory, fileobj, excludes=(), dereference=False,
+               progress=None, compress=False, entries=None, warned=None):
+    """Write ``directory`` to ``fileobj`` as a tar archive, as it is read:
+    what _job_files yields (or ``entries``, a list of it), each file
+    stat'ed once, owners left out, a second name of a file as a hard link
+    to the first; gzipped with ``compress``; ``progress(n)`` told of the
+    data's bytes as they go; ``warned``: see _job_files. Raise `Error`
+    for what cannot be sent.
+    """
+    import tarfile
+    sink = _TarSink(fileobj, compress, progress)
+    seen = {}  # (device, inode) -> the first name of a hard-linked file
+    if entries is None:
+        entries = _job_files(directory, excludes, dereference,
+                             warned=warned)
+    for relative, path, st, link in entries:
+        info = tarfile.TarInfo(relative)
+        info.mode = st.st_mode & 0o7777
+        info.mtime = int(st.st_mtime)
+        info.uid = info.gid = 0
+        info.uname = info.gname = ''
+        regular = False
+        if link is not None:
+            info.type = tarfile.SYMTYPE
+            info.linkname = link
+        elif stat.S_ISDIR(st.st_mode):
+            info.type = tarfile.DIRTYPE
+        elif st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
+            info.type = tarfile.LNKTYPE
+            info.linkname = seen[st.st_dev, st.st_ino]
+        else:
+            if st.st_nlink > 1:
+                seen[st.st_dev, st.st_ino] = relative
+            info.size = st.st_size
+            regular = True
+        if regular:
+            try:
+                # (a link --dereference sends is followed; nothing else)
+                fd = os.open(path, os.O_RDONLY | _O_BINARY | (
+                    0 if dereference else getattr(os, 'O_NOFOLLOW', 0)))
+            except OSError as e:
+                raise Error("Cannot read %s: %s" % (path, e.strerror))
+            try:
+                sink.write(_tar_header(info))
+                sink.copy(fd, st.st_size, path)
+            except OSError as e:
+                if isinstance(e, (BrokenPipeError, ConnectionResetError)):
+                    raise
+                raise Error("Cannot read %s: %s" % (path, e.strerror))
+            finally:
+                os.close(fd)
+            if st.st_size % tarfile.BLOCKSIZE:
+                sink.write(tarfile.NUL * (tarfile.BLOCKSIZE -
+                                          st.st_size % tarfile.BLOCKSIZE))
+        else:
+            sink.write(_tar_header(info))
+    # the end: two zero blocks, in a whole record
+    sink.write(tarfile.NUL * tarfile.RECORDSIZE)
+    sink.close()
+
+
+#: The end of the name of a file being downloaded (see _part_name).
+_PART = '.tej-part'
+
+
+def _part_name(local, size, mtime):
+    """Where a file is written as it comes, ``.NAME.SIZE-MTIME.tej-part``
+    beside it (the server's size and time: a download that resumes finds
+    it there, for the same file), renamed to ``local`` when complete.
+    """
+    head, base = os.path.split(local)
+    return os.path.join(head, '.%s.%d-%d%s' % (base, size, mtime, _PART))
+
+
+def _leftovers(local):
+    """Is there something at ``local``, or a part of it (a download to
+    resume)?
+    """
+    if os.path.lexists(local):
+        return True
+    head, base = os.path.split(local)
+    prefix = '.%s.' % base
+    try:
+        names = os.listdir(head or '.')
+    except OSError:
+        return False
+    return any(n.startswith(prefix) and n.endswith(_PART) for n in names)
+
+
+def _parts_of(local, listings):
+    """The part files of ``local`` there are (of any size and time);
+    ``listings`` caches each directory's names.
+    """
+    head, base = os.path.split(local)
+    if head not in listings:
+        try:
+            listings[head] = [n for n in os.listdir(head or '.')
+                              if n.endswith(_PART)]
+        except OSError:
+            listings[head] = []
+    prefix = '.%s.' % base
+    return [os.path.join(head, n) for n in listings[head]
+            if n.startswith(prefix) and
+            re.match(r'[0-9]+-[0-9]+\Z', n[len(prefix):-len(_PART)])]
+
+
+def _need_parent(path, what):
+    """Raise `ValueError` unless the directory that would hold ``path``
+    (a download's ``what``) is there: only the last part of a path is
+    made.
+    """
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError("No such directory: %s (the %s %s is made only in "
+                         "a directory that is there)" % (
+                             os.path.dirname(path) or parent, what, path))
+
+
+#: The bits of each byte reversed: cksum's CRC is zlib's, bit-reversed.
+_REVERSED = bytes(int('{:08b}'.format(i)[::-1], 2) for i in range(256))
+
+
+class _Cksum(object):
+    """The CRC that POSIX ``cksum`` prints, at zlib's speed: cksum's CRC
+    is zlib's crc32 of the bit-reversed bytes, started at 0 and
+    bit-reversed at the end (the length follows the data, as cksum has
+    it).
+    """
+
+    def __init__(self):
+        self.crc = 0xFFFFFFFF  # zlib's form of a register at 0
+        self.size = 0
+
+    def update(self, data):
+        import zlib
+        self.crc = zlib.crc32(bytes(data).translate(_REVERSED), self.crc)
+        self.size += len(data)
+
+    def value(self):
+        import zlib
+        size, tail = self.size, bytearray()
+        while size:
+            tail.append(size & 0xff)
+            size >>= 8
+        crc = zlib.crc32(bytes(tail).translate(_REVERSED), self.crc)
+        return int('{:032b}'.format(crc ^ 0xFFFFFFFF)[::-1], 2) ^ 0xFFFFFFFF
+
+
+class _Part(object):
+    """A file cut short by a download: the first ``offset`` bytes of its
+    ``size`` are in ``part``, to go on with.
+    """
+
+    def __init__(self, name, local, part, size, offset, mtime, mode):
+        self.name, self.local, self.part = name, local, part
+        self.size, self.offset, self.mtime, self.mode = \
+            size, offset, mtime, mode
+
+
+class _Plan(object):
+    """What a download fetches into ``targets`` (member path -> local
+    path): ``paths`` whole, and ``parts`` (`_Part`). From ``entries``
+    (_parse_listing), what is there already is left out: files with the
+    server's size and time, and the beginning of those cut short.
+    """
+
+    def __init__(self, targets, recursive, paths, entries=None):
+        self.targets = targets
+        self.recursive = recursive
+        self.parts = []
+        self.paths = sorted(targets) if paths is None else list(paths)
+        if entries is None:
+            return
+        place = _placer({n: os.path.abspath(l) for n, l in targets.items()})
+        parents = set(name.rsplit('/', 1)[0] if '/' in name else ''
+                      for _, _, _, name in entries if name)
+        whole, kept = [], 0
+        mask = _umask()
+        listings = {}  # directory -> its names, for _parts_of
+        for mode, size, mtime, name in entries:
+            top, local = place(name)
+            if top is None:
+                raise Error("The server listed %r, which was not asked for"
+                            % name)
+            if not recursive and name != top:
+                continue
+            if stat.S_ISDIR(mode):
+                if name not in parents:  # empty: nothing makes it
+                    whole.append(name)
+                continue
+            if stat.S_ISREG(mode):
+                try:
+                    st = os.lstat(local)
+                except OSError:
+                    st = None
+                if st is not None and stat.S_ISREG(st.st_mode) and \
+                        st.st_size == size and int(st.st_mtime) == mtime:
+                    kept += 1
+                    continue
+                part = _part_name(local, size, mtime)
+                for stale in _parts_of(local, listings):
+                    if stale != part:  # of another version of the file
+                        _unlink_if_there(stale)
+                try:
+                    st = os.lstat(part)
+                except OSError:
+                    st = None
+                if st is not None and stat.S_ISREG(st.st_mode) and \
+                        0 < st.st_size <= size:
+                    self.parts.append(_Part(
+                        name, local, part, size, st.st_size, mtime,
+                        (mode & 0o777 & ~mask) | 0o600))
+                    continue
+            whole.append(name)
+        if not kept and not self.parts:
+            return  # nothing to leave out: all of it, as asked
+        if sum(len(name) + 3 for name in whole) > _MAX_ANSWER:
+            logger.debug("not resuming: %d files to name", len(whole))
+            self.parts = []
+            return
+        logger.info("Resuming: %d file(s) there already, %d to go on "
+                    "with, %d to fetch", kept, len(self.parts), len(whole))
+        self.paths = whole
+
+
+def _receive(stdout, plan, meter):
+    """Read a download's stream (after "stream=download") into place, as
+    ``plan`` says; return the paths that changed on the server since
+    their part was written, to fetch again whole.
+    """
+    again = []
+    kind, value, line = _read_download_frame(stdout)
+    if kind == 'size':
+        if meter is not None and value is not None:
+            meter.total = value
+        kind, value, line = _read_download_frame(stdout)
+    for index, part in enumerate(plan.parts):
+        if kind != 'part' or value[0] != index:
+            raise _broken_download("a bad line %r" % line[:80])
+        if value[1] is None:  # changed
+            _unlink_if_there(part.part)
+            again.append(part.name)
+            kind, value, line = _read_download_frame(stdout)
+            continue
+        length, tool = value[1:]
+        if length != part.size - part.offset:
+            raise _broken_download("a bad line %r" % line[:80])
+        crc = _receive_part(stdout, part, meter, tool)
+        kind, value, line = _read_download_frame(stdout)
+        if kind != 'sum':
+            raise _broken_download("a bad line %r" % line[:80])
+        if value == str(crc):  # cksum: a number; md5sum: hex
+            os.chmod(part.part, part.mode)
+            os.utime(part.part, (part.mtime, part.mtime))
+            os.rename(part.part, part.local)
+        else:
+            logger.warning("%s had changed on the server: fetching it "
+                           "again, whole", part.local)
+            _unlink_if_there(part.part)
+            again.append(part.name)
+        kind, value, line = _read_download_frame(stdout)
+    if kind == 'tar':
+        _extract(stdout, plan.targets, plan.recursive, meter)
+    elif kind != 'end':
+        raise _broken_download("a bad line %r" % line[:80])
+    return again
+
+
+def _receive_part(stdout, part, meter, tool):
+    """Append the rest of a part, from the stream; return what ``tool``
+    (cksum or md5sum) says of the whole file.
+    """
+    if tool == 'cksum':
+        crc = _Cksum()
+    else:
+        import hashlib
+        crc = hashlib.md5()
+    with open(part.part, 'r+b') as out:
+        left = part.offset
+        while left:
+            data = out.read(min(left, 1 << 20))
+            if not data:
+                raise Error("%s shrank" % part.part)
+            crc.update(data)
+            left -= len(data)
+        out.truncate(part.offset)
+        left = part.size - part.offset
+        while left:
+            data = stdout.read(min(left, 1 << 20))
+            if not data:
+                raise _broken_download("it ended in %s" % part.name)
+            out.write(data)
+            crc.update(data)
+            left -= len(data)
+            if meter is not None:
+                meter.add(len(data))
+    return crc.value() if tool == 'cksum' else crc.hexdigest()
+
+
+def _unlink_if_there(path):
+    """Remove the file ``path``, if it is there."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _umask():
+    """The process's umask (reading it means setting it: set it back)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _write_member(tar, member, local, mode, meter=None):
+    """Write a regular member's data to ``local`` as it comes: into its
+    part file beside it (_part_name), renamed into place when complete,
+    with the member's time (what was at ``local``, a link included, is
+    replaced, never written through). A part cut short by an error is
+    kept, for a download that resumes. Runs of zeros, and a sparse
+    member's holes, are holes on disk, not written.
+    """
+    # unbuffered: a sparse member's data blocks are read at their offsets,
+    # in order (the stream only goes forwards), and its holes skipped
+    source = tar.extractfile(member).raw
+    blocks = member.sparse or [(0, member.size)]
+    part = _part_name(local, member.size, int(member.mtime))
+    _unlink_if_there(part)  # never written through: a new file of ours
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY |
+                 getattr(os, 'O_NOFOLLOW', 0), 0o600)
+    # a big file is written by a thread while the next piece comes
+    out = _FileWriter(fd, member.size >= 1 << 22)
+    try:
+        try:
+            for offset, size in blocks:
+                source.seek(offset)
+                while size > 0:
+                    data = source.read(min(size, 1 << 20))
+                    if not data:
+                        raise _broken_download("it ended in %s"
+                                               % member.name)
+                    size -= len(data)
+                    if meter is not None:
+                        meter.add(len(data))
+                    if not _zeros(data):  # zeros are a hole
+                        out.write(offset, data)
+                    offset += len(data)
+        finally:
+            out.close()
+        os.ftruncate(fd, member.size)
+        os.close(fd)
+        fd = None
+        os.chmod(part, mode)
+        os.utime(part, (member.mtime, member.mtime))
+        os.rename(part, local)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        # what came of a plain member is a beginning to go on from;
+        # nothing else is
+        if member.sparse or not os.path.isfile(part) or \
+                os.path.getsize(part) == 0:
+            _unlink_if_there(part)
+        raise
+
+
+def _zeros(data):
+    """Is ``data`` all zeros? Counting them costs 0.3 s a GiB: its ends
+    and middle say no at once for most data.
+    """
+    return not data or (data[0] == 0 and data[-1] == 0 and
+                        data[len(data) // 2] == 0 and
+                        data.count(0) == len(data))
+
+
+class _FileWriter(object):
+    """Writes pieces of a file at their offsets: in a thread of its own
+    when ``threaded`` (the disk and the network then work at once, a few
+    MiB apart at most), else at once. `close` waits for the thread and
+    raises what a write raised.
+    """
+
+    def __init__(self, fd, threaded):
+        self.fd = fd
+        self.error = []
+        self.thread = None
+        if threaded and hasattr(os, 'pwrite'):
+            import queue
+            import threading
+            self.queue = queue.Queue(8)
+            self.thread = threading.Thread(target=self._run, daemon=True)
+            self.thread.start()
+
+    def _put(self, offset, data):
+        if hasattr(os, 'pwrite'):
+            view = memoryview(data)
+            while view:
+                written = os.pwrite(self.fd, view, offset)
+                view, offset = view[written:], offset + written
+        else:
+            os.lseek(self.fd, offset, os.SEEK_SET)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+
+    def _run(self):
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if not self.error:
+                try:
+                    self._put(*item)
+                except OSError as e:
+                    self.error.append(e)
+
+    def write(self, offset, data):
+        if self.error:
+            raise self.error[0]
+        if self.thread is None:
+            self._put(offset, data)
+        else:
+            self.queue.put((offset, data))
+
+    def close(self):
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+        if self.error:
+            raise self.error[0]
+
+
+def _bounded_tarinfo():
+    """A TarInfo class that refuses a long name or a pax header of more
+    than _MAX_TAR_HEADER bytes: tarfile reads them whole, in memory. Its
+    ``ended`` says why the archive ended: True for its end (a block of
+    zeros), False for anything else (the stream ended, or garbage), which
+    tarfile takes silently for the end.
+    """
+    import tarfile
+
+    class BoundedInfo(tarfile.TarInfo):
+        ended = [None]
+
+        @classmethod
+        def fromtarfile(cls, tar):
+            try:
+                return super(BoundedInfo, cls).fromtarfile(tar)
+            except tarfile.EOFHeaderError:
+                cls.ended[0] = True
+                raise
+            except tarfile.HeaderError:
+                cls.ended[0] = False
+                raise
+
+        def _proc_gnulong(self, tar):
+            self._check_size()
+            return super(BoundedInfo, self)._proc_gnulong(tar)
+
+        def _proc_pax(self, tar):
+            self._check_size()
+            return super(BoundedInfo, self)._proc_pax(tar)
+
+        def _check_size(self):
+            if self.size > _MAX_TAR_HEADER:
+                raise Error("The server sent a tar header of %d bytes"
+                            % self.size)
+    return BoundedInfo
+
+
+def _placer(targets):
+    """``place(member path)``: the target (of ``targets``, member path ->
+    absolute local path; ``''`` is the job's whole directory) that holds
+    it, and its local path; or None, None.
+    """
+    def place(name):
+        for top, top_local in targets.items():
+            if top == '':
+                return top, os.path.join(top_local, name) if name \
+                    else top_local
+            if name == top or name.startswith(top + '/'):
+                return top, top_local + name[len(top):]
+        return None, None
+    return place
+
+
+def _extract(stream, targets, recursive, meter=None):
+    """Extract a tar stream where ``targets`` says (member path -> local
+    path), safely, for an archive that may come from a hostile server:
+
+    - each member goes under its own target: no absolute names, no "..",
+      nothing that was not asked for, no devices or fifos;
+    - nothing is written through a link: a directory above a member must
+      not be a link on disk, nor one the archive holds; a file or link at
+      a member's place is replaced (a directory is not);
+    - the archive's symbolic links are made last, each only if, resolved
+      on disk through everything made before it, it stays within its
+      target; once all are made, those that a later one led out are
+      removed, until none leads out. A link that leads out is skipped,
+      with a warning;
+    - a hard link copies the file at its source's place in the
+      download (or, to a symbolic link, is that link again);
+    - long names and pax headers are bounded (_MAX_TAR_HEADER);
+    - modes are the server's permission bits less the client's umask, the
+      owner's read and write bits always, never set-id or sticky bits;
+    - files are copied as they come, never held in memory.
+    """
+    import shutil
+    import tarfile
+
+    targets = {name: os.path.abspath(local)
+               for name, local in targets.items()}
+    mask = _umask()
+    links = {}  # local path -> (link target, local target): made at the end
+    place = _placer(targets)
+    whole = '' in targets  # "." was asked for: members are "." and below
+
+    def leads_out(local, target, top_local):
+        """Does a link at ``local`` to ``target`` lead out of
+        ``top_local``, as things are on disk now? A link that goes up
+        through something that is not there is taken to: where it leads
+        would change with what is made there later.
+        """
+        path = os.path.join(os.path.dirname(local), target)
+        if os.path.isabs(target) or \
+                '..' in target.split('/') and not os.path.exists(path):
+            return True
+        return not _within(os.path.realpath(path),
+                           os.path.realpath(top_local))
+
+    def parents(local, top_local):
+        """Create the directories between ``top_local`` and ``local``,
+        refusing links on disk, and the archive's own links but those that
+        lead out (skipped: a directory takes their place).
+        """
+        path = top_local
+        for part in [''] + os.path.relpath(local, top_local).split('/')[:-1]:
+            path = os.path.normpath(os.path.join(path, part))
+            if path in links:
+                target = links.pop(path)[0]
+                if not leads_out(path, target, top_local):
+                    raise Error("Not writing %s: the server sent %s as a "
+                                "link" % (local, path))
+                logger.warning("Not creating link %s -> %s: it leads "
+                               "outside %s", path, target, top_local)
+            if path != top_local and os.path.islink(path):
+                raise Error("Not writing %s: %s is a link" % (local, path))
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+
+    def make_way(local):
+        """Remove a file or link at ``local`` (a directory stays)."""
+        if os.path.lexists(local) and not (os.path.isdir(local) and
+                                           not os.path.islink(local)):
+            os.unlink(local)
+
+    info = _bounded_tarinfo()
+    try:
+        # read 1 MiB at a time (tarfile's default is 10 KiB)
+        tar = tarfile.open(fileobj=stream, mode='r|', encoding='utf-8',
+                           errors='surrogateescape', tarinfo=info,
+                           bufsize=1 << 20)
+        for member in tar:
+            name = _normalize_member(member.name, top=whole)
+            top, local = place(name)
+            if top is None:
+                raise Error("The server sent %r, which was not asked for"
+                            % member.name)
+            if not recursive and name != top:
+                continue
+            top_local = targets[top]
+            parents(local, top_local)
+            links.pop(local, None)  # the last member of a name stays
+            if member.isdir():
+                if os.path.islink(local):
+                    os.unlink(local)
+                os.makedirs(local, exist_ok=True)
+                os.chmod(local, (member.mode & 0o777 & ~mask) | 0o700)
+            elif member.isfile():
+                _write_member(tar, member, local,
+                              (member.mode & 0o777 & ~mask) | 0o600, meter)
+            elif member.issym():
+                links[local] = (member.linkname, top_local)
+            elif member.islnk():
+                source_top, source = place(
+                    _normalize_member(member.linkname, top=whole))
+                if source_top is None:
+                    raise Error("The server sent a hard link to %r, which "
+                                "was not asked for" % member.linkname)
+                if source == local:  # a file asked for twice
+                    continue
+                if source in links:  # a second name of a symbolic link
+                    links[local] = (links[source][0], top_local)
+                    continue
+                parents(source, targets[source_top])
+                if os.path.islink(source) or not os.path.isfile(source):
+                    raise Error("Bad hard link %s -> %s"
+                                % (local, member.linkname))
+                make_way(local)
+                shutil.copy2(source, local)
+            else:
+                logger.warning("Not creating %s: devices and fifos are not "
+                               "downloaded", local)
+        tar.close()
+    except tarfile.TarError as e:
+        raise _broken_download("a broken archive: %s" % e)
+    if not info.ended[0]:
+        raise _broken_download("the archive ended early")
+
+    made = []
+    for local, (target, top_local) in links.items():
+        if leads_out(local, target, top_local):
+            logger.warning("Not creating link %s -> %s: it leads outside "
+                           "%s", local, target, top_local)
+            continue
+        if os.path.isdir(local) and not os.path.islink(local):
+            logger.warning("Not creating link %s -> %s: a directory is "
+                           "there", local, target)
+            continue
+        make_way(local)
+        os.symlink(target, local)
+        made.append((local, target, top_local))
+    # where a link leads depends on the links made after it: check them
+    # all, again after each removal, until none leads out
+    while True:
+        out = [link for link in made if leads_out(*link)]
+        if not out:
+            break
+        for link in out:
+            local, target, top_local = link
+            logger.warning("Not creating link %s -> %s: it leads outside "
+                           "%s", local, target, top_local)
+            os.unlink(local)
+            made.remove(link)
+
+
+# ===========================================================================
+# Queue API
+# ===========================================================================
+
+class ServerLogger(object):
+    """Receives what the server writes on stderr during one call.
+
+    `append` is called with bytes, `done` at the end of the call, which
+    passes the text to `message`; override `message` (or return another
+    object from `RemoteQueue.server_logger`) to route or hide it.
+    """
+
+    logger = _Logger('tej.server', '')
+
+    def __init__(self):
+        self.data = []
+
+    def append(self, data):
+        """Collect a chunk of the server's stderr (bytes)."""
+        self.data.append(data)
+
+    def done(self):
+        """The call ended: pass what was collected to `message`."""
+        if self.data:
+            text = b''.join(self.data).decode('utf-8', 'replace').rstrip()
+            if text:
+                self.message(text)
+        self.data = []
+
+    def message(self, data):
+        """Show the server's text; logs it at INFO on ``tej.server``."""
+        self.logger.info(data)
+
+
+class _Installer(object):
+    """Negotiates and installs the runtime of one queue: which installed
+    versions a call accepts, which runtime to install when the bootstrap
+    finds none, and the call that installs it. Used by every call (through
+    `_Calls`) and by `RemoteQueue.setup`.
+    """
+
+    def __init__(self, queue, where, setup_runtime, need_runtime):
+        self.queue = queue
+        self.where = where  # the destination, for messages
+        self.setup_runtime = setup_runtime
+        self.need_runtime = need_runtime
+
+    def versions(self):
+        """The versions a call accepts, for the bootstrap's VERSIONS."""
+        names = self.need_runtime or _RUNTIMES
+        return ' '.join(sorted(_runtime_version(n) for n in names))
+
+    def choose(self, detected):
+        """The runtime to set a queue up with: setup_runtime, else the one
+        the server has (``detected``), if need_runtime allows it.
+        """
+        name = self.setup_runtime or detected
+        if name not in _RUNTIMES:
+            name = 'default'
+        if self.need_runtime and name not in self.need_runtime:
+            name = sorted(self.need_runtime)[0]
+        return name
+
+    def to_install(self, lines, create):
+        """The bootstrap found no usable runtime (RC_NEED_RUNTIME, its
+        answer's ``lines``): return the name of the runtime to install, or
+        raise `QueueDoesntExist` (there is no queue and ``create`` is
+        false) or `QueueExists` (the queue's runtime is not acceptable).
+        """
+        missing, installed, detected = _parse_need_runtime(lines)
+        if missing:
+            if not create:
+                raise QueueDoesntExist("There is no queue at %s on %s" % (
+                    self.queue, self.where))
+            return self.choose(detected)
+        if self.need_runtime and installed not in self.need_runtime:
+            raise QueueExists(
+                "The queue at %s uses the runtime %s, not %s" % (
+                    self.queue, installed or 'unknown',
+                    ' or '.join(sorted(self.need_runtime))))
+        if installed is not None and installed not in _RUNTIMES:
+            raise QueueExists(
+                "The queue at %s uses the runtime %s, which this tej does "
+                "not know (tej %s)" % (self.queue, installed, __version__))
+        return installed or self.setup_runtime or 'default'
+
+    def install(self, runtime, mode, force=False, links=(), then=()):
+        """The verb, arguments and stdin that install ``runtime`` (pushed
+        on stdin, ahead of what the verb ``then`` reads) and run ``then``
+        after it. ``mode``: see _install in common.sh.
+        """
+        if self.need_runtime and runtime not in self.need_runtime:
+            raise ValueError("Runtime %s is not one of %s" % (
+                runtime, ', '.join(sorted(self.need_runtime))))
+        script = _runtime_script(runtime).encode('utf-8')
+        links = list(links)
+        args = [str(len(script)), _runtime_version(runtime), mode,
+                '1' if force else '0', str(len(links))] + links + list(then)
+        return '_install', args, script
+
+
+class _Calls(object):
+    """Runs the runtime's verbs on a queue: the bootstrap's arguments, the
+    runtime pushed when it is missing or outdated, the answer split, and
+    exit codes mapped to exceptions (`_runtime_error`). ``server_logger``
+    makes the `ServerLogger` of one call.
+    """
+
+    def __init__(self, transport, installer, server_logger, timeout):
+        self.transport = transport
+        self.installer = installer
+        self.server_logger = server_logger
+        self.timeout = timeout
+
+    def argv(self, verb, args=()):
+        """The bootstrap's arguments for ``verb``; -v says the call."""
+        logger.log(_VERBOSE, "%s%s on %s", verb.lstrip('_'),
+                   ' ' + args[0] if args and verb[0] != '_' else '',
+                   self.transport.name)
+        return [self.installer.queue, self.installer.versions(), verb] + \
+            list(args)
+
+    def run(self, verb, args=(), stdin=None, timeout=None):
+        """Run a verb once; return (exit code, stdout, stderr)."""
+        return self.transport.run(self.argv(verb, args), stdin,
+                                  timeout=timeout)
+
+    def call(self, verb, args=(), stdin=None, create=False, transfer=False,
+             ok=(_RC_OK,)):
+        """Run a verb of the runtime. When the runtime is missing or
+        outdated, push it and run the verb again in the same call. Return
+        the answer's lines; raise the error that the exit status means
+        (unless it is in ``ok``). A ``transfer`` has no overall timeout.
+        """
+        timeout = None if transfer else self.timeout
+        code, out, err = self.run(verb, args, stdin, timeout)
+        if code == _RC_NEED_RUNTIME:
+            runtime = self.installer.to_install(_split_answer(out), create)
+            logger.info("Installing the %s runtime in %s on %s", runtime,
+                        self.installer.queue, self.installer.where)
+            install, args, script = self.installer.install(
+                runtime, 'auto', then=[verb] + list(args))
+            if stdin is None:
+                code, out, err = self.run(install, args, script, timeout)
+            else:  # the runtime goes ahead of the verb's own input
+                code, out, err = self.run(install, args,
+                                          _prepend(script, stdin), timeout)
+            if code == _RC_NEED_RUNTIME:
+                raise RemoteCommandFailure(
+                    "The runtime was installed but the server still asks "
+                    "for it", command=verb, ret=code)
+        return self.answer(verb, code, out, err, ok)
+
+    def answer(self, verb, code, out, err, ok=(_RC_OK,)):
+        """The lines of an answer whose exit status is in ``ok``, the
+        server's messages logged; else raise the error for it.
+        """
+        if code not in ok:
+            raise _runtime_error(verb, code, err)
+        self.log_server(err)
+        return _split_answer(out)
+
+    def log_server(self, err):
+        if err:
+            server = self.server_logger()
+            server.append(err)
+            server.done()
+
+    def install(self, runtime, mode, force=False, links=()):
+        """Install ``runtime`` (see `_Installer.install`), alone."""
+        install, args, script = self.installer.install(runtime, mode, force,
+                                                       links)
+        self.answer(install, *self.run(install, args, script, self.timeout))
+        if mode == 'setup':
+            logger.info("Installed the %s runtime in %s on %s", runtime,
+                        self.installer.queue, self.installer.where)
+
+    def stream(self, verb, args, consume, deadline=None):
+        """Run a verb whose answer is a stream: after the sentinel, a line
+        "stream=VERB", then what ``consume(stdout)`` reads; return what it
+        returns. The runtime is installed when needed (one more call). At
+        the ``deadline`` (of time.monotonic), the stream is cut: raise
+        `JobStillRunning`.
+        """
+        header = 'stream=' + verb
+        for attempt in range(2):
+            stream = self.transport.stream(self.argv(verb, args))
+            timer, cut = None, []
+            if deadline is not None:
+                import threading
+
+                def cut_stream(proc=stream.proc):
+                    cut.append(True)
+                    proc.kill()
+                timer = threading.Timer(
+                    max(0, deadline - time.monotonic()), cut_stream)
+                timer.daemon = True
+                timer.start()
+            try:
+                first = _read_until_stream(stream.stdout)
+                if first == header:
+                    result = consume(stream.stdout)
+                else:  # the bootstrap's answer, or nothing
+                    rest = stream.stdout.read(_MAX_ANSWER).decode(
+                        'utf-8', 'replace')
+                    lines = [first] + rest.splitlines()
+            except Error as e:
+                stream.abort()
+                if stream.proc.returncode == 255 and \
+                        not isinstance(e, ConnectionLost):
+                    # what broke the stream was the connection
+                    raise ConnectionLost(
+                        "The connection to %s broke: %s"
+                        % (self.transport.name, e), ret=255)
+                raise
+            except BaseException:
+                stream.abort()
+                raise
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            code, err = stream.finish()
+            if cut:
+                raise JobStillRunning("The deadline passed")
+            if code != _RC_NEED_RUNTIME:
+                break
+            self.install(self.installer.to_install(lines, False), 'auto')
+        if code == _RC_OK and first == header:
+            self.log_server(err)
+            return result
+        raise _runtime_error(verb, code or _RC_FAILURE, err)
+
+    def detect(self):
+        """Ask the server (one call): return the name of the runtime
+        installed in the queue, or None, and the one it would detect.
+        """
+        code, out, err = self.run('_detect', timeout=self.timeout)
+        _, installed, detected = _parse_need_runtime(
+            self.answer('_detect', code, out, err))
+        return installed, detected
+
+
+class _Recorder(object):
+    """What a `RemoteQueue` tells of the jobs that it makes and deletes,
+    to a registry of them: here, nothing. The Registry chapter puts the
+    job registry's in its place (_RegistryRecorder), so that this chapter
+    never refers forward to that one.
+    """
+
+    def added(self, queue, job_id, label, directory, new):
+        """Job ``job_id`` of ``queue`` was submitted from ``directory``
+        (``new`` False: it was there before, a reused content id)."""
+
+    def deleted(self, queue, job_ids=None):
+        """Jobs of ``queue`` were deleted (None: all of them)."""
+
+
+class RemoteQueue(object):
+    """A queue of jobs on a server (or on this machine, with ``local:``).
+
+    ``destination`` is ``[ssh://][user@]host[:port]``, an ssh-config alias,
+    ``local:``, or a dictionary as returned by `parse_ssh_destination`.
+    ``queue`` is the queue's directory on the server (``~`` and paths
+    relative to the home directory work; a file "tejdir: PATH" is followed).
+    ``setup_runtime`` names the runtime to install (None: the default),
+    ``need_runtime`` the runtimes accepted in an existing queue (None: any).
+    ``ssh_options`` are passed to ssh (``['-i', key]``, ``['-J', jump]``,
+    ``['-F', config]``, ``['-o', 'K=V']``); ``multiplex=False`` makes every
+    call a connection of its own. Nothing is done until the first call.
+    Both stay as the attributes ``ssh_options`` (a list) and
+    ``multiplex``.
+
+    Raises `InvalidDestination` for a bad destination and `ValueError` for
+    an unknown runtime.
+    """
+
+    JOB_DONE = _FINISHED
+    JOB_RUNNING = _RUNNING
+    JOB_INCOMPLETE = 'incomplete'  # the original's; no runtime says it
+    JOB_CREATED = _CREATED
+    JOB_QUEUED = _QUEUED
+    JOB_LOST = _LOST
+
+    #: Where the jobs made and deleted are told of (a _Recorder): this
+    #: machine's job registry (JobMonitor), which sets it.
+    recorder = _Recorder()
+
+    def __init__(self, destination, queue=DEFAULT_TEJ_DIR, setup_runtime=None,
+                 need_runtime=None, ssh_options=(), multiplex=True):
+        if isinstance(destination, str):
+            destination = _parse_destination(destination)
+        elif isinstance(destination, dict):
+            if not destination.get('local') and \
+                    not destination.get('hostname'):
+                raise InvalidDestination(
+                    "destination dictionary is missing hostname")
+            destination = dict(destination)
+        else:
+            raise TypeError("destination must be a string or a dict")
+        for runtime in [setup_runtime] + list(need_runtime or ()):
+            if runtime is not None and runtime not in _RUNTIMES:
+                raise ValueError("Unknown runtime %r (known: %s)" % (
+                    runtime, ', '.join(sorted(_RUNTIMES))))
+        queue = str(queue)
+        _check_queue_path(queue)
+        self.destination = destination
+        self._queue = queue
+        self.setup_runtime = setup_runtime
+        self.need_runtime = set(need_runtime) if need_runtime else None
+        self.ssh_options = list(ssh_options)
+        self.multiplex = bool(multiplex)
+        if destination.get('local'):
+            self._transport = _LocalTransport()
+        else:
+            self._transport = _SSHTransport(destination, self.ssh_options,
+                                            multiplex,
+                                            command_for=self.command_for)
+        self._calls = _Calls(
+            self._transport,
+            _Installer(queue, self._transport.name, setup_runtime,
+                       self.need_runtime),
+            self.server_logger,
+            _timeout_setting('TEJ_TIMEOUT', _DEFAULT_TIMEOUT))
+
+    @property
+    def timeout(self):
+        """Seconds a remote call may take (transfers excepted): TEJ_TIMEOUT,
+        default 300.
+        """
+        return self._calls.timeout
+
+    @timeout.setter
+    def timeout(self, value):
+        self._calls.timeout = value
+
+    @property
+    def queue(self):
+        """The queue's location as given (a PurePosixPath, unresolved)."""
+        from pathlib import PurePosixPath
+        return PurePosixPath(self._queue)
+
+    @property
+    def queue_string(self):
+        """The queue's location as given, a string (see `queue`)."""
+        return self._queue
+
+    @property
+    def destination_string(self):
+        """The destination as a string, without its password."""
+        return self._transport.name
+
+    def __repr__(self):
+        return '<RemoteQueue %s %s>' % (self.destination_string, self._queue)
+
+    def server_logger(self):
+        """Return a new `ServerLogger` for the server's messages of one
+        call; override to route them elsewhere.
+        """
+        return ServerLogger()
+
+    def command_for(self, command):
+        """The tej command line ``command`` (login, logout) for this
+        destination, as a message suggests it: ``tej COMMAND DEST``;
+        override to suggest another (the command line adds the options
+        it was given).
+        """
+        return _shell_command(['tej', command, self.destination_string])
+
+    # --- the original API ------------------------------------------------
+
+    def setup(self, links=None, force=False, only_links=False):
+        """Create the queue and install the runtime, then write each path
+        in ``links`` as a link file ("tejdir: QUEUE") to the queue.
+
+        With ``only_links``, only the links are written. Raise `QueueExists`
+        when a queue is already there (``force`` replaces its runtime; its
+        jobs are kept) or a link path is taken (``force`` replaces it).
+        """
+        links = list(links or ())
+        for link in links:
+            if not link or '\n' in link:
+                raise ValueError("Invalid link path %r" % (link,))
+        runtime = self.setup_runtime
+        if runtime is None and not only_links:
+            # which scheduler the server has: one more call. A queue that
+            # is there keeps its runtime (force replaces it with its update)
+            installed, detected = self._calls.detect()
+            runtime = installed or detected
+        self._calls.install(self._calls.installer.choose(runtime),
+                            'links' if only_links else 'setup', force=force,
+                            links=links)
+
+    def submit(self, job_id, directory, script=None, content_id=False,
+               if_exists=None, **resources):
+        """Send ``directory`` to the server as a new job and start it.
+
+        ``job_id`` None makes one: ``<dirname>_<user>_<random>``, or with
+        ``content_id`` the job's `content_id` (the same content gives the
+        same id). ``script`` is a file of the directory to run (default
+        ``start.sh``) or a shell command. ``if_exists`` says what to do when
+        the id is taken: ``'fail'`` (raise `JobAlreadyExists`; the default)
+        or ``'reuse'`` (return the id of the job that is there; the default
+        with ``content_id``). A missing queue is set up.
+
+        Resources, for the scheduler: ``walltime`` (seconds, or
+        ``[D-]HH:MM:SS``), ``cpus``, ``mem`` (``4G``), ``partition``,
+        ``account``, ``gpus``, ``scheduler_args`` (a list passed as is), and
+        ``prologue`` (shell code run before the job, in its shell, e.g.
+        ``module load x``). The default runtime enforces ``walltime`` and
+        runs the prologue, and refuses the others. ``label`` and ``record``:
+        see `submit_job`.
+
+        Return the job id. Raise `ValueError` for an invalid id, a missing
+        directory or script, a bad resource; `Error` for a resource the
+        runtime cannot honour.
+        """
+        return self.submit_job(job_id, directory, script, content_id,
+                               if_exists, **resources)[0]
+
+    def submit_job(self, job_id, directory, script=None, content_id=False,
+                   if_exists=None, label=None, record=True, **resources):
+        """As `submit`, and say whether the job was made: return ``(job_id,
+        created)``, where ``created`` is False when the job was there
+        already and ``if_exists`` is ``'reuse'``.
+
+        The job is recorded in this machine's job registry (see
+        `JobMonitor`), with ``label``, unless ``record`` is False or
+        TEJ_REGISTRY is "off".
+        """
+        job_id, created = self._submit_job(job_id, directory, script,
+                                           content_id, if_exists, **resources)
+        if record:
+            self.recorder.added(self, job_id, label, directory, created)
+        return job_id, created
+
+    def submit_once(self, directory, script=None, rerun_failed=False,
+                    **resources):
+        """Submit ``directory`` under its `content_id`, once: when the job
+        of that id is there, re-attach to it instead of running the same
+        work twice, unless it was killed, lost or deleted, or (with
+        ``rerun_failed``) finished with a non-zero exit code: then it is
+        replaced, and runs again. ``script`` and ``resources`` (``label``
+        and ``record`` too) are as for `submit_job`. Return the job's id.
+        This is what ``tej run`` does before it follows the job.
+        """
+        job_id, created = self.submit_job(None, directory, script, True,
+                                          'reuse', **resources)
+        if created:
+            return job_id
+        try:
+            record = self.info(job_id)
+        except JobNotFound:  # deleted since: submit it again
+            record = {'state': _NOTFOUND, 'exit': None}
+        state = record['state']
+        if state in (_KILLED, _LOST, _NOTFOUND) or (
+                rerun_failed and state == _FINISHED and record['exit']):
+            logger.info("Job %s %s: running it again", job_id, {
+                _KILLED: "was killed", _LOST: "was lost",
+                _NOTFOUND: "was deleted"}.get(
+                    state, "failed with exit code %s" % record['exit']))
+            if state != _NOTFOUND:
+                try:
+                    self.delete(job_id)
+                except JobNotFound:
+                    pass
+            self.submit_job(job_id, directory, script, False, 'reuse',
+                            **resources)
+        else:
+            logger.info("Re-attaching to job %s, submitted before", job_id)
+        return job_id
+
+    def _submit_job(self, job_id, directory, script=None, content_id=False,
+                    if_exists=None, **resources):
+        if if_exists is None:
+            if_exists = 'reuse' if content_id else 'fail'
+        if if_exists not in ('fail', 'reuse'):
+            raise ValueError("if_exists is 'fail' or 'reuse', not %r"
+                             % (if_exists,))
+        excludes = _as_list(resources.pop('exclude', None))
+        dereference = resources.pop('dereference', False)
+        compress = resources.pop('compress', False)
+        progress = resources.pop('progress', None)
+        _check_directory(directory)
+        mode, script = _script_mode(directory, script)
+        options = _job_options(**resources)
+        if job_id is None:
+            if content_id:
+                job_id = _content_id(directory, mode, script, options,
+                                     excludes, dereference)
+            else:
+                job_id = _default_job_id(directory,
+                                         self.destination.get('username'))
+        check_jobid(job_id)
+        if compress:
+            options.append('transfer=gzip')
+        upload = _Upload(directory, excludes, dereference, compress,
+                         progress)
+        try:
+            self._calls.call('submit', [job_id, mode, script] + options,
+                             stdin=upload, create=True, transfer=True)
+        except JobAlreadyExists:
+            if if_exists != 'reuse':
+                raise
+            return job_id, False
+        finally:
+            upload.close()
+        logger.info("Submitted job %s", job_id)
+        return job_id, True
+
+    def info(self, job_id):
+        """Return the full record of a job: a dict with ``id``, ``state``
+        (created, queued, running, finished, killed or lost), ``exit`` (int
+        or None), the times ``submitted``, ``started``, ``finished`` and the
+        server's ``now`` (epoch seconds or None), ``runtime``, ``runtime_id``
+        and ``dir``. Raise `JobNotFound`, `QueueDoesntExist`.
+        """
+        check_jobid(job_id)
+        try:
+            return _parse_records(self._calls.call('status', [job_id]),
+                                  [job_id])[0]
+        except JobNotFound:
+            raise JobNotFound("no job %s" % job_id)
+
+    def infos(self, job_ids):
+        """The records of several jobs, in one call: a list of dicts as
+        `info` returns, with ``state`` ``'notfound'`` for a job that is not
+        in the queue. Raise `QueueDoesntExist`.
+        """
+        for job_id in job_ids:
+            check_jobid(job_id)
+        return _parse_records(self._calls.call('status', list(job_ids),
+                                         ok=(_RC_OK, _RC_NO_JOB)), job_ids)
+
+    def status(self, job_id):
+        """Return ``(status, directory, arg)`` for a job.
+
+        ``status`` is ``'running'`` (``arg`` None), ``'finished'`` (``arg``
+        the exit code, a string; a killed job is finished too), or
+        ``'created'``, ``'queued'``, ``'lost'`` (``arg`` None).
+        ``directory`` is the job's directory on the server. Raise
+        `JobNotFound`, `QueueDoesntExist`.
+        """
+        from pathlib import PurePosixPath
+        check_jobid(job_id)
+        # -n: the record without the server's time, which needs no date
+        # there (see the fast path at the top of common.sh)
+        record = _parse_records(self._calls.call('status', ['-n', job_id]))[0]
+        status, directory, arg = _compat_status(record)
+        return status, PurePosixPath(directory), arg
+
+    def download(self, job_id, files, **kwargs):
+        """Fetch files or directories of a job.
+
+        ``files`` is a path relative to the job directory (``'.'``: all of
+        it), or a list of them. Keyword arguments: ``directory`` (put them
+        in this directory, default the current one; it is made if its
+        parent is there), or ``destination`` (one file or directory saved
+        under this name, in a directory that is there); ``recursive``
+        (default True: directories come whole); ``progress`` (True: show
+        it on stderr; or a callable, ``progress(bytes done, total bytes
+        or None)``).
+
+        Each file is written under a temporary name beside its target and
+        renamed into place when complete. Running the same download again
+        after an interruption fetches only what is missing: files there
+        with the server's size and time are kept, and a file cut short
+        goes on from where it stopped (checked with cksum at the end).
+
+        Return the local paths of the files or directories (the original
+        returned None). Raise `JobNotFound`, `ConnectionLost` when the
+        connection broke (run it again to resume), `Error` for a missing
+        file, `TypeError`/`ValueError` for bad arguments.
+        """
+        recursive = kwargs.pop('recursive', True)
+        destination = kwargs.pop('destination', None)
+        directory = kwargs.pop('directory', None)
+        progress = kwargs.pop('progress', None)
+        if kwargs:
+            raise TypeError("Unexpected arguments: %s" % ', '.join(kwargs))
+        if destination is not None and directory is not None:
+            raise TypeError("Give destination or directory, not both")
+        files, targets = _download_targets(files, directory, destination)
+        if not files:
+            return []
+        check_jobid(job_id)
+        if destination is None:
+            directory = str(directory if directory is not None else '.')
+        resume = any(_leftovers(local) for local in targets.values())
+        if directory is not None and not os.path.isdir(directory):
+            _need_parent(directory, 'directory')
+            os.mkdir(directory)
+        meter = _meter(progress, 'Downloading')
+        try:
+            plan = None
+            if resume:
+                plan = self._resume_plan(job_id, targets, recursive)
+            if plan is None:
+                plan = _Plan(targets, recursive, None)
+            again = self._fetch(job_id, plan, meter)
+            if again:  # parts that had changed on the server: whole
+                plan = _Plan(targets, recursive, again)
+                self._fetch(job_id, plan, meter)
+            if meter is not None:
+                meter.done()
+        finally:
+            if meter is not None:
+                meter.close()
+        return [targets[f] for f in files]
+
+    def _resume_plan(self, job_id, targets, recursive):
+        """What is left to fetch of ``targets``, from the server's list
+        of the files (one call): a `_Plan`, or None when the server cannot
+        list them (fetch it all).
+        """
+        lines = self._calls.call('_files', [job_id] + [
+            name or '.' for name in sorted(targets)])
+        entries = _parse_listing(lines)
+        if entries is None:
+            return None
+        return _Plan(targets, recursive, None, entries)
+
+    def _fetch(self, job_id, plan, meter):
+        """Run the download that ``plan`` says (one call); return the
+        paths to fetch again whole (parts that changed on the server).
+        """
+        args = [job_id, 's' if meter is not None else '-',
+                str(len(plan.parts))]
+        for part in plan.parts:
+            args += [str(part.size), str(part.offset), part.name or '.']
+        args += [name or '.' for name in plan.paths]
+        if not plan.parts and not plan.paths:
+            return []
+        return self._calls.stream(
+            'download', args,
+            lambda stdout: _receive(stdout, plan, meter))
+
+    def kill(self, job_id):
+        """Stop a running job (TERM to all its processes, KILL after a
+        grace period); nothing happens if it is not running. Raise
+        `JobNotFound`, `QueueDoesntExist`.
+        """
+        check_jobid(job_id)
+        self._calls.call('kill', [job_id])
+
+    def delete(self, job_id, kill=False):
+        """Remove a job and its files from the server. Raise
+        `JobStillRunning` if it runs (unless ``kill``: then it is killed
+        first), `JobNotFound`, `QueueDoesntExist`.
+        """
+        check_jobid(job_id)
+        self._calls.call('delete', [job_id] + (['kill'] if kill else []))
+        self.recorder.deleted(self, [job_id])
+
+    def list(self, states=None, since=None):
+        """Yield ``(job_id, info)`` for each job in the queue, in the order
+        of their ids, where ``info['status']`` is as in `status` and the
+        rest as in `info`. One call, whatever the number of jobs.
+
+        The server filters: ``states``, the jobs in one of these states
+        (``created``, ``queued``, ``running``, ``finished``, ``killed``,
+        ``lost``; None: any); ``since``, the jobs submitted in the last
+        ``since`` seconds (None: any). Raise `QueueDoesntExist`;
+        `ValueError` for an unknown state.
+        """
+        args = _filters(states, _LIST_STATES)
+        if since is not None:
+            args.append('since=%d' % _duration(since, 'since'))
+        records = _parse_records(self._calls.call('list', args))
+        for record in sorted(records, key=lambda r: r['id']):
+            record['status'] = _compat_status(record)[0]
+            yield record['id'], record
+
+    def gc(self, older_than, states=None, dry_run=False):
+        """Remove the jobs that ended (finished, killed or lost) more than
+        ``older_than`` seconds ago, in one call; never a job that has not
+        ended. ``states``: only those of these states (of ``finished``,
+        ``killed``, ``lost``; None: all three). With ``dry_run``, remove
+        nothing, say what would go.
+
+        Return the records of the jobs removed (or that would be), as
+        `infos` returns them, in the order of their ids. A job's end is its
+        finished time (else its start, else its submission). Raise
+        `QueueDoesntExist`; `ValueError` for a state that has not ended.
+        """
+        args = [str(int(_duration(older_than, 'older_than')))] + \
+            _filters(states, _GC_STATES)
+        if dry_run:
+            args.append('dry')
+        records = _parse_records(self._calls.call('gc', args))
+        return sorted(records, key=lambda r: r['id'])
+
+    def cleanup(self, kill=False):
+        """Remove the queue with all its jobs, and the link files that led
+        to it. Raise `JobStillRunning` if a job runs (unless ``kill``).
+        Return True.
+        """
+        self._calls.call('cleanup', ['kill'] if kill else [])
+        self.recorder.deleted(self)
+        return True
+
+    def close(self):
+        """Close the shared SSH connection now, instead of when it has been
+        idle for a while.
+        """
+        self._transport.close()
+
+    def login(self):
+        """Open the shared SSH connection interactively: ssh asks for a
+        password, a second factor or a new host key in the terminal, once.
+        Later calls, which never prompt, use it until `logout`, or until it
+        has been idle for TEJ_CONTROL_PERSIST seconds. Raise `Error` when
+        it fails, or for a ``local:`` queue.
+        """
+        self._ssh('login').login()
+
+    def logout(self):
+        """Close the shared SSH connection that `login` opened (as
+        `close`). Raise `Error` for a ``local:`` queue.
+        """
+        self._ssh('logout').close()
+
+    def _ssh(self, what):
+        if not isinstance(self._transport, _SSHTransport):
+            raise Error("%s needs an SSH destination" % what)
+        return self._transport
+
+    # --- new API ---------------------------------------------------------
+
+    def wait(self, job_id, timeout=None, retry_for=None):
+        """Wait until a job has ended; return its exit code (an int; 143 or
+        137 for a killed job), or None for a lost job.
+
+        The server waits, and answers within half a second of the job's
+        end (one call per minute of waiting). A connection that fails is
+        tried again for ``retry_for`` seconds (default TEJ_RETRY_FOR, 300).
+        Raise `JobStillRunning` when ``timeout`` seconds have passed (the
+        job goes on), `JobNotFound`, `QueueDoesntExist`, `ConnectionLost`.
+        """
+        record = self.wait_all([job_id], timeout, retry_for)[0]
+        if record['state'] == _NOTFOUND:
+            raise JobNotFound("no job %s" % job_id)
+        return record['exit']
+
+    def wait_all(self, job_ids, timeout=None, retry_for=None):
+        """Wait until every job has ended (or is not found); return their
+        records (see `infos`). The server waits and answers as soon as the
+        jobs have ended: one call per minute, whatever the number of jobs.
+        See `wait`.
+        """
+        for job_id in job_ids:
+            check_jobid(job_id)
+        if timeout is not None:
+            timeout = _duration(timeout, 'timeout')
+        deadline = None if timeout is None else time.monotonic() + timeout
+        retry = _Retry(retry_for)
+        while True:
+            # the server's wait stays well within one call's timeout
+            call = min(_WAIT_CALL, max(1, self.timeout - 10))
+            left = call if deadline is None else \
+                min(call, deadline - time.monotonic())
+            try:
+                records = _parse_records(self._calls.call(
+                    'wait', [str(max(0, int(-(-left // 1))))] + list(job_ids),
+                    ok=(_RC_OK, _RC_NO_JOB)), job_ids)
+            except ConnectionLost as e:
+                retry.failed(e)
+                continue
+            retry.succeeded()
+            active = [r for r in records if r['state'] not in _ENDED]
+            if not active:
+                return records
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobStillRunning(
+                    "Job %s is still %s after %s" % (
+                        active[0]['id'], active[0]['state'],
+                        _seconds_text(timeout)))
+
+    def waitany(self, job_ids, seconds):
+        """Wait on the server (one call) until any of ``job_ids`` has ended
+        or is not there, or for ``seconds`` at most (well within
+        `timeout`); return the records of all of them (see `infos`; a job
+        that is not there has the state "notfound"). This is what
+        `JobMonitor.watch` asks each queue.
+        """
+        job_ids = list(job_ids)
+        for job_id in job_ids:
+            check_jobid(job_id)
+        seconds = _duration(seconds, 'seconds', integer=True)
+        return _parse_records(self._calls.call(
+            'waitany', [str(seconds)] + job_ids, ok=(_RC_OK, _RC_NO_JOB)))
+
+    def logs(self, job_id, stdout=None, stderr=None, follow=False,
+             timeout=None, retry_for=None):
+        """Write the job's ``_stdout`` to ``stdout`` and its ``_stderr`` to
+        ``stderr`` (binary file objects; None: not that one), as they are
+        now, or with ``follow`` as the job writes them until it has ended
+        (one call, streaming; no byte lost or repeated, also when the
+        connection is made again after it broke).
+
+        Return ``(state, exit code)`` as the job was at the end; with
+        neither ``stdout`` nor ``stderr``, ``(stdout bytes, stderr
+        bytes)`` instead. Raise `JobNotFound`, `JobStillRunning` after
+        ``timeout`` seconds (the job goes on), `ConnectionLost` after
+        ``retry_for`` seconds of failures.
+        """
+        check_jobid(job_id)
+        if timeout is not None:
+            timeout = _duration(timeout, 'timeout')
+        if stdout is None and stderr is None:
+            import io
+            out, err = io.BytesIO(), io.BytesIO()
+            self.logs(job_id, out, err, follow, timeout, retry_for)
+            return out.getvalue(), err.getvalue()
+        targets = {'out': stdout, 'err': stderr}
+        streams = ''.join(n for n in ('out', 'err') if targets[n] is not None)
+        offsets = {'out': 0, 'err': 0, 'tick': 0}
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def late():  # only with a timeout: the stream is cut at its deadline
+            return JobStillRunning("Job %s is still running after %s"
+                                   % (job_id, _seconds_text(timeout)))
+        retry = _Retry(retry_for)
+
+        while True:
+            began = time.monotonic()
+            before = dict(offsets)
+            try:
+                # at the deadline, _Calls.stream cuts the stream
+                end = self._calls.stream('logs', [
+                    job_id, streams, 'follow' if follow else 'once',
+                    str(offsets['out']), str(offsets['err'])],
+                    functools.partial(_read_log_frames, targets=targets,
+                                      offsets=offsets), deadline)
+                error = ConnectionLost("The connection to %s ended early"
+                                       % self.destination_string)
+            except JobStillRunning:
+                raise late()
+            except ConnectionLost as e:
+                end, error = None, e
+            if end is not None or offsets != before:
+                retry.worked = True  # a frame came: the connection worked
+            if end is not None:
+                return end
+            if deadline is not None and time.monotonic() > deadline:
+                raise late()
+            if time.monotonic() - began >= _STREAM_UP:
+                retry.succeeded()  # it worked a while: a new failure
+            retry.failed(error)  # then again, from the offsets reached
+
+    def job(self, job_id):
+        """Return a `Job` handle for ``job_id`` (no remote call)."""
+        return Job(self, job_id)
+
+
+class Job(object):
+    """A handle on one job of a `RemoteQueue`, for code that keeps jobs
+    around, like a workflow engine's job monitor polling `finished`.
+
+    Its methods are the queue's, for this job.
+    """
+
+    def __init__(self, queue, job_id):
+        check_jobid(job_id)
+        self.queue = queue
+        self.id = job_id
+
+    def __repr__(self):
+        return '<Job %s on %s>' % (self.id, self.queue.destination_string)
+
+    def info(self):
+        """The full record: see `RemoteQueue.info`."""
+        return self.queue.info(self.id)
+
+    def status(self):
+        """``(status, directory, arg)``: see `RemoteQueue.status`."""
+        return self.queue.status(self.id)
+
+    def finished(self):
+        """Has the job ended (finished, killed or lost)? One call. Raise
+        `JobNotFound` if it is not in the queue.
+        """
+        return self.info()['state'] in _ENDED
+
+    def exit_code(self):
+        """The exit code (an int), or None while it runs or if it is lost.
+        """
+        return self.info()['exit']
+
+    def wait(self, timeout=None):
+        """Wait until it ends; return its exit code: see
+        `RemoteQueue.wait`.
+        """
+        return self.queue.wait(self.id, timeout=timeout)
+
+    def download(self, files, **kwargs):
+        """Fetch files: see `RemoteQueue.download`."""
+        return self.queue.download(self.id, files, **kwargs)
+
+    def logs(self, stdout=None, stderr=None, follow=False, timeout=None):
+        """Its output: see `RemoteQueue.logs` (``job.logs()`` is
+        ``(stdout bytes, stderr bytes)``).
+        """
+        return self.queue.logs(self.id, stdout, stderr, follow=follow,
+                               timeout=timeout)
+
+    def kill(self):
+        """Stop it if it runs: see `RemoteQueue.kill`."""
+        return self.queue.kill(self.id)
+
+    def delete(self, kill=False):
+        """Remove it: see `RemoteQueue.delete`."""
+        return self.queue.delete(self.id, kill=kill)
+
+
+#: The states a job can be in, for list's filter; those gc removes.
+_LIST_STATES = (_CREATED, _QUEUED, _RUNNING, _FINISHED, _KILLED, _LOST)
+_GC_STATES = (_FINISHED, _KILLED, _LOST)
+
+
+def _filters(states, allowed):
+    """The ``state=STATE`` arguments of list and gc (_filter in
+    common.sh), from ``states`` (None: none), each one of ``allowed``.
+    """
+    if states is None:
+        return []
+    if isinstance(states, str):
+        states = [states]
+    states = list(states)
+    for state in states:
+        if state not in allowed:
+            raise ValueError("Unknown state %r here (one of: %s)" % (
+                state, ', '.join(allowed)))
+    return ['state=' + state for state in dict.fromkeys(states)]
+
+
+def _compat_status(record):
+    """(status, directory, arg) as the original API returned them, but the
+    directory a string.
+    """
+    state = record['state']
+    directory = record.get('dir')
+    if state in (_FINISHED, _KILLED):
+        exit_code = record['exit']
+        return _FINISHED, directory, str(exit_code if exit_code is not None
+                                          else '')
+    return state, directory, None
+
+
+#: Seconds the server waits for jobs to end in one call of wait.
+_WAIT_CALL = 60
+#: Seconds a logs stream must have stayed up for its break to count as a
+#: new failure, not as one more of those before it (see _Retry).
+_STREAM_UP = 10
+
+
+class _Retry(object):
+    """Retries after connection failures, with backoff, for a bounded
+    time: ``failed(error)`` sleeps, or raises ``error`` once ``retry_for``
+    seconds have passed since the first failure in a row. An error that is
+    not `ConnectionLost.transient` is raised at once, unless a connection
+    worked before in this call (``succeeded``): a host name that resolved
+    once and not now is a network that went away, and may come back.
+    """
+
+    def __init__(self, retry_for=None):
+        if retry_for is None:
+            retry_for = _timeout_setting('TEJ_RETRY_FOR', 300, zero=True)
+        else:
+            retry_for = _duration(retry_for, 'retry_for')
+        self.retry_for = retry_for
+        self.since = None
+        self.delay = 1.0
+        self.worked = False
+
+    def failed(self, error):
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        if now - self.since >= self.retry_for or \
+                not (self.worked or getattr(error, 'transient', True)):
+            raise error
+        logger.warning("%s; trying again in %d s", error, self.delay)
+        time.sleep(min(self.delay, self.since + self.retry_for - now))
+        self.delay = min(self.delay * 2, 30)
+
+    def succeeded(self):
+        self.since = None
+        self.delay = 1.0
+        self.worked = True
+
+
+def _content_id(directory, mode, script, options=(), excludes=(),
+                dereference=False):
+    """``<dirname>_<12 hex>``: a hash of the job's files as they are sent
+    (see _job_files: names, contents, whether executable, link targets;
+    not times nor owners), script and submit options.
+    """
+    digest = _sha256(b'')
+
+    def add(*fields):
+        for field in fields:
+            if isinstance(field, str):
+                field = field.encode('utf-8', 'surrogateescape')
+            digest.update(b'%d:%s,' % (len(field), field))
+
+    add('tej-content-1', mode, script, *options)
+    for relative, path, st, link in _job_files(directory, excludes,
+                                                dereference, warn=False):
+        if link is not None:
+            add('link', relative, link)
+        elif stat.S_ISDIR(st.st_mode):
+            add('dir', relative)
+        else:
+            add('file', relative, 'x' if st.st_mode & 0o111 else '-')
+            size = 0
+            with open(path, 'rb') as fp:
+                for chunk in iter(lambda: fp.read(1 << 16), b''):
+                    digest.update(chunk)
+                    size += len(chunk)
+            add(str(size))
+    base = os.path.basename(os.path.normpath(os.path.abspath(directory)))
+    base = re.sub(r'[^A-Za-z0-9_.,+=@%:-]', '_', base).lstrip('.-')[:100]
+    return '%s_%s' % (base or 'job', digest.hexdigest()[:12])
+
+
+def content_id(directory, script=None, **resources):
+    """The id that ``submit(None, directory, script, content_id=True,
+    **resources)`` gives: ``<dirname>_<12 hex>`` from a hash of the files
+    (names, contents, whether executable; not times), the script and the
+    resources. Raise `ValueError` for a missing directory or script.
+    """
+    excludes = resources.pop('exclude', ())
+    dereference = resources.pop('dereference', False)
+    _check_directory(directory)
+    mode, script = _script_mode(directory, script)
+    return _content_id(directory, mode, script, _job_options(**resources),
+                       _as_list(excludes), dereference)
+
+
+def _walltime(value):
+    """Whole seconds from an int, ``[D-]HH:MM:SS`` or a number with a unit
+    (``1h``: see _duration); raise `ValueError`.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        raise ValueError("The walltime must be positive")
+    seconds = _duration(value, 'walltime', integer=True)
+    if seconds <= 0:
+        raise ValueError("The walltime must be positive")
+    return seconds
+
+
+def _job_options(walltime=None, cpus=None, mem=None, partition=None,
+                 account=None, gpus=None, scheduler_args=(), prologue=None):
+    """The runtime's submit options (KEY=VALUE arguments), checked."""
+    options = []
+    if walltime is not None:
+        options.append('walltime=%d' % _walltime(walltime))
+    for key, value in (('cpus', cpus), ('gpus', gpus)):
+        if value is not None:
+            if not re.match(r'[1-9][0-9]{0,5}\Z', str(value)):
+                raise ValueError("Invalid %s %r: a positive number"
+                                 % (key, value))
+            options.append('%s=%s' % (key, value))
+    if mem is not None:
+        if not re.match(r'[0-9]+[KMGTkmgt]?[Bb]?\Z', str(mem)):
+            raise ValueError("Invalid mem %r: a size like 500M or 4G"
+                             % (mem,))
+        options.append('mem=%s' % mem)
+    for key, value in (('partition', partition), ('account', account)):
+        if value is not None:
+            if not re.match(r'[\w.@+%:=,-]+\Z', str(value)):
+                raise ValueError("Invalid %s %r" % (key, value))
+            options.append('%s=%s' % (key, value))
+    if isinstance(scheduler_args, str):
+        scheduler_args = [scheduler_args]
+    for arg in scheduler_args:
+        if not arg or '\n' in arg:
+            raise ValueError("Invalid scheduler argument %r" % (arg,))
+        options.append('arg=%s' % arg)
+    if prologue is not None:
+        options.append('prologue=%s' % prologue)
+    return options
+
+
+def _as_list(value):
+    """A string as a list of one, None as an empty list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+def _prepend(data, stdin):
+    """A producer (see _start_call) that writes ``data``, then ``stdin``:
+    a producer, or a file read from its start (a first try may have read
+    some of it).
+    """
+    def produce(pipe):
+        pipe.write(data)
+        if callable(stdin):
+            stdin(pipe)
+        else:
+            import shutil
+            stdin.seek(0)
+            shutil.copyfileobj(stdin, pipe)
+    return produce
+
+
+# ===========================================================================
+# Job registry and monitor: the jobs submitted from this machine
+# ===========================================================================
+#
+# An SQLite database (the standard library's sqlite3) remembers every job
+# that submit and run made, on every server: `tej jobs` and `tej monitor`
+# check them all, and a program finds its jobs again after a restart. Every
+# operation opens its own connection (sqlite3 connections stay in their
+# thread); WAL and a busy timeout let many tej processes write at once.
+
+#: The registry's schema, as steps: _REGISTRY_SCHEMA[n], its statements,
+#: brings a database of version n (PRAGMA user_version) to version n + 1.
+#: Append, never edit.
+_REGISTRY_SCHEMA = (
+    # 1: the jobs. destination has no password; ssh_options is a JSON list
+    ("""CREATE TABLE jobs (
+        destination TEXT NOT NULL, ssh_options TEXT NOT NULL DEFAULT '[]',
+        multiplex INTEGER NOT NULL DEFAULT 1, queue TEXT NOT NULL,
+        job_id TEXT NOT NULL, directory TEXT, submitted REAL NOT NULL,
+        label TEXT, state TEXT, exit_code INTEGER, checked REAL,
+        paused INTEGER NOT NULL DEFAULT 0, deleted REAL,
+        UNIQUE (destination, queue, job_id))""",),
+    # 2: when the monitor reported the job's end (once), and the label
+    # looked up by pause, unpause and forget
+    ("ALTER TABLE jobs ADD COLUMN reported REAL",
+     "CREATE INDEX jobs_label ON jobs (label)"),
+)
+
+#: Seconds a registry operation waits for another process's write.
+_REGISTRY_BUSY = 30
+#: Seconds `tej jobs` (JobMonitor.check) waits for one queue's answer:
+#: TEJ_CHECK_TIMEOUT overrides it.
+_CHECK_TIMEOUT = 30
+#: The default interval of `tej monitor` (JobMonitor.watch).
+_WATCH_INTERVAL = 60
+
+_KNOWN_FIELDS = ('destination', 'queue', 'id', 'directory', 'submitted',
+                 'label', 'state', 'exit_code', 'checked', 'paused',
+                 'deleted', 'reported', 'ssh_options', 'multiplex', 'key',
+                 'error')
+_COLUMNS = ('destination, queue, job_id, directory, submitted, label, state, '
+            'exit_code, checked, paused, deleted, reported, ssh_options, '
+            'multiplex, rowid')
+
+
+class KnownJob(collections.namedtuple('KnownJob', _KNOWN_FIELDS)):
+    """A job in the registry (see `JobMonitor`), as a named tuple.
+
+    ``destination`` (without password; ``local:`` for this machine),
+    ``queue`` and ``id`` say where it is; ``directory`` is the local
+    directory submitted (absolute), ``submitted`` an epoch time, ``label``
+    the user's (or None). ``state`` (None: never checked) and
+    ``exit_code`` are the last known, from the time ``checked``; ``error``
+    says why a check could not reach the job (None when it did).
+    ``paused`` and ``deleted`` (a time, or None) say whether it is
+    watched; ``reported`` is when the monitor reported its end.
+    ``ssh_options`` and ``multiplex`` are what reaches it again; ``key``
+    identifies the row.
+    """
+
+    __slots__ = ()
+
+    @property
+    def ended(self):
+        """Has the job ended (finished, killed, lost or not found)?"""
+        return self.state in _ENDED
+
+    def remote_queue(self):
+        """A `RemoteQueue` for the job's queue."""
+        return RemoteQueue(self.destination, self.queue,
+                           ssh_options=self.ssh_options,
+                           multiplex=self.multiplex)
+
+
+def _registry_path():
+    """The registry's file: TEJ_REGISTRY, else
+    $XDG_DATA_HOME/tej/jobs.sqlite3 (~/.local/share/tej/); None when
+    TEJ_REGISTRY is "off".
+    """
+    setting = os.environ.get('TEJ_REGISTRY')
+    if setting == 'off':
+        return None
+    if setting:
+        return os.path.abspath(os.path.expanduser(setting))
+    base = os.environ.get('XDG_DATA_HOME') or os.path.join(
+        os.path.expanduser('~'), '.local', 'share')
+    return os.path.join(os.path.abspath(base), 'tej', 'jobs.sqlite3')
+
+
+def _short_destination(destination):
+    """The destination as the registry keeps it: a string that parses
+    back to it, without password nor "ssh://" (``user@host:2222``,
+    ``alias``, ``local:``).
+    """
+    if isinstance(destination, str):
+        destination = _parse_destination(destination)
+    if destination.get('local'):
+        return 'local:'
+    text = destination_as_string(dict(destination, password=None))
+    return text[len('ssh://'):]
+
+
+def _lasting_options(options):
+    """ssh options that reach the server again from another directory:
+    the files of -F and -i made absolute.
+    """
+    options = list(options)
+    for i, option in enumerate(options[:-1]):
+        if option in ('-F', '-i') and os.path.exists(options[i + 1]):
+            options[i + 1] = os.path.abspath(options[i + 1])
+    return options
+
+
+def _age(seconds):
+    """A short age: 45s, 12m, 3h, 2d."""
+    seconds = max(0, int(seconds))
+    for unit, size in (('d', 86400), ('h', 3600), ('m', 60)):
+        if seconds >= size:
+            return '%d%s' % (seconds // size, unit)
+    return '%ds' % seconds
+
+
+class _JobStore(object):
+    """The registry's database: its schema and migrations (_REGISTRY_SCHEMA),
+    the jobs recorded, and the queries on them. `JobMonitor`, the public
+    face of the registry, adds what checks and watches the jobs.
+    """
+
+    def __init__(self, path=None):
+        if path is None:
+            path = _registry_path()
+            if path is None:
+                raise Error("The job registry is off (TEJ_REGISTRY=off)")
+        self.path = os.fspath(path)
+
+    def __repr__(self):
+        return '<%s %s>' % (type(self).__name__, self.path)
+
+    # --- the database ----------------------------------------------------
+
+    def _connect(self):
+        import sqlite3
+        directory = os.path.dirname(self.path)
+        if directory and not os.path.isdir(directory):
+            os.makedirs(directory, 0o700, exist_ok=True)
+        if not os.path.exists(self.path):
+            # private: it names servers and directories
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        try:
+            db = sqlite3.connect(self.path, timeout=_REGISTRY_BUSY,
+                                 isolation_level=None)
+        except sqlite3.Error as e:
+            raise Error("Cannot open the job registry %s: %s"
+                        % (self.path, e))
+        try:
+            self._prepare(db)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _prepare(self, db):
+        """WAL mode, and the schema brought up to date."""
+        import sqlite3
+        deadline = time.monotonic() + _REGISTRY_BUSY
+        while True:
+            try:
+                # the busy timeout does not cover every lock a journal
+                # mode change meets: try again a little later
+                if db.execute('PRAGMA journal_mode').fetchone()[0] != 'wal':
+                    db.execute('PRAGMA journal_mode=WAL')
+                version = db.execute('PRAGMA user_version').fetchone()[0]
+                break
+            except sqlite3.OperationalError as e:
+                if 'locked' not in str(e) or time.monotonic() > deadline:
+                    raise Error("The job registry %s: %s" % (self.path, e))
+                time.sleep(random.uniform(0.01, 0.05))
+        db.execute('PRAGMA synchronous=NORMAL')  # WAL: safe, and fast
+        if version > len(_REGISTRY_SCHEMA):
+            raise Error("The job registry %s was made by a newer tej "
+                        "(schema %d; this one knows %d)" % (
+                            self.path, version, len(_REGISTRY_SCHEMA)))
+        if version < len(_REGISTRY_SCHEMA):
+            with self._write(db):
+                # again, now that no other process can be at it
+                version = db.execute('PRAGMA user_version').fetchone()[0]
+                for step in _REGISTRY_SCHEMA[version:]:
+                    for statement in step:
+                        db.execute(statement)
+                db.execute('PRAGMA user_version=%d' % len(_REGISTRY_SCHEMA))
+            if 0 < version < len(_REGISTRY_SCHEMA):
+                logger.info("The job registry %s was migrated from schema "
+                            "%d to %d", self.path, version,
+                            len(_REGISTRY_SCHEMA))
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _write(db):
+        """A write transaction, taken at once (no deadlock between two
+        readers turning writers).
+        """
+        db.execute('BEGIN IMMEDIATE')
+        try:
+            yield db
+        except BaseException:
+            db.execute('ROLLBACK')
+            raise
+        db.execute('COMMIT')
+
+    @contextlib.contextmanager
+    def _db(self):
+        import sqlite3
+        db = self._connect()
+        try:
+            yield db
+        except sqlite3.Error as e:
+            raise Error("The job registry %s: %s" % (self.path, e))
+        finally:
+            db.close()
+
+    @staticmethod
+    def _row(row, error=None):
+        import json
+        return KnownJob(row[0], row[1], row[2], row[3], row[4], row[5],
+                        row[6], row[7], row[8], bool(row[9]), row[10],
+                        row[11], json.loads(row[12]), bool(row[13]), row[14],
+                        error)
+
+    def _select(self, db, where='', args=()):
+        return [self._row(r) for r in db.execute(
+            'SELECT %s FROM jobs %s ORDER BY submitted, rowid'
+            % (_COLUMNS, where), args)]
+
+    # --- recording -------------------------------------------------------
+
+    def add(self, queue, job_id, label=None, directory=None, new=True):
+        """Record job ``job_id`` of ``queue`` (a `RemoteQueue`), submitted
+        from ``directory``, with ``label``; return it as a `KnownJob`.
+        ``new`` False: the job was there before (a reused content id), so
+        what is known of it is kept (its label replaced if one is given).
+        """
+        import json
+        check_jobid(job_id)
+        destination = _short_destination(queue.destination)
+        options = json.dumps(_lasting_options(queue.ssh_options))
+        multiplex = int(queue.multiplex)
+        where = (destination, queue.queue_string, job_id)
+        if directory is not None:
+            directory = os.path.abspath(os.fspath(directory))
+        with self._db() as db:
+            with self._write(db):
+                if new:
+                    db.execute('DELETE FROM jobs WHERE destination=? AND '
+                               'queue=? AND job_id=?', where)
+                db.execute(
+                    'INSERT OR IGNORE INTO jobs (destination, queue, job_id, '
+                    'directory, submitted, label, ssh_options, multiplex) '
+                    'VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+                    where + (directory, time.time(), label, options,
+                             multiplex))
+                db.execute(
+                    'UPDATE jobs SET deleted=NULL, ssh_options=?, '
+                    'multiplex=?, label=coalesce(?, label) WHERE '
+                    'destination=? AND queue=? AND job_id=?',
+                    (options, multiplex, label) + where)
+            return self._select(db, 'WHERE destination=? AND queue=? AND '
+                                'job_id=?', where)[0]
+
+    def deleted(self, queue, job_ids=None):
+        """Mark jobs of ``queue`` deleted (None: all of them)."""
+        if not os.path.exists(self.path):
+            return  # nothing recorded: no registry to make
+        where, args = 'destination=? AND queue=?', [
+            _short_destination(queue.destination), queue.queue_string]
+        if job_ids is not None:
+            where += ' AND job_id IN (%s)' % ','.join('?' * len(job_ids))
+            args += list(job_ids)
+        with self._db() as db:
+            with self._write(db):
+                db.execute('UPDATE jobs SET deleted=? WHERE deleted IS NULL '
+                           'AND ' + where, [time.time()] + args)
+
+    # --- looking ---------------------------------------------------------
+
+    def _where(self, destination=None, job_id=None, label=None, queue=None,
+               deleted=False):
+        clauses, args = [], []
+        if destination is not None:
+            clauses.append('destination=?')
+            args.append(_short_destination(destination))
+        for column, value in (('job_id', job_id), ('label', label),
+                              ('queue', queue)):
+            if value is not None:
+                clauses.append('%s=?' % column)
+                args.append(value)
+        if not deleted:
+            clauses.append('deleted IS NULL')
+        return ('WHERE ' + ' AND '.join(clauses)) if clauses else '', args
+
+    def jobs(self, destination=None, job_id=None, label=None, queue=None,
+             state=None, deleted=False):
+        """The jobs recorded, as they were last seen (no connection), in
+        the order they were submitted: a list of `KnownJob`. Each argument
+        given narrows it: ``destination``, ``job_id``, ``label``, ``queue``,
+        ``state`` (one or a list); ``deleted``: also deleted jobs.
+        """
+        where, args = self._where(destination, job_id, label, queue, deleted)
+        with self._db() as db:
+            found = self._select(db, where, args)
+        if state is not None:
+            states = [state] if isinstance(state, str) else list(state)
+            found = [j for j in found if j.state in states]
+        return found
+
+    def pause(self, destination=None, job_id=None, label=None, queue=None):
+        """Stop watching the jobs that the arguments name (see `jobs`):
+        `check` and `watch` skip them. Return how many there were.
+        """
+        return self._change('paused=1', destination, job_id, label, queue)
+
+    def unpause(self, destination=None, job_id=None, label=None,
+                queue=None):
+        """Watch paused jobs again; return how many there were."""
+        return self._change('paused=0', destination, job_id, label, queue)
+
+    def forget(self, destination=None, job_id=None, label=None, queue=None):
+        """Drop the jobs from the registry; the jobs themselves are left
+        alone. Return how many there were.
+        """
+        return self._change(None, destination, job_id, label, queue)
+
+    def _change(self, change, destination, job_id, label, queue):
+        if destination is None and label is None:
+            raise ValueError("Name the jobs: a destination (and an id), or "
+                             "a label")
+        where, args = self._where(destination, job_id, label, queue, True)
+        with self._db() as db:
+            with self._write(db):
+                if change is None:
+                    cursor = db.execute('DELETE FROM jobs ' + where, args)
+                else:
+                    cursor = db.execute('UPDATE jobs SET %s %s'
+                                        % (change, where), args)
+                return cursor.rowcount
+
+    # --- what checking writes --------------------------------------------
+
+    def _active(self, db):
+        """The jobs to watch: not paused, not deleted, not ended."""
+        return [j for j in self._select(
+            db, 'WHERE paused=0 AND deleted IS NULL') if not j.ended]
+
+    def _store(self, db, records, now):
+        """Write what the server said of jobs ({key: record}); return
+        ``[(job before, job after)]`` for those whose state changed.
+        """
+        changed = []
+        with self._write(db):
+            for key, record in records.items():
+                before = self._select(db, 'WHERE rowid=?', (key,))
+                if not before:
+                    continue  # forgotten meanwhile
+                db.execute('UPDATE jobs SET state=?, exit_code=?, checked=? '
+                           'WHERE rowid=?', (record['state'],
+                                             record.get('exit'), now, key))
+                after = before[0]._replace(state=record['state'],
+                                           exit_code=record.get('exit'),
+                                           checked=now)
+                if (before[0].state, before[0].exit_code) != \
+                        (after.state, after.exit_code):
+                    changed.append((before[0], after))
+        return changed
+
+    def _claim(self, db, job):
+        """Take the report of a job's end: True for the one monitor that
+        gets it, once.
+        """
+        with self._write(db):
+            return db.execute(
+                'UPDATE jobs SET reported=? WHERE rowid=? AND reported IS '
+                'NULL', (time.time(), job.key)).rowcount == 1
+
+
+class JobMonitor(_JobStore):
+    """The registry of the jobs submitted from this machine, on every
+    server, and what watches them: the job monitor of a workflow program.
+
+    ``path`` is the SQLite database (None: TEJ_REGISTRY, else
+    ``$XDG_DATA_HOME/tej/jobs.sqlite3``); it is made on first use (its
+    directory private), and an older schema is migrated. Jobs come back
+    as `KnownJob` tuples. ``RemoteQueue.submit`` records its jobs here
+    unless TEJ_REGISTRY is "off" or it is given ``record=False``.
+
+    Raise `Error` when the registry is off, or was made by a newer tej.
+    """
+
+    # --- checking --------------------------------------------------------
+
+    @staticmethod
+    def _groups(jobs):
+        """The jobs by queue: {(destination, options, multiplex, queue):
+        [jobs]}.
+        """
+        import json
+        groups = {}
+        for job in jobs:
+            groups.setdefault((job.destination, json.dumps(job.ssh_options),
+                               job.multiplex, job.queue), []).append(job)
+        return groups
+
+    @staticmethod
+    def _ask(jobs, verb, seconds, timeout):
+        """One call to the queue of ``jobs``: their records, {key: record},
+        or raise `Error`.
+        """
+        queue = jobs[0].remote_queue()
+        queue.timeout = timeout
+        ids = [j.id for j in jobs]
+        try:
+            if verb == 'status':
+                records = queue.infos(ids)
+            else:
+                records = queue.waitany(ids, int(seconds))
+        except QueueDoesntExist:
+            records = [{'id': i, 'state': _NOTFOUND} for i in ids]
+        by_id = {r['id']: r for r in records}
+        return {j.key: by_id.get(j.id, {'state': _NOTFOUND}) for j in jobs}
+
+    def _ask_all(self, groups, verb, seconds, timeout, results):
+        """Ask every group in a thread of its own; each puts ``(group key,
+        {key: record} or Error)`` into ``results`` (a queue.Queue).
+        Return the threads.
+        """
+        import threading
+
+        def ask(key, jobs):
+            try:
+                answer = self._ask(jobs, verb, seconds, timeout)
+            except Exception as e:  # reported as the jobs' error
+                answer = e if isinstance(e, Error) else Error(str(e))
+            results.put((key, answer))
+        threads = []
+        for key, jobs in groups.items():
+            thread = threading.Thread(target=ask, args=(key, jobs),
+                                      daemon=True)
+            thread.start()
+            threads.append(thread)
+        return threads
+
+    def check(self, callback=None, timeout=None):
+        """Check every job that is not paused, deleted or known to have
+        ended: one call per queue, all queues at once, each for at most
+        ``timeout`` seconds (default TEJ_CHECK_TIMEOUT, 30).
+        ``callback(before, after)`` is called for each job whose state
+        changed (two `KnownJob`). Return all the jobs (not deleted), as
+        `jobs` does; those that could not be reached have ``error`` set
+        and their last known state.
+        """
+        import queue as queuelib
+        if timeout is None:
+            timeout = _timeout_setting('TEJ_CHECK_TIMEOUT', _CHECK_TIMEOUT)
+        with self._db() as db:
+            groups = self._groups(self._active(db))
+        results = queuelib.Queue()
+        self._ask_all(groups, 'status', 0, timeout, results)
+        errors, answers = {}, {}
+        deadline = time.monotonic() + timeout + 5
+        for _ in groups:
+            try:
+                key, answer = results.get(
+                    timeout=max(0, deadline - time.monotonic()))
+            except queuelib.Empty:
+                break
+            if isinstance(answer, Error):
+                errors[key] = str(answer)
+            else:
+                answers.update(answer)
+        for key in groups:
+            if key not in errors and not all(
+                    j.key in answers for j in groups[key]):
+                errors[key] = "No answer within %s" % _seconds_text(timeout)
+        with self._db() as db:
+            for before, after in self._store(db, answers, time.time()):
+                if callback is not None:
+                    callback(before, after)
+            unreachable = {j.key: errors[key] for key, jobs in groups.items()
+                           if key in errors for j in jobs}
+            return [j._replace(error=unreachable.get(j.key))
+                    for j in self._select(db, 'WHERE deleted IS NULL')]
+
+    def watch(self, interval=None, on_change=None, stop_event=None,
+              on_end=None, until_done=False):
+        """Watch the jobs that are not paused, deleted or reported ended,
+        until ``stop_event`` (a threading.Event) is set or, with
+        ``until_done``, until none is left.
+
+        The servers do the waiting: each queue gets one call that returns
+        as soon as one of its jobs ends, or after ``interval`` seconds
+        (default 60), and then the next. ``on_change(before, after)`` is
+        called for each change of state (two `KnownJob`); ``on_end(job)``
+        once for each job's end, whichever monitor (or program) sees it:
+        a job that ended while nothing watched is reported by the next
+        watch. A queue that cannot be reached is tried again after 1 s,
+        2 s, 4 s... up to ``interval``; ``on_change(before, after)`` gets
+        ``after.error`` set the first time. Return the jobs whose end this
+        watch reported.
+        """
+        import queue as queuelib
+        interval = _WATCH_INTERVAL if interval is None else interval
+        if interval < 1:
+            raise ValueError("The interval is at least 1 second")
+        timeout = interval + _timeout_setting('TEJ_CHECK_TIMEOUT',
+                                              _CHECK_TIMEOUT)
+        results = queuelib.Queue()
+        asking, retry_at, failing, reported = {}, {}, {}, []
+        delay = {}  # before a queue that failed is asked again
+
+        def stopped():
+            return stop_event is not None and stop_event.is_set()
+
+        def report(db, jobs):
+            for job in jobs:
+                if job.ended and not job.paused and job.deleted is None \
+                        and self._claim(db, job):
+                    reported.append(job)
+                    if on_end is not None:
+                        on_end(job)
+
+        while not stopped():
+            with self._db() as db:
+                # ends seen by `tej jobs`, or before a restart
+                report(db, [j for j in self._select(
+                    db, 'WHERE paused=0 AND deleted IS NULL AND reported '
+                    'IS NULL') if j.ended])
+                groups = self._groups(self._active(db))
+            if until_done and not groups and not asking:
+                break
+            now = time.monotonic()
+            start = {key: jobs for key, jobs in groups.items()
+                     if key not in asking and retry_at.get(key, 0) <= now}
+            for key in start:
+                asking[key] = True
+            self._ask_all(start, 'waitany', interval, timeout, results)
+            try:
+                key, answer = results.get(timeout=min(interval, 5))
+            except queuelib.Empty:
+                continue
+            del asking[key]
+            with self._db() as db:
+                if isinstance(answer, Error):
+                    # soon after a broken connection, less often after
+                    # each failure, every interval at last
+                    delay[key] = min(interval, delay.get(key, 0.5) * 2)
+                    retry_at[key] = time.monotonic() + delay[key]
+                    if key not in failing and on_change is not None:
+                        for job in groups.get(key, ()):
+                            on_change(job, job._replace(error=str(answer)))
+                    failing[key] = str(answer)
+                    continue
+                for tried in (failing, retry_at, delay):
+                    tried.pop(key, None)
+                changes = self._store(db, answer, time.time())
+                for before, after in changes:
+                    if on_change is not None:
+                        on_change(before, after)
+                report(db, [after for _, after in changes])
+        return reported
+
+
+def _registry():
+    """The registry submit records into, or None (TEJ_REGISTRY=off)."""
+    path = _registry_path()
+    return None if path is None else JobMonitor(path)
+
+
+class _RegistryRecorder(_Recorder):
+    """Records in the job registry (`JobMonitor.add`, `JobMonitor.deleted`)
+    what a `RemoteQueue` makes and deletes. A failure is a warning, never
+    the operation's: the job is there all the same.
+    """
+
+    def added(self, queue, job_id, label, directory, new):
+        registry = self._registry()
+        if registry is not None:
+            with self._warning():
+                registry.add(queue, job_id, label, directory, new=new)
+
+    def deleted(self, queue, job_ids=None):
+        registry = self._registry()
+        if registry is not None:
+            with self._warning():
+                registry.deleted(queue, job_ids)
+
+    def _registry(self):
+        with self._warning():
+            return _registry()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _warning():
+        try:
+            yield
+        except (Error, OSError, ImportError) as e:
+            logger.warning("The job registry was not updated: %s", e)
+
+
+RemoteQueue.recorder = _RegistryRecorder()
+
+
+# ===========================================================================
+# Command line
+# ===========================================================================
+
+# Exit statuses of wait, run and status --check, which otherwise exit with
+# the job's own exit code. Chosen where programs seldom exit, as env(1) and
+# timeout(1) do; 126, 127 and 128+N stay the shell's.
+_EXIT_RUNNING = 120
+_EXIT_NOT_FOUND = 121
+_EXIT_LOST = 122
+_EXIT_KILLED = 123
+_EXIT_TIMEOUT = 124
+_EXIT_ERROR = 125
+
+#: The exit statuses of wait, run and status --check that are not the job's.
+_JOB_EXITS = [
+    (_EXIT_RUNNING, "the job has not ended (status --check)"),
+    (_EXIT_NOT_FOUND, "no such job"),
+    (_EXIT_LOST, "the job was lost (its process vanished without an exit "
+                 "code)"),
+    (_EXIT_KILLED, "the job was killed"),
+    (_EXIT_TIMEOUT, "timeout: the job goes on"),
+    (_EXIT_ERROR, "error (in place of 1)"),
+]
+
+
+def _exit_codes(command=None):
+    """The "exit status" part of the help of ``command`` (None: of tej):
+    only the statuses it can end with.
+    """
+    job = {None: "wait, run and status --check exit with the job's own exit "
+                 "code, or:",
+           'status': "with --check: the job's own exit code, or:",
+           'wait': "the job's own exit code (the first that failed), or:",
+           'run': "the job's own exit code, or:",
+           'monitor': "with --until-done: 0 when every job whose end it "
+                      "reported succeeded,\nelse the first failed job's own "
+                      "exit code, or:"}
+    lines = ["exit status:"]
+    if command not in ('wait', 'run'):
+        lines.append("  0    success%s" % {
+            None: ' (status: whatever the job\'s state, "not found" too)',
+            'status': ' (whatever the job\'s state, "not found" too)'}.get(
+                command, ''))
+        lines.append('  1    error: a message "tej: error: ..." says what')
+    lines.append("  2    bad command line")
+    lines.append("  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)")
+    if command in job:
+        lines.append(job[command])
+        left_out = {'status': (_EXIT_TIMEOUT,), 'wait': (_EXIT_RUNNING,),
+                    'run': (_EXIT_RUNNING,),
+                    'monitor': (_EXIT_RUNNING, _EXIT_TIMEOUT)}.get(command, ())
+        lines += ["  %d  %s" % (code, text) for code, text in _JOB_EXITS
+                  if code not in left_out]
+    return '\n'.join(lines) + '\n'
+
+
+#: The commands that are about the connection, not a queue: no --queue.
+_NO_QUEUE = ('login', 'logout')
+
+
+class _Terminated(Exception):
+    """SIGTERM, as an exception (like KeyboardInterrupt for SIGINT)."""
+
+
+def _add_verbosity(parser, default=0):
+    """-v and -q; a command's take ``default`` argparse.SUPPRESS: also
+    accepted after the command, they keep the value given before it.
+    """
+    parser.add_argument('-v', '--verbose', action='count', default=default,
+                        help="say what tej does (-vv: and the remote "
+                             "commands)")
+    parser.add_argument('-q', '--quiet', action='count', default=default,
+                        help="errors only")
+
+
+def _add_common(parser, with_id=False, with_queue=True):
+    import argparse
+    _add_verbosity(parser, argparse.SUPPRESS)
+    parser.add_argument('destination', metavar='DESTINATION',
+                        type=_destination_type,
+                        help="[ssh://][user@]host[:port], an ssh_config "
+                             "alias, or local:")
+    if with_queue:
+        parser.add_argument('--queue', default=DEFAULT_TEJ_DIR,
+                            type=_queue_type,
+                            help="the queue's directory on the server "
+                                 "(default: %(default)s)")
+    if with_id:
+        parser.add_argument('--id', dest='job_id', required=True,
+                            type=_job_id_type, help="the job's identifier")
+    ssh = parser.add_argument_group('ssh options (passed to ssh)')
+    ssh.add_argument('-F', dest='ssh_config', metavar='FILE',
+                     help="ssh configuration file")
+    ssh.add_argument('-i', dest='ssh_identity', action='append', default=[],
+                     metavar='FILE', help="identity (private key) file")
+    ssh.add_argument('-J', dest='ssh_jump', metavar='HOST',
+                     help="jump host(s)")
+    ssh.add_argument('-o', dest='ssh_option', action='append', default=[],
+                     metavar='KEY=VALUE', help="an ssh_config option")
+    ssh.add_argument('--no-multiplex', action='store_true',
+                     help="one connection per call (no ControlMaster)")
+    ssh.add_argument('--password', action='store_true',
+                     help="log in with a password: TEJ_PASSWORD's, or else "
+                          "asked for on the terminal (a password in "
+                          "DESTINATION shows in the process list)")
+
+
+def _arg_type(check):
+    """An argparse ``type=`` that returns ``check(text)``; the ValueError
+    or `Error` it raises becomes argparse's message (exit 2, under the
+    subcommand's usage line).
+    """
+    def convert(text):
+        try:
+            return check(text)
+        except (ValueError, Error) as e:
+            import argparse
+            raise argparse.ArgumentTypeError(str(e))
+    return convert
+
+
+def _checked(check):
+    """A check that raises or not, as one that returns the text."""
+    def checked(text):
+        check(text)
+        return text
+    return checked
+
+
+def _resource_type(key):
+    """The argparse type of the resource ``key``: _job_options checks it."""
+    return _arg_type(_checked(lambda text: _job_options(**{key: text})))
+
+
+_destination_type = _arg_type(_checked(_parse_destination))
+_queue_type = _arg_type(_checked(_check_queue_path))
+_job_id_type = _arg_type(_checked(check_jobid))
+_member_type = _arg_type(_checked(
+    lambda text: _normalize_member(text, ValueError, top=True)))
+_timeout_type = _arg_type(lambda text: _duration(text, 'timeout'))
+_interval_type = _arg_type(lambda text: _duration(text, 'interval'))
+_age_type = _arg_type(lambda text: int(_duration(text, 'duration')))
+
+
+class _Unbuilt(object):
+    """Stands for the parser of a command that is not being run: what is
+    added to it is dropped.
+    """
+
+    def add_argument(self, *args, **kwargs):
+        pass
+
+    def add_argument_group(self, *args, **kwargs):
+        return self
+
+    add_mutually_exclusive_group = add_argument_group
+
+
+def _parser(wanted=None):
+    """The command line's parser. With ``wanted``, a command's name, only
+    that command is built (start-up time); tej --help and a mistyped command
+    build them all.
+    """
+    import argparse
+
+    class Formatter(argparse.RawDescriptionHelpFormatter):
+        pass
+
+    parser = argparse.ArgumentParser(
+        prog='tej', formatter_class=Formatter,
+        description="Trivial Extensible Job-submission: send a directory "
+                    "to a server over SSH, run it there, and get its "
+                    "results back.",
+        epilog=_exit_codes())
+    parser.add_argument('--version', action='version',
+                        version='tej version %s' % __version__)
+    _add_verbosity(parser)
+    commands = parser.add_subparsers(dest='command', metavar='COMMAND')
+
+    def command(name, help, with_id=False, json=False):
+        if wanted is not None and name != wanted:
+            return _Unbuilt()
+        sub = commands.add_parser(name, help=help, description=help,
+                                  formatter_class=Formatter,
+                                  epilog=_exit_codes(name))
+        _add_common(sub, with_id, name not in _NO_QUEUE)
+        if json:
+            sub.add_argument('--json', action='store_true',
+                             help="print JSON (see README.rst)")
+        return sub
+
+    sub = command('setup', "create the queue on the server and install the "
+                           "runtime (submit does it when needed)")
+    sub.add_argument('-r', '--runtime', choices=sorted(_RUNTIMES),
+                     help="the runtime to install (default: default)")
+    sub.add_argument('--make-link', action='append', dest='make_link',
+                     metavar='PATH', help="also write a link file at PATH "
+                     "pointing to the queue (repeatable)")
+    sub.add_argument('--make-default-link', action='append_const',
+                     dest='make_link', const=DEFAULT_TEJ_DIR,
+                     help="write a link at %s pointing to the queue"
+                          % DEFAULT_TEJ_DIR)
+    sub.add_argument('--force', action='store_true',
+                     help="replace an existing queue's runtime (its jobs "
+                          "are kept) and existing links")
+    sub.add_argument('--only-links', action='store_true',
+                     help="only write the links")
+
+    def job_options(sub):
+        """The options of submit and run."""
+        sub.add_argument('-r', '--runtime', choices=sorted(_RUNTIMES),
+                         help="the runtime to install if the queue has none")
+        sub.add_argument('--script', help="the file in the directory to run "
+                         "(default: start.sh), or a shell command")
+        sub.add_argument('directory', metavar='DIRECTORY')
+        res = sub.add_argument_group(
+            'resources (for the scheduler; the default runtime enforces '
+            '--walltime, runs --prologue and refuses the others)')
+        res.add_argument('--walltime', metavar='[D-]HH:MM:SS',
+                         type=_arg_type(_walltime),
+                         help="the time limit: [D-]HH:MM:SS, seconds, or "
+                              "with a unit (90m, 2h, 1d)")
+        res.add_argument('--cpus', metavar='N', type=_resource_type('cpus'),
+                         help="CPUs for the job")
+        res.add_argument('--mem', metavar='SIZE', type=_resource_type('mem'),
+                         help="memory: MB, or with a unit (4000, 500M, 4G)")
+        res.add_argument('--partition', metavar='NAME',
+                         type=_resource_type('partition'),
+                         help="the scheduler's partition or queue")
+        res.add_argument('--account', metavar='NAME',
+                         type=_resource_type('account'),
+                         help="the account to charge")
+        res.add_argument('--gpus', metavar='N', type=_resource_type('gpus'),
+                         help="GPUs for the job")
+        res.add_argument('--scheduler-arg', action='append', default=[],
+                         type=_arg_type(_checked(
+                             lambda text: _job_options(scheduler_args=[text]))),
+                         metavar='ARG', dest='scheduler_args',
+                         help="an argument for sbatch or qsub, as is "
+                              "(repeatable)")
+        res.add_argument('--prologue', metavar='CODE|FILE',
+                         help="shell code run before the job, in its shell "
+                              "(e.g. 'module load x'), or a file of it")
+        up = sub.add_argument_group('what goes up')
+        up.add_argument('--exclude', action='append', default=[],
+                        metavar='PATTERN',
+                        help="leave out what matches, as tar does (a glob "
+                             "on paths in DIRECTORY: '*.o', 'build', "
+                             "'data/*.tmp'; repeatable); DIRECTORY/"
+                             ".tejignore holds more, one a line")
+        up.add_argument('--dereference', action='store_true',
+                        help="send the file that a link leading out of "
+                             "DIRECTORY points to, not the link")
+        up.add_argument('--compress', action='store_true',
+                        help="gzip the upload (the server needs gzip)")
+        progress_option(sub)
+
+    def progress_option(sub):
+        sub.add_argument('--progress', action='store_true',
+                         help="show the transfer's progress as lines every "
+                              "few seconds (shown by default, redrawn, when "
+                              "stderr is a terminal; -q hides it)")
+
+    sub = command('submit', "send a directory and start it as a job; "
+                            "prints the job's id", json=True)
+    job_options(sub)
+    sub.add_argument('--id', dest='job_id', type=_job_id_type,
+                     help="the job's id (default: <dirname>_<user>_<random>)")
+    sub.add_argument('--content-id', action='store_true',
+                     help="the id is <dirname>_<hash of the files, "
+                          "script and options>: the same content is the "
+                          "same job")
+    sub.add_argument('--if-exists', choices=['fail', 'reuse'],
+                     help="when a job has the id: fail (default), or reuse "
+                          "it (default with --content-id)")
+
+    sub = command('status', "print the job's status: running, finished "
+                            "<exit code>, created, lost, or not found; for "
+                            "several jobs, one line each: <id> <status>",
+                  json=True)
+    sub.add_argument('job_ids', nargs='*', metavar='ID', type=_job_id_type,
+                     help="more jobs, asked about in the same call")
+    sub.add_argument('--id', dest='job_id', action='append', default=[],
+                     metavar='ID', type=_job_id_type,
+                     help="the job's identifier (repeatable)")
+    sub.add_argument('--check', action='store_true',
+                     help="exit with the job's exit code, or 120 to 123 when "
+                          "it has not finished (see below); for several, "
+                          "with the first that did not succeed")
+    sub = command('download', "fetch files or directories of a job; run "
+                              "it again after an interruption to resume",
+                  True)
+    sub.add_argument('files', nargs='+', metavar='FILE', type=_member_type,
+                     help="paths relative to the job's directory ('.': "
+                          "all of it)")
+    where = sub.add_mutually_exclusive_group()
+    where.add_argument('--destination', dest='save_as', metavar='PATH',
+                       help="save the one FILE under this name (in a "
+                            "directory that is there)")
+    where.add_argument('--directory', metavar='DIR',
+                       help="save the files in DIR (default: here); DIR "
+                            "is made if its parent is there")
+    progress_option(sub)
+    command('kill', "stop a running job (nothing happens if it ended)", True)
+    sub = command('delete', "remove a job and its files from the server",
+                  True)
+    sub.add_argument('--kill', action='store_true',
+                     help="kill the job first if it is running")
+    sub = command('list', "print each job of the queue: <id> <status>, "
+                          "the status as status prints it", json=True)
+    sub.add_argument('-l', '--long', action='store_true',
+                     help="also its exit code, age and runtime")
+    sub.add_argument('--state', action='append', choices=_LIST_STATES,
+                     dest='states', help="only the jobs in this state "
+                     "(repeatable)")
+    sub.add_argument('--since', type=_age_type, metavar='DURATION',
+                     help="only the jobs submitted in the last DURATION "
+                          "(seconds, or 90s, 15m, 2h, 7d, 2w, 1h30m)")
+    sub = command('gc', "remove the jobs that ended (finished, killed, "
+                        "lost) long enough ago, never one that has not; "
+                        "prints each: <id> <state>", json=True)
+    sub.add_argument('--older-than', type=_age_type, required=True,
+                     metavar='DURATION', help="how long ago they ended "
+                     "(seconds, or 90s, 15m, 2h, 7d, 2w, 1h30m)")
+    sub.add_argument('--state', action='append', choices=_GC_STATES,
+                     dest='states', help="only the jobs in this state "
+                     "(repeatable; default: all three)")
+    sub.add_argument('-n', '--dry-run', action='store_true',
+                     help="remove nothing; print what would be removed")
+
+    sub = command('wait', "wait until jobs have ended; exit with the exit "
+                          "code of the first that failed", json=True)
+    sub.add_argument('--id', dest='job_ids', action='append', required=True,
+                     type=_job_id_type, metavar='ID',
+                     help="a job's id (repeatable)")
+    sub.add_argument('--timeout', type=_timeout_type, metavar='SECONDS',
+                     help="give up after this long (exit 124; the jobs go "
+                          "on): seconds, [D-]HH:MM:SS or with a unit (1h)")
+    sub = command('logs', "print the job's _stdout (or _stderr)", True)
+    sub.add_argument('--stderr', action='store_true',
+                     help="print _stderr instead")
+    sub.add_argument('-f', '--follow', action='store_true',
+                     help="keep printing what the job writes, until it ends")
+    sub = command('run', "submit with a content id, print the job's output "
+                         "as it comes, wait, download results, delete the "
+                         "job, and exit with its exit code; run the same "
+                         "command again after an interruption to "
+                         "re-attach", json=True)
+    job_options(sub)
+    sub.add_argument('--download', action='append', default=[], nargs='+',
+                     type=_member_type, metavar='PATH',
+                     help="results to fetch, relative to the job's "
+                          "directory (one or more; repeatable)")
+    sub.add_argument('--into', metavar='DIR', default='.',
+                     help="where to put the results (default: here); DIR "
+                          "is made if its parent is there")
+    sub.add_argument('--keep', action='store_true',
+                     help="do not delete the job at the end")
+    sub.add_argument('--rerun-failed', action='store_true',
+                     help="run the job again if it was there and failed "
+                          "(a killed or lost one is always run again)")
+    sub.add_argument('--timeout', type=_timeout_type, metavar='SECONDS',
+                     help="give up after this long (exit 124; the job goes "
+                          "on): seconds, [D-]HH:MM:SS or with a unit (1h)")
+    command('login', "open the shared connection interactively (password, "
+                     "two-factor and host key questions happen here)")
+    command('logout', "close the shared connection")
+    _registry_parsers(commands, Formatter, wanted)
+    parser.commands = commands.choices
+    return parser
+
+
+def _parse_args(parser, argv):
+    """The command line parsed. A mistake exits 2 under the usage line of
+    the subcommand it concerns (argparse would give the top level's for an
+    unknown argument).
+    """
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        if extra:
+            parser.error("unrecognized arguments: %s" % ' '.join(extra))
+        return args
+    sub = parser.commands[args.command]
+    if extra:
+        sub.error("unrecognized arguments: %s" % ' '.join(extra))
+    if args.command == 'run':
+        # --download a b --download c: one list
+        args.download = [path for paths in args.download for path in paths]
+    if args.command == 'status' and not args.job_id + args.job_ids:
+        sub.error("status needs a job: --id ID, or IDs after the "
+                  "destination")
+    if getattr(args, 'save_as', None) is not None and len(args.files) != 1:
+        sub.error("--destination is for one FILE; use --directory for "
+                  "several")
+    return args
+
+
+def _ssh_options(args):
+    options = []
+    if args.ssh_config:
+        options += ['-F', args.ssh_config]
+    for identity in args.ssh_identity:
+        options += ['-i', identity]
+    if args.ssh_jump:
+        options += ['-J', args.ssh_jump]
+    for option in args.ssh_option:
+        options += ['-o', option]
+    return options
+
+
+def _resources(args):
+    """The submit resources given on the command line."""
+    resources = {key: getattr(args, key) for key in (
+        'walltime', 'cpus', 'mem', 'partition', 'account', 'gpus',
+        'scheduler_args', 'prologue')}
+    prologue = resources['prologue']
+    if prologue is not None and os.path.isfile(prologue):
+        with open(prologue) as fp:
+            resources['prologue'] = fp.read()
+    resources.update(label=args.label, record=not args.no_record)
+    return resources
+
+
+def _progress(args):
+    """What --progress, -q and a terminal on stderr ask for (see
+    _meter).
+    """
+    if args.progress:
+        return 'lines'
+    return args.quiet == 0 and _isatty(sys.stderr)
+
+
+def _transfer_options(args):
+    """The upload options given on the command line (submit, run)."""
+    return {'exclude': args.exclude, 'dereference': args.dereference,
+            'compress': args.compress, 'progress': _progress(args)}
+
+
+def _job_exit(record):
+    """The exit status that says how a job ended (see _JOB_EXITS)."""
+    state = record['state']
+    if state == _FINISHED:
+        return record['exit']
+    return {_NOTFOUND: _EXIT_NOT_FOUND, _LOST: _EXIT_LOST,
+            _KILLED: _EXIT_KILLED}.get(state, _EXIT_RUNNING)
+
+
+def _json_record(record):
+    """A job's record as the JSON object documented in README.rst."""
+    result = {'tej': 1, 'id': record['id'], 'state': record['state'],
+              'exit_code': record.get('exit')}
+    for key in ('submitted', 'started', 'finished'):
+        epoch = record.get(key)
+        result[key] = None if epoch is None else time.strftime(
+            '%Y-%m-%dT%H:%M:%SZ', time.gmtime(epoch))
+        result[key + '_epoch'] = epoch
+    result['directory'] = record.get('dir')
+    result['runtime'] = record.get('runtime') or None
+    result['runtime_id'] = record.get('runtime_id') or None
+    return result
+
+
+def _print_json(obj):
+    import json
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + '\n')
+
+
+class _TextWriter(object):
+    """Bytes written to a text stream that has no binary buffer (a
+    StringIO in place of sys.stdout)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, data):
+        self.stream.write(data.decode('utf-8', 'replace'))
+
+    def flush(self):
+        self.stream.flush()
+
+
+def _binary(stream):
+    """The binary side of sys.stdout or sys.stderr."""
+    stream.flush()
+    if hasattr(stream, 'buffer'):
+        return stream.buffer
+    return _TextWriter(stream)
+
+
+def _describe(record):
+    """Say on stderr how long a job has been running, or took."""
+    state, finished = record['state'], record['finished']
+    started = record['started'] or record['submitted']
+    now = record['now'] or time.time()
+    if state == _RUNNING and started:
+        logger.info("Job is still running (%s)",
+                    _format_duration(now - started))
+    elif state == _KILLED:
+        logger.info("Job was killed")
+    elif state == _LOST:
+        logger.info("Job was lost: it ended without recording an exit code "
+                    "(its process was killed, the server restarted, or its "
+                    "submission died)")
+    elif state == _FINISHED and started and finished:
+        logger.info("Job ran for %s", _format_duration(finished - started))
+
+
+def _cmd_setup(queue, args):
+    queue.setup(links=args.make_link, force=args.force,
+                only_links=args.only_links)
+
+
+def _cmd_submit(queue, args):
+    job_id, created = queue.submit_job(
+        args.job_id, args.directory, args.script, args.content_id,
+        args.if_exists, **dict(_resources(args), **_transfer_options(args)))
+    if not created:
+        logger.info("Job %s exists already: using it", job_id)
+    if args.json:
+        _print_json({'tej': 1, 'id': job_id, 'created': created})
+    else:
+        sys.stdout.write('%s\n' % job_id)
+
+
+def _cmd_status(queue, args):
+    job_ids = list(dict.fromkeys(args.job_id + args.job_ids))
+    if len(job_ids) == 1:
+        try:
+            records = [queue.info(job_ids[0])]
+        except JobNotFound:
+            records = [{'id': job_ids[0], 'state': _NOTFOUND}]
+    else:
+        records = queue.infos(job_ids)  # one call for all
+    for record in records:
+        if args.json:
+            _print_json(_json_record(record))
+            continue
+        if record['state'] == _NOTFOUND:
+            line = 'not found'
+        else:
+            status, _, arg = _compat_status(record)
+            line = '%s %s' % (status, arg) if arg else status
+        if len(records) == 1:
+            sys.stdout.write(line + '\n')
+            if record['state'] != _NOTFOUND:
+                _describe(record)
+        else:
+            sys.stdout.write('%s %s\n' % (record['id'], line))
+    if args.check:
+        for record in records:
+            if _job_exit(record):
+                return _job_exit(record)
+        return 0
+
+
+def _cmd_download(queue, args):
+    if args.save_as is not None:
+        queue.download(args.job_id, args.files, destination=args.save_as,
+                       progress=_progress(args))
+    else:
+        queue.download(args.job_id, args.files,
+                       directory=args.directory or '.',
+                       progress=_progress(args))
+
+
+def _cmd_kill(queue, args):
+    queue.kill(args.job_id)
+
+
+def _cmd_delete(queue, args):
+    try:
+        queue.delete(args.job_id, kill=args.kill)
+    except JobStillRunning as e:
+        raise JobStillRunning("%s: delete --kill kills it first" % e)
+
+
+def _cmd_list(queue, args):
+    for job_id, info in queue.list(args.states, args.since):
+        if args.json:
+            _print_json(_json_record(info))
+        elif args.long:
+            exit_code = info['exit']
+            age = info['now'] - info['submitted'] if info['now'] and \
+                info['submitted'] else None
+            sys.stdout.write('%s %s %s %s %s\n' % (
+                job_id, info['state'], '-' if exit_code is None
+                else exit_code, '-' if age is None
+                else _format_duration(age), info['runtime'] or '-'))
+        else:
+            sys.stdout.write('%s %s\n' % (job_id, info['status']))
+
+
+def _cmd_gc(queue, args):
+    records = queue.gc(args.older_than, args.states, args.dry_run)
+    for record in records:
+        if args.json:
+            _print_json(_json_record(record))
+        else:
+            sys.stdout.write('%s %s\n' % (record['id'], record['state']))
+    logger.info("%s %d job%s", "Would remove" if args.dry_run else "Removed",
+                len(records), '' if len(records) == 1 else 's')
+
+
+def _cmd_logs(queue, args):
+    target = _binary(sys.stdout)
+    queue.logs(args.job_id, stdout=None if args.stderr else target,
+               stderr=target if args.stderr else None, follow=args.follow)
+
+
+def _cmd_login(queue, args):
+    queue.login()
+
+
+def _cmd_logout(queue, args):
+    queue.logout()
+
+
+def _cmd_wait(queue, args):
+    try:
+        records = queue.wait_all(args.job_ids, timeout=args.timeout)
+    except JobStillRunning as e:
+        logger.warning("%s; it goes on", e)
+        return _EXIT_TIMEOUT
+    for record in records:
+        if args.json:
+            _print_json(_json_record(record))
+        _say_how_it_ended(record)
+    for record in records:
+        if _job_exit(record):
+            return _job_exit(record)
+    return 0
+
+
+def _cmd_run(queue, args):
+    if args.download and not os.path.isdir(args.into):
+        _need_parent(args.into, '--into')  # before the job, not after it
+    job_id = queue.submit_once(
+        args.directory, args.script, args.rerun_failed,
+        **dict(_resources(args), **_transfer_options(args)))
+    try:
+        state, exit_code = queue.logs(
+            job_id, stdout=_binary(sys.stderr if args.json else sys.stdout),
+            stderr=_binary(sys.stderr), follow=True, timeout=args.timeout)
+    except JobStillRunning as e:
+        logger.warning("%s; it goes on. Run the same command again to "
+                       "re-attach.", e)
+        return _EXIT_TIMEOUT
+    except (KeyboardInterrupt, _Terminated):
+        logger.warning(
+            "Job %s goes on, on %s. Run the same command again to "
+            "re-attach, or stop it with: %s", job_id,
+            queue.destination_string,
+            _command_line(args, 'kill', '--id', job_id))
+        raise
+    record = {'id': job_id, 'state': state, 'exit': exit_code}
+    if args.json and state != _NOTFOUND:
+        # the whole record, while the job is there
+        record = queue.info(job_id)
+    status = _job_exit(record)
+    downloaded, keep = [], args.keep
+    for path in args.download:
+        # each that is there comes, whatever the exit code
+        try:
+            downloaded += queue.download(job_id, [path],
+                                         directory=args.into,
+                                         progress=_progress(args))
+        except _NoSuchFile as e:
+            logger.warning("%s", e)
+            if status == 0:
+                status, keep = _EXIT_ERROR, True
+        except Error as e:
+            logger.warning("Could not download %s: %s", path, e)
+            status, keep = status or _EXIT_ERROR, True
+    if keep and not args.keep:
+        logger.warning("Job %s is kept, for its results. Delete it with: %s",
+                       job_id, _command_line(args, 'delete', '--id', job_id))
+    elif not keep:
+        try:
+            queue.delete(job_id)
+        except JobNotFound:  # another run of the same job deleted it
+            pass
+    if args.json:
+        _print_json(dict(_json_record(record), downloaded=downloaded))
+    _say_how_it_ended(record)
+    return status
+
+
+def _say_how_it_ended(record):
+    """A warning for a job that did not succeed (wait, run)."""
+    state, job_id = record['state'], record['id']
+    if state == _NOTFOUND:
+        logger.warning("no job %s", job_id)
+    elif state != _FINISHED:
+        logger.warning("Job %s was %s", job_id, state)
+    elif record['exit']:
+        logger.warning("Job %s failed with exit code %d", job_id,
+                       record['exit'])
+
+
+def _command_line(args, command, *arguments):
+    """A command line for ``command`` on the same queue, that works when
+    pasted: this Python and this file, the destination (a password in it
+    becomes --password), --queue and the ssh options given.
+    """
+    destination = _masked(args.destination)
+    password = args.password or destination != args.destination
+    argv = [sys.executable, os.path.abspath(__file__), command,
+            destination.replace(':***@', '@', 1)] + list(arguments)
+    queue = getattr(args, 'queue', DEFAULT_TEJ_DIR)
+    if queue != DEFAULT_TEJ_DIR and command not in _NO_QUEUE:
+        argv += ['--queue', queue]
+    argv += _ssh_options(args)
+    if args.no_multiplex:
+        argv.append('--no-multiplex')
+    if password:
+        argv.append('--password')
+    return _shell_command(argv)
+
+
+# ---- the registry's commands: jobs, monitor, pause, unpause, forget ----------
+
+_REGISTRY_HELP = {
+    'jobs': "list the jobs submitted from this machine, on every server, "
+            "with their states (one call per queue, all at once)",
+    'monitor': "watch the jobs submitted from this machine and print a line "
+               "when one changes state; each end is reported once",
+    'pause': "stop checking jobs (jobs and monitor show their last state)",
+    'unpause': "check paused jobs again",
+    'forget': "drop jobs from this machine's registry (the jobs are left "
+              "alone)",
+}
+
+
+def _registry_parsers(commands, formatter, wanted=None):
+    """The registry's commands, and its options of submit and run (only
+    ``wanted``'s, when it is given: see _parser).
+    """
+    import argparse
+    for name in ('submit', 'run'):
+        sub = commands.choices.get(name)
+        if sub is None:
+            continue  # not being run
+        sub.add_argument('--label', help="a label for the job in the "
+                         "registry (tej jobs, tej monitor)")
+        sub.add_argument('--no-record', action='store_true',
+                         help="do not record the job in the registry")
+
+    def command(name, selection):
+        if wanted is not None and name != wanted:
+            return _Unbuilt()
+        sub = commands.add_parser(
+            name, help=_REGISTRY_HELP[name], description=_REGISTRY_HELP[name],
+            formatter_class=formatter, epilog=_REGISTRY_EPILOG + (
+                _exit_codes(name)))
+        _add_verbosity(sub, argparse.SUPPRESS)
+        if selection:
+            sub.add_argument('destination', metavar='DESTINATION', nargs='?',
+                             help="the jobs' destination")
+            sub.add_argument('--id', dest='job_id', help="the job's id")
+            sub.add_argument('--queue', help="the jobs' queue (default: "
+                             "any)")
+            sub.add_argument('--label', help="the jobs with this label")
+        return sub
+
+    sub = command('jobs', False)
+    sub.add_argument('--state', action='append', metavar='STATE',
+                     help="only jobs in this state (repeatable): created, "
+                          "queued, running, finished, killed, lost, "
+                          "notfound, unreachable, paused, deleted")
+    sub.add_argument('--label', help="only jobs with this label")
+    sub.add_argument('--dest', metavar='DESTINATION',
+                     help="only jobs on this destination")
+    sub.add_argument('--json', action='store_true',
+                     help="print JSON, one object per job (see README.rst)")
+    sub.add_argument('--cached', action='store_true',
+                     help="the states last seen, without connecting")
+    sub = command('monitor', False)
+    sub.add_argument('--interval', type=_interval_type, metavar='SECONDS',
+                     default=_WATCH_INTERVAL,
+                     help="ask each queue again after this long at most "
+                          "(default: %(default)s; an end is seen at once)")
+    sub.add_argument('--until-done', action='store_true',
+                     help="return when no job is left to watch, with exit "
+                          "status 0 if all succeeded (see below)")
+    sub.add_argument('--on-end', metavar='COMMAND',
+                     help="a shell command run for each job that ends, with "
+                          "TEJ_DEST, TEJ_QUEUE, TEJ_JOB_ID, TEJ_STATE, "
+                          "TEJ_EXIT_CODE, TEJ_LABEL, TEJ_DIRECTORY set")
+    sub.add_argument('--notify', action='store_true',
+                     help="a desktop notification for each end (notify-send, "
+                          "osascript, else the terminal bell)")
+    for name in ('pause', 'unpause', 'forget'):
+        command(name, True)
+
+
+_REGISTRY_EPILOG = """\
+the registry: $TEJ_REGISTRY, else $XDG_DATA_HOME/tej/jobs.sqlite3
+(~/.local/share/tej/); TEJ_REGISTRY=off records nothing.
+
+"""
+
+def _selection(args):
+    """pause, unpause, forget: the jobs named, as JobMonitor arguments."""
+    if args.job_id is not None and args.destination is None:
+        raise ValueError("--id needs a DESTINATION")
+    if args.destination is None and args.label is None:
+        raise ValueError("name the jobs: DESTINATION (and --id), or --label")
+    return dict(destination=args.destination, job_id=args.job_id,
+                label=args.label, queue=args.queue)
+
+
+def _cmd_pause(queue, args):
+    _changed(JobMonitor().pause(**_selection(args)), 'paused')
+
+
+def _cmd_unpause(queue, args):
+    _changed(JobMonitor().unpause(**_selection(args)), 'unpaused')
+
+
+def _cmd_forget(queue, args):
+    _changed(JobMonitor().forget(**_selection(args)), 'forgotten')
+
+
+def _changed(count, what):
+    if not count:
+        raise Error("No such job in the registry")
+    logger.info("%d job%s %s", count, '' if count == 1 else 's', what)
+
+
+def _shown_state(job):
+    """The state that tej jobs shows: the live one, or why there is none."""
+    if job.deleted is not None:
+        return 'deleted'
+    if job.error is not None:
+        return 'unreachable'
+    if job.paused:
+        return 'paused'
+    return job.state or '-'
+
+
+def _json_job(job):
+    return {'tej': 1, 'destination': job.destination, 'queue': job.queue,
+            'id': job.id, 'state': _shown_state(job),
+            'last_state': job.state, 'exit_code': job.exit_code,
+            'checked_epoch': job.checked, 'submitted_epoch': job.submitted,
+            'label': job.label, 'directory': job.directory,
+            'paused': job.paused, 'error': job.error}
+
+
+def _jobs_table(jobs, now, width=80, cached=False):
+    """The lines of tej jobs' table, fitted into ``width`` columns:
+    destination, id, state, exit code, age, label, local directory; and
+    "seen", the last known state and its age, when some are not live.
+    """
+    home = os.path.expanduser('~')
+    stale = cached or any(_shown_state(j) in ('unreachable', 'paused')
+                          for j in jobs)
+    head = ['DESTINATION', 'ID', 'STATE', 'EXIT', 'AGE'] + \
+        (['SEEN'] if stale else []) + ['LABEL', 'DIRECTORY']
+    rows = []
+    for job in jobs:
+        if cached:
+            state = 'deleted' if job.deleted else (job.state or '-')
+        else:
+            state = _shown_state(job)
+        seen = '-' if job.checked is None else _age(now - job.checked)
+        if not cached and state in ('unreachable', 'paused'):
+            seen = '%s %s' % (job.state or 'never', seen)
+        directory = job.directory or '-'
+        if directory == home or directory.startswith(home + os.sep):
+            directory = '~' + directory[len(home):]
+        rows.append([job.destination, job.id, state,
+                     '-' if job.exit_code is None else str(job.exit_code),
+                     _age(now - job.submitted)] +
+                    ([seen] if stale else []) +
+                    [job.label or '', directory])
+    widths = [max(len(r[i]) for r in [head] + rows)
+              for i in range(len(head))]
+    # what does not fit is cut, a little at a time: the directory (its
+    # start) down to ".../NAME", the destination, the label, the
+    # directory again, then the id (which says which job it is) and the
+    # others further
+    label, last = len(head) - 2, len(head) - 1
+    names = max([len('.../' + os.path.basename(r[last])) for r in rows] +
+                [9])
+    for column, least in ((last, names), (0, 12), (label, 5), (last, 9),
+                          (1, 20), (0, 8), (1, 12)):
+        excess = sum(widths) + len(widths) - 1 - width
+        if excess <= 0:
+            break
+        widths[column] = max(min(least, widths[column]),
+                             widths[column] - excess)
+
+    def cut(text, size, column):
+        if len(text) <= size:
+            return text
+        if column == last:
+            return '...' + text[len(text) - size + 3:]
+        return text[:size - 3] + '...'
+    right = {3, 4}
+    lines = []
+    for row in [head] + rows:
+        cells = [cut(text, widths[i], i) for i, text in enumerate(row)]
+        lines.append(' '.join(
+            c.rjust(widths[i]) if i in right else c.ljust(widths[i])
+            for i, c in enumerate(cells)).rstrip())
+    return lines
+
+
+def _cmd_jobs(queue, args):
+    import shutil
+    monitor = JobMonitor()
+    now = time.time()
+    if args.cached:
+        jobs = monitor.jobs(deleted=True)
+    else:
+        jobs = monitor.check() + [j for j in monitor.jobs(deleted=True)
+                                  if j.deleted is not None]
+    for destination, error in sorted({(j.destination, j.error)
+                                      for j in jobs if j.error}):
+        logger.warning("%s is unreachable: %s", destination, error)
+    jobs.sort(key=lambda j: (j.submitted, j.key))
+    if args.dest is not None:
+        wanted = _short_destination(args.dest)
+        jobs = [j for j in jobs if j.destination == wanted]
+    if args.label is not None:
+        jobs = [j for j in jobs if j.label == args.label]
+    if args.state:
+        jobs = [j for j in jobs if _shown_state(j) in args.state or
+                (j.state in args.state and j.deleted is None)]
+    else:
+        jobs = [j for j in jobs if j.deleted is None]
+    if args.json:
+        for job in jobs:
+            _print_json(_json_job(job))
+    elif jobs:
+        width = shutil.get_terminal_size((80, 24)).columns
+        for line in _jobs_table(jobs, now, width, args.cached):
+            sys.stdout.write(line + '\n')
+
+
+def _notify(text):
+    """A desktop notification, else the terminal bell."""
+    import shutil
+    for argv in (['notify-send', 'tej', text],
+                 ['osascript', '-e', 'display notification %s with title '
+                  '"tej"' % ('"%s"' % text.replace('\\', '\\\\')
+                             .replace('"', '\\"'))]):
+        if shutil.which(argv[0]):
+            subprocess.call(argv, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, timeout=30)
+            return
+    sys.stderr.write('\a')
+    sys.stderr.flush()
+
+
+def _on_end_command(command, job):
+    """Run --on-end's shell command for a job that ended."""
+    env = dict(os.environ, TEJ_DEST=job.destination, TEJ_QUEUE=job.queue,
+               TEJ_JOB_ID=job.id, TEJ_STATE=job.state,
+               TEJ_EXIT_CODE='' if job.exit_code is None
+               else str(job.exit_code), TEJ_LABEL=job.label or '',
+               TEJ_DIRECTORY=job.directory or '')
+    argv = ['cmd', '/c', command] if os.name == 'nt' else \
+        ['sh', '-c', command]
+    sys.stdout.flush()
+    code = subprocess.call(argv, env=env, stdin=subprocess.DEVNULL)
+    if code:
+        logger.warning("--on-end for job %s exited with %d", job.id, code)
+
+
+def _cmd_monitor(queue, args):
+    failed, unreachable = [], set()
+
+    def line(job):
+        text = '%s %s %s' % (job.destination, job.id, job.state)
+        if job.exit_code is not None:
+            text += ' %d' % job.exit_code
+        return text
+
+    def on_change(before, after):
+        if after.error is not None:
+            if after.destination not in unreachable:
+                logger.warning("%s is unreachable (tried again every "
+                               "interval): %s", after.destination,
+                               after.error)
+            unreachable.add(after.destination)
+            return
+        unreachable.discard(after.destination)
+        if not after.ended:
+            sys.stdout.write(line(after) + '\n')
+            sys.stdout.flush()
+
+    def on_end(job):
+        sys.stdout.write(line(job) + '\n')
+        sys.stdout.flush()
+        record = {'state': job.state, 'exit': job.exit_code}
+        if _job_exit(record) and not failed:
+            failed.append(_job_exit(record))
+        if args.notify:
+            _notify(line(job))
+        if args.on_end:
+            _on_end_command(args.on_end, job)
+    try:
+        JobMonitor().watch(args.interval, on_change, None, on_end,
+                           args.until_done)
+    except Error as e:
+        if not args.until_done:
+            raise
+        sys.stderr.write('tej: error: %s\n' % e)
+        return _EXIT_ERROR
+    return failed[0] if failed else 0
+
+
+#: The registry's commands: _cmd_<name>(None, args), no queue of their own.
+_REGISTRY_COMMANDS = {
+    'jobs': _cmd_jobs, 'monitor': _cmd_monitor, 'pause': _cmd_pause,
+    'unpause': _cmd_unpause, 'forget': _cmd_forget,
+}
+
+
+#: What each command does: _cmd_<name>(queue, args) -> exit status (None
+#: for 0).
+_COMMANDS = {
+    'setup': _cmd_setup, 'submit': _cmd_submit, 'status': _cmd_status,
+    'download': _cmd_download, 'kill': _cmd_kill, 'delete': _cmd_delete,
+    'list': _cmd_list, 'gc': _cmd_gc, 'wait': _cmd_wait, 'logs': _cmd_logs, 'run': _cmd_run,
+    'login': _cmd_login, 'logout': _cmd_logout,
+}
+_COMMANDS.update(_REGISTRY_COMMANDS)  # jobs, monitor...: no queue
+
+
+class _CommandLineQueue(RemoteQueue):
+    """The queue that the command line names (``args``): the commands its
+    messages suggest are ones that work when pasted (_command_line).
+    """
+
+    def __init__(self, args):
+        self.args = args
+        super(_CommandLineQueue, self).__init__(
+            _destination(args), getattr(args, 'queue', DEFAULT_TEJ_DIR),
+            setup_runtime=getattr(args, 'runtime', None),
+            ssh_options=_ssh_options(args), multiplex=not args.no_multiplex)
+
+    def command_for(self, command):
+        return _command_line(self.args, command)
+
+
+def _destination(args):
+    """The destination, with --password's password (TEJ_PASSWORD's, or
+    asked for on the terminal).
+    """
+    destination = _parse_destination(args.destination)
+    if 'password' in destination:
+        logger.warning("The password in %s shows in the process list: use "
+                       "--password (with TEJ_PASSWORD, or asked for)",
+                       _masked(args.destination))
+    elif args.password and not destination.get('local'):
+        password = os.environ.get('TEJ_PASSWORD')
+        if not password:
+            if not sys.stdin.isatty():
+                raise Error("--password: set TEJ_PASSWORD, or run tej in "
+                            "a terminal to be asked")
+            try:
+                import getpass
+                password = getpass.getpass("Password for %s: "
+                                           % args.destination)
+            except EOFError:
+                raise Error("No password given")
+        destination['password'] = password
+    return destination
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def main(argv=None):
+    """Run the command line; return the exit status."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    # the command is the first word that is not an option (tej's own
+    # options take no value)
+    wanted = next((w for w in words if not w.startswith('-')), None)
+    parser = _parser(wanted if wanted in _COMMANDS else None)
+    args = _parse_args(parser, words)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write("tej: error: a command is required\n")
+        return 2
+    level = [_ERROR, _INFO, _VERBOSE, _DEBUG][
+        max(0, min(3, 1 + args.verbose - args.quiet))]
+    # messages to stderr, without the logging module (start-up time)
+    previous_cli, _Logger.cli = _Logger.cli, (level, sys.stderr)
+    # wait, run and status --check exit with job codes: errors are 125
+    error_code = _EXIT_ERROR if args.command in ('wait', 'run') or \
+        getattr(args, 'check', False) else 1
+    import signal
+    previous = None
+    if _in_main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _COMMANDS[args.command](
+            None if args.command in _REGISTRY_COMMANDS else
+            _CommandLineQueue(args),
+            args) or 0
+    except (Error, ValueError, OSError) as e:
+        if isinstance(e, BrokenPipeError):  # tej logs | head
+            return 141
+        sys.stderr.write('tej: error: %s\n' % e)
+        return error_code
+    except KeyboardInterrupt:
+        sys.stderr.write('tej: interrupted\n')
+        return 130
+    except _Terminated:
+        sys.stderr.write('tej: terminated\n')
+        return 143
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        _Logger.cli = previous_cli
+
+
+def _in_main_thread():
+    """Signal handlers can only be set from the main thread."""
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+# ===========================================================================
+# Appendix: the embedded runtimes (make embed copies runtimes/*.sh here)
+# ===========================================================================
+#
+# The server's side of the protocol, verbatim: 2,000 lines of sh that are
+# data to this file, so they come last, as bottle.py keeps its data at the
+# end; the chapters above refer forward to them, by name, only from inside
+# functions (_runtime_version, _BOOTSTRAP, _FAST_START, _RUNTIMES). What is
+# made of them at import time is made here, after them.
+
 # BEGIN runtimes/probe.sh
-_RUNTIME_PROBE = r'''# tej probes: does the server have a scheduler that answers? Which
-# directory does a path from the client name?
+_RUNTIME_PROBE = r'''# tej probes: does the server have a scheduler that answers? Whose home
+# does "~NAME" name?
 #
 # tej.py puts this file ahead of bootstrap.sh (which detects the runtime of
 # a new queue and resolves the queue path) and in every QUEUE/tej.sh
@@ -803,7 +5746,7 @@ _RUNTIME_PROBE = r'''# tej probes: does the server have a scheduler that answers
 #
 #   _probe_slurm          sbatch is on the PATH and sinfo answers
 #   _probe_pbs            qsub is on the PATH and qstat -Q answers
-#   _expand_path PATH     the directory PATH names, in _ep_path
+#   _expand_user ~NAME    for queue.sh's _expand_path: NAME's home
 #
 # Each answers within 30 seconds where timeout(1) exists: a controller that
 # slow is taken for none. Comments stand on lines of their own: tej.py
@@ -824,20 +5767,6 @@ _probe_slurm() {
 
 _probe_pbs() {
     command -v qsub > /dev/null 2>&1 && _probe qstat -Q
-}
-
-# _expand_path PATH: PATH as sh would expand it, in _ep_path: "~" and
-# "~/..." in $HOME, "~NAME" and "~NAME/..." in user NAME's home, a relative
-# path in $HOME. The client never expands "~": this is where it is done.
-# shellcheck disable=SC2088 # a literal "~" from the client
-_expand_path() {
-    case $1 in
-        "~") _ep_path=$HOME ;;
-        "~/"*) _ep_path=$HOME/${1#"~/"} ;;
-        "~"*) _expand_user "$1" ;;
-        /*) _ep_path=$1 ;;
-        *) _ep_path=$HOME/$1 ;;
-    esac
 }
 
 # _expand_user ~NAME[/...]: for _expand_path. NAME reaches the shell's own
@@ -868,21 +5797,108 @@ _expand_user() {
 '''
 # END runtimes/probe.sh
 
+# BEGIN runtimes/queue.sh
+_RUNTIME_QUEUE = r'''# tej queue: where a queue path from the client leads, and whether the
+# runtime installed there is one the client knows.
+#
+# tej.py puts this file in three places, so that each reads a queue the
+# same way: the bootstrap (behind probe.sh and ahead of bootstrap.sh), the
+# fast start (ahead of fast.sh) and every QUEUE/tej.sh (_install resolves
+# the paths of links with it).
+#
+#   _expand_path PATH             the directory PATH names, in _ep_path
+#   _version_ok VERSIONS VERSION  VERSION is not empty and is one of the
+#                                 space-separated VERSIONS
+#
+# Comments stand on lines of their own, and there is no "!": tej.py folds
+# this file into one line.
+
+# _expand_path PATH: PATH as sh would expand it, in _ep_path: "~" and
+# "~/..." in $HOME, "~NAME" and "~NAME/..." in user NAME's home (probe.sh's
+# _expand_user; fast.sh's leaves _ep_path empty), a relative path in $HOME.
+# The client never expands "~": this is where it is done.
+# shellcheck disable=SC2088 # a literal "~" from the client
+_expand_path() {
+    case $1 in
+        "~") _ep_path=$HOME ;;
+        "~/"*) _ep_path=$HOME/${1#"~/"} ;;
+        "~"*) _expand_user "$1" ;;
+        /*) _ep_path=$1 ;;
+        *) _ep_path=$HOME/$1 ;;
+    esac
+}
+
+_version_ok() {
+    case " $1 " in
+        *" $2 "*) [ -n "$2" ] ;;
+        *) return 1 ;;
+    esac
+}
+'''
+# END runtimes/queue.sh
+
+# BEGIN runtimes/fast.sh
+_RUNTIME_FAST = r'''# tej fast start: the first line of a call that has no input of its own.
+#
+# tej.py folds this file behind queue.sh into one line (_FAST_START), and
+# sends it as the first line of the call's stdin, after "set -- QUEUE
+# VERSIONS VERB [ARG ...]"; the second line is the whole bootstrap's. sh
+# reads a line byte by byte (read may not take more than the line), and the
+# whole bootstrap costs more than a warm status's own work: this is the
+# common case in a few words.
+#
+# A queue path "~", "~/...", "/..." or relative to the home directory that
+# is not a link file, with a runtime of VERSIONS installed: tej.sh runs at
+# once (it saves the caller's umask itself, when it needs it), read by this
+# very sh with "." when it is TEJ_SH (sh's "$0" is the shell the transport
+# ran: "sh" through ssh), else in TEJ_SH: an exec of another sh costs more
+# than a warm status's own work. Anything else ("~NAME", a link, no queue,
+# another version): sh reads the next line, the whole bootstrap, as every
+# other call does.
+#
+# Comments stand on lines of their own, and there is no "!" (as in
+# bootstrap.sh): tej.py folds this file into one line.
+
+# "~NAME" is the bootstrap's to resolve (probe.sh's _expand_user, which
+# replaces this one there and in tej.sh)
+_expand_user() {
+    _ep_path=
+}
+
+_expand_path "$1"
+fast_version=
+if [ -n "$_ep_path" ] && [ -d "$_ep_path" ]; then
+    { IFS= read -r fast_version < "$_ep_path/version"; } 2>/dev/null
+fi
+if _version_ok "$2" "$fast_version"; then
+    shift 2
+    set -- "$_ep_path" "$@"
+    unset _ep_path fast_version
+    # shellcheck source=/dev/null # the queue's, installed by _install
+    case ${TEJ_SH:-sh} in
+        "$0") . "$1/tej.sh"; exit ;;
+    esac
+    exec "$TEJ_SH" "$1/tej.sh" "$@"
+fi
+IFS= read -r tej_call && eval "$tej_call"
+'''
+# END runtimes/fast.sh
+
 # BEGIN runtimes/bootstrap.sh
 _RUNTIME_BOOTSTRAP = r'''# tej bootstrap: what every call runs first on the server.
 #
 # tej.py folds this file into one line (_fold: whole-line comments and
 # indentation dropped, lines joined with ";" or a space) behind the protocol
 # prelude (TEJ_PROTOCOL and the RC_* exit codes, from tej.py's Protocol
-# section) and probe.sh, and runs it as
+# section), probe.sh and queue.sh, and runs it as
 #
 #     sh -c BOOTSTRAP tej QUEUE VERSIONS VERB [ARG ...]
 #
 # It resolves QUEUE ("~", "~NAME", a path relative to the home directory
-# (probe.sh's _expand_path), "tejdir: PATH" link files, each remembered as
-# TEJ_LINK_n for cleanup), then execs
-# the installed runtime, QUEUE/tej.sh, if its version (the first line of
-# QUEUE/version) is one of the space-separated VERSIONS.
+# (queue.sh's _expand_path), "tejdir: PATH" link files, each remembered as
+# TEJ_LINK_n for cleanup), then execs the installed runtime, QUEUE/tej.sh,
+# if its version (the first line of QUEUE/version) is one of the
+# space-separated VERSIONS (queue.sh's _version_ok).
 #
 # Otherwise it answers, after the sentinel line, "queue=missing" when there
 # is no queue, "installed=VERSION" (empty for none), and for submit (which
@@ -922,7 +5938,7 @@ _detected() {
 }
 
 _expand_path "$queue"
-# shellcheck disable=SC2154 # set by probe.sh's _expand_path
+# shellcheck disable=SC2154 # set by queue.sh's _expand_path
 queue=$_ep_path
 
 links=0
@@ -976,9 +5992,9 @@ fi
 if [ "$links" -gt 0 ]; then
     [ -d "$queue" ] || { echo "tej: broken queue link: $queue does not exist" >&2; exit "$RC_LINK_BROKEN"; }
 fi
-case " $versions " in
-    *" $installed "*) [ -z "$installed" ] || exec "${TEJ_SH:-sh}" "$queue/tej.sh" "$queue" "$@" ;;
-esac
+if _version_ok "$versions" "$installed"; then
+    exec "${TEJ_SH:-sh}" "$queue/tej.sh" "$queue" "$@"
+fi
 echo "TEJ $TEJ_PROTOCOL"
 [ -d "$queue" ] || echo "queue=missing"
 echo "installed=$installed"
@@ -993,8 +6009,9 @@ exit "$RC_NEED_RUNTIME"
 _RUNTIME_COMMON = r'''#!/bin/sh
 # tej runtime, common part: queue layout, job records, listing, transfers.
 #
-# The client installs the protocol's prelude, probe.sh, this file and one
-# runtime's own file (default.sh, ...), in this order, as QUEUE/tej.sh,
+# The client installs the protocol's prelude, probe.sh, queue.sh, this file
+# and one runtime's own file (default.sh, ...), in this order, as
+# QUEUE/tej.sh,
 # and runs it as
 #
 #     sh QUEUE/tej.sh QUEUE VERB [ARG ...]
@@ -1685,7 +6702,7 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
         shift
         _in_nlinks=$((_in_nlinks - 1))
         _expand_path "$_in_link"
-        # shellcheck disable=SC2154 # set by probe.sh's _expand_path
+        # shellcheck disable=SC2154 # set by queue.sh's _expand_path
         _in_link=$_ep_path
         if [ -d "$_in_link" ]; then
             _die "$RC_QUEUE_EXISTS" "cannot make link $_in_link: a directory is there"
@@ -2742,6 +7759,7 @@ _main "$@"
 '''
 # END runtimes/pbs.sh
 
+
 #: The runtimes this client can install: name -> its own script.
 _RUNTIMES = {'default': _RUNTIME_DEFAULT, 'slurm': _RUNTIME_SLURM,
              'pbs': _RUNTIME_PBS}
@@ -2749,9 +7767,10 @@ _RUNTIMES = {'default': _RUNTIME_DEFAULT, 'slurm': _RUNTIME_SLURM,
 
 def _runtime_script(name):
     """The QUEUE/tej.sh of a runtime: the protocol's prelude, probe.sh,
-    common.sh, then the runtime's own file.
+    queue.sh, common.sh, then the runtime's own file.
     """
-    return _prelude() + _RUNTIME_PROBE + _RUNTIME_COMMON + _RUNTIMES[name]
+    return _prelude() + _RUNTIME_PROBE + _RUNTIME_QUEUE + _RUNTIME_COMMON + \
+        _RUNTIMES[name]
 
 
 #: _runtime_version's answers, made once: every call says them.
@@ -2768,4766 +7787,15 @@ def _runtime_version(name):
 
 
 #: What every call runs first: bootstrap.sh (which says what it does)
-#: behind the prelude and probe.sh, folded into one line (_call_line).
-_BOOTSTRAP = _fold(_prelude() + _RUNTIME_PROBE + _RUNTIME_BOOTSTRAP)
-
-#: The command of every call, the same whatever the call: sh reads the
-#: first line of its stdin, the call's arguments and the bootstrap
-#: (_call_line), and runs it; the rest of stdin is the call's own input
-#: (read reads no further than the line). It is what sshd hands to the
-#: user's login shell, and means the same to sh, bash, csh, tcsh and fish:
-#: no argument ever passes through that shell. (Words only for ps to show
-#: come after it: _shown.)
-_READ_AND_RUN = 'IFS= read -r tej_call && eval "$tej_call"'
-
-
-#: A word of a call that _shown shows as it is, in single quotes: only
-#: characters that no login shell reads there (not "'", csh's "!" and
-#: newline, fish's backslash, nor any other).
-_SHOWN_WORD = re.compile(r'[A-Za-z0-9_.,+=@%:/~-]{1,128}\Z')
-
-
-def _shown(argv):
-    """The words that follow _READ_AND_RUN, after sh's "$0", for the
-    server's process list to show what a call is doing: the queue, the
-    verb and the arguments of ``argv`` (QUEUE VERSIONS VERB ARG...), "..."
-    for each that _SHOWN_WORD does not allow, and for the rest after 16.
-    sh never reads them: the call's arguments come on stdin.
-    """
-    words = [word if _SHOWN_WORD.match(word) else '...'
-             for word in argv[:1] + argv[2:]]
-    return words[:16] + ['...'] * (len(words) > 16)
-
-
-#: The line before the bootstrap's in a call that has no input of its own
-#: (_call_line): the common case in a few words, for sh reads a line byte
-#: by byte (read may not take more than the line), and the whole
-#: bootstrap's costs more than the verb. A queue path "~", "~/...", "/..."
-#: or relative to the home directory, that is not a link file, with a
-#: runtime of VERSIONS installed: tej.sh runs at once (it saves the
-#: caller's umask itself, when it needs it), read by this very sh with "."
-#: (an exec of another sh costs more than a warm status's own work) when
-#: it is TEJ_SH (sh's "$0" is the shell the transport ran: "sh" through
-#: ssh), else in TEJ_SH. Anything else ("~NAME", a link, no queue, another
-#: version): sh reads the next line, the whole bootstrap, as every other
-#: call. No "!" in it, as in the bootstrap.
-_FAST_START = (
-    'case $1 in "~") q=$HOME ;; "~/"*) q=$HOME/${1#"~/"} ;; "~"*) q= ;; '
-    '/*) q=$1 ;; *) q=$HOME/$1 ;; esac; v=; [ -z "$q" ] || [ -f "$q" ] || '
-    '{ IFS= read -r v < "$q/version"; } 2>/dev/null; case " $2 " in '
-    '*" $v "*) [ -z "$v" ] || { shift 2; set -- "$q" "$@"; unset q v; '
-    'case ${TEJ_SH:-sh} in "$0") . "$1/tej.sh"; exit ;; esac; '
-    'exec "$TEJ_SH" "$1/tej.sh" "$@"; } ;; esac; '
-    'IFS= read -r tej_call && eval "$tej_call"')
-
-
-def _call_line(argv, fast=False):
-    """The first line of a call's stdin (see _READ_AND_RUN): ``set --``
-    with ``argv`` (QUEUE VERSIONS VERB ARG...), then the bootstrap. A
-    newline in an argument is written "$tej_nl", to keep it one line.
-    With ``fast`` (a call that has no input: its stdin ends there), two
-    lines: _FAST_START's first, then that one.
-    """
-    words = ' '.join(shlex.quote(arg).replace('\n', '\'"$tej_nl"\'')
-                     for arg in argv)
-    prefix = ''
-    if any('\n' in arg for arg in argv):
-        prefix = "tej_nl=$(printf '\\n_'); tej_nl=${tej_nl%_}; "
-    line = '%sset -- %s; %s\n' % (prefix, words, _BOOTSTRAP)
-    if fast:
-        line = '%sset -- %s; %s\n' % (prefix, words, _FAST_START) + line
-    return line.encode('utf-8', 'surrogateescape')
-
-
-# ===========================================================================
-# Transports
-# ===========================================================================
-
-def _timeout_setting(name, default, zero=False):
-    """The environment's setting ``name``, seconds (``default`` when it is
-    unset or empty); 0 only when ``zero`` says it means something. Raise
-    `Error` for anything else.
-    """
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        seconds = _duration(value, name)
-    except ValueError as e:
-        raise Error(str(e))
-    if seconds == 0 and not zero:
-        raise Error("%s must be more than 0 seconds" % name)
-    return seconds
-
-
-class _Transport(object):
-    """Runs the runtime's bootstrap somewhere; subclasses say where."""
-
-    #: What this transport prefixes to the commands it logs.
-    name = None
-
-    def run(self, argv, stdin=None, timeout=None):
-        """Run the bootstrap with ``argv`` (QUEUE VERSIONS VERB ARG...; see
-        _READ_AND_RUN); return (exit code, stdout bytes, stderr bytes).
-        ``stdin`` is None, bytes, or a file.
-        """
-        raise NotImplementedError
-
-    def stream(self, argv):
-        """Start ``argv`` with its stdout readable as a stream; return an
-        object with ``stdout``, ``finish() -> (code, stderr bytes)`` and
-        ``abort()``.
-        """
-        raise NotImplementedError
-
-    def close(self):
-        """Close the shared connection, if there is one."""
-
-    def command_for(self, command):
-        """The tej command line ``command`` on this destination, as a
-        message suggests it (the command line puts in the options given).
-        """
-        return _shell_command(['tej', command, self.name])
-
-
-#: What a new pipe surely takes without blocking (Linux 64 KiB, macOS 16
-#: KiB at first), for _start_call.
-_PIPE_BUF = 8192
-
-
-class _NoFeeder(object):
-    """The feeder of a call whose stdin was written whole beforehand."""
-
-    @staticmethod
-    def join():
-        pass
-
-
-_NO_FEEDER = _NoFeeder()
-
-
-def _start_call(popen, command, argv, stdin, **kwargs):
-    """Start ``popen(command, stdin=PIPE_END, **kwargs)``, a call whose
-    stdin is its line (_call_line of ``argv``) then ``stdin``: None, bytes,
-    a file, or a producer, ``stdin(pipe)``, that writes to the binary
-    ``pipe`` as it goes (an upload: no copy of it is made). A thread feeds
-    it (none when it is only a short line, written beforehand): the process
-    has it as ``feeder``, to join once the process has ended, and
-    ``feed_error``, what the producer raised (not the process going away),
-    to raise then (see _fed).
-    """
-    import threading
-    # the verbs of the runtime itself (_install, _detect) are the
-    # bootstrap's
-    head = _call_line(argv, fast=stdin is None and not argv[2].startswith('_'))
-    read, write = os.pipe()
-    if stdin is None and len(head) <= _PIPE_BUF:
-        # all of it fits in the pipe now: no thread (a call is quicker)
-        try:
-            with open(write, 'wb') as pipe:
-                pipe.write(head)
-            proc = popen(command, stdin=read, **kwargs)
-        finally:
-            os.close(read)
-        proc.feeder, proc.feed_error = _NO_FEEDER, []
-        return proc
-    _grow_pipe(write)
-    failed = []
-
-    def feed():
-        try:
-            with open(write, 'wb') as pipe:
-                pipe.write(head)
-                if isinstance(stdin, bytes):
-                    pipe.write(stdin)
-                elif callable(stdin):
-                    try:
-                        stdin(pipe)
-                    except (BrokenPipeError, ConnectionResetError):
-                        raise
-                    except BaseException as e:
-                        failed.append(e)
-                        # what the server has is no archive: its tar fails
-                        # instead of taking a part of the job for all of it
-                        pipe.write(b'\xff' * 1024)
-                elif stdin is not None:
-                    # what has come so far, not a whole buffer (a pipe)
-                    chunk = getattr(stdin, 'read1', stdin.read)
-                    data = chunk(1 << 16)
-                    while data:
-                        pipe.write(data)
-                        pipe.flush()
-                        data = chunk(1 << 16)
-        except OSError:
-            pass  # the process has gone: its exit status says why
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    try:
-        proc = popen(command, stdin=read, **kwargs)
-    except BaseException:
-        os.close(write)
-        raise
-    finally:
-        os.close(read)
-    feeder.start()
-    proc.feeder = feeder
-    proc.feed_error = failed
-    return proc
-
-
-def _grow_pipe(fd):
-    """Make a pipe's buffer 1 MiB where the system allows it (Linux): a
-    transfer then wakes ssh once per MiB, not once per 64 KiB, and either
-    side goes on while the other is busy.
-    """
-    try:
-        import fcntl
-        fcntl.fcntl(fd, getattr(fcntl, 'F_SETPIPE_SZ', 1031), 1 << 20)
-    except (ImportError, OSError):
-        pass
-
-
-def _fed(proc):
-    """Raise what the producer of ``proc``'s stdin raised, if it did."""
-    if proc.feed_error:
-        raise proc.feed_error[0]
-
-
-def _communicate(proc, command, timeout):
-    """Collect a call's output, enforce the timeout (killing ``proc``)."""
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise RemoteCommandFailure(
-            "Timed out after %s: %s" % (_seconds_text(timeout), command),
-            command=command)
-    except BaseException:
-        _stop(proc)
-        raise
-    finally:
-        proc.feeder.join()
-    _fed(proc)
-    return proc.returncode, out, err
-
-
-def _stop(proc):
-    """End an interrupted call: TERM (to its process group, for ``local:``'s
-    sh, which has one), so that the server side cleans up after itself (a
-    job half submitted is removed); KILL if it is still there after a few
-    seconds.
-    """
-    import signal
-    try:
-        if getattr(proc, 'group', False):
-            os.killpg(proc.pid, signal.SIGTERM)
-        else:
-            proc.terminate()
-        proc.wait(timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        proc.kill()
-        proc.wait()
-
-
-class _Stream(object):
-    """A running remote command whose stdout is read as a stream."""
-
-    def __init__(self, proc, errfile, on_finish=None):
-        self.proc = proc
-        self.stdout = proc.stdout
-        self._errfile = errfile
-        self._on_finish = on_finish
-
-    def finish(self):
-        self.stdout.read()
-        self.proc.wait()
-        self.proc.feeder.join()
-        self._errfile.seek(0)
-        err = self._errfile.read()
-        self._errfile.close()
-        code = self.proc.returncode
-        if self._on_finish is not None:
-            code = self._on_finish(code, err)
-        return code, err
-
-    def abort(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc.feeder.join()
-        self.proc.stdout.close()
-        self._errfile.close()
-        if self._on_finish is not None:
-            try:
-                self._on_finish(self.proc.returncode, b'')
-            except Error:
-                pass
-
-
-class _LocalTransport(_Transport):
-    """Runs the runtime on this machine with sh: the ``local:`` destination.
-
-    The shell is ``sh``, or TEJ_SH (tests run the runtime under each shell).
-    The home directory is where relative queue paths start, as with ssh.
-    """
-
-    name = 'local:'
-
-    def __init__(self):
-        self.shell = os.environ.get('TEJ_SH') or 'sh'
-
-    def _start(self, argv, stdin, stdout, stderr):
-        logger.debug("local: %s", _shell_command(argv))
-        home = os.path.expanduser('~')
-        if not os.path.isdir(home):
-            raise Error("The home directory %s does not exist: set HOME to "
-                        "a directory" % home)
-        try:
-            # a process group of its own: the terminal's Ctrl-C reaches the
-            # client, which ends the call (_stop) so that sh cleans up
-            proc = _start_call(subprocess.Popen,
-                               [self.shell, '-c', _READ_AND_RUN, self.shell] +
-                               _shown(argv), argv, stdin,
-                               stdout=stdout, stderr=stderr, cwd=home,
-                               start_new_session=True)
-        except OSError as e:
-            raise Error("Cannot run %s: %s" % (self.shell, e))
-        proc.group = True
-        return proc
-
-    def run(self, argv, stdin=None, timeout=None):
-        proc = self._start(argv, stdin, subprocess.PIPE, subprocess.PIPE)
-        return _communicate(proc, _shell_command(argv), timeout)
-
-    def stream(self, argv):
-        import tempfile
-        errfile = tempfile.TemporaryFile()
-        proc = self._start(argv, None, subprocess.PIPE, errfile)
-        _grow_pipe(proc.stdout.fileno())
-        return _Stream(proc, errfile)
-
-
-def _control_dir():
-    """The private directory for control sockets: $XDG_RUNTIME_DIR/tej, or
-    ~/.cache/tej. Created 0700; refused when it is someone else's or open to
-    others.
-    """
-    runtime_dir = os.environ.get('XDG_RUNTIME_DIR')
-    home = None
-    if runtime_dir and os.path.isdir(runtime_dir):
-        path = os.path.join(runtime_dir, 'tej')
-    else:
-        home = os.path.expanduser('~')
-        path = os.path.join(home, '.cache', 'tej')
-    try:
-        os.makedirs(path, 0o700)
-    except OSError as e:
-        if home is not None and not os.path.isdir(home):
-            raise Error("The home directory %s does not exist: set HOME "
-                        "(or XDG_RUNTIME_DIR) to a directory" % home)
-        if e.errno != errno.EEXIST:
-            raise Error("Cannot create %s, for ssh's control sockets: %s "
-                        "(set XDG_RUNTIME_DIR to a directory of yours)"
-                        % (path, e.strerror or e))
-    st = os.stat(path)
-    if st.st_uid != os.getuid() or st.st_mode & 0o077:
-        raise Error("%s must be a directory of yours that only you can "
-                    "access (chmod 700)" % path)
-    return path
-
-
-#: The program that answers ssh's password prompt (SSH_ASKPASS, called
-#: with the prompt) with TEJ_PASSWORD, only when it is the prompt of the
-#: target's login as TEJ_PASSWORD_FOR (user@host; TEJ_PASSWORD_FOR_CUT as
-#: ssh before 9 cut it): a ProxyJump host, which asks in the same words for
-#: itself, gets nothing, nor does a question that is not for a password.
-_ASKPASS = r"""#!/bin/sh
-case $1 in
-    "$TEJ_PASSWORD_FOR's password: "|"$TEJ_PASSWORD_FOR_CUT's password: "|\
-    "($TEJ_PASSWORD_FOR) "*[Pp]assword*)
-        printf '%s\n' "$TEJ_PASSWORD" ;;
-    *) exit 1 ;;
-esac
-"""
-
-
-def _askpass_program():
-    """The file of _ASKPASS, in the private control directory (written the
-    first time; its name says its version): return its path.
-    """
-    import tempfile
-    digest = _sha256(_ASKPASS.encode()).hexdigest()[:8]
-    path = os.path.join(_control_dir(), 'askpass-' + digest)
-    if not os.path.exists(path):
-        # a name of its own, renamed into place: others may be at it too
-        fd, part = tempfile.mkstemp(dir=os.path.dirname(path))
-        with os.fdopen(fd, 'w') as fp:
-            fp.write(_ASKPASS)
-        os.chmod(part, 0o700)
-        os.rename(part, path)
-    return path
-
-
-def _askpass_env(program, password, prompt_for):
-    """ssh's environment for a password login: ours, plus the askpass
-    ``program`` that ssh must use (even without a display), the password
-    it answers with, and for which login (``user@host`` as ssh's prompt
-    says it).
-    """
-    user, _, host = prompt_for.partition('@')
-    env = dict(os.environ, SSH_ASKPASS=program, TEJ_PASSWORD=password,
-               TEJ_PASSWORD_FOR=prompt_for,
-               TEJ_PASSWORD_FOR_CUT='%s@%s' % (user[:30], host[:128]),
-               SSH_ASKPASS_REQUIRE='force')
-    env.setdefault('DISPLAY', 'tej:0')
-    return env
-
-
-def _prompt_for(config):
-    """``user@host`` as ssh's password prompt says it, from ``ssh -G``'s
-    output (its configuration for the destination): the user, and the host
-    key alias or else the host name.
-    """
-    values = {}
-    for line in config.splitlines():
-        key, _, value = line.partition(' ')
-        values.setdefault(key.lower(), value)
-    host = values.get('hostkeyalias')
-    if not host or host == 'none':
-        host = values.get('hostname', '')
-    return '%s@%s' % (values.get('user', ''), host)
-
-
-class _SSHTransport(_Transport):
-    """Runs the runtime through the system OpenSSH client.
-
-    One shared connection per destination (ControlMaster), kept open for
-    TEJ_CONTROL_PERSIST seconds after its last use.
-    """
-
-    def __init__(self, destination, ssh_options=(), multiplex=True,
-                 ssh=None):
-        self.hostname = destination['hostname']
-        self.username = destination.get('username')
-        self.port = destination.get('port')
-        self.password = destination.get('password')
-        self.options = list(ssh_options)
-        self.multiplex = multiplex
-        self.ssh = ssh or os.environ.get('TEJ_SSH') or 'ssh'
-        self.name = destination_as_string(dict(destination, password=None))
-        self.persist = int(_timeout_setting('TEJ_CONTROL_PERSIST',
-                                            _DEFAULT_PERSIST, zero=True))
-        # ssh asks every interval, and gives up after 4 without an answer
-        self.keepalive = max(1, int(-(-_timeout_setting(
-            'TEJ_KEEPALIVE', _DEFAULT_KEEPALIVE) // 4)))
-        self._control_path = None
-        self._prompt = None
-
-    @property
-    def control_path(self):
-        """The ControlMaster socket: a short hash of what identifies the
-        connection, in a private directory.
-        """
-        if self._control_path is None:
-            key = '\0'.join([self.hostname, self.username or '',
-                             str(self.port or '')] + self.options)
-            name = _sha256(key.encode('utf-8')).hexdigest()[:16]
-            path = os.path.join(_control_dir(), name)
-            if len(path.encode('utf-8')) > _MAX_SOCKET_PATH:
-                raise Error(
-                    "The control socket path %s is too long for a socket "
-                    "(%d bytes at most): set XDG_RUNTIME_DIR or HOME to a "
-                    "shorter directory" % (path, _MAX_SOCKET_PATH))
-            self._control_path = path
-        return self._control_path
-
-    def _argv(self, log, connection, flags=(), prompt=False):
-        """The ssh command line of every call, login and ``-O`` request, up
-        to the destination: ``connection`` is _SHARED, _OWN or _MASTER (see
-        Constants), ``flags`` go before the destination; ssh may ask in the
-        terminal only with ``prompt`` (tej login).
-
-        The user's options come first: ssh keeps the first value it is
-        given for each option.
-        """
-        argv = [self.ssh] + self.options + [
-            # ssh's own messages go to a file, apart from the job's stderr
-            '-E', log,
-            # give up on an unreachable host instead of hanging
-            '-o', 'ConnectTimeout=%d' % _CONNECT_TIMEOUT,
-            # notice a dead network or server within TEJ_KEEPALIVE seconds
-            '-o', 'ServerAliveInterval=%d' % self.keepalive,
-            '-o', 'ServerAliveCountMax=4',
-        ]
-        if self.password is not None:
-            # the password comes from SSH_ASKPASS (_askpass_env), never a
-            # command line; one try: a wrong one is not asked again
-            argv += ['-o', 'BatchMode=no', '-o', 'NumberOfPasswordPrompts=1']
-        else:
-            # never prompt: "tej login" is the interactive way in, and
-            # prompts whatever ssh_config says (a -o given to tej wins)
-            argv += ['-o', 'BatchMode=%s' % ('no' if prompt else 'yes')]
-        if connection == _OWN:
-            # neither use nor create a shared connection
-            argv += ['-o', 'ControlMaster=no', '-o', 'ControlPath=none']
-        else:
-            mux_only = connection == _SHARED and self._mux_only()
-            argv += [
-                # share one connection between calls: use the one there is,
-                # else become it; "tej login" starts it in any case
-                '-o', 'ControlMaster=%s' % (
-                    'yes' if connection == _MASTER else
-                    'no' if mux_only else 'auto'),
-                # our own socket, in a private directory
-                '-o', 'ControlPath=%s' % _ssh_config_word(self.control_path),
-                # keep the connection open a while for the next call
-                '-o', 'ControlPersist=%d' % self.persist,
-            ]
-            if mux_only:
-                # the shared connection is there: a session that it refuses
-                # (sshd's MaxSessions, 10) fails and is tried again a moment
-                # later (_SSH_REFUSED), instead of ssh silently making a
-                # whole connection of its own in its place
-                argv += ['-o', 'ProxyCommand=false']
-        argv += list(flags)
-        if self.username is not None:
-            argv += ['-l', self.username]
-        if self.port is not None:
-            argv += ['-p', str(self.port)]
-        return argv + ['--', self.hostname]
-
-    def _popen(self, argv, **kwargs):
-        """Start ssh; with a password, the askpass program answers it (in
-        a session of its own: ssh asks the terminal when it has one).
-        """
-        env = None
-        if self.password is not None:
-            env = _askpass_env(_askpass_program(), self.password,
-                               self._password_prompt())
-        try:
-            return subprocess.Popen(argv, env=env,
-                                    start_new_session=env is not None,
-                                    **kwargs)
-        except OSError as e:
-            raise Error("Cannot run %s: %s" % (self.ssh, e))
-
-    def _password_prompt(self):
-        """For which login the password is (see _prompt_for): ssh -G says
-        how ssh sees the destination, once.
-        """
-        if self._prompt is None:
-            argv = self._argv(os.devnull, _OWN, ['-G'])
-            try:
-                config = subprocess.run(
-                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE, timeout=30)
-            except (OSError, subprocess.TimeoutExpired) as e:
-                raise Error("Cannot run %s -G: %s" % (self.ssh, e))
-            if config.returncode != 0:
-                raise Error("%s -G %s failed: %s" % (
-                    self.ssh, self.hostname,
-                    _last_line(config.stderr.decode('utf-8', 'replace'))))
-            self._prompt = _prompt_for(config.stdout.decode('utf-8',
-                                                            'replace'))
-        return self._prompt
-
-    def _control(self, command):
-        """``ssh -O command`` to the shared connection; its exit status (1
-        when it timed out).
-        """
-        proc = self._popen(self._argv(os.devnull, _SHARED, ['-O', command]),
-                           stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-        try:
-            return proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            return 1
-
-    def _start(self, argv, stdin, stdout, stderr, connection):
-        """Start the call ``argv`` (see _start_call); return the process
-        and the path of ssh's log (read it with _read_log).
-        """
-        import tempfile
-        fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
-        os.close(fd)
-        logger.debug("%s: %s", self.name, _shell_command(argv))
-        try:
-            # no terminal, no X11: a plain pipe to sh. "exec": the login
-            # shell (sh, csh, fish alike) becomes that sh, one process less
-            proc = _start_call(
-                self._popen, self._argv(log, connection, ['-T', '-x']) +
-                ['exec %s sh %s' % (
-                    _shell_command(['sh', '-c', _READ_AND_RUN]),
-                    ' '.join("'%s'" % word for word in _shown(argv)))],
-                argv, stdin, stdout=stdout, stderr=stderr)
-        except BaseException:
-            os.unlink(log)
-            raise
-        return proc, log
-
-    @staticmethod
-    def _read_log(log):
-        """ssh's log, as text; the file is removed."""
-        try:
-            with open(log, 'rb') as fp:
-                return fp.read().decode('utf-8', 'replace')
-        finally:
-            os.unlink(log)
-
-    def _error(self, outcome, log):
-        """The exception that reports an ssh failure (see _classify_ssh)."""
-        if outcome == _SSH_HOST_KEY:
-            return Error(
-                "The host key of %s is unknown or has changed. Check it, "
-                "then accept it with: %s" % (self.hostname,
-                                             self.command_for('login')))
-        if outcome == _SSH_AUTH:
-            return Error(
-                "Authentication to %s failed. tej does not prompt: use a "
-                "key or an agent, or log in first with: %s"
-                % (self.name, self.command_for('login')))
-        if outcome == _SSH_CONFIG:
-            return Error("ssh cannot use its options or configuration: %s"
-                         % _last_line(log))
-        error = ConnectionLost(
-            "Cannot connect to %s: %s" % (
-                self.name, _last_line(log) or "the connection was lost"),
-            command=self.ssh, ret=255, stderr=log[-2000:])
-        error.transient = outcome != _SSH_NO_HOST
-        return error
-
-    def _attempts(self, attempt):
-        """The retry loop of `run` and `stream`. ``attempt(connection)``
-        makes one attempt: it returns ``(result, None)`` once ssh ran the
-        command, ``(None, log)`` when ssh failed (exit status 255). Failures
-        that happened before the command ran are tried again, a while later
-        (_next_connection); return the result, or raise the error.
-        """
-        connection = _SHARED if self.multiplex else _OWN
-        if connection == _SHARED:
-            self._await_master()
-        for count in range(1, _SSH_ATTEMPTS + 1):
-            result, log = attempt(connection)
-            if log is None:
-                return result
-            outcome = _classify_ssh(255, log)
-            logger.debug("ssh failed (%s), attempt %d: %s", outcome, count,
-                         log.strip())
-            if outcome not in _SSH_RETRIED or count == _SSH_ATTEMPTS:
-                break
-            connection = self._next_connection(outcome, count, connection)
-        raise self._error(outcome, log)
-
-    def _next_connection(self, outcome, count, connection):
-        """After the ``count``-th attempt failed with a retried ``outcome``:
-        wait a little, and return the connection of the next attempt.
-        """
-        if outcome == _SSH_MUX:
-            # a stale socket is removed and the shared connection made
-            # again, once; a live master that fails is avoided
-            if connection == _SHARED and count == 1 and \
-                    not self.check_master():
-                self._await_master()
-                return _SHARED
-            return _OWN
-        time.sleep(random.uniform(
-            _SSH_BACKOFF / 2,
-            _SSH_BACKOFF * 2 ** min(count, _SSH_BACKOFF_STEPS)))
-        if outcome == _SSH_REFUSED and count >= _SHARED_REFUSALS:
-            # sessions are short, a place is soon free; else a connection
-            # of its own
-            return _OWN
-        return connection
-
-    def _mux_only(self):
-        """May a call on the shared connection forbid ssh a connection of
-        its own (_argv)? When the socket is there, and the user's options
-        name no proxy (theirs would come first and win, or clash).
-        """
-        if any(o == '-J' or o.lower().replace(' ', '').startswith(
-                ('proxycommand', 'proxyjump')) for o in self.options):
-            return False
-        return os.path.exists(self.control_path)
-
-    def _await_master(self):
-        """Before a call on the shared connection: when there is none, make
-        sure that one tej process starts it and the others wait for it,
-        instead of each starting one of its own at the same moment (one
-        connection would win the socket; sshd, or its limits, would see
-        them all).
-
-        Who starts it is decided by an exclusive lock (flock) on the file
-        SOCKET.lock beside the socket: its holder starts the connection
-        (`_start_master`), the others look every _MASTER_POLL seconds for
-        the socket, and use it once it is there. The kernel drops the lock
-        of a process that died, so a crashed starter blocks no one: the
-        next waiter takes the lock and starts the connection. A starter
-        that failed says so in the lock file, with the time: the processes
-        that were waiting then make their calls as they would have
-        (without the lock: ssh's own ControlMaster=auto), to meet the same
-        error, rather than each trying again in turn. After _MASTER_WAIT
-        seconds a waiter goes on without waiting more.
-        """
-        path = self.control_path
-        if os.path.exists(path):
-            return
-        try:
-            import fcntl
-        except ImportError:  # Windows: no fcntl, and no shared connection
-            return
-        began = time.time()
-        deadline = time.monotonic() + _MASTER_WAIT
-        try:
-            fd = os.open(path + '.lock', os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as e:
-            logger.debug("cannot open %s.lock: %s", path, e)
-            return
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as e:
-                    if e.errno not in (errno.EAGAIN, errno.EACCES,
-                                       errno.EWOULDBLOCK):
-                        logger.debug("cannot lock %s.lock: %s", path, e)
-                        return
-                if os.path.exists(path):
-                    return
-                if time.monotonic() > deadline:
-                    logger.debug("no shared connection after %s: going on "
-                                 "without waiting",
-                                 _seconds_text(_MASTER_WAIT))
-                    return
-                time.sleep(_MASTER_POLL)
-            if os.path.exists(path):
-                return  # made while this process waited
-            note = os.pread(fd, 64, 0).decode('ascii', 'replace').split()
-            try:
-                failed = note[0] == 'failed' and float(note[1]) >= began
-            except (IndexError, ValueError):
-                failed = False
-            if failed:
-                return  # the starter this process waited for failed
-            if not self._start_master():
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, b'failed %f\n' % time.time(), 0)
-        finally:
-            os.close(fd)  # and the lock with it
-
-    def _start_master(self):
-        """Start the shared connection in the background (ssh -M -N -f,
-        never prompting); return whether it is there. A failure is not an
-        error here: the call that follows meets it and reports it.
-        """
-        import tempfile
-        fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
-        os.close(fd)
-        # -N: no command; -f: to the background once the connection is up,
-        # its socket listening
-        proc = self._popen(self._argv(log, _MASTER, ['-N', '-f']),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        try:
-            code = proc.wait(timeout=_MASTER_WAIT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
-        text = self._read_log(log)
-        if code != 0:
-            logger.debug("could not start the shared connection (%d): %s",
-                         code, text.strip())
-        return code == 0 and os.path.exists(self.control_path)
-
-    def check_master(self):
-        """Is there a live shared connection? A stale socket is removed."""
-        if not self.multiplex or not os.path.exists(self.control_path):
-            return False
-        if self._control('check') != 0:
-            logger.debug("removing stale control socket %s",
-                         self.control_path)
-            try:
-                os.unlink(self.control_path)
-            except OSError:
-                pass
-            return False
-        return True
-
-    def run(self, argv, stdin=None, timeout=None):
-        rewind = getattr(stdin, 'seekable', lambda: False)()
-
-        def attempt(connection):
-            if rewind:  # a file: all of it again (a pipe is read once)
-                stdin.seek(0)
-            proc, log = self._start(argv, stdin, subprocess.PIPE,
-                                    subprocess.PIPE, connection)
-            try:
-                code, out, err = _communicate(proc, _shell_command(argv),
-                                              timeout)
-            finally:
-                log = self._read_log(log)
-            if code == 255:
-                return None, log + err.decode('utf-8', 'replace')
-            return (code, out, err), None
-        return self._attempts(attempt)
-
-    def stream(self, argv):
-        import tempfile
-
-        def attempt(connection):
-            errfile = tempfile.TemporaryFile()
-            proc, log = self._start(argv, None, subprocess.PIPE, errfile,
-                                    connection)
-            # ssh goes on while a file is written here
-            _grow_pipe(proc.stdout.fileno())
-            # ssh's failures come before any output: peek at the first byte
-            if proc.stdout.peek(1):
-                return _Stream(proc, errfile, self._stream_end(log)), None
-            proc.wait()
-            proc.feeder.join()
-            log = self._read_log(log)
-            if proc.returncode != 255:
-                return _Stream(proc, errfile), None
-            errfile.seek(0)
-            err = errfile.read()
-            errfile.close()
-            proc.stdout.close()
-            return None, log + err.decode('utf-8', 'replace')
-        return self._attempts(attempt)
-
-    def _stream_end(self, log):
-        """The end of a stream that started: exit status 255 is a connection
-        that broke on the way.
-        """
-        def on_finish(code, err):
-            text = self._read_log(log)
-            if code == 255:
-                raise ConnectionLost(
-                    "Connection to %s lost: %s" % (
-                        self.name, _last_line(text) or "ssh failed"),
-                    command=self.ssh, ret=255, stderr=text[-2000:])
-            return code
-        return on_finish
-
-    def login(self):
-        """Open the shared connection interactively: password, 2FA and
-        host key questions happen here, once. Raise `Error` when it fails.
-        """
-        if self.check_master():
-            logger.info("Already logged in to %s; to close the connection: "
-                        "%s", self.name, self.command_for('logout'))
-            return
-        import tempfile
-        fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
-        os.close(fd)
-        # -N: no command; -f: to the background once logged in
-        code = self._popen(self._argv(log, _MASTER, ['-N', '-f'],
-                                      prompt=True)).wait()
-        text = self._read_log(log)
-        if code == 0:
-            logger.info("Logged in to %s. The connection stays open for "
-                        "%s unused, or until: %s", self.name,
-                        _seconds_text(self.persist),
-                        self.command_for('logout'))
-        else:
-            outcome = _classify_ssh(code, text)
-            if outcome == _SSH_AUTH:
-                raise Error("Authentication to %s failed: %s" % (
-                    self.name, _last_line(text)))
-            if outcome == _SSH_HOST_KEY:
-                raise self._error(outcome, text)
-            raise Error("Could not log in to %s: %s" % (
-                self.name, _last_line(text) or "ssh failed"))
-
-    def close(self):
-        if not self.multiplex or not os.path.exists(self.control_path):
-            return
-        self._control('exit')
-
-
-# ===========================================================================
-# Queue API
-# ===========================================================================
-
-class ServerLogger(object):
-    """Receives what the server writes on stderr during one call.
-
-    `append` is called with bytes, `done` at the end of the call, which
-    passes the text to `message`; override `message` (or return another
-    object from `RemoteQueue.server_logger`) to route or hide it.
-    """
-
-    logger = _Logger('tej.server', '')
-
-    def __init__(self):
-        self.data = []
-
-    def append(self, data):
-        """Collect a chunk of the server's stderr (bytes)."""
-        self.data.append(data)
-
-    def done(self):
-        """The call ended: pass what was collected to `message`."""
-        if self.data:
-            text = b''.join(self.data).decode('utf-8', 'replace').rstrip()
-            if text:
-                self.message(text)
-        self.data = []
-
-    def message(self, data):
-        """Show the server's text; logs it at INFO on ``tej.server``."""
-        self.logger.info(data)
-
-
-class _Installer(object):
-    """Negotiates and installs the runtime of one queue: which installed
-    versions a call accepts, which runtime to install when the bootstrap
-    finds none, and the call that installs it. Used by every call (through
-    `_Calls`) and by `RemoteQueue.setup`.
-    """
-
-    def __init__(self, queue, where, setup_runtime, need_runtime):
-        self.queue = queue
-        self.where = where  # the destination, for messages
-        self.setup_runtime = setup_runtime
-        self.need_runtime = need_runtime
-
-    def versions(self):
-        """The versions a call accepts, for the bootstrap's VERSIONS."""
-        names = self.need_runtime or _RUNTIMES
-        return ' '.join(sorted(_runtime_version(n) for n in names))
-
-    def choose(self, detected):
-        """The runtime to set a queue up with: setup_runtime, else the one
-        the server has (``detected``), if need_runtime allows it.
-        """
-        name = self.setup_runtime or detected
-        if name not in _RUNTIMES:
-            name = 'default'
-        if self.need_runtime and name not in self.need_runtime:
-            name = sorted(self.need_runtime)[0]
-        return name
-
-    def to_install(self, lines, create):
-        """The bootstrap found no usable runtime (RC_NEED_RUNTIME, its
-        answer's ``lines``): return the name of the runtime to install, or
-        raise `QueueDoesntExist` (there is no queue and ``create`` is
-        false) or `QueueExists` (the queue's runtime is not acceptable).
-        """
-        missing, installed, detected = _parse_need_runtime(lines)
-        if missing:
-            if not create:
-                raise QueueDoesntExist("There is no queue at %s on %s" % (
-                    self.queue, self.where))
-            return self.choose(detected)
-        if self.need_runtime and installed not in self.need_runtime:
-            raise QueueExists(
-                "The queue at %s uses the runtime %s, not %s" % (
-                    self.queue, installed or 'unknown',
-                    ' or '.join(sorted(self.need_runtime))))
-        if installed is not None and installed not in _RUNTIMES:
-            raise QueueExists(
-                "The queue at %s uses the runtime %s, which this tej does "
-                "not know (tej %s)" % (self.queue, installed, __version__))
-        return installed or self.setup_runtime or 'default'
-
-    def install(self, runtime, mode, force=False, links=(), then=()):
-        """The verb, arguments and stdin that install ``runtime`` (pushed
-        on stdin, ahead of what the verb ``then`` reads) and run ``then``
-        after it. ``mode``: see _install in common.sh.
-        """
-        if self.need_runtime and runtime not in self.need_runtime:
-            raise ValueError("Runtime %s is not one of %s" % (
-                runtime, ', '.join(sorted(self.need_runtime))))
-        script = _runtime_script(runtime).encode('utf-8')
-        links = list(links)
-        args = [str(len(script)), _runtime_version(runtime), mode,
-                '1' if force else '0', str(len(links))] + links + list(then)
-        return '_install', args, script
-
-
-class _Calls(object):
-    """Runs the runtime's verbs on a queue: the bootstrap's arguments, the
-    runtime pushed when it is missing or outdated, the answer split, and
-    exit codes mapped to exceptions (`_runtime_error`). ``server_logger``
-    makes the `ServerLogger` of one call.
-    """
-
-    def __init__(self, transport, installer, server_logger, timeout):
-        self.transport = transport
-        self.installer = installer
-        self.server_logger = server_logger
-        self.timeout = timeout
-
-    def argv(self, verb, args=()):
-        """The bootstrap's arguments for ``verb``; -v says the call."""
-        logger.log(_VERBOSE, "%s%s on %s", verb.lstrip('_'),
-                   ' ' + args[0] if args and verb[0] != '_' else '',
-                   self.transport.name)
-        return [self.installer.queue, self.installer.versions(), verb] + \
-            list(args)
-
-    def run(self, verb, args=(), stdin=None, timeout=None):
-        """Run a verb once; return (exit code, stdout, stderr)."""
-        return self.transport.run(self.argv(verb, args), stdin,
-                                  timeout=timeout)
-
-    def call(self, verb, args=(), stdin=None, create=False, transfer=False,
-             ok=(_RC_OK,)):
-        """Run a verb of the runtime. When the runtime is missing or
-        outdated, push it and run the verb again in the same call. Return
-        the answer's lines; raise the error that the exit status means
-        (unless it is in ``ok``). A ``transfer`` has no overall timeout.
-        """
-        timeout = None if transfer else self.timeout
-        code, out, err = self.run(verb, args, stdin, timeout)
-        if code == _RC_NEED_RUNTIME:
-            runtime = self.installer.to_install(_split_answer(out), create)
-            logger.info("Installing the %s runtime in %s on %s", runtime,
-                        self.installer.queue, self.installer.where)
-            install, args, script = self.installer.install(
-                runtime, 'auto', then=[verb] + list(args))
-            if stdin is None:
-                code, out, err = self.run(install, args, script, timeout)
-            else:  # the runtime goes ahead of the verb's own input
-                code, out, err = self.run(install, args,
-                                          _prepend(script, stdin), timeout)
-            if code == _RC_NEED_RUNTIME:
-                raise RemoteCommandFailure(
-                    "The runtime was installed but the server still asks "
-                    "for it", command=verb, ret=code)
-        return self.answer(verb, code, out, err, ok)
-
-    def answer(self, verb, code, out, err, ok=(_RC_OK,)):
-        """The lines of an answer whose exit status is in ``ok``, the
-        server's messages logged; else raise the error for it.
-        """
-        if code not in ok:
-            raise _runtime_error(verb, code, err)
-        self.log_server(err)
-        return _split_answer(out)
-
-    def log_server(self, err):
-        if err:
-            server = self.server_logger()
-            server.append(err)
-            server.done()
-
-    def install(self, runtime, mode, force=False, links=()):
-        """Install ``runtime`` (see `_Installer.install`), alone."""
-        install, args, script = self.installer.install(runtime, mode, force,
-                                                       links)
-        self.answer(install, *self.run(install, args, script, self.timeout))
-        if mode == 'setup':
-            logger.info("Installed the %s runtime in %s on %s", runtime,
-                        self.installer.queue, self.installer.where)
-
-    def stream(self, verb, args, consume, deadline=None):
-        """Run a verb whose answer is a stream: after the sentinel, a line
-        "stream=VERB", then what ``consume(stdout)`` reads; return what it
-        returns. The runtime is installed when needed (one more call). At
-        the ``deadline`` (of time.monotonic), the stream is cut: raise
-        `JobStillRunning`.
-        """
-        header = 'stream=' + verb
-        for attempt in range(2):
-            stream = self.transport.stream(self.argv(verb, args))
-            timer, cut = None, []
-            if deadline is not None:
-                import threading
-
-                def cut_stream(proc=stream.proc):
-                    cut.append(True)
-                    proc.kill()
-                timer = threading.Timer(
-                    max(0, deadline - time.monotonic()), cut_stream)
-                timer.daemon = True
-                timer.start()
-            try:
-                first = _read_until_stream(stream.stdout)
-                if first == header:
-                    result = consume(stream.stdout)
-                else:  # the bootstrap's answer, or nothing
-                    rest = stream.stdout.read(_MAX_ANSWER).decode(
-                        'utf-8', 'replace')
-                    lines = [first] + rest.splitlines()
-            except Error as e:
-                stream.abort()
-                if stream.proc.returncode == 255 and \
-                        not isinstance(e, ConnectionLost):
-                    # what broke the stream was the connection
-                    raise ConnectionLost(
-                        "The connection to %s broke: %s"
-                        % (self.transport.name, e), ret=255)
-                raise
-            except BaseException:
-                stream.abort()
-                raise
-            finally:
-                if timer is not None:
-                    timer.cancel()
-            code, err = stream.finish()
-            if cut:
-                raise JobStillRunning("The deadline passed")
-            if code != _RC_NEED_RUNTIME:
-                break
-            self.install(self.installer.to_install(lines, False), 'auto')
-        if code == _RC_OK and first == header:
-            self.log_server(err)
-            return result
-        raise _runtime_error(verb, code or _RC_FAILURE, err)
-
-    def detect(self):
-        """Ask the server (one call): return the name of the runtime
-        installed in the queue, or None, and the one it would detect.
-        """
-        code, out, err = self.run('_detect', timeout=self.timeout)
-        _, installed, detected = _parse_need_runtime(
-            self.answer('_detect', code, out, err))
-        return installed, detected
-
-
-class RemoteQueue(object):
-    """A queue of jobs on a server (or on this machine, with ``local:``).
-
-    ``destination`` is ``[ssh://][user@]host[:port]``, an ssh-config alias,
-    ``local:``, or a dictionary as returned by `parse_ssh_destination`.
-    ``queue`` is the queue's directory on the server (``~`` and paths
-    relative to the home directory work; a file "tejdir: PATH" is followed).
-    ``setup_runtime`` names the runtime to install (None: the default),
-    ``need_runtime`` the runtimes accepted in an existing queue (None: any).
-    ``ssh_options`` are passed to ssh (``['-i', key]``, ``['-J', jump]``,
-    ``['-F', config]``, ``['-o', 'K=V']``); ``multiplex=False`` makes every
-    call a connection of its own. Nothing is done until the first call.
-
-    Raises `InvalidDestination` for a bad destination and `ValueError` for
-    an unknown runtime.
-    """
-
-    JOB_DONE = _FINISHED
-    JOB_RUNNING = _RUNNING
-    JOB_INCOMPLETE = 'incomplete'  # the original's; no runtime says it
-    JOB_CREATED = _CREATED
-    JOB_QUEUED = _QUEUED
-    JOB_LOST = _LOST
-
-    def __init__(self, destination, queue=DEFAULT_TEJ_DIR, setup_runtime=None,
-                 need_runtime=None, ssh_options=(), multiplex=True):
-        if isinstance(destination, str):
-            destination = _parse_destination(destination)
-        elif isinstance(destination, dict):
-            if not destination.get('local') and \
-                    not destination.get('hostname'):
-                raise InvalidDestination(
-                    "destination dictionary is missing hostname")
-            destination = dict(destination)
-        else:
-            raise TypeError("destination must be a string or a dict")
-        for runtime in [setup_runtime] + list(need_runtime or ()):
-            if runtime is not None and runtime not in _RUNTIMES:
-                raise ValueError("Unknown runtime %r (known: %s)" % (
-                    runtime, ', '.join(sorted(_RUNTIMES))))
-        queue = str(queue)
-        if not queue or '\n' in queue or '\0' in queue:
-            raise ValueError("Invalid queue path %r" % queue)
-        self.destination = destination
-        self._queue = queue
-        self.setup_runtime = setup_runtime
-        self.need_runtime = set(need_runtime) if need_runtime else None
-        if destination.get('local'):
-            self._transport = _LocalTransport()
-        else:
-            self._transport = _SSHTransport(destination, ssh_options,
-                                            multiplex)
-        self._calls = _Calls(
-            self._transport,
-            _Installer(queue, self._transport.name, setup_runtime,
-                       self.need_runtime),
-            self.server_logger,
-            _timeout_setting('TEJ_TIMEOUT', _DEFAULT_TIMEOUT))
-
-    @property
-    def timeout(self):
-        """Seconds a remote call may take (transfers excepted): TEJ_TIMEOUT,
-        default 300.
-        """
-        return self._calls.timeout
-
-    @timeout.setter
-    def timeout(self, value):
-        self._calls.timeout = value
-
-    @property
-    def queue(self):
-        """The queue's location as given (a PurePosixPath, unresolved)."""
-        from pathlib import PurePosixPath
-        return PurePosixPath(self._queue)
-
-    @property
-    def destination_string(self):
-        """The destination as a string, without its password."""
-        return self._transport.name
-
-    def __repr__(self):
-        return '<RemoteQueue %s %s>' % (self.destination_string, self._queue)
-
-    def server_logger(self):
-        """Return a new `ServerLogger` for the server's messages of one
-        call; override to route them elsewhere.
-        """
-        return ServerLogger()
-
-    # --- the original API ------------------------------------------------
-
-    def setup(self, links=None, force=False, only_links=False):
-        """Create the queue and install the runtime, then write each path
-        in ``links`` as a link file ("tejdir: QUEUE") to the queue.
-
-        With ``only_links``, only the links are written. Raise `QueueExists`
-        when a queue is already there (``force`` replaces its runtime; its
-        jobs are kept) or a link path is taken (``force`` replaces it).
-        """
-        links = list(links or ())
-        for link in links:
-            if not link or '\n' in link:
-                raise ValueError("Invalid link path %r" % (link,))
-        runtime = self.setup_runtime
-        if runtime is None and not only_links:
-            # which scheduler the server has: one more call. A queue that
-            # is there keeps its runtime (force replaces it with its update)
-            installed, detected = self._calls.detect()
-            runtime = installed or detected
-        self._calls.install(self._calls.installer.choose(runtime),
-                            'links' if only_links else 'setup', force=force,
-                            links=links)
-
-    def submit(self, job_id, directory, script=None, content_id=False,
-               if_exists=None, **resources):
-        """Send ``directory`` to the server as a new job and start it.
-
-        ``job_id`` None makes one: ``<dirname>_<user>_<random>``, or with
-        ``content_id`` the job's `content_id` (the same content gives the
-        same id). ``script`` is a file of the directory to run (default
-        ``start.sh``) or a shell command. ``if_exists`` says what to do when
-        the id is taken: ``'fail'`` (raise `JobAlreadyExists`; the default)
-        or ``'reuse'`` (return the id of the job that is there; the default
-        with ``content_id``). A missing queue is set up.
-
-        Resources, for the scheduler: ``walltime`` (seconds, or
-        ``[D-]HH:MM:SS``), ``cpus``, ``mem`` (``4G``), ``partition``,
-        ``account``, ``gpus``, ``scheduler_args`` (a list passed as is), and
-        ``prologue`` (shell code run before the job, in its shell, e.g.
-        ``module load x``). The default runtime enforces ``walltime`` and
-        runs the prologue, and refuses the others. ``label`` and ``record``:
-        see `submit_job`.
-
-        Return the job id. Raise `ValueError` for an invalid id, a missing
-        directory or script, a bad resource; `Error` for a resource the
-        runtime cannot honour.
-        """
-        return self.submit_job(job_id, directory, script, content_id,
-                               if_exists, **resources)[0]
-
-    def submit_job(self, job_id, directory, script=None, content_id=False,
-                   if_exists=None, label=None, record=True, **resources):
-        """As `submit`, and say whether the job was made: return ``(job_id,
-        created)``, where ``created`` is False when the job was there
-        already and ``if_exists`` is ``'reuse'``.
-
-        The job is recorded in this machine's job registry (see
-        `JobMonitor`), with ``label``, unless ``record`` is False or
-        TEJ_REGISTRY is "off".
-        """
-        job_id, created = self._submit_job(job_id, directory, script,
-                                           content_id, if_exists, **resources)
-        if record:
-            _record('add', self, job_id, label, directory, new=created)
-        return job_id, created
-
-    def _submit_job(self, job_id, directory, script=None, content_id=False,
-                    if_exists=None, **resources):
-        if if_exists is None:
-            if_exists = 'reuse' if content_id else 'fail'
-        if if_exists not in ('fail', 'reuse'):
-            raise ValueError("if_exists is 'fail' or 'reuse', not %r"
-                             % (if_exists,))
-        excludes = _as_list(resources.pop('exclude', None))
-        dereference = resources.pop('dereference', False)
-        compress = resources.pop('compress', False)
-        progress = resources.pop('progress', None)
-        _check_directory(directory)
-        mode, script = _script_mode(directory, script)
-        options = _job_options(**resources)
-        if job_id is None:
-            if content_id:
-                job_id = _content_id(directory, mode, script, options,
-                                     excludes, dereference)
-            else:
-                job_id = _default_job_id(directory,
-                                         self.destination.get('username'))
-        check_jobid(job_id)
-        entries, warned = None, set()
-        meter = _meter(progress, 'Uploading')
-        if meter is not None:  # the total first, for the meter
-            entries = list(_job_files(directory, excludes, dereference))
-            meter.total = sum(st.st_size for _, _, st, link in entries
-                              if link is None and stat.S_ISREG(st.st_mode))
-
-        def upload(pipe):
-            # the archive is made as it is sent: no copy of the job
-            if meter is not None:
-                meter.restart()  # a try before the runtime was there
-            _write_tar(directory, pipe, excludes, dereference,
-                       meter and meter.add, compress, entries, warned)
-            if meter is not None:
-                meter.done()
-        if compress:
-            options.append('transfer=gzip')
-        try:
-            self._calls.call('submit', [job_id, mode, script] + options,
-                             stdin=upload, create=True, transfer=True)
-        except JobAlreadyExists:
-            if if_exists != 'reuse':
-                raise
-            return job_id, False
-        finally:
-            if meter is not None:
-                meter.close()
-        logger.info("Submitted job %s", job_id)
-        return job_id, True
-
-    def info(self, job_id):
-        """Return the full record of a job: a dict with ``id``, ``state``
-        (created, queued, running, finished, killed or lost), ``exit`` (int
-        or None), the times ``submitted``, ``started``, ``finished`` and the
-        server's ``now`` (epoch seconds or None), ``runtime``, ``runtime_id``
-        and ``dir``. Raise `JobNotFound`, `QueueDoesntExist`.
-        """
-        check_jobid(job_id)
-        try:
-            return _parse_records(self._calls.call('status', [job_id]),
-                                  [job_id])[0]
-        except JobNotFound:
-            raise JobNotFound("no job %s" % job_id)
-
-    def infos(self, job_ids):
-        """The records of several jobs, in one call: a list of dicts as
-        `info` returns, with ``state`` ``'notfound'`` for a job that is not
-        in the queue. Raise `QueueDoesntExist`.
-        """
-        for job_id in job_ids:
-            check_jobid(job_id)
-        return _parse_records(self._calls.call('status', list(job_ids),
-                                         ok=(_RC_OK, _RC_NO_JOB)), job_ids)
-
-    def status(self, job_id):
-        """Return ``(status, directory, arg)`` for a job.
-
-        ``status`` is ``'running'`` (``arg`` None), ``'finished'`` (``arg``
-        the exit code, a string; a killed job is finished too), or
-        ``'created'``, ``'queued'``, ``'lost'`` (``arg`` None).
-        ``directory`` is the job's directory on the server. Raise
-        `JobNotFound`, `QueueDoesntExist`.
-        """
-        from pathlib import PurePosixPath
-        check_jobid(job_id)
-        # -n: the record without the server's time, which needs no date
-        # there (see the fast path at the top of common.sh)
-        record = _parse_records(self._calls.call('status', ['-n', job_id]))[0]
-        status, directory, arg = _compat_status(record)
-        return status, PurePosixPath(directory), arg
-
-    def download(self, job_id, files, **kwargs):
-        """Fetch files or directories of a job.
-
-        ``files`` is a path relative to the job directory (``'.'``: all of
-        it), or a list of them. Keyword arguments: ``directory`` (put them
-        in this directory, default the current one; it is made if its
-        parent is there), or ``destination`` (one file or directory saved
-        under this name, in a directory that is there); ``recursive``
-        (default True: directories come whole); ``progress`` (True: show
-        it on stderr; or a callable, ``progress(bytes done, total bytes
-        or None)``).
-
-        Each file is written under a temporary name beside its target and
-        renamed into place when complete. Running the same download again
-        after an interruption fetches only what is missing: files there
-        with the server's size and time are kept, and a file cut short
-        goes on from where it stopped (checked with cksum at the end).
-
-        Return the local paths of the files or directories (the original
-        returned None). Raise `JobNotFound`, `ConnectionLost` when the
-        connection broke (run it again to resume), `Error` for a missing
-        file, `TypeError`/`ValueError` for bad arguments.
-        """
-        recursive = kwargs.pop('recursive', True)
-        destination = kwargs.pop('destination', None)
-        directory = kwargs.pop('directory', None)
-        progress = kwargs.pop('progress', None)
-        if kwargs:
-            raise TypeError("Unexpected arguments: %s" % ', '.join(kwargs))
-        if destination is not None and directory is not None:
-            raise TypeError("Give destination or directory, not both")
-        if isinstance(files, str):
-            files = [files]
-        # one file asked for twice is fetched once
-        files = list(dict.fromkeys(_normalize_member(f, ValueError, top=True)
-                                   for f in files))
-        if not files:
-            return []
-        for inner in files:
-            for outer in files:
-                if inner != outer and (outer == '' or
-                                       inner.startswith(outer + '/')):
-                    raise ValueError("%s is inside %s: ask for one of them"
-                                     % (inner, outer or '.'))
-        check_jobid(job_id)
-        if destination is not None:
-            if len(files) != 1:
-                raise ValueError("destination is for one file; use "
-                                 "directory for several")
-            destination = str(destination)
-            _need_parent(destination, 'destination')
-            targets = {files[0]: destination}
-        else:
-            directory = str(directory if directory is not None else '.')
-            targets = {f: os.path.join(directory, f.rsplit('/', 1)[-1])
-                       if f else directory for f in files}
-            if len(set(targets.values())) != len(targets):
-                raise ValueError("Several files have the same name: give "
-                                 "their parent directory instead")
-        resume = any(_leftovers(local) for local in targets.values())
-        if directory is not None and not os.path.isdir(directory):
-            _need_parent(directory, 'directory')
-            os.mkdir(directory)
-        meter = _meter(progress, 'Downloading')
-        try:
-            plan = None
-            if resume:
-                plan = self._resume_plan(job_id, targets, recursive)
-            if plan is None:
-                plan = _Plan(targets, recursive, None)
-            again = self._fetch(job_id, plan, meter)
-            if again:  # parts that had changed on the server: whole
-                plan = _Plan(targets, recursive, again)
-                self._fetch(job_id, plan, meter)
-            if meter is not None:
-                meter.done()
-        finally:
-            if meter is not None:
-                meter.close()
-        return [targets[f] for f in files]
-
-    def _resume_plan(self, job_id, targets, recursive):
-        """What is left to fetch of ``targets``, from the server's list
-        of the files (one call): a `_Plan`, or None when the server cannot
-        list them (fetch it all).
-        """
-        lines = self._calls.call('_files', [job_id] + [
-            name or '.' for name in sorted(targets)])
-        entries = _parse_listing(lines)
-        if entries is None:
-            return None
-        return _Plan(targets, recursive, None, entries)
-
-    def _fetch(self, job_id, plan, meter):
-        """Run the download that ``plan`` says (one call); return the
-        paths to fetch again whole (parts that changed on the server).
-        """
-        args = [job_id, 's' if meter is not None else '-',
-                str(len(plan.parts))]
-        for part in plan.parts:
-            args += [str(part.size), str(part.offset), part.name or '.']
-        args += [name or '.' for name in plan.paths]
-        if not plan.parts and not plan.paths:
-            return []
-        return self._calls.stream(
-            'download', args,
-            lambda stdout: _receive(stdout, plan, meter))
-
-    def kill(self, job_id):
-        """Stop a running job (TERM to all its processes, KILL after a
-        grace period); nothing happens if it is not running. Raise
-        `JobNotFound`, `QueueDoesntExist`.
-        """
-        check_jobid(job_id)
-        self._calls.call('kill', [job_id])
-
-    def delete(self, job_id, kill=False):
-        """Remove a job and its files from the server. Raise
-        `JobStillRunning` if it runs (unless ``kill``: then it is killed
-        first), `JobNotFound`, `QueueDoesntExist`.
-        """
-        check_jobid(job_id)
-        self._calls.call('delete', [job_id] + (['kill'] if kill else []))
-        _record('deleted', self, [job_id])
-
-    def list(self, states=None, since=None):
-        """Yield ``(job_id, info)`` for each job in the queue, in the order
-        of their ids, where ``info['status']`` is as in `status` and the
-        rest as in `info`. One call, whatever the number of jobs.
-
-        The server filters: ``states``, the jobs in one of these states
-        (``created``, ``queued``, ``running``, ``finished``, ``killed``,
-        ``lost``; None: any); ``since``, the jobs submitted in the last
-        ``since`` seconds (None: any). Raise `QueueDoesntExist`;
-        `ValueError` for an unknown state.
-        """
-        args = _filters(states, _LIST_STATES)
-        if since is not None:
-            args.append('since=%d' % _whole_seconds(since, 'since'))
-        records = _parse_records(self._calls.call('list', args))
-        for record in sorted(records, key=lambda r: r['id']):
-            record['status'] = _compat_status(record)[0]
-            yield record['id'], record
-
-    def gc(self, older_than, states=None, dry_run=False):
-        """Remove the jobs that ended (finished, killed or lost) more than
-        ``older_than`` seconds ago, in one call; never a job that has not
-        ended. ``states``: only those of these states (of ``finished``,
-        ``killed``, ``lost``; None: all three). With ``dry_run``, remove
-        nothing, say what would go.
-
-        Return the records of the jobs removed (or that would be), as
-        `infos` returns them, in the order of their ids. A job's end is its
-        finished time (else its start, else its submission). Raise
-        `QueueDoesntExist`; `ValueError` for a state that has not ended.
-        """
-        args = [str(_whole_seconds(older_than, 'older_than'))] + \
-            _filters(states, _GC_STATES)
-        if dry_run:
-            args.append('dry')
-        records = _parse_records(self._calls.call('gc', args))
-        return sorted(records, key=lambda r: r['id'])
-
-    def cleanup(self, kill=False):
-        """Remove the queue with all its jobs, and the link files that led
-        to it. Raise `JobStillRunning` if a job runs (unless ``kill``).
-        Return True.
-        """
-        self._calls.call('cleanup', ['kill'] if kill else [])
-        _record('deleted', self)
-        return True
-
-    def close(self):
-        """Close the shared SSH connection now, instead of when it has been
-        idle for a while.
-        """
-        self._transport.close()
-
-    def login(self):
-        """Open the shared SSH connection interactively: ssh asks for a
-        password, a second factor or a new host key in the terminal, once.
-        Later calls, which never prompt, use it until `logout`, or until it
-        has been idle for TEJ_CONTROL_PERSIST seconds. Raise `Error` when
-        it fails, or for a ``local:`` queue.
-        """
-        self._ssh('login').login()
-
-    def logout(self):
-        """Close the shared SSH connection that `login` opened (as
-        `close`). Raise `Error` for a ``local:`` queue.
-        """
-        self._ssh('logout').close()
-
-    def _ssh(self, what):
-        if not isinstance(self._transport, _SSHTransport):
-            raise Error("%s needs an SSH destination" % what)
-        return self._transport
-
-    # --- new API ---------------------------------------------------------
-
-    def wait(self, job_id, timeout=None, retry_for=None):
-        """Wait until a job has ended; return its exit code (an int; 143 or
-        137 for a killed job), or None for a lost job.
-
-        The server waits, and answers within half a second of the job's
-        end (one call per minute of waiting). A connection that fails is
-        tried again for ``retry_for`` seconds (default TEJ_RETRY_FOR, 300).
-        Raise `JobStillRunning` when ``timeout`` seconds have passed (the
-        job goes on), `JobNotFound`, `QueueDoesntExist`, `ConnectionLost`.
-        """
-        record = self.wait_all([job_id], timeout, retry_for)[0]
-        if record['state'] == _NOTFOUND:
-            raise JobNotFound("no job %s" % job_id)
-        return record['exit']
-
-    def wait_all(self, job_ids, timeout=None, retry_for=None):
-        """Wait until every job has ended (or is not found); return their
-        records (see `infos`). The server waits and answers as soon as the
-        jobs have ended: one call per minute, whatever the number of jobs.
-        See `wait`.
-        """
-        for job_id in job_ids:
-            check_jobid(job_id)
-        if timeout is not None:
-            timeout = _duration(timeout, 'timeout')
-        deadline = None if timeout is None else time.monotonic() + timeout
-        retry = _Retry(retry_for)
-        while True:
-            # the server's wait stays well within one call's timeout
-            call = min(_WAIT_CALL, max(1, self.timeout - 10))
-            left = call if deadline is None else \
-                min(call, deadline - time.monotonic())
-            try:
-                records = _parse_records(self._calls.call(
-                    'wait', [str(max(0, int(-(-left // 1))))] + list(job_ids),
-                    ok=(_RC_OK, _RC_NO_JOB)), job_ids)
-            except ConnectionLost as e:
-                retry.failed(e)
-                continue
-            retry.succeeded()
-            active = [r for r in records if r['state'] not in _ENDED]
-            if not active:
-                return records
-            if deadline is not None and time.monotonic() >= deadline:
-                raise JobStillRunning(
-                    "Job %s is still %s after %s" % (
-                        active[0]['id'], active[0]['state'],
-                        _seconds_text(timeout)))
-
-    def logs(self, job_id, stdout=None, stderr=None, follow=False,
-             timeout=None, retry_for=None):
-        """Write the job's ``_stdout`` to ``stdout`` and its ``_stderr`` to
-        ``stderr`` (binary file objects; None: not that one), as they are
-        now, or with ``follow`` as the job writes them until it has ended
-        (one call, streaming; no byte lost or repeated, also when the
-        connection is made again after it broke).
-
-        Return ``(state, exit code)`` as the job was at the end; with
-        neither ``stdout`` nor ``stderr``, ``(stdout bytes, stderr
-        bytes)`` instead. Raise `JobNotFound`, `JobStillRunning` after
-        ``timeout`` seconds (the job goes on), `ConnectionLost` after
-        ``retry_for`` seconds of failures.
-        """
-        check_jobid(job_id)
-        if timeout is not None:
-            timeout = _duration(timeout, 'timeout')
-        if stdout is None and stderr is None:
-            import io
-            out, err = io.BytesIO(), io.BytesIO()
-            self.logs(job_id, out, err, follow, timeout, retry_for)
-            return out.getvalue(), err.getvalue()
-        targets = {'out': stdout, 'err': stderr}
-        streams = ''.join(n for n in ('out', 'err') if targets[n] is not None)
-        offsets = {'out': 0, 'err': 0}
-        deadline = None if timeout is None else time.monotonic() + timeout
-
-        def late():  # only with a timeout: the stream is cut at its deadline
-            return JobStillRunning("Job %s is still running after %s"
-                                   % (job_id, _seconds_text(timeout)))
-        retry = _Retry(retry_for)
-
-        def consume(source):
-            # at the deadline, _Calls.stream cuts the stream
-            while True:
-                line = source.readline()
-                if not line.endswith(b'\n'):
-                    return None  # the connection ended early
-                name, value = _parse_frame(line)
-                retry.worked = True
-                if name == 'end':
-                    return value
-                if name == 'tick':
-                    continue
-                if targets[name] is None:
-                    raise RemoteCommandFailure(
-                        "The server sent %s, which was not asked for: %r"
-                        % (name, line[:200]))
-                while value:
-                    data = source.read(min(value, 65536))
-                    if not data:
-                        return None
-                    targets[name].write(data)
-                    targets[name].flush()
-                    offsets[name] += len(data)
-                    value -= len(data)
-
-        while True:
-            began = time.monotonic()
-            try:
-                end = self._calls.stream('logs', [
-                    job_id, streams, 'follow' if follow else 'once',
-                    str(offsets['out']), str(offsets['err'])], consume,
-                    deadline)
-                error = ConnectionLost("The connection to %s ended early"
-                                       % self.destination_string)
-            except JobStillRunning:
-                raise late()
-            except ConnectionLost as e:
-                end, error = None, e
-            if end is not None:
-                return end
-            if deadline is not None and time.monotonic() > deadline:
-                raise late()
-            if time.monotonic() - began >= _STREAM_UP:
-                retry.succeeded()  # it worked a while: a new failure
-            retry.failed(error)  # then again, from the offsets reached
-
-    def job(self, job_id):
-        """Return a `Job` handle for ``job_id`` (no remote call)."""
-        return Job(self, job_id)
-
-
-class Job(object):
-    """A handle on one job of a `RemoteQueue`, for code that keeps jobs
-    around, like a workflow engine's job monitor polling `finished`.
-
-    Its methods are the queue's, for this job.
-    """
-
-    def __init__(self, queue, job_id):
-        check_jobid(job_id)
-        self.queue = queue
-        self.id = job_id
-
-    def __repr__(self):
-        return '<Job %s on %s>' % (self.id, self.queue.destination_string)
-
-    def info(self):
-        """The full record: see `RemoteQueue.info`."""
-        return self.queue.info(self.id)
-
-    def status(self):
-        """``(status, directory, arg)``: see `RemoteQueue.status`."""
-        return self.queue.status(self.id)
-
-    def finished(self):
-        """Has the job ended (finished, killed or lost)? One call. Raise
-        `JobNotFound` if it is not in the queue.
-        """
-        return self.info()['state'] in _ENDED
-
-    def exit_code(self):
-        """The exit code (an int), or None while it runs or if it is lost.
-        """
-        return self.info()['exit']
-
-    def wait(self, timeout=None):
-        """Wait until it ends; return its exit code: see
-        `RemoteQueue.wait`.
-        """
-        return self.queue.wait(self.id, timeout=timeout)
-
-    def download(self, files, **kwargs):
-        """Fetch files: see `RemoteQueue.download`."""
-        return self.queue.download(self.id, files, **kwargs)
-
-    def logs(self, stdout=None, stderr=None, follow=False, timeout=None):
-        """Its output: see `RemoteQueue.logs` (``job.logs()`` is
-        ``(stdout bytes, stderr bytes)``).
-        """
-        return self.queue.logs(self.id, stdout, stderr, follow=follow,
-                               timeout=timeout)
-
-    def kill(self):
-        """Stop it if it runs: see `RemoteQueue.kill`."""
-        return self.queue.kill(self.id)
-
-    def delete(self, kill=False):
-        """Remove it: see `RemoteQueue.delete`."""
-        return self.queue.delete(self.id, kill=kill)
-
-
-#: The states a job can be in, for list's filter; those gc removes.
-_LIST_STATES = (_CREATED, _QUEUED, _RUNNING, _FINISHED, _KILLED, _LOST)
-_GC_STATES = (_FINISHED, _KILLED, _LOST)
-
-
-def _filters(states, allowed):
-    """The ``state=STATE`` arguments of list and gc (_filter in
-    common.sh), from ``states`` (None: none), each one of ``allowed``.
-    """
-    if states is None:
-        return []
-    if isinstance(states, str):
-        states = [states]
-    states = list(states)
-    for state in states:
-        if state not in allowed:
-            raise ValueError("Unknown state %r here (one of: %s)" % (
-                state, ', '.join(allowed)))
-    return ['state=' + state for state in dict.fromkeys(states)]
-
-
-def _whole_seconds(value, name):
-    """A number of seconds (an int, float...) as a whole number, >= 0."""
-    try:
-        seconds = int(value)
-    except (TypeError, ValueError):
-        raise ValueError("%s must be a number of seconds, not %r"
-                         % (name, value))
-    if seconds < 0:
-        raise ValueError("%s must not be negative: %r" % (name, value))
-    return seconds
-
-
-def _compat_status(record):
-    """(status, directory, arg) as the original API returned them, but the
-    directory a string.
-    """
-    state = record['state']
-    directory = record.get('dir')
-    if state in (_FINISHED, _KILLED):
-        exit_code = record['exit']
-        return _FINISHED, directory, str(exit_code if exit_code is not None
-                                          else '')
-    return state, directory, None
-
-
-#: Seconds the server waits for jobs to end in one call of wait.
-_WAIT_CALL = 60
-#: Seconds a logs stream must have stayed up for its break to count as a
-#: new failure, not as one more of those before it (see _Retry).
-_STREAM_UP = 10
-
-
-class _Retry(object):
-    """Retries after connection failures, with backoff, for a bounded
-    time: ``failed(error)`` sleeps, or raises ``error`` once ``retry_for``
-    seconds have passed since the first failure in a row. An error that is
-    not `ConnectionLost.transient` is raised at once, unless a connection
-    worked before in this call (``succeeded``): a host name that resolved
-    once and not now is a network that went away, and may come back.
-    """
-
-    def __init__(self, retry_for=None):
-        if retry_for is None:
-            retry_for = _timeout_setting('TEJ_RETRY_FOR', 300, zero=True)
-        else:
-            retry_for = _duration(retry_for, 'retry_for')
-        self.retry_for = retry_for
-        self.since = None
-        self.delay = 1.0
-        self.worked = False
-
-    def failed(self, error):
-        now = time.monotonic()
-        if self.since is None:
-            self.since = now
-        if now - self.since >= self.retry_for or \
-                not (self.worked or getattr(error, 'transient', True)):
-            raise error
-        logger.warning("%s; trying again in %d s", error, self.delay)
-        time.sleep(min(self.delay, self.since + self.retry_for - now))
-        self.delay = min(self.delay * 2, 30)
-
-    def succeeded(self):
-        self.since = None
-        self.delay = 1.0
-        self.worked = True
-
-
-def _content_id(directory, mode, script, options=(), excludes=(),
-                dereference=False):
-    """``<dirname>_<12 hex>``: a hash of the job's files as they are sent
-    (see _job_files: names, contents, whether executable, link targets;
-    not times nor owners), script and submit options.
-    """
-    digest = _sha256(b'')
-
-    def add(*fields):
-        for field in fields:
-            if isinstance(field, str):
-                field = field.encode('utf-8', 'surrogateescape')
-            digest.update(b'%d:%s,' % (len(field), field))
-
-    add('tej-content-1', mode, script, *options)
-    for relative, path, st, link in _job_files(directory, excludes,
-                                                dereference, warn=False):
-        if link is not None:
-            add('link', relative, link)
-        elif stat.S_ISDIR(st.st_mode):
-            add('dir', relative)
-        else:
-            add('file', relative, 'x' if st.st_mode & 0o111 else '-')
-            size = 0
-            with open(path, 'rb') as fp:
-                for chunk in iter(lambda: fp.read(1 << 16), b''):
-                    digest.update(chunk)
-                    size += len(chunk)
-            add(str(size))
-    base = os.path.basename(os.path.normpath(os.path.abspath(directory)))
-    base = re.sub(r'[^A-Za-z0-9_.,+=@%:-]', '_', base).lstrip('.-')[:100]
-    return '%s_%s' % (base or 'job', digest.hexdigest()[:12])
-
-
-#: The file of a job directory that lists patterns to leave out.
-_IGNORE_FILE = '.tejignore'
-
-
-def _exclusions(directory, excludes=()):
-    """The patterns to leave out of ``directory``: ``excludes`` and the
-    lines of its .tejignore (blank lines and ``#`` comments skipped),
-    normalized (no leading ``./``, no trailing ``/``).
-    """
-    patterns = list(excludes)
-    try:
-        with open(os.path.join(directory, _IGNORE_FILE), 'rb') as fp:
-            lines = fp.read().decode('utf-8', 'surrogateescape').splitlines()
-    except (FileNotFoundError, NotADirectoryError):
-        lines = []
-    except OSError as e:
-        raise Error("Cannot read %s: %s" % (
-            os.path.join(directory, _IGNORE_FILE), e.strerror))
-    patterns += [line.strip() for line in lines
-                 if line.strip() and not line.lstrip().startswith('#')]
-    result = []
-    for pattern in patterns:
-        while pattern.startswith('./'):
-            pattern = pattern[2:]
-        pattern = pattern.rstrip('/')
-        if pattern:
-            result.append(pattern)
-    return result
-
-
-def _excluded(relative, patterns):
-    """Does a pattern match ``relative`` (a path in the job), as tar's
-    --exclude does: the whole path, or its end from any ``/`` on (so
-    ``*.o`` and ``build`` match at any depth, ``src/*.o`` below any
-    ``src``); ``*`` matches ``/`` too.
-    """
-    import fnmatch
-    parts = relative.split('/')
-    for start in range(len(parts)):
-        tail = '/'.join(parts[start:])
-        for pattern in patterns:
-            if fnmatch.fnmatchcase(tail, pattern):
-                return True
-    return False
-
-
-def _job_files(directory, excludes=(), dereference=False, warn=True,
-               warned=None):
-    """What a job directory sends, in the order it is sent (each
-    directory's entries sorted by name, then its subdirectories'): yield
-    ``(relative path, path, stat, link target or None)``, each file
-    stat'ed once. Patterns of ``excludes`` and of .tejignore leave out
-    what they match (a directory with all below it). A symbolic link that
-    is absolute or leads out of ``directory`` is sent as it is, with a
-    warning (unless not ``warn``; once for the paths in the set
-    ``warned``, which gets them), or with ``dereference`` as the file it
-    leads to. Raise `Error`
-    for a fifo, socket or device (it cannot be sent; reading it could
-    hang) and for what cannot be read.
-    """
-    patterns = _exclusions(directory, excludes)
-    top = os.path.realpath(directory)
-
-    def walk(path, relative):
-        try:
-            with os.scandir(path) as scan:
-                entries = sorted(scan, key=lambda entry: entry.name)
-        except OSError as e:
-            raise Error("Cannot read %s: %s" % (path, e.strerror))
-        subdirectories = []
-        for entry in entries:
-            name = relative + entry.name
-            if patterns and _excluded(name, patterns):
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-                link = os.readlink(entry.path) \
-                    if stat.S_ISLNK(st.st_mode) else None
-            except OSError as e:
-                raise Error("Cannot read %s: %s" % (entry.path, e.strerror))
-            if link is not None and (os.path.isabs(link) or not _within(
-                    os.path.realpath(entry.path), top)):
-                if dereference:
-                    try:
-                        st = os.stat(entry.path)
-                    except OSError:
-                        raise Error("Cannot send %s: the link leads to %s, "
-                                    "which is not there" % (entry.path,
-                                                            link))
-                    if stat.S_ISDIR(st.st_mode):
-                        raise Error("Cannot send %s with --dereference: "
-                                    "it leads to a directory, %s"
-                                    % (entry.path, link))
-                    link = None
-                elif warn and entry.path not in (warned or ()):
-                    if warned is not None:
-                        warned.add(entry.path)
-                    logger.warning(
-                        "%s is a link to %s, outside the job directory: it "
-                        "will lead elsewhere on the server, or nowhere "
-                        "(--dereference sends what it leads to)",
-                        entry.path, link)
-            if link is None and not (stat.S_ISREG(st.st_mode) or
-                                     stat.S_ISDIR(st.st_mode)):
-                raise Error("Cannot send %s: it is a %s" % (
-                    entry.path, _file_kind(st.st_mode)))
-            yield name, entry.path, st, link
-            if link is None and stat.S_ISDIR(st.st_mode):
-                subdirectories.append((entry.path, name + '/'))
-        for path, relative in subdirectories:
-            for item in walk(path, relative):
-                yield item
-
-    return walk(directory, '')
-
-
-def _file_kind(mode):
-    """What a file that is not a regular file, directory or link is."""
-    if stat.S_ISFIFO(mode):
-        return 'fifo (named pipe)'
-    if stat.S_ISSOCK(mode):
-        return 'socket'
-    return 'device'
-
-
-def content_id(directory, script=None, **resources):
-    """The id that ``submit(None, directory, script, content_id=True,
-    **resources)`` gives: ``<dirname>_<12 hex>`` from a hash of the files
-    (names, contents, whether executable; not times), the script and the
-    resources. Raise `ValueError` for a missing directory or script.
-    """
-    excludes = resources.pop('exclude', ())
-    dereference = resources.pop('dereference', False)
-    _check_directory(directory)
-    mode, script = _script_mode(directory, script)
-    return _content_id(directory, mode, script, _job_options(**resources),
-                       _as_list(excludes), dereference)
-
-
-def _walltime(value):
-    """Whole seconds from an int, ``[D-]HH:MM:SS`` or a number with a unit
-    (``1h``: see _duration); raise `ValueError`.
-    """
-    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-        raise ValueError("The walltime must be positive")
-    seconds = _duration(value, 'walltime', integer=True)
-    if seconds <= 0:
-        raise ValueError("The walltime must be positive")
-    return seconds
-
-
-def _job_options(walltime=None, cpus=None, mem=None, partition=None,
-                 account=None, gpus=None, scheduler_args=(), prologue=None):
-    """The runtime's submit options (KEY=VALUE arguments), checked."""
-    options = []
-    if walltime is not None:
-        options.append('walltime=%d' % _walltime(walltime))
-    for key, value in (('cpus', cpus), ('gpus', gpus)):
-        if value is not None:
-            if not re.match(r'[1-9][0-9]{0,5}\Z', str(value)):
-                raise ValueError("Invalid %s %r: a positive number"
-                                 % (key, value))
-            options.append('%s=%s' % (key, value))
-    if mem is not None:
-        if not re.match(r'[0-9]+[KMGTkmgt]?[Bb]?\Z', str(mem)):
-            raise ValueError("Invalid mem %r: a size like 500M or 4G"
-                             % (mem,))
-        options.append('mem=%s' % mem)
-    for key, value in (('partition', partition), ('account', account)):
-        if value is not None:
-            if not re.match(r'[\w.@+%:=,-]+\Z', str(value)):
-                raise ValueError("Invalid %s %r" % (key, value))
-            options.append('%s=%s' % (key, value))
-    if isinstance(scheduler_args, str):
-        scheduler_args = [scheduler_args]
-    for arg in scheduler_args:
-        if not arg or '\n' in arg:
-            raise ValueError("Invalid scheduler argument %r" % (arg,))
-        options.append('arg=%s' % arg)
-    if prologue is not None:
-        options.append('prologue=%s' % prologue)
-    return options
-
-
-def _as_list(value):
-    """A string as a list of one, None as an empty list."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return list(value)
-
-
-def _prepend(data, stdin):
-    """A producer (see _start_call) that writes ``data``, then ``stdin``:
-    a producer, or a file read from its start (a first try may have read
-    some of it).
-    """
-    def produce(pipe):
-        pipe.write(data)
-        if callable(stdin):
-            stdin(pipe)
-        else:
-            import shutil
-            stdin.seek(0)
-            shutil.copyfileobj(stdin, pipe)
-    return produce
-
-
-def _size_text(size):
-    """``size`` bytes, for people: 512 B, 3.2 MiB..."""
-    for unit in ('B', 'KiB', 'MiB', 'GiB'):
-        if size < 1024 or unit == 'GiB':
-            break
-        size /= 1024.0
-    return ('%d %s' if unit == 'B' else '%.1f %s') % (size, unit)
-
-
-def _meter(progress, what):
-    """The `_Meter` that ``progress`` asks for: None (false: no meter),
-    one on stderr (True: redrawn in place on a terminal, else a line now
-    and then; ``'lines'``: lines in any case), or one that calls
-    ``progress(bytes done, total bytes or None)``.
-    """
-    if not progress:
-        return None
-    if callable(progress):
-        return _Meter(what, callback=progress)
-    return _Meter(what, lines=progress == 'lines' or not _isatty(sys.stderr))
-
-
-def _isatty(stream):
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-class _Meter(object):
-    """Progress of a transfer on stderr: bytes done of the total, rate and
-    time left, once it has lasted a second; redrawn in place, or (``lines``)
-    a line every few seconds. Or a ``callback(done, total)`` for each
-    piece.
-    """
-
-    def __init__(self, what, callback=None, lines=False):
-        self.what = what
-        self.callback = callback
-        self.lines = lines
-        self.total = None
-        self.restart()
-
-    def restart(self):
-        self.bytes = 0
-        self.start = time.monotonic()
-        self.shown = None
-
-    def add(self, count):
-        self.bytes += count
-        if self.callback is not None:
-            self.callback(self.bytes, self.total)
-            return
-        now = time.monotonic()
-        if now - self.start < 1:
-            return
-        if self.shown is None or \
-                now - self.shown >= (5 if self.lines else 0.25):
-            self.shown = now
-            self.show(now)
-
-    def show(self, now, last=False):
-        elapsed = max(now - self.start, 1e-3)
-        rate = self.bytes / elapsed
-        text = '%s: %s' % (self.what, _size_text(self.bytes))
-        if self.total:
-            text += ' of %s (%d%%)' % (_size_text(self.total),
-                                       min(100, 100 * self.bytes //
-                                           self.total))
-        text += ', %s/s' % _size_text(rate)
-        if last:
-            text += ', %s' % _format_duration(elapsed)
-        elif self.total and rate > 0 and self.total > self.bytes:
-            text += ', %s left' % _format_duration(
-                (self.total - self.bytes) / rate)
-        if self.lines:
-            sys.stderr.write('tej: %s\n' % text)
-        else:
-            sys.stderr.write('\r\x1b[Ktej: %s%s' % (text, '\n' if last
-                                                     else ''))
-        sys.stderr.flush()
-
-    def done(self):
-        """The transfer ended: its last line, if it was shown at all."""
-        if self.callback is None and self.shown is not None:
-            self.show(time.monotonic(), last=True)
-            self.shown = None
-
-    def close(self):
-        """The transfer stopped: end the line being redrawn."""
-        if self.callback is None and self.shown is not None and \
-                not self.lines:
-            sys.stderr.write('\n')
-            sys.stderr.flush()
-        self.shown = None
-
-
-#: os.open's flag for no newline translation (Windows; 0 elsewhere).
-_O_BINARY = getattr(os, 'O_BINARY', 0)
-
-
-class _TarSink(object):
-    """Where an archive is written as it is made: small writes gathered,
-    a big file's data sent by the kernel (sendfile) where it can, gzipped
-    when asked; ``progress(n)`` is told of each ``n`` bytes of data.
-    """
-
-    def __init__(self, fileobj, compress=False, progress=None):
-        import zlib
-        self.fileobj = fileobj
-        fileobj.flush()
-        try:
-            self.fd = fileobj.fileno()
-        except (AttributeError, OSError, ValueError):
-            self.fd = None
-        self.zip = zlib.compressobj(6, zlib.DEFLATED, 31) if compress \
-            else None
-        self.buffer = bytearray()
-        self.progress = progress or (lambda n: None)
-
-    def write(self, data):
-        if self.zip is not None:
-            data = self.zip.compress(data)
-        self.buffer += data
-        if len(self.buffer) >= 1 << 18:
-            self.flush()
-
-    def flush(self):
-        if not self.buffer:
-            return
-        if self.fd is None:
-            self.fileobj.write(self.buffer)
-        else:
-            view = memoryview(self.buffer)
-            while view:
-                view = view[os.write(self.fd, view):]
-            view.release()
-        self.buffer = bytearray()
-
-    def close(self):
-        if self.zip is not None:
-            self.buffer += self.zip.flush()
-        self.flush()
-        self.fileobj.flush()
-
-    def copy(self, fd, size, path):
-        """Write ``size`` bytes of the file open as ``fd``; raise `Error`
-        if it has fewer (it shrank as it was read).
-        """
-        done = 0
-        if self.zip is None and self.fd is not None and size >= 1 << 16:
-            self.flush()
-            try:
-                while done < size:
-                    sent = os.sendfile(self.fd, fd, done,
-                                       min(size - done, 1 << 23))
-                    if not sent:
-                        break
-                    done += sent
-                    self.progress(sent)
-            except OSError as e:
-                if e.errno not in (errno.EINVAL, errno.ENOSYS,
-                                   errno.ENOTSUP) or done:
-                    raise
-            except AttributeError:  # no os.sendfile
-                pass
-        if not hasattr(os, 'pread'):  # Windows
-            os.lseek(fd, done, os.SEEK_SET)
-        while done < size:
-            if hasattr(os, 'pread'):
-                data = os.pread(fd, min(size - done, 1 << 20), done)
-            else:
-                data = os.read(fd, min(size - done, 1 << 20))
-            if not data:
-                break
-            self.write(data)
-            done += len(data)
-            self.progress(len(data))
-        if done < size:
-            raise Error("%s changed as it was read: it has %d bytes, not %d"
-                        % (path, done, size))
-
-
-def _tar_header(info):
-    """``info.tobuf(GNU_FORMAT)``, made at once when it is one block (a
-    name and link target of 100 bytes at most, sizes and times in 11 octal
-    digits): a small job's files cost no more here than in tar.
-    """
-    import tarfile
-    name = info.name
-    if info.type == tarfile.DIRTYPE and not name.endswith('/'):
-        name += '/'
-    name = name.encode('utf-8', 'surrogateescape')
-    link = info.linkname.encode('utf-8', 'surrogateescape')
-    if len(name) > 100 or len(link) > 100 or not \
-            0 <= info.size < 8 ** 11 or not 0 <= info.mtime < 8 ** 11:
-        return info.tobuf(tarfile.GNU_FORMAT, 'utf-8', 'surrogateescape')
-    block = b''.join([
-        name.ljust(100, b'\0'), b'%07o\0' % info.mode, b'0000000\0' * 2,
-        b'%011o\0' % info.size, b'%011o\0' % info.mtime, b' ' * 8,
-        info.type, link.ljust(100, b'\0'), tarfile.GNU_MAGIC,
-        b'\0' * 247])  # no owner names, device numbers nor prefix
-    return block[:148] + b'%06o\0 ' % sum(block) + block[156:]
-
-
-def _write_tar(directory, fileobj, excludes=(), dereference=False,
-               progress=None, compress=False, entries=None, warned=None):
-    """Write ``directory`` to ``fileobj`` as a tar archive, as it is read:
-    what _job_files yields (or ``entries``, a list of it), each file
-    stat'ed once, owners left out, a second name of a file as a hard link
-    to the first; gzipped with ``compress``; ``progress(n)`` told of the
-    data's bytes as they go; ``warned``: see _job_files. Raise `Error`
-    for what cannot be sent.
-    """
-    import tarfile
-    sink = _TarSink(fileobj, compress, progress)
-    seen = {}  # (device, inode) -> the first name of a hard-linked file
-    if entries is None:
-        entries = _job_files(directory, excludes, dereference,
-                             warned=warned)
-    for relative, path, st, link in entries:
-        info = tarfile.TarInfo(relative)
-        info.mode = st.st_mode & 0o7777
-        info.mtime = int(st.st_mtime)
-        info.uid = info.gid = 0
-        info.uname = info.gname = ''
-        regular = False
-        if link is not None:
-            info.type = tarfile.SYMTYPE
-            info.linkname = link
-        elif stat.S_ISDIR(st.st_mode):
-            info.type = tarfile.DIRTYPE
-        elif st.st_nlink > 1 and (st.st_dev, st.st_ino) in seen:
-            info.type = tarfile.LNKTYPE
-            info.linkname = seen[st.st_dev, st.st_ino]
-        else:
-            if st.st_nlink > 1:
-                seen[st.st_dev, st.st_ino] = relative
-            info.size = st.st_size
-            regular = True
-        if regular:
-            try:
-                # (a link --dereference sends is followed; nothing else)
-                fd = os.open(path, os.O_RDONLY | _O_BINARY | (
-                    0 if dereference else getattr(os, 'O_NOFOLLOW', 0)))
-            except OSError as e:
-                raise Error("Cannot read %s: %s" % (path, e.strerror))
-            try:
-                sink.write(_tar_header(info))
-                sink.copy(fd, st.st_size, path)
-            except OSError as e:
-                if isinstance(e, (BrokenPipeError, ConnectionResetError)):
-                    raise
-                raise Error("Cannot read %s: %s" % (path, e.strerror))
-            finally:
-                os.close(fd)
-            if st.st_size % tarfile.BLOCKSIZE:
-                sink.write(tarfile.NUL * (tarfile.BLOCKSIZE -
-                                          st.st_size % tarfile.BLOCKSIZE))
-        else:
-            sink.write(_tar_header(info))
-    # the end: two zero blocks, in a whole record
-    sink.write(tarfile.NUL * tarfile.RECORDSIZE)
-    sink.close()
-
-
-#: The end of the name of a file being downloaded (see _part_name).
-_PART = '.tej-part'
-
-
-def _part_name(local, size, mtime):
-    """Where a file is written as it comes, ``.NAME.SIZE-MTIME.tej-part``
-    beside it (the server's size and time: a download that resumes finds
-    it there, for the same file), renamed to ``local`` when complete.
-    """
-    head, base = os.path.split(local)
-    return os.path.join(head, '.%s.%d-%d%s' % (base, size, mtime, _PART))
-
-
-def _leftovers(local):
-    """Is there something at ``local``, or a part of it (a download to
-    resume)?
-    """
-    if os.path.lexists(local):
-        return True
-    head, base = os.path.split(local)
-    prefix = '.%s.' % base
-    try:
-        names = os.listdir(head or '.')
-    except OSError:
-        return False
-    return any(n.startswith(prefix) and n.endswith(_PART) for n in names)
-
-
-def _parts_of(local, listings):
-    """The part files of ``local`` there are (of any size and time);
-    ``listings`` caches each directory's names.
-    """
-    head, base = os.path.split(local)
-    if head not in listings:
-        try:
-            listings[head] = [n for n in os.listdir(head or '.')
-                              if n.endswith(_PART)]
-        except OSError:
-            listings[head] = []
-    prefix = '.%s.' % base
-    return [os.path.join(head, n) for n in listings[head]
-            if n.startswith(prefix) and
-            re.match(r'[0-9]+-[0-9]+\Z', n[len(prefix):-len(_PART)])]
-
-
-def _need_parent(path, what):
-    """Raise `ValueError` unless the directory that would hold ``path``
-    (a download's ``what``) is there: only the last part of a path is
-    made.
-    """
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ValueError("No such directory: %s (the %s %s is made only in "
-                         "a directory that is there)" % (
-                             os.path.dirname(path) or parent, what, path))
-
-
-#: The bits of each byte reversed: cksum's CRC is zlib's, bit-reversed.
-_REVERSED = bytes(int('{:08b}'.format(i)[::-1], 2) for i in range(256))
-
-
-class _Cksum(object):
-    """The CRC that POSIX ``cksum`` prints, at zlib's speed: cksum's CRC
-    is zlib's crc32 of the bit-reversed bytes, started at 0 and
-    bit-reversed at the end (the length follows the data, as cksum has
-    it).
-    """
-
-    def __init__(self):
-        self.crc = 0xFFFFFFFF  # zlib's form of a register at 0
-        self.size = 0
-
-    def update(self, data):
-        import zlib
-        self.crc = zlib.crc32(bytes(data).translate(_REVERSED), self.crc)
-        self.size += len(data)
-
-    def value(self):
-        import zlib
-        size, tail = self.size, bytearray()
-        while size:
-            tail.append(size & 0xff)
-            size >>= 8
-        crc = zlib.crc32(bytes(tail).translate(_REVERSED), self.crc)
-        return int('{:032b}'.format(crc ^ 0xFFFFFFFF)[::-1], 2) ^ 0xFFFFFFFF
-
-
-def _parse_listing(lines):
-    """The answer of _files: a list of (mode, size, mtime, path), or None
-    when the server cannot list (its stat is neither GNU's, busybox's
-    nor BSD's). A line that does not parse (a name with a newline) is
-    None too: the download then fetches everything, as it would have.
-    """
-    if lines == ['none']:
-        return None
-    entries = []
-    for line in lines:
-        match = re.match(r'([0-9a-fA-F]+) ([0-9]+) (-?[0-9]+) \./(.*)\Z',
-                         line)
-        if not match:
-            logger.debug("not resuming: listing line %r", line)
-            return None
-        mode, size, mtime, name = match.groups()
-        entries.append((int(mode, 16), int(size), int(mtime),
-                        _normalize_member(name or '.', top=True)))
-    return entries
-
-
-class _Part(object):
-    """A file cut short by a download: the first ``offset`` bytes of its
-    ``size`` are in ``part``, to go on with.
-    """
-
-    def __init__(self, name, local, part, size, offset, mtime, mode):
-        self.name, self.local, self.part = name, local, part
-        self.size, self.offset, self.mtime, self.mode = \
-            size, offset, mtime, mode
-
-
-class _Plan(object):
-    """What a download fetches into ``targets`` (member path -> local
-    path): ``paths`` whole, and ``parts`` (`_Part`). From ``entries``
-    (_parse_listing), what is there already is left out: files with the
-    server's size and time, and the beginning of those cut short.
-    """
-
-    def __init__(self, targets, recursive, paths, entries=None):
-        self.targets = targets
-        self.recursive = recursive
-        self.parts = []
-        self.paths = sorted(targets) if paths is None else list(paths)
-        if entries is None:
-            return
-        place = _placer({n: os.path.abspath(l) for n, l in targets.items()})
-        parents = set(name.rsplit('/', 1)[0] if '/' in name else ''
-                      for _, _, _, name in entries if name)
-        whole, kept = [], 0
-        mask = _umask()
-        listings = {}  # directory -> its names, for _parts_of
-        for mode, size, mtime, name in entries:
-            top, local = place(name)
-            if top is None:
-                raise Error("The server listed %r, which was not asked for"
-                            % name)
-            if not recursive and name != top:
-                continue
-            if stat.S_ISDIR(mode):
-                if name not in parents:  # empty: nothing makes it
-                    whole.append(name)
-                continue
-            if stat.S_ISREG(mode):
-                try:
-                    st = os.lstat(local)
-                except OSError:
-                    st = None
-                if st is not None and stat.S_ISREG(st.st_mode) and \
-                        st.st_size == size and int(st.st_mtime) == mtime:
-                    kept += 1
-                    continue
-                part = _part_name(local, size, mtime)
-                for stale in _parts_of(local, listings):
-                    if stale != part:  # of another version of the file
-                        _remove(stale)
-                try:
-                    st = os.lstat(part)
-                except OSError:
-                    st = None
-                if st is not None and stat.S_ISREG(st.st_mode) and \
-                        0 < st.st_size <= size:
-                    self.parts.append(_Part(
-                        name, local, part, size, st.st_size, mtime,
-                        (mode & 0o777 & ~mask) | 0o600))
-                    continue
-            whole.append(name)
-        if not kept and not self.parts:
-            return  # nothing to leave out: all of it, as asked
-        if sum(len(name) + 3 for name in whole) > _MAX_ANSWER:
-            logger.debug("not resuming: %d files to name", len(whole))
-            self.parts = []
-            return
-        logger.info("Resuming: %d file(s) there already, %d to go on "
-                    "with, %d to fetch", kept, len(self.parts), len(whole))
-        self.paths = whole
-
-
-def _broken_download(detail):
-    """The error of a download stream that broke off."""
-    return ConnectionLost(
-        "The download broke off: the connection was lost or the server "
-        "sent something else (%s). Run it again to resume." % detail)
-
-
-def _stream_line(stdout):
-    """A line of a download's framing (see _download in common.sh)."""
-    line = stdout.readline(4096)
-    if not line.endswith(b'\n'):
-        raise _broken_download("it ended early" if not line
-                               else "a bad line %r" % line[:80])
-    return line[:-1].decode('utf-8', 'replace')
-
-
-def _receive(stdout, plan, meter):
-    """Read a download's stream (after "stream=download") into place, as
-    ``plan`` says; return the paths that changed on the server since
-    their part was written, to fetch again whole.
-    """
-    again = []
-    line = _stream_line(stdout)
-    if line.startswith('size='):
-        if meter is not None and line[5:].isdigit():
-            meter.total = int(line[5:])
-        line = _stream_line(stdout)
-    for index, part in enumerate(plan.parts):
-        head = 'part %d ' % index
-        if not line.startswith(head):
-            raise _broken_download("a bad line %r" % line[:80])
-        rest = line[len(head):]
-        if rest == 'changed':
-            _remove(part.part)
-            again.append(part.name)
-            line = _stream_line(stdout)
-            continue
-        length, _, tool = rest.partition(' ')
-        if length != str(part.size - part.offset) or \
-                tool not in ('cksum', 'md5sum'):
-            raise _broken_download("a bad line %r" % line[:80])
-        crc = _receive_part(stdout, part, meter, tool)
-        line = _stream_line(stdout)
-        if line == 'sum %s' % crc:
-            os.chmod(part.part, part.mode)
-            os.utime(part.part, (part.mtime, part.mtime))
-            os.rename(part.part, part.local)
-        elif line.startswith('sum '):
-            logger.warning("%s had changed on the server: fetching it "
-                           "again, whole", part.local)
-            _remove(part.part)
-            again.append(part.name)
-        else:
-            raise _broken_download("a bad line %r" % line[:80])
-        line = _stream_line(stdout)
-    if line == 'tar':
-        _extract(stdout, plan.targets, plan.recursive, meter)
-    elif line != 'end':
-        raise _broken_download("a bad line %r" % line[:80])
-    return again
-
-
-def _receive_part(stdout, part, meter, tool):
-    """Append the rest of a part, from the stream; return what ``tool``
-    (cksum or md5sum) says of the whole file.
-    """
-    if tool == 'cksum':
-        crc = _Cksum()
-    else:
-        import hashlib
-        crc = hashlib.md5()
-    with open(part.part, 'r+b') as out:
-        left = part.offset
-        while left:
-            data = out.read(min(left, 1 << 20))
-            if not data:
-                raise Error("%s shrank" % part.part)
-            crc.update(data)
-            left -= len(data)
-        out.truncate(part.offset)
-        left = part.size - part.offset
-        while left:
-            data = stdout.read(min(left, 1 << 20))
-            if not data:
-                raise _broken_download("it ended in %s" % part.name)
-            out.write(data)
-            crc.update(data)
-            left -= len(data)
-            if meter is not None:
-                meter.add(len(data))
-    return crc.value() if tool == 'cksum' else crc.hexdigest()
-
-
-def _remove(path):
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _normalize_member(name, error=Error, top=False):
-    """A relative path inside a job, normalized; raise ``error`` if it is
-    absolute or goes up with ``..``. With ``top``, ``.`` (the job's whole
-    directory) is ``''``.
-    """
-    if not isinstance(name, str) or not name:
-        raise error("Invalid path %r" % (name,))
-    given = name
-    while name.startswith('./'):
-        name = name[2:]
-    parts = [p for p in name.split('/') if p not in ('', '.')]
-    if top and not parts and not given.startswith('/'):
-        return ''
-    if name.startswith('/') or '..' in parts or not parts:
-        raise error("Invalid path %r: it must be relative to the job "
-                    "directory, without '..'" % (name,))
-    return '/'.join(parts)
-
-
-def _within(path, top):
-    """Is ``path`` ``top`` or below it (both normalized, absolute)?"""
-    return path == top or path.startswith(top.rstrip('/') + '/')
-
-
-def _umask():
-    """The process's umask (reading it means setting it: set it back)."""
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
-
-
-def _write_member(tar, member, local, mode, meter=None):
-    """Write a regular member's data to ``local`` as it comes: into its
-    part file beside it (_part_name), renamed into place when complete,
-    with the member's time (what was at ``local``, a link included, is
-    replaced, never written through). A part cut short by an error is
-    kept, for a download that resumes. Runs of zeros, and a sparse
-    member's holes, are holes on disk, not written.
-    """
-    # unbuffered: a sparse member's data blocks are read at their offsets,
-    # in order (the stream only goes forwards), and its holes skipped
-    source = tar.extractfile(member).raw
-    blocks = member.sparse or [(0, member.size)]
-    part = _part_name(local, member.size, int(member.mtime))
-    _remove(part)  # never written through: a new file of ours
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY |
-                 getattr(os, 'O_NOFOLLOW', 0), 0o600)
-    # a big file is written by a thread while the next piece comes
-    out = _FileWriter(fd, member.size >= 1 << 22)
-    try:
-        try:
-            for offset, size in blocks:
-                source.seek(offset)
-                while size > 0:
-                    data = source.read(min(size, 1 << 20))
-                    if not data:
-                        raise _broken_download("it ended in %s"
-                                               % member.name)
-                    size -= len(data)
-                    if meter is not None:
-                        meter.add(len(data))
-                    if not _zeros(data):  # zeros are a hole
-                        out.write(offset, data)
-                    offset += len(data)
-        finally:
-            out.close()
-        os.ftruncate(fd, member.size)
-        os.close(fd)
-        fd = None
-        os.chmod(part, mode)
-        os.utime(part, (member.mtime, member.mtime))
-        os.rename(part, local)
-    except BaseException:
-        if fd is not None:
-            os.close(fd)
-        # what came of a plain member is a beginning to go on from;
-        # nothing else is
-        if member.sparse or not os.path.isfile(part) or \
-                os.path.getsize(part) == 0:
-            _remove(part)
-        raise
-
-
-def _zeros(data):
-    """Is ``data`` all zeros? Counting them costs 0.3 s a GiB: its ends
-    and middle say no at once for most data.
-    """
-    return not data or (data[0] == 0 and data[-1] == 0 and
-                        data[len(data) // 2] == 0 and
-                        data.count(0) == len(data))
-
-
-class _FileWriter(object):
-    """Writes pieces of a file at their offsets: in a thread of its own
-    when ``threaded`` (the disk and the network then work at once, a few
-    MiB apart at most), else at once. `close` waits for the thread and
-    raises what a write raised.
-    """
-
-    def __init__(self, fd, threaded):
-        self.fd = fd
-        self.error = []
-        self.thread = None
-        if threaded and hasattr(os, 'pwrite'):
-            import queue
-            import threading
-            self.queue = queue.Queue(8)
-            self.thread = threading.Thread(target=self._run, daemon=True)
-            self.thread.start()
-
-    def _put(self, offset, data):
-        if hasattr(os, 'pwrite'):
-            view = memoryview(data)
-            while view:
-                written = os.pwrite(self.fd, view, offset)
-                view, offset = view[written:], offset + written
-        else:
-            os.lseek(self.fd, offset, os.SEEK_SET)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view):]
-
-    def _run(self):
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if not self.error:
-                try:
-                    self._put(*item)
-                except OSError as e:
-                    self.error.append(e)
-
-    def write(self, offset, data):
-        if self.error:
-            raise self.error[0]
-        if self.thread is None:
-            self._put(offset, data)
-        else:
-            self.queue.put((offset, data))
-
-    def close(self):
-        if self.thread is not None:
-            self.queue.put(None)
-            self.thread.join()
-            self.thread = None
-        if self.error:
-            raise self.error[0]
-
-
-def _bounded_tarinfo():
-    """A TarInfo class that refuses a long name or a pax header of more
-    than _MAX_TAR_HEADER bytes: tarfile reads them whole, in memory. Its
-    ``ended`` says why the archive ended: True for its end (a block of
-    zeros), False for anything else (the stream ended, or garbage), which
-    tarfile takes silently for the end.
-    """
-    import tarfile
-
-    class BoundedInfo(tarfile.TarInfo):
-        ended = [None]
-
-        @classmethod
-        def fromtarfile(cls, tar):
-            try:
-                return super(BoundedInfo, cls).fromtarfile(tar)
-            except tarfile.EOFHeaderError:
-                cls.ended[0] = True
-                raise
-            except tarfile.HeaderError:
-                cls.ended[0] = False
-                raise
-
-        def _proc_gnulong(self, tar):
-            self._check_size()
-            return super(BoundedInfo, self)._proc_gnulong(tar)
-
-        def _proc_pax(self, tar):
-            self._check_size()
-            return super(BoundedInfo, self)._proc_pax(tar)
-
-        def _check_size(self):
-            if self.size > _MAX_TAR_HEADER:
-                raise Error("The server sent a tar header of %d bytes"
-                            % self.size)
-    return BoundedInfo
-
-
-def _placer(targets):
-    """``place(member path)``: the target (of ``targets``, member path ->
-    absolute local path; ``''`` is the job's whole directory) that holds
-    it, and its local path; or None, None.
-    """
-    def place(name):
-        for top, top_local in targets.items():
-            if top == '':
-                return top, os.path.join(top_local, name) if name \
-                    else top_local
-            if name == top or name.startswith(top + '/'):
-                return top, top_local + name[len(top):]
-        return None, None
-    return place
-
-
-def _extract(stream, targets, recursive, meter=None):
-    """Extract a tar stream where ``targets`` says (member path -> local
-    path), safely, for an archive that may come from a hostile server:
-
-    - each member goes under its own target: no absolute names, no "..",
-      nothing that was not asked for, no devices or fifos;
-    - nothing is written through a link: a directory above a member must
-      not be a link on disk, nor one the archive holds; a file or link at
-      a member's place is replaced (a directory is not);
-    - the archive's symbolic links are made last, each only if, resolved
-      on disk through everything made before it, it stays within its
-      target; once all are made, those that a later one led out are
-      removed, until none leads out. A link that leads out is skipped,
-      with a warning;
-    - a hard link copies the file at its source's place in the
-      download (or, to a symbolic link, is that link again);
-    - long names and pax headers are bounded (_MAX_TAR_HEADER);
-    - modes are the server's permission bits less the client's umask, the
-      owner's read and write bits always, never set-id or sticky bits;
-    - files are copied as they come, never held in memory.
-    """
-    import shutil
-    import tarfile
-
-    targets = {name: os.path.abspath(local)
-               for name, local in targets.items()}
-    mask = _umask()
-    links = {}  # local path -> (link target, local target): made at the end
-    place = _placer(targets)
-    whole = '' in targets  # "." was asked for: members are "." and below
-
-    def leads_out(local, target, top_local):
-        """Does a link at ``local`` to ``target`` lead out of
-        ``top_local``, as things are on disk now? A link that goes up
-        through something that is not there is taken to: where it leads
-        would change with what is made there later.
-        """
-        path = os.path.join(os.path.dirname(local), target)
-        if os.path.isabs(target) or \
-                '..' in target.split('/') and not os.path.exists(path):
-            return True
-        return not _within(os.path.realpath(path),
-                           os.path.realpath(top_local))
-
-    def parents(local, top_local):
-        """Create the directories between ``top_local`` and ``local``,
-        refusing links on disk, and the archive's own links but those that
-        lead out (skipped: a directory takes their place).
-        """
-        path = top_local
-        for part in [''] + os.path.relpath(local, top_local).split('/')[:-1]:
-            path = os.path.normpath(os.path.join(path, part))
-            if path in links:
-                target = links.pop(path)[0]
-                if not leads_out(path, target, top_local):
-                    raise Error("Not writing %s: the server sent %s as a "
-                                "link" % (local, path))
-                logger.warning("Not creating link %s -> %s: it leads "
-                               "outside %s", path, target, top_local)
-            if path != top_local and os.path.islink(path):
-                raise Error("Not writing %s: %s is a link" % (local, path))
-        os.makedirs(os.path.dirname(local), exist_ok=True)
-
-    def make_way(local):
-        """Remove a file or link at ``local`` (a directory stays)."""
-        if os.path.lexists(local) and not (os.path.isdir(local) and
-                                           not os.path.islink(local)):
-            os.unlink(local)
-
-    info = _bounded_tarinfo()
-    try:
-        # read 1 MiB at a time (tarfile's default is 10 KiB)
-        tar = tarfile.open(fileobj=stream, mode='r|', encoding='utf-8',
-                           errors='surrogateescape', tarinfo=info,
-                           bufsize=1 << 20)
-        for member in tar:
-            name = _normalize_member(member.name, top=whole)
-            top, local = place(name)
-            if top is None:
-                raise Error("The server sent %r, which was not asked for"
-                            % member.name)
-            if not recursive and name != top:
-                continue
-            top_local = targets[top]
-            parents(local, top_local)
-            links.pop(local, None)  # the last member of a name stays
-            if member.isdir():
-                if os.path.islink(local):
-                    os.unlink(local)
-                os.makedirs(local, exist_ok=True)
-                os.chmod(local, (member.mode & 0o777 & ~mask) | 0o700)
-            elif member.isfile():
-                _write_member(tar, member, local,
-                              (member.mode & 0o777 & ~mask) | 0o600, meter)
-            elif member.issym():
-                links[local] = (member.linkname, top_local)
-            elif member.islnk():
-                source_top, source = place(
-                    _normalize_member(member.linkname, top=whole))
-                if source_top is None:
-                    raise Error("The server sent a hard link to %r, which "
-                                "was not asked for" % member.linkname)
-                if source == local:  # a file asked for twice
-                    continue
-                if source in links:  # a second name of a symbolic link
-                    links[local] = (links[source][0], top_local)
-                    continue
-                parents(source, targets[source_top])
-                if os.path.islink(source) or not os.path.isfile(source):
-                    raise Error("Bad hard link %s -> %s"
-                                % (local, member.linkname))
-                make_way(local)
-                shutil.copy2(source, local)
-            else:
-                logger.warning("Not creating %s: devices and fifos are not "
-                               "downloaded", local)
-        tar.close()
-    except tarfile.TarError as e:
-        raise _broken_download("a broken archive: %s" % e)
-    if not info.ended[0]:
-        raise _broken_download("the archive ended early")
-
-    made = []
-    for local, (target, top_local) in links.items():
-        if leads_out(local, target, top_local):
-            logger.warning("Not creating link %s -> %s: it leads outside "
-                           "%s", local, target, top_local)
-            continue
-        if os.path.isdir(local) and not os.path.islink(local):
-            logger.warning("Not creating link %s -> %s: a directory is "
-                           "there", local, target)
-            continue
-        make_way(local)
-        os.symlink(target, local)
-        made.append((local, target, top_local))
-    # where a link leads depends on the links made after it: check them
-    # all, again after each removal, until none leads out
-    while True:
-        out = [link for link in made if leads_out(*link)]
-        if not out:
-            break
-        for link in out:
-            local, target, top_local = link
-            logger.warning("Not creating link %s -> %s: it leads outside "
-                           "%s", local, target, top_local)
-            os.unlink(local)
-            made.remove(link)
-
-
-# ===========================================================================
-# Job registry and monitor: the jobs submitted from this machine
-# ===========================================================================
-#
-# An SQLite database (the standard library's sqlite3) remembers every job
-# that submit and run made, on every server: `tej jobs` and `tej monitor`
-# check them all, and a program finds its jobs again after a restart. Every
-# operation opens its own connection (sqlite3 connections stay in their
-# thread); WAL and a busy timeout let many tej processes write at once.
-
-#: The registry's schema, as steps: _REGISTRY_SCHEMA[n], its statements,
-#: brings a database of version n (PRAGMA user_version) to version n + 1.
-#: Append, never edit.
-_REGISTRY_SCHEMA = (
-    # 1: the jobs. destination has no password; ssh_options is a JSON list
-    ("""CREATE TABLE jobs (
-        destination TEXT NOT NULL, ssh_options TEXT NOT NULL DEFAULT '[]',
-        multiplex INTEGER NOT NULL DEFAULT 1, queue TEXT NOT NULL,
-        job_id TEXT NOT NULL, directory TEXT, submitted REAL NOT NULL,
-        label TEXT, state TEXT, exit_code INTEGER, checked REAL,
-        paused INTEGER NOT NULL DEFAULT 0, deleted REAL,
-        UNIQUE (destination, queue, job_id))""",),
-    # 2: when the monitor reported the job's end (once), and the label
-    # looked up by pause, unpause and forget
-    ("ALTER TABLE jobs ADD COLUMN reported REAL",
-     "CREATE INDEX jobs_label ON jobs (label)"),
-)
-
-#: Seconds a registry operation waits for another process's write.
-_REGISTRY_BUSY = 30
-#: Seconds `tej jobs` (JobMonitor.check) waits for one queue's answer:
-#: TEJ_CHECK_TIMEOUT overrides it.
-_CHECK_TIMEOUT = 30
-#: The default interval of `tej monitor` (JobMonitor.watch).
-_WATCH_INTERVAL = 60
-
-_KNOWN_FIELDS = ('destination', 'queue', 'id', 'directory', 'submitted',
-                 'label', 'state', 'exit_code', 'checked', 'paused',
-                 'deleted', 'reported', 'ssh_options', 'multiplex', 'key',
-                 'error')
-_COLUMNS = ('destination, queue, job_id, directory, submitted, label, state, '
-            'exit_code, checked, paused, deleted, reported, ssh_options, '
-            'multiplex, rowid')
-
-
-class KnownJob(collections.namedtuple('KnownJob', _KNOWN_FIELDS)):
-    """A job in the registry (see `JobMonitor`), as a named tuple.
-
-    ``destination`` (without password; ``local:`` for this machine),
-    ``queue`` and ``id`` say where it is; ``directory`` is the local
-    directory submitted (absolute), ``submitted`` an epoch time, ``label``
-    the user's (or None). ``state`` (None: never checked) and
-    ``exit_code`` are the last known, from the time ``checked``; ``error``
-    says why a check could not reach the job (None when it did).
-    ``paused`` and ``deleted`` (a time, or None) say whether it is
-    watched; ``reported`` is when the monitor reported its end.
-    ``ssh_options`` and ``multiplex`` are what reaches it again; ``key``
-    identifies the row.
-    """
-
-    __slots__ = ()
-
-    @property
-    def ended(self):
-        """Has the job ended (finished, killed, lost or not found)?"""
-        return self.state in _ENDED
-
-    def remote_queue(self):
-        """A `RemoteQueue` for the job's queue."""
-        return RemoteQueue(self.destination, self.queue,
-                           ssh_options=self.ssh_options,
-                           multiplex=self.multiplex)
-
-
-def _registry_path():
-    """The registry's file: TEJ_REGISTRY, else
-    $XDG_DATA_HOME/tej/jobs.sqlite3 (~/.local/share/tej/); None when
-    TEJ_REGISTRY is "off".
-    """
-    setting = os.environ.get('TEJ_REGISTRY')
-    if setting == 'off':
-        return None
-    if setting:
-        return os.path.abspath(os.path.expanduser(setting))
-    base = os.environ.get('XDG_DATA_HOME') or os.path.join(
-        os.path.expanduser('~'), '.local', 'share')
-    return os.path.join(os.path.abspath(base), 'tej', 'jobs.sqlite3')
-
-
-def _short_destination(destination):
-    """The destination as the registry keeps it: a string that parses
-    back to it, without password nor "ssh://" (``user@host:2222``,
-    ``alias``, ``local:``).
-    """
-    if isinstance(destination, str):
-        destination = _parse_destination(destination)
-    if destination.get('local'):
-        return 'local:'
-    text = destination_as_string(dict(destination, password=None))
-    return text[len('ssh://'):]
-
-
-def _lasting_options(options):
-    """ssh options that reach the server again from another directory:
-    the files of -F and -i made absolute.
-    """
-    options = list(options)
-    for i, option in enumerate(options[:-1]):
-        if option in ('-F', '-i') and os.path.exists(options[i + 1]):
-            options[i + 1] = os.path.abspath(options[i + 1])
-    return options
-
-
-def _age(seconds):
-    """A short age: 45s, 12m, 3h, 2d."""
-    seconds = max(0, int(seconds))
-    for unit, size in (('d', 86400), ('h', 3600), ('m', 60)):
-        if seconds >= size:
-            return '%d%s' % (seconds // size, unit)
-    return '%ds' % seconds
-
-
-class JobMonitor(object):
-    """The registry of the jobs submitted from this machine, on every
-    server, and what watches them: the job monitor of a workflow program.
-
-    ``path`` is the SQLite database (None: TEJ_REGISTRY, else
-    ``$XDG_DATA_HOME/tej/jobs.sqlite3``); it is made on first use (its
-    directory private), and an older schema is migrated. Jobs come back
-    as `KnownJob` tuples. ``RemoteQueue.submit`` records its jobs here
-    unless TEJ_REGISTRY is "off" or it is given ``record=False``.
-
-    Raise `Error` when the registry is off, or was made by a newer tej.
-    """
-
-    def __init__(self, path=None):
-        if path is None:
-            path = _registry_path()
-            if path is None:
-                raise Error("The job registry is off (TEJ_REGISTRY=off)")
-        self.path = os.fspath(path)
-
-    def __repr__(self):
-        return '<JobMonitor %s>' % self.path
-
-    # --- the database ----------------------------------------------------
-
-    def _connect(self):
-        import sqlite3
-        directory = os.path.dirname(self.path)
-        if directory and not os.path.isdir(directory):
-            os.makedirs(directory, 0o700, exist_ok=True)
-        if not os.path.exists(self.path):
-            # private: it names servers and directories
-            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        try:
-            db = sqlite3.connect(self.path, timeout=_REGISTRY_BUSY,
-                                 isolation_level=None)
-        except sqlite3.Error as e:
-            raise Error("Cannot open the job registry %s: %s"
-                        % (self.path, e))
-        try:
-            self._prepare(db)
-        except BaseException:
-            db.close()
-            raise
-        return db
-
-    def _prepare(self, db):
-        """WAL mode, and the schema brought up to date."""
-        import sqlite3
-        deadline = time.monotonic() + _REGISTRY_BUSY
-        while True:
-            try:
-                # the busy timeout does not cover every lock a journal
-                # mode change meets: try again a little later
-                if db.execute('PRAGMA journal_mode').fetchone()[0] != 'wal':
-                    db.execute('PRAGMA journal_mode=WAL')
-                version = db.execute('PRAGMA user_version').fetchone()[0]
-                break
-            except sqlite3.OperationalError as e:
-                if 'locked' not in str(e) or time.monotonic() > deadline:
-                    raise Error("The job registry %s: %s" % (self.path, e))
-                time.sleep(random.uniform(0.01, 0.05))
-        db.execute('PRAGMA synchronous=NORMAL')  # WAL: safe, and fast
-        if version > len(_REGISTRY_SCHEMA):
-            raise Error("The job registry %s was made by a newer tej "
-                        "(schema %d; this one knows %d)" % (
-                            self.path, version, len(_REGISTRY_SCHEMA)))
-        if version < len(_REGISTRY_SCHEMA):
-            with self._write(db):
-                # again, now that no other process can be at it
-                version = db.execute('PRAGMA user_version').fetchone()[0]
-                for step in _REGISTRY_SCHEMA[version:]:
-                    for statement in step:
-                        db.execute(statement)
-                db.execute('PRAGMA user_version=%d' % len(_REGISTRY_SCHEMA))
-            if 0 < version < len(_REGISTRY_SCHEMA):
-                logger.info("The job registry %s was migrated from schema "
-                            "%d to %d", self.path, version,
-                            len(_REGISTRY_SCHEMA))
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _write(db):
-        """A write transaction, taken at once (no deadlock between two
-        readers turning writers).
-        """
-        db.execute('BEGIN IMMEDIATE')
-        try:
-            yield db
-        except BaseException:
-            db.execute('ROLLBACK')
-            raise
-        db.execute('COMMIT')
-
-    @contextlib.contextmanager
-    def _db(self):
-        import sqlite3
-        db = self._connect()
-        try:
-            yield db
-        except sqlite3.Error as e:
-            raise Error("The job registry %s: %s" % (self.path, e))
-        finally:
-            db.close()
-
-    @staticmethod
-    def _row(row, error=None):
-        import json
-        return KnownJob(row[0], row[1], row[2], row[3], row[4], row[5],
-                        row[6], row[7], row[8], bool(row[9]), row[10],
-                        row[11], json.loads(row[12]), bool(row[13]), row[14],
-                        error)
-
-    def _select(self, db, where='', args=()):
-        return [self._row(r) for r in db.execute(
-            'SELECT %s FROM jobs %s ORDER BY submitted, rowid'
-            % (_COLUMNS, where), args)]
-
-    # --- recording -------------------------------------------------------
-
-    def add(self, queue, job_id, label=None, directory=None, new=True):
-        """Record job ``job_id`` of ``queue`` (a `RemoteQueue`), submitted
-        from ``directory``, with ``label``; return it as a `KnownJob`.
-        ``new`` False: the job was there before (a reused content id), so
-        what is known of it is kept (its label replaced if one is given).
-        """
-        import json
-        check_jobid(job_id)
-        destination = _short_destination(queue.destination)
-        options = json.dumps(_lasting_options(
-            getattr(queue._transport, 'options', ())))
-        multiplex = int(getattr(queue._transport, 'multiplex', True))
-        where = (destination, queue._queue, job_id)
-        if directory is not None:
-            directory = os.path.abspath(os.fspath(directory))
-        with self._db() as db:
-            with self._write(db):
-                if new:
-                    db.execute('DELETE FROM jobs WHERE destination=? AND '
-                               'queue=? AND job_id=?', where)
-                db.execute(
-                    'INSERT OR IGNORE INTO jobs (destination, queue, job_id, '
-                    'directory, submitted, label, ssh_options, multiplex) '
-                    'VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-                    where + (directory, time.time(), label, options,
-                             multiplex))
-                db.execute(
-                    'UPDATE jobs SET deleted=NULL, ssh_options=?, '
-                    'multiplex=?, label=coalesce(?, label) WHERE '
-                    'destination=? AND queue=? AND job_id=?',
-                    (options, multiplex, label) + where)
-            return self._select(db, 'WHERE destination=? AND queue=? AND '
-                                'job_id=?', where)[0]
-
-    def deleted(self, queue, job_ids=None):
-        """Mark jobs of ``queue`` deleted (None: all of them)."""
-        if not os.path.exists(self.path):
-            return  # nothing recorded: no registry to make
-        where, args = 'destination=? AND queue=?', [
-            _short_destination(queue.destination), queue._queue]
-        if job_ids is not None:
-            where += ' AND job_id IN (%s)' % ','.join('?' * len(job_ids))
-            args += list(job_ids)
-        with self._db() as db:
-            with self._write(db):
-                db.execute('UPDATE jobs SET deleted=? WHERE deleted IS NULL '
-                           'AND ' + where, [time.time()] + args)
-
-    # --- looking ---------------------------------------------------------
-
-    def _where(self, destination=None, job_id=None, label=None, queue=None,
-               deleted=False):
-        clauses, args = [], []
-        if destination is not None:
-            clauses.append('destination=?')
-            args.append(_short_destination(destination))
-        for column, value in (('job_id', job_id), ('label', label),
-                              ('queue', queue)):
-            if value is not None:
-                clauses.append('%s=?' % column)
-                args.append(value)
-        if not deleted:
-            clauses.append('deleted IS NULL')
-        return ('WHERE ' + ' AND '.join(clauses)) if clauses else '', args
-
-    def jobs(self, destination=None, job_id=None, label=None, queue=None,
-             state=None, deleted=False):
-        """The jobs recorded, as they were last seen (no connection), in
-        the order they were submitted: a list of `KnownJob`. Each argument
-        given narrows it: ``destination``, ``job_id``, ``label``, ``queue``,
-        ``state`` (one or a list); ``deleted``: also deleted jobs.
-        """
-        where, args = self._where(destination, job_id, label, queue, deleted)
-        with self._db() as db:
-            found = self._select(db, where, args)
-        if state is not None:
-            states = [state] if isinstance(state, str) else list(state)
-            found = [j for j in found if j.state in states]
-        return found
-
-    def pause(self, destination=None, job_id=None, label=None, queue=None):
-        """Stop watching the jobs that the arguments name (see `jobs`):
-        `check` and `watch` skip them. Return how many there were.
-        """
-        return self._change('paused=1', destination, job_id, label, queue)
-
-    def unpause(self, destination=None, job_id=None, label=None,
-                queue=None):
-        """Watch paused jobs again; return how many there were."""
-        return self._change('paused=0', destination, job_id, label, queue)
-
-    def forget(self, destination=None, job_id=None, label=None, queue=None):
-        """Drop the jobs from the registry; the jobs themselves are left
-        alone. Return how many there were.
-        """
-        return self._change(None, destination, job_id, label, queue)
-
-    def _change(self, change, destination, job_id, label, queue):
-        if destination is None and label is None:
-            raise ValueError("Name the jobs: a destination (and an id), or "
-                             "a label")
-        where, args = self._where(destination, job_id, label, queue, True)
-        with self._db() as db:
-            with self._write(db):
-                if change is None:
-                    cursor = db.execute('DELETE FROM jobs ' + where, args)
-                else:
-                    cursor = db.execute('UPDATE jobs SET %s %s'
-                                        % (change, where), args)
-                return cursor.rowcount
-
-    # --- checking --------------------------------------------------------
-
-    def _active(self, db):
-        """The jobs to watch: not paused, not deleted, not ended."""
-        return [j for j in self._select(
-            db, 'WHERE paused=0 AND deleted IS NULL') if not j.ended]
-
-    def _store(self, db, records, now):
-        """Write what the server said of jobs ({key: record}); return
-        ``[(job before, job after)]`` for those whose state changed.
-        """
-        changed = []
-        with self._write(db):
-            for key, record in records.items():
-                before = self._select(db, 'WHERE rowid=?', (key,))
-                if not before:
-                    continue  # forgotten meanwhile
-                db.execute('UPDATE jobs SET state=?, exit_code=?, checked=? '
-                           'WHERE rowid=?', (record['state'],
-                                             record.get('exit'), now, key))
-                after = before[0]._replace(state=record['state'],
-                                           exit_code=record.get('exit'),
-                                           checked=now)
-                if (before[0].state, before[0].exit_code) != \
-                        (after.state, after.exit_code):
-                    changed.append((before[0], after))
-        return changed
-
-    def _claim(self, db, job):
-        """Take the report of a job's end: True for the one monitor that
-        gets it, once.
-        """
-        with self._write(db):
-            return db.execute(
-                'UPDATE jobs SET reported=? WHERE rowid=? AND reported IS '
-                'NULL', (time.time(), job.key)).rowcount == 1
-
-    @staticmethod
-    def _groups(jobs):
-        """The jobs by queue: {(destination, options, multiplex, queue):
-        [jobs]}.
-        """
-        import json
-        groups = {}
-        for job in jobs:
-            groups.setdefault((job.destination, json.dumps(job.ssh_options),
-                               job.multiplex, job.queue), []).append(job)
-        return groups
-
-    @staticmethod
-    def _ask(jobs, verb, seconds, timeout):
-        """One call to the queue of ``jobs``: their records, {key: record},
-        or raise `Error`.
-        """
-        queue = jobs[0].remote_queue()
-        queue.timeout = timeout
-        ids = [j.id for j in jobs]
-        try:
-            if verb == 'status':
-                records = queue.infos(ids)
-            else:
-                records = _parse_records(queue._calls.call(
-                    verb, [str(int(seconds))] + ids,
-                    ok=(_RC_OK, _RC_NO_JOB)))
-        except QueueDoesntExist:
-            records = [{'id': i, 'state': _NOTFOUND} for i in ids]
-        by_id = {r['id']: r for r in records}
-        return {j.key: by_id.get(j.id, {'state': _NOTFOUND}) for j in jobs}
-
-    def _ask_all(self, groups, verb, seconds, timeout, results):
-        """Ask every group in a thread of its own; each puts ``(group key,
-        {key: record} or Error)`` into ``results`` (a queue.Queue).
-        Return the threads.
-        """
-        import threading
-
-        def ask(key, jobs):
-            try:
-                answer = self._ask(jobs, verb, seconds, timeout)
-            except Exception as e:  # reported as the jobs' error
-                answer = e if isinstance(e, Error) else Error(str(e))
-            results.put((key, answer))
-        threads = []
-        for key, jobs in groups.items():
-            thread = threading.Thread(target=ask, args=(key, jobs),
-                                      daemon=True)
-            thread.start()
-            threads.append(thread)
-        return threads
-
-    def check(self, callback=None, timeout=None):
-        """Check every job that is not paused, deleted or known to have
-        ended: one call per queue, all queues at once, each for at most
-        ``timeout`` seconds (default TEJ_CHECK_TIMEOUT, 30).
-        ``callback(before, after)`` is called for each job whose state
-        changed (two `KnownJob`). Return all the jobs (not deleted), as
-        `jobs` does; those that could not be reached have ``error`` set
-        and their last known state.
-        """
-        import queue as queuelib
-        if timeout is None:
-            timeout = _timeout_setting('TEJ_CHECK_TIMEOUT', _CHECK_TIMEOUT)
-        with self._db() as db:
-            groups = self._groups(self._active(db))
-        results = queuelib.Queue()
-        self._ask_all(groups, 'status', 0, timeout, results)
-        errors, answers = {}, {}
-        deadline = time.monotonic() + timeout + 5
-        for _ in groups:
-            try:
-                key, answer = results.get(
-                    timeout=max(0, deadline - time.monotonic()))
-            except queuelib.Empty:
-                break
-            if isinstance(answer, Error):
-                errors[key] = str(answer)
-            else:
-                answers.update(answer)
-        for key in groups:
-            if key not in errors and not all(
-                    j.key in answers for j in groups[key]):
-                errors[key] = "No answer within %s" % _seconds_text(timeout)
-        with self._db() as db:
-            for before, after in self._store(db, answers, time.time()):
-                if callback is not None:
-                    callback(before, after)
-            unreachable = {j.key: errors[key] for key, jobs in groups.items()
-                           if key in errors for j in jobs}
-            return [j._replace(error=unreachable.get(j.key))
-                    for j in self._select(db, 'WHERE deleted IS NULL')]
-
-    def watch(self, interval=None, on_change=None, stop_event=None,
-              on_end=None, until_done=False):
-        """Watch the jobs that are not paused, deleted or reported ended,
-        until ``stop_event`` (a threading.Event) is set or, with
-        ``until_done``, until none is left.
-
-        The servers do the waiting: each queue gets one call that returns
-        as soon as one of its jobs ends, or after ``interval`` seconds
-        (default 60), and then the next. ``on_change(before, after)`` is
-        called for each change of state (two `KnownJob`); ``on_end(job)``
-        once for each job's end, whichever monitor (or program) sees it:
-        a job that ended while nothing watched is reported by the next
-        watch. A queue that cannot be reached is tried again after 1 s,
-        2 s, 4 s... up to ``interval``; ``on_change(before, after)`` gets
-        ``after.error`` set the first time. Return the jobs whose end this
-        watch reported.
-        """
-        import queue as queuelib
-        interval = _WATCH_INTERVAL if interval is None else interval
-        if interval < 1:
-            raise ValueError("The interval is at least 1 second")
-        timeout = interval + _timeout_setting('TEJ_CHECK_TIMEOUT',
-                                              _CHECK_TIMEOUT)
-        results = queuelib.Queue()
-        asking, retry_at, failing, reported = {}, {}, {}, []
-        delay = {}  # before a queue that failed is asked again
-
-        def stopped():
-            return stop_event is not None and stop_event.is_set()
-
-        def report(db, jobs):
-            for job in jobs:
-                if job.ended and not job.paused and job.deleted is None \
-                        and self._claim(db, job):
-                    reported.append(job)
-                    if on_end is not None:
-                        on_end(job)
-
-        while not stopped():
-            with self._db() as db:
-                # ends seen by `tej jobs`, or before a restart
-                report(db, [j for j in self._select(
-                    db, 'WHERE paused=0 AND deleted IS NULL AND reported '
-                    'IS NULL') if j.ended])
-                groups = self._groups(self._active(db))
-            if until_done and not groups and not asking:
-                break
-            now = time.monotonic()
-            start = {key: jobs for key, jobs in groups.items()
-                     if key not in asking and retry_at.get(key, 0) <= now}
-            for key in start:
-                asking[key] = True
-            self._ask_all(start, 'waitany', interval, timeout, results)
-            try:
-                key, answer = results.get(timeout=min(interval, 5))
-            except queuelib.Empty:
-                continue
-            del asking[key]
-            with self._db() as db:
-                if isinstance(answer, Error):
-                    # soon after a broken connection, less often after
-                    # each failure, every interval at last
-                    delay[key] = min(interval, delay.get(key, 0.5) * 2)
-                    retry_at[key] = time.monotonic() + delay[key]
-                    if key not in failing and on_change is not None:
-                        for job in groups.get(key, ()):
-                            on_change(job, job._replace(error=str(answer)))
-                    failing[key] = str(answer)
-                    continue
-                for tried in (failing, retry_at, delay):
-                    tried.pop(key, None)
-                changes = self._store(db, answer, time.time())
-                for before, after in changes:
-                    if on_change is not None:
-                        on_change(before, after)
-                report(db, [after for _, after in changes])
-        return reported
-
-
-def _registry():
-    """The registry submit records into, or None (TEJ_REGISTRY=off)."""
-    path = _registry_path()
-    return None if path is None else JobMonitor(path)
-
-
-def _record(what, queue, *args, **kwargs):
-    """Record in the registry (JobMonitor.``what``); a failure is a
-    warning, never the operation's: the job is there all the same.
-    """
-    try:
-        registry = _registry()
-        if registry is not None:
-            getattr(registry, what)(queue, *args, **kwargs)
-    except (Error, OSError, ImportError) as e:
-        logger.warning("The job registry was not updated: %s", e)
-
-
-# ---- the command line's side -------------------------------------------------
-
-_REGISTRY_HELP = {
-    'jobs': "list the jobs submitted from this machine, on every server, "
-            "with their states (one call per queue, all at once)",
-    'monitor': "watch the jobs submitted from this machine and print a line "
-               "when one changes state; each end is reported once",
-    'pause': "stop checking jobs (jobs and monitor show their last state)",
-    'unpause': "check paused jobs again",
-    'forget': "drop jobs from this machine's registry (the jobs are left "
-              "alone)",
-}
-
-
-def _registry_parsers(commands, formatter, wanted=None):
-    """The registry's commands, and its options of submit and run (only
-    ``wanted``'s, when it is given: see _parser).
-    """
-    import argparse
-    for name in ('submit', 'run'):
-        sub = commands.choices.get(name)
-        if sub is None:
-            continue  # not being run
-        sub.add_argument('--label', help="a label for the job in the "
-                         "registry (tej jobs, tej monitor)")
-        sub.add_argument('--no-record', action='store_true',
-                         help="do not record the job in the registry")
-
-    def command(name, selection):
-        if wanted is not None and name != wanted:
-            return _Unbuilt()
-        sub = commands.add_parser(
-            name, help=_REGISTRY_HELP[name], description=_REGISTRY_HELP[name],
-            formatter_class=formatter, epilog=_REGISTRY_EPILOG + (
-                _MONITOR_EXITS if name == 'monitor' else _exit_codes(name)))
-        # as _add_common's: also accepted after the command
-        sub.add_argument('-v', '--verbose', action='count',
-                         default=argparse.SUPPRESS,
-                         help="say what tej does (-vv: and the remote "
-                              "commands)")
-        sub.add_argument('-q', '--quiet', action='count',
-                         default=argparse.SUPPRESS, help="errors only")
-        if selection:
-            sub.add_argument('destination', metavar='DESTINATION', nargs='?',
-                             help="the jobs' destination")
-            sub.add_argument('--id', dest='job_id', help="the job's id")
-            sub.add_argument('--queue', help="the jobs' queue (default: "
-                             "any)")
-            sub.add_argument('--label', help="the jobs with this label")
-        return sub
-
-    sub = command('jobs', False)
-    sub.add_argument('--state', action='append', metavar='STATE',
-                     help="only jobs in this state (repeatable): created, "
-                          "queued, running, finished, killed, lost, "
-                          "notfound, unreachable, paused, deleted")
-    sub.add_argument('--label', help="only jobs with this label")
-    sub.add_argument('--dest', metavar='DESTINATION',
-                     help="only jobs on this destination")
-    sub.add_argument('--json', action='store_true',
-                     help="print JSON, one object per job (see README.rst)")
-    sub.add_argument('--cached', action='store_true',
-                     help="the states last seen, without connecting")
-    sub = command('monitor', False)
-    sub.add_argument('--interval', type=_interval_type, metavar='SECONDS',
-                     default=_WATCH_INTERVAL,
-                     help="ask each queue again after this long at most "
-                          "(default: %(default)s; an end is seen at once)")
-    sub.add_argument('--until-done', action='store_true',
-                     help="return when no job is left to watch, with exit "
-                          "status 0 if all succeeded (see below)")
-    sub.add_argument('--on-end', metavar='COMMAND',
-                     help="a shell command run for each job that ends, with "
-                          "TEJ_DEST, TEJ_QUEUE, TEJ_JOB_ID, TEJ_STATE, "
-                          "TEJ_EXIT_CODE, TEJ_LABEL, TEJ_DIRECTORY set")
-    sub.add_argument('--notify', action='store_true',
-                     help="a desktop notification for each end (notify-send, "
-                          "osascript, else the terminal bell)")
-    for name in ('pause', 'unpause', 'forget'):
-        command(name, True)
-
-
-_REGISTRY_EPILOG = """\
-the registry: $TEJ_REGISTRY, else $XDG_DATA_HOME/tej/jobs.sqlite3
-(~/.local/share/tej/); TEJ_REGISTRY=off records nothing.
-
-"""
-
-_MONITOR_EXITS = """\
-exit status:
-  0    success
-  1    error: a message "tej: error: ..." says what
-  2    bad command line
-  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)
-with --until-done: 0 when every job whose end it reported succeeded, else
-the first failed job's own exit code, or:
-  121  the job was not found
-  122  the job was lost (its process vanished without an exit code)
-  123  the job was killed
-  125  error (in place of 1)
-"""
-
-
-def _selection(args):
-    """pause, unpause, forget: the jobs named, as JobMonitor arguments."""
-    if args.job_id is not None and args.destination is None:
-        raise ValueError("--id needs a DESTINATION")
-    if args.destination is None and args.label is None:
-        raise ValueError("name the jobs: DESTINATION (and --id), or --label")
-    return dict(destination=args.destination, job_id=args.job_id,
-                label=args.label, queue=args.queue)
-
-
-def _cmd_pause(queue, args):
-    _changed(JobMonitor().pause(**_selection(args)), 'paused')
-
-
-def _cmd_unpause(queue, args):
-    _changed(JobMonitor().unpause(**_selection(args)), 'unpaused')
-
-
-def _cmd_forget(queue, args):
-    _changed(JobMonitor().forget(**_selection(args)), 'forgotten')
-
-
-def _changed(count, what):
-    if not count:
-        raise Error("No such job in the registry")
-    logger.info("%d job%s %s", count, '' if count == 1 else 's', what)
-
-
-def _shown_state(job):
-    """The state that tej jobs shows: the live one, or why there is none."""
-    if job.deleted is not None:
-        return 'deleted'
-    if job.error is not None:
-        return 'unreachable'
-    if job.paused:
-        return 'paused'
-    return job.state or '-'
-
-
-def _json_job(job):
-    return {'tej': 1, 'destination': job.destination, 'queue': job.queue,
-            'id': job.id, 'state': _shown_state(job),
-            'last_state': job.state, 'exit_code': job.exit_code,
-            'checked_epoch': job.checked, 'submitted_epoch': job.submitted,
-            'label': job.label, 'directory': job.directory,
-            'paused': job.paused, 'error': job.error}
-
-
-def _jobs_table(jobs, now, width=80, cached=False):
-    """The lines of tej jobs' table, fitted into ``width`` columns:
-    destination, id, state, exit code, age, label, local directory; and
-    "seen", the last known state and its age, when some are not live.
-    """
-    home = os.path.expanduser('~')
-    stale = cached or any(_shown_state(j) in ('unreachable', 'paused')
-                          for j in jobs)
-    head = ['DESTINATION', 'ID', 'STATE', 'EXIT', 'AGE'] + \
-        (['SEEN'] if stale else []) + ['LABEL', 'DIRECTORY']
-    rows = []
-    for job in jobs:
-        if cached:
-            state = 'deleted' if job.deleted else (job.state or '-')
-        else:
-            state = _shown_state(job)
-        seen = '-' if job.checked is None else _age(now - job.checked)
-        if not cached and state in ('unreachable', 'paused'):
-            seen = '%s %s' % (job.state or 'never', seen)
-        directory = job.directory or '-'
-        if directory == home or directory.startswith(home + os.sep):
-            directory = '~' + directory[len(home):]
-        rows.append([job.destination, job.id, state,
-                     '-' if job.exit_code is None else str(job.exit_code),
-                     _age(now - job.submitted)] +
-                    ([seen] if stale else []) +
-                    [job.label or '', directory])
-    widths = [max(len(r[i]) for r in [head] + rows)
-              for i in range(len(head))]
-    # what does not fit is cut, a little at a time: the directory (its
-    # start) down to ".../NAME", the destination, the label, the
-    # directory again, then the id (which says which job it is) and the
-    # others further
-    label, last = len(head) - 2, len(head) - 1
-    names = max([len('.../' + os.path.basename(r[last])) for r in rows] +
-                [9])
-    for column, least in ((last, names), (0, 12), (label, 5), (last, 9),
-                          (1, 20), (0, 8), (1, 12)):
-        excess = sum(widths) + len(widths) - 1 - width
-        if excess <= 0:
-            break
-        widths[column] = max(min(least, widths[column]),
-                             widths[column] - excess)
-
-    def cut(text, size, column):
-        if len(text) <= size:
-            return text
-        if column == last:
-            return '...' + text[len(text) - size + 3:]
-        return text[:size - 3] + '...'
-    right = {3, 4}
-    lines = []
-    for row in [head] + rows:
-        cells = [cut(text, widths[i], i) for i, text in enumerate(row)]
-        lines.append(' '.join(
-            c.rjust(widths[i]) if i in right else c.ljust(widths[i])
-            for i, c in enumerate(cells)).rstrip())
-    return lines
-
-
-def _cmd_jobs(queue, args):
-    import shutil
-    monitor = JobMonitor()
-    now = time.time()
-    if args.cached:
-        jobs = monitor.jobs(deleted=True)
-    else:
-        jobs = monitor.check() + [j for j in monitor.jobs(deleted=True)
-                                  if j.deleted is not None]
-    for destination, error in sorted({(j.destination, j.error)
-                                      for j in jobs if j.error}):
-        logger.warning("%s is unreachable: %s", destination, error)
-    jobs.sort(key=lambda j: (j.submitted, j.key))
-    if args.dest is not None:
-        wanted = _short_destination(args.dest)
-        jobs = [j for j in jobs if j.destination == wanted]
-    if args.label is not None:
-        jobs = [j for j in jobs if j.label == args.label]
-    if args.state:
-        jobs = [j for j in jobs if _shown_state(j) in args.state or
-                (j.state in args.state and j.deleted is None)]
-    else:
-        jobs = [j for j in jobs if j.deleted is None]
-    if args.json:
-        for job in jobs:
-            _print_json(_json_job(job))
-    elif jobs:
-        width = shutil.get_terminal_size((80, 24)).columns
-        for line in _jobs_table(jobs, now, width, args.cached):
-            sys.stdout.write(line + '\n')
-
-
-def _notify(text):
-    """A desktop notification, else the terminal bell."""
-    import shutil
-    for argv in (['notify-send', 'tej', text],
-                 ['osascript', '-e', 'display notification %s with title '
-                  '"tej"' % ('"%s"' % text.replace('\\', '\\\\')
-                             .replace('"', '\\"'))]):
-        if shutil.which(argv[0]):
-            subprocess.call(argv, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, timeout=30)
-            return
-    sys.stderr.write('\a')
-    sys.stderr.flush()
-
-
-def _on_end_command(command, job):
-    """Run --on-end's shell command for a job that ended."""
-    env = dict(os.environ, TEJ_DEST=job.destination, TEJ_QUEUE=job.queue,
-               TEJ_JOB_ID=job.id, TEJ_STATE=job.state,
-               TEJ_EXIT_CODE='' if job.exit_code is None
-               else str(job.exit_code), TEJ_LABEL=job.label or '',
-               TEJ_DIRECTORY=job.directory or '')
-    argv = ['cmd', '/c', command] if os.name == 'nt' else \
-        ['sh', '-c', command]
-    sys.stdout.flush()
-    code = subprocess.call(argv, env=env, stdin=subprocess.DEVNULL)
-    if code:
-        logger.warning("--on-end for job %s exited with %d", job.id, code)
-
-
-def _cmd_monitor(queue, args):
-    failed, unreachable = [], set()
-
-    def line(job):
-        text = '%s %s %s' % (job.destination, job.id, job.state)
-        if job.exit_code is not None:
-            text += ' %d' % job.exit_code
-        return text
-
-    def on_change(before, after):
-        if after.error is not None:
-            if after.destination not in unreachable:
-                logger.warning("%s is unreachable (tried again every "
-                               "interval): %s", after.destination,
-                               after.error)
-            unreachable.add(after.destination)
-            return
-        unreachable.discard(after.destination)
-        if not after.ended:
-            sys.stdout.write(line(after) + '\n')
-            sys.stdout.flush()
-
-    def on_end(job):
-        sys.stdout.write(line(job) + '\n')
-        sys.stdout.flush()
-        record = {'state': job.state, 'exit': job.exit_code}
-        if _job_exit(record) and not failed:
-            failed.append(_job_exit(record))
-        if args.notify:
-            _notify(line(job))
-        if args.on_end:
-            _on_end_command(args.on_end, job)
-    try:
-        JobMonitor().watch(args.interval, on_change, None, on_end,
-                           args.until_done)
-    except Error as e:
-        if not args.until_done:
-            raise
-        sys.stderr.write('tej: error: %s\n' % e)
-        return _EXIT_ERROR
-    return failed[0] if failed else 0
-
-
-#: The registry's commands: _cmd_<name>(None, args), no queue of their own.
-_REGISTRY_COMMANDS = {
-    'jobs': _cmd_jobs, 'monitor': _cmd_monitor, 'pause': _cmd_pause,
-    'unpause': _cmd_unpause, 'forget': _cmd_forget,
-}
-
-
-# ===========================================================================
-# Command line
-# ===========================================================================
-
-# Exit statuses of wait, run and status --check, which otherwise exit with
-# the job's own exit code. Chosen where programs seldom exit, as env(1) and
-# timeout(1) do; 126, 127 and 128+N stay the shell's.
-_EXIT_RUNNING = 120
-_EXIT_NOT_FOUND = 121
-_EXIT_LOST = 122
-_EXIT_KILLED = 123
-_EXIT_TIMEOUT = 124
-_EXIT_ERROR = 125
-
-#: The exit statuses of wait, run and status --check that are not the job's.
-_JOB_EXITS = [
-    (_EXIT_RUNNING, "the job has not ended (status --check)"),
-    (_EXIT_NOT_FOUND, "no such job"),
-    (_EXIT_LOST, "the job was lost (its process vanished without an exit "
-                 "code)"),
-    (_EXIT_KILLED, "the job was killed"),
-    (_EXIT_TIMEOUT, "timeout: the job goes on"),
-    (_EXIT_ERROR, "error (in place of 1)"),
-]
-
-
-def _exit_codes(command=None):
-    """The "exit status" part of the help of ``command`` (None: of tej):
-    only the statuses it can end with.
-    """
-    job = {None: "wait, run and status --check exit with the job's own exit "
-                 "code, or:",
-           'status': "with --check: the job's own exit code, or:",
-           'wait': "the job's own exit code (the first that failed), or:",
-           'run': "the job's own exit code, or:"}
-    lines = ["exit status:"]
-    if command not in ('wait', 'run'):
-        lines.append("  0    success%s" % {
-            None: ' (status: whatever the job\'s state, "not found" too)',
-            'status': ' (whatever the job\'s state, "not found" too)'}.get(
-                command, ''))
-        lines.append('  1    error: a message "tej: error: ..." says what')
-    lines.append("  2    bad command line")
-    lines.append("  130  interrupted (Ctrl-C); 143 terminated (SIGTERM)")
-    if command in job:
-        lines.append(job[command])
-        left_out = {'status': _EXIT_TIMEOUT, 'wait': _EXIT_RUNNING,
-                    'run': _EXIT_RUNNING}.get(command)
-        lines += ["  %d  %s" % (code, text) for code, text in _JOB_EXITS
-                  if code != left_out]
-    return '\n'.join(lines) + '\n'
-
-
-#: The commands that are about the connection, not a queue: no --queue.
-_NO_QUEUE = ('login', 'logout')
-
-
-class _Terminated(Exception):
-    """SIGTERM, as an exception (like KeyboardInterrupt for SIGINT)."""
-
-
-def _add_common(parser, with_id=False, with_queue=True):
-    import argparse
-    # also accepted after the command; SUPPRESS keeps the value given before
-    parser.add_argument('-v', '--verbose', action='count',
-                        default=argparse.SUPPRESS,
-                        help="say what tej does (-vv: and the remote "
-                             "commands)")
-    parser.add_argument('-q', '--quiet', action='count',
-                        default=argparse.SUPPRESS,
-                        help="errors only")
-    parser.add_argument('destination', metavar='DESTINATION',
-                        type=_destination_type,
-                        help="[ssh://][user@]host[:port], an ssh_config "
-                             "alias, or local:")
-    if with_queue:
-        parser.add_argument('--queue', default=DEFAULT_TEJ_DIR,
-                            type=_queue_type,
-                            help="the queue's directory on the server "
-                                 "(default: %(default)s)")
-    if with_id:
-        parser.add_argument('--id', dest='job_id', required=True,
-                            type=_job_id_type, help="the job's identifier")
-    ssh = parser.add_argument_group('ssh options (passed to ssh)')
-    ssh.add_argument('-F', dest='ssh_config', metavar='FILE',
-                     help="ssh configuration file")
-    ssh.add_argument('-i', dest='ssh_identity', action='append', default=[],
-                     metavar='FILE', help="identity (private key) file")
-    ssh.add_argument('-J', dest='ssh_jump', metavar='HOST',
-                     help="jump host(s)")
-    ssh.add_argument('-o', dest='ssh_option', action='append', default=[],
-                     metavar='KEY=VALUE', help="an ssh_config option")
-    ssh.add_argument('--no-multiplex', action='store_true',
-                     help="one connection per call (no ControlMaster)")
-    ssh.add_argument('--password', action='store_true',
-                     help="log in with a password: TEJ_PASSWORD's, or else "
-                          "asked for on the terminal (a password in "
-                          "DESTINATION shows in the process list)")
-
-
-def _arg_type(check):
-    """An argparse ``type=`` that returns ``check(text)``; the ValueError
-    or `Error` it raises becomes argparse's message (exit 2, under the
-    subcommand's usage line).
-    """
-    def convert(text):
-        try:
-            return check(text)
-        except (ValueError, Error) as e:
-            import argparse
-            raise argparse.ArgumentTypeError(str(e))
-    return convert
-
-
-def _checked(check):
-    """A check that raises or not, as one that returns the text."""
-    def checked(text):
-        check(text)
-        return text
-    return checked
-
-
-def _check_queue_path(path):
-    if not path or '\n' in path or '\0' in path:
-        raise ValueError("Invalid queue path %r" % (path,))
-
-
-def _resource_type(key):
-    """The argparse type of the resource ``key``: _job_options checks it."""
-    return _arg_type(_checked(lambda text: _job_options(**{key: text})))
-
-
-_destination_type = _arg_type(_checked(_parse_destination))
-_queue_type = _arg_type(_checked(_check_queue_path))
-_job_id_type = _arg_type(_checked(check_jobid))
-_member_type = _arg_type(_checked(
-    lambda text: _normalize_member(text, ValueError, top=True)))
-_timeout_type = _arg_type(lambda text: _duration(text, 'timeout'))
-_interval_type = _arg_type(lambda text: _duration(text, 'interval'))
-_age_type = _arg_type(lambda text: int(_duration(text, 'duration')))
-
-
-class _Unbuilt(object):
-    """Stands for the parser of a command that is not being run: what is
-    added to it is dropped.
-    """
-
-    def add_argument(self, *args, **kwargs):
-        pass
-
-    def add_argument_group(self, *args, **kwargs):
-        return self
-
-    add_mutually_exclusive_group = add_argument_group
-
-
-def _parser(wanted=None):
-    """The command line's parser. With ``wanted``, a command's name, only
-    that command is built (start-up time); tej --help and a mistyped command
-    build them all.
-    """
-    import argparse
-
-    class Formatter(argparse.RawDescriptionHelpFormatter):
-        pass
-
-    parser = argparse.ArgumentParser(
-        prog='tej', formatter_class=Formatter,
-        description="Trivial Extensible Job-submission: send a directory "
-                    "to a server over SSH, run it there, and get its "
-                    "results back.",
-        epilog=_exit_codes())
-    parser.add_argument('--version', action='version',
-                        version='tej version %s' % __version__)
-    parser.add_argument('-v', '--verbose', action='count', default=0,
-                        help="say what tej does (-vv: and the remote "
-                             "commands)")
-    parser.add_argument('-q', '--quiet', action='count', default=0,
-                        help="errors only")
-    commands = parser.add_subparsers(dest='command', metavar='COMMAND')
-
-    def command(name, help, with_id=False, json=False):
-        if wanted is not None and name != wanted:
-            return _Unbuilt()
-        sub = commands.add_parser(name, help=help, description=help,
-                                  formatter_class=Formatter,
-                                  epilog=_exit_codes(name))
-        _add_common(sub, with_id, name not in _NO_QUEUE)
-        if json:
-            sub.add_argument('--json', action='store_true',
-                             help="print JSON (see README.rst)")
-        return sub
-
-    sub = command('setup', "create the queue on the server and install the "
-                           "runtime (submit does it when needed)")
-    sub.add_argument('-r', '--runtime', choices=sorted(_RUNTIMES),
-                     help="the runtime to install (default: default)")
-    sub.add_argument('--make-link', action='append', dest='make_link',
-                     metavar='PATH', help="also write a link file at PATH "
-                     "pointing to the queue (repeatable)")
-    sub.add_argument('--make-default-link', action='append_const',
-                     dest='make_link', const=DEFAULT_TEJ_DIR,
-                     help="write a link at %s pointing to the queue"
-                          % DEFAULT_TEJ_DIR)
-    sub.add_argument('--force', action='store_true',
-                     help="replace an existing queue's runtime (its jobs "
-                          "are kept) and existing links")
-    sub.add_argument('--only-links', action='store_true',
-                     help="only write the links")
-
-    def job_options(sub):
-        """The options of submit and run."""
-        sub.add_argument('-r', '--runtime', choices=sorted(_RUNTIMES),
-                         help="the runtime to install if the queue has none")
-        sub.add_argument('--script', help="the file in the directory to run "
-                         "(default: start.sh), or a shell command")
-        sub.add_argument('directory', metavar='DIRECTORY')
-        res = sub.add_argument_group(
-            'resources (for the scheduler; the default runtime enforces '
-            '--walltime, runs --prologue and refuses the others)')
-        res.add_argument('--walltime', metavar='[D-]HH:MM:SS',
-                         type=_arg_type(_walltime),
-                         help="the time limit: [D-]HH:MM:SS, seconds, or "
-                              "with a unit (90m, 2h, 1d)")
-        res.add_argument('--cpus', metavar='N', type=_resource_type('cpus'),
-                         help="CPUs for the job")
-        res.add_argument('--mem', metavar='SIZE', type=_resource_type('mem'),
-                         help="memory: MB, or with a unit (4000, 500M, 4G)")
-        res.add_argument('--partition', metavar='NAME',
-                         type=_resource_type('partition'),
-                         help="the scheduler's partition or queue")
-        res.add_argument('--account', metavar='NAME',
-                         type=_resource_type('account'),
-                         help="the account to charge")
-        res.add_argument('--gpus', metavar='N', type=_resource_type('gpus'),
-                         help="GPUs for the job")
-        res.add_argument('--scheduler-arg', action='append', default=[],
-                         type=_arg_type(_checked(
-                             lambda text: _job_options(scheduler_args=[text]))),
-                         metavar='ARG', dest='scheduler_args',
-                         help="an argument for sbatch or qsub, as is "
-                              "(repeatable)")
-        res.add_argument('--prologue', metavar='CODE|FILE',
-                         help="shell code run before the job, in its shell "
-                              "(e.g. 'module load x'), or a file of it")
-        up = sub.add_argument_group('what goes up')
-        up.add_argument('--exclude', action='append', default=[],
-                        metavar='PATTERN',
-                        help="leave out what matches, as tar does (a glob "
-                             "on paths in DIRECTORY: '*.o', 'build', "
-                             "'data/*.tmp'; repeatable); DIRECTORY/"
-                             ".tejignore holds more, one a line")
-        up.add_argument('--dereference', action='store_true',
-                        help="send the file that a link leading out of "
-                             "DIRECTORY points to, not the link")
-        up.add_argument('--compress', action='store_true',
-                        help="gzip the upload (the server needs gzip)")
-        progress_option(sub)
-
-    def progress_option(sub):
-        sub.add_argument('--progress', action='store_true',
-                         help="show the transfer's progress as lines every "
-                              "few seconds (shown by default, redrawn, when "
-                              "stderr is a terminal; -q hides it)")
-
-    sub = command('submit', "send a directory and start it as a job; "
-                            "prints the job's id", json=True)
-    job_options(sub)
-    sub.add_argument('--id', dest='job_id', type=_job_id_type,
-                     help="the job's id (default: <dirname>_<user>_<random>)")
-    sub.add_argument('--content-id', action='store_true',
-                     help="the id is <dirname>_<hash of the files, "
-                          "script and options>: the same content is the "
-                          "same job")
-    sub.add_argument('--if-exists', choices=['fail', 'reuse'],
-                     help="when a job has the id: fail (default), or reuse "
-                          "it (default with --content-id)")
-
-    sub = command('status', "print the job's status: running, finished "
-                            "<exit code>, created, lost, or not found; for "
-                            "several jobs, one line each: <id> <status>",
-                  json=True)
-    sub.add_argument('job_ids', nargs='*', metavar='ID', type=_job_id_type,
-                     help="more jobs, asked about in the same call")
-    sub.add_argument('--id', dest='job_id', action='append', default=[],
-                     metavar='ID', type=_job_id_type,
-                     help="the job's identifier (repeatable)")
-    sub.add_argument('--check', action='store_true',
-                     help="exit with the job's exit code, or 120 to 123 when "
-                          "it has not finished (see below); for several, "
-                          "with the first that did not succeed")
-    sub = command('download', "fetch files or directories of a job; run "
-                              "it again after an interruption to resume",
-                  True)
-    sub.add_argument('files', nargs='+', metavar='FILE', type=_member_type,
-                     help="paths relative to the job's directory ('.': "
-                          "all of it)")
-    where = sub.add_mutually_exclusive_group()
-    where.add_argument('--destination', dest='save_as', metavar='PATH',
-                       help="save the one FILE under this name (in a "
-                            "directory that is there)")
-    where.add_argument('--directory', metavar='DIR',
-                       help="save the files in DIR (default: here); DIR "
-                            "is made if its parent is there")
-    progress_option(sub)
-    command('kill', "stop a running job (nothing happens if it ended)", True)
-    sub = command('delete', "remove a job and its files from the server",
-                  True)
-    sub.add_argument('--kill', action='store_true',
-                     help="kill the job first if it is running")
-    sub = command('list', "print each job of the queue: <id> <status>, "
-                          "the status as status prints it", json=True)
-    sub.add_argument('-l', '--long', action='store_true',
-                     help="also its exit code, age and runtime")
-    sub.add_argument('--state', action='append', choices=_LIST_STATES,
-                     dest='states', help="only the jobs in this state "
-                     "(repeatable)")
-    sub.add_argument('--since', type=_age_type, metavar='DURATION',
-                     help="only the jobs submitted in the last DURATION "
-                          "(seconds, or 90s, 15m, 2h, 7d, 2w, 1h30m)")
-    sub = command('gc', "remove the jobs that ended (finished, killed, "
-                        "lost) long enough ago, never one that has not; "
-                        "prints each: <id> <state>", json=True)
-    sub.add_argument('--older-than', type=_age_type, required=True,
-                     metavar='DURATION', help="how long ago they ended "
-                     "(seconds, or 90s, 15m, 2h, 7d, 2w, 1h30m)")
-    sub.add_argument('--state', action='append', choices=_GC_STATES,
-                     dest='states', help="only the jobs in this state "
-                     "(repeatable; default: all three)")
-    sub.add_argument('-n', '--dry-run', action='store_true',
-                     help="remove nothing; print what would be removed")
-
-    sub = command('wait', "wait until jobs have ended; exit with the exit "
-                          "code of the first that failed", json=True)
-    sub.add_argument('--id', dest='job_ids', action='append', required=True,
-                     type=_job_id_type, metavar='ID',
-                     help="a job's id (repeatable)")
-    sub.add_argument('--timeout', type=_timeout_type, metavar='SECONDS',
-                     help="give up after this long (exit 124; the jobs go "
-                          "on): seconds, [D-]HH:MM:SS or with a unit (1h)")
-    sub = command('logs', "print the job's _stdout (or _stderr)", True)
-    sub.add_argument('--stderr', action='store_true',
-                     help="print _stderr instead")
-    sub.add_argument('-f', '--follow', action='store_true',
-                     help="keep printing what the job writes, until it ends")
-    sub = command('run', "submit with a content id, print the job's output "
-                         "as it comes, wait, download results, delete the "
-                         "job, and exit with its exit code; run the same "
-                         "command again after an interruption to "
-                         "re-attach", json=True)
-    job_options(sub)
-    sub.add_argument('--download', action='append', default=[], nargs='+',
-                     type=_member_type, metavar='PATH',
-                     help="results to fetch, relative to the job's "
-                          "directory (one or more; repeatable)")
-    sub.add_argument('--into', metavar='DIR', default='.',
-                     help="where to put the results (default: here); DIR "
-                          "is made if its parent is there")
-    sub.add_argument('--keep', action='store_true',
-                     help="do not delete the job at the end")
-    sub.add_argument('--rerun-failed', action='store_true',
-                     help="run the job again if it was there and failed "
-                          "(a killed or lost one is always run again)")
-    sub.add_argument('--timeout', type=_timeout_type, metavar='SECONDS',
-                     help="give up after this long (exit 124; the job goes "
-                          "on): seconds, [D-]HH:MM:SS or with a unit (1h)")
-    command('login', "open the shared connection interactively (password, "
-                     "two-factor and host key questions happen here)")
-    command('logout', "close the shared connection")
-    _registry_parsers(commands, Formatter, wanted)
-    parser.commands = commands.choices
-    return parser
-
-
-def _parse_args(parser, argv):
-    """The command line parsed. A mistake exits 2 under the usage line of
-    the subcommand it concerns (argparse would give the top level's for an
-    unknown argument).
-    """
-    args, extra = parser.parse_known_args(argv)
-    if args.command is None:
-        if extra:
-            parser.error("unrecognized arguments: %s" % ' '.join(extra))
-        return args
-    sub = parser.commands[args.command]
-    if extra:
-        sub.error("unrecognized arguments: %s" % ' '.join(extra))
-    if args.command == 'run':
-        # --download a b --download c: one list
-        args.download = [path for paths in args.download for path in paths]
-    if args.command == 'status' and not args.job_id + args.job_ids:
-        sub.error("status needs a job: --id ID, or IDs after the "
-                  "destination")
-    if getattr(args, 'save_as', None) is not None and len(args.files) != 1:
-        sub.error("--destination is for one FILE; use --directory for "
-                  "several")
-    return args
-
-
-def _ssh_options(args):
-    options = []
-    if args.ssh_config:
-        options += ['-F', args.ssh_config]
-    for identity in args.ssh_identity:
-        options += ['-i', identity]
-    if args.ssh_jump:
-        options += ['-J', args.ssh_jump]
-    for option in args.ssh_option:
-        options += ['-o', option]
-    return options
-
-
-def _resources(args):
-    """The submit resources given on the command line."""
-    resources = {key: getattr(args, key) for key in (
-        'walltime', 'cpus', 'mem', 'partition', 'account', 'gpus',
-        'scheduler_args', 'prologue')}
-    prologue = resources['prologue']
-    if prologue is not None and os.path.isfile(prologue):
-        with open(prologue) as fp:
-            resources['prologue'] = fp.read()
-    resources.update(label=args.label, record=not args.no_record)
-    return resources
-
-
-def _progress(args):
-    """What --progress, -q and a terminal on stderr ask for (see
-    _meter).
-    """
-    if args.progress:
-        return 'lines'
-    return args.quiet == 0 and _isatty(sys.stderr)
-
-
-def _transfer_options(args):
-    """The upload options given on the command line (submit, run)."""
-    return {'exclude': args.exclude, 'dereference': args.dereference,
-            'compress': args.compress, 'progress': _progress(args)}
-
-
-def _job_exit(record):
-    """The exit status that says how a job ended (see _JOB_EXITS)."""
-    state = record['state']
-    if state == _FINISHED:
-        return record['exit']
-    return {_NOTFOUND: _EXIT_NOT_FOUND, _LOST: _EXIT_LOST,
-            _KILLED: _EXIT_KILLED}.get(state, _EXIT_RUNNING)
-
-
-def _json_record(record):
-    """A job's record as the JSON object documented in README.rst."""
-    result = {'tej': 1, 'id': record['id'], 'state': record['state'],
-              'exit_code': record.get('exit')}
-    for key in ('submitted', 'started', 'finished'):
-        epoch = record.get(key)
-        result[key] = None if epoch is None else time.strftime(
-            '%Y-%m-%dT%H:%M:%SZ', time.gmtime(epoch))
-        result[key + '_epoch'] = epoch
-    result['directory'] = record.get('dir')
-    result['runtime'] = record.get('runtime') or None
-    result['runtime_id'] = record.get('runtime_id') or None
-    return result
-
-
-def _print_json(obj):
-    import json
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + '\n')
-
-
-class _TextWriter(object):
-    """Bytes written to a text stream that has no binary buffer (a
-    StringIO in place of sys.stdout)."""
-
-    def __init__(self, stream):
-        self.stream = stream
-
-    def write(self, data):
-        self.stream.write(data.decode('utf-8', 'replace'))
-
-    def flush(self):
-        self.stream.flush()
-
-
-def _binary(stream):
-    """The binary side of sys.stdout or sys.stderr."""
-    stream.flush()
-    if hasattr(stream, 'buffer'):
-        return stream.buffer
-    return _TextWriter(stream)
-
-
-def _describe(record):
-    """Say on stderr how long a job has been running, or took."""
-    state, finished = record['state'], record['finished']
-    started = record['started'] or record['submitted']
-    now = record['now'] or time.time()
-    if state == _RUNNING and started:
-        logger.info("Job is still running (%s)",
-                    _format_duration(now - started))
-    elif state == _KILLED:
-        logger.info("Job was killed")
-    elif state == _LOST:
-        logger.info("Job was lost: it ended without recording an exit code "
-                    "(its process was killed, the server restarted, or its "
-                    "submission died)")
-    elif state == _FINISHED and started and finished:
-        logger.info("Job ran for %s", _format_duration(finished - started))
-
-
-def _cmd_setup(queue, args):
-    queue.setup(links=args.make_link, force=args.force,
-                only_links=args.only_links)
-
-
-def _cmd_submit(queue, args):
-    job_id, created = queue.submit_job(
-        args.job_id, args.directory, args.script, args.content_id,
-        args.if_exists, **dict(_resources(args), **_transfer_options(args)))
-    if not created:
-        logger.info("Job %s exists already: using it", job_id)
-    if args.json:
-        _print_json({'tej': 1, 'id': job_id, 'created': created})
-    else:
-        sys.stdout.write('%s\n' % job_id)
-
-
-def _cmd_status(queue, args):
-    job_ids = list(dict.fromkeys(args.job_id + args.job_ids))
-    if len(job_ids) == 1:
-        try:
-            records = [queue.info(job_ids[0])]
-        except JobNotFound:
-            records = [{'id': job_ids[0], 'state': _NOTFOUND}]
-    else:
-        records = queue.infos(job_ids)  # one call for all
-    for record in records:
-        if args.json:
-            _print_json(_json_record(record))
-            continue
-        if record['state'] == _NOTFOUND:
-            line = 'not found'
-        else:
-            status, _, arg = _compat_status(record)
-            line = '%s %s' % (status, arg) if arg else status
-        if len(records) == 1:
-            sys.stdout.write(line + '\n')
-            if record['state'] != _NOTFOUND:
-                _describe(record)
-        else:
-            sys.stdout.write('%s %s\n' % (record['id'], line))
-    if args.check:
-        for record in records:
-            if _job_exit(record):
-                return _job_exit(record)
-        return 0
-
-
-def _cmd_download(queue, args):
-    if args.save_as is not None:
-        queue.download(args.job_id, args.files, destination=args.save_as,
-                       progress=_progress(args))
-    else:
-        queue.download(args.job_id, args.files,
-                       directory=args.directory or '.',
-                       progress=_progress(args))
-
-
-def _cmd_kill(queue, args):
-    queue.kill(args.job_id)
-
-
-def _cmd_delete(queue, args):
-    try:
-        queue.delete(args.job_id, kill=args.kill)
-    except JobStillRunning as e:
-        raise JobStillRunning("%s: delete --kill kills it first" % e)
-
-
-def _cmd_list(queue, args):
-    for job_id, info in queue.list(args.states, args.since):
-        if args.json:
-            _print_json(_json_record(info))
-        elif args.long:
-            exit_code = info['exit']
-            age = info['now'] - info['submitted'] if info['now'] and \
-                info['submitted'] else None
-            sys.stdout.write('%s %s %s %s %s\n' % (
-                job_id, info['state'], '-' if exit_code is None
-                else exit_code, '-' if age is None
-                else _format_duration(age), info['runtime'] or '-'))
-        else:
-            sys.stdout.write('%s %s\n' % (job_id, info['status']))
-
-
-def _cmd_gc(queue, args):
-    records = queue.gc(args.older_than, args.states, args.dry_run)
-    for record in records:
-        if args.json:
-            _print_json(_json_record(record))
-        else:
-            sys.stdout.write('%s %s\n' % (record['id'], record['state']))
-    logger.info("%s %d job%s", "Would remove" if args.dry_run else "Removed",
-                len(records), '' if len(records) == 1 else 's')
-
-
-def _cmd_logs(queue, args):
-    target = _binary(sys.stdout)
-    queue.logs(args.job_id, stdout=None if args.stderr else target,
-               stderr=target if args.stderr else None, follow=args.follow)
-
-
-def _cmd_login(queue, args):
-    queue.login()
-
-
-def _cmd_logout(queue, args):
-    queue.logout()
-
-
-def _cmd_wait(queue, args):
-    try:
-        records = queue.wait_all(args.job_ids, timeout=args.timeout)
-    except JobStillRunning as e:
-        logger.warning("%s; it goes on", e)
-        return _EXIT_TIMEOUT
-    for record in records:
-        if args.json:
-            _print_json(_json_record(record))
-        _say_how_it_ended(record)
-    for record in records:
-        if _job_exit(record):
-            return _job_exit(record)
-    return 0
-
-
-def _cmd_run(queue, args):
-    if args.download and not os.path.isdir(args.into):
-        _need_parent(args.into, '--into')  # before the job, not after it
-    job_id = _submit_for_run(queue, args)
-    try:
-        state, exit_code = queue.logs(
-            job_id, stdout=_binary(sys.stderr if args.json else sys.stdout),
-            stderr=_binary(sys.stderr), follow=True, timeout=args.timeout)
-    except JobStillRunning as e:
-        logger.warning("%s; it goes on. Run the same command again to "
-                       "re-attach.", e)
-        return _EXIT_TIMEOUT
-    except (KeyboardInterrupt, _Terminated):
-        logger.warning(
-            "Job %s goes on, on %s. Run the same command again to "
-            "re-attach, or stop it with: %s", job_id,
-            queue.destination_string,
-            _command_line(args, 'kill', '--id', job_id))
-        raise
-    record = {'id': job_id, 'state': state, 'exit': exit_code}
-    if args.json and state != _NOTFOUND:
-        # the whole record, while the job is there
-        record = queue.info(job_id)
-    status = _job_exit(record)
-    downloaded, keep = [], args.keep
-    for path in args.download:
-        # each that is there comes, whatever the exit code
-        try:
-            downloaded += queue.download(job_id, [path],
-                                         directory=args.into,
-                                         progress=_progress(args))
-        except _NoSuchFile as e:
-            logger.warning("%s", e)
-            if status == 0:
-                status, keep = _EXIT_ERROR, True
-        except Error as e:
-            logger.warning("Could not download %s: %s", path, e)
-            status, keep = status or _EXIT_ERROR, True
-    if keep and not args.keep:
-        logger.warning("Job %s is kept, for its results. Delete it with: %s",
-                       job_id, _command_line(args, 'delete', '--id', job_id))
-    elif not keep:
-        try:
-            queue.delete(job_id)
-        except JobNotFound:  # another run of the same job deleted it
-            pass
-    if args.json:
-        _print_json(dict(_json_record(record), downloaded=downloaded))
-    _say_how_it_ended(record)
-    return status
-
-
-def _submit_for_run(queue, args):
-    """Submit the job of ``run``, or re-attach to the one with its content
-    id; a job there that was killed or lost (or failed, with
-    --rerun-failed) is replaced. Return its id.
-    """
-    resources = dict(_resources(args), **_transfer_options(args))
-    job_id, created = queue.submit_job(None, args.directory, args.script,
-                                       True, 'reuse', **resources)
-    if created:
-        return job_id
-    try:
-        record = queue.info(job_id)
-    except JobNotFound:  # deleted since: submit it again
-        record = {'state': _NOTFOUND, 'exit': None}
-    state = record['state']
-    if state in (_KILLED, _LOST, _NOTFOUND) or (
-            args.rerun_failed and state == _FINISHED and record['exit']):
-        logger.info("Job %s %s: running it again", job_id, {
-            _KILLED: "was killed", _LOST: "was lost",
-            _NOTFOUND: "was deleted"}.get(
-                state, "failed with exit code %s" % record['exit']))
-        if state != _NOTFOUND:
-            try:
-                queue.delete(job_id)
-            except JobNotFound:
-                pass
-        queue.submit_job(job_id, args.directory, args.script, False,
-                         'reuse', **resources)
-    else:
-        logger.info("Re-attaching to job %s, submitted before", job_id)
-    return job_id
-
-
-def _say_how_it_ended(record):
-    """A warning for a job that did not succeed (wait, run)."""
-    state, job_id = record['state'], record['id']
-    if state == _NOTFOUND:
-        logger.warning("no job %s", job_id)
-    elif state != _FINISHED:
-        logger.warning("Job %s was %s", job_id, state)
-    elif record['exit']:
-        logger.warning("Job %s failed with exit code %d", job_id,
-                       record['exit'])
-
-
-def _command_line(args, command, *arguments):
-    """A command line for ``command`` on the same queue, that works when
-    pasted: this Python and this file, the destination (a password in it
-    becomes --password), --queue and the ssh options given.
-    """
-    destination = _masked(args.destination)
-    password = args.password or destination != args.destination
-    argv = [sys.executable, os.path.abspath(__file__), command,
-            destination.replace(':***@', '@', 1)] + list(arguments)
-    queue = getattr(args, 'queue', DEFAULT_TEJ_DIR)
-    if queue != DEFAULT_TEJ_DIR and command not in _NO_QUEUE:
-        argv += ['--queue', queue]
-    argv += _ssh_options(args)
-    if args.no_multiplex:
-        argv.append('--no-multiplex')
-    if password:
-        argv.append('--password')
-    return _shell_command(argv)
-
-
-#: What each command does: _cmd_<name>(queue, args) -> exit status (None
-#: for 0).
-_COMMANDS = {
-    'setup': _cmd_setup, 'submit': _cmd_submit, 'status': _cmd_status,
-    'download': _cmd_download, 'kill': _cmd_kill, 'delete': _cmd_delete,
-    'list': _cmd_list, 'gc': _cmd_gc, 'wait': _cmd_wait, 'logs': _cmd_logs, 'run': _cmd_run,
-    'login': _cmd_login, 'logout': _cmd_logout,
-}
-_COMMANDS.update(_REGISTRY_COMMANDS)  # jobs, monitor...: no queue
-
-
-def _queue(args):
-    """The queue that the command line names; the commands its messages
-    suggest are ones that work when pasted (_command_line).
-    """
-    queue = RemoteQueue(_destination(args),
-                        getattr(args, 'queue', DEFAULT_TEJ_DIR),
-                        setup_runtime=getattr(args, 'runtime', None),
-                        ssh_options=_ssh_options(args),
-                        multiplex=not args.no_multiplex)
-    queue._transport.command_for = lambda command: _command_line(args,
-                                                                 command)
-    return queue
-
-
-def _destination(args):
-    """The destination, with --password's password (TEJ_PASSWORD's, or
-    asked for on the terminal).
-    """
-    destination = _parse_destination(args.destination)
-    if 'password' in destination:
-        logger.warning("The password in %s shows in the process list: use "
-                       "--password (with TEJ_PASSWORD, or asked for)",
-                       _masked(args.destination))
-    elif args.password and not destination.get('local'):
-        password = os.environ.get('TEJ_PASSWORD')
-        if not password:
-            if not sys.stdin.isatty():
-                raise Error("--password: set TEJ_PASSWORD, or run tej in "
-                            "a terminal to be asked")
-            try:
-                import getpass
-                password = getpass.getpass("Password for %s: "
-                                           % args.destination)
-            except EOFError:
-                raise Error("No password given")
-        destination['password'] = password
-    return destination
-
-
-def _on_sigterm(signum, frame):
-    raise _Terminated()
-
-
-def main(argv=None):
-    """Run the command line; return the exit status."""
-    words = sys.argv[1:] if argv is None else list(argv)
-    # the command is the first word that is not an option (tej's own
-    # options take no value)
-    wanted = next((w for w in words if not w.startswith('-')), None)
-    parser = _parser(wanted if wanted in _COMMANDS else None)
-    args = _parse_args(parser, words)
-    if args.command is None:
-        parser.print_usage(sys.stderr)
-        sys.stderr.write("tej: error: a command is required\n")
-        return 2
-    level = [_ERROR, _INFO, _VERBOSE, _DEBUG][
-        max(0, min(3, 1 + args.verbose - args.quiet))]
-    # messages to stderr, without the logging module (start-up time)
-    previous_cli, _Logger.cli = _Logger.cli, (level, sys.stderr)
-    # wait, run and status --check exit with job codes: errors are 125
-    error_code = _EXIT_ERROR if args.command in ('wait', 'run') or \
-        getattr(args, 'check', False) else 1
-    import signal
-    previous = None
-    if _in_main_thread():
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        return _COMMANDS[args.command](
-            None if args.command in _REGISTRY_COMMANDS else _queue(args),
-            args) or 0
-    except (Error, ValueError, OSError) as e:
-        if isinstance(e, BrokenPipeError):  # tej logs | head
-            return 141
-        sys.stderr.write('tej: error: %s\n' % e)
-        return error_code
-    except KeyboardInterrupt:
-        sys.stderr.write('tej: interrupted\n')
-        return 130
-    except _Terminated:
-        sys.stderr.write('tej: terminated\n')
-        return 143
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        _Logger.cli = previous_cli
-
-
-def _in_main_thread():
-    """Signal handlers can only be set from the main thread."""
-    import threading
-    return threading.current_thread() is threading.main_thread()
+#: behind the prelude, probe.sh and queue.sh, folded into one line
+#: (_call_line).
+_BOOTSTRAP = _fold(_prelude() + _RUNTIME_PROBE + _RUNTIME_QUEUE +
+                   _RUNTIME_BOOTSTRAP)
+
+
+#: The first line of a call that has no input of its own (_call_line):
+#: fast.sh (which says what it does) behind queue.sh, folded into one line.
+_FAST_START = _fold(_RUNTIME_QUEUE + _RUNTIME_FAST)
 
 
 # ===========================================================================

@@ -3,15 +3,15 @@
 # tej.py folds this file into one line (_fold: whole-line comments and
 # indentation dropped, lines joined with ";" or a space) behind the protocol
 # prelude (TEJ_PROTOCOL and the RC_* exit codes, from tej.py's Protocol
-# section) and probe.sh, and runs it as
+# section), probe.sh and queue.sh, and runs it as
 #
 #     sh -c BOOTSTRAP tej QUEUE VERSIONS VERB [ARG ...]
 #
 # It resolves QUEUE ("~", "~NAME", a path relative to the home directory
-# (probe.sh's _expand_path), "tejdir: PATH" link files, each remembered as
-# TEJ_LINK_n for cleanup), then execs
-# the installed runtime, QUEUE/tej.sh, if its version (the first line of
-# QUEUE/version) is one of the space-separated VERSIONS.
+# (queue.sh's _expand_path), "tejdir: PATH" link files, each remembered as
+# TEJ_LINK_n for cleanup), then execs the installed runtime, QUEUE/tej.sh,
+# if its version (the first line of QUEUE/version) is one of the
+# space-separated VERSIONS (queue.sh's _version_ok).
 #
 # Otherwise it answers, after the sentinel line, "queue=missing" when there
 # is no queue, "installed=VERSION" (empty for none), and for submit (which
@@ -51,7 +51,7 @@ _detected() {
 }
 
 _expand_path "$queue"
-# shellcheck disable=SC2154 # set by probe.sh's _expand_path
+# shellcheck disable=SC2154 # set by queue.sh's _expand_path
 queue=$_ep_path
 
 links=0
@@ -105,9 +105,9 @@ fi
 if [ "$links" -gt 0 ]; then
     [ -d "$queue" ] || { echo "tej: broken queue link: $queue does not exist" >&2; exit "$RC_LINK_BROKEN"; }
 fi
-case " $versions " in
-    *" $installed "*) [ -z "$installed" ] || exec "${TEJ_SH:-sh}" "$queue/tej.sh" "$queue" "$@" ;;
-esac
+if _version_ok "$versions" "$installed"; then
+    exec "${TEJ_SH:-sh}" "$queue/tej.sh" "$queue" "$@"
+fi
 echo "TEJ $TEJ_PROTOCOL"
 [ -d "$queue" ] || echo "queue=missing"
 echo "installed=$installed"

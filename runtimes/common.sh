@@ -1,8 +1,9 @@
 #!/bin/sh
 # tej runtime, common part: queue layout, job records, listing, transfers.
 #
-# The client installs the protocol's prelude, probe.sh, this file and one
-# runtime's own file (default.sh, ...), in this order, as QUEUE/tej.sh,
+# The client installs the protocol's prelude, probe.sh, queue.sh, this file
+# and one runtime's own file (default.sh, ...), in this order, as
+# QUEUE/tej.sh,
 # and runs it as
 #
 #     sh QUEUE/tej.sh QUEUE VERB [ARG ...]
@@ -693,7 +694,7 @@ _install() {  # _install VERSION MODE FORCE NLINKS [LINK ...] [VERB ARG ...]
         shift
         _in_nlinks=$((_in_nlinks - 1))
         _expand_path "$_in_link"
-        # shellcheck disable=SC2154 # set by probe.sh's _expand_path
+        # shellcheck disable=SC2154 # set by queue.sh's _expand_path
         _in_link=$_ep_path
         if [ -d "$_in_link" ]; then
             _die "$RC_QUEUE_EXISTS" "cannot make link $_in_link: a directory is there"

@@ -1,5 +1,5 @@
-# tej probes: does the server have a scheduler that answers? Which
-# directory does a path from the client name?
+# tej probes: does the server have a scheduler that answers? Whose home
+# does "~NAME" name?
 #
 # tej.py puts this file ahead of bootstrap.sh (which detects the runtime of
 # a new queue and resolves the queue path) and in every QUEUE/tej.sh
@@ -8,7 +8,7 @@
 #
 #   _probe_slurm          sbatch is on the PATH and sinfo answers
 #   _probe_pbs            qsub is on the PATH and qstat -Q answers
-#   _expand_path PATH     the directory PATH names, in _ep_path
+#   _expand_user ~NAME    for queue.sh's _expand_path: NAME's home
 #
 # Each answers within 30 seconds where timeout(1) exists: a controller that
 # slow is taken for none. Comments stand on lines of their own: tej.py
@@ -29,20 +29,6 @@ _probe_slurm() {
 
 _probe_pbs() {
     command -v qsub > /dev/null 2>&1 && _probe qstat -Q
-}
-
-# _expand_path PATH: PATH as sh would expand it, in _ep_path: "~" and
-# "~/..." in $HOME, "~NAME" and "~NAME/..." in user NAME's home, a relative
-# path in $HOME. The client never expands "~": this is where it is done.
-# shellcheck disable=SC2088 # a literal "~" from the client
-_expand_path() {
-    case $1 in
-        "~") _ep_path=$HOME ;;
-        "~/"*) _ep_path=$HOME/${1#"~/"} ;;
-        "~"*) _expand_user "$1" ;;
-        /*) _ep_path=$1 ;;
-        *) _ep_path=$HOME/$1 ;;
-    esac
 }
 
 # _expand_user ~NAME[/...]: for _expand_path. NAME reaches the shell's own

@@ -95,7 +95,7 @@ def main(argv):
         launcher, lib = installed_command()
         command = [sys.executable, launcher] + status
         ssh = ['ssh'] + server.options + [
-            '-o', 'ControlPath=%s' % queue._transport.control_path,
+            '-o', 'ControlPath=%s' % queue._transport.master.path,
             server.alias, 'true']
         results = interleaved([
             ('python3 -c pass', lambda: run([sys.executable, '-c', 'pass'])),
@@ -337,7 +337,7 @@ def bench_transfers(server, runs):
     q = server.queue(queue_path)
     q.setup()
     q.list()  # the shared connection is up
-    control = q._transport.control_path
+    control = q._transport.master.path
     tej_cli = [sys.executable, os.path.join(support.TOP, 'tej.py')]
     ssh = ['ssh'] + server.options + ['-o', 'ControlPath=%s' % control,
                                       '-o', 'ControlMaster=no', server.alias]
@@ -520,7 +520,7 @@ def bench_wait(server, queue, job, argv):
 def wait_closed(queue):
     """Wait until the queue's shared connection is gone."""
     support.wait_for(lambda: not os.path.exists(
-        queue._transport.control_path), what='the connection to close')
+        queue._transport.master.path), what='the connection to close')
 
 
 def bench_cold(queue, cli, runs):

@@ -234,7 +234,7 @@ MUTANTS = [
                  "                                      prompt=True)).wait()",
         replacement="        code = self._popen([self.ssh] + self.options + [\n"
                     "            '-o', 'ControlMaster=yes', '-o', "
-                    "'ControlPath=%s' % self.control_path,\n"
+                    "'ControlPath=%s' % self.master.path,\n"
                     "            '-N', '-f', '--', self.hostname]).wait()",
         description="tej login builds its own ssh command line: no log, "
                     "no time-out, no keep-alives on the shared connection",
@@ -381,9 +381,9 @@ umask 022
         name='control-path-unquoted',
         file='tej.py',
         original="                '-o', 'ControlPath=%s' % "
-                 "_ssh_config_word(self.control_path),",
+                 "_ssh_config_word(self.master.path),",
         replacement="                '-o', 'ControlPath=%s' % "
-                    "self.control_path,",
+                    "self.master.path,",
         description="the control path goes to ssh as it is: a space or a "
                     "% in HOME breaks every shared call",
         tests=['test_transport.TestControlPath'],
@@ -422,8 +422,8 @@ umask 022
     dict(
         name='download-same-name',
         file='tej.py',
-        original="            if len(set(targets.values())) != len(targets):",
-        replacement="            if False:",
+        original="    if len(set(targets.values())) != len(targets):",
+        replacement="    if False:",
         description="two downloads of one name (a/x, b/x) overwrite each "
                     "other",
         tests=['test_transfer.TestMembers'],
@@ -432,8 +432,8 @@ umask 022
         name='logs-resume-from-zero',
         file='tej.py',
         original="                    str(offsets['out']), "
-                 "str(offsets['err'])], consume,",
-        replacement="                    '0', '0'], consume,",
+                 "str(offsets['err'])],",
+        replacement="                    '0', '0'],",
         description="logs starts over after a broken connection: output "
                     "repeats",
         tests=['test_ci.TestLogs.test_api_resumes_without_loss'],
@@ -493,12 +493,12 @@ umask 022
     dict(
         name='master-race',
         file='tej.py',
-        original='''        path = self.control_path
+        original='''        path = self.path
         if os.path.exists(path):
             return
         try:
             import fcntl''',
-        replacement='''        path = self.control_path
+        replacement='''        path = self.path
         if True:
             return
         try:
@@ -583,8 +583,8 @@ umask 022
     dict(
         name='resume-sum-not-checked',
         file='tej.py',
-        original="        if line == 'sum %s' % crc:",
-        replacement="        if line.startswith('sum '):",
+        original="        if value == str(crc):",
+        replacement="        if True:",
         description="a part whose beginning is not the server's file is "
                     "completed and kept",
         tests=['test_transfer.TestResume.'
@@ -701,7 +701,7 @@ umask 022
     ),
     dict(
         name='tilde-user-in-home',
-        file='runtimes/probe.sh',
+        file='runtimes/queue.sh',
         original='''        "~"*) _expand_user "$1" ;;
 ''',
         replacement='',

@@ -685,7 +685,7 @@ class SSHServer(object):
         """Pids of the shared connection (ssh -M) of a queue: one that a
         call became ("[mux]"), or that tej started (ControlMaster=yes).
         """
-        path = queue._transport.control_path
+        path = queue._transport.master.path
         word = tej._ssh_config_word(path)  # as tej gives it to ssh
         return [p.pid for p in processes(
             lambda p: (path in p.args and '[mux]' in p.args) or

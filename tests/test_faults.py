@@ -816,7 +816,7 @@ class TestMasterKilled(support.ServerCase):
             waiter.join(120)
         self.assertEqual(result, [7])
         # left behind: a new master, the job finished
-        self.assertTrue(q._transport.check_master())
+        self.assertTrue(q._transport.master.check())
         self.assertEqual(q.info('w')['state'], 'finished')
 
     def test_during_logs_follow(self):

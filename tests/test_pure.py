@@ -75,13 +75,13 @@ class TestDestinations(unittest.TestCase):
 
     def test_control_path_is_short_and_private(self):
         q = tej.RemoteQueue('u@' + 'h' * 200, '~/.tej')
-        path = q._transport.control_path
+        path = q._transport.master.path
         self.assertLess(len(path), 100)
         self.assertEqual(os.stat(os.path.dirname(path)).st_mode & 0o777,
                          0o700)
         other = tej.RemoteQueue('u@' + 'h' * 200, '~/.tej',
                                 ssh_options=['-p', '2'])
-        self.assertNotEqual(path, other._transport.control_path)
+        self.assertNotEqual(path, other._transport.master.path)
 
     def test_control_path_too_long(self):
         old = os.environ['HOME']
@@ -89,7 +89,7 @@ class TestDestinations(unittest.TestCase):
         try:
             q = tej.RemoteQueue('host')
             with self.assertRaises(tej.Error) as ctx:
-                q._transport.control_path
+                q._transport.master.path
             self.assertIn('too long', str(ctx.exception))
         finally:
             os.environ['HOME'] = old
@@ -119,7 +119,7 @@ class TestPasswords(unittest.TestCase):
         with open(script, 'w') as fp:
             fp.write(tej._ASKPASS)
         os.chmod(script, 0o700)
-        env = tej._askpass_env(script, "it's $x", 'me@target')
+        env = tej._Askpass.environment(script, "it's $x", 'me@target')
         for prompt, answer in [
                 ("me@target's password: ", b"it's $x\n"),
                 ('(me@target) Password: ', b"it's $x\n"),
@@ -139,11 +139,11 @@ class TestPasswords(unittest.TestCase):
 
     def test_prompt_for(self):
         config = 'user tejtest\nhostname 127.0.0.1\nport 22\n'
-        self.assertEqual(tej._prompt_for(config), 'tejtest@127.0.0.1')
-        self.assertEqual(tej._prompt_for(config + 'hostkeyalias tejhost\n'),
+        self.assertEqual(tej._Askpass.prompt_for(config), 'tejtest@127.0.0.1')
+        self.assertEqual(tej._Askpass.prompt_for(config + 'hostkeyalias tejhost\n'),
                          'tejtest@tejhost')
         # ssh 9 says the whole name; ssh 8 cut it at 30 characters
-        long_user = tej._askpass_env('askpass', 'pw', 'u' * 40 + '@h')
+        long_user = tej._Askpass.environment('askpass', 'pw', 'u' * 40 + '@h')
         self.assertEqual(long_user['TEJ_PASSWORD_FOR'], 'u' * 40 + '@h')
         self.assertEqual(long_user['TEJ_PASSWORD_FOR_CUT'], 'u' * 30 + '@h')
 
@@ -390,6 +390,53 @@ class TestParsers(unittest.TestCase):
         self.assertEqual(tej._parse_pairs(['a=1', 'b=x=y', 'junk']),
                          {'a': '1', 'b': 'x=y'})
 
+    def test_download_frames(self):
+        P = tej._parse_download_frame
+        self.assertEqual(P('size=1024'), ('size', 1024))
+        self.assertEqual(P('size='), ('size', None))
+        self.assertEqual(P('part 0 changed'), ('part', (0, None)))
+        self.assertEqual(P('part 12 70000 cksum'),
+                         ('part', (12, 70000, 'cksum')))
+        self.assertEqual(P('part 1 5 md5sum'), ('part', (1, 5, 'md5sum')))
+        # a sum is text: cksum's is a number, md5sum's hex
+        self.assertEqual(P('sum 4294967295'), ('sum', '4294967295'))
+        self.assertEqual(P('tar'), ('tar', None))
+        self.assertEqual(P('end'), ('end', None))
+        for bad in ('', 'size=x', 'part 1 5 sha1', 'part x changed',
+                    'part 1 changed ', 'tar ', 'ending', 'end\r'):
+            with self.assertRaises(tej.ConnectionLost, msg=bad):
+                P(bad)
+        read = tej._read_download_frame
+        self.assertEqual(read(io.BytesIO(b'part 2 3 cksum\nrest')),
+                         ('part', (2, 3, 'cksum'), 'part 2 3 cksum'))
+        for cut in (b'', b'end'):  # no newline: the stream broke off
+            with self.assertRaises(tej.ConnectionLost):
+                read(io.BytesIO(cut))
+
+    def test_log_frames(self):
+        out, err = io.BytesIO(), io.BytesIO()
+        offsets = {'out': 3, 'err': 0, 'tick': 0}
+        stream = io.BytesIO(b'out 5\nhello' b'tick\n' b'err 2\nno'
+                            b'out 0\n' b'end finished 4\nafter')
+        end = tej._read_log_frames(stream, {'out': out, 'err': err},
+                                   offsets)
+        self.assertEqual(end, ('finished', 4))
+        self.assertEqual((out.getvalue(), err.getvalue()), (b'hello', b'no'))
+        self.assertEqual(offsets, {'out': 8, 'err': 2, 'tick': 1})
+        self.assertEqual(stream.read(), b'after')  # no further than the end
+        # cut in a frame's data, or before a line ends: None, what came kept
+        for cut, kept in ((b'out 5\nhel', b'hel'), (b'out 5\nhello' b'en',
+                                                      b'hello')):
+            out = io.BytesIO()
+            self.assertIsNone(tej._read_log_frames(
+                io.BytesIO(cut), {'out': out, 'err': None},
+                {'out': 0, 'err': 0, 'tick': 0}))
+            self.assertEqual(out.getvalue(), kept)
+        with self.assertRaises(tej.RemoteCommandFailure):  # not asked for
+            tej._read_log_frames(io.BytesIO(b'err 1\nx'),
+                                 {'out': out, 'err': None},
+                                 {'out': 0, 'err': 0, 'tick': 0})
+
 
 class TestHelpers(unittest.TestCase):
     def test_prepend_takes_the_whole_file(self):
@@ -460,8 +507,10 @@ class TestEmbed(unittest.TestCase):
         self.assertEqual(sorted(blocks), ['runtimes/bootstrap.sh',
                                           'runtimes/common.sh',
                                           'runtimes/default.sh',
+                                          'runtimes/fast.sh',
                                           'runtimes/pbs.sh',
                                           'runtimes/probe.sh',
+                                          'runtimes/queue.sh',
                                           'runtimes/slurm.sh'])
         for name, content in blocks.items():
             with open(os.path.join(support.TOP, name)) as fp:

@@ -275,7 +275,7 @@ class TestColdCallers(BigQueue):
         q.close()
         support.wait_for(lambda: not self.server.masters(q),
                          what='the shared connection to close')
-        self.assertFalse(os.path.exists(q._transport.control_path))
+        self.assertFalse(os.path.exists(q._transport.master.path))
         return self.server.sshd_started()
 
     def status_process(self):
@@ -299,7 +299,7 @@ class TestColdCallers(BigQueue):
     def holder(self, q):
         """A process that holds the lock (killed after the test)."""
         proc = subprocess.Popen([sys.executable, '-c', LOCK_HOLDER,
-                                 q._transport.control_path],
+                                 q._transport.master.path],
                                 stdout=subprocess.PIPE)
         self.addCleanup(proc.wait)
         self.addCleanup(proc.kill)

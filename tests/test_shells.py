@@ -203,12 +203,12 @@ class LoginShell(object):
         proc = subprocess.run(
             ['ssh', '-F', server.config, '-o', 'BatchMode=yes',
              '-o', 'ControlMaster=no',
-             '-o', 'ControlPath=%s' % cls.q._transport.control_path,
+             '-o', 'ControlPath=%s' % cls.q._transport.master.path,
              '-T', server.alias, cls.probe],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, timeout=TIMEOUT)
         said = proc.stdout.decode('utf-8', 'replace').strip()
-        if not cls.q._transport.check_master() or \
+        if not cls.q._transport.master.check() or \
                 not re.match(cls.expect + r'\Z', said):
             raise AssertionError(
                 "The login shell is not %s: %r printed %r (exit %d, "

@@ -240,27 +240,27 @@ class TestSSHFailures(SSHCase):
     def test_dead_master_is_replaced(self):
         q = self.queue()
         q.setup()
-        self.assertTrue(q._transport.check_master())
+        self.assertTrue(q._transport.master.check())
         masters = self.server.masters(q)
         self.assertEqual(len(masters), 1)
         os.kill(masters[0], signal.SIGKILL)
-        wait_for(q._transport.check_master, lambda up: not up,
+        wait_for(q._transport.master.check, lambda up: not up,
                  what='the master to die')
         with self.assertRaises(tej.JobNotFound):
             q.status('x')
-        self.assertTrue(q._transport.check_master())
+        self.assertTrue(q._transport.master.check())
 
     def test_stale_socket(self):
         q = self.queue(multiplex=True)
         q.close()
         # a socket file that nothing listens on
         import socket
-        path = q._transport.control_path
+        path = q._transport.master.path
         sock = socket.socket(socket.AF_UNIX)
         sock.bind(path)
         sock.close()
         q.setup()
-        self.assertTrue(q._transport.check_master())
+        self.assertTrue(q._transport.master.check())
 
     def test_no_multiplex(self):
         q = tej.RemoteQueue(self.dest, self.queue_path,
@@ -268,7 +268,7 @@ class TestSSHFailures(SSHCase):
                             ['-o', 'ServerAliveCountMax=5'], multiplex=False)
         q.setup()
         self.assertEqual(list(q.list()), [])
-        self.assertFalse(os.path.exists(q._transport.control_path))
+        self.assertFalse(os.path.exists(q._transport.master.path))
 
 
 class TestControlPath(SSHCase):
@@ -281,13 +281,13 @@ class TestControlPath(SSHCase):
             support.patch_env(self.addCleanup, **{variable: odd})
             q = self.queue(variable)
             q.setup()
-            self.assertTrue(q._transport.control_path.startswith(odd + '/'))
-            self.assertTrue(os.path.exists(q._transport.control_path))
-            self.assertTrue(q._transport.check_master(), variable)
+            self.assertTrue(q._transport.master.path.startswith(odd + '/'))
+            self.assertTrue(os.path.exists(q._transport.master.path))
+            self.assertTrue(q._transport.master.check(), variable)
             self.assertEqual(len(self.server.masters(q)), 1)
             self.assertEqual(list(q.list()), [])
             q.close()
-            wait_for(lambda: not os.path.exists(q._transport.control_path),
+            wait_for(lambda: not os.path.exists(q._transport.master.path),
                      what='the master to exit')
 
 
@@ -883,16 +883,16 @@ class TestRetryLoop(unittest.TestCase):
                                 ssh_options=['-o', 'Compression=yes'])
         queue.setup()
         queue.login()
-        open(queue._transport.control_path, 'w').close()
-        self.assertFalse(queue._transport.check_master())  # stale
-        self.assertFalse(os.path.exists(queue._transport.control_path))
-        open(queue._transport.control_path, 'w').close()
+        open(queue._transport.master.path, 'w').close()
+        self.assertFalse(queue._transport.master.check())  # stale
+        self.assertFalse(os.path.exists(queue._transport.master.path))
+        open(queue._transport.master.path, 'w').close()
         queue.logout()
         with open(self.argv) as fp:
             call, login, check, exit = fp.read().splitlines()
         common = ['-o Compression=yes -E ', ' -o ConnectTimeout=20 ',
                   ' -o ServerAliveInterval=15 -o ServerAliveCountMax=4 ',
-                  ' -o ControlPath="%s" ' % queue._transport.control_path,
+                  ' -o ControlPath="%s" ' % queue._transport.master.path,
                   ' -- stub']
         for argv in (call, login, check, exit):
             for part in common:
@@ -926,17 +926,17 @@ class TestRetryLoop(unittest.TestCase):
         self.assertEqual(self.master_starts(), 1)
         # a starter that failed while this call waited: not tried again
         queue = tej.RemoteQueue('stub', os.path.join(self.tmp, 'q'))
-        with open(queue._transport.control_path + '.lock', 'w') as fp:
+        with open(queue._transport.master.path + '.lock', 'w') as fp:
             fp.write('failed %f\n' % (time.time() + 60))
         self.assertEqual(self.attempts(), ['auto'])
         self.assertEqual(self.master_starts(), 0)
-        os.unlink(queue._transport.control_path + '.lock')
+        os.unlink(queue._transport.master.path + '.lock')
 
     def test_sessions_on_the_shared_connection_never_connect(self):
         # once the shared connection is there, a session it refuses is a
         # failure to try again, not a connection of ssh's own
         support.patch_env(self.addCleanup, STUB_MASTER='1')
-        socket = tej.RemoteQueue('stub')._transport.control_path
+        socket = tej.RemoteQueue('stub')._transport.master.path
         self.addCleanup(os.unlink, socket)
         refused = self.log(tej._SSH_REFUSED)
         open(self.argv, 'w').close()
