@@ -16,7 +16,9 @@ import tarfile
 import tempfile
 import threading
 import time
+import traceback
 import unittest
+from unittest import mock
 
 from . import support
 from .scenario import CommandLineScenario, Scenario, read_state
@@ -392,20 +394,45 @@ class TestWaitAny(unittest.TestCase):
 
     def test_waitany(self):
         missing = [name for name, argv in SHELLS.items() if not which(argv[0])]
+        # every shell at once, each in a thread: their waits overlap
+        failures, threads = {}, []
         for name in SHELLS:
             if name in missing:
                 continue
+            base = support.temporary(self)
+            # the shell of the queue's calls, and of the runtime's own
+            # (TEJ_SH, which this process's environment cannot give each)
+            shell = os.path.join(base, 'sh')
+            with open(shell, 'w') as fp:
+                fp.write('#!/bin/sh\nTEJ_SH=%s; export TEJ_SH\n'
+                         'exec %s "$@"\n' % (shell, ' '.join(
+                             [which(SHELLS[name][0])] + SHELLS[name][1:])))
+            os.chmod(shell, 0o755)
+            with mock.patch.dict(os.environ, TEJ_SH=shell):
+                q = tej.RemoteQueue('local:', os.path.join(base, 'q'))
+            threads.append((name, threading.Thread(
+                target=self.check_in_thread, args=(q, base, name, failures))))
+        for _, thread in threads:
+            thread.start()
+        for name, thread in threads:
+            thread.join(120)
             with self.subTest(shell=name):
-                support.patch_env(self.addCleanup,
-                                  TEJ_SH=shell_wrapper(name))
-                self.check(name)
+                self.assertFalse(thread.is_alive(), "still waiting")
+                if failures[name]:
+                    self.fail(failures[name])
         need('shells', not missing, "not installed: %s" % ', '.join(missing))
 
-    def check(self, name):
-        base = support.temporary(self)
+    def check_in_thread(self, q, base, name, failures):
+        """`check`; what failed (a traceback) in ``failures[name]``."""
+        try:
+            self.check(q, base)
+            failures[name] = None
+        except Exception:
+            failures[name] = traceback.format_exc()
+
+    def check(self, q, base):
         job = support.make_tree(os.path.join(base, 'job'),
                                 {'start.sh': 'true\n'})
-        q = tej.RemoteQueue('local:', os.path.join(base, 'q'))
         q.submit('slow', job, script='sleep 60')
         self.addCleanup(q.kill, 'slow')
         q.submit('fast', job, script='sleep 1')
