@@ -18,6 +18,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -221,6 +222,11 @@ class Hermetic(object):
         os.environ['HOME'] = home
         os.environ['TMPDIR'] = tmp
         os.environ['PATH'] = cls.bin
+        # Ctrl-C as a terminal gives it, to the tej processes that the
+        # tests interrupt: a suite started in the background by sh (as
+        # "cmd &") inherits SIGINT ignored, and so would they
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         for key in schedulers:
             del os.environ[key]
         # the job registry too is in HOME (~/.local/share/tej)
@@ -582,11 +588,10 @@ class SSHServer(object):
     def path(self, *names):
         return os.path.join(self.dir, *names)
 
-    def add_alias(self, alias, prefix=(), path=None, env=''):
+    def add_alias(self, alias, prefix=(), path=None):
         """Another name for this server, whose sshd runs under ``prefix``
-        (a command line, e.g. nsenter into a namespace), whose sessions
-        have ``path`` as PATH (default: the hermetic one) and also the
-        variables of ``env`` ("NAME=value ...").
+        (a command line, e.g. nsenter into a namespace), and whose sessions
+        have ``path`` as PATH (default: the hermetic one).
         """
         config = 'sshd_config_' + alias
         with open(self.path('sshd_config')) as fp:
@@ -594,8 +599,8 @@ class SSHServer(object):
         setenv = 'SetEnv PATH=%s ' % Hermetic.bin
         assert setenv in text
         with open(self.path(config), 'w') as fp:
-            fp.write(text.replace(setenv, 'SetEnv PATH=%s %s' % (
-                path or Hermetic.bin, env + ' ' if env else '')))
+            fp.write(text.replace(setenv, 'SetEnv PATH=%s ' % (
+                path or Hermetic.bin)))
         self._add_host(alias, {
             'exec %s -i -f %s/sshd_config\'' % (self.sshd, self.dir):
                 'exec %s %s -i -f %s/%s\'' % (
