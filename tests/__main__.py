@@ -279,7 +279,8 @@ class Worker(object):
 
     def stop(self):
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            # SIGINT may be ignored (a suite started by sh with "&")
+            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
@@ -317,9 +318,10 @@ def main(argv):
         verbosity, jobs, report, names = parse(argv)
     except ValueError as e:
         return usage(str(e))
-    if report is not None:
-        # a worker: the environment stays its own (SIGTERM, too, cleans up)
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # SIGTERM, too, stops the tests and cleans up (the servers, the
+    # workers)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if report is not None:  # a worker
         run_here(names, verbosity, report)
         return 0
     started = time.monotonic()
