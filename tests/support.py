@@ -377,6 +377,29 @@ def alive(pid):
     return bool(processes(lambda p: p.pid == pid))
 
 
+def start_time(pid):
+    """When process ``pid`` started (clock ticks since boot), or None: with
+    its pid, what names one process, whatever took the pid after it (the
+    suite's processes wrap pids around within minutes).
+    """
+    try:
+        with open('/proc/%d/stat' % pid) as fp:
+            return int(fp.read().rsplit(') ', 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def kill_same(pid, started, sig):
+    """Send ``sig`` to ``pid`` if it is still the process that started at
+    ``started`` (see `start_time`), not another that took its pid.
+    """
+    if started is not None and start_time(pid) == started:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
 def run_cli(*argv):
     """Run ``tej.main(argv)`` in-process; return (code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
@@ -572,8 +595,10 @@ class SSHServer(object):
                 "  User {u}\n"
                 "  HostKeyAlias {a}\n"
                 # the file "down" makes the server unreachable
+                # (its pid and start time: see kill_sshd)
                 "  ProxyCommand sh -c 'test -f {d}/down && exit 1; "
-                "echo $$ >> {d}/pids; exec {sshd} -i -f {d}/sshd_config'\n"
+                "echo $$ $(cut -d\" \" -f22 /proc/$$/stat) >> {d}/pids; "
+                "exec {sshd} -i -f {d}/sshd_config'\n"
                 "  IdentityFile {d}/client_key\n"
                 "  IdentitiesOnly yes\n"
                 "  UserKnownHostsFile {d}/known_hosts\n"
@@ -670,8 +695,12 @@ class SSHServer(object):
         shared connections die); return how many were killed.
         """
         with open(self.pids) as fp:
-            pids = set(int(pid) for pid in fp.read().split())
+            started = [line.split() for line in fp.read().splitlines()]
         open(self.pids, 'w').close()
+        # those still running (a pid of one that ended may be another
+        # process's now, another test's)
+        pids = [int(pid) for pid, when in started
+                if start_time(int(pid)) == int(when)]
         killed = 0
         for pid in process_tree(pids):
             try:
@@ -684,7 +713,7 @@ class SSHServer(object):
     def sshd_started(self):
         """How many sshd were started since the last `kill_sshd`."""
         with open(self.pids) as fp:
-            return len(fp.read().split())
+            return len(fp.read().splitlines())
 
     def masters(self, queue):
         """Pids of the shared connection (ssh -M) of a queue: one that a
@@ -842,7 +871,7 @@ class SlurmCluster(object):
         # loopback, on a veth pair whose both ends are inside, so that
         # getaddrinfo(AI_ADDRCONFIG) answers for 127.0.0.1
         holder = subprocess.Popen(['unshare', '--net', 'sleep', '100000'])
-        self.pids.append(holder.pid)
+        self.started(holder.pid)
         self.holder = holder.pid
         wait_for(lambda: os.readlink('/proc/%d/ns/net' % holder.pid),
                  lambda ns: ns != os.readlink('/proc/self/ns/net'),
@@ -871,7 +900,7 @@ class SlurmCluster(object):
             '--pid-file=' + self.path('munge', 'munged.pid'),
             '--seed-file=' + self.path('munge', 'seed'),
             '--log-file=' + self.path('munge', 'log')])
-        self.pids.append(int(self._read(self.path('munge', 'munged.pid'))))
+        self.started(int(self._read(self.path('munge', 'munged.pid'))))
         self.conf = self.path('slurm.conf')
         node = subprocess.run(['slurmd', '-C'], stdout=subprocess.PIPE,
                               env=self.env(), check=True).stdout.decode().splitlines()[0]
@@ -906,7 +935,7 @@ class SlurmCluster(object):
         for daemon in ('slurmctld', 'slurmd'):
             subprocess.check_call(self.ns([daemon, '-f', self.conf]),
                                   env=self.env())
-            self.pids.append(int(self._read(self.path(daemon + '.pid'))))
+            self.started(int(self._read(self.path(daemon + '.pid'))))
         self._wait_idle()
         # the only sessions whose PATH has a scheduler: this one
         self.server.add_alias(self.alias, self.ns([]), path=scheduler_bin())
@@ -961,26 +990,27 @@ class SlurmCluster(object):
     def start_controller(self):
         subprocess.check_call(self.ns(['slurmctld', '-f', self.conf]),
                               env=self.env())
-        self.pids.append(int(self._read(self.path('slurmctld.pid'))))
+        self.started(int(self._read(self.path('slurmctld.pid'))))
         self._wait_idle()
 
+    def started(self, pid):
+        """Note a process to stop, with its start time (its pid may be
+        another process's once it has ended).
+        """
+        self.pids.append((pid, start_time(pid)))
+
     def stop(self):
-        for pid in reversed(self.pids):
-            try:
-                os.kill(pid, 15)
-            except OSError:
-                pass
+        for pid, started in reversed(self.pids):
+            kill_same(pid, started, 15)
         if os.path.islink(self.conf_link) and \
                 os.readlink(self.conf_link) == self.path('slurm.conf'):
             os.unlink(self.conf_link)
         deadline = time.monotonic() + 10
-        for pid in self.pids:
-            while alive(pid) and time.monotonic() < deadline:
+        for pid, started in self.pids:
+            while alive(pid) and start_time(pid) == started and \
+                    time.monotonic() < deadline:
                 time.sleep(0.05)
-            try:
-                os.kill(pid, 9)
-            except OSError:
-                pass
+            kill_same(pid, started, 9)
 
 
 _slurm = None
