@@ -82,7 +82,7 @@ _qstat_state() {  # the job's S column in qstat, empty when it is unknown
 }
 
 _rt_refresh() {
-    _active || return 0
+    _ongoing || return 0
     [ -n "$st_runtime_id" ] || return 0
     case $(_qstat_state) in
         Q|H|W|T|S)
@@ -93,7 +93,7 @@ _rt_refresh() {
             return 0 ;;
     esac
     _load "$1"  # the wrapper may have written its record just now
-    _active || return 0
+    _ongoing || return 0
     if [ -n "$st_killreq" ]; then
         _finish "$1" killed ""
     else

@@ -64,7 +64,7 @@ _squeue_state() {  # the job's state in squeue, empty when it is not listed
 }
 
 _rt_refresh() {
-    _active || return 0
+    _ongoing || return 0
     [ -n "$st_runtime_id" ] || return 0
     case $(_squeue_state) in
         PENDING|CONFIGURING|REQUEUE*|RESV_DEL_HOLD|SUSPENDED)
@@ -75,7 +75,7 @@ _rt_refresh() {
             return 0 ;;
     esac
     _load "$1"  # the wrapper may have written its record just now
-    _active || return 0
+    _ongoing || return 0
     case $(scontrol show job -o "$st_runtime_id" 2>/dev/null) in
         *" JobState=CANCELLED"*|*" JobState=TIMEOUT"*|*" JobState=DEADLINE"*)
             _finish "$1" killed "" ;;

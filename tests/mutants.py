@@ -463,7 +463,7 @@ umask 022
         name='gc-removes-active',
         file='runtimes/common.sh',
         original='''    if [ "$_fl_mode" = gc ]; then
-        ! _active || return 1
+        ! _ongoing || return 1
     fi
 ''',
         replacement='',
@@ -522,10 +522,10 @@ umask 022
     dict(
         name='fast-status-any-state',
         file='runtimes/common.sh',
-        original='''        case $_fp_state in
-            finished|killed|lost) ;;''',
-        replacement='''        case $_fp_state in
-            finished|killed|lost|running) ;;''',
+        original='''            case $st_state in
+                finished|killed|lost) ;;''',
+        replacement='''            case $st_state in
+                finished|killed|lost|running) ;;''',
         description="status's fast path answers for a job recorded "
                     "running, whose process may be gone (lost)",
         tests=['test_runtime.TestStatusFastPath'],
@@ -960,9 +960,9 @@ umask 022
         name='waitany-waits-for-all',
         file='runtimes/common.sh',
         original="""        waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
-                 _wt_any=1""",
+                 _wait any "$@" ;;""",
         replacement="""        waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
-                 _wt_any=0""",
+                 _wait all "$@" ;;""",
         description="waitany waits for every job, not the first to end",
         tests=['test_runtime.TestWaitAny'],
     ),
