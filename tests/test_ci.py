@@ -257,6 +257,9 @@ class TestRun(CICase):
         stdout = os.path.join(stage, '_stdout')
         wait_for(lambda: os.path.exists(stdout) and os.path.getsize(stdout),
                  what='the job to print')
+        # and run follows it (the job starts before its submit has answered)
+        wait_for(lambda: self.server.processes(' logs %s ' % job_id),
+                 what='run to follow the job')
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 130, err)
