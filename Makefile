@@ -1,15 +1,27 @@
 # tej: the project's checks. Everything runs from a fresh clone.
 PYTHON ?= python3
+# test processes at a time (the serial lane runs alone, after); the quick
+# tests are local: jobs that mostly sleep, twice as many
+JOBS ?= $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+QUICK_JOBS ?= $(shell expr 2 \* $(JOBS))
 
-.PHONY: test test-quick bench embed check-embed lint mutate
+.PHONY: test test-quick test-hermetic bench embed check-embed lint mutate
 
-# the whole suite: pure, runtime under every shell, end to end through sshd
+# the whole suite: pure, runtime under every shell, end to end through sshd,
+# a Slurm of its own; JOBS processes at a time, then the serial lane alone.
+# As root it changes the machine: see README.rst's Testing
 test:
-	$(PYTHON) -m tests
+	$(PYTHON) -m tests -j $(JOBS)
 
-# no server: pure tests and the runtime under the installed shells
+# no server, nothing outside temporary directories: pure tests and the
+# runtime under the installed shells
 test-quick:
-	$(PYTHON) -m tests test_pure test_runtime
+	$(PYTHON) -m tests -q -j $(QUICK_JOBS) test_pure test_runtime test_transport.TestClassifySSH test_transport.TestRetryLoop test_transport.TestNoSecondSend test_transfer.TestTarHeaders test_transfer.TestStreamEnd test_transfer.TestMembers test_transfer.TestExtract
+
+# the suite, with recording stand-ins of every scheduler command first on
+# the PATH: fails if a test but the scheduler's calls one
+test-hermetic:
+	$(PYTHON) tests/hermetic.py
 
 # speed against baselines measured in the same run, as ratios
 bench:

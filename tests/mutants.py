@@ -24,7 +24,7 @@ MUTANTS = [
         return''',
         description="a live pid counts as the job's wrapper, whatever "
                     "process reused it",
-        tests=['test_edges.TestReusedPid'],
+        tests=['test_runtime.TestReusedPid'],
     ),
     dict(
         name='stream-sentinel-prefix',
@@ -43,7 +43,7 @@ MUTANTS = [
         replacement="    return path.startswith(top)",
         description="a downloaded link is 'within' its target by a plain "
                     "string prefix: out/esc -> ../out2 is made",
-        tests=['test_pure.TestExtract'],
+        tests=['test_transfer.TestExtract'],
     ),
     dict(
         name='logs-tick-not-skipped',
@@ -54,7 +54,7 @@ MUTANTS = [
         replacement='',
         description="logs reads the server's keep-alive line 'tick' as a "
                     "frame: a job quiet for 5 s crashes logs -f and run",
-        tests=['test_edges.TestQuietJob'],
+        tests=['test_ci.TestQuietJob'],
     ),
     dict(
         name='retry-after-master-failed',
@@ -65,7 +65,7 @@ MUTANTS = [
                      "ssh_exchange_identification|read from master failed',",
         description="a session that broke (read from master failed) is "
                     "tried again: a submit or delete may be sent twice",
-        tests=['test_edges.TestNoSecondSend'],
+        tests=['test_transport.TestNoSecondSend'],
     ),
     dict(
         name='content-id-without-options',
@@ -74,7 +74,7 @@ MUTANTS = [
         replacement="    add('tej-content-1', mode, script)",
         description="the content id leaves the submit options out: run "
                     "--walltime 100 reuses the job of --walltime 10",
-        tests=['test_edges.TestContentIdOptions'],
+        tests=['test_ci.TestContentIdOptions'],
     ),
     # ---- caught by the suite before -----------------------------------------
     dict(
@@ -125,7 +125,7 @@ MUTANTS = [
 ''',
         description="a job record is written in place, line by line: "
                     "readers see half records",
-        tests=['test_edges.TestAtomicRecords'],
+        tests=['test_runtime.TestAtomicRecords'],
     ),
     dict(
         name='unlock-forgotten',
@@ -140,8 +140,8 @@ MUTANTS = [
 ''',
         description="_unlock leaves the lock directory: every later "
                     "locker waits for it to be broken",
-        tests=['test_edges.TestAtomicRecords',
-               'test_edges.TestLocks.test_unlock_removes_its_own_lock_only'],
+        tests=['test_runtime.TestAtomicRecords',
+               'test_runtime.TestLocks.test_unlock_removes_its_own_lock_only'],
     ),
     dict(
         name='logs-offset-kept',
@@ -180,7 +180,7 @@ MUTANTS = [
         replacement="    if 'Too many authentication' in log:",
         description="'Permission denied' is not taken for an "
                     "authentication failure",
-        tests=['test_ssh.TestSSHFailures.test_authentication_failure'],
+        tests=['test_transport.TestSSHFailures.test_authentication_failure'],
     ),
     dict(
         name='json-exit-code-null',
@@ -238,7 +238,7 @@ MUTANTS = [
                     "            '-N', '-f', '--', self.hostname]).wait()",
         description="tej login builds its own ssh command line: no log, "
                     "no time-out, no keep-alives on the shared connection",
-        tests=['test_pure.TestRetryLoop'],
+        tests=['test_transport.TestRetryLoop'],
     ),
     dict(
         name='refused-never-own-connection',
@@ -248,7 +248,7 @@ MUTANTS = [
         replacement="        if False:",
         description="a call refused by a full shared connection never "
                     "takes one of its own",
-        tests=['test_pure.TestRetryLoop'],
+        tests=['test_transport.TestRetryLoop'],
     ),
     dict(
         name='mux-failure-retried-on-master',
@@ -259,7 +259,7 @@ MUTANTS = [
                     "        time.sleep(random.uniform(",
         description="a shared connection that keeps failing is used "
                     "again and again",
-        tests=['test_pure.TestRetryLoop'],
+        tests=['test_transport.TestRetryLoop'],
     ),
     # ---- security: where downloads and paths may go -------------------------
     dict(
@@ -269,7 +269,7 @@ MUTANTS = [
                  "not parts:",
         replacement="    if name.startswith('/') or not parts:",
         description="a member or download path may go up with '..'",
-        tests=['test_pure.TestExtract', 'test_pure.TestMembers'],
+        tests=['test_transfer.TestExtract', 'test_transfer.TestMembers'],
     ),
     dict(
         name='member-absolute',
@@ -279,7 +279,7 @@ MUTANTS = [
         replacement="    if '..' in parts or not parts:",
         description="an absolute member or download path is taken as "
                     "relative",
-        tests=['test_pure.TestMembers'],
+        tests=['test_transfer.TestMembers'],
     ),
     dict(
         name='member-prefix',
@@ -290,7 +290,7 @@ MUTANTS = [
                 return top, top_local + name[len(top):]''',
         description="a member belongs to a target by a plain string "
                     "prefix: outside/evil is written next to out",
-        tests=['test_pure.TestExtract'],
+        tests=['test_transfer.TestExtract'],
     ),
     dict(
         name='extract-special-bits',
@@ -300,7 +300,7 @@ MUTANTS = [
         replacement="                          (member.mode & ~mask) | 0o600, "
                     "meter)",
         description="a downloaded file keeps its setuid and setgid bits",
-        tests=['test_pure.TestExtract'],
+        tests=['test_transfer.TestExtract'],
     ),
     dict(
         name='extract-through-local-link',
@@ -311,7 +311,7 @@ MUTANTS = [
         replacement='',
         description="a member is written through a link that is on the "
                     "local disk",
-        tests=['test_pure.TestExtract'],
+        tests=['test_transfer.TestExtract'],
     ),
     dict(
         name='check-path-dotdot',
@@ -355,7 +355,7 @@ umask 022
                     "                           os.path.normpath(top_local))",
         description="a downloaded link is checked as text, not on disk: "
                     "x -> ., y -> x/.. leads out",
-        tests=['test_pure.TestExtract'],
+        tests=['test_transfer.TestExtract'],
     ),
     dict(
         name='download-umask-ignored',
@@ -366,7 +366,7 @@ umask 022
                     "meter)",
         description="a downloaded file keeps the server's mode: 0777 is "
                     "world-writable here",
-        tests=['test_pure.TestExtract'],
+        tests=['test_transfer.TestExtract'],
     ),
     dict(
         name='askpass-answers-any-prompt',
@@ -375,7 +375,7 @@ umask 022
         replacement="    *) printf '%s\\n' \"$TEJ_PASSWORD\" ;;\nesac\n\"\"\"",
         description="the password goes to any prompt: a ProxyJump host's "
                     "gets it",
-        tests=['test_pure.TestPasswords', 'test_ssh.TestProxyJump'],
+        tests=['test_pure.TestPasswords', 'test_transport.TestProxyJump'],
     ),
     dict(
         name='control-path-unquoted',
@@ -386,7 +386,7 @@ umask 022
                     "self.master.path,",
         description="the control path goes to ssh as it is: a space or a "
                     "% in HOME breaks every shared call",
-        tests=['test_ssh.TestControlPath'],
+        tests=['test_transport.TestControlPath'],
     ),
     dict(
         name='arguments-in-the-login-shell',
@@ -416,7 +416,7 @@ umask 022
         replacement="            *tej.sh*) return 1 ;;",
         description="a call without input, read into the sh that read its "
                     "call, counts as gone: another breaks the lock it holds",
-        tests=['test_edges.TestLocks'],
+        tests=['test_runtime.TestLocks'],
     ),
     # ---- transfers ----------------------------------------------------------
     dict(
@@ -426,7 +426,7 @@ umask 022
         replacement="    if False:",
         description="two downloads of one name (a/x, b/x) overwrite each "
                     "other",
-        tests=['test_pure.TestMembers'],
+        tests=['test_transfer.TestMembers'],
     ),
     dict(
         name='logs-resume-from-zero',
@@ -517,7 +517,7 @@ umask 022
         description="a session the shared connection refuses makes a "
                     "whole connection of its own (ssh's silent fallback)",
         tests=['test_scale.TestColdCallers.test_fifty_at_once',
-               'test_pure.TestRetryLoop'],
+               'test_transport.TestRetryLoop'],
     ),
     dict(
         name='fast-status-any-state',
@@ -729,7 +729,7 @@ umask 022
 ''',
         description="any lock is broken after a minute of waiting, its "
                     "holder alive or not",
-        tests=['test_edges.TestLocks.test_a_live_submitter_keeps_its_lock'],
+        tests=['test_runtime.TestLocks.test_a_live_submitter_keeps_its_lock'],
     ),
     dict(
         name='lock-foreign-never-stale',
@@ -740,8 +740,8 @@ umask 022
 ''',
         description="a lock of another host is never broken: a dead "
                     "node's lock blocks its job for ever",
-        tests=['test_edges.TestLocks.test_a_lock_of_another_host',
-               'test_edges.TestLocks.test_a_submission_of_another_host'],
+        tests=['test_runtime.TestLocks.test_a_lock_of_another_host',
+               'test_runtime.TestLocks.test_a_submission_of_another_host'],
     ),
     dict(
         name='lock-no-beat',
@@ -751,7 +751,7 @@ umask 022
         replacement='',
         description="a long submission does not say it lives: other "
                     "hosts break its lock after TEJ_LOCK_STALE",
-        tests=['test_edges.TestLocks.test_a_live_submitter_keeps_its_lock'],
+        tests=['test_runtime.TestLocks.test_a_live_submitter_keeps_its_lock'],
     ),
     dict(
         name='unlock-anyones',
@@ -763,7 +763,7 @@ umask 022
         rm -rf "$_locked"
 ''',
         description="_unlock removes the lock whoever holds it now",
-        tests=['test_edges.TestLocks.test_unlock_removes_its_own_lock_only'],
+        tests=['test_runtime.TestLocks.test_unlock_removes_its_own_lock_only'],
     ),
     dict(
         name='job-visible-before-its-lock',
@@ -774,7 +774,7 @@ umask 022
 ''',
         description="a new job's directory is made under its id, then "
                     "locked: a status meanwhile says lost, a delete removes it",
-        tests=['test_edges.TestSubmitWindow'],
+        tests=['test_runtime.TestSubmitWindow'],
     ),
     dict(
         name='stage-under-077',
@@ -783,7 +783,7 @@ umask 022
         replacement='''    if ! (mkdir "$_sb_job/stage" &&''',
         description="the uploaded files are unpacked under the runtime's "
                     "umask 077, whatever the session's",
-        tests=['test_ssh.TestFileModes'],
+        tests=['test_transport.TestFileModes'],
     ),
     dict(
         name='output-under-077',
@@ -815,7 +815,7 @@ umask 022
         replacement='',
         description="a job whose wrapper is forked but not exec'ed yet is "
                     "lost to a status at that moment",
-        tests=['test_edges.TestStartingJob.'
+        tests=['test_runtime.TestStartingJob.'
                'test_wrapper_before_its_exec_is_the_job'],
     ),
     dict(
@@ -849,7 +849,7 @@ umask 022
                 argv += ['-o', 'BatchMode=yes']""",
         description="tej login leaves BatchMode to ssh_config: 'BatchMode "
                     "yes' there and it cannot prompt",
-        tests=['test_ssh.TestPassword.'
+        tests=['test_transport.TestPassword.'
                'test_login_prompts_at_a_terminal_despite_batch_mode'],
     ),
     dict(
@@ -1009,7 +1009,7 @@ umask 022
         replacement="'-o', 'ServerAliveInterval=15',",
         description="TEJ_KEEPALIVE is ignored: a dead link is noticed "
                     "after a minute",
-        tests=['test_faults.TestLongCut'],
+        tests=['test_network.TestLongCut'],
     ),
     dict(
         name='boot-id-file-ignored',

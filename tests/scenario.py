@@ -1,5 +1,5 @@
 """The whole life of jobs, run against any destination: test_runtime runs it
-under every POSIX shell through local:, test_ssh through a real sshd.
+under every POSIX shell through local:, test_transport through a real sshd.
 
 A subclass (also a unittest.TestCase) provides ``make_queue(path)`` and may
 set ``remote_home``.

@@ -2,6 +2,13 @@
 
 TEJ_TEST_REQUIRE (comma-separated: sshd, shells, python-versions, slurm) turns
 the skip of a test whose component is missing into a failure; CI sets it.
+
+Hermetic: HOME, TMPDIR and the control sockets are in a temporary directory,
+and no batch scheduler is in reach: the PATH (here, for local:, and for
+every session of the test sshd) is a directory of links to the commands of
+the caller's PATH but those of schedulers (`SCHEDULER_COMMANDS`), and the
+schedulers' variables (`SCHEDULER_VARIABLES`) are unset. Only the Slurm
+tests see a scheduler: the one they started (`SlurmCluster`).
 """
 
 import collections
@@ -9,7 +16,9 @@ import contextlib
 import io
 import os
 import pwd
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +33,28 @@ import tej  # noqa: E402
 REQUIRED = set(filter(None, os.environ.get('TEJ_TEST_REQUIRE', '').split(',')))
 TEST_USER = 'tejtest'
 
+#: The PATH the suite was started with: where the commands come from.
+CALLER_PATH = os.environ.get('PATH', os.defpath)
+
+#: The commands of batch schedulers (Slurm, PBS/Torque, Grid Engine, LSF,
+#: HTCondor, Flux): none is on a test's PATH, but the Slurm tests'.
+SCHEDULER_COMMANDS = frozenset("""
+    sbatch squeue scancel sacct sinfo scontrol srun salloc sattach sbcast
+    sstat sprio sshare sreport sacctmgr sdiag strigger sview smap scrontab
+    qsub qstat qdel qalter qhold qrls qsig qselect qrerun qmove qmgr qrun
+    qorder qchkpt qmsg pbsnodes pbsdsh tracejob
+    qrsh qsh qlogin qconf qhost qacct qmod qquota qresub qping qmon
+    bsub bjobs bkill bqueues bhosts bpeek bstop bresume bmod bswitch
+    lsid lsload lshosts
+    condor_submit condor_q condor_rm flux
+""".split())
+
+#: The variables that point a scheduler's commands somewhere, or that a
+#: scheduler's job carries; unset for every test.
+SCHEDULER_VARIABLES = re.compile(
+    r'(SLURM|SBATCH|SALLOC|SRUN|SQUEUE|SACCT|SCANCEL|SINFO|SCONTROL|PBS|'
+    r'SGE|LSF|LSB|CONDOR|FLUX)_')
+
 
 def need(component, available, reason):
     """Skip (or fail, when TEJ_TEST_REQUIRE names the component) unless
@@ -37,16 +68,137 @@ def need(component, available, reason):
     raise unittest.SkipTest(reason)
 
 
+def serial(reason, beside=False):
+    """Class decorator: the class runs in the serial lane of ``python3 -m
+    tests`` (one unit at a time), because of ``reason``: alone, after the
+    parallel lanes; or, with ``beside``, beside them (what must not
+    overlap itself only, and waits long: the scheduler's tests).
+    """
+    def mark(cls):
+        cls.serial_lane = reason
+        cls.serial_lane_beside = beside
+        return cls
+    return mark
+
+
+def one_process(key, reason):
+    """Class decorator: the classes of a module with the same ``key`` run
+    in one process, one after the other (``reason``: what they share).
+    """
+    def mark(cls):
+        cls.process_key = key
+        return cls
+    return mark
+
+
 def which(name):
     return shutil.which(name)
+
+
+def scheduler_which(name):
+    """A scheduler's command (or daemon) on the PATH the suite was started
+    with: for the Slurm tests only.
+    """
+    return shutil.which(name, path=CALLER_PATH)
+
+
+def link_commands(bindir, dirs, keep):
+    """Fill ``bindir`` with links to the commands of ``dirs`` (in order: the
+    first of a name wins, as on a PATH) whose names ``keep(name)`` accepts.
+    """
+    os.makedirs(bindir, 0o755, exist_ok=True)
+    for top in dirs:
+        try:
+            names = sorted(os.listdir(top))
+        except OSError:
+            continue
+        for name in names:
+            target = os.path.join(top, name)
+            link = os.path.join(bindir, name)
+            if keep(name) and not os.path.lexists(link) and \
+                    os.path.isfile(target) and os.access(target, os.X_OK):
+                os.symlink(target, link)
+    return bindir
+
+
+#: A scheduler's command that notes its call (its name and arguments, in
+#: $TEJ_RECORD) and answers as a scheduler that is up would.
+RECORDING_SCHEDULER = r"""#!/bin/sh
+printf '%s %s\n' "${0##*/}" "$*" >> "${TEJ_RECORD:-/dev/null}"
+case ${0##*/} in
+    sinfo) echo idle ;;
+    sbatch) echo 1 ;;
+    qsub) echo 1.server ;;
+esac
+exit 0
+"""
+
+#: The variables a site's scheduler sets up (with made-up values).
+SCHEDULER_SETTINGS = {'SLURM_CONF': '/nonexistent/slurm.conf',
+                      'SGE_ROOT': '/nonexistent/sge', 'SGE_CELL': 'default',
+                      'LSF_ENVDIR': '/nonexistent/lsf',
+                      'PBS_DEFAULT': 'nonexistent.invalid',
+                      'SBATCH_PARTITION': 'nonexistent'}
+
+
+def recording_schedulers(bindir):
+    """Fill ``bindir`` with a `RECORDING_SCHEDULER` for every name of
+    `SCHEDULER_COMMANDS`; return it.
+    """
+    os.makedirs(bindir, exist_ok=True)
+    for name in SCHEDULER_COMMANDS:
+        path = os.path.join(bindir, name)
+        with open(path, 'w') as fp:
+            fp.write(RECORDING_SCHEDULER)
+        os.chmod(path, 0o755)
+    return bindir
+
+
+def bin_without(*names):
+    """A directory of links to every command of the hermetic PATH but
+    ``names``, for a PATH without them (made once a run; the test user
+    reads it).
+    """
+    bindir = os.path.join(Hermetic.start(), 'bin-without-' + '-'.join(names))
+    if not os.path.isdir(bindir):
+        link_commands(bindir + '.tmp', [Hermetic.bin],
+                      lambda name: name not in names)
+        os.rename(bindir + '.tmp', bindir)
+    return bindir
+
+
+def scheduler_bin():
+    """The hermetic PATH's commands, and the schedulers' commands of the
+    PATH the suite was started with: the PATH of the Slurm tests' server.
+    """
+    bindir = os.path.join(Hermetic.start(), 'bin-scheduler')
+    if not os.path.isdir(bindir):
+        link_commands(bindir + '.tmp',
+                      CALLER_PATH.split(os.pathsep) + [Hermetic.bin],
+                      lambda name: name in SCHEDULER_COMMANDS)
+        link_commands(bindir + '.tmp', [Hermetic.bin], lambda name: True)
+        os.rename(bindir + '.tmp', bindir)
+    return bindir
+
+
+def hermetic_bin(bindir):
+    """Make ``bindir`` the hermetic PATH: links to the commands of
+    `CALLER_PATH` but the schedulers'. (python3 -m tests makes one for its
+    processes, TEJ_TEST_BIN: some file systems take a second for it.)
+    """
+    return link_commands(bindir, CALLER_PATH.split(os.pathsep),
+                         lambda name: name not in SCHEDULER_COMMANDS)
 
 
 class Hermetic(object):
     """HOME, TMPDIR and the control socket directory in a temporary
     directory, for the whole test run; the real ones are never touched.
+    PATH is ``bin``, the caller's commands but the schedulers'; the
+    schedulers' variables are unset.
     """
 
     root = None
+    bin = None
     _saved = None
 
     @classmethod
@@ -60,11 +212,23 @@ class Hermetic(object):
         tmp = os.path.join(cls.root, 'tmp')
         os.mkdir(home, 0o700)
         os.mkdir(tmp, 0o700)
+        cls.bin = os.environ.get('TEJ_TEST_BIN') or hermetic_bin(
+            os.path.join(cls.root, 'bin'))
+        schedulers = [k for k in os.environ if SCHEDULER_VARIABLES.match(k)]
         cls._saved = {k: os.environ.get(k)
-                      for k in ('HOME', 'TMPDIR', 'XDG_RUNTIME_DIR', 'TEJ_SH',
-                                'XDG_DATA_HOME', 'TEJ_REGISTRY')}
+                      for k in ['HOME', 'TMPDIR', 'XDG_RUNTIME_DIR', 'TEJ_SH',
+                                'XDG_DATA_HOME', 'TEJ_REGISTRY', 'PATH'] +
+                      schedulers}
         os.environ['HOME'] = home
         os.environ['TMPDIR'] = tmp
+        os.environ['PATH'] = cls.bin
+        # Ctrl-C as a terminal gives it, to the tej processes that the
+        # tests interrupt: a suite started in the background by sh (as
+        # "cmd &") inherits SIGINT ignored, and so would they
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        for key in schedulers:
+            del os.environ[key]
         # the job registry too is in HOME (~/.local/share/tej)
         for key in ('XDG_RUNTIME_DIR', 'TEJ_SH', 'XDG_DATA_HOME',
                     'TEJ_REGISTRY'):
@@ -83,7 +247,7 @@ class Hermetic(object):
                 os.environ[key] = value
         tempfile.tempdir = None
         shutil.rmtree(cls.root, ignore_errors=True)
-        cls.root = None
+        cls.root = cls.bin = None
 
 
 def wait_for(fetch, until=bool, timeout=20, interval=0.05, what='condition'):
@@ -213,6 +377,29 @@ def alive(pid):
     return bool(processes(lambda p: p.pid == pid))
 
 
+def start_time(pid):
+    """When process ``pid`` started (clock ticks since boot), or None: with
+    its pid, what names one process, whatever took the pid after it (the
+    suite's processes wrap pids around within minutes).
+    """
+    try:
+        with open('/proc/%d/stat' % pid) as fp:
+            return int(fp.read().rsplit(') ', 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def kill_same(pid, started, sig):
+    """Send ``sig`` to ``pid`` if it is still the process that started at
+    ``started`` (see `start_time`), not another that took its pid.
+    """
+    if started is not None and start_time(pid) == started:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
+
 def run_cli(*argv):
     """Run ``tej.main(argv)`` in-process; return (code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
@@ -224,57 +411,81 @@ def run_cli(*argv):
     return code, out.getvalue(), err.getvalue()
 
 
-def counting_ssh(test, log):
-    """TEJ_SSH, for ``test``: an ssh that writes to ``log`` one line per
-    exec (not the -O requests to a shared connection), the destination it
-    was given; `count_execs` reads them.
+def stub_ssh(test, script, name='ssh', where=None):
+    """A stand-in for ssh, for ``test``, where the real sshd cannot make
+    the fault: the sh ``script`` (without its "#!" line), which
+    ``$TEJ_SSH_LOG`` (``-E``'s file, or /dev/null) and ``$TEJ_SSH_DEST``
+    (the argument after ``--``) start with, in the directory ``where``
+    (default: a temporary one). Made TEJ_SSH; return its path.
     """
-    wrapper = log + '.ssh'
-    with open(wrapper, 'w') as fp:
+    path = os.path.join(where or temporary(test), name)
+    with open(path, 'w') as fp:
         fp.write('#!/bin/sh\n'
-                 'case " $* " in *" -O "*) exec ssh "$@" ;; esac\n'
-                 'next=\n'
-                 'for arg do\n'
-                 '    if [ -n "$next" ]; then echo "$arg" >> "%s"; break; fi\n'
-                 '    [ "$arg" = -- ] && next=1\n'
-                 'done\n'
-                 'exec ssh "$@"\n' % log)
-    os.chmod(wrapper, 0o755)
-    open(log, 'w').close()
-    patch_env(test.addCleanup, TEJ_SSH=wrapper)
+                 'TEJ_SSH_LOG=/dev/null TEJ_SSH_DEST= _prev=\n'
+                 'for _arg do\n'
+                 '    [ "$_prev" = -E ] && TEJ_SSH_LOG=$_arg\n'
+                 '    [ "$_prev" = -- ] && [ -z "$TEJ_SSH_DEST" ] && '
+                 'TEJ_SSH_DEST=$_arg\n'
+                 '    _prev=$_arg\n'
+                 'done\n' + script)
+    os.chmod(path, 0o755)
+    patch_env(test.addCleanup, TEJ_SSH=path)
+    return path
 
 
 class ExecCounter(object):
-    """TEJ_SSH as a wrapper that counts the calls' ssh execs (not the
-    ``-O`` requests, nor the start of the shared connection, ``-N``) in a
-    file.
+    """TEJ_SSH as the real ssh in a wrapper that notes, for each ssh a
+    call runs (not the ``-O`` requests to a shared connection), its
+    destination and whether it was a command ("exec") or the start of the
+    shared connection ("start", ``-N``).
     """
 
     def __init__(self, test):
-        self.log = os.path.join(test.tmp, 'execs')
-        wrapper = os.path.join(test.tmp, 'counting-ssh')
-        with open(wrapper, 'w') as fp:
-            fp.write('#!/bin/sh\n'
-                     'case " $* " in *" -O "*|*" -N "*) ;; '
-                     '*) echo exec >> "%s" ;; esac\n'
-                     'exec ssh "$@"\n' % self.log)
-        os.chmod(wrapper, 0o755)
-        patch_env(test.addCleanup, TEJ_SSH=wrapper)
+        self.log = os.path.join(temporary(test), 'execs')
+        open(self.log, 'w').close()
+        stub_ssh(test,
+                 'case " $* " in\n'
+                 '    *" -O "*) ;;\n'
+                 '    *" -N "*) echo "start $TEJ_SSH_DEST" >> "%s" ;;\n'
+                 '    *) echo "exec $TEJ_SSH_DEST" >> "%s" ;;\n'
+                 'esac\n'
+                 'exec ssh "$@"\n' % (self.log, self.log),
+                 name='counting-ssh')
+
+    def _take(self):
+        with open(self.log) as fp:
+            lines = [line.split(' ', 1) for line in fp.read().splitlines()]
+        open(self.log, 'w').close()
+        return lines
 
     def count(self, action):
         """Run ``action``; return (its result, the execs it made)."""
-        open(self.log, 'w').close()
+        self._take()
         result = action()
-        with open(self.log) as fp:
-            return result, len(fp.read().split())
+        return result, sum(1 for kind, _ in self._take() if kind == 'exec')
+
+    def by_destination(self):
+        """{destination: the ssh run for it, execs and starts} since the
+        last call.
+        """
+        return dict(collections.Counter(dest for _, dest in self._take()))
 
 
-def count_execs(log):
-    """{destination: execs} since the last call (see `counting_ssh`)."""
-    with open(log) as fp:
-        found = collections.Counter(fp.read().split())
-    open(log, 'w').close()
-    return dict(found)
+class LocalCase(unittest.TestCase):
+    """A queue through local:, in a temporary directory: ``queue_dir``,
+    and a job ``job`` that says hi.
+    """
+
+    def setUp(self):
+        self.tmp = temporary(self)
+        self.queue_dir = os.path.join(self.tmp, 'q')
+        self.job = make_tree(os.path.join(self.tmp, 'job'),
+                             {'start.sh': 'echo hi\n'})
+
+    def queue(self, shell=None):
+        """The queue, through the shell ``shell`` (TEJ_SH; default sh)."""
+        patch_env(self.addCleanup, TEJ_SH=shell)
+        return tej.RemoteQueue('local:', self.queue_dir)
 
 
 def temporary(test):
@@ -319,6 +530,9 @@ class SSHServer(object):
     """
 
     alias = 'tejtest'
+    #: TEJ_TICK of the server: seconds of a followed log's silence before
+    #: its keep-alive line
+    tick = 1
 
     def __init__(self):
         self.sshd = which('sshd') or (
@@ -359,12 +573,16 @@ class SSHServer(object):
                 "StrictModes no\nUsePAM no\nPidFile none\n"
                 "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
                 "PubkeyAuthentication yes\nLogLevel ERROR\n"
-                # the server's environment: a fresh HOME, a short grace
-                # before a job Slurm forgot is lost; the kill's grace is
-                # the client's (SendEnv)
-                "AllowUsers {u}\nSetEnv HOME={h} TEJ_LOST_GRACE=3\n"
+                # the server's environment: the hermetic PATH (sshd's
+                # own would have the schedulers), a fresh HOME, a short
+                # grace before a job Slurm forgot is lost, a keep-alive
+                # line after `tick` s of a followed log's silence (not 4);
+                # the kill's grace is the client's (SendEnv)
+                "AllowUsers {u}\n"
+                "SetEnv PATH={p} HOME={h} TEJ_LOST_GRACE=3 TEJ_TICK={t}\n"
                 "AcceptEnv TEJ_GRACE\n".format(
-                    d=self.dir, u=self.user, h=self.home))
+                    d=self.dir, u=self.user, h=self.home, p=Hermetic.bin,
+                    t=self.tick))
         with open(self.path('host_key.pub')) as fp:
             host_key = fp.read().split()
         with open(self.path('known_hosts'), 'w') as fp:
@@ -377,8 +595,10 @@ class SSHServer(object):
                 "  User {u}\n"
                 "  HostKeyAlias {a}\n"
                 # the file "down" makes the server unreachable
+                # (its pid and start time: see kill_sshd)
                 "  ProxyCommand sh -c 'test -f {d}/down && exit 1; "
-                "echo $$ >> {d}/pids; exec {sshd} -i -f {d}/sshd_config'\n"
+                "echo $$ $(cut -d\" \" -f22 /proc/$$/stat) >> {d}/pids; "
+                "exec {sshd} -i -f {d}/sshd_config'\n"
                 "  IdentityFile {d}/client_key\n"
                 "  IdentitiesOnly yes\n"
                 "  UserKnownHostsFile {d}/known_hosts\n"
@@ -393,12 +613,23 @@ class SSHServer(object):
     def path(self, *names):
         return os.path.join(self.dir, *names)
 
-    def add_alias(self, alias, prefix):
+    def add_alias(self, alias, prefix=(), path=None):
         """Another name for this server, whose sshd runs under ``prefix``
-        (a command line, e.g. nsenter into a namespace).
+        (a command line, e.g. nsenter into a namespace), and whose sessions
+        have ``path`` as PATH (default: the hermetic one).
         """
-        self._add_host(alias, {'exec %s -i' % self.sshd: 'exec %s %s -i' % (
-            ' '.join(prefix), self.sshd)})
+        config = 'sshd_config_' + alias
+        with open(self.path('sshd_config')) as fp:
+            text = fp.read()
+        setenv = 'SetEnv PATH=%s ' % Hermetic.bin
+        assert setenv in text
+        with open(self.path(config), 'w') as fp:
+            fp.write(text.replace(setenv, 'SetEnv PATH=%s ' % (
+                path or Hermetic.bin)))
+        self._add_host(alias, {
+            'exec %s -i -f %s/sshd_config\'' % (self.sshd, self.dir):
+                'exec %s %s -i -f %s/%s\'' % (
+                    ' '.join(prefix), self.sshd, self.dir, config)})
 
     def password_alias(self):
         """Another name for this server, whose sshd takes a password and no
@@ -464,8 +695,12 @@ class SSHServer(object):
         shared connections die); return how many were killed.
         """
         with open(self.pids) as fp:
-            pids = set(int(pid) for pid in fp.read().split())
+            started = [line.split() for line in fp.read().splitlines()]
         open(self.pids, 'w').close()
+        # those still running (a pid of one that ended may be another
+        # process's now, another test's)
+        pids = [int(pid) for pid, when in started
+                if start_time(int(pid)) == int(when)]
         killed = 0
         for pid in process_tree(pids):
             try:
@@ -478,7 +713,7 @@ class SSHServer(object):
     def sshd_started(self):
         """How many sshd were started since the last `kill_sshd`."""
         with open(self.pids) as fp:
-            return len(fp.read().split())
+            return len(fp.read().splitlines())
 
     def masters(self, queue):
         """Pids of the shared connection (ssh -M) of a queue: one that a
@@ -603,8 +838,8 @@ class SlurmCluster(object):
     def __init__(self, server):
         missing = [name for name in ('munged', 'slurmctld', 'slurmd',
                                      'sbatch', 'unshare', 'nsenter', 'ip')
-                   if not (which(name) or os.path.exists('/usr/sbin/' +
-                                                         name))]
+                   if not (scheduler_which(name) or
+                           os.path.exists('/usr/sbin/' + name))]
         need('slurm', not missing and os.getuid() == 0,
              "a Slurm test bed needs root and %s" % (
                  ', '.join(missing) or 'root'))
@@ -636,7 +871,7 @@ class SlurmCluster(object):
         # loopback, on a veth pair whose both ends are inside, so that
         # getaddrinfo(AI_ADDRCONFIG) answers for 127.0.0.1
         holder = subprocess.Popen(['unshare', '--net', 'sleep', '100000'])
-        self.pids.append(holder.pid)
+        self.started(holder.pid)
         self.holder = holder.pid
         wait_for(lambda: os.readlink('/proc/%d/ns/net' % holder.pid),
                  lambda ns: ns != os.readlink('/proc/self/ns/net'),
@@ -665,13 +900,13 @@ class SlurmCluster(object):
             '--pid-file=' + self.path('munge', 'munged.pid'),
             '--seed-file=' + self.path('munge', 'seed'),
             '--log-file=' + self.path('munge', 'log')])
-        self.pids.append(int(self._read(self.path('munge', 'munged.pid'))))
+        self.started(int(self._read(self.path('munge', 'munged.pid'))))
+        self.conf = self.path('slurm.conf')
         node = subprocess.run(['slurmd', '-C'], stdout=subprocess.PIPE,
-                              check=True).stdout.decode().splitlines()[0]
+                              env=self.env(), check=True).stdout.decode().splitlines()[0]
         hostname = node.split()[0].split('=', 1)[1]
         for sub in ('state', 'spool'):
             os.mkdir(self.path(sub), 0o755)
-        self.conf = self.path('slurm.conf')
         with open(self.conf, 'w') as fp:
             fp.write(
                 "ClusterName=tejtest\n"
@@ -697,12 +932,19 @@ class SlurmCluster(object):
         os.chmod(self.conf, 0o644)
         os.makedirs(os.path.dirname(self.conf_link), exist_ok=True)
         os.symlink(self.conf, self.conf_link)
-        env = dict(os.environ, SLURM_CONF=self.conf)
         for daemon in ('slurmctld', 'slurmd'):
-            subprocess.check_call(self.ns([daemon, '-f', self.conf]), env=env)
-            self.pids.append(int(self._read(self.path(daemon + '.pid'))))
+            subprocess.check_call(self.ns([daemon, '-f', self.conf]),
+                                  env=self.env())
+            self.started(int(self._read(self.path(daemon + '.pid'))))
         self._wait_idle()
-        self.server.add_alias(self.alias, self.ns([]))
+        # the only sessions whose PATH has a scheduler: this one
+        self.server.add_alias(self.alias, self.ns([]), path=scheduler_bin())
+
+    def env(self):
+        """The environment of this Slurm's commands: its configuration,
+        and a PATH with them.
+        """
+        return dict(os.environ, SLURM_CONF=self.conf, PATH=scheduler_bin())
 
     def _wait_idle(self):
         wait_for(lambda: self.run(['sinfo', '-h', '-o', '%T']),
@@ -724,8 +966,7 @@ class SlurmCluster(object):
         fail unless it succeeded.
         """
         proc = subprocess.run(self.ns(argv), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE,
-                              env=dict(os.environ, SLURM_CONF=self.conf))
+                              stderr=subprocess.PIPE, env=self.env())
         if check and proc.returncode != 0:
             raise AssertionError("%s failed (%d): %s" % (
                 ' '.join(argv), proc.returncode, proc.stderr.decode()))
@@ -751,30 +992,31 @@ class SlurmCluster(object):
         or runs the jobs it had).
         """
         subprocess.check_call(self.ns(['slurmctld', '-f', self.conf]),
-                              env=dict(os.environ, SLURM_CONF=self.conf))
-        self.pids.append(int(self._read(self.path('slurmctld.pid'))))
+                              env=self.env())
+        self.started(int(self._read(self.path('slurmctld.pid'))))
         wait_for(lambda: self.run(['sinfo', '-h', '-o', '%T']),
                  lambda out: out.strip() in (b'idle', b'mixed',
                                              b'allocated'),
                  timeout=30, what='the Slurm node to be up')
 
+    def started(self, pid):
+        """Note a process to stop, with its start time (its pid may be
+        another process's once it has ended).
+        """
+        self.pids.append((pid, start_time(pid)))
+
     def stop(self):
-        for pid in reversed(self.pids):
-            try:
-                os.kill(pid, 15)
-            except OSError:
-                pass
+        for pid, started in reversed(self.pids):
+            kill_same(pid, started, 15)
         if os.path.islink(self.conf_link) and \
                 os.readlink(self.conf_link) == self.path('slurm.conf'):
             os.unlink(self.conf_link)
         deadline = time.monotonic() + 10
-        for pid in self.pids:
-            while alive(pid) and time.monotonic() < deadline:
+        for pid, started in self.pids:
+            while alive(pid) and start_time(pid) == started and \
+                    time.monotonic() < deadline:
                 time.sleep(0.05)
-            try:
-                os.kill(pid, 9)
-            except OSError:
-                pass
+            kill_same(pid, started, 9)
 
 
 _slurm = None

@@ -1,6 +1,8 @@
-"""CI-grade use through the real sshd: wait and run exit with the job's
-code, logs --follow, content ids under concurrency, re-attaching after an
-interruption, many callers at once, a server restarting under wait, JSON.
+"""CI-grade use, through the real sshd: wait and run exit with the job's
+code, logs --follow (also through the server's keep-alive lines), content
+ids (the options that make them, and clients at the same moment),
+re-attaching after an interruption, many callers at once, a server
+restarting under wait, JSON.
 """
 
 import io
@@ -16,7 +18,7 @@ import time
 
 from . import support
 from .scenario import wrapper_started
-from .support import tej, wait_for
+from .support import LocalCase, tej, run_cli, wait_for
 
 TEJ = os.path.join(support.TOP, 'tej.py')
 
@@ -255,6 +257,9 @@ class TestRun(CICase):
         stdout = os.path.join(stage, '_stdout')
         wait_for(lambda: os.path.exists(stdout) and os.path.getsize(stdout),
                  what='the job to print')
+        # and run follows it (the job starts before its submit has answered)
+        wait_for(lambda: self.server.processes(' logs %s ' % job_id),
+                 what='run to follow the job')
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         self.assertEqual(proc.returncode, 130, err)
@@ -467,3 +472,61 @@ class TestJSON(CICase):
         self.assertEqual([set(l) for l in lines], [self.KEYS])
         code, out, err = self.cli('status', d, '--id', 'none', '--json')
         self.assertEqual((code, json.loads(out)['state']), (0, 'notfound'))
+
+
+class TestContentIdOptions(LocalCase):
+    def test_options_are_part_of_the_id(self):
+        ids = [tej.content_id(self.job),
+               tej.content_id(self.job, walltime=10),
+               tej.content_id(self.job, walltime=100),
+               tej.content_id(self.job, prologue='module load a'),
+               tej.content_id(self.job, prologue='module load b'),
+               tej.content_id(self.job, cpus=1),
+               tej.content_id(self.job, cpus=2),
+               tej.content_id(self.job, 'echo hi')]
+        self.assertEqual(len(set(ids)), len(ids), ids)
+        # and the same options, the same id
+        self.assertEqual(tej.content_id(self.job, walltime=10), ids[1])
+        self.assertEqual(tej.content_id(self.job, walltime='00:00:10'),
+                         ids[1])
+
+    def test_run_with_another_walltime_is_another_job(self):
+        argv = ['run', 'local:', '--queue', self.queue_dir, '--keep',
+                '--json', self.job]
+        first = run_cli(*argv[:-1] + ['--walltime', '10', self.job])
+        self.assertEqual(first[0], 0, first)
+        second = run_cli(*argv[:-1] + ['--walltime', '100', self.job])
+        self.assertEqual(second[0], 0, second)
+        ids = [json.loads(out)['id'] for _, out, _ in (first, second)]
+        self.assertNotEqual(ids[0], ids[1])
+        code, out, err = run_cli('list', 'local:', '--queue', self.queue_dir)
+        self.assertEqual(code, 0, err)
+        self.assertEqual(sorted(out.split()), sorted(
+            [ids[0], 'finished', ids[1], 'finished']))
+        # the same walltime again is the first job
+        again = run_cli(*argv[:-1] + ['--walltime', '10', self.job])
+        self.assertEqual(again[0], 0, again)
+        self.assertEqual(json.loads(again[1])['id'], ids[0])
+
+
+class TestQuietJob(support.ServerCase):
+    """Through sshd: a job silent for longer than the server's keep-alive
+    interval (TEJ_TICK, support.SSHServer.tick seconds) is followed to its
+    end.
+    """
+
+    def test_follow_through_the_keep_alive(self):
+        tick = self.server.tick
+        q = self.queue()
+        job = self.job('job', {'start.sh': 'sleep %d; echo done\n' %
+                                           (2 * tick)})
+        q.submit('quiet', job)
+        out = io.BytesIO()
+        started = time.monotonic()
+        end = q.logs('quiet', stdout=out, follow=True, timeout=60)
+        # long enough for the server to have sent its keep-alive line
+        self.assertGreater(time.monotonic() - started, 1.5 * tick)
+        self.assertEqual(out.getvalue(), b'done\n')
+        self.assertEqual(end, ('finished', 0))
+        record = q.info('quiet')
+        self.assertEqual((record['state'], record['exit']), ('finished', 0))

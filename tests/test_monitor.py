@@ -46,8 +46,7 @@ class MonitorCase(support.ServerCase):
         self.registry = os.path.join(self.tmp, 'registry', 'jobs.sqlite3')
         support.patch_env(self.addCleanup, TEJ_REGISTRY=self.registry,
                           TEJ_CHECK_TIMEOUT=None)
-        self.log = os.path.join(self.tmp, 'execs')
-        support.counting_ssh(self, self.log)
+        self.execs = support.ExecCounter(self)
         self.q2_path = os.path.join(self.remote, 'q2')
         self.local_path = os.path.join(self.tmp, 'localq')
         for flag in ('down', 'hang'):
@@ -135,11 +134,11 @@ class TestJobs(MonitorCase):
         self.submit(FLAKY, None, 'e', WAIT_FOR_GO, '--no-multiplex')
         wait_state(self.queue('q'), 'a')
         wait_state(self.queue('q2'), 'c')
-        support.count_execs(self.log)
+        self.execs.by_destination()
         # the first look: every queue is asked, once
         code, out, err = self.tej('jobs')
         self.assertEqual(code, 0, err)
-        self.assertEqual(support.count_execs(self.log), {d: 2, FLAKY: 1})
+        self.assertEqual(self.execs.by_destination(), {d: 2, FLAKY: 1})
         self.assertEqual({k: v[:2] for k, v in self.table(out).items()}, {
             'a': ('finished', '0'), 'b': ('running', '-'),
             'c': ('finished', '3'), 'c2': ('running', '-'),
@@ -150,7 +149,7 @@ class TestJobs(MonitorCase):
         # one exec per queue with jobs that may still change (the ended
         # ones do not): two queues on the test sshd, one attempt on the
         # unreachable one; local: is no ssh
-        self.assertEqual(support.count_execs(self.log), {d: 2, FLAKY: 1})
+        self.assertEqual(self.execs.by_destination(), {d: 2, FLAKY: 1})
         rows = self.table(out)
         self.assertEqual({k: v[:2] for k, v in rows.items()}, {
             'a': ('finished', '0'), 'b': ('running', '-'),
@@ -181,9 +180,9 @@ class TestJobs(MonitorCase):
                          ('unreachable', 'running', FLAKY))
         self.assertIn('Cannot connect', objects[0]['error'])
         # --cached connects nowhere
-        support.count_execs(self.log)
+        self.execs.by_destination()
         code, out, err = self.tej('jobs', '--cached')
-        self.assertEqual(support.count_execs(self.log), {})
+        self.assertEqual(self.execs.by_destination(), {})
         self.assertEqual(self.table(out)['b'][0], 'running')
         self.assertEqual(self.table(out)['e'][0], 'running')
         self.flaky('down', False)
@@ -309,7 +308,7 @@ class TestMonitor(MonitorCase):
         self.submit(d, self.q2_path, 'b', 'sleep 1; exit 3')
         self.submit('local:', None, 'c', 'true')
         command = self.on_end()
-        support.count_execs(self.log)
+        self.execs.by_destination()
         code, out, err = self.tej('monitor', '--until-done', '--on-end',
                                   command)
         self.assertEqual(code, 3, err)  # b's exit code
@@ -321,7 +320,7 @@ class TestMonitor(MonitorCase):
             '%s a finished 0' % d, '%s b finished 3' % d,
             'local: c finished 0']))
         # the servers waited: a few execs per queue, not polling
-        self.assertLessEqual(support.count_execs(self.log)[d], 4)
+        self.assertLessEqual(self.execs.by_destination()[d], 4)
         # reported once: again, nothing
         code, out, err = self.tej('monitor', '--until-done', '--on-end',
                                   command)
@@ -410,10 +409,10 @@ class TestMonitor(MonitorCase):
         wait_state(self.queue('q'), 'p')
         self.touch_remote('w', 'go', self.q2_path)
         wait_state(self.queue('q2'), 'w')
-        support.count_execs(self.log)
+        self.execs.by_destination()
         code, out, err = self.tej('jobs')
         # only w's queue was asked; p shows as last seen
-        self.assertEqual(support.count_execs(self.log), {d: 1})
+        self.assertEqual(self.execs.by_destination(), {d: 1})
         rows = self.table(out)
         self.assertEqual(rows['p'][0], 'paused')
         self.assertTrue(rows['p'][2].startswith('running '), rows)
@@ -422,7 +421,7 @@ class TestMonitor(MonitorCase):
         code, out, err = self.tej('monitor', '--until-done', '--on-end',
                                   command)
         self.assertEqual((code, out), (0, '%s w finished 0\n' % d), err)
-        self.assertEqual(support.count_execs(self.log), {})
+        self.assertEqual(self.execs.by_destination(), {})
         # unpaused, it is watched again: its end is reported
         code, out, err = self.tej('unpause', d, '--id', 'p')
         self.assertEqual(code, 0, err)

@@ -4,17 +4,25 @@ with a PATH of busybox applets only, which has no nohup), mksh, yash, posh.
 And shellcheck -s sh on them.
 """
 
+import io
 import os
 import shutil
+import signal
+import socket
 import stat
 import subprocess
+import sys
+import tarfile
 import tempfile
+import threading
 import time
+import traceback
 import unittest
+from unittest import mock
 
 from . import support
 from .scenario import CommandLineScenario, Scenario, read_state
-from .support import tej, need, which
+from .support import LocalCase, tej, need, wait_for, wait_state, which
 
 # name -> command line of the shell
 SHELLS = {
@@ -158,14 +166,7 @@ class Test_no_setsid(LocalScenario, unittest.TestCase):
     shell = 'dash'
 
     def setUp(self):
-        bindir = os.path.join(support.Hermetic.start(), 'no-setsid-bin')
-        if not os.path.isdir(bindir):
-            os.mkdir(bindir)
-            for top in ('/bin', '/usr/bin'):
-                for name in os.listdir(top):
-                    link = os.path.join(bindir, name)
-                    if name != 'setsid' and not os.path.lexists(link):
-                        os.symlink(os.path.join(top, name), link)
+        bindir = support.bin_without('setsid')
         super(Test_no_setsid, self).setUp()
         support.patch_env(self.addCleanup, PATH=bindir)
 
@@ -227,7 +228,7 @@ class TestCallerEnvironment(unittest.TestCase):
         q.download('e', '_stdout', destination=dest)
         with open(dest) as fp:
             self.assertEqual(fp.read().split(), ['unset', '0022'])
-        # its output files too (test_ssh.TestFileModes: the uploaded ones)
+        # its output files too (test_transport.TestFileModes: the uploaded ones)
         stage = q.info('e')['dir']
         for name in ('_stdout', '_stderr', 'f'):
             self.assertEqual(stat.S_IMODE(os.stat(os.path.join(
@@ -254,21 +255,6 @@ class TestShellcheck(unittest.TestCase):
                               tej._BOOTSTRAP.encode(),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.assertEqual(proc.returncode, 0, proc.stdout.decode())
-
-
-def bin_without(name):
-    """A directory of links to every command of /bin and /usr/bin but
-    ``name``, for a PATH without it (made once per test run).
-    """
-    bindir = os.path.join(support.Hermetic.start(), 'no-%s-bin' % name)
-    if not os.path.isdir(bindir):
-        os.mkdir(bindir)
-        for top in ('/bin', '/usr/bin'):
-            for entry in os.listdir(top):
-                link = os.path.join(bindir, entry)
-                if entry != name and not os.path.lexists(link):
-                    os.symlink(os.path.join(top, entry), link)
-    return bindir
 
 
 # The shell of the local: transport; before a bootstrap that installs
@@ -337,7 +323,7 @@ class TestInstallDirectory(unittest.TestCase):
                                     if n not in before])
 
     def test_without_mktemp(self):
-        support.patch_env(self.addCleanup, PATH=bin_without('mktemp'))
+        support.patch_env(self.addCleanup, PATH=support.bin_without('mktemp'))
         q = tej.RemoteQueue('local:', self.queue_dir)
         q.submit('j', self.job)
         self.assertEqual(q.wait('j'), 3)
@@ -399,6 +385,7 @@ class TestUserHome(unittest.TestCase):
         self.assertIn('no user nosuchuser-tej', str(ctx.exception))
 
 
+@support.serial("times how soon the server answers")
 class TestWaitAny(unittest.TestCase):
     """waitany, what the monitor asks: it returns as soon as one of the
     jobs has ended (or is not there), or after its seconds; under every
@@ -407,20 +394,45 @@ class TestWaitAny(unittest.TestCase):
 
     def test_waitany(self):
         missing = [name for name, argv in SHELLS.items() if not which(argv[0])]
+        # every shell at once, each in a thread: their waits overlap
+        failures, threads = {}, []
         for name in SHELLS:
             if name in missing:
                 continue
+            base = support.temporary(self)
+            # the shell of the queue's calls, and of the runtime's own
+            # (TEJ_SH, which this process's environment cannot give each)
+            shell = os.path.join(base, 'sh')
+            with open(shell, 'w') as fp:
+                fp.write('#!/bin/sh\nTEJ_SH=%s; export TEJ_SH\n'
+                         'exec %s "$@"\n' % (shell, ' '.join(
+                             [which(SHELLS[name][0])] + SHELLS[name][1:])))
+            os.chmod(shell, 0o755)
+            with mock.patch.dict(os.environ, TEJ_SH=shell):
+                q = tej.RemoteQueue('local:', os.path.join(base, 'q'))
+            threads.append((name, threading.Thread(
+                target=self.check_in_thread, args=(q, base, name, failures))))
+        for _, thread in threads:
+            thread.start()
+        for name, thread in threads:
+            thread.join(120)
             with self.subTest(shell=name):
-                support.patch_env(self.addCleanup,
-                                  TEJ_SH=shell_wrapper(name))
-                self.check(name)
+                self.assertFalse(thread.is_alive(), "still waiting")
+                if failures[name]:
+                    self.fail(failures[name])
         need('shells', not missing, "not installed: %s" % ', '.join(missing))
 
-    def check(self, name):
-        base = support.temporary(self)
+    def check_in_thread(self, q, base, name, failures):
+        """`check`; what failed (a traceback) in ``failures[name]``."""
+        try:
+            self.check(q, base)
+            failures[name] = None
+        except Exception:
+            failures[name] = traceback.format_exc()
+
+    def check(self, q, base):
         job = support.make_tree(os.path.join(base, 'job'),
                                 {'start.sh': 'true\n'})
-        q = tej.RemoteQueue('local:', os.path.join(base, 'q'))
         q.submit('slow', job, script='sleep 60')
         self.addCleanup(q.kill, 'slow')
         q.submit('fast', job, script='sleep 1')
@@ -818,3 +830,601 @@ class TestStatusFastPath(unittest.TestCase):
 
 
 setUpModule = support.hermetic_module
+
+
+#: Shells the costlier runtime tests run under (sh itself, and the
+#: installed ones of these).
+CHEAP_SHELLS = ['dash', 'busybox', 'mksh', 'yash']
+
+#: The keys of a job record (QUEUE/jobs/ID/state), all written every time.
+RECORD_KEYS = {'state', 'exit', 'submitted', 'started', 'finished', 'pid',
+               'pgid', 'boot', 'killreq', 'runtime', 'runtime_id', 'mode'}
+
+
+def replace_record(queue_dir, job_id, **changes):
+    """Change fields of a job's record, atomically (as the runtime does:
+    a temporary file, then a rename), so that no reader sees half of it.
+    """
+    path = support.record_path(queue_dir, job_id)
+    with open(path) as fp:
+        lines = fp.read().splitlines()
+    fields = [line.split('=', 1) for line in lines]
+    text = ''.join('%s=%s\n' % (k, changes.get(k, v)) for k, v in fields)
+    with open(path + '.test', 'w') as fp:
+        fp.write(text)
+    os.replace(path + '.test', path)
+
+
+class TestReusedPid(LocalCase):
+    def test_pid_of_another_process_is_not_the_job(self):
+        """The wrapper is gone and its pid now names some other live
+        process: the job is lost, not running for ever.
+        """
+        for name in ['sh'] + CHEAP_SHELLS:
+            with self.subTest(shell=name):
+                if name == 'sh':
+                    shell = None
+                else:
+                    need('shells', which(name), "%s is not installed" % name)
+                    shell = shell_wrapper(name)
+                self.check_reused_pid(self.queue(shell), 'reused-' + name)
+
+    def check_reused_pid(self, q, job_id):
+        q.submit(job_id, self.job, script='sleep 1000')
+        record = wait_for(lambda: (lambda r: r if r and r.get('pgid')
+                                   else None)(
+            support.read_record(self.queue_dir, job_id)),
+            what='the wrapper to record its pid')
+        self.assertEqual(q.info(job_id)['state'], 'running')
+        # the wrapper and the job are gone without an exit record
+        os.killpg(int(record['pgid']), signal.SIGKILL)
+        wait_for(lambda: q.info(job_id)['state'] == 'lost',
+                 what='the killed job to be lost')
+        # ... and the pid is taken by a process that is not a wrapper
+        other = subprocess.Popen(['sleep', '1000'])
+        try:
+            replace_record(self.queue_dir, job_id, pid=str(other.pid))
+            self.assertEqual(support.read_record(self.queue_dir, job_id)['pid'],
+                             str(other.pid))
+            self.assertEqual(q.info(job_id)['state'], 'lost')
+            self.assertEqual(q.status(job_id)[0], 'lost')
+        finally:
+            other.kill()
+            other.wait()
+        q.delete(job_id)
+
+
+# A tool for the PATH that holds up one call: the first time a call of
+# VERB runs it while WHEN holds, it waits for the file $GATE/go before it
+# does anything (and says so with the directory $GATE/waiting).
+GATED = r"""#!/bin/sh
+if %(when)s && %(tr)s '\000' ' ' < "/proc/$PPID/cmdline" |
+        grep -q ' %(verb)s ' && mkdir "$GATE/waiting" 2>/dev/null; then
+    while [ ! -e "$GATE/go" ]; do %(sleep)s 0.05; done
+fi
+exec %(tool)s "$@"
+"""
+
+
+def write_gated(bindir, tool, verb, sleep, when='true'):
+    """Put the GATED ``tool`` (found in the PATH now) in ``bindir``; the
+    real ``sleep`` is the path given.
+    """
+    script = GATED % {'tool': shutil.which(tool), 'verb': verb,
+                      'when': when, 'tr': shutil.which('tr'),
+                      'sleep': sleep}
+    path = os.path.join(bindir, tool)
+    with open(path, 'w') as fp:
+        fp.write(script)
+    os.chmod(path, 0o755)
+
+
+class TestStartingJob(LocalCase):
+    """A job that is being submitted or started is never lost to a status
+    that looks at it meanwhile.
+    """
+
+    def test_submission_ends_while_status_looks(self):
+        # status looks at the lock (its submitter at work), then the
+        # submission ends, then status reads the record: running, not a
+        # "created" job whose submitter is gone
+        gate = os.path.join(self.tmp, 'gate')
+        bindir = os.path.join(self.tmp, 'bin')
+        for path in (gate, bindir):
+            os.mkdir(path)
+        write_gated(bindir, 'tr', 'status', shutil.which('sleep'))
+        q = self.queue()
+        q.setup()
+        support.patch_env(self.addCleanup, GATE=gate,
+                          PATH=bindir + os.pathsep + os.environ['PATH'])
+        archive = io.BytesIO()
+        tej._write_tar(support.make_tree(self.job, {
+            'start.sh': 'exec %s 1000\n' % shutil.which('sleep')}), archive)
+        read, write = os.pipe()
+        os.write(write, archive.getvalue()[:512])
+
+        def submit():
+            with os.fdopen(read, 'rb') as stdin:
+                q._calls.call('submit', ['s', 'file', 'start.sh'],
+                              stdin=stdin, transfer=True)
+        submitter = threading.Thread(target=submit)
+        submitter.start()
+        records = []
+        status = threading.Thread(target=lambda: records.append(
+            q.info('s')))
+        try:
+            owner = os.path.join(self.queue_dir, 'jobs', 's', 'lock',
+                                 'owner')
+            wait_for(lambda: os.path.exists(owner),
+                     what='the submitter to lock the job')
+            status.start()
+            wait_for(lambda: os.path.exists(os.path.join(gate, 'waiting')),
+                     what='the status to look at the lock')
+        finally:
+            with os.fdopen(write, 'wb') as fp:
+                fp.write(archive.getvalue()[512:])
+            submitter.join(60)
+        open(os.path.join(gate, 'go'), 'w').close()
+        status.join(60)
+        self.assertEqual(records[0]['state'], 'running')
+        q.kill('s')
+
+    def test_wrapper_before_its_exec_is_the_job(self):
+        """Between the fork of the wrapper (its pid recorded by the
+        submission) and its exec, the pid is a copy of the submitting
+        tej.sh: the job is running, not lost. Once the wrapper has recorded
+        its start, a tej.sh that is not the wrapper is a reused pid.
+        """
+        q = self.queue()
+        q.setup()
+        read, write = os.pipe()
+        os.write(write, tarfile.TarInfo('big').tobuf())  # and no data yet
+
+        def submit():
+            with os.fdopen(read, 'rb') as stdin:
+                try:
+                    q._calls.call('submit', ['other', 'file', 'start.sh'],
+                                  stdin=stdin, transfer=True)
+                except tej.Error:
+                    pass
+        thread = threading.Thread(target=submit)
+        thread.start()
+        try:
+            owner = os.path.join(self.queue_dir, 'jobs', 'other', 'lock',
+                                 'owner')
+            pid = wait_for(lambda: os.path.exists(owner) and
+                           open(owner).read().strip().split(':')[-1],
+                           what='a tej.sh to be at work')
+            q.submit('s', self.job, script='sleep 1000')
+            wait_for(lambda: (support.read_record(self.queue_dir, 's') or {})
+                     .get('pgid'), what='the job to start')
+            os.killpg(int(support.read_record(self.queue_dir, 's')['pgid']),
+                      signal.SIGKILL)
+            # as the submission left it: the pid of the wrapper to be
+            replace_record(self.queue_dir, 's', pid=pid, pgid='',
+                           started='', state='running')
+            self.assertEqual(q.info('s')['state'], 'running')
+            replace_record(self.queue_dir, 's', started=str(int(time.time())))
+            self.assertEqual(q.info('s')['state'], 'lost')
+        finally:
+            os.close(write)
+            thread.join(60)
+        q.delete('s')
+
+
+class TestAtomicRecords(LocalCase):
+    def test_no_reader_sees_half_a_record(self):
+        """Readers of the job records, in a tight loop while jobs are
+        created, run and finish, only ever find whole records.
+        """
+        q = self.queue()
+        jobs = os.path.join(self.queue_dir, 'jobs')
+        done = threading.Event()
+        seen = {'reads': 0, 'states': set(), 'partial': []}
+
+        def reader():
+            while not done.is_set():
+                try:
+                    names = os.listdir(jobs)
+                except FileNotFoundError:
+                    continue
+                for name in names:
+                    try:
+                        with open(os.path.join(jobs, name, 'state')) as fp:
+                            text = fp.read()
+                    except FileNotFoundError:
+                        continue
+                    fields = dict(line.split('=', 1)
+                                  for line in text.splitlines()
+                                  if '=' in line)
+                    seen['reads'] += 1
+                    if set(fields) != RECORD_KEYS or \
+                            not text.endswith('\n'):
+                        seen['partial'].append(text)
+                    else:
+                        seen['states'].add(fields['state'])
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        try:
+            ids = ['atomic%d' % n for n in range(12)]
+            for job_id in ids:
+                q.submit(job_id, self.job, script='sleep 0.2')
+            records = q.wait_all(ids, timeout=60)
+        finally:
+            done.set()
+            thread.join()
+        self.assertEqual([r['state'] for r in records], ['finished'] * 12)
+        # and every lock taken was given back
+        wait_for(lambda: not [n for n in ids if os.path.exists(
+            os.path.join(jobs, n, 'lock'))], what='the locks to go')
+        self.assertEqual(seen['partial'][:3], [])
+        # the reader was there while the records changed
+        self.assertGreater(seen['reads'], 100)
+        self.assertLessEqual({'running', 'finished'}, seen['states'])
+
+
+# A sleep that does not wait, for the PATH: a lock's waiter goes round its
+# loop as fast as it can, as if minutes had passed. Each call is counted,
+# with its caller's command line, in $NAPS.
+FAST_SLEEP = r"""#!/bin/sh
+{ tr '\000' ' ' < "/proc/$PPID/cmdline"; echo; } >> "$NAPS" 2>/dev/null
+exit 0
+"""
+
+
+class TestLocks(LocalCase):
+    """A job's lock (JOBDIR/lock, with its holder's host:pid in "owner")
+    is never broken while its holder may live, however long it holds it;
+    it is broken once the holder is known to be gone. _unlock removes the
+    process's own lock only.
+    """
+
+    #: More turns of a waiter's loop than the minute after which any lock
+    #: was once broken (600 naps of a tenth of a second).
+    TURNS = 700
+
+    def setUp(self):
+        super(TestLocks, self).setUp()
+        self.sleep = shutil.which('sleep')
+        bindir = os.path.join(self.tmp, 'bin')
+        os.mkdir(bindir)
+        with open(os.path.join(bindir, 'sleep'), 'w') as fp:
+            fp.write(FAST_SLEEP)
+        os.chmod(os.path.join(bindir, 'sleep'), 0o755)
+        self.naps_file = os.path.join(self.tmp, 'naps')
+        open(self.naps_file, 'w').close()
+        support.patch_env(self.addCleanup, NAPS=self.naps_file,
+                          PATH=bindir + os.pathsep + os.environ['PATH'])
+        self.q = self.queue()
+        self.host = socket.gethostname()
+
+    def naps(self, verb):
+        """How many naps the runtime's verb took."""
+        with open(self.naps_file) as fp:
+            return sum(1 for line in fp if ' %s ' % verb in line)
+
+    def lock(self, job_id):
+        return os.path.join(self.queue_dir, 'jobs', job_id, 'lock')
+
+    def owner(self, job_id):
+        try:
+            with open(os.path.join(self.lock(job_id), 'owner')) as fp:
+                return fp.read().strip()
+        except FileNotFoundError:
+            return None
+
+    def plant(self, job_id, owner=None, beat=None):
+        """A lock on the job as another process would have it."""
+        os.mkdir(self.lock(job_id))
+        if owner is not None:
+            with open(os.path.join(self.lock(job_id), 'owner'), 'w') as fp:
+                fp.write(owner + '\n')
+        if beat is not None:
+            self.beat(job_id, beat)
+
+    def read_beat(self, job_id):
+        with open(os.path.join(self.lock(job_id), 'beat')) as fp:
+            return int(fp.read())
+
+    def beat(self, job_id, when):
+        path = os.path.join(self.lock(job_id), 'beat')
+        with open(path + '.test', 'w') as fp:
+            fp.write('%d\n' % when)
+        os.replace(path + '.test', path)
+
+    def in_thread(self, action):
+        """Run ``action`` in a thread; return it, with its ``result``
+        (('ok', value) or ('error', exception)) once it has ended.
+        """
+        def run():
+            try:
+                thread.result = ('ok', action())
+            except Exception as e:
+                thread.result = ('error', e)
+        thread = threading.Thread(target=run)
+        thread.result = None
+        thread.start()
+        self.addCleanup(thread.join, 60)
+        return thread
+
+    def wait_turns(self, verb, thread):
+        """Wait until the verb's waiter has gone round its loop TURNS times,
+        still waiting for the lock.
+        """
+        wait_for(lambda: self.naps(verb) >= self.TURNS or
+                 not thread.is_alive(), timeout=60,
+                 what='the %s to wait for the lock' % verb)
+        self.assertTrue(thread.is_alive(), thread.result)
+
+    def running(self, job_id):
+        """A job that runs until killed (the real sleep); wait until its
+        wrapper has started it.
+        """
+        self.q.submit(job_id, self.job, script='exec %s 1000' % self.sleep)
+        # the wrapper has recorded the start and given the lock back
+        wait_for(lambda: (support.read_record(self.queue_dir, job_id) or {})
+                 .get('pgid') and not os.path.exists(self.lock(job_id)),
+                 what='the job to start')
+
+    def test_a_live_submitter_keeps_its_lock(self):
+        self.q.setup()
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode='w') as tar:
+            for name, data in (('big', b'x' * (1 << 20)), (
+                    'start.sh', b'exec %s 1000\n' % self.sleep.encode()),
+                    (tej._WHOLE, tej._WHOLE_TEXT)):  # the upload's end
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                info.mode = 0o755
+                tar.addfile(info, io.BytesIO(data))
+        archive = archive.getvalue()
+        read, write = os.pipe()
+        os.write(write, archive[:4096])  # the upload is on its way
+
+        def submit():
+            with os.fdopen(read, 'rb') as stdin:
+                return self.q._calls.call(
+                    'submit', ['slow', 'file', 'start.sh'], stdin=stdin,
+                    transfer=True)
+        submitter = self.in_thread(submit)
+        owner = wait_for(lambda: self.owner('slow'),
+                         what='the submitter to lock the job')
+        killer = self.in_thread(lambda: self.q.kill('slow'))
+        try:
+            self.wait_turns('kill', killer)
+            self.assertEqual(self.owner('slow'), owner)
+            # and it says that it lives, for the waiters of other hosts
+            self.beat('slow', time.time() - 3600)
+            wait_for(lambda: self.read_beat('slow') > time.time() - 60,
+                     what="the submitter's beat")
+        finally:
+            with os.fdopen(write, 'wb') as fp:
+                fp.write(archive[4096:])
+        submitter.join(60)
+        killer.join(60)
+        self.assertEqual(submitter.result[0], 'ok', submitter.result)
+        self.assertEqual(killer.result[0], 'ok', killer.result)
+        record = wait_state(self.q, 'slow')
+        self.assertEqual(record['state'], 'killed')
+
+    def test_a_live_call_without_input_keeps_its_lock(self):
+        # a kill is read into the sh that read its call, with ".", not run
+        # as "sh QUEUE/tej.sh": that sh, while it lives, keeps the lock.
+        # The job's wrapper is a stand-in, which TERM ends: a real one
+        # records the end under the lock, and naps take no time here, so
+        # the KILL after the grace could come between its making the lock
+        # and writing its owner (a lock that waits take TEJ_LOCK_STALE to
+        # break)
+        self.running('h')
+        os.killpg(int(support.read_record(self.queue_dir, 'h')['pgid']),
+                  signal.SIGKILL)
+        wrapper = subprocess.Popen(['sh', '-c', '%s 1000; :' % self.sleep,
+                                    'tej.sh', '_wrap', 'h'],
+                                   start_new_session=True)
+        self.addCleanup(wrapper.wait)
+        self.addCleanup(lambda: wrapper.poll() is not None or wrapper.kill())
+        replace_record(self.queue_dir, 'h', pid=str(wrapper.pid),
+                       pgid=str(wrapper.pid))
+        gate = os.path.join(self.tmp, 'gate')
+        os.mkdir(gate)
+        os.symlink(os.path.join(self.queue_dir, 'jobs', 'h', 'lock'),
+                   os.path.join(gate, 'lock'))
+        # the first date a kill runs with the job's lock taken
+        write_gated(os.path.join(self.tmp, 'bin'), 'date', 'kill', self.sleep,
+                    when='[ -d "$GATE/lock" ]')
+        support.patch_env(self.addCleanup, GATE=gate)
+        holder = self.in_thread(lambda: self.q.kill('h'))
+        try:
+            wait_for(lambda: os.path.isdir(os.path.join(gate, 'waiting')),
+                     what='the kill to take the lock')
+            owner = self.owner('h')
+            self.assertIsNotNone(owner)
+            waiter = self.in_thread(lambda: self.q.kill('h'))
+            self.wait_turns('kill', waiter)
+            self.assertEqual(self.owner('h'), owner)
+        finally:
+            open(os.path.join(gate, 'go'), 'w').close()
+        holder.join(60)
+        waiter.join(60)
+        self.assertFalse(holder.is_alive() or waiter.is_alive(), (
+            "the kills are still there: the lock's owner %s; %s" % (
+                self.owner('h'), '; '.join(p.args for p in support.processes(
+                    lambda p: self.tmp in p.args or
+                    p.cwd.startswith(self.tmp))))))
+        self.assertEqual(holder.result[0], 'ok', holder.result)
+        self.assertEqual(waiter.result[0], 'ok', waiter.result)
+        self.assertEqual(wait_state(self.q, 'h')['state'], 'killed')
+
+    def test_a_lock_of_another_host(self):
+        # its holder cannot be seen from here: the lock is broken only once
+        # its beat is old
+        self.running('r')
+        self.plant('r', 'elsewhere.invalid:1', time.time())
+        killer = self.in_thread(lambda: self.q.kill('r'))
+        self.wait_turns('kill', killer)
+        self.assertEqual(self.owner('r'), 'elsewhere.invalid:1')
+        self.beat('r', time.time() - 3600)
+        killer.join(60)
+        self.assertEqual(killer.result[0], 'ok', killer.result)
+        self.assertEqual(self.q.info('r')['state'], 'killed')
+
+    def test_a_submission_of_another_host(self):
+        # a job being created by another host: lost once its lock is stale
+        self.q.setup()
+        os.mkdir(os.path.join(self.queue_dir, 'jobs', 'c'))
+        self.plant('c', 'elsewhere.invalid:1', time.time())
+        self.assertEqual(self.q.info('c')['state'], 'created')
+        self.beat('c', time.time() - 3600)
+        self.assertEqual(self.q.info('c')['state'], 'lost')
+        self.q.delete('c')
+
+    def test_a_pid_of_another_program(self):
+        # the owner's pid is a live process, not tej's: its holder is gone
+        self.running('p')
+        other = subprocess.Popen([self.sleep, '1000'])
+        self.addCleanup(other.wait)
+        self.addCleanup(other.kill)
+        self.plant('p', '%s:%d' % (self.host, other.pid), time.time())
+        self.q.kill('p')
+        self.assertLess(self.naps('kill'), 100)
+        self.assertEqual(self.q.info('p')['state'], 'killed')
+
+    def test_a_lock_without_owner(self):
+        # its holder died before it wrote "owner": broken once a waiter has
+        # seen it so for TEJ_LOCK_STALE seconds
+        support.patch_env(self.addCleanup, TEJ_LOCK_STALE='2')
+        self.running('o')
+        self.plant('o')
+        started = time.monotonic()
+        self.q.kill('o')
+        self.assertGreaterEqual(time.monotonic() - started, 2)
+        self.assertEqual(self.q.info('o')['state'], 'killed')
+
+    def test_unlock_removes_its_own_lock_only(self):
+        a, b, c = [os.path.join(self.tmp, name) for name in 'abc']
+        for job in (a, b, c):
+            os.mkdir(job)
+        common = tej._prelude() + tej._RUNTIME_PROBE + tej._RUNTIME_COMMON
+        taken = 'printf "elsewhere.invalid:1\\n" > "$1/lock/owner"\n'
+
+        def run(script, *args):
+            proc = subprocess.run(['sh', '-c', common + script, 'tej.sh'] +
+                                  list(args), stderr=subprocess.PIPE)
+            self.assertEqual(proc.returncode, 1, proc.stderr)
+
+        # broken meanwhile and taken by another process: left to it, by
+        # _unlock and by the exit trap
+        run('_lock "$1"\n' + taken + '_unlock\n' +
+            '_lock "$2"\n' + taken.replace('$1', '$2') + '_die 1 end\n', a, b)
+        for job in (a, b):
+            with open(os.path.join(job, 'lock', 'owner')) as fp:
+                self.assertEqual(fp.read(), 'elsewhere.invalid:1\n')
+        # its own goes, by _unlock and by the exit trap
+        run('_lock "$1"\n_unlock\n[ -d "$1/lock" ] && exit 5\n'
+            '_lock "$1"\n_die 1 end\n', c)
+        self.assertEqual(os.listdir(c), [])
+
+
+# mkdir, for the PATH, slow after it made a directory right under a queue's
+# jobs/ (a new job's): the moment between that and the job's lock lasts
+# seconds.
+SLOW_MKDIR = r"""#!/bin/sh
+%(mkdir)s "$@" || exit
+for last do :; done
+case $last in
+    */jobs/*/*) ;;
+    */jobs/*) %(sleep)s 2 ;;
+esac
+"""
+
+
+class TestSubmitWindow(LocalCase):
+    """A job being created is never taken for lost, nor removed, by
+    another call: not even between the mkdir of its directory and its lock.
+    """
+
+    def setUp(self):
+        super(TestSubmitWindow, self).setUp()
+        bindir = os.path.join(self.tmp, 'bin')
+        os.mkdir(bindir)
+        with open(os.path.join(bindir, 'mkdir'), 'w') as fp:
+            fp.write(SLOW_MKDIR % {'mkdir': shutil.which('mkdir'),
+                                   'sleep': shutil.which('sleep')})
+        os.chmod(os.path.join(bindir, 'mkdir'), 0o755)
+        support.patch_env(self.addCleanup,
+                          PATH=bindir + os.pathsep + os.environ['PATH'])
+        self.jobs = os.path.join(self.queue_dir, 'jobs')
+        support.make_tree(self.job, {'start.sh': 'exit 3\n'})
+
+    def in_window(self, start):
+        """Call ``start`` (it begins a submission), and return once a
+        directory appeared in jobs/: the submission is in its window.
+        """
+        before = set(os.listdir(self.jobs))
+        started = start()
+        wait_for(lambda: set(os.listdir(self.jobs)) - before,
+                 what='the submission to make its directory')
+        return started
+
+    def test_status_and_delete_meanwhile(self):
+        # the job waits for a file "go": whatever the delete finds, it is
+        # not a job that has ended
+        support.make_tree(self.job, {
+            'start.sh': 'while [ ! -f go ]; do sleep 0.1; done; exit 3\n'})
+        q = self.queue()
+        q.setup()
+        results = []
+
+        def submit():
+            thread = threading.Thread(target=lambda: results.append(
+                q.submit('w', self.job)))
+            thread.start()
+            return thread
+        thread = self.in_window(submit)
+        states = set()
+        while thread.is_alive():
+            states.add(q.infos(['w'])[0]['state'])
+            try:
+                q.delete('w')
+                states.add('deleted')
+            except (tej.JobNotFound, tej.JobStillRunning):
+                pass
+        thread.join()
+        self.assertEqual(results, ['w'])
+        self.assertLessEqual(states, {'notfound', 'created', 'running'})
+        open(os.path.join(q.info('w')['dir'], 'go'), 'w').close()
+        self.assertEqual(q.wait('w'), 3)
+
+    def test_two_runs_of_the_same_job(self):
+        # the second finds the job (content ids) while the first makes it
+        argv = [sys.executable, os.path.join(support.TOP, 'tej.py'), 'run',
+                'local:', '--queue', self.queue_dir, '--keep', self.job]
+        tej.RemoteQueue('local:', self.queue_dir).setup()
+        first = self.in_window(lambda: subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        second = subprocess.Popen(argv, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        for proc in (first, second):
+            out, err = proc.communicate(timeout=60)
+            self.assertEqual(proc.returncode, 3, err)
+
+    def test_two_submissions_through_the_api(self):
+        q = self.queue()
+        q.setup()
+        made = []
+
+        def submit():
+            job_id, created = q.submit_job(None, self.job, content_id=True)
+            made.append(created)
+            return q.wait(job_id)
+        first = threading.Thread(target=lambda: made.append(submit()))
+        self.in_window(first.start)
+        self.assertEqual(submit(), 3)
+        first.join(60)
+        self.assertEqual(sorted(made, key=str), [3, False, True])
+        # the second one's directory went, from where mv had put it
+        job_id = tej.content_id(self.job)
+        self.assertEqual(sorted(os.listdir(self.jobs)), [job_id])
+        self.assertEqual(sorted(os.listdir(os.path.join(self.jobs, job_id))),
+                         ['options', 'script', 'stage', 'state', 'umask'])

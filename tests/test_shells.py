@@ -161,6 +161,8 @@ def server_files(stage):
     return found
 
 
+@support.serial("changes the test user's login shell, which every "
+                "session of the test sshd gets")
 class LoginShell(object):
     """The tests, for the login shell that a subclass (also a ServerCase)
     names: ``shell`` (its name on the PATH), ``probe`` (a command that

@@ -89,6 +89,7 @@ def check_an_outage(test, scheduler, command, held):
     test.assertEqual(q.logs('held'), (b'held\n', b''))
 
 
+@support.serial("one Slurm, the suite's: one unit at a time", beside=True)
 class SlurmCase(support.ServerCase):
     dest = support.SlurmCluster.alias
 

@@ -1,4 +1,6 @@
-"""The data path through the real sshd: uploads streamed as they are made
+"""Transfers: the tar writer's headers, the reader of a download stream
+and its safe extraction of hostile archives (no server); then the data
+path through the real sshd: uploads streamed as they are made
 (no temporary copy, first contact too), downloads written under temporary
 names and resumed after an interruption, broken streams that are errors,
 what goes up (--exclude, .tejignore, links that lead out, --compress),
@@ -17,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 import unittest
@@ -53,19 +56,14 @@ def mount_tmpfs(test, path, size, owner=None):
     return path
 
 
-def path_alias(server, name, bindir, rest=':/usr/local/bin:/usr/bin:/bin'):
+def path_alias(server, name, bindir, rest=True):
     """Another name for the test server, whose sessions have ``bindir``
-    first on their PATH (wrappers for the server's tools), then ``rest``.
+    first on their PATH (wrappers for the server's tools), then (``rest``)
+    the hermetic PATH.
     """
     alias = '%s-%s' % (server.alias, name)
-    config = 'sshd_config_' + name
-    with open(server.path('sshd_config')) as fp:
-        text = fp.read()
-    with open(server.path(config), 'w') as fp:
-        fp.write(text.replace(
-            'SetEnv HOME=%s ' % server.home,
-            'SetEnv PATH=%s%s HOME=%s ' % (bindir, rest, server.home)))
-    server._add_host(alias, {'/sshd_config\'': '/%s\'' % config})
+    server.add_alias(alias, path=bindir + (
+        ':' + support.Hermetic.bin if rest else ''))
     return alias
 
 
@@ -342,27 +340,21 @@ class TestUpload(TransferCase):
         # the first session is refused after ssh read some of the stream
         # (nothing of it reached the server): the next try sends it whole
         marker = os.path.join(self.tmp, 'refused')
-        stub = os.path.join(self.tmp, 'ssh')
-        with open(stub, 'w') as fp:
-            fp.write(
-                '#!/bin/sh\n'
-                'case " $* " in *" -O "*) exec ssh "$@" ;; esac\n'
-                'if [ ! -f "%s" ]; then\n'
-                '    : > "%s"\n'
-                '    log= prev=\n'
-                '    for a do [ "$prev" = -E ] && log=$a; prev=$a; done\n'
-                '    head -c 3000000 > /dev/null\n'
-                '    echo "mux_client_request_session: session request '
-                'failed: Session open refused by peer" >> "$log"\n'
-                '    exit 255\n'
-                'fi\n'
-                'exec ssh "$@"\n' % (marker, marker))
-        os.chmod(stub, 0o755)
         q = self.queue()
         q.setup()
         job = self.job('job', {'start.sh': 'true\n'})
         big_file(os.path.join(job, 'data'), 20 * MiB)
-        support.patch_env(self.addCleanup, TEJ_SSH=stub)
+        support.stub_ssh(
+            self,
+            'case " $* " in *" -O "*) exec ssh "$@" ;; esac\n'
+            'if [ ! -f "%s" ]; then\n'
+            '    : > "%s"\n'
+            '    head -c 3000000 > /dev/null\n'
+            '    echo "mux_client_request_session: session request '
+            'failed: Session open refused by peer" >> "$TEJ_SSH_LOG"\n'
+            '    exit 255\n'
+            'fi\n'
+            'exec ssh "$@"\n' % (marker, marker))
         q = self.queue()
         q.submit('again', job)
         self.assertTrue(os.path.exists(marker))
@@ -477,14 +469,8 @@ class TestCompress(TransferCase):
         self.assertTrue(filecmp.cmp(os.path.join(job, 'text'), os.path.join(
             self.stage('z'), 'text'), shallow=False))
         # a PATH without gzip (every other tool there)
-        bindir = server_readable(self)
-        for top in ('/usr/bin', '/bin'):
-            for name in os.listdir(top):
-                if 'gzip' not in name and name not in ('gunzip', 'zcat') \
-                        and not os.path.lexists(os.path.join(bindir, name)):
-                    os.symlink(os.path.join(top, name),
-                               os.path.join(bindir, name))
-        alias = path_alias(self.server, 'nogzip', bindir, rest='')
+        bindir = support.bin_without('gzip', 'gunzip', 'zcat')
+        alias = path_alias(self.server, 'nogzip', bindir, rest=False)
         args = self.args('submit', alias, job, '--id', 'nz', '--compress')
         args[args.index('--queue') + 1] = os.path.join(self.remote, 'q2')
         code, out, err = support.run_cli(*args)
@@ -829,6 +815,338 @@ class TestServerDiskFull(TransferCase):
         os.unlink(filler)
         q.submit('small2', small)
         self.assertEqual(wait_state(q, 'small2')['exit'], 0)
+
+
+def _tar(members):
+    """A tar archive in memory: members are (TarInfo kwargs, data)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.GNU_FORMAT) as t:
+        for fields, data in members:
+            fields = dict(fields)
+            info = tarfile.TarInfo(fields.pop('name'))
+            for key, value in fields.items():
+                setattr(info, key, value)
+            if data is not None:
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+            else:
+                t.addfile(info)
+    buf.seek(0)
+    return buf
+
+
+def _sparse_member(name, size, blocks):
+    """A tar archive of one GNU sparse member (PAX, format 1.0): ``size``
+    bytes, ``blocks`` (offset, data) of data, holes elsewhere.
+    """
+    sparse_map = '%d\n' % len(blocks) + ''.join(
+        '%d\n%d\n' % (offset, len(data)) for offset, data in blocks)
+    sparse_map = sparse_map.encode() + bytes(-len(sparse_map) % 512)
+    data = sparse_map + b''.join(data for _, data in blocks)
+    info = tarfile.TarInfo('GNUSparseFile.0/' + name)
+    info.size = len(data)
+    info.pax_headers = {'GNU.sparse.major': '1', 'GNU.sparse.minor': '0',
+                        'GNU.sparse.name': name,
+                        'GNU.sparse.realsize': str(size)}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT) as t:
+        t.addfile(info, io.BytesIO(data))
+    buf.seek(0)
+    return buf
+
+
+class TestMembers(unittest.TestCase):
+    """Paths inside a job, as download takes them and archives hold them."""
+
+    def test_normalized(self):
+        N = tej._normalize_member
+        self.assertEqual(N('./a//b/./c'), 'a/b/c')
+        self.assertEqual(N('-n'), '-n')
+        self.assertEqual(N('a..b/..c'), 'a..b/..c')
+        for bad in ['/etc/passwd', '//etc', '..', '../x', 'a/../../x',
+                    'a/..', '', '.', './', None]:
+            with self.assertRaises(ValueError, msg=bad):
+                N(bad, ValueError)
+
+    def test_download_arguments_checked_first(self):
+        q = tej.RemoteQueue('local:', '/nonexistent/queue')
+        for bad in ['/etc/passwd', '../x', 'a/../../x']:
+            with self.assertRaises(ValueError, msg=bad):
+                q.download('j', bad)
+        # two files of one name would overwrite each other
+        with self.assertRaises(ValueError):
+            q.download('j', ['a/x', 'b/x'], directory='/nonexistent')
+        # a path inside another asked for: the inner one would be lost
+        with self.assertRaisesRegex(ValueError, 'd/f is inside d'):
+            q.download('j', ['d', 'd/f'], directory='/nonexistent')
+
+
+class TestExtract(unittest.TestCase):
+    def setUp(self):
+        self.top = tempfile.mkdtemp()
+        self.dest = os.path.join(self.top, 'dest')
+
+    def extract(self, members, targets=None, recursive=True):
+        targets = targets or {'out': os.path.join(self.dest, 'out')}
+        tej._extract(_tar(members), targets, recursive)
+
+    def test_names_survive(self):
+        names = ['out/with space', "out/it's", 'out/$HOME', 'out/-n',
+                 'out/new\nline', 'out/caf\u00e9 \u4e2d\u6587', 'out/sub/x']
+        self.extract([({'name': 'out', 'type': tarfile.DIRTYPE}, None)] +
+                     [({'name': './' + n}, n.encode('utf-8')) for n in names])
+        for name in names:
+            with open(os.path.join(self.dest, name), 'rb') as fp:
+                self.assertEqual(fp.read(), name.encode('utf-8'))
+
+    def test_rename_and_not_recursive(self):
+        self.extract([({'name': 'out/a'}, b'a'), ({'name': 'out/d/b'}, b'b')],
+                     {'out': os.path.join(self.dest, 'renamed')})
+        self.assertTrue(os.path.isfile(os.path.join(self.dest, 'renamed/d/b')))
+        self.extract([({'name': 'out', 'type': tarfile.DIRTYPE}, None),
+                      ({'name': 'out/a'}, b'a')],
+                     {'out': os.path.join(self.dest, 'flat')}, recursive=False)
+        self.assertEqual(os.listdir(os.path.join(self.dest, 'flat')), [])
+
+    def test_hostile_names(self):
+        for name in ['/etc/evil', 'out/../../evil', '../evil', 'other/x',
+                     'outside/evil']:
+            with self.assertRaises(tej.Error, msg=name):
+                self.extract([({'name': name}, b'x')])
+        self.assertFalse(os.path.exists(os.path.join(self.top, 'evil')))
+        # a sibling whose name starts with the target's
+        self.assertFalse(os.path.exists(os.path.join(self.dest, 'outside')))
+
+    def test_links_pointing_out(self):
+        # a sibling whose name starts with the target's, there on disk
+        os.makedirs(os.path.join(self.dest, 'out2'))
+        self.extract([({'name': 'out/up', 'type': tarfile.SYMTYPE,
+                        'linkname': '../../..'}, None),
+                      ({'name': 'out/abs', 'type': tarfile.SYMTYPE,
+                        'linkname': '/etc'}, None),
+                      ({'name': 'out/ok', 'type': tarfile.SYMTYPE,
+                        'linkname': 'file'}, None),
+                      # a sibling whose name starts with the target's
+                      ({'name': 'out/esc', 'type': tarfile.SYMTYPE,
+                        'linkname': '../out2'}, None),
+                      ({'name': 'out/file'}, b'in')])
+        out = os.path.join(self.dest, 'out')
+        self.assertFalse(os.path.lexists(os.path.join(out, 'up')))
+        self.assertFalse(os.path.lexists(os.path.join(out, 'abs')))
+        self.assertFalse(os.path.lexists(os.path.join(out, 'esc')))
+        self.assertEqual(os.readlink(os.path.join(out, 'ok')), 'file')
+
+    def test_links_never_lead_writes_elsewhere(self):
+        # a link to elsewhere in the download directory (.git/hooks)
+        os.makedirs(os.path.join(self.dest, '.git', 'hooks'))
+        self.extract([({'name': 'out', 'type': tarfile.SYMTYPE,
+                        'linkname': '.git/hooks'}, None),
+                      ({'name': 'out/pre-commit', 'mode': 0o755}, b'x')])
+        self.assertEqual(os.listdir(os.path.join(self.dest, '.git',
+                                                 'hooks')), [])
+        self.assertFalse(os.path.islink(os.path.join(self.dest, 'out')))
+        shutil.rmtree(os.path.join(self.dest, 'out'))
+        # a link made first, pointing through a second one made later
+        self.extract([({'name': 'out/l1', 'type': tarfile.SYMTYPE,
+                        'linkname': 'l2/../..'}, None),
+                      ({'name': 'out/l2', 'type': tarfile.SYMTYPE,
+                        'linkname': '..'}, None),
+                      ({'name': 'out/l1/ESCAPED/x'}, b'x')])
+        self.assertTrue(os.path.isfile(os.path.join(
+            self.dest, 'out', 'l1', 'ESCAPED', 'x')))
+        self.assertFalse(os.path.exists(os.path.join(self.top, 'ESCAPED')))
+        # a link inside the target, then a member through it
+        with self.assertRaises(tej.Error):
+            self.extract([({'name': 'out/sub', 'type': tarfile.DIRTYPE},
+                           None),
+                          ({'name': 'out/in', 'type': tarfile.SYMTYPE,
+                            'linkname': 'sub'}, None),
+                          ({'name': 'out/in/x'}, b'x')])
+        self.assertFalse(os.path.exists(os.path.join(self.dest, 'ESCAPED')))
+
+    def test_write_through_local_link_refused(self):
+        os.makedirs(os.path.join(self.dest, 'out'))
+        os.symlink(self.top, os.path.join(self.dest, 'out', 'esc'))
+        with self.assertRaises(tej.Error):
+            self.extract([({'name': 'out/esc/evil'}, b'x')])
+        self.assertFalse(os.path.exists(os.path.join(self.top, 'evil')))
+
+    def test_existing_link_replaced_not_followed(self):
+        os.makedirs(os.path.join(self.dest, 'out'))
+        victim = os.path.join(self.top, 'victim')
+        with open(victim, 'w') as fp:
+            fp.write('safe')
+        os.symlink(victim, os.path.join(self.dest, 'out', 'f'))
+        self.extract([({'name': 'out/f'}, b'new')])
+        with open(victim) as fp:
+            self.assertEqual(fp.read(), 'safe')
+
+    def test_no_setuid_setgid_or_sticky_bits(self):
+        self.extract([({'name': 'out', 'type': tarfile.DIRTYPE,
+                        'mode': 0o7777}, None),
+                      ({'name': 'out/suid', 'mode': 0o6755}, b'#!/bin/sh\n'),
+                      ({'name': 'out/plain', 'mode': 0o640}, b'x')])
+        out = os.path.join(self.dest, 'out')
+        for name, mode in [('', 0o755), ('suid', 0o755), ('plain', 0o640)]:
+            self.assertEqual(os.stat(os.path.join(out, name)).st_mode
+                             & 0o7777, mode, name)
+
+    def test_modes_follow_the_umask(self):
+        members = [({'name': 'out', 'type': tarfile.DIRTYPE, 'mode': 0o777},
+                    None),
+                   ({'name': 'out/all', 'mode': 0o777}, b'x'),
+                   ({'name': 'out/none', 'mode': 0}, b'x')]
+        for mask, modes in [(0o002, (0o775, 0o775, 0o600)),
+                            (0o077, (0o700, 0o700, 0o600)),
+                            (0o000, (0o777, 0o777, 0o600))]:
+            shutil.rmtree(self.dest, ignore_errors=True)
+            old = os.umask(mask)
+            try:
+                self.extract(members)
+            finally:
+                os.umask(old)
+            out = os.path.join(self.dest, 'out')
+            got = tuple(os.stat(os.path.join(out, n)).st_mode & 0o7777
+                        for n in ('', 'all', 'none'))
+            self.assertEqual(got, modes, oct(mask))
+
+    def test_link_chain_climbing_out(self):
+        # each link looks inside as text; on disk, y, w and v climb out
+        chain = [('x', '.'), ('y', 'x/..'), ('w', 'y/..'), ('v', 'w/..')]
+        with self.assertLogs('tej', 'WARNING') as logs:
+            self.extract([({'name': 'out/' + n, 'type': tarfile.SYMTYPE,
+                            'linkname': t}, None) for n, t in chain])
+        out = os.path.join(self.dest, 'out')
+        self.assertEqual(os.readlink(os.path.join(out, 'x')), '.')
+        for name in 'ywv':
+            self.assertFalse(os.path.lexists(os.path.join(out, name)))
+        self.assertEqual(len(logs.output), 3, logs.output)
+        support.assert_links_within(self, out)
+
+    def test_link_chain_never_leads_a_copy_or_a_write(self):
+        # the client's own file, one directory up from the target
+        with open(os.path.join(self.dest + '-secret'), 'w') as fp:
+            fp.write('key')
+        chain = [({'name': 'out/' + n, 'type': tarfile.SYMTYPE,
+                   'linkname': t}, None)
+                 for n, t in [('x', '.'), ('y', 'x/..'), ('w', 'y/..')]]
+        with self.assertRaises(tej.Error):
+            self.extract(chain + [({'name': 'out/leak',
+                                    'type': tarfile.LNKTYPE,
+                                    'linkname': 'out/w/dest-secret'}, None)])
+        self.assertFalse(os.path.exists(os.path.join(self.dest, 'out',
+                                                     'leak')))
+        # a file through the chain: w is a directory, not the link
+        shutil.rmtree(self.dest)
+        with self.assertLogs('tej', 'WARNING'):
+            self.extract(chain + [({'name': 'out/w/evil'}, b'x')])
+        self.assertFalse(os.path.exists(os.path.join(self.top, 'evil')))
+        self.assertFalse(os.path.islink(os.path.join(self.dest, 'out', 'w')))
+        self.assertTrue(os.path.isfile(os.path.join(self.dest, 'out', 'w',
+                                                    'evil')))
+        support.assert_links_within(self, os.path.join(self.dest, 'out'))
+        # a chain a previous download left on disk is not followed either
+        shutil.rmtree(self.dest, ignore_errors=True)
+        os.makedirs(os.path.join(self.dest, 'out'))
+        os.symlink('..', os.path.join(self.dest, 'out', 'w'))
+        with self.assertRaises(tej.Error):
+            self.extract([({'name': 'out/leak', 'type': tarfile.LNKTYPE,
+                            'linkname': 'out/w/dest-secret'}, None)])
+        self.assertFalse(os.path.exists(os.path.join(self.dest, 'out',
+                                                     'leak')))
+
+    def test_later_link_leading_an_earlier_one_out(self):
+        # a -> p/.. is inside while p is a file; p -> . makes it the parent
+        with self.assertLogs('tej', 'WARNING'):
+            self.extract([({'name': 'out/p'}, b'file'),
+                          ({'name': 'out/a', 'type': tarfile.SYMTYPE,
+                            'linkname': 'p/..'}, None),
+                          ({'name': 'out/p', 'type': tarfile.SYMTYPE,
+                            'linkname': '.'}, None)])
+        out = os.path.join(self.dest, 'out')
+        self.assertFalse(os.path.lexists(os.path.join(out, 'a')))
+        self.assertEqual(os.readlink(os.path.join(out, 'p')), '.')
+        support.assert_links_within(self, out)
+
+    def test_hard_links_across_targets_and_to_themselves(self):
+        # tar stores a file given twice, or a second name of one file, as a
+        # hard link to the first: both are copies, nothing is lost
+        self.extract([({'name': 'out/a'}, b'A'),
+                      ({'name': 'out/b', 'type': tarfile.LNKTYPE,
+                        'linkname': 'out/a'}, None),
+                      ({'name': 'out/a', 'type': tarfile.LNKTYPE,
+                        'linkname': 'out/a'}, None)],
+                     {'out/a': os.path.join(self.dest, 'a'),
+                      'out/b': os.path.join(self.dest, 'b')})
+        for name in 'ab':
+            with open(os.path.join(self.dest, name)) as fp:
+                self.assertEqual(fp.read(), 'A')
+
+    def test_zeros_and_sparse_members_are_holes(self):
+        size = 1 << 36  # 64 GiB, almost all of it a hole
+        sparse = _sparse_member('out/sparse', size,
+                                [(0, b'start'), (size - 3, b'end')])
+        self.extract([({'name': 'out/zeros'}, bytes(1 << 20))], None)
+        tej._extract(sparse, {'out': os.path.join(self.dest, 'out')}, True)
+        zeros = os.path.join(self.dest, 'out', 'zeros')
+        with open(zeros, 'rb') as fp:
+            self.assertEqual(fp.read(), bytes(1 << 20))
+        path = os.path.join(self.dest, 'out', 'sparse')
+        st = os.stat(path)
+        self.assertEqual(st.st_size, size)
+        self.assertLess(st.st_blocks * 512, 1 << 20)
+        with open(path, 'rb') as fp:
+            self.assertEqual(fp.read(5), b'start')
+            fp.seek(1 << 30)
+            self.assertEqual(fp.read(4), bytes(4))
+            fp.seek(size - 3)
+            self.assertEqual(fp.read(), b'end')
+        self.assertEqual(sorted(os.listdir(os.path.join(self.dest, 'out'))),
+                         ['sparse', 'zeros'])  # no part file left
+
+    def test_broken_and_oversized_archives_are_errors(self):
+        whole = _tar([({'name': 'out/a'}, b'x' * 5000)]).getvalue()
+        for data in [whole[:1000], whole[:512 + 100], b'\1' * 1024]:
+            with self.assertRaises(tej.Error):
+                tej._extract(io.BytesIO(data),
+                             {'out': os.path.join(self.dest, 'out')}, True)
+        # a long name that tarfile would hold whole in memory
+        buf = io.BytesIO()
+        info = tarfile.TarInfo('././@LongLink')
+        info.type = tarfile.GNUTYPE_LONGNAME
+        info.size = tej._MAX_TAR_HEADER + 1
+        buf.write(info.tobuf(format=tarfile.GNU_FORMAT))
+        buf.seek(0)
+        with self.assertRaisesRegex(tej.Error, 'header of'):
+            tej._extract(buf, {'out': os.path.join(self.dest, 'out')}, True)
+
+    def test_second_name_of_a_link(self):
+        # GNU tar: a hard link to a symbolic link
+        self.extract([({'name': 'out/s2', 'type': tarfile.SYMTYPE,
+                        'linkname': 'file'}, None),
+                      ({'name': 'out/s', 'type': tarfile.LNKTYPE,
+                        'linkname': 'out/s2'}, None),
+                      ({'name': 'out/file'}, b'x')])
+        for name in ('s', 's2'):
+            self.assertEqual(os.readlink(os.path.join(self.dest, 'out',
+                                                      name)), 'file')
+
+    def test_devices_and_hard_links(self):
+        self.extract([({'name': 'out/dev', 'type': tarfile.CHRTYPE,
+                        'devmajor': 1, 'devminor': 3}, None),
+                      ({'name': 'out/fifo', 'type': tarfile.FIFOTYPE}, None),
+                      ({'name': 'out/a'}, b'A'),
+                      ({'name': 'out/b', 'type': tarfile.LNKTYPE,
+                        'linkname': 'out/a'}, None)])
+        out = os.path.join(self.dest, 'out')
+        self.assertFalse(os.path.lexists(os.path.join(out, 'dev')))
+        self.assertFalse(os.path.lexists(os.path.join(out, 'fifo')))
+        with open(os.path.join(out, 'b')) as fp:
+            self.assertEqual(fp.read(), 'A')
+        with self.assertRaises(tej.Error):
+            self.extract([({'name': 'out/c', 'type': tarfile.LNKTYPE,
+                            'linkname': '/etc/passwd'}, None)])
+
 
 
 if __name__ == '__main__':

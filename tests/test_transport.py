@@ -1,6 +1,8 @@
-"""End to end through a real OpenSSH server (see support.SSHServer): the job
-scenario, the command line with its exact output, round trips, ssh
-failures, the shared connection, and the oldest and newest Pythons.
+"""The transports: ssh's outcomes and the retries they get, against a stub
+ssh (what a real sshd cannot do on demand); then end to end through a real
+OpenSSH server (see support.SSHServer): the job scenario, the command line
+with its exact output, round trips, ssh failures, the shared connection,
+passwords and ProxyJump, and the oldest and newest Pythons.
 """
 
 import glob
@@ -16,6 +18,8 @@ import stat
 import subprocess
 import sys
 import time
+import unittest
+from unittest import mock
 
 from . import support
 from .scenario import CommandLineScenario, Scenario
@@ -318,6 +322,8 @@ class TestHostileJob(SSHCase):
             self.assertEqual(fp.read(), 'done\n')
 
 
+@support.one_process("password", "the test user's password, "
+                     "which each sets for its time")
 class TestPassword(SSHCase):
     """A destination with a password (the original's ``user:pw@host``), and
     ``tej login``: the password reaches ssh through SSH_ASKPASS, never a
@@ -490,6 +496,8 @@ class TestPassword(SSHCase):
         self.assertIn("Authentication to ssh://%s failed" % self.alias, shown)
 
 
+@support.one_process("password", "the test user's password, "
+                     "which each sets for its time")
 class TestProxyJump(SSHCase):
     """A password is for the target alone: through a ProxyJump host (ssh
     runs a second ssh for the jump, which inherits SSH_ASKPASS and the
@@ -708,3 +716,309 @@ class TestClientPythons(SSHCase):
                 self.assertEqual(fp.read(), './start.sh ok\n')
             self.assertIn('%s finished' % job_id, cli('list', d))
             self.assertEqual(cli('delete', d, '--id', job_id), '')
+
+
+#: What ssh writes in its log (-E) for each kind of failure, as OpenSSH 9
+#: words it, and the outcome _classify_ssh must give it.
+SSH_LOGS = [
+    (tej._SSH_REFUSED, 'mux_client_request_session: session request '
+                       'failed: Session open refused by peer\n'),
+    (tej._SSH_MUX, 'Control socket connect(/run/tej/0123456789abcdef): '
+                   'Connection refused\n'),
+    (tej._SSH_MUX, 'mux_client_hello_exchange: write packet: Broken pipe\n'),
+    (tej._SSH_EARLY, 'kex_exchange_identification: read: Connection reset '
+                     'by peer\nConnection reset by 127.0.0.1 port 22\n'),
+    (tej._SSH_EARLY, 'kex_exchange_identification: Connection closed by '
+                     'remote host\n'),
+    (tej._SSH_HOST_KEY, 'No ED25519 host key is known for host and you have '
+                        'requested strict checking.\nHost key verification '
+                        'failed.\n'),
+    (tej._SSH_HOST_KEY, '@    WARNING: REMOTE HOST IDENTIFICATION HAS '
+                        'CHANGED!     @\n'),
+    (tej._SSH_AUTH, 'user@host: Permission denied (publickey,password).\n'),
+    (tej._SSH_AUTH, 'Received disconnect from 10.1.2.3 port 22:2: Too many '
+                    'authentication failures\n'),
+    (tej._SSH_LOST, 'ssh: connect to host host port 22: Connection timed '
+                    'out\n'),
+    (tej._SSH_LOST, 'Connection to host closed by remote host.\n'),
+    (tej._SSH_LOST, 'client_loop: send disconnect: Broken pipe\n'),
+    # the shared connection broke during the session: the command may have
+    # run, so it is not tried again
+    (tej._SSH_LOST, 'mux_client_request_session: read from master failed: '
+                    'Broken pipe\n'),
+    (tej._SSH_LOST, ''),
+]
+
+
+class TestClassifySSH(unittest.TestCase):
+    def test_outcomes(self):
+        for outcome, log in SSH_LOGS:
+            self.assertEqual(tej._classify_ssh(255, log), outcome, log)
+
+    def test_other_codes_ran(self):
+        for code in (0, 1, 2, 90, 254):
+            self.assertEqual(tej._classify_ssh(code, SSH_LOGS[0][1]),
+                             tej._SSH_RAN)
+
+    def test_retried_outcomes(self):
+        self.assertEqual(set(tej._SSH_RETRIED),
+                         {tej._SSH_REFUSED, tej._SSH_MUX, tej._SSH_EARLY})
+
+
+#: A stand-in for ssh: the Nth call (-O requests apart) writes the Nth
+#: line of $STUB_PLAN to its -E log and exits 255; once the plan is used
+#: up, it runs the remote command here (a login without one succeeds).
+#: Each call appends its ControlMaster option (no, auto, yes) to
+#: $STUB_CALLS, and its arguments, one line, to $STUB_ARGS; -O requests
+#: fail (there is no master), and so does the start of the shared
+#: connection ("-o BatchMode=yes ... -N -f", counted in $STUB_CALLS.master);
+#: with $STUB_MASTER set, that makes the control socket (a plain file)
+#: instead.
+STUB_SSH = r"""case " $* " in
+    *" -o BatchMode=yes "*" -N -f "*)
+        echo start >> "$STUB_CALLS.master"
+        [ -n "${STUB_MASTER:-}" ] || exit 1
+        for a do
+            case $a in ControlPath=*) a=${a#*\"}; : > "${a%\"}" ;; esac
+        done
+        exit 0 ;;
+esac
+printf '%s\n' "$*" >> "$STUB_ARGS"
+master=
+while [ "$#" -gt 0 ]; do
+    case $1 in
+        -E) shift ;;
+        -o) case $2 in ControlMaster=*) master=${2#*=} ;; esac; shift ;;
+        -O) exit 1 ;;
+        --) shift; break ;;
+    esac
+    shift
+done
+echo "$master" >> "$STUB_CALLS"
+n=$(wc -l < "$STUB_CALLS")
+failure=$(sed -n "${n}p" "$STUB_PLAN")
+if [ -n "$failure" ]; then
+    printf '%s\n' "$failure" >> "$TEJ_SSH_LOG"
+    exit 255
+fi
+[ "$#" -ge 2 ] || exit 0
+exec sh -c "$2"
+"""
+
+
+class TestRetryLoop(unittest.TestCase):
+    """The transport's retries, against a stub ssh: which failures are
+    tried again, and over which connection.
+    """
+
+    def setUp(self):
+        self.tmp = support.temporary(self)
+        support.stub_ssh(self, STUB_SSH)
+        self.plan = os.path.join(self.tmp, 'plan')
+        self.calls = os.path.join(self.tmp, 'calls')
+        self.argv = os.path.join(self.tmp, 'argv')
+        support.patch_env(self.addCleanup, STUB_PLAN=self.plan,
+                          STUB_CALLS=self.calls, STUB_ARGS=self.argv)
+        # the backoff between attempts, a thousandth of its own: the
+        # attempts and their order are the same, without 9 s of waiting
+        backoff = mock.patch.object(tej, '_SSH_BACKOFF',
+                                    tej._SSH_BACKOFF / 1000)
+        backoff.start()
+        self.addCleanup(backoff.stop)
+
+    def attempts(self, *failures):
+        """Run one call after ``failures`` (log lines); return the
+        ControlMaster option of each attempt.
+        """
+        with open(self.plan, 'w') as fp:
+            fp.write(''.join(line + '\n' for line in failures))
+        open(self.calls, 'w').close()
+        queue = tej.RemoteQueue('stub', os.path.join(self.tmp, 'q'))
+        try:
+            self.assertEqual(list(queue.list()), [])
+        except tej.QueueDoesntExist:
+            pass  # the command ran
+        with open(self.calls) as fp:
+            return fp.read().split()
+
+    def log(self, outcome):
+        """The first line of a sample log of ``outcome`` (one a call)."""
+        return next(log for o, log in SSH_LOGS if o == outcome).splitlines()[0]
+
+    def test_refused_waits_then_takes_its_own_connection(self):
+        refused = self.log(tej._SSH_REFUSED)
+        self.assertEqual(self.attempts(refused), ['auto', 'auto'])
+        shared = ['auto'] * tej._SHARED_REFUSALS
+        self.assertEqual(self.attempts(*[refused] * tej._SHARED_REFUSALS),
+                         shared + ['no'])
+
+    def test_mux_failure_goes_around_the_shared_connection(self):
+        # no live master (the stub's -O check fails): the socket is stale,
+        # made again once; then a connection of its own
+        mux = self.log(tej._SSH_MUX)
+        self.assertEqual(self.attempts(mux), ['auto', 'auto'])
+        self.assertEqual(self.attempts(mux, mux), ['auto', 'auto', 'no'])
+
+    def test_early_drop_is_tried_again(self):
+        early = self.log(tej._SSH_EARLY)
+        self.assertEqual(self.attempts(early, early), ['auto'] * 3)
+
+    def test_not_tried_again(self):
+        for outcome, error in [(tej._SSH_AUTH, 'Authentication'),
+                               (tej._SSH_HOST_KEY, 'host key'),
+                               (tej._SSH_LOST, 'Cannot connect')]:
+            with self.assertRaises(tej.Error) as ctx:
+                self.attempts(self.log(outcome))
+            self.assertIn(error, str(ctx.exception))
+            with open(self.calls) as fp:
+                self.assertEqual(len(fp.read().split()), 1, outcome)
+
+    def test_login_and_control_requests_share_the_options(self):
+        # tej login, -O check and -O exit are built as every call is: the
+        # user's options, the log, the time-outs and the keep-alives
+        open(self.plan, 'w').close()
+        open(self.calls, 'w').close()
+        queue = tej.RemoteQueue('stub', os.path.join(self.tmp, 'q'),
+                                setup_runtime='default',
+                                ssh_options=['-o', 'Compression=yes'])
+        queue.setup()
+        queue.login()
+        open(queue._transport.master.path, 'w').close()
+        self.assertFalse(queue._transport.master.check())  # stale
+        self.assertFalse(os.path.exists(queue._transport.master.path))
+        open(queue._transport.master.path, 'w').close()
+        queue.logout()
+        with open(self.argv) as fp:
+            call, login, check, exit = fp.read().splitlines()
+        common = ['-o Compression=yes -E ', ' -o ConnectTimeout=20 ',
+                  ' -o ServerAliveInterval=15 -o ServerAliveCountMax=4 ',
+                  ' -o ControlPath="%s" ' % queue._transport.master.path,
+                  ' -- stub']
+        for argv in (call, login, check, exit):
+            for part in common:
+                self.assertIn(part, argv)
+        self.assertIn(' -o ControlMaster=yes ', login)
+        self.assertRegex(login, r' -N -f -- stub\Z')
+        # it asks, in the terminal, whatever ssh_config says; the user's
+        # own -o options come first, and ssh keeps the first value
+        self.assertIn(' -o BatchMode=no ', login)
+        self.assertLess(login.index('Compression=yes'),
+                        login.index('BatchMode=no'))
+        self.assertIn(' -o BatchMode=yes ', call)
+        # the shared connection that a call starts never asks
+        started = queue._transport._argv('log', tej._MASTER, ['-N', '-f'])
+        self.assertIn('BatchMode=yes', started)
+        self.assertNotIn('BatchMode=no', started)
+        self.assertIn(' -O check -- stub', check)
+        self.assertIn(' -O exit -- stub', exit)
+
+    def master_starts(self):
+        try:
+            with open(self.calls + '.master') as fp:
+                return len(fp.read().split())
+        finally:
+            open(self.calls + '.master', 'w').close()
+
+    def test_the_shared_connection_is_started_once_a_call(self):
+        # it cannot start: the call goes on as ssh would (auto), once
+        early = self.log(tej._SSH_EARLY)
+        self.assertEqual(self.attempts(early, early), ['auto'] * 3)
+        self.assertEqual(self.master_starts(), 1)
+        # a starter that failed while this call waited: not tried again
+        queue = tej.RemoteQueue('stub', os.path.join(self.tmp, 'q'))
+        with open(queue._transport.master.path + '.lock', 'w') as fp:
+            fp.write('failed %f\n' % (time.time() + 60))
+        self.assertEqual(self.attempts(), ['auto'])
+        self.assertEqual(self.master_starts(), 0)
+        os.unlink(queue._transport.master.path + '.lock')
+
+    def test_sessions_on_the_shared_connection_never_connect(self):
+        # once the shared connection is there, a session it refuses is a
+        # failure to try again, not a connection of ssh's own
+        support.patch_env(self.addCleanup, STUB_MASTER='1')
+        socket = tej.RemoteQueue('stub')._transport.master.path
+        self.addCleanup(os.unlink, socket)
+        refused = self.log(tej._SSH_REFUSED)
+        open(self.argv, 'w').close()
+        self.assertEqual(self.attempts(refused), ['no', 'no'])
+        self.assertEqual(self.master_starts(), 1)
+        with open(self.argv) as fp:
+            for argv in fp.read().splitlines():
+                self.assertIn(' -o ProxyCommand=false ', argv)
+                self.assertNotIn('ControlPath=none', argv)
+        # the socket is there: no start, no lock needed
+        self.assertEqual(self.attempts(), ['no'])
+        self.assertEqual(self.master_starts(), 0)
+        # a proxy of the user's is left alone (it comes first, and -J
+        # would clash with ProxyCommand)
+        for options in (['-J', 'jump'], ['-o', 'ProxyJump=jump'],
+                        ['-o', 'proxycommand nc %h %p']):
+            open(self.argv, 'w').close()
+            queue = tej.RemoteQueue('stub', os.path.join(self.tmp, 'q'),
+                                    ssh_options=options)
+            with self.assertRaises(tej.QueueDoesntExist):
+                list(queue.list())
+            with open(self.argv) as fp:
+                argv = fp.read()
+            self.assertNotIn('ProxyCommand=false', argv)
+            self.assertIn('ControlMaster=auto', argv)
+
+    def test_control_path_is_one_word_without_tokens(self):
+        W = tej._ssh_config_word
+        self.assertEqual(W('/tmp/a b/%h'), '"/tmp/a b/%%h"')
+        self.assertEqual(W('/x\\"y'), '"/x\\\\\\"y"')
+
+    def test_login_failure_says_why(self):
+        with open(self.plan, 'w') as fp:
+            fp.write(self.log(tej._SSH_AUTH) + '\n')
+        open(self.calls, 'w').close()
+        queue = tej.RemoteQueue('stub', os.path.join(self.tmp, 'q'))
+        with self.assertRaises(tej.Error) as ctx:
+            queue.login()
+        self.assertIn('Authentication to ssh://stub failed', str(ctx.exception))
+        open(self.calls, 'w').close()  # the plan again
+        code, out, err = run_cli('login', 'stub')
+        self.assertEqual((code, out), (1, ''))
+        self.assertRegex(err, r'\Atej: error: Authentication to ssh://stub '
+                              r'failed[^\n]*\n\Z')
+
+    def test_gives_up_after_the_attempts(self):
+        early = self.log(tej._SSH_EARLY)
+        with self.assertRaises(tej.ConnectionLost) as ctx:
+            self.attempts(*[early] * tej._SSH_ATTEMPTS)
+        self.assertEqual(str(ctx.exception),
+                         'Cannot connect to ssh://stub: ' + early)
+        with open(self.calls) as fp:
+            self.assertEqual(len(fp.read().split()), tej._SSH_ATTEMPTS)
+
+
+class TestNoSecondSend(unittest.TestCase):
+    """ssh exits 255 after the session broke ("read from master failed"):
+    the command may have run on the server. It is not sent again.
+    """
+
+    def setUp(self):
+        self.tmp = support.temporary(self)
+        self.count = os.path.join(self.tmp, 'execs')
+        # a session that broke: its message in the -E file
+        support.stub_ssh(
+            self,
+            'case " $* " in *" -O "*|*" -N "*) exit 255 ;; esac\n'
+            'echo exec >> "%s"\n'
+            'echo "read from master failed: Broken pipe" >> "$TEJ_SSH_LOG"\n'
+            'exit 255\n' % self.count)
+        self.job = support.make_tree(os.path.join(self.tmp, 'job'),
+                                     {'start.sh': 'echo hi\n'})
+
+    def execs(self, action):
+        open(self.count, 'w').close()
+        with self.assertRaises(tej.ConnectionLost):
+            action()
+        with open(self.count) as fp:
+            return len(fp.read().split())
+
+    def test_submit_and_delete_are_sent_once(self):
+        q = tej.RemoteQueue('stubhost', '~/q')
+        self.assertEqual(self.execs(lambda: q.submit('x', self.job)), 1)
+        self.assertEqual(self.execs(lambda: q.delete('x')), 1)
+        self.assertEqual(self.execs(lambda: q.kill('x')), 1)
