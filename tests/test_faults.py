@@ -920,67 +920,6 @@ class TestInterruptedSubmit(support.ServerCase):
         self.interrupt(self.dest, 'SIGKILL')
 
 
-class TestKilledAtRandom(support.ServerCase):
-    """tej run SIGKILLed at random moments of its upload of many small
-    files, through sshd (ssh forwards what it had, and its end: the
-    server's tar sees a stream cut on a member's boundary, a good archive
-    to it), then run again as a CI retry would. No job may start with part
-    of its inputs, and the retry's output must count them all.
-    """
-
-    FILES = 3000
-    TRIALS = 8
-
-    def test_no_job_runs_on_part_of_its_inputs(self):
-        job = self.job('many', {'start.sh': 'ls in | wc -l | tr -d " "\n'})
-        os.mkdir(os.path.join(job, 'in'))
-        for i in range(self.FILES):
-            with open(os.path.join(job, 'in', '%05d' % i), 'w') as fp:
-                fp.write('x\n')
-        argv = [sys.executable, os.path.join(support.TOP, 'tej.py'), 'run',
-                self.dest, job, '-F', self.server.config]
-        whole = str(self.FILES).encode() + b'\n'
-        rng = random.Random(20261207)
-        partial, retried = [], []
-        for trial in range(self.TRIALS):
-            queue = '%s-%d' % (self.queue_path, trial)
-            jobs = os.path.join(queue, 'jobs')
-            proc = subprocess.Popen(argv + ['--queue', queue],
-                                    stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-            self.addCleanup(lambda p=proc: p.poll() is not None or p.kill())
-            # once the job's directory is being made: its upload is on its
-            # way, and goes on for a while (3000 files)
-            wait_for(lambda: os.path.isdir(jobs) and os.listdir(jobs),
-                     timeout=120, interval=0.005, what='the upload to start')
-            time.sleep(rng.uniform(0, 0.3))
-            proc.kill()
-            proc.wait()
-            # the server side ends by itself; a job it made runs, and ends
-            q = tej.RemoteQueue(self.dest, queue,
-                                ssh_options=self.server.options)
-            self.addCleanup(q.close)
-            found = wait_for(
-                lambda: (os.listdir(jobs), list(q.list())),
-                lambda found: not [n for n in found[0] if n.startswith('.')]
-                and all(info['state'] in ('finished', 'killed', 'lost')
-                        for _, info in found[1]),
-                timeout=60, what='the submission to end')[1]
-            for job_id, info in found:
-                text = q.logs(job_id)[0]
-                if (info['state'], text) != ('finished', whole):
-                    partial.append((trial, info['state'], text))
-            again = subprocess.run(argv + ['--queue', queue],
-                                   stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, timeout=300)
-            if again.returncode == 0 and again.stdout != whole:
-                retried.append((trial, again.stdout))
-        self.assertEqual((partial, retried), ([], []),
-                         "of %d trials: jobs that started with part of "
-                         "their inputs, retries that exited 0 on part of "
-                         "them" % self.TRIALS)
-
-
 class TestTerminatedSubmission(unittest.TestCase):
     """The server side of a submit, terminated (TERM to its process group,
     as the client's interrupted call sends) while its upload is still
