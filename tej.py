@@ -2114,8 +2114,8 @@ class _Upload(object):
 def _download_targets(files, directory, destination):
     """What a download asks for (see `RemoteQueue.download`): return the
     normalized paths of ``files`` (a path or a list; each once), and
-    ``{path: local path}``, in ``directory`` (None: the current one) or,
-    for one file, as ``destination``. Raise `ValueError` for paths that
+    ``{path: local path}``, in ``directory`` or, for one file, as
+    ``destination`` (when it is not None). Raise `ValueError` for paths that
     overlap or would land on the same name, or a ``destination`` whose
     directory is not there.
     """
@@ -2139,7 +2139,6 @@ def _download_targets(files, directory, destination):
         destination = str(destination)
         _need_parent(destination, 'destination')
         return files, {files[0]: destination}
-    directory = str(directory if directory is not None else '.')
     targets = {f: os.path.join(directory, f.rsplit('/', 1)[-1])
                if f else directory for f in files}
     if len(set(targets.values())) != len(targets):
@@ -3479,12 +3478,12 @@ class RemoteQueue(object):
             raise TypeError("Unexpected arguments: %s" % ', '.join(kwargs))
         if destination is not None and directory is not None:
             raise TypeError("Give destination or directory, not both")
+        if destination is None:
+            directory = str(directory if directory is not None else '.')
         files, targets = _download_targets(files, directory, destination)
         if not files:
             return []
         check_jobid(job_id)
-        if destination is None:
-            directory = str(directory if directory is not None else '.')
         resume = any(_leftovers(local) for local in targets.values())
         if directory is not None and not os.path.isdir(directory):
             _need_parent(directory, 'directory')
@@ -4589,26 +4588,20 @@ class _RegistryRecorder(_Recorder):
     """
 
     def added(self, queue, job_id, label, directory, new):
-        registry = self._registry()
-        if registry is not None:
-            with self._warning():
-                registry.add(queue, job_id, label, directory, new=new)
+        self._write(lambda registry: registry.add(queue, job_id, label,
+                                                  directory, new=new))
 
     def deleted(self, queue, job_ids=None):
-        registry = self._registry()
-        if registry is not None:
-            with self._warning():
-                registry.deleted(queue, job_ids)
-
-    def _registry(self):
-        with self._warning():
-            return _registry()
+        self._write(lambda registry: registry.deleted(queue, job_ids))
 
     @staticmethod
-    @contextlib.contextmanager
-    def _warning():
+    def _write(write):
+        """``write(registry)``, unless the registry is off; a failure is a
+        warning."""
         try:
-            yield
+            registry = _registry()
+            if registry is not None:
+                write(registry)
         except (Error, OSError, ImportError) as e:
             logger.warning("The job registry was not updated: %s", e)
 
@@ -6132,7 +6125,8 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 # Shared ones: Q (the queue) and TEJ_SELF (QUEUE/tej.sh), set by _main;
 # st_* (the job record that _read_state or _load read); _locked, _tmp,
 # _self, _creating, _beat_pid (what the EXIT trap removes or stops); _host
-# (this host's name, once asked).
+# (this host's name, once asked); _un_when, _un_said (the scheduler's last
+# failure to answer in this call: _unasked).
 #
 # The runtime file appended to this one defines the hooks:
 #   _rt_usable            exit RC_UNSUPPORTED with a message if the runtime
@@ -6338,7 +6332,6 @@ _check_path() {  # a path inside a job: relative, no "..", not empty
 _locked=
 _tmp=
 _tmp_removed=
-_tmp_said=
 _self=
 _creating=
 _beat_pid=
@@ -6370,9 +6363,6 @@ _cleanup() {
     fi
     if [ -n "$_tmp_removed" ]; then
         rm -f "$_tmp_removed"
-    fi
-    if [ -n "$_tmp_said" ]; then
-        rm -f "$_tmp_said"
     fi
     if [ -n "$_self" ]; then  # the pushed copy, in its private directory
         rm -rf "${_self%/*}"
@@ -6729,15 +6719,15 @@ _sched_ask() {  # _sched_ask SCHEDULER COMMAND [ARG ...]: run a command of
     # say so (Slurm's tries for about 10 seconds)
     _sa_name=$1
     shift
-    _tmp_said=$Q/said.tmp.$$
+    _tmp=$Q/said.tmp.$$
     _sa_code=0
-    _sa_out=$("$@" 2> "$_tmp_said") || _sa_code=$?
+    _sa_out=$("$@" 2> "$_tmp") || _sa_code=$?
     _sa_said=
     while IFS= read -r _sa_line || [ -n "$_sa_line" ]; do
         _sa_said="$_sa_said $_sa_line"
-    done 2>/dev/null < "$_tmp_said" || :
-    rm -f "$_tmp_said"
-    _tmp_said=
+    done 2>/dev/null < "$_tmp" || :
+    rm -f "$_tmp"
+    _tmp=
     [ "$_sa_code" -ne 0 ] || return 0
     _sa_out=
     case $_sa_code in

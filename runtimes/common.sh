@@ -96,7 +96,8 @@
 # Shared ones: Q (the queue) and TEJ_SELF (QUEUE/tej.sh), set by _main;
 # st_* (the job record that _read_state or _load read); _locked, _tmp,
 # _self, _creating, _beat_pid (what the EXIT trap removes or stops); _host
-# (this host's name, once asked).
+# (this host's name, once asked); _un_when, _un_said (the scheduler's last
+# failure to answer in this call: _unasked).
 #
 # The runtime file appended to this one defines the hooks:
 #   _rt_usable            exit RC_UNSUPPORTED with a message if the runtime
@@ -302,7 +303,6 @@ _check_path() {  # a path inside a job: relative, no "..", not empty
 _locked=
 _tmp=
 _tmp_removed=
-_tmp_said=
 _self=
 _creating=
 _beat_pid=
@@ -334,9 +334,6 @@ _cleanup() {
     fi
     if [ -n "$_tmp_removed" ]; then
         rm -f "$_tmp_removed"
-    fi
-    if [ -n "$_tmp_said" ]; then
-        rm -f "$_tmp_said"
     fi
     if [ -n "$_self" ]; then  # the pushed copy, in its private directory
         rm -rf "${_self%/*}"
@@ -693,15 +690,15 @@ _sched_ask() {  # _sched_ask SCHEDULER COMMAND [ARG ...]: run a command of
     # say so (Slurm's tries for about 10 seconds)
     _sa_name=$1
     shift
-    _tmp_said=$Q/said.tmp.$$
+    _tmp=$Q/said.tmp.$$
     _sa_code=0
-    _sa_out=$("$@" 2> "$_tmp_said") || _sa_code=$?
+    _sa_out=$("$@" 2> "$_tmp") || _sa_code=$?
     _sa_said=
     while IFS= read -r _sa_line || [ -n "$_sa_line" ]; do
         _sa_said="$_sa_said $_sa_line"
-    done 2>/dev/null < "$_tmp_said" || :
-    rm -f "$_tmp_said"
-    _tmp_said=
+    done 2>/dev/null < "$_tmp" || :
+    rm -f "$_tmp"
+    _tmp=
     [ "$_sa_code" -ne 0 ] || return 0
     _sa_out=
     case $_sa_code in

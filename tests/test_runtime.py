@@ -550,8 +550,6 @@ class TestCutUpload(unittest.TestCase):
     """
 
     def test_cut_on_a_boundary_makes_no_job(self):
-        import io
-        import tarfile
         tmp = support.temporary(self)
         job = os.path.join(tmp, 'job')
         os.mkdir(job)

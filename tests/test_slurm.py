@@ -2,9 +2,11 @@
 through the real sshd, as the unprivileged user.
 """
 
+import json
 import os
 import signal
 import stat
+import time
 
 from . import support
 from .scenario import NASTY_FILES, WAIT_FOR_GO, wrapper_started
@@ -42,8 +44,6 @@ def check_an_outage(test, scheduler, command, held):
     kill fails naming ``scheduler``, and wait waits. Once the controller
     is back, both end as they should.
     """
-    import json
-    import time
     q = test.q
     q.submit('on', test.job('on', {'start.sh': 'while [ ! -f go ]; do '
                                                'sleep 0.1; done\n'}))
