@@ -6306,28 +6306,38 @@ _check_path() {  # a path inside a job: relative, no "..", not empty
 
 # ---- locking and job records -----------------------------------------------
 #
-# A job's lock is the directory JOBDIR/lock (mkdir is atomic) with "owner",
-# HOST:PID of its holder, and "beat", the epoch seconds (the holder's
-# clock) at which it took the lock or last said it still holds it. A lock
-# is never broken while its holder may be alive, however long it holds it
-# (a submission holds it through the upload). A waiter breaks it once the
-# holder is known to be gone (_holder_gone):
+# A job's lock is the directory JOBDIR/lock (mkdir is atomic), which holds
+# its holder's claim: an empty file ".lock.HOST:PID:BEAT". HOST:PID is its
+# owner; BEAT the epoch seconds (the holder's clock) at which it took the
+# lock or last said that it still holds it (the claim renamed). A taker
+# makes its claim beside the lock first, then the lock, then moves the
+# claim into it: so a lock has an owner from the moment it exists, in it or
+# for an instant beside it, and a holder killed at any moment leaves no
+# lock, or one whose owner the next waiter can judge. It holds the lock
+# once its claim is the only one in it: two takers that raced (a lock
+# broken and made again between one's mkdir and mv) both see two, and try
+# again. A lock is never broken while its holder may be alive, however
+# long it holds it (a submission holds it through the upload). A waiter
+# breaks it once the holder is known to be gone (_holder_gone):
 #   - a holder of this host: no process has its pid, or the pid is now a
 #     program other than a tej.sh (it was reused), or it is ours;
 #   - a holder of another host (a cluster node, another login node on the
 #     same file system), whose processes cannot be seen from here: its beat
 #     is TEJ_LOCK_STALE seconds old (300) by this host's clock. A holder
-#     that can hold for long (_submit) writes its beat every 30 s
+#     that can hold for long (_submit) renews its beat every 30 s
 #     (_keep_beating); the others hold for a few file operations. Hosts
 #     that share a file system keep their clocks far closer than that.
-#   - a lock without an owner (its holder died between the mkdir and
-#     writing "owner"), or of another host without a beat (an older
-#     runtime's): once the waiter has seen it unchanged for TEJ_LOCK_STALE
-#     seconds.
-# A waiter reads the lock again just before it removes it; one that another
-# waiter broke and took meanwhile is left alone, but for a window of a few
-# instructions. _unlock removes the lock only if it is still the process's
-# own.
+#   - a lock without a claim: once no claim beside it has a live owner (its
+#     maker died between the mkdir and the mv);
+#   - an older runtime's lock ("owner" and "beat" files in it) of another
+#     host without a beat, or without an owner: once the waiter has seen it
+#     unchanged for TEJ_LOCK_STALE seconds.
+# Breaking removes the gone holder's claim, then the lock with rmdir, which
+# fails unless the lock is empty: a lock that another waiter broke and a
+# taker made again meanwhile is never removed, but for the instant before
+# its taker moved its claim in, and that taker, finding no lock to move it
+# into, tries again. _unlock removes the lock only while its claim is the
+# process's own.
 
 _locked=
 _tmp=
@@ -6375,14 +6385,33 @@ trap _cleanup EXIT
 
 _remove() {  # _remove JOBDIR: out of the queue at once, renamed to a name
     # that no reader lists (a job half removed would read "lost"), then
-    # deleted
-    _rm_gone=${1%/*}/.gone.$$
-    rm -rf "$_rm_gone"
+    # deleted; one left half removed by a killed process goes with _sweep
+    [ -n "$_host" ] || _host=$(uname -n)
+    _rm_gone=${1%/*}/.gone.$_host.$$
+    [ ! -e "$_rm_gone" ] || rm -rf "$_rm_gone"  # a process's that had our pid
     if mv "$1" "$_rm_gone" 2>/dev/null; then
         rm -rf "$_rm_gone"
     else
         rm -rf "$1"
     fi
+}
+
+_sweep() {  # _sweep JOBS: remove what killed processes left in the jobs
+    # directory JOBS: half-made jobs (.new.HOST.PID, _submit) and half
+    # removed ones (.gone.HOST.PID), once their owner is known to be gone
+    for _sw_left in "$1"/.new.* "$1"/.gone.*; do
+        [ -d "$_sw_left" ] || continue
+        _sw_name=${_sw_left##*/.}
+        _sw_name=${_sw_name#*.}
+        case $_sw_name in
+            *.*[!0-9]*|*.) continue ;;  # not HOST.PID (an older runtime's)
+            *.*) ;;
+            *) continue ;;
+        esac
+        if _holder_gone "${_sw_name%.*}:${_sw_name##*.}" ''; then
+            rm -rf "$_sw_left"
+        fi
+    done
 }
 
 _host=
@@ -6416,51 +6445,131 @@ _holder_gone() {  # _holder_gone OWNER BEAT: is the holder of a lock (its
     [ "$(($(_now) - $2))" -gt "$TEJ_LOCK_STALE" ]
 }
 
-_lock() {  # _lock JOBDIR: take the job's lock, waiting while another
-    # process holds it; break it once its holder is gone (see above)
+_lock() {  # _lock JOBDIR [gone]: take the job's lock, waiting while
+    # another process holds it; break it once its holder is gone (see
+    # above). The job removed meanwhile: RC_NO_JOB, or with "gone", return 1
     _lk_n=0 _lk_seen=- _lk_since=
     [ -n "$_host" ] || _host=$(uname -n)
-    while ! mkdir "$1/lock" 2>/dev/null; do
-        [ -d "$1" ] || _die "$RC_NO_JOB" "no job ${1##*/}"
-        _lk_n=$((_lk_n + 1))
-        if [ "$((_lk_n % 20))" -eq 0 ]; then
-            _read_lock "$1/lock"
-            _lk_owner=$_rl_owner _lk_beat=$_rl_beat
-            if [ "$_lk_owner $_lk_beat" != "$_lk_seen" ]; then
-                _lk_seen="$_lk_owner $_lk_beat" _lk_since=$(_now)
+    while :; do
+        if [ ! -d "$1/lock" ]; then
+            _lk_claim=.lock.$_host:$$:$(_now)
+            if ! { printf '' > "$1/$_lk_claim"; } 2>/dev/null; then
+                [ -d "$1" ] || break
+                ! _full "$1" || _no_space_die "the lock of job ${1##*/}"
+                _die "$RC_FAILURE" "cannot lock job ${1##*/}"
             fi
-            _lk_break=
-            if _holder_gone "$_lk_owner" "$_lk_beat"; then
-                _lk_break=1
-            elif [ -z "$_lk_owner" ] || { [ -z "$_lk_beat" ] && \
-                    [ "${_lk_owner%%:*}" != "$_host" ]; }; then
-                # not to be judged from here: how long it stays as it is
-                [ "$(($(_now) - _lk_since))" -le "$TEJ_LOCK_STALE" ] || \
-                    _lk_break=1
-            fi
-            if [ -n "$_lk_break" ]; then
-                _read_lock "$1/lock"
-                if [ "$_rl_owner $_rl_beat" = "$_lk_seen" ]; then
-                    printf 'tej: breaking the lock of %s (%s): its holder is gone\n' \
-                        "${1##*/}" "${_lk_owner:-no owner}" >&2
-                    rm -rf "$1/lock"
+            if mkdir "$1/lock" 2>/dev/null; then
+                if mv "$1/$_lk_claim" "$1/lock/$_lk_claim" 2>/dev/null; then
+                    _read_lock "$1/lock"
+                    if [ "$_rl_claim" = "$1/lock/$_lk_claim" ] && \
+                            [ -z "$_rl_more" ]; then
+                        _locked=$1/lock
+                        _sweep_claims "$1" || :
+                        return 0
+                    fi
+                    # another taker raced ours in (see above)
+                    rm -f "$1/lock/$_lk_claim"
+                    rmdir "$1/lock" 2>/dev/null || :
                 fi
             fi
+            [ ! -f "$1/$_lk_claim" ] || rm -f "$1/$_lk_claim"
+        fi
+        [ -d "$1" ] || break
+        _lk_n=$((_lk_n + 1))
+        if [ "$((_lk_n % 20))" -eq 0 ]; then
+            _judge_lock "$1"
         fi
         _nap
     done
-    # the owner at once: a holder that dies before it is a lock without
-    # owner, which takes long to break
-    _locked=$1/lock
-    printf '%s:%s\n' "$_host" "$$" > "$1/lock/owner"
-    _now > "$1/lock/beat"
+    [ "${2:-}" = gone ] || _die "$RC_NO_JOB" "no job ${1##*/}"
+    return 1
 }
 
-_read_lock() {  # _read_lock LOCKDIR: its owner and beat, in _rl_owner and
-    # _rl_beat (empty when missing)
-    _rl_owner='' _rl_beat=''
-    { read -r _rl_owner < "$1/owner"; } 2>/dev/null || :
-    { read -r _rl_beat < "$1/beat"; } 2>/dev/null || :
+_judge_lock() {  # _judge_lock JOBDIR: for a waiter: break the job's lock
+    # if its holder is gone; the claims beside it of owners gone go too
+    _read_lock "$1/lock"
+    if [ -z "$_rl_owner" ] && [ -z "$_rl_old" ]; then
+        # a lock without a claim: its maker is about to move it in, or
+        # died before it could
+        if _sweep_claims "$1" && rmdir "$1/lock" 2>/dev/null; then
+            printf 'tej: breaking the lock of %s (no owner): its maker is gone\n' \
+                "${1##*/}" >&2
+        fi
+        return 0
+    fi
+    if [ "$_rl_owner $_rl_beat" != "$_lk_seen" ]; then
+        _lk_seen="$_rl_owner $_rl_beat" _lk_since=$(_now)
+    fi
+    if _holder_gone "$_rl_owner" "$_rl_beat"; then
+        :
+    elif [ -n "$_rl_owner" ] && { [ "${_rl_owner%%:*}" = "$_host" ] ||
+            case $_rl_beat in ''|*[!0-9]*) false ;; esac; }; then
+        return 0  # alive, as far as can be known
+    elif [ "$(($(_now) - _lk_since))" -le "$TEJ_LOCK_STALE" ]; then
+        return 0  # not to be judged from here: how long it stays as it is
+    fi
+    printf 'tej: breaking the lock of %s (%s): its holder is gone\n' \
+        "${1##*/}" "${_rl_owner:-no owner}" >&2
+    if [ -n "$_rl_claim" ]; then
+        rm -f "$_rl_claim"
+    else
+        rm -f "$1/lock/owner" "$1/lock/beat"
+    fi
+    rmdir "$1/lock" 2>/dev/null || :
+}
+
+_sweep_claims() {  # _sweep_claims JOBDIR: remove the claims beside the
+    # job's lock (left by takers killed before their mkdir or their mv)
+    # whose owners are gone; false if one may be alive
+    _swc_live=
+    for _swc_claim in "$1"/.lock.*; do
+        [ -f "$_swc_claim" ] || continue
+        _claim_owner "$_swc_claim"
+        if _holder_gone "$_co_owner" "$_co_beat"; then
+            rm -f "$_swc_claim"
+        else
+            _swc_live=1
+        fi
+    done
+    [ -z "$_swc_live" ]
+}
+
+_claim_owner() {  # _claim_owner CLAIM: its owner and beat, in _co_owner and
+    # _co_beat
+    _co_owner=${1##*/.lock.}
+    _co_beat=${_co_owner##*:}
+    _co_owner=${_co_owner%:*}
+}
+
+_read_lock() {  # _read_lock LOCKDIR: its holder's claim (_rl_claim: its
+    # path), owner and beat (_rl_owner, _rl_beat), empty when it has none;
+    # _rl_more is set when it holds more than one claim. An older runtime's
+    # lock: its "owner" and "beat" files, and _rl_old set
+    _rl_claim='' _rl_owner='' _rl_beat='' _rl_more='' _rl_old=''
+    for _rl_c in "$1"/.lock.*; do
+        [ -f "$_rl_c" ] || continue
+        if [ -n "$_rl_claim" ]; then
+            _rl_more=1
+        else
+            _rl_claim=$_rl_c
+        fi
+    done
+    if [ -n "$_rl_claim" ]; then
+        _claim_owner "$_rl_claim"
+        _rl_owner=$_co_owner _rl_beat=$_co_beat
+    elif [ -f "$1/owner" ] || [ -f "$1/beat" ]; then
+        _rl_old=1
+        { read -r _rl_owner < "$1/owner"; } 2>/dev/null || :
+        { read -r _rl_beat < "$1/beat"; } 2>/dev/null || :
+    fi
+}
+
+_own_claim() {  # _own_claim LOCKDIR: this process's claim in it, in
+    # _oc_claim (empty when there is none)
+    _oc_claim=
+    for _oc_c in "$1/.lock.$_host:$$:"*; do
+        [ ! -f "$_oc_c" ] || _oc_claim=$_oc_c
+    done
 }
 
 _stop_beating() {  # end the loop of _keep_beating, if there is one
@@ -6473,9 +6582,15 @@ _stop_beating() {  # end the loop of _keep_beating, if there is one
 _unlock() {  # remove the lock if it is still this process's own: one
     # broken meanwhile (its holder taken for gone) is another's now
     _stop_beating
-    _read_lock "$_locked"
-    if [ "$_rl_owner" = "$_host:$$" ]; then
-        rm -rf "$_locked"
+    _own_claim "$_locked"
+    if [ -n "$_oc_claim" ]; then
+        rm -f "$_oc_claim"
+        if ! rmdir "$_locked" 2>/dev/null; then
+            # the beat renewed as the loop was stopped
+            _own_claim "$_locked"
+            [ -z "$_oc_claim" ] || rm -f "$_oc_claim"
+            rmdir "$_locked" 2>/dev/null || :
+        fi
     else
         printf 'tej: the lock %s was broken while this process held it\n' \
             "$_locked" >&2
@@ -6484,22 +6599,28 @@ _unlock() {  # remove the lock if it is still this process's own: one
 }
 
 _keep_beating() {  # while this process holds its lock for long (a
-    # submission), a loop in the background writes the lock's beat every
-    # 30 s, so that other hosts know its holder lives; it ends with the
-    # lock, or with this process (_unlock stops it)
-    _kb_lock=$_locked _kb_owner=$_host:$$ _kb_parent=$$
+    # submission), a loop in the background renews the beat of its claim
+    # every 30 s, so that other hosts know its holder lives; it ends with
+    # the lock, or with this process (_unlock stops it)
+    _kb_lock=$_locked _kb_parent=$$
     (
         trap - EXIT  # nothing is this loop's to remove
         _kb_n=0
         while :; do
             _nap 10
-            _read_lock "$_kb_lock"
-            [ "$_rl_owner" = "$_kb_owner" ] || exit 0
             ! _pid_gone "$_kb_parent" || exit 0
             _kb_n=$((_kb_n + 1))
             if [ "$_kb_n" -ge 30 ]; then
-                _now > "$_kb_lock/beat.tmp.$$" && \
-                    mv -f "$_kb_lock/beat.tmp.$$" "$_kb_lock/beat"
+                # (the claim's name has the parent's pid, not this loop's)
+                _kb_claim=
+                for _kb_c in "$_kb_lock/.lock.$_host:$_kb_parent:"*; do
+                    [ ! -f "$_kb_c" ] || _kb_claim=$_kb_c
+                done
+                [ -n "$_kb_claim" ] || exit 0
+                _kb_new=$_kb_lock/.lock.$_host:$_kb_parent:$(_now)
+                if [ "$_kb_new" != "$_kb_claim" ]; then
+                    mv "$_kb_claim" "$_kb_new" || exit 0
+                fi
                 _kb_n=0
             fi
         done
@@ -6555,6 +6676,7 @@ _record() {  # _record ID NOW: print one job's record (_format_record),
     if [ -d "$_rec_job" ]; then
         _load "$_rec_job"
         _rt_refresh "$_rec_job"
+        [ "$st_state" != notfound ] || _rec_rc=$RC_NO_JOB
     else
         st_state=notfound _rec_rc=$RC_NO_JOB
     fi
@@ -6571,8 +6693,12 @@ _ongoing() {  # is the loaded job (after _rt_refresh) still to end?
 }
 
 _finish() {  # _finish JOBDIR STATE EXIT: record how a job ended (unless
-    # its wrapper did), and load the record
-    _lock "$1"
+    # its wrapper did), and load the record; the job removed meanwhile (a
+    # kill's wrapper recorded the end, and a delete came): notfound
+    if ! _lock "$1" gone; then
+        st_state=notfound
+        return 0
+    fi
     _load "$1"
     if _ongoing; then
         st_state=$2 st_exit=$3 st_finished=$(_now)
@@ -6870,6 +6996,7 @@ _submit() {  # _submit ID MODE SCRIPT [KEY=VALUE ...], tar stream on stdin
     # is made, locked, under a name no job has (ids never start with "."),
     # then renamed to its id. A directory of that id made meanwhile: mv
     # puts ours inside it, and the lock there is not ours.
+    _sweep "$Q/jobs"
     _sb_name=.new.$_host.$$
     _sb_new=$Q/jobs/$_sb_name
     rm -rf "$_sb_new"  # left by a process of this host that had our pid
@@ -7143,6 +7270,7 @@ _scan() {  # _scan MODE ARG ...: list or gc (see _filter): the records of
     _tmp_removed=
     if [ "$_fl_mode" = gc ] && [ -z "$_fl_dry" ]; then
         _tmp_removed=$Q/removed.tmp.$$
+        _sweep "$Q/jobs"
     fi
     # the names, one a line (echo: a builtin in every shell, unlike
     # printf; a name that is not a job id is not written)

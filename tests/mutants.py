@@ -130,13 +130,10 @@ MUTANTS = [
     dict(
         name='unlock-forgotten',
         file='runtimes/common.sh',
-        original='''    if [ "$_rl_owner" = "$_host:$$" ]; then
-        rm -rf "$_locked"
-    else
+        original='''        rm -f "$_oc_claim"
+        if ! rmdir "$_locked" 2>/dev/null; then
 ''',
-        replacement='''    if [ "$_rl_owner" = "$_host:$$" ]; then
-        :
-    else
+        replacement='''        if false; then
 ''',
         description="_unlock leaves the lock directory: every later "
                     "locker waits for it to be broken",
@@ -723,9 +720,11 @@ umask 022
     dict(
         name='lock-broken-after-a-minute',
         file='runtimes/common.sh',
-        original='''            if _holder_gone "$_lk_owner" "$_lk_beat"; then
+        original='''    if _holder_gone "$_rl_owner" "$_rl_beat"; then
+        :
 ''',
-        replacement='''            if _holder_gone "$_lk_owner" "$_lk_beat" || [ "$_lk_n" -ge 600 ]; then
+        replacement='''    if _holder_gone "$_rl_owner" "$_rl_beat" || [ "$_lk_n" -ge 600 ]; then
+        :
 ''',
         description="any lock is broken after a minute of waiting, its "
                     "holder alive or not",
@@ -756,14 +755,61 @@ umask 022
     dict(
         name='unlock-anyones',
         file='runtimes/common.sh',
-        original='''    if [ "$_rl_owner" = "$_host:$$" ]; then
-        rm -rf "$_locked"
+        original='''    _own_claim "$_locked"
+    if [ -n "$_oc_claim" ]; then
 ''',
-        replacement='''    if :; then
-        rm -rf "$_locked"
+        replacement='''    _own_claim "$_locked"
+    if :; then
+        rm -f "$_locked"/.lock.*
 ''',
         description="_unlock removes the lock whoever holds it now",
         tests=['test_runtime.TestLocks.test_unlock_removes_its_own_lock_only'],
+    ),
+    dict(
+        name='lock-without-claim-waited-out',
+        file='runtimes/common.sh',
+        original='''        if _sweep_claims "$1" && rmdir "$1/lock" 2>/dev/null; then
+''',
+        replacement='''        if _sweep_claims "$1" && [ "$(($(_now) - ${_lk_t0:=$(_now)}))" -gt "$TEJ_LOCK_STALE" ] && rmdir "$1/lock" 2>/dev/null; then
+''',
+        description="a lock whose maker died before it moved its claim in "
+                    "is waited out for TEJ_LOCK_STALE (300 s)",
+        tests=['test_runtime.TestLocks.test_a_lock_without_claim'],
+    ),
+    dict(
+        name='lock-maker-not-waited-for',
+        file='runtimes/common.sh',
+        original='''            _swc_live=1
+''',
+        replacement='''            rm -f "$_swc_claim"
+''',
+        description="a lock without a claim is broken while its maker, "
+                    "alive, is about to move its claim in",
+        tests=['test_runtime.TestLocks.test_a_lock_being_made'],
+    ),
+    dict(
+        name='leftovers-kept',
+        file='runtimes/common.sh',
+        original='''    _sweep "$Q/jobs"
+    _sb_name=.new.$_host.$$
+''',
+        replacement='''    _sb_name=.new.$_host.$$
+''',
+        description="the half-made and half-removed jobs of killed "
+                    "processes stay in the queue for ever",
+        tests=['test_runtime.TestLocks.test_leftovers_of_killed_processes'],
+    ),
+    dict(
+        name='finish-of-a-removed-job-fails',
+        file='runtimes/common.sh',
+        original='''    if ! _lock "$1" gone; then
+''',
+        replacement='''    if ! _lock "$1"; then
+''',
+        description="a kill whose job was deleted as it recorded the end "
+                    "fails with 'no job'",
+        tests=['test_runtime.TestLocks.'
+               'test_a_job_removed_while_its_end_is_recorded'],
     ),
     dict(
         name='job-visible-before-its-lock',

@@ -228,14 +228,10 @@ class Scenario(object):
             record = wait_for(lambda: q.infos(['half'])[0],
                               lambda r: r['state'] == 'created',
                               what='the submission to start')
-            owner = os.path.join(os.path.dirname(record['dir']), 'lock',
-                                 'owner')
-
-            def submitter():
-                with open(owner) as fp:  # host:pid
-                    return fp.read().strip().split(':')[-1]
-            pid = wait_for(lambda: os.path.exists(owner) and submitter(),
-                           what='the submitter to own the job')
+            lock = os.path.join(os.path.dirname(record['dir']), 'lock')
+            owner = wait_for(lambda: support.lock_claim(lock),
+                             what='the submitter to own the job')[0]
+            pid = owner.split(':')[-1]  # host:pid
             self.assertEqual(q.info('half')['state'], 'created')
             os.kill(int(pid), signal.SIGKILL)
         finally:

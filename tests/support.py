@@ -281,6 +281,44 @@ def read_record(queue_dir, job_id):
                 if '=' in line)
 
 
+def lock_claim(lock):
+    """The claim in a job's lock directory (runtimes/common.sh): (owner,
+    beat), owner "HOST:PID" and beat the epoch seconds; None when there is
+    no lock or no claim in it.
+    """
+    try:
+        names = [n for n in os.listdir(lock) if n.startswith('.lock.')]
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not names:
+        return None
+    owner, beat = names[0][len('.lock.'):].rsplit(':', 1)
+    return owner, int(beat) if beat.isdigit() else beat
+
+
+def plant_lock(lock, owner=None, beat=None):
+    """A lock as another process holds it: the directory ``lock``, with the
+    claim of ``owner`` ("HOST:PID", none when None) of ``beat`` (now when
+    None).
+    """
+    os.mkdir(lock)
+    if owner is not None:
+        set_claim(lock, owner, time.time() if beat is None else beat)
+
+
+def set_claim(lock, owner, beat):
+    """Make the claim of ``owner`` in ``lock`` say ``beat`` (a holder that
+    renews its beat), in one rename.
+    """
+    name = '.lock.%s:%s' % (owner, beat if isinstance(beat, str)
+                            else int(beat))
+    old = [n for n in os.listdir(lock) if n.startswith('.lock.%s:' % owner)]
+    if old:
+        os.rename(os.path.join(lock, old[0]), os.path.join(lock, name))
+    else:
+        open(os.path.join(lock, name), 'w').close()
+
+
 def wait_state(queue, job_id, states=('finished', 'killed', 'lost'),
                timeout=30):
     """Wait until a job is in one of ``states``; return its record."""

@@ -6,6 +6,7 @@ And shellcheck -s sh on them.
 
 import io
 import os
+import random
 import shutil
 import signal
 import socket
@@ -646,7 +647,6 @@ class TestScan(unittest.TestCase):
                  started=now - 9 * day, pid=999999999)
         self.job('c-dead')
         creating = self.job('c-live')
-        os.mkdir(os.path.join(creating, 'lock'))
         # a live tej.sh, as _pid_gone wants (and its sleep, killed with it)
         holder = subprocess.Popen(['sh', '-c', 'sleep 1000; :', self.script],
                                   stdout=subprocess.DEVNULL,
@@ -654,10 +654,8 @@ class TestScan(unittest.TestCase):
                                   start_new_session=True)
         self.addCleanup(holder.wait)
         self.addCleanup(os.killpg, holder.pid, 9)
-        with open(os.path.join(creating, 'lock', 'owner'), 'w') as fp:
-            fp.write('%s:%d\n' % (os.uname()[1], holder.pid))
-        with open(os.path.join(creating, 'lock', 'beat'), 'w') as fp:
-            fp.write('%d\n' % now)
+        support.plant_lock(os.path.join(creating, 'lock'),
+                           '%s:%d' % (os.uname()[1], holder.pid), now)
         self.job('q-old', state='queued', submitted=now - 9 * day)
         # not jobs
         os.makedirs(os.path.join(self.queue, 'jobs', '.new.host.1'))
@@ -951,9 +949,8 @@ class TestStartingJob(LocalCase):
         status = threading.Thread(target=lambda: records.append(
             q.info('s')))
         try:
-            owner = os.path.join(self.queue_dir, 'jobs', 's', 'lock',
-                                 'owner')
-            wait_for(lambda: os.path.exists(owner),
+            lock = os.path.join(self.queue_dir, 'jobs', 's', 'lock')
+            wait_for(lambda: support.lock_claim(lock),
                      what='the submitter to lock the job')
             status.start()
             wait_for(lambda: os.path.exists(os.path.join(gate, 'waiting')),
@@ -988,11 +985,10 @@ class TestStartingJob(LocalCase):
         thread = threading.Thread(target=submit)
         thread.start()
         try:
-            owner = os.path.join(self.queue_dir, 'jobs', 'other', 'lock',
-                                 'owner')
-            pid = wait_for(lambda: os.path.exists(owner) and
-                           open(owner).read().strip().split(':')[-1],
-                           what='a tej.sh to be at work')
+            lock = os.path.join(self.queue_dir, 'jobs', 'other', 'lock')
+            owner = wait_for(lambda: support.lock_claim(lock),
+                             what='a tej.sh to be at work')[0]
+            pid = owner.split(':')[-1]
             q.submit('s', self.job, script='sleep 1000')
             wait_for(lambda: (support.read_record(self.queue_dir, 's') or {})
                      .get('pgid'), what='the job to start')
@@ -1072,7 +1068,7 @@ exit 0
 
 
 class TestLocks(LocalCase):
-    """A job's lock (JOBDIR/lock, with its holder's host:pid in "owner")
+    """A job's lock (JOBDIR/lock, with its holder's claim in it)
     is never broken while its holder may live, however long it holds it;
     it is broken once the holder is known to be gone. _unlock removes the
     process's own lock only.
@@ -1106,30 +1102,18 @@ class TestLocks(LocalCase):
         return os.path.join(self.queue_dir, 'jobs', job_id, 'lock')
 
     def owner(self, job_id):
-        try:
-            with open(os.path.join(self.lock(job_id), 'owner')) as fp:
-                return fp.read().strip()
-        except FileNotFoundError:
-            return None
+        claim = support.lock_claim(self.lock(job_id))
+        return claim and claim[0]
 
     def plant(self, job_id, owner=None, beat=None):
         """A lock on the job as another process would have it."""
-        os.mkdir(self.lock(job_id))
-        if owner is not None:
-            with open(os.path.join(self.lock(job_id), 'owner'), 'w') as fp:
-                fp.write(owner + '\n')
-        if beat is not None:
-            self.beat(job_id, beat)
+        support.plant_lock(self.lock(job_id), owner, beat)
 
     def read_beat(self, job_id):
-        with open(os.path.join(self.lock(job_id), 'beat')) as fp:
-            return int(fp.read())
+        return support.lock_claim(self.lock(job_id))[1]
 
     def beat(self, job_id, when):
-        path = os.path.join(self.lock(job_id), 'beat')
-        with open(path + '.test', 'w') as fp:
-            fp.write('%d\n' % when)
-        os.replace(path + '.test', path)
+        support.set_claim(self.lock(job_id), self.owner(job_id), when)
 
     def in_thread(self, action):
         """Run ``action`` in a thread; return it, with its ``result``
@@ -1211,9 +1195,7 @@ class TestLocks(LocalCase):
         # as "sh QUEUE/tej.sh": that sh, while it lives, keeps the lock.
         # The job's wrapper is a stand-in, which TERM ends: a real one
         # records the end under the lock, and naps take no time here, so
-        # the KILL after the grace could come between its making the lock
-        # and writing its owner (a lock that waits take TEJ_LOCK_STALE to
-        # break)
+        # the KILL after the grace could come while it takes the lock
         self.running('h')
         os.killpg(int(support.read_record(self.queue_dir, 'h')['pgid']),
                   signal.SIGKILL)
@@ -1288,23 +1270,94 @@ class TestLocks(LocalCase):
         self.assertLess(self.naps('kill'), 100)
         self.assertEqual(self.q.info('p')['state'], 'killed')
 
-    def test_a_lock_without_owner(self):
-        # its holder died before it wrote "owner": broken once a waiter has
-        # seen it so for TEJ_LOCK_STALE seconds
-        support.patch_env(self.addCleanup, TEJ_LOCK_STALE='2')
+    def test_a_lock_without_claim(self):
+        # its maker died between its mkdir and moving its claim in: broken
+        # at once, not after TEJ_LOCK_STALE (300 s)
         self.running('o')
         self.plant('o')
-        started = time.monotonic()
         self.q.kill('o')
-        self.assertGreaterEqual(time.monotonic() - started, 2)
+        self.assertLess(self.naps('kill'), 100)
         self.assertEqual(self.q.info('o')['state'], 'killed')
+
+    def test_a_lock_being_made(self):
+        # a lock without a claim, whose maker's claim is beside it: the
+        # maker may still move it in (a live tej.sh); once it is gone, its
+        # claim goes and the lock is broken
+        self.running('m')
+        maker = subprocess.Popen(['sh', '-c', '%s 1000; :' % self.sleep,
+                                  'tej.sh'], start_new_session=True)
+        self.addCleanup(maker.wait)
+        self.addCleanup(lambda: maker.poll() is not None or maker.kill())
+        job = os.path.dirname(self.lock('m'))
+        self.plant('m')
+        claim = '.lock.%s:%d:%d' % (self.host, maker.pid, time.time())
+        open(os.path.join(job, claim), 'w').close()
+        killer = self.in_thread(lambda: self.q.kill('m'))
+        self.wait_turns('kill', killer)
+        self.assertTrue(os.path.isdir(self.lock('m')))
+        os.killpg(maker.pid, signal.SIGKILL)
+        killer.join(60)
+        self.assertEqual(killer.result[0], 'ok', killer.result)
+        self.assertEqual(self.q.info('m')['state'], 'killed')
+        self.assertNotIn(claim, os.listdir(job))
+
+    def test_an_older_runtimes_lock(self):
+        # "owner" and "beat" in it: judged as before (a gone pid at once;
+        # another host's without a beat once seen so for TEJ_LOCK_STALE)
+        support.patch_env(self.addCleanup, TEJ_LOCK_STALE='2')
+        for job_id, owner in (('g', '%s:999999999' % self.host),
+                              ('e', 'elsewhere.invalid:1')):
+            with self.subTest(owner=owner):
+                self.running(job_id)
+                os.mkdir(self.lock(job_id))
+                with open(os.path.join(self.lock(job_id), 'owner'),
+                          'w') as fp:
+                    fp.write(owner + '\n')
+                started = time.monotonic()
+                self.q.kill(job_id)
+                took = time.monotonic() - started
+                if owner.startswith('elsewhere'):
+                    self.assertGreaterEqual(took, 2)
+                self.assertEqual(self.q.info(job_id)['state'], 'killed')
+
+    def test_a_job_removed_while_its_end_is_recorded(self):
+        # a kill's TERM ends the job, its wrapper records the end, and a
+        # run that followed it deletes it: the kill, recording the end in
+        # turn, finds no job, and has done what it was asked
+        job = os.path.join(self.tmp, 'gone')
+        script = (tej._prelude() + tej._RUNTIME_PROBE + tej._RUNTIME_COMMON +
+                  '_finish "$1" killed 137\nprintf "%s\\n" "$st_state"\n')
+        proc = subprocess.run(['sh', '-c', script, 'tej.sh', job],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual((proc.returncode, proc.stdout, proc.stderr),
+                         (0, b'notfound\n', b''))
+
+    def test_leftovers_of_killed_processes(self):
+        # a submission killed before its job had its id (.new.HOST.PID), a
+        # delete killed before it removed it all (.gone.HOST.PID): removed
+        # by the next submit once their process is gone; a live one stays
+        self.q.setup()
+        live = subprocess.Popen(['sh', '-c', '%s 1000; :' % self.sleep,
+                                 'tej.sh'], start_new_session=True)
+        self.addCleanup(live.wait)
+        self.addCleanup(os.killpg, live.pid, signal.SIGKILL)
+        jobs = os.path.join(self.queue_dir, 'jobs')
+        names = ['.new.%s.999999999' % self.host,
+                 '.gone.%s.999999999' % self.host,
+                 '.new.%s.%d' % (self.host, live.pid)]
+        for name in names:
+            os.makedirs(os.path.join(jobs, name, 'stage'))
+        self.q.submit('next', self.job)
+        self.assertEqual(sorted(os.listdir(jobs)), sorted(['next', names[2]]))
 
     def test_unlock_removes_its_own_lock_only(self):
         a, b, c = [os.path.join(self.tmp, name) for name in 'abc']
         for job in (a, b, c):
             os.mkdir(job)
         common = tej._prelude() + tej._RUNTIME_PROBE + tej._RUNTIME_COMMON
-        taken = 'printf "elsewhere.invalid:1\\n" > "$1/lock/owner"\n'
+        # the claim replaced by another process's
+        taken = ('rm -f "$1"/lock/.lock.*\n'
+                 ': > "$1/lock/.lock.elsewhere.invalid:1:1"\n')
 
         def run(script, *args):
             proc = subprocess.run(['sh', '-c', common + script, 'tej.sh'] +
@@ -1316,12 +1369,92 @@ class TestLocks(LocalCase):
         run('_lock "$1"\n' + taken + '_unlock\n' +
             '_lock "$2"\n' + taken.replace('$1', '$2') + '_die 1 end\n', a, b)
         for job in (a, b):
-            with open(os.path.join(job, 'lock', 'owner')) as fp:
-                self.assertEqual(fp.read(), 'elsewhere.invalid:1\n')
+            self.assertEqual(support.lock_claim(os.path.join(job, 'lock')),
+                             ('elsewhere.invalid:1', 1))
         # its own goes, by _unlock and by the exit trap
         run('_lock "$1"\n_unlock\n[ -d "$1/lock" ] && exit 5\n'
             '_lock "$1"\n_die 1 end\n', c)
         self.assertEqual(os.listdir(c), [])
+
+
+class TestKilledAtRandom(LocalCase):
+    """The server's sh SIGKILLed at random moments of many calls at once:
+    no lock is left that a later call waits out, and no job is left half
+    made.
+    """
+
+    def test_thirty_calls_killed_at_random(self):
+        q = self.queue()
+        # what a failure leaves running goes
+        self.addCleanup(lambda: [os.kill(p.pid, signal.SIGKILL) for p in
+                                 support.processes(lambda p: self.queue_dir
+                                                   in p.args + p.cwd)])
+        for n in range(4):
+            q.submit('r%d' % n, self.job, script='sleep 1000')
+        wait_for(lambda: all(q.info('r%d' % n)['state'] == 'running'
+                             for n in range(4)), what='the jobs to start')
+        jobs = os.path.join(self.queue_dir, 'jobs')
+
+        def call(n):
+            queue = tej.RemoteQueue('local:', self.queue_dir)
+            try:
+                if n % 3 == 0:
+                    queue.submit('n%d' % n, self.job, script='sleep 1000')
+                elif n % 3 == 1:
+                    queue.kill('r%d' % (n % 4))
+                else:
+                    queue.status('r%d' % (n % 4))
+            except tej.Error:
+                pass  # killed, or the job already killed
+        killed = []
+
+        def killer(calls, rng):
+            while any(t.is_alive() for t in calls):
+                for victim in support.processes(
+                        lambda p: self.queue_dir in p.args and
+                        ('tej.sh' in p.args or 'tej_call' in p.args) and
+                        ' _wrap ' not in p.args):
+                    if rng.random() < 0.3:
+                        try:
+                            os.kill(victim.pid, signal.SIGKILL)
+                            killed.append(victim.args)
+                        except ProcessLookupError:
+                            pass
+                time.sleep(rng.uniform(0, 0.01))
+        rng = random.Random(25)
+        for round in range(3):
+            calls = [threading.Thread(target=call, args=(30 * round + n,))
+                     for n in range(30)]
+            for t in calls:
+                t.start()
+            killing = threading.Thread(target=killer, args=(calls, rng))
+            killing.start()
+            for t in calls:
+                t.join(120)
+            killing.join(60)
+        self.assertGreater(len(killed), 10, killed)
+
+        # every call after it takes seconds at most: no lock waited out
+        ids = sorted(name for name in os.listdir(jobs)
+                     if not name.startswith('.'))
+        for job_id in ids:
+            with self.subTest(job=job_id):
+                started = time.monotonic()
+                record = q.info(job_id)
+                # made whole and running, ended, or lost (its submission
+                # died): never left "created" for ever
+                self.assertIn(record['state'],
+                              ('running', 'finished', 'killed', 'lost'))
+                q.kill(job_id)
+                q.delete(job_id)
+                self.assertLess(time.monotonic() - started, 10)
+        # what killed calls left goes with the next submit
+        q.submit('last', self.job)
+        wait_state(q, 'last')
+        left = [name for name in os.listdir(jobs) if name != 'last']
+        self.assertEqual(left, [])
+        self.assertEqual([n for n in os.listdir(os.path.join(jobs, 'last'))
+                          if n.startswith('.lock.')], [])
 
 
 # mkdir, for the PATH, slow after it made a directory right under a queue's
