@@ -370,14 +370,24 @@ def _fold(script):
     return ''.join(joined)
 
 
+def _ends_in_sentinel(line):
+    """Does ``line`` (bytes, its newline stripped or not) end with the
+    sentinel? What comes before it on the line is login noise that had no
+    newline of its own (a "Loading modules..." of .bashrc, a terminal
+    title escape of .profile): the runtime's _header always starts a line
+    of its own, but the noise may leave it in the middle of one.
+    """
+    return line.rstrip(b'\r\n').endswith(_SENTINEL)
+
+
 def _split_answer(output):
     """The lines of a runtime's answer after its sentinel, decoded. Anything
-    before it (login banners, rc-file noise) is ignored. Raise
-    `RemoteCommandFailure` when there is no sentinel.
+    before it (login banners, rc-file noise, even on the sentinel's line)
+    is ignored. Raise `RemoteCommandFailure` when there is no sentinel.
     """
     lines = output.split(b'\n')
     for i, line in enumerate(lines):
-        if line.rstrip(b'\r') == _SENTINEL:
+        if _ends_in_sentinel(line):
             return [l.decode('utf-8', 'surrogateescape')
                     for l in lines[i + 1:] if l]
     raise RemoteCommandFailure(
@@ -387,13 +397,16 @@ def _split_answer(output):
 
 def _read_until_stream(stdout):
     """Read a streaming answer's header (download, logs): skip to the
-    sentinel, return the line after it, decoded ('' when there is none).
-    Produced by _header then "stream=VERB" in common.sh.
+    sentinel (`_ends_in_sentinel`), return the line after it, decoded (''
+    when there is none). Produced by _header then "stream=VERB" in
+    common.sh.
     """
+    carried = b''  # the end of a piece of noise longer than a read
     for line in iter(lambda: stdout.readline(_MAX_ANSWER), b''):
-        if line.rstrip(b'\r\n') == _SENTINEL:
+        if line.endswith(b'\n') and _ends_in_sentinel(carried + line):
             return stdout.readline(_MAX_ANSWER).rstrip(b'\r\n').decode(
                 'utf-8', 'replace')
+        carried = b'' if line.endswith(b'\n') else line[-len(_SENTINEL):]
     return ''
 
 
@@ -621,6 +634,9 @@ def _runtime_error(verb, code, stderr):
     text = stderr.decode('utf-8', 'replace').strip()
     lines = text.splitlines()
     message = lines[-1] if text else ''
+    if not message.startswith('tej: ') and 'tej: ' in message:
+        # login noise on stderr with no newline, ahead of _die's message
+        message = message[message.index('tej: '):]
     if message.startswith('tej: ') and code in errors:
         return errors[code](message[5:])
     if code == _RC_NO_JOB:

@@ -246,6 +246,11 @@ class TestParsers(unittest.TestCase):
             tej._split_answer(b'no sentinel here\n')
         with self.assertRaises(tej.RemoteCommandFailure):
             tej._split_answer(b'TEJ 12\n')
+        # login noise with no newline of its own: a banner, a title escape
+        self.assertEqual(tej._split_answer(b'Loading modules...TEJ 1\na=1\n'),
+                         ['a=1'])
+        self.assertEqual(tej._split_answer(b'\x1b]0;title\x07TEJ 1\r\n'
+                                           b'a=1\n'), ['a=1'])
 
     def test_read_until_stream(self):
         def R(data):
@@ -258,6 +263,12 @@ class TestParsers(unittest.TestCase):
         self.assertEqual(R(b'TEJ 12\nstream=logs\n'), '')
         self.assertEqual(R(b'TEJ 10 banner\nstream=logs\n'), '')
         self.assertEqual(R(b'no sentinel\n'), '')
+        self.assertEqual(R(b'Loading...\x1b]0;t\x07TEJ 1\nstream=logs\n'),
+                         'stream=logs')
+        # noise longer than a read, the sentinel across two reads
+        noise = b'x' * (tej._MAX_ANSWER - 2)
+        self.assertEqual(R(noise + b'TEJ 1\nstream=logs\n'), 'stream=logs')
+        self.assertEqual(R(noise + b'TEJ 12\nstream=logs\n'), '')
 
     def test_record(self):
         line = ('id=j\tstate=finished\texit=3\tsubmitted=10\tstarted=11\t'
@@ -328,6 +339,10 @@ class TestParsers(unittest.TestCase):
             error = E('verb', code, b'noise\ntej: it says why\n')
             self.assertIs(type(error), cls, code)
             self.assertEqual(str(error), 'it says why')
+        # login noise on stderr with no newline, ahead of the message
+        error = E('submit', tej._RC_JOB_EXISTS, b'Loading...tej: exists\n')
+        self.assertIs(type(error), tej.JobAlreadyExists)
+        self.assertEqual(str(error), 'exists')
         # no message of the runtime's: a tool's status, through set -e
         error = E('status', tej._RC_RUNNING, b'tar: broken\n')
         self.assertIs(type(error), tej.RemoteCommandFailure)
