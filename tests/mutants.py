@@ -29,7 +29,8 @@ MUTANTS = [
     dict(
         name='stream-sentinel-prefix',
         file='tej.py',
-        original="        if line.rstrip(b'\\r\\n') == _SENTINEL:",
+        original="        if line.endswith(b'\\n') and "
+                 "_ends_in_sentinel(carried + line):",
         replacement="        if line.startswith(_SENTINEL):",
         description="a streaming answer's sentinel is any line starting "
                     "with 'TEJ 1' ('TEJ 12' too)",
@@ -166,7 +167,7 @@ MUTANTS = [
     dict(
         name='answer-sentinel-prefix',
         file='tej.py',
-        original="        if line.rstrip(b'\\r') == _SENTINEL:",
+        original="        if _ends_in_sentinel(line):",
         replacement="        if line.startswith(_SENTINEL):",
         description="an answer's sentinel is any line starting with "
                     "'TEJ 1'",
