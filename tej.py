@@ -1872,14 +1872,26 @@ def _exclusions(directory, excludes=()):
     normalized (no leading ``./``, no trailing ``/``).
     """
     patterns = list(excludes)
+    path = os.path.join(directory, _IGNORE_FILE)
+
+    def refuse(mode):
+        if not stat.S_ISREG(mode):
+            raise Error("Cannot read %s: it is a %s, not a file of patterns"
+                        % (path, 'directory' if stat.S_ISDIR(mode)
+                           else _file_kind(mode)))
     try:
-        with open(os.path.join(directory, _IGNORE_FILE), 'rb') as fp:
+        # reading a fifo waits for a writer, and a device may never end:
+        # refused before it is opened, and opened without waiting (no
+        # O_NONBLOCK on Windows, nor fifos)
+        refuse(os.stat(path).st_mode)
+        with open(os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0)),
+                  'rb') as fp:
+            refuse(os.fstat(fp.fileno()).st_mode)
             lines = fp.read().decode('utf-8', 'surrogateescape').splitlines()
     except (FileNotFoundError, NotADirectoryError):
         lines = []
     except OSError as e:
-        raise Error("Cannot read %s: %s" % (
-            os.path.join(directory, _IGNORE_FILE), e.strerror))
+        raise Error("Cannot read %s: %s" % (path, e.strerror))
     patterns += [line.strip() for line in lines
                  if line.strip() and not line.lstrip().startswith('#')]
     result = []

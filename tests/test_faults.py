@@ -79,9 +79,10 @@ LOGS = _log_stream(b'out 600\n', b'x' * 600, b'tick\n', b'out 400\n',
                    b'y' * 400, b'end finished 0\n')
 
 
-def _cli_cases(job, fifo_job, socket_job):
+def _cli_cases(job, fifo_job, socket_job, ignore_jobs):
     """(name, argv, fake server answer (out, err, code) or None, extra
     environment) for the command line. The argv go after ``tej.py``.
+    ``ignore_jobs``: {what its .tejignore is: job directory}.
     """
     def local(*argv, **env):
         return list(argv) + ['--queue', 'q'], None, env
@@ -189,6 +190,13 @@ def _cli_cases(job, fifo_job, socket_job):
         cases['submit --content-id with a %s' % name] = local(
             'submit', 'local:', directory, '--content-id')
         cases['run with a %s' % name] = local('run', 'local:', directory)
+    for name, directory in sorted(ignore_jobs.items()):
+        cases['submit, .tejignore a %s' % name] = local('submit', 'local:',
+                                                        directory)
+        cases['run, .tejignore a %s' % name] = local('run', 'local:',
+                                                     directory)
+        cases['submit --content-id, .tejignore a %s' % name] = local(
+            'submit', 'local:', directory, '--content-id')
     cases['submit a missing directory'] = local('submit', 'local:',
                                                 '/nonexistent/dir')
     cases['submit a file'] = local('submit', 'local:',
@@ -290,6 +298,14 @@ class TestBadInput(unittest.TestCase):
         self.addCleanup(self.sock.close)
         self.sock.bind(os.path.join(self.socket_job, 'socket'))
         self.fake_ssh = support.stub_ssh(self, FAKE_SSH, where=self.tmp)
+        # .tejignore a fifo (reading it waits for a writer), a device
+        self.ignore_jobs = {}
+        for name, make in (('FIFO', os.mkfifo),
+                           ('device', lambda p: os.symlink('/dev/zero', p))):
+            self.ignore_jobs[name] = support.make_tree(
+                os.path.join(self.tmp, 'ignore-' + name),
+                {'start.sh': 'echo hi\n'})
+            make(os.path.join(self.ignore_jobs[name], '.tejignore'))
 
     def environment(self, fake, extra, owner=None):
         home = os.path.join(self.tmp, 'home%d' % self.counts['tried'])
@@ -392,7 +408,8 @@ class TestBadInput(unittest.TestCase):
         return os.path.join(support.TOP, 'tej.py')
 
     def test_command_line(self):
-        cases, usage = _cli_cases(self.job, self.fifo_job, self.socket_job)
+        cases, usage = _cli_cases(self.job, self.fifo_job, self.socket_job,
+                                  self.ignore_jobs)
         self.assertGreaterEqual(len(cases), 150)
         self.assertGreaterEqual(len(usage), 90)
         self.run_table(cases, usage)
@@ -495,6 +512,10 @@ class TestBadInput(unittest.TestCase):
                                                      if_exists='maybe'),
             'submit a FIFO': lambda: q.submit(None, fifo_job),
             'content_id of a FIFO': lambda: tej.content_id(fifo_job),
+            'submit, .tejignore a FIFO':
+                lambda: q.submit(None, self.ignore_jobs['FIFO']),
+            'content_id, .tejignore a device':
+                lambda: tej.content_id(self.ignore_jobs['device']),
             'submit --content-id of a FIFO':
                 lambda: q.submit(None, fifo_job, content_id=True),
             'content_id missing script':
