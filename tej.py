@@ -5411,9 +5411,9 @@ def _registry_parsers(commands, formatter, wanted=None):
 
     sub = command('jobs', False)
     sub.add_argument('--state', action='append', metavar='STATE',
-                     help="only jobs in this state (repeatable): created, "
-                          "queued, running, finished, killed, lost, "
-                          "notfound, unreachable, paused, deleted")
+                     choices=_JOBS_STATES,
+                     help="only jobs in this state (repeatable): %s"
+                          % ', '.join(_JOBS_STATES))
     sub.add_argument('--label', help="only jobs with this label")
     sub.add_argument('--dest', metavar='DESTINATION',
                      help="only jobs on this destination")
@@ -5472,6 +5472,11 @@ def _changed(count, what):
     if not count:
         raise Error("No such job in the registry")
     logger.info("%d job%s %s", count, '' if count == 1 else 's', what)
+
+
+#: What tej jobs shows in its STATE column (_shown_state): a job's state,
+#: or why it has none that is live.
+_JOBS_STATES = _STATES + ('unreachable', 'paused', 'deleted')
 
 
 def _shown_state(job):

@@ -141,6 +141,7 @@ def _cli_cases(job, fifo_job, socket_job, ignore_jobs):
                                  'a\nb'], None, {})
     cases['setup --runtime bogus'] = local('setup', 'local:', '--runtime',
                                            'bogus')
+    cases['jobs --state bogus'] = (['jobs', '--state', 'bogus'], None, {})
     cases['submit --if-exists maybe'] = local('submit', 'local:', job,
                                               '--if-exists', 'maybe')
     cases['status without --id'] = local('status', 'local:')
