@@ -920,7 +920,14 @@ def _duration(value, what, integer=False):
         units == [''] or ('' not in units and units == sorted(
             set(units), key=order.index)))
     if colons:
-        days, hours, minutes, secs = (int(g or 0) for g in colons.groups())
+        fields = colons.groups()
+        # each field after the first given is bounded (1:99:99 is a typo)
+        given = [i for i, field in enumerate(fields) if field is not None]
+        if any(int(fields[i]) > (23, 59, 59)[i - 1] for i in given[1:]):
+            raise ValueError("Invalid %s %r: after the first field, hours "
+                             "go up to 23, minutes and seconds to 59"
+                             % (what, value))
+        days, hours, minutes, secs = (int(g or 0) for g in fields)
         seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
     elif numbers:
         seconds = sum(float(n) * dict(_UNITS, **{'': 1})[u] for n, u in parts)

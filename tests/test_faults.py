@@ -99,6 +99,11 @@ def _cli_cases(job, fifo_job, socket_job, ignore_jobs):
                   '10' * 20, '-inf', 'NaN'):
         cases['wait --timeout %r' % value] = local(
             'wait', 'local:', '--id', 'x', '--timeout', value)
+    for value in ('1:99:99', '1:00:60', '1-24:00:00', '5:60'):
+        cases['wait --timeout %r' % value] = local(
+            'wait', 'local:', '--id', 'x', '--timeout', value)
+        cases['submit --walltime %r' % value] = local(
+            'submit', 'local:', job, '--walltime', value)
     for value in ('nan', '1x'):
         cases['run --timeout %r' % value] = local(
             'run', 'local:', job, '--timeout', value)
@@ -629,7 +634,9 @@ class TestGoodValues(unittest.TestCase):
             self.assertEqual(fp.read(), 'c\n')
         for text, seconds in (('90', 90), ('1.5h', 5400), ('10m', 600),
                               ('2d', 172800), ('1:00', 60),
-                              ('1-00:00:01', 86401), ('0', 0)):
+                              ('1-00:00:01', 86401), ('0', 0),
+                              ('48:00:00', 172800), ('90:00', 5400),
+                              ('1-23:59:59', 172799)):
             self.assertEqual(tej._duration(text, 'timeout'), seconds)
         self.assertEqual(tej._walltime('2h'), 7200)
         code, out, err = run_cli('wait', 'local:', '--id', 'x', '--timeout',
