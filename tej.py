@@ -857,6 +857,32 @@ def check_jobid(job_id):
                          % (job_id,))
 
 
+#: The control characters a terminal acts on: C0 (ESC starts the
+#: sequences that set the title, write the clipboard, clear the screen),
+#: DEL, and C1 (U+009B is a CSI of its own).
+_CONTROLS = re.compile('[\x00-\x1f\x7f-\x9f]')
+
+
+def _harmless(text, keep='\t\n'):
+    """``text`` with each control character but those of ``keep``
+    written ``\\xNN``: what a server or a registry says, shown on a
+    terminal, only shows.
+    """
+    return _CONTROLS.sub(lambda m: m.group() if m.group() in keep else
+                         '\\x%02x' % ord(m.group()), text)
+
+
+def _check_label(label):
+    """Raise `ValueError` unless ``label`` (a job's label in the registry)
+    is None or a string without control characters: a newline or an
+    escape would break the lines of tej jobs, or act on its terminal.
+    """
+    if label is not None and (not isinstance(label, str) or
+                              _CONTROLS.search(label)):
+        raise ValueError("Invalid label %r: no newline, tab or other "
+                         "control character" % (label,))
+
+
 def _default_job_id(directory, username):
     """``<dirname>_<user>_<random>``, with invalid characters replaced."""
     base = os.path.basename(os.path.normpath(os.path.abspath(directory)))
@@ -3361,6 +3387,7 @@ class RemoteQueue(object):
         `JobMonitor`), with ``label``, unless ``record`` is False or
         TEJ_REGISTRY is "off".
         """
+        _check_label(label)
         job_id, created = self._submit_job(job_id, directory, script,
                                            content_id, if_exists, **resources)
         if record:
@@ -4284,6 +4311,7 @@ class _JobStore(object):
         """
         import json
         check_jobid(job_id)
+        _check_label(label)
         destination = _short_destination(queue.destination)
         options = json.dumps(_lasting_options(queue.ssh_options))
         multiplex = int(queue.multiplex)
@@ -5394,8 +5422,9 @@ def _registry_parsers(commands, formatter, wanted=None):
         sub = commands.choices.get(name)
         if sub is None:
             continue  # not being run
-        sub.add_argument('--label', help="a label for the job in the "
-                         "registry (tej jobs, tej monitor)")
+        sub.add_argument('--label', type=_arg_type(_checked(_check_label)),
+                         help="a label for the job in the registry (tej "
+                         "jobs, tej monitor); no control characters")
         sub.add_argument('--no-record', action='store_true',
                          help="do not record the job in the registry")
 
@@ -5528,11 +5557,13 @@ def _jobs_table(jobs, now, width=80, cached=False):
         directory = job.directory or '-'
         if directory == home or directory.startswith(home + os.sep):
             directory = '~' + directory[len(home):]
-        rows.append([job.destination, job.id, state,
-                     '-' if job.exit_code is None else str(job.exit_code),
-                     _age(now - job.submitted)] +
-                    ([seen] if stale else []) +
-                    [job.label or '', directory])
+        # one line a job, whatever a directory's name holds (or a label
+        # recorded by an older tej)
+        rows.append([_harmless(text, '') for text in [
+            job.destination, job.id, state,
+            '-' if job.exit_code is None else str(job.exit_code),
+            _age(now - job.submitted)] + ([seen] if stale else []) +
+            [job.label or '', directory]])
     widths = [max(len(r[i]) for r in [head] + rows)
               for i in range(len(head))]
     # what does not fit is cut, a little at a time: the directory (its

@@ -147,6 +147,9 @@ def _cli_cases(job, fifo_job, socket_job, ignore_jobs):
     cases['setup --runtime bogus'] = local('setup', 'local:', '--runtime',
                                            'bogus')
     cases['jobs --state bogus'] = (['jobs', '--state', 'bogus'], None, {})
+    for value in ('a\nb', '\x1b]52;c;eA==\x07', 'a\tb'):
+        cases['submit --label %r' % value] = local('submit', 'local:', job,
+                                                    '--label', value)
     cases['submit --if-exists maybe'] = local('submit', 'local:', job,
                                               '--if-exists', 'maybe')
     cases['status without --id'] = local('status', 'local:')
@@ -514,6 +517,8 @@ class TestBadInput(unittest.TestCase):
             'check_jobid dash': lambda: tej.check_jobid('-x'),
             'submit bad id': lambda: q.submit('a b', job),
             'submit missing directory': lambda: q.submit(None, '/nonexist'),
+            'submit a label with a newline':
+                lambda: q.submit(None, job, label='a\nb'),
             'submit bad if_exists': lambda: q.submit(None, job,
                                                      if_exists='maybe'),
             'submit a FIFO': lambda: q.submit(None, fifo_job),
