@@ -4145,13 +4145,17 @@ class KnownJob(collections.namedtuple('KnownJob', _KNOWN_FIELDS)):
 def _registry_path():
     """The registry's file: TEJ_REGISTRY, else
     $XDG_DATA_HOME/tej/jobs.sqlite3 (~/.local/share/tej/); None when
-    TEJ_REGISTRY is "off".
+    TEJ_REGISTRY is "off". Raise `Error` for a "~USER" that names no user.
     """
     setting = os.environ.get('TEJ_REGISTRY')
     if setting == 'off':
         return None
     if setting:
-        return os.path.abspath(os.path.expanduser(setting))
+        path = os.path.expanduser(setting)
+        if path.startswith('~'):  # not a directory here named "~USER"
+            raise Error("TEJ_REGISTRY=%s: %s is no one's home directory "
+                        "on this machine" % (setting, path.split('/')[0]))
+        return os.path.abspath(path)
     base = os.environ.get('XDG_DATA_HOME') or os.path.join(
         os.path.expanduser('~'), '.local', 'share')
     return os.path.join(os.path.abspath(base), 'tej', 'jobs.sqlite3')

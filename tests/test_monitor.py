@@ -588,6 +588,29 @@ class TestRecorded(unittest.TestCase):
                                    os.path.join(tmp, 'key'), '-o', 'cfg',
                                    '-J', 'key', '-i', 'none'])
 
+    def test_registry_in_the_home_of_no_user(self):
+        tmp = support.temporary(self)
+        job = support.make_tree(os.path.join(tmp, 'job'),
+                                {'start.sh': 'true\n'})
+        support.patch_env(self.addCleanup, TEJ_REGISTRY='~nosuchuser/x')
+        old = os.getcwd()
+        os.chdir(tmp)
+        self.addCleanup(os.chdir, old)
+        for argv in (['jobs'], ['forget', '--label', 'x']):
+            code, out, err = run_cli(*argv)
+            self.assertEqual((code, out, err), (1, '',
+                "tej: error: TEJ_REGISTRY=~nosuchuser/x: ~nosuchuser is no "
+                "one's home directory on this machine\n"))
+        with self.assertRaises(tej.Error):
+            tej.JobMonitor()
+        # submit makes its job all the same, and says it was not recorded
+        code, out, err = run_cli('submit', 'local:', job, '--id', 'j',
+                                 '--queue', os.path.join(tmp, 'q'))
+        self.assertEqual((code, out), (0, 'j\n'), err)
+        self.assertIn('The job registry was not updated: TEJ_REGISTRY', err)
+        # and nothing was made in a directory named "~nosuchuser" here
+        self.assertEqual(sorted(os.listdir(tmp)), ['job', 'q'])
+
     def test_destinations_without_password(self):
         for given, kept in [('me:pw@host', 'me@host'),
                             ('ssh://me:p:w@x@host:2222', 'me@host:2222'),
