@@ -334,6 +334,14 @@ _WHOLE_TEXT = b'whole\n'
 #: scheduler could not be asked (the state is the last known; see
 #: _sched_ask), then "dir" last.
 _RECORD_INTS = ('exit', 'submitted', 'started', 'finished', 'now')
+#: The integers of an answer: a size (of a file, a frame), bounded so that
+#: a lying server's 5,000 digits are a bad answer, not a number of them.
+_ANSWER_INT = re.compile(r'[0-9]{1,19}\Z')
+#: An exit code, as the runtimes record it: a shell's (128+N for a signal).
+_MAX_EXIT = 255
+#: An epoch time, at most (the year 5138): time.gmtime and the formatting
+#: of ages take it.
+_MAX_EPOCH = 10 ** 11 - 1
 #: The fields every record has but a "notfound" one (a record without one
 #: was cut short).
 _RECORD_KEYS = _RECORD_INTS + ('runtime', 'runtime_id', 'dir')
@@ -438,11 +446,11 @@ def _parse_record(line):
                                    % line[:200])
     for key in _RECORD_INTS:
         value = record.get(key)
-        try:
-            record[key] = int(value) if value else None
-        except ValueError:
-            raise RemoteCommandFailure("The server sent a bad record: %r"
-                                       % line[:200])
+        if value and not (_ANSWER_INT.match(value) and int(value) <= (
+                _MAX_EXIT if key == 'exit' else _MAX_EPOCH)):
+            raise RemoteCommandFailure("The server sent a bad record (%s=%s): "
+                                       "%r" % (key, value[:20], line[:200]))
+        record[key] = int(value) if value else None
     for key in ('runtime', 'runtime_id'):
         if key in record:
             record[key] = record[key] or None
@@ -490,17 +498,17 @@ def _parse_frame(line):
     """
     text = line.decode('utf-8', 'replace').rstrip('\n')
     name, _, rest = text.partition(' ')
-    try:
-        if name == 'tick' and not rest:
-            return name, None
-        if name == 'end':
-            state, _, exit_code = rest.partition(' ')
-            if state:
-                return name, (state, int(exit_code) if exit_code else None)
-        elif name in ('out', 'err') and rest.isdigit():
-            return name, int(rest)
-    except ValueError:
-        pass
+    if name == 'tick' and not rest:
+        return name, None
+    if name == 'end':
+        state, _, exit_code = rest.partition(' ')
+        if state and not exit_code:
+            return name, (state, None)
+        if state and _ANSWER_INT.match(exit_code) and \
+                int(exit_code) <= _MAX_EXIT:
+            return name, (state, int(exit_code))
+    elif name in ('out', 'err') and _ANSWER_INT.match(rest):
+        return name, int(rest)
     raise RemoteCommandFailure("The server sent a bad log frame: %r"
                                % text[:200])
 
@@ -515,8 +523,8 @@ def _parse_listing(lines):
         return None
     entries = []
     for line in lines:
-        match = re.match(r'([0-9a-fA-F]+) ([0-9]+) (-?[0-9]+) \./(.*)\Z',
-                         line)
+        match = re.match(r'([0-9a-fA-F]{1,8}) ([0-9]{1,19}) '
+                         r'(-?[0-9]{1,19}) \./(.*)\Z', line)
         if not match:
             logger.debug("not resuming: listing line %r", line)
             return None
@@ -539,9 +547,9 @@ def _broken_download(detail):
 #: TOOL) or that changed on the server, the checksum of a whole part, then
 #: the archive of the rest, or nothing more.
 _DOWNLOAD_FRAME = re.compile(
-    r'size=(?P<size>[0-9]*)|'
-    r'part (?P<index>[0-9]+) (?:(?P<changed>changed)|'
-    r'(?P<length>[0-9]+) (?P<tool>cksum|md5sum))|'
+    r'size=(?P<size>[0-9]{0,19})|'
+    r'part (?P<index>[0-9]{1,9}) (?:(?P<changed>changed)|'
+    r'(?P<length>[0-9]{1,19}) (?P<tool>cksum|md5sum))|'
     r'sum (?P<sum>.*)|(?P<tar>tar)|(?P<end>end)\Z')
 
 
@@ -2886,6 +2894,10 @@ def _extract(stream, targets, recursive, meter=None):
                            bufsize=1 << 20)
         for member in tar:
             name = _normalize_member(member.name, top=whole)
+            # os.utime takes no such time (tar's base-256, pax's "1e400")
+            if not -_MAX_EPOCH <= member.mtime <= _MAX_EPOCH:
+                raise Error("The server sent %r with the time %.20s"
+                            % (member.name, member.mtime))
             top, local = place(name)
             if top is None:
                 raise Error("The server sent %r, which was not asked for"

@@ -49,8 +49,8 @@ MUTANTS = [
     dict(
         name='logs-tick-not-skipped',
         file='tej.py',
-        original='''        if name == 'tick' and not rest:
-            return name, None
+        original='''    if name == 'tick' and not rest:
+        return name, None
 ''',
         replacement='',
         description="logs reads the server's keep-alive line 'tick' as a "

@@ -244,6 +244,32 @@ def _cli_cases(job, fifo_job, socket_job, ignore_jobs):
     cases['exit 8 with a message'] = fake(st, err=b'tej: bad thing\n',
                                           code=8)
     cases['exit 4 for status'] = fake(st, err=b'tej: exists\n', code=4)
+    # huge numbers from a lying server: a record's, a listing's, a frame's
+    huge = {'a huge': '9' * 30, '5000 digits of': '9' * 5000}
+    for what, number in sorted(huge.items()):
+        for key in ('exit', 'submitted', 'started', 'now'):
+            record = re.sub(r'(?<=\b%s=)[0-9]*' % key, number, RECORD)
+            record = record.replace('running', 'finished')
+            answer = ('TEJ 1\n%s\n' % record).encode()
+            cases['status, %s %s' % (what, key)] = fake(st, answer)
+            cases['status --json, %s %s' % (what, key)] = fake(
+                st + ['--json'], answer)
+            cases['wait, %s %s' % (what, key)] = fake(
+                ['wait', 'fakehost', '--id', 'x'], answer)
+            cases['list -l, %s %s' % (what, key)] = fake(
+                ['list', 'fakehost', '-l'], answer)
+            cases['list --json, %s %s' % (what, key)] = fake(
+                ['list', 'fakehost', '--json'], answer)
+        cases['download: %s size' % what] = fake(
+            download, ('TEJ 1\nstream=download\nsize=%s\n' % number)
+            .encode())
+        cases['download: %s part' % what] = fake(
+            download, ('TEJ 1\nstream=download\nsize=1\npart %s 1 cksum\n'
+                       % number).encode())
+        cases['logs: %s frame' % what] = fake(
+            logs, _log_stream(('out %s\nabc' % number).encode()))
+        cases['logs: %s exit' % what] = fake(
+            logs, _log_stream(('end finished %s\n' % number).encode()))
     cases['list of garbage'] = fake(['list', 'fakehost'],
                                     b'TEJ 1\nnot a record\n')
     cases['list, a record cut'] = fake(['list', 'fakehost'],
@@ -663,7 +689,8 @@ class TestParserFuzz(unittest.TestCase):
         b'TEJ 1\ninstalled=1/default/0123456789abcdef\n',
         LOGS, DOWNLOAD[:2048],
         b'out 5\n', b'err 12\n', b'end finished 3\n', b'end lost\n',
-        b'tick\n',
+        b'tick\n', b'TEJ 1\n81a4 12 1700000000 ./out/a\n41ed 0 -1 ./out\n',
+        b'size=123\npart 0 100 cksum\nsum 42\ntar\n',
     ]
 
     def mutate(self, rnd, data):
@@ -676,6 +703,7 @@ class TestParserFuzz(unittest.TestCase):
             elif choice < 0.5:
                 data[at:at] = rnd.choice([b'\t', b'=', b'\n', b'\r', b' ',
                                           b'\xff', b'-1', b'9' * 30,
+                                          b'9' * 5000, b'1e400',
                                           b'dir=', b'state=', b'TEJ 1\n'])
             elif choice < 0.7:
                 del data[at:at + rnd.randint(1, 20)]
@@ -711,6 +739,10 @@ class TestParserFuzz(unittest.TestCase):
             'version': lambda data: tej._parse_version(
                 data.decode('utf-8', 'replace')),
             'read_until_stream': lambda data: tej._read_until_stream(
+                io.BufferedReader(io.BytesIO(data))),
+            'listing': lambda data: tej._parse_listing(
+                tej._split_answer(data)),
+            'download frame': lambda data: tej._read_download_frame(
                 io.BufferedReader(io.BytesIO(data))),
             'runtime_error': lambda data: tej._runtime_error(
                 'status', data[0] if data else 1, data),

@@ -299,6 +299,31 @@ class TestParsers(unittest.TestCase):
                      'id=x\tstate=finished\tstarted=1.5']:
             with self.assertRaises(tej.RemoteCommandFailure, msg=line):
                 tej._parse_record(line)
+        # numbers no runtime sends: a lying server's
+        good = ('id=j\tstate=finished\texit=255\tsubmitted=10\tstarted=11\t'
+                'finished=%d\tnow=30\truntime=default\truntime_id=\tdir=/d'
+                % tej._MAX_EPOCH)
+        self.assertEqual(tej._parse_record(good)['exit'], 255)
+        for old, new in (('exit=255', 'exit=256'), ('now=30', 'now=-1'),
+                         ('now=30', 'now=%d' % (tej._MAX_EPOCH + 1)),
+                         ('now=30', 'now=' + '9' * 5000),
+                         ('exit=255', 'exit=\u0661'),  # a digit, not ASCII
+                         ('submitted=10', 'submitted=1e9')):
+            with self.assertRaises(tej.RemoteCommandFailure, msg=new[:20]):
+                tej._parse_record(good.replace(old, new))
+
+    def test_listing(self):
+        L = tej._parse_listing
+        self.assertEqual(L(['81a4 12 1700000000 ./out/a b',
+                            '41ed 4096 -5 ./out']),
+                         [(0o100644, 12, 1700000000, 'out/a b'),
+                          (0o40755, 4096, -5, 'out')])
+        self.assertIsNone(L(['none']))
+        # what does not parse (huge numbers too): everything is fetched
+        for line in ('81a4 12 ./a', '81a4 %s 1 ./a' % ('9' * 5000),
+                     '81a4 1 %s ./a' % ('9' * 30), '%s 1 1 ./a' % ('f' * 30),
+                     '81a4 -1 1 ./a', '81a4 1 1 a'):
+            self.assertIsNone(L([line]), line[:30])
 
     def test_version(self):
         V = tej._parse_version
@@ -322,8 +347,11 @@ class TestParsers(unittest.TestCase):
         self.assertEqual(F(b'end finished 3\n'), ('end', ('finished', 3)))
         self.assertEqual(F(b'end lost\n'), ('end', ('lost', None)))
         for line in [b'out x\n', b'out -1\n', b'hello\n', b'end\n',
-                     b'tick 1\n', b'end finished x\n', b'\n']:
-            with self.assertRaises(tej.RemoteCommandFailure, msg=line):
+                     b'tick 1\n', b'end finished x\n', b'\n',
+                     b'end finished 256\n', b'end finished -1\n',
+                     b'out ' + b'9' * 5000 + b'\n',
+                     'out \u0661\n'.encode()]:
+            with self.assertRaises(tej.RemoteCommandFailure, msg=line[:20]):
                 F(line)
 
     def test_runtime_errors(self):
@@ -418,7 +446,9 @@ class TestParsers(unittest.TestCase):
         self.assertEqual(P('tar'), ('tar', None))
         self.assertEqual(P('end'), ('end', None))
         for bad in ('', 'size=x', 'part 1 5 sha1', 'part x changed',
-                    'part 1 changed ', 'tar ', 'ending', 'end\r'):
+                    'part 1 changed ', 'tar ', 'ending', 'end\r',
+                    'size=' + '9' * 5000, 'part %s changed' % ('9' * 30),
+                    'part 1 %s cksum' % ('9' * 5000)):
             with self.assertRaises(tej.ConnectionLost, msg=bad):
                 P(bad)
         read = tej._read_download_frame
