@@ -3962,11 +3962,18 @@ class _Retry(object):
         self.worked = True
 
 
+#: The hex digits of a content id's hash (96 bits).
+_CONTENT_HEX = 24
+
+
 def _content_id(directory, mode, script, options=(), excludes=(),
                 dereference=False):
-    """``<dirname>_<12 hex>``: a hash of the job's files as they are sent
+    """``<dirname>_<24 hex>``: a hash of the job's files as they are sent
     (see _job_files: names, contents, whether executable, link targets;
-    not times nor owners), script and submit options.
+    not times nor owners), script and submit options. 96 bits of it, so
+    that no two jobs of a queue share an id by chance, whoever made them
+    (an earlier tej kept 12 hex digits: the jobs it made are not found
+    again); at most 100 + 1 + 24 characters, a valid id (check_jobid).
     """
     digest = _sha256(b'')
 
@@ -3993,12 +4000,12 @@ def _content_id(directory, mode, script, options=(), excludes=(),
             add(str(size))
     base = os.path.basename(os.path.normpath(os.path.abspath(directory)))
     base = re.sub(r'[^A-Za-z0-9_.,+=@%:-]', '_', base).lstrip('.-')[:100]
-    return '%s_%s' % (base or 'job', digest.hexdigest()[:12])
+    return '%s_%s' % (base or 'job', digest.hexdigest()[:_CONTENT_HEX])
 
 
 def content_id(directory, script=None, **resources):
     """The id that ``submit(None, directory, script, content_id=True,
-    **resources)`` gives: ``<dirname>_<12 hex>`` from a hash of the files
+    **resources)`` gives: ``<dirname>_<24 hex>`` from a hash of the files
     (names, contents, whether executable; not times), the script and the
     resources. Raise `ValueError` for a missing directory or script.
     """

@@ -221,6 +221,20 @@ class TestIds(unittest.TestCase):
         tej.check_jobid(tej._default_job_id('/x/.hidden', 'u'))
         tej.check_jobid(tej._default_job_id('/x/' + 'a' * 300, 'u'))
 
+    def test_content_id_keeps_96_bits(self):
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        for name in ('my job', '.x', 'a' * 250, '-n'):
+            job = os.path.join(tmp, name)
+            os.mkdir(job)
+            with open(os.path.join(job, 'start.sh'), 'w') as fp:
+                fp.write('true\n')
+            job_id = tej.content_id(job)
+            base, _, digest = job_id.rpartition('_')
+            self.assertRegex(digest, r'\A[0-9a-f]{24}\Z')
+            tej.check_jobid(job_id)  # and the runtime's _check_id: the same
+            self.assertLessEqual(len(job_id), 128)
+
 
 class TestQuoting(unittest.TestCase):
     def test_round_trip_through_sh(self):
