@@ -2992,11 +2992,15 @@ class ServerLogger(object):
         self.data.append(data)
 
     def done(self):
-        """The call ended: pass what was collected to `message`."""
+        """The call ended: pass what was collected to `message`, its
+        control characters but tab and newline written ``\\xNN``
+        (`_harmless`): the server's text may not set the terminal's title,
+        write its clipboard or clear its screen.
+        """
         if self.data:
             text = b''.join(self.data).decode('utf-8', 'replace').rstrip()
             if text:
-                self.message(text)
+                self.message(_harmless(text.replace('\r\n', '\n')))
         self.data = []
 
     def message(self, data):
@@ -5721,7 +5725,7 @@ def _cmd_monitor(queue, args):
     except Error as e:
         if not args.until_done:
             raise
-        sys.stderr.write('tej: error: %s\n' % e)
+        sys.stderr.write('tej: error: %s\n' % _harmless(str(e)))
         return _EXIT_ERROR
     return failed[0] if failed else 0
 
@@ -5820,7 +5824,8 @@ def main(argv=None):
     except (Error, ValueError, OSError) as e:
         if isinstance(e, BrokenPipeError):  # tej logs | head
             return 141
-        sys.stderr.write('tej: error: %s\n' % e)
+        # it may quote the server's stderr: escapes shown, not obeyed
+        sys.stderr.write('tej: error: %s\n' % _harmless(str(e)))
         return error_code
     except KeyboardInterrupt:
         sys.stderr.write('tej: interrupted\n')

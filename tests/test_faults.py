@@ -449,6 +449,29 @@ class TestBadInput(unittest.TestCase):
         self.assertGreaterEqual(len(usage), 90)
         self.run_table(cases, usage)
 
+    def test_server_text_shown_harmless(self):
+        """What the server writes on stderr, relayed as a message or in an
+        error, sets no terminal title, clipboard (OSC 52) or screen.
+        """
+        escapes = b'\x1b]52;c;ZXZpbA==\x07\x1b[2J\xc2\x9bH\r\n'
+        for code, out, err in (
+                (0, b'TEJ 1\n' + RECORD.encode() + b'\n', escapes),
+                (1, b'', escapes + b'tej: it \x1b[2Jfailed\n'),
+                (1, b'', escapes + b'broken\x1b[2J\n'),
+                (77, b'', escapes)):
+            argv = ['status', 'fakehost', '--id', 'x', '--queue', 'q']
+            self.counts['tried'] += 1
+            proc = subprocess.run(
+                [sys.executable, self.tej] + argv,
+                env=self.environment((out, err, code), {}),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, timeout=CASE_DEADLINE)
+            text = proc.stderr.decode('utf-8', 'replace')
+            self.assertIsNone(re.search('[\x00-\x09\x0b-\x1f\x7f-\x9f]',
+                                        text), text)
+            self.assertIn('\\x1b[2J', text)
+            self.assertEqual(proc.returncode, 0 if code == 0 else 1, text)
+
     def test_files_and_home_as_a_user(self):
         """Unreadable files, a missing or unwritable HOME: as an
         unprivileged user (root reads everything).

@@ -256,6 +256,33 @@ class TestLoginNoise(SSHCase):
                     self.assertEqual(fp.read(), 'ran\nran\n')
 
 
+    def test_server_stderr_shows_no_escapes(self):
+        # what the server says goes to the terminal as text: no clipboard
+        # write (OSC 52), no screen cleared; the job's own output as it is
+        alias = 'tejtest-noise-escapes'
+        if not os.path.exists(self.server.path('rc_' + alias)):
+            self.server.login_alias(
+                alias, "printf '\\033]52;c;ZXZpbA==\\007\\033[2J"
+                       "\\302\\233H\\r\\nok\\tthen\\n' >&2\n")
+        job = self.job('job', {'start.sh': "printf '\\033[1mbold\\n'\n"
+                                           "printf '\\033[2J' >&2\n"})
+        for argv in (('submit', alias, job, '--id', 'j'),
+                     ('wait', alias, '--id', 'j'),
+                     ('status', alias, '--id', 'nosuch'),
+                     ('logs', alias, '--id', 'j'),
+                     ('download', alias, '--id', 'j', 'missing')):
+            code, out, err = self.cli(*argv)
+            self.assertIn(code, (0, 1, 125), err)
+            self.assertNotIn('\x1b', err, argv)
+            self.assertNotIn('\x9b', err, argv)
+            if argv[0] in ('submit', 'wait', 'logs'):  # they succeed
+                self.assertIn(
+                    '\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\x9bH\nok\tthen',
+                    err, argv)
+            if argv[0] == 'logs':
+                self.assertEqual(out, '\x1b[1mbold\n')
+
+
 class TestSSHFailures(SSHCase):
     def test_unknown_host_key(self):
         known = os.path.join(self.tmp, 'known_hosts')
