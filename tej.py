@@ -334,6 +334,14 @@ _WHOLE_TEXT = b'whole\n'
 #: scheduler could not be asked (the state is the last known; see
 #: _sched_ask), then "dir" last.
 _RECORD_INTS = ('exit', 'submitted', 'started', 'finished', 'now')
+#: The integers of an answer: a size (of a file, a frame), bounded so that
+#: a lying server's 5,000 digits are a bad answer, not a number of them.
+_ANSWER_INT = re.compile(r'[0-9]{1,19}\Z')
+#: An exit code, as the runtimes record it: a shell's (128+N for a signal).
+_MAX_EXIT = 255
+#: An epoch time, at most (the year 5138): time.gmtime and the formatting
+#: of ages take it.
+_MAX_EPOCH = 10 ** 11 - 1
 #: The fields every record has but a "notfound" one (a record without one
 #: was cut short).
 _RECORD_KEYS = _RECORD_INTS + ('runtime', 'runtime_id', 'dir')
@@ -370,14 +378,24 @@ def _fold(script):
     return ''.join(joined)
 
 
+def _ends_in_sentinel(line):
+    """Does ``line`` (bytes, its newline stripped or not) end with the
+    sentinel? What comes before it on the line is login noise that had no
+    newline of its own (a "Loading modules..." of .bashrc, a terminal
+    title escape of .profile): the runtime's _header always starts a line
+    of its own, but the noise may leave it in the middle of one.
+    """
+    return line.rstrip(b'\r\n').endswith(_SENTINEL)
+
+
 def _split_answer(output):
     """The lines of a runtime's answer after its sentinel, decoded. Anything
-    before it (login banners, rc-file noise) is ignored. Raise
-    `RemoteCommandFailure` when there is no sentinel.
+    before it (login banners, rc-file noise, even on the sentinel's line)
+    is ignored. Raise `RemoteCommandFailure` when there is no sentinel.
     """
     lines = output.split(b'\n')
     for i, line in enumerate(lines):
-        if line.rstrip(b'\r') == _SENTINEL:
+        if _ends_in_sentinel(line):
             return [l.decode('utf-8', 'surrogateescape')
                     for l in lines[i + 1:] if l]
     raise RemoteCommandFailure(
@@ -387,13 +405,16 @@ def _split_answer(output):
 
 def _read_until_stream(stdout):
     """Read a streaming answer's header (download, logs): skip to the
-    sentinel, return the line after it, decoded ('' when there is none).
-    Produced by _header then "stream=VERB" in common.sh.
+    sentinel (`_ends_in_sentinel`), return the line after it, decoded (''
+    when there is none). Produced by _header then "stream=VERB" in
+    common.sh.
     """
+    carried = b''  # the end of a piece of noise longer than a read
     for line in iter(lambda: stdout.readline(_MAX_ANSWER), b''):
-        if line.rstrip(b'\r\n') == _SENTINEL:
+        if line.endswith(b'\n') and _ends_in_sentinel(carried + line):
             return stdout.readline(_MAX_ANSWER).rstrip(b'\r\n').decode(
                 'utf-8', 'replace')
+        carried = b'' if line.endswith(b'\n') else line[-len(_SENTINEL):]
     return ''
 
 
@@ -425,11 +446,11 @@ def _parse_record(line):
                                    % line[:200])
     for key in _RECORD_INTS:
         value = record.get(key)
-        try:
-            record[key] = int(value) if value else None
-        except ValueError:
-            raise RemoteCommandFailure("The server sent a bad record: %r"
-                                       % line[:200])
+        if value and not (_ANSWER_INT.match(value) and int(value) <= (
+                _MAX_EXIT if key == 'exit' else _MAX_EPOCH)):
+            raise RemoteCommandFailure("The server sent a bad record (%s=%s): "
+                                       "%r" % (key, value[:20], line[:200]))
+        record[key] = int(value) if value else None
     for key in ('runtime', 'runtime_id'):
         if key in record:
             record[key] = record[key] or None
@@ -477,17 +498,17 @@ def _parse_frame(line):
     """
     text = line.decode('utf-8', 'replace').rstrip('\n')
     name, _, rest = text.partition(' ')
-    try:
-        if name == 'tick' and not rest:
-            return name, None
-        if name == 'end':
-            state, _, exit_code = rest.partition(' ')
-            if state:
-                return name, (state, int(exit_code) if exit_code else None)
-        elif name in ('out', 'err') and rest.isdigit():
-            return name, int(rest)
-    except ValueError:
-        pass
+    if name == 'tick' and not rest:
+        return name, None
+    if name == 'end':
+        state, _, exit_code = rest.partition(' ')
+        if state and not exit_code:
+            return name, (state, None)
+        if state and _ANSWER_INT.match(exit_code) and \
+                int(exit_code) <= _MAX_EXIT:
+            return name, (state, int(exit_code))
+    elif name in ('out', 'err') and _ANSWER_INT.match(rest):
+        return name, int(rest)
     raise RemoteCommandFailure("The server sent a bad log frame: %r"
                                % text[:200])
 
@@ -502,8 +523,8 @@ def _parse_listing(lines):
         return None
     entries = []
     for line in lines:
-        match = re.match(r'([0-9a-fA-F]+) ([0-9]+) (-?[0-9]+) \./(.*)\Z',
-                         line)
+        match = re.match(r'([0-9a-fA-F]{1,8}) ([0-9]{1,19}) '
+                         r'(-?[0-9]{1,19}) \./(.*)\Z', line)
         if not match:
             logger.debug("not resuming: listing line %r", line)
             return None
@@ -526,9 +547,9 @@ def _broken_download(detail):
 #: TOOL) or that changed on the server, the checksum of a whole part, then
 #: the archive of the rest, or nothing more.
 _DOWNLOAD_FRAME = re.compile(
-    r'size=(?P<size>[0-9]*)|'
-    r'part (?P<index>[0-9]+) (?:(?P<changed>changed)|'
-    r'(?P<length>[0-9]+) (?P<tool>cksum|md5sum))|'
+    r'size=(?P<size>[0-9]{0,19})|'
+    r'part (?P<index>[0-9]{1,9}) (?:(?P<changed>changed)|'
+    r'(?P<length>[0-9]{1,19}) (?P<tool>cksum|md5sum))|'
     r'sum (?P<sum>.*)|(?P<tar>tar)|(?P<end>end)\Z')
 
 
@@ -621,6 +642,9 @@ def _runtime_error(verb, code, stderr):
     text = stderr.decode('utf-8', 'replace').strip()
     lines = text.splitlines()
     message = lines[-1] if text else ''
+    if not message.startswith('tej: ') and 'tej: ' in message:
+        # login noise on stderr with no newline, ahead of _die's message
+        message = message[message.index('tej: '):]
     if message.startswith('tej: ') and code in errors:
         return errors[code](message[5:])
     if code == _RC_NO_JOB:
@@ -841,6 +865,32 @@ def check_jobid(job_id):
                          % (job_id,))
 
 
+#: The control characters a terminal acts on: C0 (ESC starts the
+#: sequences that set the title, write the clipboard, clear the screen),
+#: DEL, and C1 (U+009B is a CSI of its own).
+_CONTROLS = re.compile('[\x00-\x1f\x7f-\x9f]')
+
+
+def _harmless(text, keep='\t\n'):
+    """``text`` with each control character but those of ``keep``
+    written ``\\xNN``: what a server or a registry says, shown on a
+    terminal, only shows.
+    """
+    return _CONTROLS.sub(lambda m: m.group() if m.group() in keep else
+                         '\\x%02x' % ord(m.group()), text)
+
+
+def _check_label(label):
+    """Raise `ValueError` unless ``label`` (a job's label in the registry)
+    is None or a string without control characters: a newline or an
+    escape would break the lines of tej jobs, or act on its terminal.
+    """
+    if label is not None and (not isinstance(label, str) or
+                              _CONTROLS.search(label)):
+        raise ValueError("Invalid label %r: no newline, tab or other "
+                         "control character" % (label,))
+
+
 def _default_job_id(directory, username):
     """``<dirname>_<user>_<random>``, with invalid characters replaced."""
     base = os.path.basename(os.path.normpath(os.path.abspath(directory)))
@@ -904,7 +954,14 @@ def _duration(value, what, integer=False):
         units == [''] or ('' not in units and units == sorted(
             set(units), key=order.index)))
     if colons:
-        days, hours, minutes, secs = (int(g or 0) for g in colons.groups())
+        fields = colons.groups()
+        # each field after the first given is bounded (1:99:99 is a typo)
+        given = [i for i, field in enumerate(fields) if field is not None]
+        if any(int(fields[i]) > (23, 59, 59)[i - 1] for i in given[1:]):
+            raise ValueError("Invalid %s %r: after the first field, hours "
+                             "go up to 23, minutes and seconds to 59"
+                             % (what, value))
+        days, hours, minutes, secs = (int(g or 0) for g in fields)
         seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
     elif numbers:
         seconds = sum(float(n) * dict(_UNITS, **{'': 1})[u] for n, u in parts)
@@ -1856,14 +1913,26 @@ def _exclusions(directory, excludes=()):
     normalized (no leading ``./``, no trailing ``/``).
     """
     patterns = list(excludes)
+    path = os.path.join(directory, _IGNORE_FILE)
+
+    def refuse(mode):
+        if not stat.S_ISREG(mode):
+            raise Error("Cannot read %s: it is a %s, not a file of patterns"
+                        % (path, 'directory' if stat.S_ISDIR(mode)
+                           else _file_kind(mode)))
     try:
-        with open(os.path.join(directory, _IGNORE_FILE), 'rb') as fp:
+        # reading a fifo waits for a writer, and a device may never end:
+        # refused before it is opened, and opened without waiting (no
+        # O_NONBLOCK on Windows, nor fifos)
+        refuse(os.stat(path).st_mode)
+        with open(os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0)),
+                  'rb') as fp:
+            refuse(os.fstat(fp.fileno()).st_mode)
             lines = fp.read().decode('utf-8', 'surrogateescape').splitlines()
     except (FileNotFoundError, NotADirectoryError):
         lines = []
     except OSError as e:
-        raise Error("Cannot read %s: %s" % (
-            os.path.join(directory, _IGNORE_FILE), e.strerror))
+        raise Error("Cannot read %s: %s" % (path, e.strerror))
     patterns += [line.strip() for line in lines
                  if line.strip() and not line.lstrip().startswith('#')]
     result = []
@@ -2825,6 +2894,10 @@ def _extract(stream, targets, recursive, meter=None):
                            bufsize=1 << 20)
         for member in tar:
             name = _normalize_member(member.name, top=whole)
+            # os.utime takes no such time (tar's base-256, pax's "1e400")
+            if not -_MAX_EPOCH <= member.mtime <= _MAX_EPOCH:
+                raise Error("The server sent %r with the time %.20s"
+                            % (member.name, member.mtime))
             top, local = place(name)
             if top is None:
                 raise Error("The server sent %r, which was not asked for"
@@ -2919,11 +2992,15 @@ class ServerLogger(object):
         self.data.append(data)
 
     def done(self):
-        """The call ended: pass what was collected to `message`."""
+        """The call ended: pass what was collected to `message`, its
+        control characters but tab and newline written ``\\xNN``
+        (`_harmless`): the server's text may not set the terminal's title,
+        write its clipboard or clear its screen.
+        """
         if self.data:
             text = b''.join(self.data).decode('utf-8', 'replace').rstrip()
             if text:
-                self.message(text)
+                self.message(_harmless(text.replace('\r\n', '\n')))
         self.data = []
 
     def message(self, data):
@@ -3326,6 +3403,7 @@ class RemoteQueue(object):
         `JobMonitor`), with ``label``, unless ``record`` is False or
         TEJ_REGISTRY is "off".
         """
+        _check_label(label)
         job_id, created = self._submit_job(job_id, directory, script,
                                            content_id, if_exists, **resources)
         if record:
@@ -3888,11 +3966,18 @@ class _Retry(object):
         self.worked = True
 
 
+#: The hex digits of a content id's hash (96 bits).
+_CONTENT_HEX = 24
+
+
 def _content_id(directory, mode, script, options=(), excludes=(),
                 dereference=False):
-    """``<dirname>_<12 hex>``: a hash of the job's files as they are sent
+    """``<dirname>_<24 hex>``: a hash of the job's files as they are sent
     (see _job_files: names, contents, whether executable, link targets;
-    not times nor owners), script and submit options.
+    not times nor owners), script and submit options. 96 bits of it, so
+    that no two jobs of a queue share an id by chance, whoever made them
+    (an earlier tej kept 12 hex digits: the jobs it made are not found
+    again); at most 100 + 1 + 24 characters, a valid id (check_jobid).
     """
     digest = _sha256(b'')
 
@@ -3919,12 +4004,12 @@ def _content_id(directory, mode, script, options=(), excludes=(),
             add(str(size))
     base = os.path.basename(os.path.normpath(os.path.abspath(directory)))
     base = re.sub(r'[^A-Za-z0-9_.,+=@%:-]', '_', base).lstrip('.-')[:100]
-    return '%s_%s' % (base or 'job', digest.hexdigest()[:12])
+    return '%s_%s' % (base or 'job', digest.hexdigest()[:_CONTENT_HEX])
 
 
 def content_id(directory, script=None, **resources):
     """The id that ``submit(None, directory, script, content_id=True,
-    **resources)`` gives: ``<dirname>_<12 hex>`` from a hash of the files
+    **resources)`` gives: ``<dirname>_<24 hex>`` from a hash of the files
     (names, contents, whether executable; not times), the script and the
     resources. Raise `ValueError` for a missing directory or script.
     """
@@ -4083,13 +4168,17 @@ class KnownJob(collections.namedtuple('KnownJob', _KNOWN_FIELDS)):
 def _registry_path():
     """The registry's file: TEJ_REGISTRY, else
     $XDG_DATA_HOME/tej/jobs.sqlite3 (~/.local/share/tej/); None when
-    TEJ_REGISTRY is "off".
+    TEJ_REGISTRY is "off". Raise `Error` for a "~USER" that names no user.
     """
     setting = os.environ.get('TEJ_REGISTRY')
     if setting == 'off':
         return None
     if setting:
-        return os.path.abspath(os.path.expanduser(setting))
+        path = os.path.expanduser(setting)
+        if path.startswith('~'):  # not a directory here named "~USER"
+            raise Error("TEJ_REGISTRY=%s: %s is no one's home directory "
+                        "on this machine" % (setting, path.split('/')[0]))
+        return os.path.abspath(path)
     base = os.environ.get('XDG_DATA_HOME') or os.path.join(
         os.path.expanduser('~'), '.local', 'share')
     return os.path.join(os.path.abspath(base), 'tej', 'jobs.sqlite3')
@@ -4249,6 +4338,7 @@ class _JobStore(object):
         """
         import json
         check_jobid(job_id)
+        _check_label(label)
         destination = _short_destination(queue.destination)
         options = json.dumps(_lasting_options(queue.ssh_options))
         multiplex = int(queue.multiplex)
@@ -5359,8 +5449,9 @@ def _registry_parsers(commands, formatter, wanted=None):
         sub = commands.choices.get(name)
         if sub is None:
             continue  # not being run
-        sub.add_argument('--label', help="a label for the job in the "
-                         "registry (tej jobs, tej monitor)")
+        sub.add_argument('--label', type=_arg_type(_checked(_check_label)),
+                         help="a label for the job in the registry (tej "
+                         "jobs, tej monitor); no control characters")
         sub.add_argument('--no-record', action='store_true',
                          help="do not record the job in the registry")
 
@@ -5383,9 +5474,9 @@ def _registry_parsers(commands, formatter, wanted=None):
 
     sub = command('jobs', False)
     sub.add_argument('--state', action='append', metavar='STATE',
-                     help="only jobs in this state (repeatable): created, "
-                          "queued, running, finished, killed, lost, "
-                          "notfound, unreachable, paused, deleted")
+                     choices=_JOBS_STATES,
+                     help="only jobs in this state (repeatable): %s"
+                          % ', '.join(_JOBS_STATES))
     sub.add_argument('--label', help="only jobs with this label")
     sub.add_argument('--dest', metavar='DESTINATION',
                      help="only jobs on this destination")
@@ -5446,6 +5537,11 @@ def _changed(count, what):
     logger.info("%d job%s %s", count, '' if count == 1 else 's', what)
 
 
+#: What tej jobs shows in its STATE column (_shown_state): a job's state,
+#: or why it has none that is live.
+_JOBS_STATES = _STATES + ('unreachable', 'paused', 'deleted')
+
+
 def _shown_state(job):
     """The state that tej jobs shows: the live one, or why there is none."""
     if job.deleted is not None:
@@ -5488,11 +5584,13 @@ def _jobs_table(jobs, now, width=80, cached=False):
         directory = job.directory or '-'
         if directory == home or directory.startswith(home + os.sep):
             directory = '~' + directory[len(home):]
-        rows.append([job.destination, job.id, state,
-                     '-' if job.exit_code is None else str(job.exit_code),
-                     _age(now - job.submitted)] +
-                    ([seen] if stale else []) +
-                    [job.label or '', directory])
+        # one line a job, whatever a directory's name holds (or a label
+        # recorded by an older tej)
+        rows.append([_harmless(text, '') for text in [
+            job.destination, job.id, state,
+            '-' if job.exit_code is None else str(job.exit_code),
+            _age(now - job.submitted)] + ([seen] if stale else []) +
+            [job.label or '', directory]])
     widths = [max(len(r[i]) for r in [head] + rows)
               for i in range(len(head))]
     # what does not fit is cut, a little at a time: the directory (its
@@ -5627,7 +5725,7 @@ def _cmd_monitor(queue, args):
     except Error as e:
         if not args.until_done:
             raise
-        sys.stderr.write('tej: error: %s\n' % e)
+        sys.stderr.write('tej: error: %s\n' % _harmless(str(e)))
         return _EXIT_ERROR
     return failed[0] if failed else 0
 
@@ -5726,7 +5824,8 @@ def main(argv=None):
     except (Error, ValueError, OSError) as e:
         if isinstance(e, BrokenPipeError):  # tej logs | head
             return 141
-        sys.stderr.write('tej: error: %s\n' % e)
+        # it may quote the server's stderr: escapes shown, not obeyed
+        sys.stderr.write('tej: error: %s\n' % _harmless(str(e)))
         return error_code
     except KeyboardInterrupt:
         sys.stderr.write('tej: interrupted\n')

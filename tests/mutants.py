@@ -29,7 +29,8 @@ MUTANTS = [
     dict(
         name='stream-sentinel-prefix',
         file='tej.py',
-        original="        if line.rstrip(b'\\r\\n') == _SENTINEL:",
+        original="        if line.endswith(b'\\n') and "
+                 "_ends_in_sentinel(carried + line):",
         replacement="        if line.startswith(_SENTINEL):",
         description="a streaming answer's sentinel is any line starting "
                     "with 'TEJ 1' ('TEJ 12' too)",
@@ -48,8 +49,8 @@ MUTANTS = [
     dict(
         name='logs-tick-not-skipped',
         file='tej.py',
-        original='''        if name == 'tick' and not rest:
-            return name, None
+        original='''    if name == 'tick' and not rest:
+        return name, None
 ''',
         replacement='',
         description="logs reads the server's keep-alive line 'tick' as a "
@@ -163,7 +164,7 @@ MUTANTS = [
     dict(
         name='answer-sentinel-prefix',
         file='tej.py',
-        original="        if line.rstrip(b'\\r') == _SENTINEL:",
+        original="        if _ends_in_sentinel(line):",
         replacement="        if line.startswith(_SENTINEL):",
         description="an answer's sentinel is any line starting with "
                     "'TEJ 1'",

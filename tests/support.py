@@ -687,6 +687,22 @@ class SSHServer(object):
                 '  PubkeyAuthentication no\n'})
         return alias
 
+    def login_alias(self, alias, rc):
+        """Another name for this server, whose sessions first run the sh
+        text ``rc`` (as a login shell's .profile or .bashrc would, say a
+        banner with no newline), then the command asked for, with sh: the
+        test user's login shell is left alone (test_shells changes it).
+        """
+        with open(self.path('rc_' + alias), 'w') as fp:
+            fp.write(rc)
+        with open(self.path('sshd_config')) as fp:
+            text = fp.read()
+        with open(self.path('sshd_config_' + alias), 'w') as fp:
+            fp.write(text + "ForceCommand /bin/sh -c '. %s; exec /bin/sh -c "
+                     "\"$SSH_ORIGINAL_COMMAND\"'\n" % self.path('rc_' + alias))
+        self._add_host(alias, {'/sshd_config\'': '/sshd_config_%s\'' % alias})
+        return alias
+
     def _add_host(self, alias, changes):
         """Add to the ssh config a copy of this server's Host block, named
         ``alias``, with ``changes`` ({old text: new text}) made to it.

@@ -185,7 +185,7 @@ class TestContentIds(CICase):
         self.assertEqual(first[:2], second[:2])
         job_id = first[1].strip()
         self.assertEqual(job_id, tej.content_id(job))
-        self.assertRegex(job_id, r'\Ac_[0-9a-f]{12}\Z')
+        self.assertRegex(job_id, r'\Ac_[0-9a-f]{24}\Z')
         self.check_ran_once(job_id)
         self.assertEqual(self.cli('submit', self.server.alias, job,
                                   '--content-id', '--if-exists', 'fail')[0],
@@ -317,7 +317,7 @@ class TestRun(CICase):
                                   'results', '--download', 'missing.txt',
                                   '--into', into)
         self.assertEqual(code, 3, err)
-        self.assertRegex(err, r"tej: no file 'missing.txt' in job f_[0-9a-f]{12}\n")
+        self.assertRegex(err, r"tej: no file 'missing.txt' in job f_[0-9a-f]{24}\n")
         self.assertIn('failed with exit code 3', err)
         with open(os.path.join(into, 'results', 'r.txt')) as fp:
             self.assertEqual(fp.read(), 'r\n')

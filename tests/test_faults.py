@@ -79,9 +79,10 @@ LOGS = _log_stream(b'out 600\n', b'x' * 600, b'tick\n', b'out 400\n',
                    b'y' * 400, b'end finished 0\n')
 
 
-def _cli_cases(job, fifo_job, socket_job):
+def _cli_cases(job, fifo_job, socket_job, ignore_jobs):
     """(name, argv, fake server answer (out, err, code) or None, extra
     environment) for the command line. The argv go after ``tej.py``.
+    ``ignore_jobs``: {what its .tejignore is: job directory}.
     """
     def local(*argv, **env):
         return list(argv) + ['--queue', 'q'], None, env
@@ -98,6 +99,11 @@ def _cli_cases(job, fifo_job, socket_job):
                   '10' * 20, '-inf', 'NaN'):
         cases['wait --timeout %r' % value] = local(
             'wait', 'local:', '--id', 'x', '--timeout', value)
+    for value in ('1:99:99', '1:00:60', '1-24:00:00', '5:60'):
+        cases['wait --timeout %r' % value] = local(
+            'wait', 'local:', '--id', 'x', '--timeout', value)
+        cases['submit --walltime %r' % value] = local(
+            'submit', 'local:', job, '--walltime', value)
     for value in ('nan', '1x'):
         cases['run --timeout %r' % value] = local(
             'run', 'local:', job, '--timeout', value)
@@ -140,6 +146,10 @@ def _cli_cases(job, fifo_job, socket_job):
                                  'a\nb'], None, {})
     cases['setup --runtime bogus'] = local('setup', 'local:', '--runtime',
                                            'bogus')
+    cases['jobs --state bogus'] = (['jobs', '--state', 'bogus'], None, {})
+    for value in ('a\nb', '\x1b]52;c;eA==\x07', 'a\tb'):
+        cases['submit --label %r' % value] = local('submit', 'local:', job,
+                                                    '--label', value)
     cases['submit --if-exists maybe'] = local('submit', 'local:', job,
                                               '--if-exists', 'maybe')
     cases['status without --id'] = local('status', 'local:')
@@ -189,6 +199,13 @@ def _cli_cases(job, fifo_job, socket_job):
         cases['submit --content-id with a %s' % name] = local(
             'submit', 'local:', directory, '--content-id')
         cases['run with a %s' % name] = local('run', 'local:', directory)
+    for name, directory in sorted(ignore_jobs.items()):
+        cases['submit, .tejignore a %s' % name] = local('submit', 'local:',
+                                                        directory)
+        cases['run, .tejignore a %s' % name] = local('run', 'local:',
+                                                     directory)
+        cases['submit --content-id, .tejignore a %s' % name] = local(
+            'submit', 'local:', directory, '--content-id')
     cases['submit a missing directory'] = local('submit', 'local:',
                                                 '/nonexistent/dir')
     cases['submit a file'] = local('submit', 'local:',
@@ -227,6 +244,32 @@ def _cli_cases(job, fifo_job, socket_job):
     cases['exit 8 with a message'] = fake(st, err=b'tej: bad thing\n',
                                           code=8)
     cases['exit 4 for status'] = fake(st, err=b'tej: exists\n', code=4)
+    # huge numbers from a lying server: a record's, a listing's, a frame's
+    huge = {'a huge': '9' * 30, '5000 digits of': '9' * 5000}
+    for what, number in sorted(huge.items()):
+        for key in ('exit', 'submitted', 'started', 'now'):
+            record = re.sub(r'(?<=\b%s=)[0-9]*' % key, number, RECORD)
+            record = record.replace('running', 'finished')
+            answer = ('TEJ 1\n%s\n' % record).encode()
+            cases['status, %s %s' % (what, key)] = fake(st, answer)
+            cases['status --json, %s %s' % (what, key)] = fake(
+                st + ['--json'], answer)
+            cases['wait, %s %s' % (what, key)] = fake(
+                ['wait', 'fakehost', '--id', 'x'], answer)
+            cases['list -l, %s %s' % (what, key)] = fake(
+                ['list', 'fakehost', '-l'], answer)
+            cases['list --json, %s %s' % (what, key)] = fake(
+                ['list', 'fakehost', '--json'], answer)
+        cases['download: %s size' % what] = fake(
+            download, ('TEJ 1\nstream=download\nsize=%s\n' % number)
+            .encode())
+        cases['download: %s part' % what] = fake(
+            download, ('TEJ 1\nstream=download\nsize=1\npart %s 1 cksum\n'
+                       % number).encode())
+        cases['logs: %s frame' % what] = fake(
+            logs, _log_stream(('out %s\nabc' % number).encode()))
+        cases['logs: %s exit' % what] = fake(
+            logs, _log_stream(('end finished %s\n' % number).encode()))
     cases['list of garbage'] = fake(['list', 'fakehost'],
                                     b'TEJ 1\nnot a record\n')
     cases['list, a record cut'] = fake(['list', 'fakehost'],
@@ -290,6 +333,14 @@ class TestBadInput(unittest.TestCase):
         self.addCleanup(self.sock.close)
         self.sock.bind(os.path.join(self.socket_job, 'socket'))
         self.fake_ssh = support.stub_ssh(self, FAKE_SSH, where=self.tmp)
+        # .tejignore a fifo (reading it waits for a writer), a device
+        self.ignore_jobs = {}
+        for name, make in (('FIFO', os.mkfifo),
+                           ('device', lambda p: os.symlink('/dev/zero', p))):
+            self.ignore_jobs[name] = support.make_tree(
+                os.path.join(self.tmp, 'ignore-' + name),
+                {'start.sh': 'echo hi\n'})
+            make(os.path.join(self.ignore_jobs[name], '.tejignore'))
 
     def environment(self, fake, extra, owner=None):
         home = os.path.join(self.tmp, 'home%d' % self.counts['tried'])
@@ -392,10 +443,34 @@ class TestBadInput(unittest.TestCase):
         return os.path.join(support.TOP, 'tej.py')
 
     def test_command_line(self):
-        cases, usage = _cli_cases(self.job, self.fifo_job, self.socket_job)
+        cases, usage = _cli_cases(self.job, self.fifo_job, self.socket_job,
+                                  self.ignore_jobs)
         self.assertGreaterEqual(len(cases), 150)
         self.assertGreaterEqual(len(usage), 90)
         self.run_table(cases, usage)
+
+    def test_server_text_shown_harmless(self):
+        """What the server writes on stderr, relayed as a message or in an
+        error, sets no terminal title, clipboard (OSC 52) or screen.
+        """
+        escapes = b'\x1b]52;c;ZXZpbA==\x07\x1b[2J\xc2\x9bH\r\n'
+        for code, out, err in (
+                (0, b'TEJ 1\n' + RECORD.encode() + b'\n', escapes),
+                (1, b'', escapes + b'tej: it \x1b[2Jfailed\n'),
+                (1, b'', escapes + b'broken\x1b[2J\n'),
+                (77, b'', escapes)):
+            argv = ['status', 'fakehost', '--id', 'x', '--queue', 'q']
+            self.counts['tried'] += 1
+            proc = subprocess.run(
+                [sys.executable, self.tej] + argv,
+                env=self.environment((out, err, code), {}),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, timeout=CASE_DEADLINE)
+            text = proc.stderr.decode('utf-8', 'replace')
+            self.assertIsNone(re.search('[\x00-\x09\x0b-\x1f\x7f-\x9f]',
+                                        text), text)
+            self.assertIn('\\x1b[2J', text)
+            self.assertEqual(proc.returncode, 0 if code == 0 else 1, text)
 
     def test_files_and_home_as_a_user(self):
         """Unreadable files, a missing or unwritable HOME: as an
@@ -491,10 +566,16 @@ class TestBadInput(unittest.TestCase):
             'check_jobid dash': lambda: tej.check_jobid('-x'),
             'submit bad id': lambda: q.submit('a b', job),
             'submit missing directory': lambda: q.submit(None, '/nonexist'),
+            'submit a label with a newline':
+                lambda: q.submit(None, job, label='a\nb'),
             'submit bad if_exists': lambda: q.submit(None, job,
                                                      if_exists='maybe'),
             'submit a FIFO': lambda: q.submit(None, fifo_job),
             'content_id of a FIFO': lambda: tej.content_id(fifo_job),
+            'submit, .tejignore a FIFO':
+                lambda: q.submit(None, self.ignore_jobs['FIFO']),
+            'content_id, .tejignore a device':
+                lambda: tej.content_id(self.ignore_jobs['device']),
             'submit --content-id of a FIFO':
                 lambda: q.submit(None, fifo_job, content_id=True),
             'content_id missing script':
@@ -607,7 +688,9 @@ class TestGoodValues(unittest.TestCase):
             self.assertEqual(fp.read(), 'c\n')
         for text, seconds in (('90', 90), ('1.5h', 5400), ('10m', 600),
                               ('2d', 172800), ('1:00', 60),
-                              ('1-00:00:01', 86401), ('0', 0)):
+                              ('1-00:00:01', 86401), ('0', 0),
+                              ('48:00:00', 172800), ('90:00', 5400),
+                              ('1-23:59:59', 172799)):
             self.assertEqual(tej._duration(text, 'timeout'), seconds)
         self.assertEqual(tej._walltime('2h'), 7200)
         code, out, err = run_cli('wait', 'local:', '--id', 'x', '--timeout',
@@ -629,7 +712,8 @@ class TestParserFuzz(unittest.TestCase):
         b'TEJ 1\ninstalled=1/default/0123456789abcdef\n',
         LOGS, DOWNLOAD[:2048],
         b'out 5\n', b'err 12\n', b'end finished 3\n', b'end lost\n',
-        b'tick\n',
+        b'tick\n', b'TEJ 1\n81a4 12 1700000000 ./out/a\n41ed 0 -1 ./out\n',
+        b'size=123\npart 0 100 cksum\nsum 42\ntar\n',
     ]
 
     def mutate(self, rnd, data):
@@ -642,6 +726,7 @@ class TestParserFuzz(unittest.TestCase):
             elif choice < 0.5:
                 data[at:at] = rnd.choice([b'\t', b'=', b'\n', b'\r', b' ',
                                           b'\xff', b'-1', b'9' * 30,
+                                          b'9' * 5000, b'1e400',
                                           b'dir=', b'state=', b'TEJ 1\n'])
             elif choice < 0.7:
                 del data[at:at + rnd.randint(1, 20)]
@@ -677,6 +762,10 @@ class TestParserFuzz(unittest.TestCase):
             'version': lambda data: tej._parse_version(
                 data.decode('utf-8', 'replace')),
             'read_until_stream': lambda data: tej._read_until_stream(
+                io.BufferedReader(io.BytesIO(data))),
+            'listing': lambda data: tej._parse_listing(
+                tej._split_answer(data)),
+            'download frame': lambda data: tej._read_download_frame(
                 io.BufferedReader(io.BytesIO(data))),
             'runtime_error': lambda data: tej._runtime_error(
                 'status', data[0] if data else 1, data),

@@ -5,6 +5,7 @@ local: and on a destination that cannot be reached.
 
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -587,6 +588,29 @@ class TestRecorded(unittest.TestCase):
                                    os.path.join(tmp, 'key'), '-o', 'cfg',
                                    '-J', 'key', '-i', 'none'])
 
+    def test_registry_in_the_home_of_no_user(self):
+        tmp = support.temporary(self)
+        job = support.make_tree(os.path.join(tmp, 'job'),
+                                {'start.sh': 'true\n'})
+        support.patch_env(self.addCleanup, TEJ_REGISTRY='~nosuchuser/x')
+        old = os.getcwd()
+        os.chdir(tmp)
+        self.addCleanup(os.chdir, old)
+        for argv in (['jobs'], ['forget', '--label', 'x']):
+            code, out, err = run_cli(*argv)
+            self.assertEqual((code, out, err), (1, '',
+                "tej: error: TEJ_REGISTRY=~nosuchuser/x: ~nosuchuser is no "
+                "one's home directory on this machine\n"))
+        with self.assertRaises(tej.Error):
+            tej.JobMonitor()
+        # submit makes its job all the same, and says it was not recorded
+        code, out, err = run_cli('submit', 'local:', job, '--id', 'j',
+                                 '--queue', os.path.join(tmp, 'q'))
+        self.assertEqual((code, out), (0, 'j\n'), err)
+        self.assertIn('The job registry was not updated: TEJ_REGISTRY', err)
+        # and nothing was made in a directory named "~nosuchuser" here
+        self.assertEqual(sorted(os.listdir(tmp)), ['job', 'q'])
+
     def test_destinations_without_password(self):
         for given, kept in [('me:pw@host', 'me@host'),
                             ('ssh://me:p:w@x@host:2222', 'me@host:2222'),
@@ -612,6 +636,45 @@ class TestTable(unittest.TestCase):
             self.assertLessEqual(len(line), 80, line)
         self.assertTrue(lines[1].split()[2], 'running')
         self.assertTrue(lines[3].split()[-1].endswith('/run2'), lines[3])
+
+    def test_one_line_a_job_and_nothing_for_the_terminal(self):
+        # a directory may hold a newline or an escape; a label recorded by
+        # an older tej too
+        now = time.time()
+        jobs = [tej.KnownJob(
+            'local:', '/q', 'j%d' % i, '/tmp/a\nb\x1b]52;c;eA==\x07/%d' % i,
+            now, 'x\ny\r\x1b[2J\x9b', 'running', None, now, False, None,
+            None, [], True, i, None) for i in range(2)]
+        lines = tej._jobs_table(jobs, now, width=200)
+        self.assertEqual(len(lines), 3)
+        text = '\n'.join(lines)
+        self.assertIsNone(re.search('[\x00-\x09\x0b-\x1f\x7f-\x9f]', text),
+                          text)
+        self.assertIn('x\\x0ay\\x0d\\x1b[2J\\x9b', lines[1])
+
+    def test_label_refused_before_anything_is_done(self):
+        tmp = support.temporary(self)
+        job = support.make_tree(os.path.join(tmp, 'job'),
+                                {'start.sh': 'true\n'})
+        support.patch_env(self.addCleanup,
+                          TEJ_REGISTRY=os.path.join(tmp, 'registry'))
+        q = tej.RemoteQueue('local:', os.path.join(tmp, 'q'))
+        for label in ('a\nb', 'tab\there', '\x1b]0;title\x07', '\x9b2J'):
+            with self.assertRaises(ValueError, msg=label):
+                q.submit('j', job, label=label)
+            code, out, err = run_cli('submit', 'local:', job, '--queue',
+                                     os.path.join(tmp, 'q'), '--label',
+                                     label)
+            self.assertEqual((code, out), (2, ''), err)
+            self.assertIn('--label: Invalid label', err)
+            with self.assertRaises(ValueError, msg=label):
+                tej.JobMonitor(os.path.join(tmp, 'registry')).add(
+                    q, 'j', label=label)
+        self.assertFalse(os.path.exists(os.path.join(tmp, 'q')))
+        self.assertEqual(tej.JobMonitor(os.path.join(tmp, 'registry'))
+                         .jobs(), [])
+        # a label with spaces and non-ASCII letters is fine
+        self.assertEqual(q.submit('j', job, label='\u00e9t\u00e9 2024'), 'j')
 
 
 if __name__ == '__main__':

@@ -221,6 +221,20 @@ class TestIds(unittest.TestCase):
         tej.check_jobid(tej._default_job_id('/x/.hidden', 'u'))
         tej.check_jobid(tej._default_job_id('/x/' + 'a' * 300, 'u'))
 
+    def test_content_id_keeps_96_bits(self):
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        for name in ('my job', '.x', 'a' * 250, '-n'):
+            job = os.path.join(tmp, name)
+            os.mkdir(job)
+            with open(os.path.join(job, 'start.sh'), 'w') as fp:
+                fp.write('true\n')
+            job_id = tej.content_id(job)
+            base, _, digest = job_id.rpartition('_')
+            self.assertRegex(digest, r'\A[0-9a-f]{24}\Z')
+            tej.check_jobid(job_id)  # and the runtime's _check_id: the same
+            self.assertLessEqual(len(job_id), 128)
+
 
 class TestQuoting(unittest.TestCase):
     def test_round_trip_through_sh(self):
@@ -246,6 +260,11 @@ class TestParsers(unittest.TestCase):
             tej._split_answer(b'no sentinel here\n')
         with self.assertRaises(tej.RemoteCommandFailure):
             tej._split_answer(b'TEJ 12\n')
+        # login noise with no newline of its own: a banner, a title escape
+        self.assertEqual(tej._split_answer(b'Loading modules...TEJ 1\na=1\n'),
+                         ['a=1'])
+        self.assertEqual(tej._split_answer(b'\x1b]0;title\x07TEJ 1\r\n'
+                                           b'a=1\n'), ['a=1'])
 
     def test_read_until_stream(self):
         def R(data):
@@ -258,6 +277,12 @@ class TestParsers(unittest.TestCase):
         self.assertEqual(R(b'TEJ 12\nstream=logs\n'), '')
         self.assertEqual(R(b'TEJ 10 banner\nstream=logs\n'), '')
         self.assertEqual(R(b'no sentinel\n'), '')
+        self.assertEqual(R(b'Loading...\x1b]0;t\x07TEJ 1\nstream=logs\n'),
+                         'stream=logs')
+        # noise longer than a read, the sentinel across two reads
+        noise = b'x' * (tej._MAX_ANSWER - 2)
+        self.assertEqual(R(noise + b'TEJ 1\nstream=logs\n'), 'stream=logs')
+        self.assertEqual(R(noise + b'TEJ 12\nstream=logs\n'), '')
 
     def test_record(self):
         line = ('id=j\tstate=finished\texit=3\tsubmitted=10\tstarted=11\t'
@@ -288,6 +313,31 @@ class TestParsers(unittest.TestCase):
                      'id=x\tstate=finished\tstarted=1.5']:
             with self.assertRaises(tej.RemoteCommandFailure, msg=line):
                 tej._parse_record(line)
+        # numbers no runtime sends: a lying server's
+        good = ('id=j\tstate=finished\texit=255\tsubmitted=10\tstarted=11\t'
+                'finished=%d\tnow=30\truntime=default\truntime_id=\tdir=/d'
+                % tej._MAX_EPOCH)
+        self.assertEqual(tej._parse_record(good)['exit'], 255)
+        for old, new in (('exit=255', 'exit=256'), ('now=30', 'now=-1'),
+                         ('now=30', 'now=%d' % (tej._MAX_EPOCH + 1)),
+                         ('now=30', 'now=' + '9' * 5000),
+                         ('exit=255', 'exit=\u0661'),  # a digit, not ASCII
+                         ('submitted=10', 'submitted=1e9')):
+            with self.assertRaises(tej.RemoteCommandFailure, msg=new[:20]):
+                tej._parse_record(good.replace(old, new))
+
+    def test_listing(self):
+        L = tej._parse_listing
+        self.assertEqual(L(['81a4 12 1700000000 ./out/a b',
+                            '41ed 4096 -5 ./out']),
+                         [(0o100644, 12, 1700000000, 'out/a b'),
+                          (0o40755, 4096, -5, 'out')])
+        self.assertIsNone(L(['none']))
+        # what does not parse (huge numbers too): everything is fetched
+        for line in ('81a4 12 ./a', '81a4 %s 1 ./a' % ('9' * 5000),
+                     '81a4 1 %s ./a' % ('9' * 30), '%s 1 1 ./a' % ('f' * 30),
+                     '81a4 -1 1 ./a', '81a4 1 1 a'):
+            self.assertIsNone(L([line]), line[:30])
 
     def test_version(self):
         V = tej._parse_version
@@ -311,8 +361,11 @@ class TestParsers(unittest.TestCase):
         self.assertEqual(F(b'end finished 3\n'), ('end', ('finished', 3)))
         self.assertEqual(F(b'end lost\n'), ('end', ('lost', None)))
         for line in [b'out x\n', b'out -1\n', b'hello\n', b'end\n',
-                     b'tick 1\n', b'end finished x\n', b'\n']:
-            with self.assertRaises(tej.RemoteCommandFailure, msg=line):
+                     b'tick 1\n', b'end finished x\n', b'\n',
+                     b'end finished 256\n', b'end finished -1\n',
+                     b'out ' + b'9' * 5000 + b'\n',
+                     'out \u0661\n'.encode()]:
+            with self.assertRaises(tej.RemoteCommandFailure, msg=line[:20]):
                 F(line)
 
     def test_runtime_errors(self):
@@ -328,6 +381,10 @@ class TestParsers(unittest.TestCase):
             error = E('verb', code, b'noise\ntej: it says why\n')
             self.assertIs(type(error), cls, code)
             self.assertEqual(str(error), 'it says why')
+        # login noise on stderr with no newline, ahead of the message
+        error = E('submit', tej._RC_JOB_EXISTS, b'Loading...tej: exists\n')
+        self.assertIs(type(error), tej.JobAlreadyExists)
+        self.assertEqual(str(error), 'exists')
         # no message of the runtime's: a tool's status, through set -e
         error = E('status', tej._RC_RUNNING, b'tar: broken\n')
         self.assertIs(type(error), tej.RemoteCommandFailure)
@@ -403,7 +460,9 @@ class TestParsers(unittest.TestCase):
         self.assertEqual(P('tar'), ('tar', None))
         self.assertEqual(P('end'), ('end', None))
         for bad in ('', 'size=x', 'part 1 5 sha1', 'part x changed',
-                    'part 1 changed ', 'tar ', 'ending', 'end\r'):
+                    'part 1 changed ', 'tar ', 'ending', 'end\r',
+                    'size=' + '9' * 5000, 'part %s changed' % ('9' * 30),
+                    'part 1 %s cksum' % ('9' * 5000)):
             with self.assertRaises(tej.ConnectionLost, msg=bad):
                 P(bad)
         read = tej._read_download_frame

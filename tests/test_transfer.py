@@ -908,6 +908,26 @@ class TestExtract(unittest.TestCase):
                      {'out': os.path.join(self.dest, 'flat')}, recursive=False)
         self.assertEqual(os.listdir(os.path.join(self.dest, 'flat')), [])
 
+    def test_huge_times(self):
+        # a lying server's: GNU base-256, and pax's float (1e400 is inf)
+        for mtime in (10 ** 20, -10 ** 20):
+            with self.assertRaises(tej.Error, msg=mtime):
+                self.extract([({'name': 'out/a', 'mtime': mtime}, b'a')])
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode='w',
+                          format=tarfile.PAX_FORMAT) as t:
+            info = tarfile.TarInfo('out/b')
+            info.size = 1
+            info.pax_headers = {'mtime': '1e400'}
+            t.addfile(info, io.BytesIO(b'b'))
+        buf.seek(0)
+        with self.assertRaises(tej.Error):
+            tej._extract(buf, {'out': os.path.join(self.dest, 'out')}, True)
+        # an old time is fine
+        self.extract([({'name': 'out/c', 'mtime': -86400}, b'c')])
+        self.assertEqual(os.stat(os.path.join(self.dest, 'out/c')).st_mtime,
+                         -86400)
+
     def test_hostile_names(self):
         for name in ['/etc/evil', 'out/../../evil', '../evil', 'other/x',
                      'outside/evil']:

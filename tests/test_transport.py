@@ -199,6 +199,90 @@ class TestRoundTrips(SSHCase):
         self.assertEqual(self.count(lambda: q.status('b')), 1)
 
 
+class TestLoginNoise(SSHCase):
+    """What a login shell's files print ahead of every command, with no
+    newline after it (a "Loading modules..." of .bashrc, a terminal title
+    escape of .profile): each command works, and a submit makes its job
+    once and says so.
+    """
+
+    noises = {
+        'banner': "printf 'Loading modules...'\n",
+        'title': "printf '\\033]0;title\\007'\n",
+        'both': "printf 'motd\\n\\033]0;title\\007Loading...'\n"
+                "printf 'to stderr' >&2\n",
+    }
+
+    def test_commands_through_noise(self):
+        job = self.job('job', {'start.sh': 'echo ran >> ../../../ran\n'
+                                           'echo hi > out.txt\n'})
+        for name, rc in sorted(self.noises.items()):
+            with self.subTest(noise=name):
+                alias = 'tejtest-noise-' + name
+                if not os.path.exists(self.server.path('rc_' + alias)):
+                    self.server.login_alias(alias, rc)
+                queue = os.path.join(self.remote, name)
+                args = ['--queue', queue]
+                code, out, err = self.cli('setup', alias, *args)
+                self.assertEqual((code, out), (0, ''), err)
+                code, out, err = self.cli('submit', alias, job, '--id', 'j',
+                                          *args)
+                self.assertEqual((code, out), (0, 'j\n'), err)
+                code, out, err = self.cli('wait', alias, '--id', 'j', *args)
+                self.assertEqual(code, 0, err)
+                code, out, err = self.cli('status', alias, '--id', 'j',
+                                          *args)
+                self.assertEqual((code, out), (0, 'finished 0\n'), err)
+                code, out, err = self.cli('list', alias, *args)
+                self.assertEqual((code, out.split()[:1]), (0, ['j']), err)
+                code, out, err = self.cli('logs', alias, '--id', 'j', *args)
+                self.assertEqual(code, 0, err)
+                into = os.path.join(self.tmp, name)
+                os.mkdir(into)
+                code, out, err = self.cli('download', alias, '--id', 'j',
+                                          'out.txt', '--directory', into,
+                                          *args)
+                self.assertEqual(code, 0, err)
+                with open(os.path.join(into, 'out.txt')) as fp:
+                    self.assertEqual(fp.read(), 'hi\n')
+                # content ids, and run's re-attaching
+                for _ in range(2):
+                    code, out, err = self.cli('run', alias, job, '--keep',
+                                              *args)
+                    self.assertEqual(code, 0, err)
+                self.assertEqual(len(os.listdir(os.path.join(queue, 'jobs'))),
+                                 2)
+                with open(os.path.join(queue, 'ran')) as fp:
+                    self.assertEqual(fp.read(), 'ran\nran\n')
+
+
+    def test_server_stderr_shows_no_escapes(self):
+        # what the server says goes to the terminal as text: no clipboard
+        # write (OSC 52), no screen cleared; the job's own output as it is
+        alias = 'tejtest-noise-escapes'
+        if not os.path.exists(self.server.path('rc_' + alias)):
+            self.server.login_alias(
+                alias, "printf '\\033]52;c;ZXZpbA==\\007\\033[2J"
+                       "\\302\\233H\\r\\nok\\tthen\\n' >&2\n")
+        job = self.job('job', {'start.sh': "printf '\\033[1mbold\\n'\n"
+                                           "printf '\\033[2J' >&2\n"})
+        for argv in (('submit', alias, job, '--id', 'j'),
+                     ('wait', alias, '--id', 'j'),
+                     ('status', alias, '--id', 'nosuch'),
+                     ('logs', alias, '--id', 'j'),
+                     ('download', alias, '--id', 'j', 'missing')):
+            code, out, err = self.cli(*argv)
+            self.assertIn(code, (0, 1, 125), err)
+            self.assertNotIn('\x1b', err, argv)
+            self.assertNotIn('\x9b', err, argv)
+            if argv[0] in ('submit', 'wait', 'logs'):  # they succeed
+                self.assertIn(
+                    '\\x1b]52;c;ZXZpbA==\\x07\\x1b[2J\\x9bH\nok\tthen',
+                    err, argv)
+            if argv[0] == 'logs':
+                self.assertEqual(out, '\x1b[1mbold\n')
+
+
 class TestSSHFailures(SSHCase):
     def test_unknown_host_key(self):
         known = os.path.join(self.tmp, 'known_hosts')
