@@ -130,14 +130,14 @@ export LC_ALL
 
 # the keys of a job's state file, as _save writes them (_read_state reads
 # each of them)
-_KEYS='state exit submitted started finished pid pgid boot killreq runtime runtime_id mode'
+_KEYS='state exit submitted started finished pid pgid boot killreq runtime runtime_id mode token'
 
 _read_state() {  # _read_state JOBDIR: the job's state file (key=value
     # lines) in st_* variables, one for each of _KEYS (empty when the line
     # or the file is missing); _load adds what the lock says
     st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
     st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
-    st_mode='' st_unasked=''
+    st_mode='' st_token='' st_unasked=''
     [ -f "$1/state" ] || return 0
     while IFS= read -r _rd_line; do
         case $_rd_line in
@@ -153,6 +153,7 @@ _read_state() {  # _read_state JOBDIR: the job's state file (key=value
             runtime=*) st_runtime=${_rd_line#*=} ;;
             runtime_id=*) st_runtime_id=${_rd_line#*=} ;;
             mode=*) st_mode=${_rd_line#*=} ;;
+            token=*) st_token=${_rd_line#*=} ;;
         esac
     done < "$1/state"
 }
@@ -711,6 +712,10 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
     fi
     st_state=running st_started=$(_now)
     _rt_started "$1"
+    # every process of the job has it in its environment, even one that
+    # left the job's process group (setsid, a daemon): kill finds it there
+    # (default.sh's _escaped)
+    st_token=${1##*/}:$$:$st_started
     _save "$1"
     _unlock
     _rj_script=$(cat "$1/script")
@@ -733,6 +738,8 @@ _run_job() {  # _run_job JOBDIR: in the runtime's wrapper, run the job in its
         # _stdout and _stderr too: made here, after the umask; appended to,
         # so that what the runtime adds (default.sh's walltime) stays
         umask "$_rj_umask"
+        TEJ_JOB_TOKEN=$st_token
+        export TEJ_JOB_TOKEN
         : > _stdout && : > _stderr || exit "$RC_FAILURE"
         exec < /dev/null >> _stdout 2>> _stderr
         if [ -n "$_rj_prologue" ]; then

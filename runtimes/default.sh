@@ -5,8 +5,9 @@
 # group of its own, and with HUP ignored; it records its pid, process group
 # and the boot id, runs the job (common.sh's _run_job) and records its exit
 # code. A job whose wrapper is gone without a record (SIGKILL, a reboot) is
-# lost. kill sends TERM to the process group, KILL after TEJ_GRACE seconds,
-# and returns when no process of it is left. Of the submit options, only
+# lost. kill sends TERM to the process group, and to the job's processes
+# that left it (their environment has the job's token: where /proc is), KILL
+# after TEJ_GRACE seconds, and returns when no process of it is left. Of the submit options, only
 # walltime (enforced here: TERM when it is over) and prologue are honoured.
 
 # The st_* variables are common.sh's.
@@ -145,25 +146,54 @@ _procs_signal() {  # _procs_signal SIGNAL PIDS: to the job's group
     fi
 }
 
+_escaped() {  # _escaped: the pids of the job's processes, as far as
+    # they can be found outside its process group (setsid, a daemon's
+    # double fork): those with its token (st_token, of _run_job) in their
+    # environment.
+    # Only where /proc is; not one that emptied its environment
+    [ -d /proc/self ] && [ -n "$st_token" ] || return 0
+    # (-z: the entries end with NUL, which ends a line for busybox grep)
+    { grep -l -z -x -F -e "TEJ_JOB_TOKEN=$st_token" /proc/[0-9]*/environ \
+        2>/dev/null || :; } |
+        while IFS=/ read -r _es_root _es_proc _es_pid _es_file; do
+            [ "$_es_pid" = "$$" ] || printf '%s\n' "$_es_pid"
+        done
+}
+
+_job_alive() {  # _job_alive: has the job a process left (its group,
+    # or _rk_procs, or one of _escaped)?
+    _procs_alive "$_rk_procs" || [ -n "$(_escaped)" ]
+}
+
+_job_signal() {  # _job_signal SIGNAL: to every process of the job
+    # (those outside first: the walltime's watchdog is in the group)
+    _js_pids=$(_escaped)
+    if [ -n "$_js_pids" ]; then
+        # shellcheck disable=SC2086 # a list of pids
+        kill -s "$1" $_js_pids 2>/dev/null || :
+    fi
+    _procs_signal "$1" "$_rk_procs"
+}
+
 _rt_kill() {
     # the job's process group; without setsid, the wrapper and its
-    # descendants (as they are now)
+    # descendants (as they are now); and those that escaped either
     _rk_procs=
     if [ -z "$st_pgid" ] && [ -n "$st_pid" ]; then
         _rk_procs=$(_tree "$st_pid")
     fi
-    _procs_signal TERM "$_rk_procs"
+    _job_signal TERM
     _rk_n=0
-    while _procs_alive "$_rk_procs" && [ "$_rk_n" -lt $((TEJ_GRACE * 10)) ]; do
+    while _job_alive && [ "$_rk_n" -lt $((TEJ_GRACE * 10)) ]; do
         _nap
         _rk_n=$((_rk_n + 1))
     done
-    if _procs_alive "$_rk_procs"; then
+    if _job_alive; then
         printf 'tej: the job did not stop on TERM within %s s (TEJ_GRACE): KILL\n' \
             "$TEJ_GRACE" >&2
-        _procs_signal KILL "$_rk_procs"
+        _job_signal KILL
         _rk_n=0
-        while _procs_alive "$_rk_procs" && [ "$_rk_n" -lt 100 ]; do
+        while _job_alive && [ "$_rk_n" -lt 100 ]; do
             _nap  # a process in uninterruptible sleep takes its time
             _rk_n=$((_rk_n + 1))
         done
@@ -189,7 +219,8 @@ _rt_wrap() {
             printf 'tej: the time limit (walltime %s s) is reached: the job is stopped\n' \
                 "$_rw_walltime" >> "$1/stage/_stderr"
             _load "$1"
-            _procs_signal TERM "$(_tree "$_rw_wrapper")"
+            _rk_procs=$(_tree "$_rw_wrapper")
+            _job_signal TERM
         ) &
         _rw_dog=$!
     fi

@@ -813,6 +813,17 @@ umask 022
                'test_a_job_removed_while_its_end_is_recorded'],
     ),
     dict(
+        name='kill-group-only',
+        file='runtimes/default.sh',
+        original='''    _js_pids=$(_escaped)
+''',
+        replacement='''    _js_pids=
+''',
+        description="kill reaches the job's process group only: what left "
+                    "it (setsid, a daemon) runs on",
+        tests=['test_runtime.Test_dash.test_kill_reaches_escaped_processes'],
+    ),
+    dict(
         name='job-visible-before-its-lock',
         file='runtimes/common.sh',
         original='''    _sb_name=.new.$_host.$$

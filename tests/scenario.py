@@ -6,6 +6,7 @@ set ``remote_home``.
 """
 
 import os
+import shutil
 import signal
 import tarfile
 import threading
@@ -45,6 +46,26 @@ def job_processes(state):
         return [p.pid for p in support.processes(
             lambda p: p.pgid == int(state['pgid']))]
     return support.process_tree([int(state['pid'])])
+
+
+def job_token(stage):
+    """The job's token (what its processes have as TEJ_JOB_TOKEN)."""
+    return read_state(stage)['token'].encode()
+
+
+def token_processes(token):
+    """The pids of the live processes whose environment has ``token`` as
+    TEJ_JOB_TOKEN, wherever their process group is.
+    """
+    found = []
+    for process in support.processes():
+        try:
+            with open('/proc/%d/environ' % process.pid, 'rb') as fp:
+                if b'TEJ_JOB_TOKEN=' + token in fp.read().split(b'\0'):
+                    found.append(process.pid)
+        except OSError:
+            pass
+    return found
 
 
 def wrapper_started(stage):
@@ -167,6 +188,30 @@ class Scenario(object):
         self.assertEqual(q.status('long')[::2], ('finished', '143'))
         self.assertEqual(job_processes(state), [])
         q.delete('long')
+
+    def test_kill_reaches_escaped_processes(self):
+        # processes that left the job's group (a new session each, one of
+        # them deaf to TERM): found by the job's token in their environment
+        q = self.q
+        support.patch_env(self.addCleanup, TEJ_GRACE='1')
+        # (setsid by its path: the runtime's PATH may be without it)
+        setsid = shutil.which('setsid', path='/usr/bin:/bin')
+        state = self.start('escaped', '%s sleep 1000 &\n'
+                           '%s sh -c \'trap "" TERM; sleep 1001; :\' &\n'
+                           'sleep 1002\n' % (setsid, setsid), 2)
+        token = job_token(q.info('escaped')['dir'])
+        self.addCleanup(lambda: [os.kill(pid, signal.SIGKILL)
+                                 for pid in token_processes(token)])
+        group = [p.pgid for p in support.processes(
+            lambda p: p.pid == int(state['pid']))]
+        escaped = wait_for(lambda: [p.pid for p in support.processes(
+            lambda p: p.pid in token_processes(token) and
+            [p.pgid] != group)], lambda found: len(found) >= 3,
+            what='the processes to leave the group')
+        q.kill('escaped')
+        self.assertEqual(q.info('escaped')['state'], 'killed')
+        self.assertEqual(token_processes(token), [], escaped)
+        q.delete('escaped')
 
     def test_kill_stubborn_job(self):
         q = self.q
