@@ -4208,6 +4208,65 @@ def _lasting_options(options):
     return options
 
 
+#: ssh_config options that run commands on this machine, or read more
+#: options from elsewhere: never taken from the registry (lower case).
+_COMMAND_OPTIONS = frozenset((
+    'proxycommand', 'localcommand', 'permitlocalcommand',
+    'knownhostscommand', 'remotecommand', 'include', 'match',
+    'controlpath', 'controlmaster', 'securitykeyprovider', 'pkcs11provider',
+    'identityagent', 'xauthlocation'))
+
+
+def _stored_ssh_options(text):
+    """The ssh options of a job in the registry (a JSON list), as they are
+    used again: only -F and -i of a file of the user's that others cannot
+    write, -J, and -o options that run no command (not _COMMAND_OPTIONS);
+    anything else is left out, with a warning. The registry is data: what
+    it holds never becomes a command to run.
+    """
+    import json
+    try:
+        stored = json.loads(text)
+    except ValueError:
+        stored = None
+    if not isinstance(stored, list) or not all(
+            isinstance(o, str) for o in stored):
+        logger.warning("The job registry holds ssh options that are not a "
+                       "list of strings: left out")
+        return []
+    kept, left = [], []
+    pairs = iter(stored)
+    for option in pairs:
+        value = next(pairs, None)
+        if value is None or option not in ('-F', '-i', '-J', '-o'):
+            left += [option] + ([] if value is None else [value])
+        elif option == '-o' and re.split(r'[\s=]', value.strip(), 1)[
+                0].lower() in _COMMAND_OPTIONS:
+            left += [option, value]
+        elif option in ('-F', '-i') and not _private_file(value):
+            left += [option, value]
+        else:
+            kept += [option, value]
+    if left:
+        logger.warning("The job registry's ssh options %s are left out: "
+                       "they could run commands", ' '.join(
+                           shlex.quote(o) for o in left))
+    return kept
+
+
+def _private_file(path):
+    """Is ``path`` a file of the user's that others cannot write (where
+    there are owners)?
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if not hasattr(os, 'getuid'):
+        return True
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
 def _age(seconds):
     """A short age: 45s, 12m, 3h, 2d."""
     seconds = max(0, int(seconds))
@@ -4243,6 +4302,7 @@ class _JobStore(object):
         if not os.path.exists(self.path):
             # private: it names servers and directories
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        self._check_safe()
         try:
             db = sqlite3.connect(self.path, timeout=_REGISTRY_BUSY,
                                  isolation_level=None)
@@ -4251,10 +4311,42 @@ class _JobStore(object):
                         % (self.path, e))
         try:
             self._prepare(db)
+        except sqlite3.Error as e:
+            db.close()
+            raise Error("The job registry %s: %s" % (self.path, e))
         except BaseException:
             db.close()
             raise
         return db
+
+    def _check_safe(self):
+        """Refuse a registry that is not the user's, or that others can
+        write (its file, its -wal and -shm, its directory): what it holds
+        becomes ssh command lines (as _control_dir, for the sockets).
+        """
+        if not hasattr(os, 'getuid'):
+            return  # Windows: the file's ACL is its directory's
+        me = os.getuid()
+        directory = os.path.dirname(self.path) or '.'
+        st = os.stat(directory)
+        # a directory of root's with the sticky bit (/tmp) is safe too
+        if st.st_uid not in (me, 0) or (st.st_mode & 0o022 and
+                                         not st.st_mode & stat.S_ISVTX):
+            raise Error("The job registry's directory %s must be yours and "
+                        "writable by you only (chmod go-w %s), or set "
+                        "TEJ_REGISTRY to a file of yours"
+                        % (directory, shlex.quote(directory)))
+        for path in (self.path, self.path + '-wal', self.path + '-shm'):
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if (st.st_uid != me or st.st_mode & 0o022 or
+                    not stat.S_ISREG(st.st_mode)):
+                raise Error("The job registry's file %s must be a file of "
+                            "yours, writable by you only (chmod go-w %s), "
+                            "or set TEJ_REGISTRY to a file of yours"
+                            % (path, shlex.quote(path)))
 
     def _prepare(self, db):
         """WAL mode, and the schema brought up to date."""
@@ -4317,11 +4409,10 @@ class _JobStore(object):
 
     @staticmethod
     def _row(row, error=None):
-        import json
         return KnownJob(row[0], row[1], row[2], row[3], row[4], row[5],
                         row[6], row[7], row[8], bool(row[9]), row[10],
-                        row[11], json.loads(row[12]), bool(row[13]), row[14],
-                        error)
+                        row[11], _stored_ssh_options(row[12]), bool(row[13]),
+                        row[14], error)
 
     def _select(self, db, where='', args=()):
         return [self._row(r) for r in db.execute(

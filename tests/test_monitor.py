@@ -611,6 +611,90 @@ class TestRecorded(unittest.TestCase):
         # and nothing was made in a directory named "~nosuchuser" here
         self.assertEqual(sorted(os.listdir(tmp)), ['job', 'q'])
 
+    def test_a_registry_others_can_write_is_refused(self):
+        # its directory, its file, its -wal: refused with how to mend it;
+        # a submit makes its job all the same, and says so once
+        tmp = support.temporary(self)
+        job = support.make_tree(os.path.join(tmp, 'job'),
+                                {'start.sh': 'true\n'})
+        registry = os.path.join(tmp, 'reg', 'jobs.sqlite3')
+        support.patch_env(self.addCleanup, TEJ_REGISTRY=registry)
+        tej.JobMonitor().jobs()  # made, private
+        for path in (os.path.dirname(registry), registry, registry + '-wal'):
+            with self.subTest(path=path):
+                if not os.path.exists(path):
+                    open(path, 'w').close()
+                mode = os.stat(path).st_mode
+                os.chmod(path, mode | 0o022)
+                try:
+                    code, out, err = run_cli('jobs')
+                    self.assertEqual((code, out), (1, ''), err)
+                    self.assertIn('chmod go-w %s' % path, err)
+                    code, out, err = run_cli(
+                        'submit', 'local:', job, '--queue',
+                        os.path.join(tmp, 'q'))
+                    self.assertEqual(code, 0, err)
+                    self.assertRegex(out, r'^\S+\n$')
+                    self.assertEqual(err.count('registry was not updated'),
+                                     1, err)
+                finally:
+                    os.chmod(path, mode)
+        self.assertEqual(run_cli('jobs')[0], 0)
+
+    def test_a_corrupt_registry_is_one_warning(self):
+        tmp = support.temporary(self)
+        job = support.make_tree(os.path.join(tmp, 'job'),
+                                {'start.sh': 'true\n'})
+        registry = os.path.join(tmp, 'jobs.sqlite3')
+        with open(registry, 'wb') as fp:
+            fp.write(b'not a database, ' * 512)
+        os.chmod(registry, 0o600)
+        support.patch_env(self.addCleanup, TEJ_REGISTRY=registry)
+        code, out, err = run_cli('submit', 'local:', job, '--queue',
+                                 os.path.join(tmp, 'q'))
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out, r'^\S+\n$')
+        self.assertEqual(err.count('registry was not updated'), 1, err)
+        code, out, err = run_cli('jobs')
+        self.assertEqual(code, 1)
+        self.assertNotIn('Traceback', err)
+
+    def test_stored_ssh_options_run_no_command(self):
+        # a registry that someone changed: options that would run commands
+        # (or read a config others can write) are left out, with a warning
+        tmp = support.temporary(self)
+        ran = os.path.join(tmp, 'ran')
+        mine = os.path.join(tmp, 'config')
+        open(mine, 'w').close()
+        os.chmod(mine, 0o600)
+        theirs = os.path.join(tmp, 'theirs')
+        open(theirs, 'w').close()
+        os.chmod(theirs, 0o666)
+        stored = ['-o', 'ProxyCommand=touch %s' % ran, '-o',
+                  'localcommand touch %s' % ran, '-F', theirs, '-F', mine,
+                  '-o', 'ServerAliveInterval=5', '-J', 'jump', '-v',
+                  '-o', 'KnownHostsCommand=/bin/true']
+        with self.assertLogs('tej', 'WARNING') as said:
+            kept = tej._stored_ssh_options(json.dumps(stored))
+        self.assertEqual(kept, ['-F', mine, '-o', 'ServerAliveInterval=5',
+                                '-J', 'jump'])
+        self.assertIn('ProxyCommand', said.output[0])
+        for text in ('{"a": 1}', 'not json', '[1, 2]'):
+            with self.assertLogs('tej', 'WARNING'):
+                self.assertEqual(tej._stored_ssh_options(text), [])
+        self.assertFalse(os.path.exists(ran))
+        # and "tej jobs", which calls the job's server with them
+        registry = os.path.join(tmp, 'jobs.sqlite3')
+        support.patch_env(self.addCleanup, TEJ_REGISTRY=registry)
+        queue = tej.RemoteQueue('nohost.invalid', '~/.tej',
+                                ssh_options=['-o', 'ProxyCommand=sh -c '
+                                             '"touch %s; exit 1"' % ran])
+        tej.JobMonitor().add(queue, 'j')
+        code, out, err = run_cli('jobs')
+        self.assertIn('left out', err)
+        self.assertIn('unreachable', out + err)
+        self.assertFalse(os.path.exists(ran))
+
     def test_destinations_without_password(self):
         for given, kept in [('me:pw@host', 'me@host'),
                             ('ssh://me:p:w@x@host:2222', 'me@host:2222'),
