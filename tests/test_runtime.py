@@ -1203,7 +1203,8 @@ class TestLocks(LocalCase):
                                     'tej.sh', '_wrap', 'h'],
                                    start_new_session=True)
         self.addCleanup(wrapper.wait)
-        self.addCleanup(lambda: wrapper.poll() is not None or wrapper.kill())
+        self.addCleanup(lambda: wrapper.poll() is not None or
+                        os.killpg(wrapper.pid, signal.SIGKILL))
         replace_record(self.queue_dir, 'h', pid=str(wrapper.pid),
                        pgid=str(wrapper.pid))
         gate = os.path.join(self.tmp, 'gate')
@@ -1287,7 +1288,8 @@ class TestLocks(LocalCase):
         maker = subprocess.Popen(['sh', '-c', '%s 1000; :' % self.sleep,
                                   'tej.sh'], start_new_session=True)
         self.addCleanup(maker.wait)
-        self.addCleanup(lambda: maker.poll() is not None or maker.kill())
+        self.addCleanup(lambda: maker.poll() is not None or
+                        os.killpg(maker.pid, signal.SIGKILL))
         job = os.path.dirname(self.lock('m'))
         self.plant('m')
         claim = '.lock.%s:%d:%d' % (self.host, maker.pid, time.time())
