@@ -883,8 +883,8 @@ class SlurmCluster(object):
     network namespace of its own (they listen on every address: there,
     those are only this test's), and an ssh alias whose sshd runs in that
     namespace too. Needs root. /etc/slurm/slurm.conf is linked to the
-    configuration while it runs (ssh sessions do not carry SLURM_CONF), and
-    removed after. Everything is stopped by pid.
+    clients' configuration while it runs (ssh sessions do not carry
+    SLURM_CONF), and removed after. Everything is stopped by pid.
     """
 
     alias = 'tejslurm'
@@ -956,6 +956,7 @@ class SlurmCluster(object):
             '--log-file=' + self.path('munge', 'log')])
         self.started(int(self._read(self.path('munge', 'munged.pid'))))
         self.conf = self.path('slurm.conf')
+        self.client_conf = self.path('client.conf')
         node = subprocess.run(['slurmd', '-C'], stdout=subprocess.PIPE,
                               env=self.env(), check=True).stdout.decode().splitlines()[0]
         hostname = node.split()[0].split('=', 1)[1]
@@ -984,8 +985,18 @@ class SlurmCluster(object):
                 "State=UP\n".format(h=hostname, s=self.socket, d=self.dir,
                                    n=node))
         os.chmod(self.conf, 0o644)
+        # the clients tej runs (through the link: ssh sessions do not
+        # carry SLURM_CONF) give up on a stopped controller after 1 s
+        # (squeue, scontrol: 2 s), not 9 (18): they try to connect once a
+        # second for MessageTimeout seconds (squeue and scontrol twice
+        # over), which is also how long they wait for an answer, plenty
+        # for a controller on this machine; the daemons, and this test
+        # bed's own commands, keep the default's 10 s
+        with open(self.conf) as fp, open(self.client_conf, 'w') as out:
+            out.write(fp.read() + "MessageTimeout=2\n")
+        os.chmod(self.client_conf, 0o644)
         os.makedirs(os.path.dirname(self.conf_link), exist_ok=True)
-        os.symlink(self.conf, self.conf_link)
+        os.symlink(self.client_conf, self.conf_link)
         for daemon in ('slurmctld', 'slurmd'):
             subprocess.check_call(self.ns([daemon, '-f', self.conf]),
                                   env=self.env())
@@ -1063,7 +1074,7 @@ class SlurmCluster(object):
         for pid, started in reversed(self.pids):
             kill_same(pid, started, 15)
         if os.path.islink(self.conf_link) and \
-                os.readlink(self.conf_link) == self.path('slurm.conf'):
+                os.readlink(self.conf_link) == self.path('client.conf'):
             os.unlink(self.conf_link)
         deadline = time.monotonic() + 10
         for pid, started in self.pids:
