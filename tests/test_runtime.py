@@ -624,7 +624,7 @@ class TestScan(unittest.TestCase):
         os.makedirs(os.path.join(path, 'stage'))
         if fields:
             keys = ('state exit submitted started finished pid pgid boot '
-                    'killreq runtime runtime_id mode').split()
+                    'killreq runtime runtime_id mode token').split()
             with open(os.path.join(path, 'state'), 'w') as fp:
                 fp.write(''.join('%s=%s\n' % (k, fields.get(k, ''))
                                  for k in keys))
@@ -834,7 +834,8 @@ CHEAP_SHELLS = ['dash', 'busybox', 'mksh', 'yash']
 
 #: The keys of a job record (QUEUE/jobs/ID/state), all written every time.
 RECORD_KEYS = {'state', 'exit', 'submitted', 'started', 'finished', 'pid',
-               'pgid', 'boot', 'killreq', 'runtime', 'runtime_id', 'mode'}
+               'pgid', 'boot', 'killreq', 'runtime', 'runtime_id', 'mode',
+               'token'}
 
 
 def replace_record(queue_dir, job_id, **changes):

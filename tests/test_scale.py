@@ -17,7 +17,7 @@ setUpModule = support.ssh_module
 def record(**fields):
     """The text of a job's state file (_save in common.sh)."""
     keys = ('state exit submitted started finished pid pgid boot killreq '
-            'runtime runtime_id mode').split()
+            'runtime runtime_id mode token').split()
     return ''.join('%s=%s\n' % (k, fields.get(k, '')) for k in keys)
 
 
