@@ -6681,11 +6681,9 @@ _judge_lock() {  # _judge_lock JOBDIR: for a waiter: break the job's lock
     _read_lock "$1/lock"
     if [ -z "$_rl_owner" ] && [ -z "$_rl_old" ]; then
         # a lock without a claim: its maker is about to move it in, or
-        # died before it could
-        if _sweep_claims "$1" && rmdir "$1/lock" 2>/dev/null; then
-            printf 'tej: breaking the lock of %s (no owner): its maker is gone\n' \
-                "${1##*/}" >&2
-        fi
+        # died before it could (or its holder is between the two steps of
+        # _unlock: nothing to say)
+        ! _sweep_claims "$1" || rmdir "$1/lock" 2>/dev/null || :
         return 0
     fi
     if [ "$_rl_owner $_rl_beat" != "$_lk_seen" ]; then
@@ -7948,13 +7946,14 @@ _job_alive() {  # _job_alive: has the job a process left (its group,
 }
 
 _job_signal() {  # _job_signal SIGNAL: to every process of the job
-    # (those outside first: the walltime's watchdog is in the group)
+    # (the group first: with KILL, the wrapper dies with its job, not
+    # while it records the end under the lock)
+    _procs_signal "$1" "$_rk_procs"
     _js_pids=$(_escaped)
     if [ -n "$_js_pids" ]; then
         # shellcheck disable=SC2086 # a list of pids
         kill -s "$1" $_js_pids 2>/dev/null || :
     fi
-    _procs_signal "$1" "$_rk_procs"
 }
 
 _rt_kill() {
@@ -8002,7 +8001,11 @@ _rt_wrap() {
                 "$_rw_walltime" >> "$1/stage/_stderr"
             _load "$1"
             _rk_procs=$(_tree "$_rw_wrapper")
+            # (this loop is in the group too: it lives on to reach the
+            # processes outside it)
+            trap '' TERM
             _job_signal TERM
+            trap - TERM
         ) &
         _rw_dog=$!
     fi

@@ -462,11 +462,9 @@ _judge_lock() {  # _judge_lock JOBDIR: for a waiter: break the job's lock
     _read_lock "$1/lock"
     if [ -z "$_rl_owner" ] && [ -z "$_rl_old" ]; then
         # a lock without a claim: its maker is about to move it in, or
-        # died before it could
-        if _sweep_claims "$1" && rmdir "$1/lock" 2>/dev/null; then
-            printf 'tej: breaking the lock of %s (no owner): its maker is gone\n' \
-                "${1##*/}" >&2
-        fi
+        # died before it could (or its holder is between the two steps of
+        # _unlock: nothing to say)
+        ! _sweep_claims "$1" || rmdir "$1/lock" 2>/dev/null || :
         return 0
     fi
     if [ "$_rl_owner $_rl_beat" != "$_lk_seen" ]; then

@@ -166,13 +166,14 @@ _job_alive() {  # _job_alive: has the job a process left (its group,
 }
 
 _job_signal() {  # _job_signal SIGNAL: to every process of the job
-    # (those outside first: the walltime's watchdog is in the group)
+    # (the group first: with KILL, the wrapper dies with its job, not
+    # while it records the end under the lock)
+    _procs_signal "$1" "$_rk_procs"
     _js_pids=$(_escaped)
     if [ -n "$_js_pids" ]; then
         # shellcheck disable=SC2086 # a list of pids
         kill -s "$1" $_js_pids 2>/dev/null || :
     fi
-    _procs_signal "$1" "$_rk_procs"
 }
 
 _rt_kill() {
@@ -220,7 +221,11 @@ _rt_wrap() {
                 "$_rw_walltime" >> "$1/stage/_stderr"
             _load "$1"
             _rk_procs=$(_tree "$_rw_wrapper")
+            # (this loop is in the group too: it lives on to reach the
+            # processes outside it)
+            trap '' TERM
             _job_signal TERM
+            trap - TERM
         ) &
         _rw_dog=$!
     fi

@@ -769,9 +769,9 @@ umask 022
     dict(
         name='lock-without-claim-waited-out',
         file='runtimes/common.sh',
-        original='''        if _sweep_claims "$1" && rmdir "$1/lock" 2>/dev/null; then
+        original='''        ! _sweep_claims "$1" || rmdir "$1/lock" 2>/dev/null || :
 ''',
-        replacement='''        if _sweep_claims "$1" && [ "$(($(_now) - ${_lk_t0:=$(_now)}))" -gt "$TEJ_LOCK_STALE" ] && rmdir "$1/lock" 2>/dev/null; then
+        replacement='''        ! _sweep_claims "$1" || [ "$(($(_now) - ${_lk_t0:=$(_now)}))" -le "$TEJ_LOCK_STALE" ] || rmdir "$1/lock" 2>/dev/null || :
 ''',
         description="a lock whose maker died before it moved its claim in "
                     "is waited out for TEJ_LOCK_STALE (300 s)",

@@ -22,7 +22,8 @@ import unittest
 from unittest import mock
 
 from . import support
-from .scenario import CommandLineScenario, Scenario, read_state
+from .scenario import (CommandLineScenario, Scenario, read_state,
+                       token_processes)
 from .support import LocalCase, tej, need, wait_for, wait_state, which
 
 # name -> command line of the shell
@@ -205,6 +206,23 @@ class TestWalltime(unittest.TestCase):
             with self.assertRaises(ValueError):
                 q.submit(None, job, **bad)
         self.assertEqual([i for i, _ in q.list()], ['w'])
+
+    def test_walltime_reaches_escaped_processes(self):
+        # the time limit stops what left the job's group (setsid) too
+        setsid = shutil.which('setsid', path='/usr/bin:/bin')
+        base, job, q = local_queue(self, '%s sleep 1000 &\nsleep 1001\n'
+                                   % setsid)
+        q.submit('e', job, walltime=1)
+        token = support.wait_for(
+            lambda: (support.read_record(os.path.join(base, 'q'), 'e') or
+                     {}).get('token'),
+            what='the job to start').encode()
+        self.addCleanup(lambda: [os.kill(pid, signal.SIGKILL)
+                                 for pid in token_processes(token)])
+        self.assertEqual(support.wait_state(q, 'e', timeout=30)['state'],
+                         'killed')
+        wait_for(lambda: not token_processes(token),
+                 what='every process of the job to end')
 
     def test_walltime_formats(self):
         self.assertEqual(tej._walltime('1-02:03:04'), 93784)
