@@ -154,12 +154,12 @@ MUTANTS = [
     ),
     dict(
         name='download-without-dot-slash',
-        file='runtimes/common.sh',
-        original='''        set -- "$@" "./$1"  # "./" keeps names''',
-        replacement='''        set -- "$@" "$1"  # "./" keeps names''',
-        description="download gives tar the names as they are: '-n' is "
-                    "an option",
-        tests=['test_runtime.Test_dash.test_whole_life'],
+        file='tej.py',
+        original="        args += ['./' + (name or '.') for name in plan.paths]",
+        replacement="        args += [name or '.' for name in plan.paths]",
+        description="download names the paths as they are, which the "
+                    "server refuses: to tar, '-n' would be an option",
+        tests=['test_transfer.TestWhereDownloadsGo.test_dot_is_the_whole_job'],
     ),
     dict(
         name='answer-sentinel-prefix',

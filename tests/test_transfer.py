@@ -855,6 +855,39 @@ def _sparse_member(name, size, blocks):
     return buf
 
 
+class TestResumeScales(unittest.TestCase):
+    """A resume of many missing files (local:, no server) costs about what
+    a fresh download does: the server reads its arguments once each, not
+    once for each of them (it took 6.6 times a fresh download's time for
+    5,000 files, 10 times for 30,000).
+    """
+
+    def test_many_missing_files(self):
+        tmp = support.temporary(self)
+        count = 5000
+        job = support.make_tree(os.path.join(tmp, 'job'), dict(
+            [('start.sh', 'true\n')] +
+            [('res/f%05d' % i, 'x') for i in range(count)]))
+        q = tej.RemoteQueue('local:', os.path.join(tmp, 'q'))
+        q.submit('m', job)
+        wait_state(q, 'm')
+        into = os.path.join(tmp, 'into')
+        start = time.monotonic()
+        q.download('m', 'res', directory=into)
+        fresh = time.monotonic() - start
+        res = os.path.join(into, 'res')
+        for name in sorted(os.listdir(res))[1:]:
+            os.unlink(os.path.join(res, name))
+        start = time.monotonic()
+        with self.assertLogs('tej', 'INFO') as logs:
+            q.download('m', 'res', directory=into)
+        resume = time.monotonic() - start
+        self.assertIn('%d to fetch' % (count - 1), '\n'.join(logs.output))
+        self.assertEqual(len(os.listdir(res)), count)
+        self.assertLess(resume, 3.5 * fresh + 1,
+                        "fresh %.1f s, resume %.1f s" % (fresh, resume))
+
+
 class TestMembers(unittest.TestCase):
     """Paths inside a job, as download takes them and archives hold them."""
 
