@@ -2828,9 +2828,10 @@ def _extract(stream, targets, recursive, meter=None):
       a member's place is replaced (a directory is not);
     - the archive's symbolic links are made last, each only if, resolved
       on disk through everything made before it, it stays within its
-      target; once all are made, those that a later one led out are
-      removed, until none leads out. A link that leads out is skipped,
-      with a warning;
+      target; once all are made, every link under each target that
+      leads out (one that a later one led out, or one that was there) is
+      removed, until none does. A link that leads out is skipped, or
+      removed, with a warning;
     - a hard link copies the file at its source's place in the
       download (or, to a symbolic link, is that link again);
     - long names and pax headers are bounded (_MAX_TAR_HEADER);
@@ -2956,18 +2957,41 @@ def _extract(stream, targets, recursive, meter=None):
         make_way(local)
         os.symlink(target, local)
         made.append((local, target, top_local))
-    # where a link leads depends on the links made after it: check them
-    # all, again after each removal, until none leads out
+    # where a link leads depends on the links made after it, and on those
+    # that were there (an earlier download's: "a -> d/../.." inside, until
+    # this one made "d -> ."): check every link under each target, again
+    # after each removal, until none leads out
     while True:
-        out = [link for link in made if leads_out(*link)]
+        out = [link for link in made + _links_under(targets.values())
+               if leads_out(*link)]
         if not out:
             break
-        for link in out:
+        for link in set(out):
             local, target, top_local = link
-            logger.warning("Not creating link %s -> %s: it leads outside "
-                           "%s", local, target, top_local)
-            os.unlink(local)
-            made.remove(link)
+            if link in made:
+                logger.warning("Not creating link %s -> %s: it leads "
+                               "outside %s", local, target, top_local)
+                made.remove(link)
+            else:
+                logger.warning("Removing link %s -> %s: it leads outside "
+                               "%s now", local, target, top_local)
+            _unlink_if_there(local)
+
+
+def _links_under(tops):
+    """The symbolic links below each directory of ``tops`` (not through
+    links): ``(path, link target, top)``.
+    """
+    found = []
+    for top in set(tops):
+        for root, dirs, files in os.walk(top):
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                try:
+                    found.append((path, os.readlink(path), top))
+                except OSError:  # not a link, or no longer there
+                    pass
+    return found
 
 
 # ===========================================================================

@@ -1121,6 +1121,34 @@ class TestExtract(unittest.TestCase):
         self.assertEqual(os.readlink(os.path.join(out, 'p')), '.')
         support.assert_links_within(self, out)
 
+    def test_links_of_earlier_downloads_led_out(self):
+        # a -> d/../.. is inside while d is deep; a second download makes
+        # d -> ., and a would be "/": removed, as is the user's own link
+        # that d now leads out; a third leaves them all as they are
+        depth = os.path.realpath(self.dest).count('/') + 2
+        deep = '/'.join(['x'] * depth)
+        up = 'd' + '/..' * depth
+        self.extract([({'name': 'out/' + deep, 'type': tarfile.DIRTYPE},
+                       None),
+                      ({'name': 'out/d', 'type': tarfile.SYMTYPE,
+                        'linkname': deep}, None),
+                      ({'name': 'out/a', 'type': tarfile.SYMTYPE,
+                        'linkname': up}, None),
+                      ({'name': 'out/f'}, b'f')])
+        out = os.path.join(self.dest, 'out')
+        self.assertEqual(os.readlink(os.path.join(out, 'a')), up)
+        os.symlink('d/../f', os.path.join(out, 'mine'))
+        second = [({'name': 'out/d', 'type': tarfile.SYMTYPE,
+                    'linkname': '.'}, None)]
+        with self.assertLogs('tej', 'WARNING') as logs:
+            self.extract(second)
+        self.assertEqual(len(logs.output), 2, logs.output)
+        support.assert_links_within(self, out)
+        self.assertEqual(sorted(os.listdir(out)), ['d', 'f', 'x'])
+        self.extract(second)
+        self.assertEqual(sorted(os.listdir(out)), ['d', 'f', 'x'])
+        self.assertEqual(os.readlink(os.path.join(out, 'd')), '.')
+
     def test_hard_links_across_targets_and_to_themselves(self):
         # tar stores a file given twice, or a second name of one file, as a
         # hard link to the first: both are copies, nothing is lost
