@@ -560,8 +560,8 @@ umask 022
     dict(
         name='part-removed-on-error',
         file='tej.py',
-        original="        if member.sparse or not os.path.isfile(part) or \\",
-        replacement="        if True or not os.path.isfile(part) or \\",
+        original="        if held.fd is not None and (member.sparse or",
+        replacement="        if held.fd is not None and (True or",
         description="a file cut short by a broken download is removed: "
                     "the download cannot resume it",
         tests=['test_transfer.TestStreamEnd.'
@@ -581,8 +581,8 @@ umask 022
     dict(
         name='resume-sum-not-checked',
         file='tej.py',
-        original="        if value == str(crc):",
-        replacement="        if True:",
+        original="            elif value == str(crc):",
+        replacement="            elif True:",
         description="a part whose beginning is not the server's file is "
                     "completed and kept",
         tests=['test_transfer.TestResume.'

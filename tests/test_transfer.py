@@ -1234,6 +1234,134 @@ if __name__ == '__main__':
     unittest.main()
 
 
+class _Gate(object):
+    """A stream of ``data`` that, once ``at`` bytes are read, sets
+    ``reached`` and waits for ``go`` (at most ``wait`` seconds).
+    """
+
+    def __init__(self, data, at=None, reached=None, go=None, wait=3):
+        self.data, self.at, self.pos = data, at, 0
+        self.reached, self.go, self.wait = reached, go, wait
+
+    def read(self, size=-1):
+        if self.at is not None and self.pos >= self.at:
+            self.at = None
+            self.reached.set()
+            self.go.wait(self.wait)
+        end = len(self.data) if size < 0 else self.pos + size
+        if self.at is not None:
+            end = min(end, self.at)
+        data = self.data[self.pos:end]
+        self.pos += len(data)
+        return data
+
+
+class TestParts(unittest.TestCase):
+    """The files a download writes as it goes (no server): never written
+    through a link or into another's file, never mixed by two downloads,
+    of a name that fits and that no output takes.
+    """
+
+    def setUp(self):
+        self.top = support.temporary(self)
+        self.local = os.path.join(self.top, 'f')
+        self.victim = os.path.join(self.top, 'victim')
+        with open(self.victim, 'wb') as fp:
+            fp.write(b'01234')
+        os.chmod(self.victim, 0o640)
+
+    def resume(self, swap):
+        """A resume of f (5 of its 10 bytes there) whose part ``swap``
+        replaces after the plan: what _receive says, and the victim's
+        bytes and mode after.
+        """
+        entries = [(0o100755, 10, 1000, 'f')]
+        part = tej._part_name(self.local, 10, 1000)
+        with open(part, 'wb') as fp:
+            fp.write(b'01234')
+        plan = tej._Plan({'f': self.local}, True, None, entries)
+        self.assertEqual(len(plan.parts), 1)
+        swap(part)
+        crc = tej._Cksum()
+        crc.update(b'0123456789')
+        stream = io.BytesIO(b'part 0 5 cksum\n56789sum %d\nend\n'
+                            % crc.value())
+        again = tej._receive(stream, plan, None)
+        with open(self.victim, 'rb') as fp:
+            return again, fp.read(), os.stat(self.victim).st_mode & 0o777
+
+    def test_a_resumed_part_swapped_for_a_link(self):
+        def symlink(part):
+            os.unlink(part)
+            os.symlink(self.victim, part)
+
+        def hard_link(part):
+            os.unlink(part)
+            os.link(self.victim, part)
+
+        def other_file(part):  # made while the first is there
+            with open(part + '.new', 'wb') as fp:
+                fp.write(b'01234')
+            os.rename(part + '.new', part)
+        for swap in (symlink, hard_link, other_file):
+            self.assertEqual(self.resume(swap), (['f'], b'01234', 0o640),
+                             swap.__name__)
+            self.assertFalse(os.path.exists(self.local), swap.__name__)
+            for name in os.listdir(self.top):
+                if name != 'victim':
+                    os.unlink(os.path.join(self.top, name))
+
+    def test_two_downloads_of_one_file_never_mix(self):
+        # the second starts as the first is half way, and writes half of
+        # its own when the first ends: the first must not have renamed
+        # the second's part into place
+        data = os.urandom(4 * MiB)
+        archive = _tar([({'name': 'f', 'mtime': 1000}, data)]).getvalue()
+        half_first, half_second = threading.Event(), threading.Event()
+        first_done = threading.Event()
+        first = _Gate(archive, 512 + 2 * MiB, half_first, half_second)
+        second = _Gate(archive, 512 + MiB, half_second, first_done)
+        errors = []
+
+        def run(stream, wait=None):
+            if wait is not None:
+                wait.wait(5)
+            try:
+                tej._extract(stream, {'f': self.local}, True)
+            except Exception as e:
+                errors.append(e)
+        thread = threading.Thread(target=run, args=(second, half_first))
+        thread.start()
+        run(first)
+        with open(self.local, 'rb') as fp:
+            self.assertTrue(fp.read() == data, "mixed")
+        first_done.set()
+        thread.join()
+        self.assertEqual(errors, [])
+        with open(self.local, 'rb') as fp:
+            self.assertTrue(fp.read() == data, "mixed")
+        self.assertEqual(sorted(os.listdir(self.top)), ['f', 'victim'])
+
+    def test_names_of_any_length_and_none_of_a_parts(self):
+        for length in (200, 233, 255):
+            name = 'n' * length
+            tej._extract(_tar([({'name': 'd/' + name}, b'x')]),
+                         {'d': os.path.join(self.top, 'd')}, True)
+            self.assertTrue(os.path.isfile(os.path.join(self.top, 'd',
+                                                        name)), length)
+            self.assertLessEqual(len(os.path.basename(tej._part_name(
+                name, 1 << 62, -tej._MAX_EPOCH))), 80)
+        part = os.path.basename(tej._part_name(
+            os.path.join(self.top, 'd', 'x'), 1, 1))
+        with self.assertRaisesRegex(tej.Error, "names of this form"):
+            tej._extract(_tar([({'name': 'd/x'}, b'x'),
+                               ({'name': 'd/' + part}, b'y')]),
+                         {'d': os.path.join(self.top, 'd')}, True)
+        with self.assertRaisesRegex(tej.Error, "names of this form"):
+            tej._Plan({'d': os.path.join(self.top, 'd')}, True, None,
+                      [(0o100644, 1, 1, 'd/' + part)])
+
+
 class LocalTransfers(object):
     """The server side of transfers under each POSIX shell (local:, with
     TEJ_SH), and with busybox's tools alone: compressed upload, the list
