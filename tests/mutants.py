@@ -568,6 +568,35 @@ umask 022
                'test_cut_in_a_member_leaves_its_part'],
     ),
     dict(
+        name='links-out-of-this-run-only',
+        file='tej.py',
+        original="        out = [link for link in made + _links_under(targets.values())",
+        replacement="        out = [link for link in made",
+        description="a link that an earlier download made, led out by "
+                    "this one, stays",
+        tests=['test_transfer.TestExtract.'
+               'test_links_of_earlier_downloads_led_out'],
+    ),
+    dict(
+        name='part-not-locked',
+        file='tej.py',
+        original="                    fcntl.flock(fd, fcntl.LOCK_EX)  # another's: wait",
+        replacement="                    pass",
+        description="two downloads of one file into one place mix",
+        tests=['test_transfer.TestParts.'
+               'test_two_downloads_of_one_file_never_mix'],
+    ),
+    dict(
+        name='resumed-part-not-checked',
+        file='tej.py',
+        original="                    if (st.st_dev, st.st_ino) != seen or not _ours(st) or \\",
+        replacement="                    if False or \\",
+        description="a resumed part swapped for a hard link or another "
+                    "file is written",
+        tests=['test_transfer.TestParts.'
+               'test_a_resumed_part_swapped_for_a_link'],
+    ),
+    dict(
         name='resume-size-only',
         file='tej.py',
         original="                        st.st_size == size and "
