@@ -2845,7 +2845,11 @@ def _write_member(tar, member, local, mode, meter=None):
         finally:
             out.close()
         os.ftruncate(fd, member.size)
-        held.finish(local, mode, member.mtime)
+        try:
+            held.finish(local, mode, member.mtime)
+        except OSError as e:  # a directory there: nothing to resume
+            held.remove()
+            raise Error("Cannot write %s: %s" % (local, e.strerror))
     except BaseException:
         # what came of a plain member is a beginning to go on from;
         # nothing else is

@@ -943,7 +943,7 @@ class TestExtract(unittest.TestCase):
 
     def test_huge_times(self):
         # a lying server's: GNU base-256, and pax's float (1e400 is inf)
-        for mtime in (10 ** 20, -10 ** 20):
+        for mtime in (10 ** 20, -10 ** 20, 2 ** 70):
             with self.assertRaises(tej.Error, msg=mtime):
                 self.extract([({'name': 'out/a', 'mtime': mtime}, b'a')])
         buf = io.BytesIO()
@@ -1340,6 +1340,13 @@ class TestParts(unittest.TestCase):
         self.assertEqual(errors, [])
         with open(self.local, 'rb') as fp:
             self.assertTrue(fp.read() == data, "mixed")
+        self.assertEqual(sorted(os.listdir(self.top)), ['f', 'victim'])
+
+    def test_a_destination_that_cannot_be_written_leaves_no_part(self):
+        os.makedirs(os.path.join(self.local, 'sub'))
+        with self.assertRaisesRegex(tej.Error, 'Cannot write'):
+            tej._extract(_tar([({'name': 'x'}, b'data')]),
+                         {'x': self.local}, True)
         self.assertEqual(sorted(os.listdir(self.top)), ['f', 'victim'])
 
     def test_names_of_any_length_and_none_of_a_parts(self):
