@@ -2394,14 +2394,41 @@ def _write_tar(directory, fileobj, excludes=(), dereference=False,
 #: The end of the name of a file being downloaded (see _part_name).
 _PART = '.tej-part'
 
+#: A part's name (_part_name): no output may have one (_check_output_name).
+_PART_NAME = re.compile(r'\.[0-9a-f]{32}\.[0-9]{1,20}--?[0-9]{1,20}'
+                        + re.escape(_PART) + r'\Z')
+
+
+def _part_prefix(local):
+    """The start of the names of ``local``'s parts: ``.HASH.``, HASH the
+    first 32 hex digits of the SHA-256 of its name.
+    """
+    import hashlib
+    head, base = os.path.split(local)
+    digest = hashlib.sha256(base.encode('utf-8', 'surrogateescape'))
+    return head, '.%s.' % digest.hexdigest()[:32]
+
 
 def _part_name(local, size, mtime):
-    """Where a file is written as it comes, ``.NAME.SIZE-MTIME.tej-part``
-    beside it (the server's size and time: a download that resumes finds
-    it there, for the same file), renamed to ``local`` when complete.
+    """Where a file is written as it comes, ``.HASH.SIZE-MTIME.tej-part``
+    beside it (_part_prefix; the server's size and time: a download that
+    resumes finds it there, for the same file), renamed to ``local`` when
+    complete. Of one length whatever the file's name (80 bytes at most:
+    within any NAME_MAX), and of a form no output may take
+    (_check_output_name).
     """
-    head, base = os.path.split(local)
-    return os.path.join(head, '.%s.%d-%d%s' % (base, size, mtime, _PART))
+    head, prefix = _part_prefix(local)
+    return os.path.join(head, '%s%d-%d%s' % (prefix, size, mtime, _PART))
+
+
+def _check_output_name(name):
+    """Raise `Error` for a member of a download whose name is of a
+    part's form (_PART_NAME): it could be taken for one, or be written
+    over.
+    """
+    if _PART_NAME.match(name.rsplit('/', 1)[-1]):
+        raise Error("Not downloading %s: names of this form are tej's, for "
+                    "the files it is writing" % name)
 
 
 def _leftovers(local):
@@ -2410,30 +2437,22 @@ def _leftovers(local):
     """
     if os.path.lexists(local):
         return True
-    head, base = os.path.split(local)
-    prefix = '.%s.' % base
-    try:
-        names = os.listdir(head or '.')
-    except OSError:
-        return False
-    return any(n.startswith(prefix) and n.endswith(_PART) for n in names)
+    return bool(_parts_of(local, {}))
 
 
 def _parts_of(local, listings):
     """The part files of ``local`` there are (of any size and time);
     ``listings`` caches each directory's names.
     """
-    head, base = os.path.split(local)
+    head, prefix = _part_prefix(local)
     if head not in listings:
         try:
             listings[head] = [n for n in os.listdir(head or '.')
-                              if n.endswith(_PART)]
+                              if _PART_NAME.match(n)]
         except OSError:
             listings[head] = []
-    prefix = '.%s.' % base
     return [os.path.join(head, n) for n in listings[head]
-            if n.startswith(prefix) and
-            re.match(r'[0-9]+-[0-9]+\Z', n[len(prefix):-len(_PART)])]
+            if n.startswith(prefix)]
 
 
 def _need_parent(path, what):
@@ -2483,10 +2502,11 @@ class _Part(object):
     ``size`` are in ``part``, to go on with.
     """
 
-    def __init__(self, name, local, part, size, offset, mtime, mode):
+    def __init__(self, name, local, part, size, offset, mtime, mode, seen):
         self.name, self.local, self.part = name, local, part
         self.size, self.offset, self.mtime, self.mode = \
             size, offset, mtime, mode
+        self.seen = seen  # its device and inode, as the plan saw it
 
 
 class _Plan(object):
@@ -2510,6 +2530,7 @@ class _Plan(object):
         mask = _umask()
         listings = {}  # directory -> its names, for _parts_of
         for mode, size, mtime, name in entries:
+            _check_output_name(name)
             top, local = place(name)
             if top is None:
                 raise Error("The server listed %r, which was not asked for"
@@ -2537,11 +2558,11 @@ class _Plan(object):
                     st = os.lstat(part)
                 except OSError:
                     st = None
-                if st is not None and stat.S_ISREG(st.st_mode) and \
-                        0 < st.st_size <= size:
+                if st is not None and _ours(st) and 0 < st.st_size <= size:
                     self.parts.append(_Part(
                         name, local, part, size, st.st_size, mtime,
-                        (mode & 0o777 & ~mask) | 0o600))
+                        (mode & 0o777 & ~mask) | 0o600,
+                        (st.st_dev, st.st_ino)))
                     continue
             whole.append(name)
         if not kept and not self.parts:
@@ -2570,26 +2591,39 @@ def _receive(stdout, plan, meter):
         if kind != 'part' or value[0] != index:
             raise _broken_download("a bad line %r" % line[:80])
         if value[1] is None:  # changed
-            _unlink_if_there(part.part)
+            held = _HeldPart.claim(part.part, part.seen, 0)
+            if held is not None:
+                held.remove()
+                held.close()
             again.append(part.name)
             kind, value, line = _read_download_frame(stdout)
             continue
         length, tool = value[1:]
         if length != part.size - part.offset:
             raise _broken_download("a bad line %r" % line[:80])
-        crc = _receive_part(stdout, part, meter, tool)
-        kind, value, line = _read_download_frame(stdout)
-        if kind != 'sum':
-            raise _broken_download("a bad line %r" % line[:80])
-        if value == str(crc):  # cksum: a number; md5sum: hex
-            os.chmod(part.part, part.mode)
-            os.utime(part.part, (part.mtime, part.mtime))
-            os.rename(part.part, part.local)
-        else:
-            logger.warning("%s had changed on the server: fetching it "
-                           "again, whole", part.local)
-            _unlink_if_there(part.part)
+        held = _HeldPart.claim(part.part, part.seen, part.offset)
+        if held is None:  # gone, or not the file the plan saw: whole
+            logger.info("%s is no longer the part it was: fetching %s "
+                        "whole", part.part, part.local)
+            _skip(stdout, length, part.name)
             again.append(part.name)
+        try:
+            crc = held and _receive_part(stdout, held, part, meter, tool)
+            kind, value, line = _read_download_frame(stdout)
+            if kind != 'sum':
+                raise _broken_download("a bad line %r" % line[:80])
+            if held is None:
+                pass
+            elif value == str(crc):  # cksum: a number; md5sum: hex
+                held.finish(part.local, part.mode, part.mtime)
+            else:
+                logger.warning("%s had changed on the server: fetching "
+                               "it again, whole", part.local)
+                held.remove()
+                again.append(part.name)
+        finally:
+            if held is not None:
+                held.close()
         kind, value, line = _read_download_frame(stdout)
     if kind == 'tar':
         _extract(stdout, plan.targets, plan.recursive, meter)
@@ -2598,16 +2632,16 @@ def _receive(stdout, plan, meter):
     return again
 
 
-def _receive_part(stdout, part, meter, tool):
-    """Append the rest of a part, from the stream; return what ``tool``
-    (cksum or md5sum) says of the whole file.
+def _receive_part(stdout, held, part, meter, tool):
+    """Append the rest of a part (held: a `_HeldPart`), from the stream;
+    return what ``tool`` (cksum or md5sum) says of the whole file.
     """
     if tool == 'cksum':
         crc = _Cksum()
     else:
         import hashlib
         crc = hashlib.md5()
-    with open(part.part, 'r+b') as out:
+    with os.fdopen(held.fd, 'r+b', closefd=False) as out:
         left = part.offset
         while left:
             data = out.read(min(left, 1 << 20))
@@ -2627,6 +2661,138 @@ def _receive_part(stdout, part, meter, tool):
             if meter is not None:
                 meter.add(len(data))
     return crc.value() if tool == 'cksum' else crc.hexdigest()
+
+
+def _skip(stdout, length, name):
+    """Read ``length`` bytes of the stream (of ``name``) and drop them."""
+    while length:
+        data = stdout.read(min(length, 1 << 20))
+        if not data:
+            raise _broken_download("it ended in %s" % name)
+        length -= len(data)
+
+
+def _ours(st):
+    """Is ``st`` (an lstat or fstat) that of a part tej may go on with: a
+    regular file of this user's, of one name (no hard link elsewhere)?
+    """
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and \
+        (not hasattr(os, 'getuid') or st.st_uid == os.getuid())
+
+
+class _HeldPart(object):
+    """A part file, open (never through a link) and locked: a second
+    download of the same file into the same place waits for the first,
+    which then has renamed it away (the second writes it anew, or fetches
+    it whole). The lock is flock's; without fcntl (Windows), a file
+    ``PART.lock`` made with O_EXCL, there while the part is written: a
+    second download then stops with an error. `finish` renames it into
+    place; `remove` removes it; `close` lets it go.
+    """
+
+    def __init__(self, path, fd, lock):
+        self.path, self.fd, self.lock = path, fd, lock
+
+    @classmethod
+    def claim(cls, path, seen=None, size=0):
+        """Open and lock the part ``path``: with ``seen`` (device, inode),
+        the one a plan saw, at least ``size`` bytes long (else return
+        None: it is gone, or another); without, a new empty one (what was
+        there is taken if it is a part of ours, else removed).
+        """
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            fcntl = None
+        flags = os.O_RDWR | _O_BINARY | getattr(os, 'O_NOFOLLOW', 0)
+        for attempt in range(100):
+            lock = None
+            if fcntl is None:
+                lock = path + '.lock'
+                try:
+                    os.close(os.open(lock, os.O_WRONLY | os.O_CREAT |
+                                     os.O_EXCL | _O_BINARY, 0o600))
+                except FileExistsError:
+                    raise Error("%s is being written by another download "
+                                "(remove %s if none is)" % (path, lock))
+            try:
+                fd = os.open(path, flags | (os.O_CREAT if seen is None
+                                            else 0), 0o600)
+            except OSError as e:
+                if lock is not None:
+                    _unlink_if_there(lock)
+                gone = isinstance(e, FileNotFoundError)
+                if not (gone or os.path.islink(path)):
+                    raise
+                if seen is not None:
+                    return None
+                _unlink_if_there(path)  # a link: never followed
+                continue
+            held = cls(path, fd, lock)
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # another's: wait
+                st = os.fstat(fd)
+                if not held.there(st):  # renamed away while we waited
+                    held.close()
+                    if seen is not None:
+                        return None
+                    continue
+                if seen is not None:
+                    if (st.st_dev, st.st_ino) != seen or not _ours(st) or \
+                            st.st_size < size:
+                        held.close()
+                        return None
+                    return held
+                if not _ours(st):
+                    held.remove()
+                    held.close()
+                    continue
+                os.ftruncate(fd, 0)
+                return held
+            except BaseException:
+                held.close()
+                raise
+        raise Error("Cannot write %s: it keeps being replaced" % path)
+
+    def there(self, st=None):
+        """Is the part still at its path (``st``: its fstat)?"""
+        st = st or os.fstat(self.fd)
+        try:
+            there = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        return (there.st_dev, there.st_ino) == (st.st_dev, st.st_ino)
+
+    def finish(self, local, mode, mtime):
+        """Give the part ``mode`` and ``mtime``, through its descriptor,
+        and rename it to ``local``.
+        """
+        if os.chmod in os.supports_fd:
+            os.chmod(self.fd, mode)
+        if os.utime in os.supports_fd:
+            os.utime(self.fd, (mtime, mtime))
+        if self.lock is not None:  # Windows renames no open file
+            os.close(self.fd)
+            self.fd = None
+            os.chmod(self.path, mode)
+            os.utime(self.path, (mtime, mtime))
+        elif not self.there():
+            raise Error("%s was replaced as it was written" % self.path)
+        os.rename(self.path, local)
+
+    def remove(self):
+        """Remove the part, if it is still the one held."""
+        if self.lock is not None or self.there():
+            _unlink_if_there(self.path)
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)  # the lock with it
+            self.fd = None
+        if self.lock is not None:
+            _unlink_if_there(self.lock)
+            self.lock = None
 
 
 def _unlink_if_there(path):
@@ -2657,9 +2823,8 @@ def _write_member(tar, member, local, mode, meter=None):
     source = tar.extractfile(member).raw
     blocks = member.sparse or [(0, member.size)]
     part = _part_name(local, member.size, int(member.mtime))
-    _unlink_if_there(part)  # never written through: a new file of ours
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY |
-                 getattr(os, 'O_NOFOLLOW', 0), 0o600)
+    held = _HeldPart.claim(part)  # never written through: a file of ours
+    fd = held.fd
     # a big file is written by a thread while the next piece comes
     out = _FileWriter(fd, member.size >= 1 << 22)
     try:
@@ -2680,20 +2845,20 @@ def _write_member(tar, member, local, mode, meter=None):
         finally:
             out.close()
         os.ftruncate(fd, member.size)
-        os.close(fd)
-        fd = None
-        os.chmod(part, mode)
-        os.utime(part, (member.mtime, member.mtime))
-        os.rename(part, local)
+        try:
+            held.finish(local, mode, member.mtime)
+        except OSError as e:  # a directory there: nothing to resume
+            held.remove()
+            raise Error("Cannot write %s: %s" % (local, e.strerror))
     except BaseException:
-        if fd is not None:
-            os.close(fd)
         # what came of a plain member is a beginning to go on from;
         # nothing else is
-        if member.sparse or not os.path.isfile(part) or \
-                os.path.getsize(part) == 0:
-            _unlink_if_there(part)
+        if held.fd is not None and (member.sparse or
+                                    os.fstat(held.fd).st_size == 0):
+            held.remove()
         raise
+    finally:
+        held.close()
 
 
 def _zeros(data):
@@ -2828,9 +2993,10 @@ def _extract(stream, targets, recursive, meter=None):
       a member's place is replaced (a directory is not);
     - the archive's symbolic links are made last, each only if, resolved
       on disk through everything made before it, it stays within its
-      target; once all are made, those that a later one led out are
-      removed, until none leads out. A link that leads out is skipped,
-      with a warning;
+      target; once all are made, every link under each target that
+      leads out (one that a later one led out, or one that was there) is
+      removed, until none does. A link that leads out is skipped, or
+      removed, with a warning;
     - a hard link copies the file at its source's place in the
       download (or, to a symbolic link, is that link again);
     - long names and pax headers are bounded (_MAX_TAR_HEADER);
@@ -2894,6 +3060,7 @@ def _extract(stream, targets, recursive, meter=None):
                            bufsize=1 << 20)
         for member in tar:
             name = _normalize_member(member.name, top=whole)
+            _check_output_name(name)
             # os.utime takes no such time (tar's base-256, pax's "1e400")
             if not -_MAX_EPOCH <= member.mtime <= _MAX_EPOCH:
                 raise Error("The server sent %r with the time %.20s"
@@ -2956,18 +3123,41 @@ def _extract(stream, targets, recursive, meter=None):
         make_way(local)
         os.symlink(target, local)
         made.append((local, target, top_local))
-    # where a link leads depends on the links made after it: check them
-    # all, again after each removal, until none leads out
+    # where a link leads depends on the links made after it, and on those
+    # that were there (an earlier download's: "a -> d/../.." inside, until
+    # this one made "d -> ."): check every link under each target, again
+    # after each removal, until none leads out
     while True:
-        out = [link for link in made if leads_out(*link)]
+        out = [link for link in made + _links_under(targets.values())
+               if leads_out(*link)]
         if not out:
             break
-        for link in out:
+        for link in set(out):
             local, target, top_local = link
-            logger.warning("Not creating link %s -> %s: it leads outside "
-                           "%s", local, target, top_local)
-            os.unlink(local)
-            made.remove(link)
+            if link in made:
+                logger.warning("Not creating link %s -> %s: it leads "
+                               "outside %s", local, target, top_local)
+                made.remove(link)
+            else:
+                logger.warning("Removing link %s -> %s: it leads outside "
+                               "%s now", local, target, top_local)
+            _unlink_if_there(local)
+
+
+def _links_under(tops):
+    """The symbolic links below each directory of ``tops`` (not through
+    links): ``(path, link target, top)``.
+    """
+    found = []
+    for top in set(tops):
+        for root, dirs, files in os.walk(top):
+            for name in dirs + files:
+                path = os.path.join(root, name)
+                try:
+                    found.append((path, os.readlink(path), top))
+                except OSError:  # not a link, or no longer there
+                    pass
+    return found
 
 
 # ===========================================================================
@@ -3590,7 +3780,7 @@ class RemoteQueue(object):
         list them (fetch it all).
         """
         lines = self._calls.call('_files', [job_id] + [
-            name or '.' for name in sorted(targets)])
+            './' + (name or '.') for name in sorted(targets)])
         entries = _parse_listing(lines)
         if entries is None:
             return None
@@ -3602,9 +3792,11 @@ class RemoteQueue(object):
         """
         args = [job_id, 's' if meter is not None else '-',
                 str(len(plan.parts))]
+        # "./": a name that starts with "-" is no option to tar or find
         for part in plan.parts:
-            args += [str(part.size), str(part.offset), part.name or '.']
-        args += [name or '.' for name in plan.paths]
+            args += [str(part.size), str(part.offset),
+                     './' + (part.name or '.')]
+        args += ['./' + (name or '.') for name in plan.paths]
         if not plan.parts and not plan.paths:
             return []
         return self._calls.stream(
@@ -6264,11 +6456,11 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #   waitany SECONDS ID ...
 #                         as status, once any of the jobs has ended (or is
 #                         not there), or after SECONDS
-#   download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
+#   download ID FLAGS NPARTS [SIZE OFFSET ./PART ...] ./PATH ...
 #                         a tar stream of PATHs (relative to the job),
 #                         after the rest of PARTs the client has (see
 #                         _download)
-#   _files ID PATH ...    for a download that resumes: the directories,
+#   _files ID ./PATH ...  for a download that resumes: the directories,
 #                         files and links below PATHs, with mode, size and
 #                         time
 #   logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
@@ -7495,14 +7687,18 @@ _scan() {  # _scan MODE ARG ...: list or gc (see _filter): the records of
     done < "$_tmp"
 }
 
-_download() {  # _download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
+_download() {  # _download ID FLAGS NPARTS [SIZE OFFSET ./PART ...] ./PATH ...
     # "stream=download", then (FLAGS has "s") "size=BYTES" (about: du
     # -sk of the PATHs and what is left of the PARTs), then for each PART (a file the client has the first
     # OFFSET bytes of, out of SIZE): "part N LENGTH TOOL", the LENGTH bytes
     # past OFFSET and "sum VALUE" (what TOOL, cksum or md5sum, says of its
     # first SIZE bytes), or "part N changed" when its size is no longer
     # SIZE (or there is no TOOL); then "tar" and a
-    # tar archive of the PATHs, or "end" when there are none
+    # tar archive of the PATHs, or "end" when there are none. Each PART
+    # and PATH starts with "./" (which keeps a name starting with "-" from
+    # tar): the arguments are read as they are, in loops over "$@" (a
+    # resume names every file missing, and rebuilding "$@" once per
+    # argument would take time in the square of their number)
     _check_id "$1"
     _dl_job=$Q/jobs/$1
     [ -d "$_dl_job" ] || _die "$RC_NO_JOB" "no job $1"
@@ -7512,29 +7708,22 @@ _download() {  # _download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
         ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of parts: '$_dl_parts'" ;;
     esac
     [ "$#" -ge $((_dl_parts * 3)) ] || _die "$RC_INVALID" "missing part arguments"
-    _dl_n=$#
-    _dl_i=0 _dl_rest=0
-    while [ "$_dl_n" -gt 0 ]; do
-        if [ "$_dl_i" -lt "$_dl_parts" ]; then  # SIZE OFFSET PART
-            case $1$2 in
-                ''|*[!0-9]*) _die "$RC_INVALID" "invalid part: '$1' '$2'" ;;
+    _dl_i=0 _dl_rest=0 _dl_size=
+    for _dl_arg; do
+        if [ "$_dl_i" -lt $((_dl_parts * 3)) ]; then  # SIZE OFFSET PART
+            case $((_dl_i % 3)) in
+                0) _dl_size=$_dl_arg ;;
+                1) case $_dl_size$_dl_arg in
+                       ''|*[!0-9]*) _die "$RC_INVALID" "invalid part: '$_dl_size' '$_dl_arg'" ;;
+                   esac
+                   [ "$_dl_arg" -le "$_dl_size" ] || _die "$RC_INVALID" "invalid part: '$_dl_size' '$_dl_arg'"
+                   _dl_rest=$((_dl_rest + _dl_size - _dl_arg)) ;;
+                *) _download_path "$_dl_arg" part ;;
             esac
-            [ "$2" -le "$1" ] || _die "$RC_INVALID" "invalid part: '$1' '$2'"
-            _check_path "$3"
-            _dl_rest=$((_dl_rest + $1 - $2))
-            set -- "$@" "$1" "$2" "./$3"
-            shift 3
-            _dl_n=$((_dl_n - 3))
-            _dl_i=$((_dl_i + 1))
-            continue
+        else
+            _download_path "$_dl_arg"
         fi
-        _check_path "$1"
-        if [ ! -e "$_dl_job/stage/$1" ] && [ ! -L "$_dl_job/stage/$1" ]; then
-            _die "$RC_NO_FILE" "no file '$1' in job ${_dl_job##*/}"
-        fi
-        set -- "$@" "./$1"  # "./" keeps names starting with "-" from tar
-        shift
-        _dl_n=$((_dl_n - 1))
+        _dl_i=$((_dl_i + 1))
     done
     cd "$_dl_job/stage"
     _header
@@ -7556,19 +7745,24 @@ _download() {  # _download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
         _dl_sum='md5sum'
     fi
     _dl_i=0
-    while [ "$_dl_i" -lt "$_dl_parts" ]; do
-        _dl_size=$1 _dl_offset=$2 _dl_file=$3
-        shift 3
+    for _dl_arg; do
+        [ "$_dl_i" -lt $((_dl_parts * 3)) ] || break
+        case $((_dl_i % 3)) in
+            0) _dl_size=$_dl_arg _dl_i=$((_dl_i + 1)); continue ;;
+            1) _dl_offset=$_dl_arg _dl_i=$((_dl_i + 1)); continue ;;
+        esac
+        _dl_file=$_dl_arg
         if [ "$_dl_sum" != changed ] && [ -f "$_dl_file" ] && [ ! -L "$_dl_file" ] &&
                 [ "$(($(wc -c < "$_dl_file")))" -eq "$_dl_size" ]; then
-            printf 'part %d %d %s\n' "$_dl_i" $((_dl_size - _dl_offset)) "$_dl_sum"
+            printf 'part %d %d %s\n' $((_dl_i / 3)) $((_dl_size - _dl_offset)) "$_dl_sum"
             tail -c +$((_dl_offset + 1)) "$_dl_file" | head -c $((_dl_size - _dl_offset))
             printf 'sum %s\n' "$(head -c "$_dl_size" "$_dl_file" | "$_dl_sum" | awk '{ print $1 }')"
         else
-            printf 'part %d changed\n' "$_dl_i"
+            printf 'part %d changed\n' $((_dl_i / 3))
         fi
         _dl_i=$((_dl_i + 1))
     done
+    shift $((_dl_parts * 3))  # once: the PATHs are left
     if [ "$#" -eq 0 ]; then
         printf 'end\n'
         return 0
@@ -7587,7 +7781,18 @@ _download() {  # _download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
     [ "$_dl_rc" -le 1 ] || _die "$RC_FAILURE" "tar failed ($_dl_rc)"
 }
 
-_files() {  # _files ID PATH ...: what download would send, one line each
+_download_path() {  # _download_path ./PATH [part]: for _download and
+    # _files, a path of the job _dl_job that starts with "./" (for tar and
+    # find), and is there unless it is a part's
+    case $1 in
+        ./*) _check_path "${1#./}" ;;
+        *) _die "$RC_INVALID" "invalid path: '$1' (not './PATH')" ;;
+    esac
+    [ "$#" -eq 2 ] || [ -e "$_dl_job/stage/$1" ] || [ -L "$_dl_job/stage/$1" ] ||
+        _die "$RC_NO_FILE" "no file '${1#./}' in job ${_dl_job##*/}"
+}
+
+_files() {  # _files ID ./PATH ...: what download would send, one line each
     # "MODE SIZE MTIME ./PATH" (MODE in hex, as stat's %f), for the
     # directories, files and links below the PATHs; or a line "none" when
     # the server's stat cannot say (then the client fetches it all)
@@ -7595,15 +7800,9 @@ _files() {  # _files ID PATH ...: what download would send, one line each
     _fi_job=$Q/jobs/$1
     [ -d "$_fi_job" ] || _die "$RC_NO_JOB" "no job $1"
     shift
-    _fi_n=$#
-    while [ "$_fi_n" -gt 0 ]; do
-        _check_path "$1"
-        if [ ! -e "$_fi_job/stage/$1" ] && [ ! -L "$_fi_job/stage/$1" ]; then
-            _die "$RC_NO_FILE" "no file '$1' in job ${_fi_job##*/}"
-        fi
-        set -- "$@" "./$1"
-        shift
-        _fi_n=$((_fi_n - 1))
+    _dl_job=$_fi_job
+    for _fi_arg; do
+        _download_path "$_fi_arg"
     done
     cd "$_fi_job/stage"
     _header
@@ -7756,9 +7955,9 @@ _main() {
               _wait all "$@" ;;
         waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
                  _wait any "$@" ;;
-        download) [ "$#" -ge 3 ] || _die "$RC_INVALID" "usage: download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ..."
+        download) [ "$#" -ge 3 ] || _die "$RC_INVALID" "usage: download ID FLAGS NPARTS [SIZE OFFSET ./PART ...] ./PATH ..."
                   _download "$@" ;;
-        _files) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: _files ID PATH ..."
+        _files) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: _files ID ./PATH ..."
                 _files "$@" ;;
         logs) [ "$#" -eq 5 ] || _die "$RC_INVALID" "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"
               _logs "$@" ;;

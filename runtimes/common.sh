@@ -45,11 +45,11 @@
 #   waitany SECONDS ID ...
 #                         as status, once any of the jobs has ended (or is
 #                         not there), or after SECONDS
-#   download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
+#   download ID FLAGS NPARTS [SIZE OFFSET ./PART ...] ./PATH ...
 #                         a tar stream of PATHs (relative to the job),
 #                         after the rest of PARTs the client has (see
 #                         _download)
-#   _files ID PATH ...    for a download that resumes: the directories,
+#   _files ID ./PATH ...  for a download that resumes: the directories,
 #                         files and links below PATHs, with mode, size and
 #                         time
 #   logs ID STREAMS MODE OFFSET_OUT OFFSET_ERR
@@ -1276,14 +1276,18 @@ _scan() {  # _scan MODE ARG ...: list or gc (see _filter): the records of
     done < "$_tmp"
 }
 
-_download() {  # _download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
+_download() {  # _download ID FLAGS NPARTS [SIZE OFFSET ./PART ...] ./PATH ...
     # "stream=download", then (FLAGS has "s") "size=BYTES" (about: du
     # -sk of the PATHs and what is left of the PARTs), then for each PART (a file the client has the first
     # OFFSET bytes of, out of SIZE): "part N LENGTH TOOL", the LENGTH bytes
     # past OFFSET and "sum VALUE" (what TOOL, cksum or md5sum, says of its
     # first SIZE bytes), or "part N changed" when its size is no longer
     # SIZE (or there is no TOOL); then "tar" and a
-    # tar archive of the PATHs, or "end" when there are none
+    # tar archive of the PATHs, or "end" when there are none. Each PART
+    # and PATH starts with "./" (which keeps a name starting with "-" from
+    # tar): the arguments are read as they are, in loops over "$@" (a
+    # resume names every file missing, and rebuilding "$@" once per
+    # argument would take time in the square of their number)
     _check_id "$1"
     _dl_job=$Q/jobs/$1
     [ -d "$_dl_job" ] || _die "$RC_NO_JOB" "no job $1"
@@ -1293,29 +1297,22 @@ _download() {  # _download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
         ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of parts: '$_dl_parts'" ;;
     esac
     [ "$#" -ge $((_dl_parts * 3)) ] || _die "$RC_INVALID" "missing part arguments"
-    _dl_n=$#
-    _dl_i=0 _dl_rest=0
-    while [ "$_dl_n" -gt 0 ]; do
-        if [ "$_dl_i" -lt "$_dl_parts" ]; then  # SIZE OFFSET PART
-            case $1$2 in
-                ''|*[!0-9]*) _die "$RC_INVALID" "invalid part: '$1' '$2'" ;;
+    _dl_i=0 _dl_rest=0 _dl_size=
+    for _dl_arg; do
+        if [ "$_dl_i" -lt $((_dl_parts * 3)) ]; then  # SIZE OFFSET PART
+            case $((_dl_i % 3)) in
+                0) _dl_size=$_dl_arg ;;
+                1) case $_dl_size$_dl_arg in
+                       ''|*[!0-9]*) _die "$RC_INVALID" "invalid part: '$_dl_size' '$_dl_arg'" ;;
+                   esac
+                   [ "$_dl_arg" -le "$_dl_size" ] || _die "$RC_INVALID" "invalid part: '$_dl_size' '$_dl_arg'"
+                   _dl_rest=$((_dl_rest + _dl_size - _dl_arg)) ;;
+                *) _download_path "$_dl_arg" part ;;
             esac
-            [ "$2" -le "$1" ] || _die "$RC_INVALID" "invalid part: '$1' '$2'"
-            _check_path "$3"
-            _dl_rest=$((_dl_rest + $1 - $2))
-            set -- "$@" "$1" "$2" "./$3"
-            shift 3
-            _dl_n=$((_dl_n - 3))
-            _dl_i=$((_dl_i + 1))
-            continue
+        else
+            _download_path "$_dl_arg"
         fi
-        _check_path "$1"
-        if [ ! -e "$_dl_job/stage/$1" ] && [ ! -L "$_dl_job/stage/$1" ]; then
-            _die "$RC_NO_FILE" "no file '$1' in job ${_dl_job##*/}"
-        fi
-        set -- "$@" "./$1"  # "./" keeps names starting with "-" from tar
-        shift
-        _dl_n=$((_dl_n - 1))
+        _dl_i=$((_dl_i + 1))
     done
     cd "$_dl_job/stage"
     _header
@@ -1337,19 +1334,24 @@ _download() {  # _download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
         _dl_sum='md5sum'
     fi
     _dl_i=0
-    while [ "$_dl_i" -lt "$_dl_parts" ]; do
-        _dl_size=$1 _dl_offset=$2 _dl_file=$3
-        shift 3
+    for _dl_arg; do
+        [ "$_dl_i" -lt $((_dl_parts * 3)) ] || break
+        case $((_dl_i % 3)) in
+            0) _dl_size=$_dl_arg _dl_i=$((_dl_i + 1)); continue ;;
+            1) _dl_offset=$_dl_arg _dl_i=$((_dl_i + 1)); continue ;;
+        esac
+        _dl_file=$_dl_arg
         if [ "$_dl_sum" != changed ] && [ -f "$_dl_file" ] && [ ! -L "$_dl_file" ] &&
                 [ "$(($(wc -c < "$_dl_file")))" -eq "$_dl_size" ]; then
-            printf 'part %d %d %s\n' "$_dl_i" $((_dl_size - _dl_offset)) "$_dl_sum"
+            printf 'part %d %d %s\n' $((_dl_i / 3)) $((_dl_size - _dl_offset)) "$_dl_sum"
             tail -c +$((_dl_offset + 1)) "$_dl_file" | head -c $((_dl_size - _dl_offset))
             printf 'sum %s\n' "$(head -c "$_dl_size" "$_dl_file" | "$_dl_sum" | awk '{ print $1 }')"
         else
-            printf 'part %d changed\n' "$_dl_i"
+            printf 'part %d changed\n' $((_dl_i / 3))
         fi
         _dl_i=$((_dl_i + 1))
     done
+    shift $((_dl_parts * 3))  # once: the PATHs are left
     if [ "$#" -eq 0 ]; then
         printf 'end\n'
         return 0
@@ -1368,7 +1370,18 @@ _download() {  # _download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ...
     [ "$_dl_rc" -le 1 ] || _die "$RC_FAILURE" "tar failed ($_dl_rc)"
 }
 
-_files() {  # _files ID PATH ...: what download would send, one line each
+_download_path() {  # _download_path ./PATH [part]: for _download and
+    # _files, a path of the job _dl_job that starts with "./" (for tar and
+    # find), and is there unless it is a part's
+    case $1 in
+        ./*) _check_path "${1#./}" ;;
+        *) _die "$RC_INVALID" "invalid path: '$1' (not './PATH')" ;;
+    esac
+    [ "$#" -eq 2 ] || [ -e "$_dl_job/stage/$1" ] || [ -L "$_dl_job/stage/$1" ] ||
+        _die "$RC_NO_FILE" "no file '${1#./}' in job ${_dl_job##*/}"
+}
+
+_files() {  # _files ID ./PATH ...: what download would send, one line each
     # "MODE SIZE MTIME ./PATH" (MODE in hex, as stat's %f), for the
     # directories, files and links below the PATHs; or a line "none" when
     # the server's stat cannot say (then the client fetches it all)
@@ -1376,15 +1389,9 @@ _files() {  # _files ID PATH ...: what download would send, one line each
     _fi_job=$Q/jobs/$1
     [ -d "$_fi_job" ] || _die "$RC_NO_JOB" "no job $1"
     shift
-    _fi_n=$#
-    while [ "$_fi_n" -gt 0 ]; do
-        _check_path "$1"
-        if [ ! -e "$_fi_job/stage/$1" ] && [ ! -L "$_fi_job/stage/$1" ]; then
-            _die "$RC_NO_FILE" "no file '$1' in job ${_fi_job##*/}"
-        fi
-        set -- "$@" "./$1"
-        shift
-        _fi_n=$((_fi_n - 1))
+    _dl_job=$_fi_job
+    for _fi_arg; do
+        _download_path "$_fi_arg"
     done
     cd "$_fi_job/stage"
     _header
@@ -1537,9 +1544,9 @@ _main() {
               _wait all "$@" ;;
         waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."
                  _wait any "$@" ;;
-        download) [ "$#" -ge 3 ] || _die "$RC_INVALID" "usage: download ID FLAGS NPARTS [SIZE OFFSET PART ...] PATH ..."
+        download) [ "$#" -ge 3 ] || _die "$RC_INVALID" "usage: download ID FLAGS NPARTS [SIZE OFFSET ./PART ...] ./PATH ..."
                   _download "$@" ;;
-        _files) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: _files ID PATH ..."
+        _files) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: _files ID ./PATH ..."
                 _files "$@" ;;
         logs) [ "$#" -eq 5 ] || _die "$RC_INVALID" "usage: logs ID out|err|outerr follow|once OFFSET OFFSET"
               _logs "$@" ;;

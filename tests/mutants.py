@@ -154,12 +154,12 @@ MUTANTS = [
     ),
     dict(
         name='download-without-dot-slash',
-        file='runtimes/common.sh',
-        original='''        set -- "$@" "./$1"  # "./" keeps names''',
-        replacement='''        set -- "$@" "$1"  # "./" keeps names''',
-        description="download gives tar the names as they are: '-n' is "
-                    "an option",
-        tests=['test_runtime.Test_dash.test_whole_life'],
+        file='tej.py',
+        original="        args += ['./' + (name or '.') for name in plan.paths]",
+        replacement="        args += [name or '.' for name in plan.paths]",
+        description="download names the paths as they are, which the "
+                    "server refuses: to tar, '-n' would be an option",
+        tests=['test_transfer.TestWhereDownloadsGo.test_dot_is_the_whole_job'],
     ),
     dict(
         name='answer-sentinel-prefix',
@@ -560,12 +560,41 @@ umask 022
     dict(
         name='part-removed-on-error',
         file='tej.py',
-        original="        if member.sparse or not os.path.isfile(part) or \\",
-        replacement="        if True or not os.path.isfile(part) or \\",
+        original="        if held.fd is not None and (member.sparse or",
+        replacement="        if held.fd is not None and (True or",
         description="a file cut short by a broken download is removed: "
                     "the download cannot resume it",
         tests=['test_transfer.TestStreamEnd.'
                'test_cut_in_a_member_leaves_its_part'],
+    ),
+    dict(
+        name='links-out-of-this-run-only',
+        file='tej.py',
+        original="        out = [link for link in made + _links_under(targets.values())",
+        replacement="        out = [link for link in made",
+        description="a link that an earlier download made, led out by "
+                    "this one, stays",
+        tests=['test_transfer.TestExtract.'
+               'test_links_of_earlier_downloads_led_out'],
+    ),
+    dict(
+        name='part-not-locked',
+        file='tej.py',
+        original="                    fcntl.flock(fd, fcntl.LOCK_EX)  # another's: wait",
+        replacement="                    pass",
+        description="two downloads of one file into one place mix",
+        tests=['test_transfer.TestParts.'
+               'test_two_downloads_of_one_file_never_mix'],
+    ),
+    dict(
+        name='resumed-part-not-checked',
+        file='tej.py',
+        original="                    if (st.st_dev, st.st_ino) != seen or not _ours(st) or \\",
+        replacement="                    if False or \\",
+        description="a resumed part swapped for a hard link or another "
+                    "file is written",
+        tests=['test_transfer.TestParts.'
+               'test_a_resumed_part_swapped_for_a_link'],
     ),
     dict(
         name='resume-size-only',
@@ -581,8 +610,8 @@ umask 022
     dict(
         name='resume-sum-not-checked',
         file='tej.py',
-        original="        if value == str(crc):",
-        replacement="        if True:",
+        original="            elif value == str(crc):",
+        replacement="            elif True:",
         description="a part whose beginning is not the server's file is "
                     "completed and kept",
         tests=['test_transfer.TestResume.'
