@@ -979,7 +979,10 @@ class SlurmCluster(object):
                 "AccountingStorageType=accounting_storage/none\n"
                 "JobAcctGatherType=jobacct_gather/none\n"
                 "SchedulerParameters=batch_sched_delay=0\n"
-                "ReturnToService=2\nKillWait=2\nOverTimeLimit=0\n"
+                # KillWait: between scancel's TERM and its KILL, the
+                # job's wrapper records the end (its lock, its record): on
+                # a loaded machine that took over 2 s once
+                "ReturnToService=2\nKillWait=10\nOverTimeLimit=0\n"
                 "{n} NodeAddr=127.0.0.1\n"
                 "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE "
                 "State=UP\n".format(h=hostname, s=self.socket, d=self.dir,
