@@ -1430,12 +1430,53 @@ def _read_log(log):
         os.unlink(log)
 
 
+#: Whether this process has removed the ssh logs that gone ones left.
+_logs_swept = []
+
+
 def _new_log():
-    """A new file for ssh's log (-E): return its path."""
+    """A new file for ssh's log (-E): return its path. It is in the
+    private directory of the control sockets (the system's temporary
+    directory if there is none), named after this process,
+    ``ssh-PID-*.log``; _read_log removes it. The first of a process
+    removes those that processes gone left (killed before they read
+    theirs).
+    """
     import tempfile
-    fd, log = tempfile.mkstemp(prefix='ssh-', suffix='.log')
+    try:
+        directory = _control_dir()
+    except (Error, OSError):
+        directory = None
+    if directory is not None and not _logs_swept:
+        _logs_swept.append(True)
+        _sweep_logs(directory)
+    fd, log = tempfile.mkstemp(prefix='ssh-%d-' % os.getpid(),
+                               suffix='.log', dir=directory)
     os.close(fd)
     return log
+
+
+def _sweep_logs(directory):
+    """Remove the ssh logs in ``directory`` of processes that are gone."""
+    if os.name != 'posix':
+        return  # (os.kill(pid, 0) is not a question on Windows)
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        found = re.match(r'ssh-([0-9]{1,9})-[^/]*\.log$', name)
+        if not found or int(found.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass  # another tej removed it first
+        except OSError:
+            pass  # a process of another user's
 
 
 class _ControlMaster(object):

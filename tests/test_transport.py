@@ -375,6 +375,41 @@ class TestControlPath(SSHCase):
                      what='the master to exit')
 
 
+class TestSSHLogs(SSHCase):
+    def test_logs_of_a_killed_client_are_removed(self):
+        # ssh's log (-E) is the client's to remove once it has read it; a
+        # client killed before that leaves it, and the next one removes it
+        q = self.queue()
+        q.submit('j', self.job('j', {'start.sh': 'sleep 1000\n'}))
+        self.addCleanup(q.kill, 'j')
+        tej_py = os.path.join(support.TOP, 'tej.py')
+        follow = subprocess.Popen(
+            [sys.executable, tej_py] + self.args('logs', self.dest, '--id',
+                                                 'j', '--follow'),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        directory = tej._control_dir()
+
+        def logs_of(pid):
+            return glob.glob(os.path.join(directory, 'ssh-%d-*.log' % pid))
+        left = wait_for(lambda: logs_of(follow.pid),
+                        what='the client to start ssh')
+        follow.kill()
+        follow.wait()
+        self.assertTrue(all(os.path.exists(log) for log in left))
+        # a live process's stays
+        live = subprocess.Popen(['sleep', '1000'])
+        self.addCleanup(live.wait)
+        self.addCleanup(live.kill)
+        kept = os.path.join(directory, 'ssh-%d-x.log' % live.pid)
+        open(kept, 'w').close()
+        self.addCleanup(os.unlink, kept)
+        subprocess.run([sys.executable, tej_py] +
+                       self.args('status', self.dest, '--id', 'j'),
+                       stdout=subprocess.DEVNULL, check=True)
+        self.assertEqual([log for log in left if os.path.exists(log)], [])
+        self.assertTrue(os.path.exists(kept))
+
+
 class TestHostileJob(SSHCase):
     def test_link_chain_made_by_a_job(self):
         # each link looks inside as text; y, w and v climb out of out/
