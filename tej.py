@@ -1102,8 +1102,12 @@ class _NoFeeder(object):
     """The feeder of a call whose stdin was written whole beforehand."""
 
     @staticmethod
-    def join():
+    def join(timeout=None):
         pass
+
+    @staticmethod
+    def is_alive():
+        return False
 
 
 _NO_FEEDER = _NoFeeder()
@@ -1190,6 +1194,22 @@ def _grow_pipe(fd):
         pass
 
 
+#: Seconds that the feeder of a call that has ended may take to end too:
+#: a producer stuck in a read (a file on a hung network file system), or a
+#: pipe that a process left behind holds open, never holds tej up.
+_FEEDER_WAIT = 10
+
+
+def _join_feeder(proc):
+    """Wait for the feeder of ``proc`` (which has ended), _FEEDER_WAIT
+    seconds at most; one still at work is left behind (a daemon thread).
+    """
+    proc.feeder.join(_FEEDER_WAIT)
+    if proc.feeder.is_alive():
+        logger.debug("The input of the call is still being read: left "
+                     "behind")
+
+
 def _fed(proc):
     """Raise what the producer of ``proc``'s stdin raised, if it did."""
     if proc.feed_error:
@@ -1210,7 +1230,7 @@ def _communicate(proc, command, timeout):
         _end_call(proc)
         raise
     finally:
-        proc.feeder.join()
+        _join_feeder(proc)
     _fed(proc)
     return proc.returncode, out, err
 
@@ -1245,7 +1265,7 @@ class _Stream(object):
     def finish(self):
         self.stdout.read()
         self.proc.wait()
-        self.proc.feeder.join()
+        _join_feeder(self.proc)
         self._errfile.seek(0)
         err = self._errfile.read()
         self._errfile.close()
@@ -1258,7 +1278,7 @@ class _Stream(object):
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-        self.proc.feeder.join()
+        _join_feeder(self.proc)
         self.proc.stdout.close()
         self._errfile.close()
         if self._on_finish is not None:
@@ -1876,7 +1896,7 @@ class _SSHTransport(_Transport):
             if proc.stdout.peek(1):
                 return _Stream(proc, errfile, self._stream_end(log)), None
             proc.wait()
-            proc.feeder.join()
+            _join_feeder(proc)
             log = _read_log(log)
             if proc.returncode != 255:
                 return _Stream(proc, errfile), None

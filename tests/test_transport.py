@@ -17,6 +17,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import unittest
 from unittest import mock
@@ -1141,3 +1142,25 @@ class TestNoSecondSend(unittest.TestCase):
         self.assertEqual(self.execs(lambda: q.submit('x', self.job)), 1)
         self.assertEqual(self.execs(lambda: q.delete('x')), 1)
         self.assertEqual(self.execs(lambda: q.kill('x')), 1)
+
+
+class TestFeeder(unittest.TestCase):
+    def test_a_stuck_producer_holds_nothing_up(self):
+        # a call's input whose producer is stuck in a read (a file on a hung
+        # network file system): the call ends with its process, the feeder
+        # left behind after _FEEDER_WAIT
+        release = threading.Event()
+        self.addCleanup(release.set)
+
+        def producer(pipe):
+            release.wait(120)
+        with mock.patch.object(tej, '_FEEDER_WAIT', 1):
+            started = time.monotonic()
+            proc = tej._start_call(
+                subprocess.Popen, ['sh', '-c', 'exit 3'],
+                ['q', '1', 'submit'], producer, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE)
+            code, _, _ = tej._communicate(proc, 'submit', 60)
+        self.assertEqual(code, 3)
+        self.assertLess(time.monotonic() - started, 30)
+        self.assertTrue(proc.feeder.is_alive())
