@@ -4379,6 +4379,10 @@ _REGISTRY_BUSY = 30
 _CHECK_TIMEOUT = 30
 #: The default interval of `tej monitor` (JobMonitor.watch).
 _WATCH_INTERVAL = 60
+#: Queues that `tej jobs` and `tej monitor` ask at once, the others after:
+#: each is an ssh (and its pipes), and hundreds of destinations must not
+#: run out of file descriptors or processes.
+_ASK_AT_ONCE = 32
 
 _KNOWN_FIELDS = ('destination', 'queue', 'id', 'directory', 'submitted',
                  'label', 'state', 'exit_code', 'checked', 'paused',
@@ -4836,6 +4840,10 @@ class JobMonitor(_JobStore):
     Raise `Error` when the registry is off, or was made by a newer tej.
     """
 
+    #: Held while a queue is asked (_ASK_AT_ONCE at a time), made on first
+    #: use
+    _asking = None
+
     # --- checking --------------------------------------------------------
 
     @staticmethod
@@ -4874,12 +4882,15 @@ class JobMonitor(_JobStore):
         Return the threads.
         """
         import threading
+        if self._asking is None:
+            self._asking = threading.BoundedSemaphore(_ASK_AT_ONCE)
 
         def ask(key, jobs):
-            try:
-                answer = self._ask(jobs, verb, seconds, timeout)
-            except Exception as e:  # reported as the jobs' error
-                answer = e if isinstance(e, Error) else Error(str(e))
+            with self._asking:
+                try:
+                    answer = self._ask(jobs, verb, seconds, timeout)
+                except Exception as e:  # reported as the jobs' error
+                    answer = e if isinstance(e, Error) else Error(str(e))
             results.put((key, answer))
         threads = []
         for key, jobs in groups.items():
@@ -4891,8 +4902,8 @@ class JobMonitor(_JobStore):
 
     def check(self, callback=None, timeout=None):
         """Check every job that is not paused, deleted or known to have
-        ended: one call per queue, all queues at once, each for at most
-        ``timeout`` seconds (default TEJ_CHECK_TIMEOUT, 30).
+        ended: one call per queue, _ASK_AT_ONCE (32) queues at once, each
+        for at most ``timeout`` seconds (default TEJ_CHECK_TIMEOUT, 30).
         ``callback(before, after)`` is called for each job whose state
         changed (two `KnownJob`). Return all the jobs (not deleted), as
         `jobs` does; those that could not be reached have ``error`` set
@@ -4906,7 +4917,9 @@ class JobMonitor(_JobStore):
         results = queuelib.Queue()
         self._ask_all(groups, 'status', 0, timeout, results)
         errors, answers = {}, {}
-        deadline = time.monotonic() + timeout + 5
+        # _ASK_AT_ONCE queues at a time: as many timeouts as turns
+        turns = -(-len(groups) // _ASK_AT_ONCE)
+        deadline = time.monotonic() + timeout * turns + 5
         for _ in groups:
             try:
                 key, answer = results.get(
@@ -5774,7 +5787,7 @@ def _command_line(args, command, *arguments):
 
 _REGISTRY_HELP = {
     'jobs': "list the jobs submitted from this machine, on every server, "
-            "with their states (one call per queue, all at once)",
+            "with their states (one call per queue, 32 at once)",
     'monitor': "watch the jobs submitted from this machine and print a line "
                "when one changes state; each end is reported once",
     'pause': "stop checking jobs (jobs and monitor show their last state)",

@@ -706,6 +706,31 @@ class TestRecorded(unittest.TestCase):
             self.assertEqual(tej._short_destination(kept), kept)
 
 
+class TestManyQueues(unittest.TestCase):
+    def test_hundreds_of_queues_within_the_descriptors(self):
+        # 150 queues, each a call with its pipes, in a tej that may open 256
+        # files: asked _ASK_AT_ONCE at a time, none runs out of them
+        tmp = support.temporary(self)
+        registry = os.path.join(tmp, 'jobs.sqlite3')
+        support.patch_env(self.addCleanup, TEJ_REGISTRY=registry)
+        monitor = tej.JobMonitor()
+        for n in range(150):
+            monitor.add(tej.RemoteQueue('local:', os.path.join(tmp, 'q%d' % n)),
+                        'j')
+        limit = ('import resource, runpy, sys; '
+                 'resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)); '
+                 'sys.argv = [sys.argv[1]] + sys.argv[2:]; '
+                 'runpy.run_path(sys.argv[0], run_name="__main__")')
+        proc = subprocess.run(
+            [sys.executable, '-c', limit, os.path.join(support.TOP, 'tej.py'),
+             'jobs', '--json'], stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, timeout=300)
+        self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+        states = [json.loads(line)['state']
+                  for line in proc.stdout.decode().splitlines()]
+        self.assertEqual(states, ['notfound'] * 150, proc.stderr[-2000:])
+
+
 class TestTable(unittest.TestCase):
     def test_fits_80_columns(self):
         now = time.time()
