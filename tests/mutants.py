@@ -853,6 +853,37 @@ umask 022
         tests=['test_runtime.Test_dash.test_kill_reaches_escaped_processes'],
     ),
     dict(
+        name='ask-every-queue-at-once',
+        file='tej.py',
+        original='''            with self._asking:
+''',
+        replacement='''            if True:
+''',
+        description="tej jobs asks every queue at once: hundreds of "
+                    "destinations run out of file descriptors",
+        tests=['test_monitor.TestManyQueues'],
+    ),
+    dict(
+        name='feeder-joined-for-ever',
+        file='tej.py',
+        original='''    proc.feeder.join(_FEEDER_WAIT)
+''',
+        replacement='''    proc.feeder.join()
+''',
+        description="a call waits for its input's producer however long "
+                    "it is stuck, through its timeout and TERM",
+        tests=['test_transport.TestFeeder'],
+    ),
+    dict(
+        name='ssh-logs-of-the-dead-kept',
+        file='tej.py',
+        original='''        _sweep_logs(directory)
+''',
+        replacement='',
+        description="ssh logs that killed tej processes left stay for ever",
+        tests=['test_transport.TestSSHLogs'],
+    ),
+    dict(
         name='job-visible-before-its-lock',
         file='runtimes/common.sh',
         original='''    _sb_name=.new.$_host.$$
