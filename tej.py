@@ -1446,8 +1446,13 @@ def _read_log(log):
     try:
         with open(log, 'rb') as fp:
             return fp.read().decode('utf-8', 'replace')
+    except FileNotFoundError:
+        return ''  # (removed by someone else: nothing to say)
     finally:
-        os.unlink(log)
+        try:
+            os.unlink(log)
+        except FileNotFoundError:
+            pass
 
 
 #: Whether this process has removed the ssh logs that gone ones left.
@@ -1457,9 +1462,10 @@ _logs_swept = []
 def _new_log():
     """A new file for ssh's log (-E): return its path. It is in the
     private directory of the control sockets (the system's temporary
-    directory if there is none), named after this process,
-    ``ssh-PID-*.log``; _read_log removes it. The first of a process
-    removes those that processes gone left (killed before they read
+    directory if there is none), named after this host and process,
+    ``ssh-HOST-PID-*.log`` (a home directory may be shared by hosts);
+    _read_log removes it. The first of a process removes those that
+    processes of this host that are gone left (killed before they read
     theirs).
     """
     import tempfile
@@ -1470,23 +1476,35 @@ def _new_log():
     if directory is not None and not _logs_swept:
         _logs_swept.append(True)
         _sweep_logs(directory)
-    fd, log = tempfile.mkstemp(prefix='ssh-%d-' % os.getpid(),
+    fd, log = tempfile.mkstemp(prefix='ssh-%s-%d-' % (_log_host(),
+                                                       os.getpid()),
                                suffix='.log', dir=directory)
     os.close(fd)
     return log
 
 
+def _log_host():
+    """This host's name as the logs have it (no "/", no NUL)."""
+    import socket
+    return re.sub(r'[^A-Za-z0-9_.-]', '_', socket.gethostname())
+
+
 def _sweep_logs(directory):
-    """Remove the ssh logs in ``directory`` of processes that are gone."""
+    """Remove the ssh logs in ``directory`` of processes of this host that
+    are gone.
+    """
     if os.name != 'posix':
         return  # (os.kill(pid, 0) is not a question on Windows)
     try:
         names = os.listdir(directory)
     except OSError:
         return
+    prefix = 'ssh-%s-' % _log_host()
     for name in names:
-        found = re.match(r'ssh-([0-9]{1,9})-[^/]*\.log$', name)
-        if not found or int(found.group(1)) == os.getpid():
+        found = re.match(r'([0-9]{1,9})-[A-Za-z0-9_]+\.log$',
+                         name[len(prefix):])
+        if (not name.startswith(prefix) or not found or
+                int(found.group(1)) == os.getpid()):
             continue
         try:
             os.kill(int(found.group(1)), 0)

@@ -391,24 +391,29 @@ class TestSSHLogs(SSHCase):
         directory = tej._control_dir()
 
         def logs_of(pid):
-            return glob.glob(os.path.join(directory, 'ssh-%d-*.log' % pid))
+            return glob.glob(os.path.join(directory, 'ssh-%s-%d-*.log' % (
+                tej._log_host(), pid)))
         left = wait_for(lambda: logs_of(follow.pid),
                         what='the client to start ssh')
         follow.kill()
         follow.wait()
         self.assertTrue(all(os.path.exists(log) for log in left))
-        # a live process's stays
+        # a live process's stays, and another host's (a home that hosts
+        # share)
         live = subprocess.Popen(['sleep', '1000'])
         self.addCleanup(live.wait)
         self.addCleanup(live.kill)
-        kept = os.path.join(directory, 'ssh-%d-x.log' % live.pid)
-        open(kept, 'w').close()
-        self.addCleanup(os.unlink, kept)
+        kept = [os.path.join(directory, name % (tej._log_host(), pid))
+                for name, pid in (('ssh-%s-%d-x.log', live.pid),
+                                  ('ssh-%s.elsewhere-%d-x.log', 999999999))]
+        for log in kept:
+            open(log, 'w').close()
+            self.addCleanup(os.unlink, log)
         subprocess.run([sys.executable, tej_py] +
                        self.args('status', self.dest, '--id', 'j'),
                        stdout=subprocess.DEVNULL, check=True)
         self.assertEqual([log for log in left if os.path.exists(log)], [])
-        self.assertTrue(os.path.exists(kept))
+        self.assertTrue(all(os.path.exists(log) for log in kept))
 
 
 class TestHostileJob(SSHCase):
