@@ -4494,10 +4494,10 @@ _COMMAND_OPTIONS = frozenset((
 
 def _stored_ssh_options(text):
     """The ssh options of a job in the registry (a JSON list), as they are
-    used again: only -F and -i of a file of the user's that others cannot
-    write, -J, and -o options that run no command (not _COMMAND_OPTIONS);
-    anything else is left out, with a warning. The registry is data: what
-    it holds never becomes a command to run.
+    used again: only -F and -i of a file of the user's (or root's) that
+    others cannot write, -J, and -o options that run no command (not
+    _COMMAND_OPTIONS); anything else is left out, with a warning. The
+    registry is data: what it holds never becomes a command to run.
     """
     import json
     try:
@@ -4530,8 +4530,8 @@ def _stored_ssh_options(text):
 
 
 def _private_file(path):
-    """Is ``path`` a file of the user's that others cannot write (where
-    there are owners)?
+    """Is ``path`` a file of the user's (or root's: a system-wide ssh
+    configuration) that no one else can write (where there are owners)?
     """
     try:
         st = os.stat(path)
@@ -4539,7 +4539,7 @@ def _private_file(path):
         return False
     if not hasattr(os, 'getuid'):
         return True
-    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+    return st.st_uid in (os.getuid(), 0) and not st.st_mode & 0o022
 
 
 def _age(seconds):
