@@ -6878,10 +6878,13 @@ _sweep() {  # _sweep JOBS: remove what killed processes left in the jobs
         [ -d "$_sw_left" ] || continue
         _sw_name=${_sw_left##*/.}
         _sw_name=${_sw_name#*.}
+        # HOST.PID, HOST with dots of its own; not an older runtime's PID
         case $_sw_name in
-            *.*[!0-9]*|*.) continue ;;  # not HOST.PID (an older runtime's)
             *.*) ;;
             *) continue ;;
+        esac
+        case ${_sw_name##*.} in
+            ''|*[!0-9]*) continue ;;
         esac
         if _holder_gone "${_sw_name%.*}:${_sw_name##*.}" ''; then
             rm -rf "$_sw_left"
@@ -7084,15 +7087,12 @@ _keep_beating() {  # while this process holds its lock for long (a
             ! _pid_gone "$_kb_parent" || exit 0
             _kb_n=$((_kb_n + 1))
             if [ "$_kb_n" -ge 30 ]; then
-                # (the claim's name has the parent's pid, not this loop's)
-                _kb_claim=
-                for _kb_c in "$_kb_lock/.lock.$_host:$_kb_parent:"*; do
-                    [ ! -f "$_kb_c" ] || _kb_claim=$_kb_c
-                done
-                [ -n "$_kb_claim" ] || exit 0
-                _kb_new=$_kb_lock/.lock.$_host:$_kb_parent:$(_now)
-                if [ "$_kb_new" != "$_kb_claim" ]; then
-                    mv "$_kb_claim" "$_kb_new" || exit 0
+                # ($$ is the parent's in this subshell, as in its claim)
+                _own_claim "$_kb_lock"
+                [ -n "$_oc_claim" ] || exit 0
+                _kb_new=$_kb_lock/.lock.$_host:$$:$(_now)
+                if [ "$_kb_new" != "$_oc_claim" ]; then
+                    mv "$_oc_claim" "$_kb_new" || exit 0
                 fi
                 _kb_n=0
             fi
@@ -7810,10 +7810,10 @@ _download() {  # _download ID FLAGS NPARTS [SIZE OFFSET ./PART ...] ./PATH ...
                    esac
                    [ "$_dl_arg" -le "$_dl_size" ] || _die "$RC_INVALID" "invalid part: '$_dl_size' '$_dl_arg'"
                    _dl_rest=$((_dl_rest + _dl_size - _dl_arg)) ;;
-                *) _download_path "$_dl_arg" part ;;
+                *) _download_path "$_dl_job" "$_dl_arg" part ;;
             esac
         else
-            _download_path "$_dl_arg"
+            _download_path "$_dl_job" "$_dl_arg"
         fi
         _dl_i=$((_dl_i + 1))
     done
@@ -7873,15 +7873,15 @@ _download() {  # _download ID FLAGS NPARTS [SIZE OFFSET ./PART ...] ./PATH ...
     [ "$_dl_rc" -le 1 ] || _die "$RC_FAILURE" "tar failed ($_dl_rc)"
 }
 
-_download_path() {  # _download_path ./PATH [part]: for _download and
-    # _files, a path of the job _dl_job that starts with "./" (for tar and
+_download_path() {  # _download_path JOBDIR ./PATH [part]: for _download
+    # and _files, a path of the job that starts with "./" (for tar and
     # find), and is there unless it is a part's
-    case $1 in
-        ./*) _check_path "${1#./}" ;;
-        *) _die "$RC_INVALID" "invalid path: '$1' (not './PATH')" ;;
+    case $2 in
+        ./*) _check_path "${2#./}" ;;
+        *) _die "$RC_INVALID" "invalid path: '$2' (not './PATH')" ;;
     esac
-    [ "$#" -eq 2 ] || [ -e "$_dl_job/stage/$1" ] || [ -L "$_dl_job/stage/$1" ] ||
-        _die "$RC_NO_FILE" "no file '${1#./}' in job ${_dl_job##*/}"
+    [ "$#" -eq 3 ] || [ -e "$1/stage/$2" ] || [ -L "$1/stage/$2" ] ||
+        _die "$RC_NO_FILE" "no file '${2#./}' in job ${1##*/}"
 }
 
 _files() {  # _files ID ./PATH ...: what download would send, one line each
@@ -7892,9 +7892,8 @@ _files() {  # _files ID ./PATH ...: what download would send, one line each
     _fi_job=$Q/jobs/$1
     [ -d "$_fi_job" ] || _die "$RC_NO_JOB" "no job $1"
     shift
-    _dl_job=$_fi_job
     for _fi_arg; do
-        _download_path "$_fi_arg"
+        _download_path "$_fi_job" "$_fi_arg"
     done
     cd "$_fi_job/stage"
     _header
@@ -8078,8 +8077,9 @@ _RUNTIME_DEFAULT = r'''# tej runtime "default": starts each job at once, detache
 # code. A job whose wrapper is gone without a record (SIGKILL, a reboot) is
 # lost. kill sends TERM to the process group, and to the job's processes
 # that left it (their environment has the job's token: where /proc is), KILL
-# after TEJ_GRACE seconds, and returns when no process of it is left. Of the submit options, only
-# walltime (enforced here: TERM when it is over) and prologue are honoured.
+# after TEJ_GRACE seconds, and returns when no process of it is left. Of the
+# submit options, only walltime (enforced here: TERM when it is over) and
+# prologue are honoured.
 
 # The st_* variables are common.sh's.
 # shellcheck disable=SC2034,SC2154
@@ -8220,8 +8220,7 @@ _procs_signal() {  # _procs_signal SIGNAL PIDS: to the job's group
 _escaped() {  # _escaped: the pids of the job's processes, as far as
     # they can be found outside its process group (setsid, a daemon's
     # double fork): those with its token (st_token, of _run_job) in their
-    # environment.
-    # Only where /proc is; not one that emptied its environment
+    # environment. Only where /proc is; not one that emptied it
     [ -d /proc/self ] && [ -n "$st_token" ] || return 0
     # (-z: the entries end with NUL, which ends a line for busybox grep)
     { grep -l -z -x -F -e "TEJ_JOB_TOKEN=$st_token" /proc/[0-9]*/environ \

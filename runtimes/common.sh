@@ -375,10 +375,13 @@ _sweep() {  # _sweep JOBS: remove what killed processes left in the jobs
         [ -d "$_sw_left" ] || continue
         _sw_name=${_sw_left##*/.}
         _sw_name=${_sw_name#*.}
+        # HOST.PID, HOST with dots of its own; not an older runtime's PID
         case $_sw_name in
-            *.*[!0-9]*|*.) continue ;;  # not HOST.PID (an older runtime's)
             *.*) ;;
             *) continue ;;
+        esac
+        case ${_sw_name##*.} in
+            ''|*[!0-9]*) continue ;;
         esac
         if _holder_gone "${_sw_name%.*}:${_sw_name##*.}" ''; then
             rm -rf "$_sw_left"
@@ -581,15 +584,12 @@ _keep_beating() {  # while this process holds its lock for long (a
             ! _pid_gone "$_kb_parent" || exit 0
             _kb_n=$((_kb_n + 1))
             if [ "$_kb_n" -ge 30 ]; then
-                # (the claim's name has the parent's pid, not this loop's)
-                _kb_claim=
-                for _kb_c in "$_kb_lock/.lock.$_host:$_kb_parent:"*; do
-                    [ ! -f "$_kb_c" ] || _kb_claim=$_kb_c
-                done
-                [ -n "$_kb_claim" ] || exit 0
-                _kb_new=$_kb_lock/.lock.$_host:$_kb_parent:$(_now)
-                if [ "$_kb_new" != "$_kb_claim" ]; then
-                    mv "$_kb_claim" "$_kb_new" || exit 0
+                # ($$ is the parent's in this subshell, as in its claim)
+                _own_claim "$_kb_lock"
+                [ -n "$_oc_claim" ] || exit 0
+                _kb_new=$_kb_lock/.lock.$_host:$$:$(_now)
+                if [ "$_kb_new" != "$_oc_claim" ]; then
+                    mv "$_oc_claim" "$_kb_new" || exit 0
                 fi
                 _kb_n=0
             fi
@@ -1307,10 +1307,10 @@ _download() {  # _download ID FLAGS NPARTS [SIZE OFFSET ./PART ...] ./PATH ...
                    esac
                    [ "$_dl_arg" -le "$_dl_size" ] || _die "$RC_INVALID" "invalid part: '$_dl_size' '$_dl_arg'"
                    _dl_rest=$((_dl_rest + _dl_size - _dl_arg)) ;;
-                *) _download_path "$_dl_arg" part ;;
+                *) _download_path "$_dl_job" "$_dl_arg" part ;;
             esac
         else
-            _download_path "$_dl_arg"
+            _download_path "$_dl_job" "$_dl_arg"
         fi
         _dl_i=$((_dl_i + 1))
     done
@@ -1370,15 +1370,15 @@ _download() {  # _download ID FLAGS NPARTS [SIZE OFFSET ./PART ...] ./PATH ...
     [ "$_dl_rc" -le 1 ] || _die "$RC_FAILURE" "tar failed ($_dl_rc)"
 }
 
-_download_path() {  # _download_path ./PATH [part]: for _download and
-    # _files, a path of the job _dl_job that starts with "./" (for tar and
+_download_path() {  # _download_path JOBDIR ./PATH [part]: for _download
+    # and _files, a path of the job that starts with "./" (for tar and
     # find), and is there unless it is a part's
-    case $1 in
-        ./*) _check_path "${1#./}" ;;
-        *) _die "$RC_INVALID" "invalid path: '$1' (not './PATH')" ;;
+    case $2 in
+        ./*) _check_path "${2#./}" ;;
+        *) _die "$RC_INVALID" "invalid path: '$2' (not './PATH')" ;;
     esac
-    [ "$#" -eq 2 ] || [ -e "$_dl_job/stage/$1" ] || [ -L "$_dl_job/stage/$1" ] ||
-        _die "$RC_NO_FILE" "no file '${1#./}' in job ${_dl_job##*/}"
+    [ "$#" -eq 3 ] || [ -e "$1/stage/$2" ] || [ -L "$1/stage/$2" ] ||
+        _die "$RC_NO_FILE" "no file '${2#./}' in job ${1##*/}"
 }
 
 _files() {  # _files ID ./PATH ...: what download would send, one line each
@@ -1389,9 +1389,8 @@ _files() {  # _files ID ./PATH ...: what download would send, one line each
     _fi_job=$Q/jobs/$1
     [ -d "$_fi_job" ] || _die "$RC_NO_JOB" "no job $1"
     shift
-    _dl_job=$_fi_job
     for _fi_arg; do
-        _download_path "$_fi_arg"
+        _download_path "$_fi_job" "$_fi_arg"
     done
     cd "$_fi_job/stage"
     _header

@@ -7,8 +7,9 @@
 # code. A job whose wrapper is gone without a record (SIGKILL, a reboot) is
 # lost. kill sends TERM to the process group, and to the job's processes
 # that left it (their environment has the job's token: where /proc is), KILL
-# after TEJ_GRACE seconds, and returns when no process of it is left. Of the submit options, only
-# walltime (enforced here: TERM when it is over) and prologue are honoured.
+# after TEJ_GRACE seconds, and returns when no process of it is left. Of the
+# submit options, only walltime (enforced here: TERM when it is over) and
+# prologue are honoured.
 
 # The st_* variables are common.sh's.
 # shellcheck disable=SC2034,SC2154
@@ -149,8 +150,7 @@ _procs_signal() {  # _procs_signal SIGNAL PIDS: to the job's group
 _escaped() {  # _escaped: the pids of the job's processes, as far as
     # they can be found outside its process group (setsid, a daemon's
     # double fork): those with its token (st_token, of _run_job) in their
-    # environment.
-    # Only where /proc is; not one that emptied its environment
+    # environment. Only where /proc is; not one that emptied it
     [ -d /proc/self ] && [ -n "$st_token" ] || return 0
     # (-z: the entries end with NUL, which ends a line for busybox grep)
     { grep -l -z -x -F -e "TEJ_JOB_TOKEN=$st_token" /proc/[0-9]*/environ \

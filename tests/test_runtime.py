@@ -1356,16 +1356,21 @@ class TestLocks(LocalCase):
     def test_leftovers_of_killed_processes(self):
         # a submission killed before its job had its id (.new.HOST.PID), a
         # delete killed before it removed it all (.gone.HOST.PID): removed
-        # by the next submit once their process is gone; a live one stays
+        # by the next submit once their process is gone; a live one stays.
+        # This host's name has dots (uname -n may say a full name)
+        host = 'node1.example.org'
+        uname = os.path.join(self.tmp, 'bin', 'uname')
+        with open(uname, 'w') as fp:
+            fp.write('#!/bin/sh\necho %s\n' % host)
+        os.chmod(uname, 0o755)
         self.q.setup()
         live = subprocess.Popen(['sh', '-c', '%s 1000; :' % self.sleep,
                                  'tej.sh'], start_new_session=True)
         self.addCleanup(live.wait)
         self.addCleanup(os.killpg, live.pid, signal.SIGKILL)
         jobs = os.path.join(self.queue_dir, 'jobs')
-        names = ['.new.%s.999999999' % self.host,
-                 '.gone.%s.999999999' % self.host,
-                 '.new.%s.%d' % (self.host, live.pid)]
+        names = ['.new.%s.999999999' % host, '.gone.%s.999999999' % host,
+                 '.new.%s.%d' % (host, live.pid)]
         for name in names:
             os.makedirs(os.path.join(jobs, name, 'stage'))
         self.q.submit('next', self.job)
