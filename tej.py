@@ -6895,12 +6895,31 @@ _sweep() {  # _sweep JOBS: remove what killed processes left in the jobs
 _host=
 TEJ_LOCK_STALE=${TEJ_LOCK_STALE:-300}
 
+_cmdline() {  # _cmdline PID: the command line of process PID, its
+    # arguments joined by spaces, in _cml_line; empty when there is no such
+    # process, or it is a zombie or a kernel thread. A live process reads
+    # empty for an instant in the middle of an exec (and of its exit): it
+    # is read again, after a nap, three times at most
+    _cml_n=0
+    while :; do
+        _cml_line=$({ tr '\000' ' ' < "/proc/$1/cmdline"; } 2>/dev/null)
+        [ -z "$_cml_line" ] && [ "$_cml_n" -lt 3 ] || return 0
+        { read -r _cml_stat < "/proc/$1/stat"; } 2>/dev/null || return 0
+        case ${_cml_stat##*) } in
+            Z*|X*) return 0 ;;
+        esac
+        _nap
+        _cml_n=$((_cml_n + 1))
+    done
+}
+
 _pid_gone() {  # _pid_gone PID: is there no tej.sh of this host with PID?
     if [ -d /proc/self ]; then
         # not a process that reused the pid (a zombie's cmdline is empty);
         # a call without input reads tej.sh into the sh that read its call
         # (tej.py's _FAST_START), "sh -c ...tej_call..."
-        case $({ tr '\000' ' ' < "/proc/$1/cmdline"; } 2>/dev/null) in
+        _cmdline "$1"
+        case $_cml_line in
             *tej.sh*|*tej_call*) return 1 ;;
         esac
         return 0
@@ -7120,7 +7139,13 @@ _load() {  # _load JOBDIR: read the state file into st_* (_read_state).
     fi
     _read_state "$1"
     if [ "${st_state:-created}" = created ] && [ -z "$_ld_submitter" ]; then
-        st_state=lost
+        # (or the job was removed meanwhile: its lock and record went with
+        # it, at once)
+        if [ -d "$1" ]; then
+            st_state=lost
+        else
+            st_state=notfound
+        fi
     fi
 }
 
@@ -7709,6 +7734,7 @@ _filter() {  # _filter MODE ARG ...: the filter of list (MODE "list": ARGs
 
 _wanted() {  # _wanted JOBDIR: does the loaded job (after _rt_refresh) pass
     # _filter's filter? (as _SCAN's, for the jobs sh answers for)
+    [ "$st_state" != notfound ] || return 1  # removed meanwhile
     if [ "$_fl_mode" = gc ]; then
         ! _ongoing || return 1
     fi
@@ -7970,6 +7996,7 @@ _kill() {  # _kill ID: no-op unless the job is running
     [ -d "$_kl_job" ] || _die "$RC_NO_JOB" "no job $1"
     _load "$_kl_job"
     _rt_refresh "$_kl_job"
+    [ "$st_state" != notfound ] || _die "$RC_NO_JOB" "no job $1"
     if _ongoing; then
         _lock "$_kl_job"
         _load "$_kl_job"
@@ -8131,7 +8158,8 @@ _alive() {  # _alive PID STARTED: is PID a live process of this queue's
     # before it has recorded its start (STARTED empty), a tej.sh: the
     # submission's child (_rt_start), which has not made its exec yet
     if [ -r "/proc/$1/cmdline" ]; then
-        case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
+        _cmdline "$1"
+        case $_cml_line in
             *" _wrap "*) return 0 ;;
             *"/tej.sh "*) [ -z "$2" ]; return ;;
         esac

@@ -61,7 +61,8 @@ _alive() {  # _alive PID STARTED: is PID a live process of this queue's
     # before it has recorded its start (STARTED empty), a tej.sh: the
     # submission's child (_rt_start), which has not made its exec yet
     if [ -r "/proc/$1/cmdline" ]; then
-        case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
+        _cmdline "$1"
+        case $_cml_line in
             *" _wrap "*) return 0 ;;
             *"/tej.sh "*) [ -z "$2" ]; return ;;
         esac

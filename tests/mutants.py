@@ -15,7 +15,8 @@ MUTANTS = [
     dict(
         name='alive-any-pid',
         file='runtimes/default.sh',
-        original=r'''        case $(tr '\000' ' ' < "/proc/$1/cmdline" 2>/dev/null) in
+        original=r'''        _cmdline "$1"
+        case $_cml_line in
             *" _wrap "*) return 0 ;;
             *"/tej.sh "*) [ -z "$2" ]; return ;;
         esac
@@ -840,6 +841,44 @@ umask 022
                     "fails with 'no job'",
         tests=['test_runtime.TestLocks.'
                'test_a_job_removed_while_its_end_is_recorded'],
+    ),
+    dict(
+        name='vanished-job-lost',
+        file='runtimes/common.sh',
+        original='''        if [ -d "$1" ]; then
+            st_state=lost
+        else
+            st_state=notfound
+        fi
+''',
+        replacement='''        st_state=lost
+''',
+        description="a job removed (its submission failed) as a status "
+                    "reads it is lost, and tej wait ends on it",
+        tests=['test_runtime.TestStartingJob.'
+               'test_submission_removed_while_status_looks'],
+    ),
+    dict(
+        name='list-of-a-removed-job',
+        file='runtimes/common.sh',
+        original='''    [ "$st_state" != notfound ] || return 1  # removed meanwhile
+''',
+        replacement='',
+        description="list shows a job removed as it read it, as notfound",
+        tests=['test_runtime.TestStartingJob.'
+               'test_submission_removed_while_status_looks'],
+    ),
+    dict(
+        name='cmdline-read-once',
+        file='runtimes/common.sh',
+        original='''        [ -z "$_cml_line" ] && [ "$_cml_n" -lt 3 ] || return 0
+''',
+        replacement='''        return 0
+''',
+        description="a wrapper or a lock's holder in the middle of an exec "
+                    "(an empty command line) is taken for gone: lost",
+        tests=['test_runtime.TestStartingJob.'
+               'test_wrapper_in_the_middle_of_an_exec'],
     ),
     dict(
         name='kill-group-only',

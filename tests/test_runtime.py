@@ -4,9 +4,11 @@ with a PATH of busybox applets only, which has no nohup), mksh, yash, posh.
 And shellcheck -s sh on them.
 """
 
+import collections
 import io
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -1023,6 +1025,101 @@ class TestStartingJob(LocalCase):
             os.close(write)
             thread.join(60)
         q.delete('s')
+
+
+    def test_submission_removed_while_status_looks(self):
+        """status (or list) looks at the lock (its submitter at work), then
+        the upload is cut and the submission removes the job: there is no
+        such job, not a "lost" one (which tej wait and tej run take for the
+        job's end).
+        """
+        def look(q):
+            try:
+                return [q.info('s')['state']]
+            except tej.JobNotFound:
+                return []
+        for verb, answer in [('status', look),
+                             ('list', lambda q: [r['state']
+                                                 for _, r in q.list()])]:
+            with self.subTest(verb=verb):
+                self.check_removed_while_looking(verb, answer)
+
+    def check_removed_while_looking(self, verb, answer):
+        gate = support.temporary(self)
+        bindir = support.temporary(self)
+        write_gated(bindir, 'tr', verb, shutil.which('sleep'))
+        self.queue_dir = support.temporary(self)
+        q = self.queue()
+        q.setup()
+        path = os.environ['PATH']
+        support.patch_env(self.addCleanup, GATE=gate,
+                          PATH=bindir + os.pathsep + path)
+        read, write = os.pipe()
+        os.write(write, tarfile.TarInfo('big').tobuf())  # and no data yet
+        failures = []
+
+        def submit():
+            with os.fdopen(read, 'rb') as stdin:
+                try:
+                    q._calls.call('submit', ['s', 'file', 'start.sh'],
+                                  stdin=stdin, transfer=True)
+                except tej.Error as e:
+                    failures.append(e)
+        submitter = threading.Thread(target=submit)
+        submitter.start()
+        answers = []
+        status = threading.Thread(target=lambda: answers.append(answer(q)))
+        try:
+            lock = os.path.join(self.queue_dir, 'jobs', 's', 'lock')
+            wait_for(lambda: support.lock_claim(lock),
+                     what='the submitter to lock the job')
+            status.start()
+            wait_for(lambda: os.path.exists(os.path.join(gate, 'waiting')),
+                     what='the %s to look at the lock' % verb)
+        finally:
+            os.close(write)  # the upload cut
+            submitter.join(60)
+        self.assertEqual(len(failures), 1)
+        self.assertFalse(os.path.exists(os.path.join(self.queue_dir, 'jobs',
+                                                     's')))
+        open(os.path.join(gate, 'go'), 'w').close()
+        status.join(60)
+        self.assertEqual(answers, [[]])
+        os.environ['PATH'] = path  # the next gate before the real tr
+
+    def test_wrapper_in_the_middle_of_an_exec(self):
+        """A live process reads an empty command line for an instant while
+        it makes an exec (as the wrapper does, twice, as it starts: setsid,
+        then sh): it is not taken for gone, as a wrapper (the job is not
+        lost) or as a lock's holder (the submission is not lost). Here a
+        process that makes execs without end, under the wrapper's name.
+        """
+        q = self.queue()
+        q.setup()
+        script = os.path.join(self.queue_dir, 'tej.sh')
+        code = 'exec sh -c "$1" x "$1" %s _wrap a' % script
+        proc = subprocess.Popen(['sh', '-c', code, 'x', code, script,
+                                 '_wrap', 'a'])
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        jobs = os.path.join(self.queue_dir, 'jobs')
+        with open('/proc/sys/kernel/random/boot_id') as fp:
+            boot = fp.read().strip()
+        support.make_tree(jobs, {'a/state': ''.join(
+            '%s=%s\n' % field for field in [
+                ('state', 'running'), ('submitted', 1), ('started', 2),
+                ('pid', proc.pid), ('boot', boot), ('mode', 'file'),
+                ('runtime', 'default')])})
+        os.mkdir(os.path.join(jobs, 'b'))
+        support.plant_lock(os.path.join(jobs, 'b', 'lock'),
+                           '%s:%d' % (os.uname().nodename, proc.pid))
+        answers = collections.Counter()
+        for _ in range(100):
+            out = subprocess.run(['sh', script, self.queue_dir, 'status',
+                                  'a', 'b'], stdout=subprocess.PIPE,
+                                 check=True).stdout.decode()
+            answers.update(re.findall(r'\tstate=(\w+)', out))
+        self.assertEqual(dict(answers), {'running': 100, 'created': 100})
 
 
 class TestAtomicRecords(LocalCase):
