@@ -7099,7 +7099,14 @@ _keep_beating() {  # while this process holds its lock for long (a
     # the lock, or with this process (_unlock stops it)
     _kb_lock=$_locked _kb_parent=$$
     (
-        trap - EXIT  # nothing is this loop's to remove
+        # nothing is this loop's to remove, and _stop_beating's TERM ends
+        # it at once (mksh and posh keep the caller's traps in a subshell:
+        # _submit's would wait for the nap)
+        trap - EXIT HUP INT TERM PIPE
+        # in here: mksh, posh and yash keep copies of the descriptors that
+        # a redirection outside replaces, and the call's output (an ssh
+        # session) would stay open as long as this loop
+        exec < /dev/null > /dev/null 2>&1
         _kb_n=0
         while :; do
             _nap 10
@@ -7116,7 +7123,7 @@ _keep_beating() {  # while this process holds its lock for long (a
                 _kb_n=0
             fi
         done
-    ) < /dev/null > /dev/null 2>&1 &
+    ) &
     _beat_pid=$!
 }
 

@@ -881,6 +881,18 @@ umask 022
                'test_wrapper_in_the_middle_of_an_exec'],
     ),
     dict(
+        name='beat-loop-holds-the-output',
+        file='runtimes/common.sh',
+        original='''        exec < /dev/null > /dev/null 2>&1
+        _kb_n=0
+''',
+        replacement='''        _kb_n=0
+''',
+        description="a submission's beat loop keeps the call's output open "
+                    "after the call (ssh waits for it)",
+        tests=['test_runtime.TestCallOutput'],
+    ),
+    dict(
         name='kill-group-only',
         file='runtimes/default.sh',
         original='''    _js_pids=$(_escaped)

@@ -628,6 +628,64 @@ class TestCutUpload(unittest.TestCase):
         self.assertIn("is tej's own", str(ctx.exception))
 
 
+class TestCallOutput(unittest.TestCase):
+    """A call's output closes when its shell exits, under every shell: no
+    process that it leaves behind for an instant (a submission's beat loop,
+    stopped as it ends) holds a copy of it, which an ssh session would wait
+    for (a second at every submit, under mksh and posh, until the loop's
+    nap was over).
+    """
+
+    def holders(self, pipe):
+        """The pids of the other processes that have the pipe open."""
+        link = 'pipe:[%d]' % os.fstat(pipe.fileno()).st_ino
+        found = set()
+        for pid in filter(str.isdigit, os.listdir('/proc')):
+            try:
+                fds = os.listdir('/proc/%s/fd' % pid)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    if os.readlink('/proc/%s/fd/%s' % (pid, fd)) == link:
+                        found.add(int(pid))
+                except OSError:
+                    pass
+        return found - {os.getpid()}
+
+    def test_nothing_keeps_it_open(self):
+        tmp = support.temporary(self)
+        job = support.make_tree(os.path.join(tmp, 'job'),
+                                {'start.sh': 'true\n'})
+        buf = io.BytesIO()
+        tej._write_tar(job, buf)
+        whole = buf.getvalue()
+        for shell in SHELLS:
+            need('shells', which(SHELLS[shell][0]),
+                 "%s is not installed" % shell)
+            queue = os.path.join(tmp, 'q-' + shell)
+            os.mkdir(queue)
+            script = os.path.join(queue, 'tej.sh')
+            with open(script, 'w') as fp:
+                fp.write(tej._runtime_script('default'))
+            for upload, code in ((whole, 0), (whole[:512], 1)):
+                with self.subTest(shell=shell, code=code):
+                    proc = subprocess.Popen(
+                        [which(SHELLS[shell][0])] + SHELLS[shell][1:] +
+                        [script, queue, 'submit', 'j%d' % code, 'command',
+                         'true'], stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        env=dict(os.environ, TEJ_SH='sh'))
+                    proc.stdin.write(upload)
+                    proc.stdin.close()
+                    self.assertEqual(proc.wait(timeout=30), code)
+                    self.assertEqual(
+                        (self.holders(proc.stdout),
+                         self.holders(proc.stderr)), (set(), set()))
+                    proc.stdout.close()
+                    proc.stderr.close()
+
+
 class TestScan(unittest.TestCase):
     """list and gc (common.sh's _scan: one awk for the ended jobs, sh for
     the others) under every shell, and with busybox's applets only.
@@ -1545,7 +1603,12 @@ class TestKilledAtRandom(LocalCase):
                             pass
                 time.sleep(rng.uniform(0, 0.01))
         rng = random.Random(25)
-        for round in range(3):
+        # rounds of thirty calls, three at least, until more than ten were
+        # killed (on a busy machine, the calls may end before the killer
+        # has seen them)
+        round = 0
+        while round < 3 or len(killed) <= 10 and round < 20:
+            round += 1
             calls = [threading.Thread(target=call, args=(30 * round + n,))
                      for n in range(30)]
             for t in calls:
