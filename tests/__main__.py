@@ -55,7 +55,8 @@ it when it is not in test_pure or test_runtime.
                     scans, waitany (serial lane: it times answers),
                     shellcheck
     test_shells     The runtimes through sshd under every login shell
-                    (serial lane, alone: it changes the test user's)
+                    (one process: it changes the login shell of a user of
+                    its own)
     test_slurm      Runtimes appendix: slurm.sh and pbs.sh against the
                     Slurm the suite starts (serial lane, beside the others)
     test_hermetic   The suite's own promise: no scheduler in reach
@@ -223,7 +224,7 @@ def lane_of(unit):
 #: Modules whose classes run one a process (they are long, and their
 #: classes do not share a server's state).
 SPLIT = {'test_runtime', 'test_transfer', 'test_faults', 'test_ci',
-         'test_scale', 'test_monitor', 'test_transport', 'test_shells'}
+         'test_scale', 'test_monitor', 'test_transport'}
 
 #: Rough seconds of the longest units, alone on two cores (started first,
 #: so that none starts last).

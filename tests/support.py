@@ -32,6 +32,9 @@ import tej  # noqa: E402
 
 REQUIRED = set(filter(None, os.environ.get('TEJ_TEST_REQUIRE', '').split(',')))
 TEST_USER = 'tejtest'
+#: test_shells's: it changes this one's login shell, which no other test
+#: then sees (it runs beside them)
+SHELL_USER = 'tejshell'
 
 #: The PATH the suite was started with: where the commands come from.
 CALLER_PATH = os.environ.get('PATH', os.defpath)
@@ -572,7 +575,7 @@ class SSHServer(object):
     #: its keep-alive line
     tick = 1
 
-    def __init__(self):
+    def __init__(self, user=TEST_USER):
         self.sshd = which('sshd') or (
             '/usr/sbin/sshd' if os.path.exists('/usr/sbin/sshd') else None)
         need('sshd', self.sshd and which('ssh') and which('ssh-keygen'),
@@ -581,7 +584,7 @@ class SSHServer(object):
         self.dir = tempfile.mkdtemp(prefix='sshd-', dir=root)
         os.chmod(self.dir, 0o755)
         if os.getuid() == 0:
-            self.user = TEST_USER
+            self.user = user
             try:
                 pwd.getpwnam(self.user)
             except KeyError:
@@ -793,15 +796,17 @@ class SSHServer(object):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-_server = None
+#: The SSHServers of this process, by the user they log in as
+_servers = {}
 
 
-def ssh_server():
-    """The one SSHServer of this test run (started on first use)."""
-    global _server
-    if _server is None:
-        _server = SSHServer()
-    return _server
+def ssh_server(user=TEST_USER):
+    """The one SSHServer of this process that logs in as ``user`` (as
+    root; else as the caller), started on first use.
+    """
+    if user not in _servers:
+        _servers[user] = SSHServer(user)
+    return _servers[user]
 
 
 class ServerCase(unittest.TestCase):
@@ -812,9 +817,11 @@ class ServerCase(unittest.TestCase):
     """
 
     dest = None
+    #: the user that the sshd logs in (as root)
+    server_user = TEST_USER
 
     def setUp(self):
-        self.server = ssh_server()
+        self.server = ssh_server(self.server_user)
         self.dest = self.dest or self.server.alias
         self.tmp = temporary(self)
         self.remote = self.remote_dir()
@@ -865,15 +872,13 @@ def stop_slurm():
 
 def stop_all():
     """Stop Slurm and the sshd, and put the environment back."""
-    global _server
     try:
         stop_slurm()
     finally:
         try:
-            if _server is not None:
-                _server.stop()
+            while _servers:
+                _servers.popitem()[1].stop()
         finally:
-            _server = None
             Hermetic.stop()
 
 

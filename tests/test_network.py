@@ -112,7 +112,7 @@ class NetServer(object):
         holder.wait()
 
 
-@support.serial("a veth of fixed names; times how soon tej notices")
+@support.serial("a veth of fixed names", beside=True)
 class NetCase(unittest.TestCase):
     #: TEJ_KEEPALIVE of the test's calls, and of the shared connection
     #: they start (whose keepalives are the ones that count)

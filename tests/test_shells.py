@@ -7,9 +7,10 @@ of their own; fish reads "\\\\" and "\\'" as escapes inside single quotes,
 so that a trailing backslash ends nothing and the next argument is code.
 
 Each class here makes one of sh (dash), bash, tcsh and fish the login shell
-of the test user, checks that it is the one that runs tej's commands, then
-sends odd text through every channel that carries it (the script, the
-prologue, file names, the queue path, job ids) and asserts that it arrives
+of a user of the module's own (support.SHELL_USER), checks that it is the
+one that runs tej's commands, then sends odd text through every channel
+that carries it (the script, the prologue, file names, the queue path, job
+ids) and asserts that it arrives
 byte for byte, and that none of it ran as a command: each case has a canary
 file name of its own (a token of the test, and the case's number), which
 must appear nowhere.
@@ -161,17 +162,17 @@ def server_files(stage):
     return found
 
 
-@support.serial("changes the test user's login shell, which every "
-                "session of the test sshd gets")
 class LoginShell(object):
     """The tests, for the login shell that a subclass (also a ServerCase)
-    names: ``shell`` (its name on the PATH), ``probe`` (a command that
+    names, as the login shell of a user of their own (support.SHELL_USER:
+    no other test sees it): ``shell`` (its name on the PATH), ``probe`` (a command that
     only this shell runs as intended) and ``expect`` (a pattern for the
     whole of what the probe prints). The class's queue, with a space and a
     "$" in its path, is ``qpath``.
     """
 
     shell = probe = expect = path = None
+    server_user = support.SHELL_USER
 
     @classmethod
     def setUpClass(cls):
@@ -180,7 +181,7 @@ class LoginShell(object):
         path = cls.path = shutil.which(cls.shell)
         if path is None or os.getuid() != 0:
             return
-        server = support.ssh_server()
+        server = support.ssh_server(cls.server_user)
         cls.remote_top = server.remote_dir()
         cls.addClassCleanup(shutil.rmtree, cls.remote_top, True)
         cls.qpath = os.path.join(cls.remote_top, 'queue $HOME x')
