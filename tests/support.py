@@ -903,20 +903,38 @@ class SlurmCluster(object):
              "a Slurm test bed needs root and %s" % (
                  ', '.join(missing) or 'root'))
         self.conf_link = '/etc/slurm/slurm.conf'
-        if os.path.islink(self.conf_link) and not os.path.exists(
-                self.conf_link) and '/slurm-' in os.readlink(self.conf_link):
-            os.unlink(self.conf_link)  # left by an interrupted test run
+        if self.left_behind(self.conf_link):
+            os.unlink(self.conf_link)
         need('slurm', not os.path.lexists(self.conf_link),
              "%s exists: a real Slurm is configured here" % self.conf_link)
         self.server = server
         self.dir = tempfile.mkdtemp(prefix='slurm-', dir=Hermetic.start())
         os.chmod(self.dir, 0o755)
+        # the run that made it: its link is left behind once it is gone
+        with open(self.path('run'), 'w') as fp:
+            fp.write('%d %s\n' % (os.getpid(), start_time(os.getpid())))
         self.pids = []
         try:
             self._start()
         except BaseException:
             self.stop()
             raise
+
+    @staticmethod
+    def left_behind(link):
+        """Is ``link`` one to the configuration of a test bed whose run
+        was interrupted (killed: it could not remove it)? Its target is
+        gone, or the run that made it is.
+        """
+        if not os.path.islink(link) or '/slurm-' not in os.readlink(link):
+            return False
+        try:
+            with open(os.path.join(os.path.dirname(os.readlink(link)),
+                                   'run')) as fp:
+                pid, started = fp.read().split()
+        except (OSError, ValueError):
+            return not os.path.exists(link)
+        return start_time(int(pid)) != int(started)
 
     def path(self, *names):
         return os.path.join(self.dir, *names)
