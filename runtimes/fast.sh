@@ -8,13 +8,14 @@
 # common case in a few words.
 #
 # A queue path "~", "~/...", "/..." or relative to the home directory that
-# is not a link file, with a runtime of VERSIONS installed: tej.sh runs at
+# is not a link file, with a runtime of VERSIONS installed, the queue and
+# its tej.sh the user's and no one else's to write: tej.sh runs at
 # once (it saves the caller's umask itself, when it needs it), read by this
 # very sh with "." when it is TEJ_SH (sh's "$0" is the shell the transport
 # ran: "sh" through ssh), else in TEJ_SH: an exec of another sh costs more
 # than a warm status's own work. Anything else ("~NAME", a link, no queue,
-# another version): sh reads the next line, the whole bootstrap, as every
-# other call does.
+# another version, a queue that others can write): sh reads the next line,
+# the whole bootstrap, as every other call does.
 #
 # Comments stand on lines of their own, and there is no "!" (as in
 # bootstrap.sh): tej.py folds this file into one line.
@@ -30,10 +31,10 @@ fast_version=
 if [ -n "$_ep_path" ] && [ -d "$_ep_path" ]; then
     { IFS= read -r fast_version < "$_ep_path/version"; } 2>/dev/null
 fi
-if _version_ok "$2" "$fast_version"; then
+if _version_ok "$2" "$fast_version" && _strict "$_ep_path/" "$_ep_path/tej.sh"; then
     shift 2
     set -- "$_ep_path" "$@"
-    unset _ep_path fast_version
+    unset _ep_path fast_version _st_bad
     # shellcheck source=/dev/null # the queue's, installed by _install
     case ${TEJ_SH:-sh} in
         "$0") . "$1/tej.sh"; exit ;;
