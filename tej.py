@@ -6377,10 +6377,12 @@ fast_version=
 if [ -n "$_ep_path" ] && [ -d "$_ep_path" ]; then
     { IFS= read -r fast_version < "$_ep_path/version"; } 2>/dev/null
 fi
-if _version_ok "$2" "$fast_version" && _strict "$_ep_path/" "$_ep_path/tej.sh"; then
+# the queue and its tej.sh: the user's (-O; posh has none, and its calls
+# take the bootstrap), and no one else's to write (a find: the one exec)
+if _version_ok "$2" "$fast_version" && [ -O "$_ep_path" ] 2>/dev/null && [ -O "$_ep_path/tej.sh" ] && [ -z "$(find "$_ep_path/" "$_ep_path/tej.sh" -prune \( -perm -020 -o -perm -002 \) -print 2>/dev/null)" ]; then
     shift 2
     set -- "$_ep_path" "$@"
-    unset _ep_path fast_version _st_bad
+    unset _ep_path fast_version
     # shellcheck source=/dev/null # the queue's, installed by _install
     case ${TEJ_SH:-sh} in
         "$0") . "$1/tej.sh"; exit ;;

@@ -895,7 +895,7 @@ umask 022
     dict(
         name='strict-fast-start',
         file='runtimes/fast.sh',
-        original='''if _version_ok "$2" "$fast_version" && _strict "$_ep_path/" "$_ep_path/tej.sh"; then
+        original='''if _version_ok "$2" "$fast_version" && [ -O "$_ep_path" ] 2>/dev/null && [ -O "$_ep_path/tej.sh" ] && [ -z "$(find "$_ep_path/" "$_ep_path/tej.sh" -prune \\( -perm -020 -o -perm -002 \\) -print 2>/dev/null)" ]; then
 ''',
         replacement='''if _version_ok "$2" "$fast_version"; then
 ''',
