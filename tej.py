@@ -6304,6 +6304,7 @@ _RUNTIME_QUEUE = r'''# tej queue: where a queue path from the client leads, and 
 #   _expand_path PATH             the directory PATH names, in _ep_path
 #   _version_ok VERSIONS VERSION  VERSION is not empty and is one of the
 #                                 space-separated VERSIONS
+#   _strict PATH ...              no PATH is another's, or others' to write
 #
 # Comments stand on lines of their own, and there is no "!": tej.py folds
 # this file into one line.
@@ -6329,6 +6330,16 @@ _version_ok() {
         *) return 1 ;;
     esac
 }
+
+# _strict PATH ...: true when each PATH (a directory named "DIR/") that is
+# there is the user's, and its group and the others cannot write it; else
+# false, with those that are not one a line in _st_bad. What others can
+# write, they can make run as the user (a queue's tej.sh, a link file's
+# target): tej uses none of it, as sshd's StrictModes uses no such home.
+_strict() {
+    _st_bad=$(find "$@" -prune \( -perm -020 -o -perm -002 \) -print -o -user "$(id -u)" -o -print 2>/dev/null)
+    [ -z "$_st_bad" ]
+}
 '''
 # END runtimes/queue.sh
 
@@ -6343,13 +6354,14 @@ _RUNTIME_FAST = r'''# tej fast start: the first line of a call that has no input
 # common case in a few words.
 #
 # A queue path "~", "~/...", "/..." or relative to the home directory that
-# is not a link file, with a runtime of VERSIONS installed: tej.sh runs at
+# is not a link file, with a runtime of VERSIONS installed, the queue and
+# its tej.sh the user's and no one else's to write: tej.sh runs at
 # once (it saves the caller's umask itself, when it needs it), read by this
 # very sh with "." when it is TEJ_SH (sh's "$0" is the shell the transport
 # ran: "sh" through ssh), else in TEJ_SH: an exec of another sh costs more
 # than a warm status's own work. Anything else ("~NAME", a link, no queue,
-# another version): sh reads the next line, the whole bootstrap, as every
-# other call does.
+# another version, a queue that others can write): sh reads the next line,
+# the whole bootstrap, as every other call does.
 #
 # Comments stand on lines of their own, and there is no "!" (as in
 # bootstrap.sh): tej.py folds this file into one line.
@@ -6365,7 +6377,9 @@ fast_version=
 if [ -n "$_ep_path" ] && [ -d "$_ep_path" ]; then
     { IFS= read -r fast_version < "$_ep_path/version"; } 2>/dev/null
 fi
-if _version_ok "$2" "$fast_version"; then
+# the queue and its tej.sh: the user's (-O; posh has none, and its calls
+# take the bootstrap), and no one else's to write (a find: the one exec)
+if _version_ok "$2" "$fast_version" && [ -O "$_ep_path" ] 2>/dev/null && [ -O "$_ep_path/tej.sh" ] && [ -z "$(find "$_ep_path/" "$_ep_path/tej.sh" -prune \( -perm -020 -o -perm -002 \) -print 2>/dev/null)" ]; then
     shift 2
     set -- "$_ep_path" "$@"
     unset _ep_path fast_version
@@ -6436,8 +6450,17 @@ _expand_path "$queue"
 # shellcheck disable=SC2154 # set by queue.sh's _expand_path
 queue=$_ep_path
 
+# what others can write, they can make run as the user: a link file, the
+# queue it leads to, the queue's runtime (queue.sh's _strict)
+# shellcheck disable=SC2154 # set by queue.sh's _strict
+_refuse() {
+    echo "tej: refusing $_st_bad: it is not yours, or others can write it (its group, anyone), and could make their code run as you (sshd's StrictModes refuses such a home): make it yours, and chmod go-w it" >&2
+    exit "$RC_FAILURE"
+}
+
 links=0
 while [ -f "$queue" ]; do
+    _strict "$queue" || _refuse
     line=
     IFS= read -r line < "$queue"
     case $line in
@@ -6457,6 +6480,8 @@ while [ -f "$queue" ]; do
         *) queue=${queue%/*}/$line ;;
     esac
 done
+
+_strict "$queue/" "$queue/tej.sh" || _refuse
 
 # The pushed runtime's directory must be a new one of its own: another user
 # could make a predictable name in /tmp first. mktemp -d's name cannot be

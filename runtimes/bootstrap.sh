@@ -54,8 +54,17 @@ _expand_path "$queue"
 # shellcheck disable=SC2154 # set by queue.sh's _expand_path
 queue=$_ep_path
 
+# what others can write, they can make run as the user: a link file, the
+# queue it leads to, the queue's runtime (queue.sh's _strict)
+# shellcheck disable=SC2154 # set by queue.sh's _strict
+_refuse() {
+    echo "tej: refusing $_st_bad: it is not yours, or others can write it (its group, anyone), and could make their code run as you (sshd's StrictModes refuses such a home): make it yours, and chmod go-w it" >&2
+    exit "$RC_FAILURE"
+}
+
 links=0
 while [ -f "$queue" ]; do
+    _strict "$queue" || _refuse
     line=
     IFS= read -r line < "$queue"
     case $line in
@@ -75,6 +84,8 @@ while [ -f "$queue" ]; do
         *) queue=${queue%/*}/$line ;;
     esac
 done
+
+_strict "$queue/" "$queue/tej.sh" || _refuse
 
 # The pushed runtime's directory must be a new one of its own: another user
 # could make a predictable name in /tmp first. mktemp -d's name cannot be

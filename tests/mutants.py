@@ -893,6 +893,71 @@ umask 022
         tests=['test_runtime.TestCallOutput'],
     ),
     dict(
+        name='strict-fast-start',
+        file='runtimes/fast.sh',
+        original='''if _version_ok "$2" "$fast_version" && [ -O "$_ep_path" ] 2>/dev/null && [ -O "$_ep_path/tej.sh" ] && [ -z "$(find "$_ep_path/" "$_ep_path/tej.sh" -prune \\( -perm -020 -o -perm -002 \\) -print 2>/dev/null)" ]; then
+''',
+        replacement='''if _version_ok "$2" "$fast_version"; then
+''',
+        description="a call without input runs the tej.sh of a queue that "
+                    "others can write",
+        tests=['test_runtime.TestStrictModes'],
+    ),
+    dict(
+        name='strict-queue',
+        file='runtimes/bootstrap.sh',
+        original='''_strict "$queue/" "$queue/tej.sh" || _refuse
+''',
+        replacement='',
+        description="a submit uses a queue that others can write",
+        tests=['test_runtime.TestStrictModes'],
+    ),
+    dict(
+        name='strict-links',
+        file='runtimes/bootstrap.sh',
+        original='''    _strict "$queue" || _refuse
+''',
+        replacement='',
+        description="a link file that others can write is followed",
+        tests=['test_runtime.TestStrictModes'],
+    ),
+    dict(
+        name='lock-of-this-very-process',
+        file='runtimes/common.sh',
+        original='''        "$_host:$$") return 0 ;;  # the holder died, and we got its pid
+''',
+        replacement='',
+        description="a lock whose recorded holder is the waiter's own pid "
+                    "(reused after a crash) is waited for, for ever",
+        tests=['test_runtime.TestLocks.test_a_lock_of_this_very_process'],
+    ),
+    dict(
+        name='breaking-removes-a-new-lock',
+        file='runtimes/common.sh',
+        original='''        rm -f "$1/lock/owner" "$1/lock/beat"
+    fi
+    rmdir "$1/lock" 2>/dev/null || :
+''',
+        replacement='''        rm -f "$1/lock/owner" "$1/lock/beat"
+    fi
+    rm -rf "$1/lock"
+''',
+        description="a waiter that judged a lock's holder gone removes the "
+                    "lock that another waiter has made since",
+        tests=['test_runtime.TestLocks.test_two_waiters_break_one_lock'],
+    ),
+    dict(
+        name='ended-job-not-read-again',
+        file='runtimes/default.sh',
+        original='''    _load "$1"  # the wrapper may have written its record just now
+''',
+        replacement='',
+        description="a job that ends between a status's read of its record "
+                    "and its look for the wrapper reads as lost",
+        tests=['test_runtime.TestStartingJob.'
+               'test_job_ends_while_status_looks'],
+    ),
+    dict(
         name='kill-group-only',
         file='runtimes/default.sh',
         original='''    _js_pids=$(_escaped)

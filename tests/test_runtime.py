@@ -7,6 +7,7 @@ And shellcheck -s sh on them.
 import collections
 import io
 import os
+import pwd
 import random
 import re
 import shutil
@@ -357,6 +358,59 @@ class TestInstallDirectory(unittest.TestCase):
         self.assertIn('directory', str(ctx.exception))
         self.assertFalse(os.path.exists(os.path.join(other, 'version')))
         self.assert_untouched(self.base, self.taken(self.base))
+
+
+class TestStrictModes(LocalCase):
+    """A queue, its tej.sh, a link file to it, that is not the user's or
+    that others (its group, anyone) can write, is refused, as sshd's
+    StrictModes refuses such a home: through the fast start (a call
+    without input) and the whole bootstrap (with input, and through a
+    link), with a message that says how to fix it. The user's own symlink
+    to a queue is no reason. (Another's only as root, who can give it.)
+    """
+
+    def test_refused_until_fixed(self):
+        q = self.queue()
+        link = os.path.join(self.tmp, 'link')
+        q.setup(links=[link])
+        script = os.path.join(self.queue_dir, 'tej.sh')
+        nobody = pwd.getpwnam('nobody').pw_uid
+        for path, change, mode in [
+                (self.queue_dir, 'g+w', 0o770), (self.queue_dir, 'o+w', 0o707),
+                (self.queue_dir, 'owner', None), (script, 'g+w', 0o620),
+                (script, 'owner', None), (link, 'o+w', 0o606),
+                (link, 'owner', None)]:
+            if mode is None and os.getuid() != 0:
+                continue
+            with self.subTest(path=os.path.basename(path), change=change):
+                before = os.stat(path)
+                if mode is None:
+                    os.chown(path, nobody, -1)
+                else:
+                    os.chmod(path, mode)
+                try:
+                    for queue in [q, tej.RemoteQueue('local:', link)]:
+                        if path == link and queue is q:
+                            continue
+                        for call in (lambda: queue.status('x'),
+                                     lambda: queue.submit('x', self.job)):
+                            with self.assertRaises(tej.Error) as ctx:
+                                call()
+                            self.assertIn('refusing %s' % path,
+                                          str(ctx.exception))
+                            self.assertIn('chmod go-w', str(ctx.exception))
+                    self.assertEqual(os.listdir(os.path.join(
+                        self.queue_dir, 'jobs')), [])
+                finally:
+                    os.chown(path, before.st_uid, -1)
+                    os.chmod(path, before.st_mode & 0o7777)
+                with self.assertRaises(tej.JobNotFound):
+                    tej.RemoteQueue('local:', link).status('x')
+        # the user's own symlink to the queue
+        symlink = os.path.join(self.tmp, 'symlink')
+        os.symlink(self.queue_dir, symlink)
+        tej.RemoteQueue('local:', symlink).submit('s', self.job)
+        self.assertEqual([i for i, _ in q.list()], ['s'])
 
 
 class TestUserHome(unittest.TestCase):
@@ -1145,6 +1199,40 @@ class TestStartingJob(LocalCase):
         self.assertEqual(answers, [[]])
         os.environ['PATH'] = path  # the next gate before the real tr
 
+    def test_job_ends_while_status_looks(self):
+        """status has read the record (running), then the job ends (its
+        wrapper records it, and exits), then status looks for the wrapper:
+        gone, so it reads the record again: finished, not lost.
+        """
+        gate = support.temporary(self)
+        bindir = support.temporary(self)
+        write_gated(bindir, 'tr', 'status', shutil.which('sleep'))
+        q = self.queue()
+        go = os.path.join(self.tmp, 'go')
+        q.submit('e', self.job, script='while [ ! -e %s ]; do %s 0.1; '
+                 'done' % (go, shutil.which('sleep')))
+        record = wait_for(lambda: (lambda r: r if r and r.get('pgid')
+                                   else None)(
+            support.read_record(self.queue_dir, 'e')),
+            what='the wrapper to record its start')
+        support.patch_env(self.addCleanup, GATE=gate,
+                          PATH=bindir + os.pathsep + os.environ['PATH'])
+        answers = []
+        status = threading.Thread(target=lambda: answers.append(
+            q.status('e')))
+        status.start()
+        self.addCleanup(status.join, 60)
+        wait_for(lambda: os.path.exists(os.path.join(gate, 'waiting')),
+                 what='the status to look for the wrapper')
+        open(go, 'w').close()
+        wait_for(lambda: support.read_record(self.queue_dir, 'e')['state']
+                 == 'finished' and not os.path.exists(
+                     '/proc/%s' % record['pid']),
+                 what='the job to end and its wrapper to exit')
+        open(os.path.join(gate, 'go'), 'w').close()
+        status.join(60)
+        self.assertEqual(answers[0][::2], ('finished', '0'))
+
     def test_wrapper_in_the_middle_of_an_exec(self):
         """A live process reads an empty command line for an instant while
         it makes an exec (as the wrapper does, twice, as it starts: setsid,
@@ -1444,6 +1532,59 @@ class TestLocks(LocalCase):
         self.q.kill('p')
         self.assertLess(self.naps('kill'), 100)
         self.assertEqual(self.q.info('p')['state'], 'killed')
+
+    def test_a_lock_of_this_very_process(self):
+        # the owner is this host and the waiter's own pid (a holder that
+        # died, and a new call that got its pid): gone, at once, not a live
+        # tej.sh to wait for
+        self.running('o')
+        call = subprocess.Popen(
+            ['sh', '-c', 'read -r go && exec sh "$0/tej.sh" "$0" kill o',
+             self.queue_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        self.addCleanup(lambda: call.poll() is not None or call.kill())
+        self.plant('o', '%s:%d' % (self.host, call.pid), time.time())
+        out, err = call.communicate(b'go\n', timeout=60)
+        self.assertEqual(call.returncode, 0, err)
+        self.assertLess(self.naps('kill'), 100)
+        self.assertEqual(self.q.info('o')['state'], 'killed')
+
+    def test_two_waiters_break_one_lock(self):
+        # waiter A judges the holder gone, and stops before it removes the
+        # lock (its rm of the claim held up); meanwhile another waiter
+        # breaks it and takes it (its claim: a live tej.sh's). A then
+        # removes no lock but an empty one: the new lock stays, and A waits
+        # for it
+        self.running('w')
+        dead = subprocess.Popen(['true'])
+        dead.wait()
+        self.plant('w', '%s:%d' % (self.host, dead.pid), time.time())
+        gate = support.temporary(self)
+        bindir = support.temporary(self)
+        write_gated(bindir, 'rm', 'kill', self.sleep,
+                    when='case "$*" in *.lock.*) true ;; *) false ;; esac')
+        support.patch_env(self.addCleanup, GATE=gate, PATH=bindir +
+                          os.pathsep + os.environ['PATH'])
+        waiter = self.in_thread(lambda: self.q.kill('w'))
+        wait_for(lambda: os.path.exists(os.path.join(gate, 'waiting')),
+                 what='the waiter to judge the holder gone')
+        lock = self.lock('w')
+        for name in os.listdir(lock):
+            os.unlink(os.path.join(lock, name))
+        os.rmdir(lock)
+        other = subprocess.Popen(['sh', '-c', '%s 1000; :' % self.sleep,
+                                  'tej.sh'], start_new_session=True)
+        self.addCleanup(other.wait)
+        self.addCleanup(lambda: other.poll() is not None or
+                        os.killpg(other.pid, signal.SIGKILL))
+        self.plant('w', '%s:%d' % (self.host, other.pid))
+        open(os.path.join(gate, 'go'), 'w').close()
+        self.wait_turns('kill', waiter)
+        self.assertEqual(self.owner('w'), '%s:%d' % (self.host, other.pid))
+        os.killpg(other.pid, signal.SIGKILL)
+        waiter.join(60)
+        self.assertEqual(waiter.result[0], 'ok', waiter.result)
+        self.assertEqual(self.q.info('w')['state'], 'killed')
 
     def test_a_lock_without_claim(self):
         # its maker died between its mkdir and moving its claim in: broken
