@@ -4578,14 +4578,29 @@ class _JobStore(object):
             # private: it names servers and directories
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._check_safe()
+        # one that cannot be written (a read-only file system, a file of
+        # mode 0400) is read as it is: no journal to keep, no migration
+        read_only = not (os.access(self.path, os.W_OK) and
+                         os.access(directory or '.', os.W_OK))
         try:
-            db = sqlite3.connect(self.path, timeout=_REGISTRY_BUSY,
-                                 isolation_level=None)
+            if read_only:
+                from urllib.parse import quote
+                db = sqlite3.connect(
+                    'file:%s?mode=ro&immutable=1' % quote(
+                        os.path.abspath(self.path)),
+                    timeout=_REGISTRY_BUSY, isolation_level=None, uri=True)
+            else:
+                db = sqlite3.connect(self.path, timeout=_REGISTRY_BUSY,
+                                     isolation_level=None)
         except sqlite3.Error as e:
             raise Error("Cannot open the job registry %s: %s"
                         % (self.path, e))
         try:
-            self._prepare(db)
+            if read_only:
+                self._check_version(
+                    db.execute('PRAGMA user_version').fetchone()[0])
+            else:
+                self._prepare(db)
         except sqlite3.Error as e:
             db.close()
             raise Error("The job registry %s: %s" % (self.path, e))
@@ -4640,10 +4655,7 @@ class _JobStore(object):
                     raise Error("The job registry %s: %s" % (self.path, e))
                 time.sleep(random.uniform(0.01, 0.05))
         db.execute('PRAGMA synchronous=NORMAL')  # WAL: safe, and fast
-        if version > len(_REGISTRY_SCHEMA):
-            raise Error("The job registry %s was made by a newer tej "
-                        "(schema %d; this one knows %d)" % (
-                            self.path, version, len(_REGISTRY_SCHEMA)))
+        self._check_version(version, writable=True)
         if version < len(_REGISTRY_SCHEMA):
             with self._write(db):
                 # again, now that no other process can be at it
@@ -4656,6 +4668,19 @@ class _JobStore(object):
                 logger.info("The job registry %s was migrated from schema "
                             "%d to %d", self.path, version,
                             len(_REGISTRY_SCHEMA))
+
+    def _check_version(self, version, writable=False):
+        """Refuse a schema that this tej cannot read: a newer one, or an
+        older one that it cannot bring up to date (not ``writable``).
+        """
+        if version > len(_REGISTRY_SCHEMA):
+            raise Error("The job registry %s was made by a newer tej "
+                        "(schema %d; this one knows %d)" % (
+                            self.path, version, len(_REGISTRY_SCHEMA)))
+        if version < len(_REGISTRY_SCHEMA) and not writable:
+            raise Error("The job registry %s was made by an older tej "
+                        "(schema %d), and it cannot be written to bring it "
+                        "up to date" % (self.path, version))
 
     @staticmethod
     @contextlib.contextmanager
@@ -4814,26 +4839,39 @@ class _JobStore(object):
         return [j for j in self._select(
             db, 'WHERE paused=0 AND deleted IS NULL') if not j.ended]
 
+    def _changes(self, db, records, now):
+        """What the server said of jobs ({key: record}), as
+        ``[(job before, job after)]``.
+        """
+        pairs = []
+        for key, record in records.items():
+            before = self._select(db, 'WHERE rowid=?', (key,))
+            if before:  # (not forgotten meanwhile)
+                pairs.append((before[0], before[0]._replace(
+                    state=record['state'], exit_code=record.get('exit'),
+                    checked=now)))
+        return pairs
+
     def _store(self, db, records, now):
         """Write what the server said of jobs ({key: record}); return
-        ``[(job before, job after)]`` for those whose state changed.
+        ``[(job before, job after)]`` for each of them. A registry that
+        cannot be written (read-only) is not: one warning.
         """
-        changed = []
-        with self._write(db):
-            for key, record in records.items():
-                before = self._select(db, 'WHERE rowid=?', (key,))
-                if not before:
-                    continue  # forgotten meanwhile
-                db.execute('UPDATE jobs SET state=?, exit_code=?, checked=? '
-                           'WHERE rowid=?', (record['state'],
-                                             record.get('exit'), now, key))
-                after = before[0]._replace(state=record['state'],
-                                           exit_code=record.get('exit'),
-                                           checked=now)
-                if (before[0].state, before[0].exit_code) != \
-                        (after.state, after.exit_code):
-                    changed.append((before[0], after))
-        return changed
+        import sqlite3
+        try:
+            with self._write(db):
+                pairs = self._changes(db, records, now)
+                for _, job in pairs:
+                    db.execute('UPDATE jobs SET state=?, exit_code=?, '
+                               'checked=? WHERE rowid=?', (
+                                   job.state, job.exit_code, now, job.key))
+        except sqlite3.OperationalError as e:
+            if 'readonly' not in str(e):
+                raise
+            logger.warning("The job registry %s cannot be written: what "
+                           "the servers said is shown, not kept", self.path)
+            pairs = self._changes(db, records, now)
+        return pairs
 
     def _claim(self, db, job):
         """Take the report of a job's end: True for the one monitor that
@@ -4953,12 +4991,15 @@ class JobMonitor(_JobStore):
                     j.key in answers for j in groups[key]):
                 errors[key] = "No answer within %s" % _seconds_text(timeout)
         with self._db() as db:
+            now = {}
             for before, after in self._store(db, answers, time.time()):
-                if callback is not None:
+                now[after.key] = after
+                if callback is not None and (before.state, before.exit_code) \
+                        != (after.state, after.exit_code):
                     callback(before, after)
             unreachable = {j.key: errors[key] for key, jobs in groups.items()
                            if key in errors for j in jobs}
-            return [j._replace(error=unreachable.get(j.key))
+            return [now.get(j.key, j)._replace(error=unreachable.get(j.key))
                     for j in self._select(db, 'WHERE deleted IS NULL')]
 
     def watch(self, interval=None, on_change=None, stop_event=None,
@@ -5032,7 +5073,10 @@ class JobMonitor(_JobStore):
                     continue
                 for tried in (failing, retry_at, delay):
                     tried.pop(key, None)
-                changes = self._store(db, answer, time.time())
+                changes = [(before, after) for before, after in
+                           self._store(db, answer, time.time())
+                           if (before.state, before.exit_code) !=
+                           (after.state, after.exit_code)]
                 for before, after in changes:
                     if on_change is not None:
                         on_change(before, after)

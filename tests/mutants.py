@@ -958,6 +958,32 @@ umask 022
                'test_job_ends_while_status_looks'],
     ),
     dict(
+        name='read-only-registry-opened-to-write',
+        file='tej.py',
+        original='''        read_only = not (os.access(self.path, os.W_OK) and
+                         os.access(directory or '.', os.W_OK))
+''',
+        replacement='''        read_only = False
+''',
+        description="a registry on a read-only file system cannot be read "
+                    "(jobs --cached fails)",
+        tests=['test_monitor.TestRecorded.test_a_read_only_registry'],
+    ),
+    dict(
+        name='read-only-registry-fails-jobs',
+        file='tej.py',
+        original='''            if 'readonly' not in str(e):
+                raise
+            logger.warning("The job registry %s cannot be written: what "
+''',
+        replacement='''            raise
+            logger.warning("The job registry %s cannot be written: what "
+''',
+        description="tej jobs fails on a registry it cannot write, instead "
+                    "of showing what the servers said",
+        tests=['test_monitor.TestRecorded.test_a_read_only_registry'],
+    ),
+    dict(
         name='kill-group-only',
         file='runtimes/default.sh',
         original='''    _js_pids=$(_escaped)

@@ -6,6 +6,7 @@ local: and on a destination that cannot be reached.
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import time
 import unittest
 
 from . import support
-from .support import tej, run_cli, wait_for, wait_state
+from .support import tej, need, run_cli, wait_for, wait_state
 
 TEJ_PY = os.path.join(support.TOP, 'tej.py')
 #: An ssh alias of the test server, reached with the ssh config
@@ -657,6 +658,43 @@ class TestRecorded(unittest.TestCase):
         self.assertEqual(err.count('registry was not updated'), 1, err)
         code, out, err = run_cli('jobs')
         self.assertEqual(code, 1)
+        self.assertNotIn('Traceback', err)
+
+    def test_a_read_only_registry(self):
+        """On a read-only file system (a tmpfs remounted read-only), jobs
+        --cached reads the registry, and jobs shows what the servers say
+        with one warning that it is not kept; a submit prints its id.
+        """
+        need('root', os.getuid() == 0 and shutil.which('mount'),
+             "a read-only mount needs root")
+        tmp = support.temporary(self)
+        job = support.make_tree(os.path.join(tmp, 'job'),
+                                {'start.sh': 'exit 3\n'})
+        where = os.path.join(tmp, 'faults-ro')
+        os.mkdir(where)
+        subprocess.check_call(['mount', '-t', 'tmpfs', '-o', 'size=8m',
+                               'faults-ro', where])
+        self.addCleanup(subprocess.call, ['umount', '-l', where])
+        os.chmod(where, 0o700)
+        support.patch_env(self.addCleanup, TEJ_REGISTRY=os.path.join(
+            where, 'jobs.sqlite3'))
+        queue = ['--queue', os.path.join(tmp, 'q')]
+        code, out, err = run_cli('submit', 'local:', job, '--id', 'a',
+                                 *queue)
+        self.assertEqual((code, out), (0, 'a\n'), err)
+        run_cli('wait', 'local:', '--id', 'a', *queue)
+        subprocess.check_call(['mount', '-o', 'remount,ro', where])
+        code, out, err = run_cli('jobs', '--cached')
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out, r'\nlocal: +a +- ')
+        code, out, err = run_cli('jobs')
+        self.assertEqual(code, 0, err)
+        self.assertRegex(out, r'\nlocal: +a +finished +3 ')
+        self.assertEqual(err.count('cannot be written'), 1, err)
+        code, out, err = run_cli('submit', 'local:', job, '--id', 'b',
+                                 *queue)
+        self.assertEqual((code, out), (0, 'b\n'), err)
+        self.assertEqual(err.count('registry was not updated'), 1, err)
         self.assertNotIn('Traceback', err)
 
     def test_stored_ssh_options_run_no_command(self):
