@@ -984,6 +984,18 @@ umask 022
         tests=['test_monitor.TestRecorded.test_a_read_only_registry'],
     ),
     dict(
+        name='users-own-link-refused',
+        file='tej.py',
+        original='''            if path != top_local and os.path.islink(path):
+''',
+        replacement='''            if os.path.islink(path):
+''',
+        description="a download into a directory that is the user's own "
+                    "link (to a scratch disk) is refused",
+        tests=['test_transfer.TestExtract.'
+               'test_the_users_own_link_as_the_target'],
+    ),
+    dict(
         name='kill-group-only',
         file='runtimes/default.sh',
         original='''    _js_pids=$(_escaped)

@@ -1017,6 +1017,28 @@ class TestExtract(unittest.TestCase):
                           ({'name': 'out/in/x'}, b'x')])
         self.assertFalse(os.path.exists(os.path.join(self.dest, 'ESCAPED')))
 
+    def test_the_users_own_link_as_the_target(self):
+        # the directory the user names may be a link of theirs, to
+        # anywhere: it is used; what lies beneath it obeys the link rules
+        elsewhere = os.path.join(self.top, 'elsewhere')
+        os.makedirs(os.path.join(elsewhere, 'sub'))
+        os.makedirs(self.dest)
+        os.symlink(elsewhere, os.path.join(self.dest, 'out'))
+        for _ in range(2):  # again, over what the first one made
+            with self.assertLogs('tej', 'WARNING'):  # not making "up"
+                self.extract([({'name': 'out/a'}, b'a'),
+                              ({'name': 'out/d/b'}, b'b'),
+                              ({'name': 'out/up', 'type': tarfile.SYMTYPE,
+                                'linkname': '../../ESCAPED'}, None)])
+            self.assertTrue(os.path.islink(os.path.join(self.dest, 'out')))
+            with open(os.path.join(elsewhere, 'd', 'b')) as fp:
+                self.assertEqual(fp.read(), 'b')
+            self.assertFalse(os.path.lexists(os.path.join(elsewhere, 'up')))
+        os.symlink(self.top, os.path.join(elsewhere, 'sub', 'esc'))
+        with self.assertRaises(tej.Error):
+            self.extract([({'name': 'out/sub/esc/evil'}, b'x')])
+        self.assertFalse(os.path.exists(os.path.join(self.top, 'evil')))
+
     def test_write_through_local_link_refused(self):
         os.makedirs(os.path.join(self.dest, 'out'))
         os.symlink(self.top, os.path.join(self.dest, 'out', 'esc'))
