@@ -817,6 +817,52 @@ class TestServerDiskFull(TransferCase):
         self.assertEqual(wait_state(q, 'small2')['exit'], 0)
 
 
+class TestLocalDiskFull(TransferCase):
+    """A download whose local disk fills (ENOSPC) while the writer thread
+    writes a big file: an error that says so (tej.Error; on the command
+    line one line and exit code 1, no traceback), nothing under the
+    file's name; once there is room, the download goes on from its part.
+    """
+
+    size = 8 * MiB  # 4 MiB and more: written by the writer thread
+
+    def test_disk_full_as_a_big_file_is_written(self):
+        job = self.job('job', {'start.sh': 'true\n'})
+        big_file(os.path.join(job, 'data'), self.size)
+        q = self.queue()
+        q.submit('f', job)
+        wait_state(q, 'f')
+        disk = mount_tmpfs(self, os.path.join(self.tmp, 'data-disk'),
+                           2 * MiB)
+        target = os.path.join(disk, 'data')
+        code, out, err = self.cli('download', self.dest, '--id', 'f',
+                                  'data', '--directory', disk)
+        self.assertEqual((code, out), (1, ''), err)
+        self.assertNotIn('Traceback', err)
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertTrue(err.startswith('tej: error: Cannot write %s: '
+                                       % target), err)
+        self.assertIn('No space left on device', err)
+        self.assertFalse(os.path.lexists(target))
+        # again, still full (from the part it left): the same
+        with self.assertRaises(tej.Error) as caught:
+            q.download('f', 'data', directory=disk)
+        self.assertIn('No space left on device', str(caught.exception))
+        self.assertFalse(os.path.lexists(target))
+        # room: it goes on from the part
+        subprocess.check_call(['mount', '-o', 'remount,size=%d'
+                               % (2 * self.size), disk])
+        [part] = parts(disk)
+        kept = os.path.getsize(part)
+        self.assertGreater(kept, 0)
+        counter = Counter()
+        q.download('f', 'data', directory=disk, progress=counter)
+        self.assertTrue(filecmp.cmp(os.path.join(job, 'data'), target,
+                                    shallow=False))
+        self.assertEqual(counter.done, self.size - kept)
+        self.assertEqual(parts(disk), [])
+
+
 def _tar(members):
     """A tar archive in memory: members are (TarInfo kwargs, data)."""
     buf = io.BytesIO()
