@@ -1254,4 +1254,31 @@ umask 022
                     "part of the directory, which runs",
         tests=['test_runtime.TestCutUpload'],
     ),
+    # ---- downloads: what users rely on --------------------------------------
+    dict(
+        name='writer-error-dropped',
+        file='tej.py',
+        original='''                    self._put(*item)
+                except OSError as e:
+                    self.error.append(e)
+''',
+        replacement='''                    self._put(*item)
+                except OSError:
+                    pass
+''',
+        description="the writer thread drops a write that failed (disk "
+                    "full): a big file with holes for data takes its name",
+        tests=['test_transfer.TestLocalDiskFull'],
+    ),
+    dict(
+        name='write-error-unnamed',
+        file='tej.py',
+        original='''            raise Error("Cannot write %s: %s" % (self.local, e.strerror or e))
+''',
+        replacement='''            raise e
+''',
+        description="a download into a full disk raises the bare OSError: "
+                    "not a tej Error, and the message names no file",
+        tests=['test_transfer.TestLocalDiskFull'],
+    ),
 ]
