@@ -1256,6 +1256,32 @@ umask 022
     ),
     # ---- downloads: what users rely on --------------------------------------
     dict(
+        name='resumed-part-mode',
+        file='tej.py',
+        original="                        (mode & 0o777 & ~mask) | 0o600,\n",
+        replacement="                        0o600,\n",
+        description="a file whose download was cut and resumed keeps its "
+                    "part's mode, 0600: an executable output loses its x bits",
+        tests=['test_transfer.TestResumeAfterCut.'
+               'test_resumed_file_has_the_mode_of_a_whole_download'],
+    ),
+    dict(
+        name='changed-part-forgotten',
+        file='tej.py',
+        original='''                held.remove()
+                held.close()
+            again.append(part.name)
+''',
+        replacement='''                held.remove()
+                held.close()
+''',
+        description="a part the server cannot check (no cksum, no md5sum: "
+                    "'part changed') is removed and not fetched again: the "
+                    "file is silently missing",
+        tests=['test_transfer.TestResumeAfterCut.'
+               'test_resumed_without_cksum_or_md5sum'],
+    ),
+    dict(
         name='writer-error-dropped',
         file='tej.py',
         original='''                    self._put(*item)

@@ -654,6 +654,97 @@ class TestResume(TransferCase):
         self.assertEqual(parts(into), [])
 
 
+class TestResumeAfterCut(TransferCase):
+    """A download cut in the middle of a file by its connection being
+    killed (a real cut: the part is what the writer had written, with the
+    part's mode), then run again: the file ends as a whole download makes
+    it, whatever tools the server has to check the part.
+    """
+
+    size = 3 * MiB + 12345  # 1 MiB and more arrive before the cut
+
+    def setUp(self):
+        super(TestResumeAfterCut, self).setUp()
+        mask = os.umask(0o022)
+        self.addCleanup(os.umask, mask)
+        job = self.job('job', {'start.sh': 'chmod 755 exe\n'})
+        big_file(os.path.join(job, 'exe'), self.size)
+        q = self.queue()
+        q.submit('x', job)
+        self.assertEqual(wait_state(q, 'x')['exit'], 0)
+        self.remote_file = os.path.join(self.stage('x'), 'exe')
+        self.assertEqual(os.stat(self.remote_file).st_mode & 0o777, 0o755)
+        self.into = os.path.join(self.tmp, 'into')
+        os.mkdir(self.into)
+        self.target = os.path.join(self.into, 'exe')
+
+    def cut(self):
+        """Download exe through a server whose tar sends 2 MiB of the
+        archive and then hangs; kill the connection once 1 MiB is in the
+        part. Return the part's size.
+        """
+        real = shutil.which('tar')
+        bindir = wrapper_dir(self, {'tar': (
+            '#!/bin/sh\n'
+            'case " $* " in *" -cf "*) "%(tar)s" "$@" | '
+            '{ head -c %(cut)d; sleep 60; }; exit 0 ;; esac\n'
+            'exec "%(tar)s" "$@"\n') % {'tar': real, 'cut': 2 * MiB}})
+        alias = path_alias(self.server, 'hang%d' % id(self), bindir)
+        q = self.server.queue(self.queue_path, alias=alias)
+        self.addCleanup(q.close)
+        self.kill_sessions_when(lambda: any(
+            os.path.getsize(p) >= MiB for p in parts(self.into)))
+        with self.assertRaises(tej.ConnectionLost):
+            q.download('x', 'exe', directory=self.into)
+        self.assertFalse(os.path.lexists(self.target))
+        [part] = parts(self.into)
+        size = os.path.getsize(part)
+        self.assertTrue(MiB <= size < self.size, size)
+        self.assertEqual(os.stat(part).st_mode & 0o777, 0o600)
+        return size
+
+    def check_whole(self, counter, fetched):
+        """exe is there, whole, with the server's time and the mode of a
+        whole download (0755 less the umask 022), no part left; the
+        download fetched ``fetched`` bytes.
+        """
+        self.assertTrue(os.path.isfile(self.target), "exe is missing")
+        self.assertTrue(filecmp.cmp(self.remote_file, self.target,
+                                    shallow=False))
+        self.assertEqual(parts(self.into), [])
+        self.assertEqual(counter.done, fetched)
+        st = os.stat(self.target)
+        self.assertEqual(st.st_mode & 0o7777, 0o755)
+        self.assertEqual(int(st.st_mtime),
+                         int(os.stat(self.remote_file).st_mtime))
+        whole = os.path.join(self.tmp, 'whole')
+        self.queue().download('x', 'exe', directory=whole)
+        self.assertEqual(os.stat(os.path.join(whole, 'exe')).st_mode,
+                         st.st_mode)
+
+    def test_resumed_file_has_the_mode_of_a_whole_download(self):
+        done = self.cut()
+        counter = Counter()
+        self.assertEqual(self.queue().download(
+            'x', 'exe', directory=self.into, progress=counter),
+            [self.target])
+        self.check_whole(counter, self.size - done)  # the rest alone
+
+    def test_resumed_without_cksum_or_md5sum(self):
+        # the server cannot check the part ("part 0 changed"): the file
+        # comes again whole, never left missing
+        self.cut()
+        alias = path_alias(self.server, 'nosum',
+                           support.bin_without('cksum', 'md5sum'),
+                           rest=False)
+        q = self.server.queue(self.queue_path, alias=alias)
+        self.addCleanup(q.close)
+        counter = Counter()
+        self.assertEqual(q.download('x', 'exe', directory=self.into,
+                                    progress=counter), [self.target])
+        self.check_whole(counter, self.size)
+
+
 class TestWhereDownloadsGo(TransferCase):
     def setUp(self):
         super(TestWhereDownloadsGo, self).setUp()
