@@ -1307,4 +1307,16 @@ umask 022
                     "not a tej Error, and the message names no file",
         tests=['test_transfer.TestLocalDiskFull'],
     ),
+    dict(
+        name='zeros-by-their-edges',
+        file='tej.py',
+        original='''                        data[len(data) // 2] == 0 and
+                        data.count(0) == len(data))
+''',
+        replacement='''                        data[len(data) // 2] == 0)
+''',
+        description="a piece whose first, middle and last bytes are zeros "
+                    "is taken for zeros: a hole is made in real data",
+        tests=['test_transfer.TestZerosAtChunkEdges'],
+    ),
 ]

@@ -745,6 +745,46 @@ class TestResumeAfterCut(TransferCase):
         self.check_whole(counter, self.size)
 
 
+class TestZerosAtChunkEdges(TransferCase):
+    """Files whose 1 MiB pieces (as the download reads and writes them)
+    have a zero byte at the start, in the middle and at the end, beside
+    whole pieces of zeros (holes on disk, one at the end too): they come
+    back byte for byte, whether written at once (under 4 MiB) or by the
+    writer thread (4 MiB and more). Only zeros make holes, never data
+    that merely starts, ends or turns at the middle with one.
+    """
+
+    @staticmethod
+    def edged(size):
+        data = bytearray(os.urandom(size))
+        data[0] = data[size // 2] = data[-1] = 0
+        return bytes(data)
+
+    def test_zero_bytes_at_the_edges_of_pieces(self):
+        zeros = bytes(MiB)
+        small = b''.join([self.edged(MiB), zeros, self.edged(MiB),
+                          self.edged(1001)])
+        big = b''.join([zeros, self.edged(MiB), self.edged(MiB), zeros,
+                        self.edged(MiB), self.edged(MiB), zeros,
+                        bytes(4097)])
+        self.assertLess(len(small), 4 * MiB)
+        self.assertGreater(len(big), 4 * MiB)
+        job = self.job('job', {'start.sh': 'true\n', 'out/small': small,
+                               'out/big': big})
+        q = self.queue()
+        q.submit('z', job)
+        wait_state(q, 'z')
+        into = os.path.join(self.tmp, 'into')
+        q.download('z', 'out', directory=into)
+        differ = []
+        for name, data in [('small', small), ('big', big)]:
+            with open(os.path.join(into, 'out', name), 'rb') as fp:
+                if fp.read() != data:
+                    differ.append(name)
+        self.assertEqual(differ, [])
+        self.assertEqual(parts(into), [])
+
+
 class TestWhereDownloadsGo(TransferCase):
     def setUp(self):
         super(TestWhereDownloadsGo, self).setUp()
