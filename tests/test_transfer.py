@@ -2,9 +2,11 @@
 and its safe extraction of hostile archives (no server); then the data
 path through the real sshd: uploads streamed as they are made
 (no temporary copy, first contact too), downloads written under temporary
-names and resumed after an interruption, broken streams that are errors,
-what goes up (--exclude, .tejignore, links that lead out, --compress),
-progress, a server whose disk is full, and where downloads may write.
+names and resumed after an interruption (a connection killed mid-file,
+a server without cksum), zeros that are data, broken streams that are
+errors, what goes up (--exclude, .tejignore, links that lead out,
+--compress), progress, a server's or the local disk full, and where
+downloads may write.
 
 As root, the tests mount small tmpfs file systems (names starting with
 "data-") and remove them after.
