@@ -2720,25 +2720,26 @@ def _receive_part(stdout, held, part, meter, tool):
     else:
         import hashlib
         crc = hashlib.md5()
-    with os.fdopen(held.fd, 'r+b', closefd=False) as out:
+    with os.fdopen(held.fd, 'rb', closefd=False) as held_part:
         left = part.offset
         while left:
-            data = out.read(min(left, 1 << 20))
+            data = held_part.read(min(left, 1 << 20))
             if not data:
                 raise Error("%s shrank" % part.part)
             crc.update(data)
             left -= len(data)
-        out.truncate(part.offset)
-        left = part.size - part.offset
-        while left:
-            data = stdout.read(min(left, 1 << 20))
-            if not data:
-                raise _broken_download("it ended in %s" % part.name)
-            out.write(data)
-            crc.update(data)
-            left -= len(data)
-            if meter is not None:
-                meter.add(len(data))
+    out = _FileWriter(held.fd, part.local, False)
+    out.truncate(part.offset)
+    offset = part.offset
+    while offset < part.size:
+        data = stdout.read(min(part.size - offset, 1 << 20))
+        if not data:
+            raise _broken_download("it ended in %s" % part.name)
+        out.write(offset, data)
+        crc.update(data)
+        offset += len(data)
+        if meter is not None:
+            meter.add(len(data))
     return crc.value() if tool == 'cksum' else crc.hexdigest()
 
 
@@ -2905,7 +2906,7 @@ def _write_member(tar, member, local, mode, meter=None):
     held = _HeldPart.claim(part)  # never written through: a file of ours
     fd = held.fd
     # a big file is written by a thread while the next piece comes
-    out = _FileWriter(fd, member.size >= 1 << 22)
+    out = _FileWriter(fd, local, member.size >= 1 << 22)
     try:
         try:
             for offset, size in blocks:
@@ -2923,7 +2924,7 @@ def _write_member(tar, member, local, mode, meter=None):
                     offset += len(data)
         finally:
             out.close()
-        os.ftruncate(fd, member.size)
+        out.truncate(member.size)
         try:
             held.finish(local, mode, member.mtime)
         except OSError as e:  # a directory there: nothing to resume
@@ -2950,14 +2951,16 @@ def _zeros(data):
 
 
 class _FileWriter(object):
-    """Writes pieces of a file at their offsets: in a thread of its own
-    when ``threaded`` (the disk and the network then work at once, a few
-    MiB apart at most), else at once. `close` waits for the thread and
-    raises what a write raised.
+    """Writes pieces of a file, open as ``fd``, at their offsets: in a
+    thread of its own when ``threaded`` (the disk and the network then work
+    at once, a few MiB apart at most), else at once. `close` waits for the
+    thread. A write that failed (a disk full or failing) makes `write`,
+    `close` and `truncate` raise `Error`, which names ``local``, the file
+    that is being written.
     """
 
-    def __init__(self, fd, threaded):
-        self.fd = fd
+    def __init__(self, fd, local, threaded):
+        self.fd, self.local = fd, local
         self.error = []
         self.thread = None
         if threaded and hasattr(os, 'pwrite'):
@@ -2990,21 +2993,38 @@ class _FileWriter(object):
                 except OSError as e:
                     self.error.append(e)
 
-    def write(self, offset, data):
+    def _check(self):
         if self.error:
-            raise self.error[0]
-        if self.thread is None:
-            self._put(offset, data)
-        else:
+            e = self.error[0]
+            raise Error("Cannot write %s: %s" % (self.local, e.strerror or e))
+
+    def write(self, offset, data):
+        self._check()
+        if self.thread is not None:
             self.queue.put((offset, data))
+            return
+        try:
+            self._put(offset, data)
+        except OSError as e:
+            self.error.append(e)
+            self._check()
+
+    def truncate(self, size):
+        """Make the file ``size`` bytes long (once closed: zeros at its
+        end, never written, are a hole).
+        """
+        try:
+            os.ftruncate(self.fd, size)
+        except OSError as e:
+            self.error.append(e)
+        self._check()
 
     def close(self):
         if self.thread is not None:
             self.queue.put(None)
             self.thread.join()
             self.thread = None
-        if self.error:
-            raise self.error[0]
+        self._check()
 
 
 def _bounded_tarinfo():

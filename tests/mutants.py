@@ -1357,4 +1357,69 @@ umask 022
                     "part of the directory, which runs",
         tests=['test_runtime.TestCutUpload'],
     ),
+    # ---- downloads: what users rely on --------------------------------------
+    dict(
+        name='resumed-part-mode',
+        file='tej.py',
+        original="                        (mode & 0o777 & ~mask) | 0o600,\n",
+        replacement="                        0o600,\n",
+        description="a file whose download was cut and resumed keeps its "
+                    "part's mode, 0600: an executable output loses its x bits",
+        tests=['test_transfer.TestResumeAfterCut.'
+               'test_resumed_file_has_the_mode_of_a_whole_download'],
+    ),
+    dict(
+        name='changed-part-forgotten',
+        file='tej.py',
+        original='''                held.remove()
+                held.close()
+            again.append(part.name)
+''',
+        replacement='''                held.remove()
+                held.close()
+''',
+        description="a part the server cannot check (no cksum, no md5sum: "
+                    "'part changed') is removed and not fetched again: the "
+                    "file is silently missing",
+        tests=['test_transfer.TestResumeAfterCut.'
+               'test_resumed_without_cksum_or_md5sum'],
+    ),
+    dict(
+        name='writer-error-dropped',
+        file='tej.py',
+        original='''                    self._put(*item)
+                except OSError as e:
+                    self.error.append(e)
+''',
+        replacement='''                    self._put(*item)
+                except OSError:
+                    pass
+''',
+        description="the writer thread drops a write that failed (disk "
+                    "full): a big file with holes for data takes its name",
+        tests=['test_transfer.TestLocalDiskFull'],
+    ),
+    dict(
+        name='write-error-unnamed',
+        file='tej.py',
+        original='''            raise Error("Cannot write %s: %s" % (self.local, e.strerror or e))
+''',
+        replacement='''            raise e
+''',
+        description="a download into a full disk raises the bare OSError: "
+                    "not a tej Error, and the message names no file",
+        tests=['test_transfer.TestLocalDiskFull'],
+    ),
+    dict(
+        name='zeros-by-their-edges',
+        file='tej.py',
+        original='''                        data[len(data) // 2] == 0 and
+                        data.count(0) == len(data))
+''',
+        replacement='''                        data[len(data) // 2] == 0)
+''',
+        description="a piece whose first, middle and last bytes are zeros "
+                    "is taken for zeros: a hole is made in real data",
+        tests=['test_transfer.TestZerosAtChunkEdges'],
+    ),
 ]

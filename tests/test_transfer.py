@@ -2,9 +2,11 @@
 and its safe extraction of hostile archives (no server); then the data
 path through the real sshd: uploads streamed as they are made
 (no temporary copy, first contact too), downloads written under temporary
-names and resumed after an interruption, broken streams that are errors,
-what goes up (--exclude, .tejignore, links that lead out, --compress),
-progress, a server whose disk is full, and where downloads may write.
+names and resumed after an interruption (a connection killed mid-file,
+a server without cksum), zeros that are data, broken streams that are
+errors, what goes up (--exclude, .tejignore, links that lead out,
+--compress), progress, a server's or the local disk full, and where
+downloads may write.
 
 As root, the tests mount small tmpfs file systems (names starting with
 "data-") and remove them after.
@@ -654,6 +656,137 @@ class TestResume(TransferCase):
         self.assertEqual(parts(into), [])
 
 
+class TestResumeAfterCut(TransferCase):
+    """A download cut in the middle of a file by its connection being
+    killed (a real cut: the part is what the writer had written, with the
+    part's mode), then run again: the file ends as a whole download makes
+    it, whatever tools the server has to check the part.
+    """
+
+    size = 3 * MiB + 12345  # 1 MiB and more arrive before the cut
+
+    def setUp(self):
+        super(TestResumeAfterCut, self).setUp()
+        mask = os.umask(0o022)
+        self.addCleanup(os.umask, mask)
+        job = self.job('job', {'start.sh': 'chmod 755 exe\n'})
+        big_file(os.path.join(job, 'exe'), self.size)
+        q = self.queue()
+        q.submit('x', job)
+        self.assertEqual(wait_state(q, 'x')['exit'], 0)
+        self.remote_file = os.path.join(self.stage('x'), 'exe')
+        self.assertEqual(os.stat(self.remote_file).st_mode & 0o777, 0o755)
+        self.into = os.path.join(self.tmp, 'into')
+        os.mkdir(self.into)
+        self.target = os.path.join(self.into, 'exe')
+
+    def cut(self):
+        """Download exe through a server whose tar sends 2 MiB of the
+        archive and then hangs; kill the connection once 1 MiB is in the
+        part. Return the part's size.
+        """
+        real = shutil.which('tar')
+        bindir = wrapper_dir(self, {'tar': (
+            '#!/bin/sh\n'
+            'case " $* " in *" -cf "*) "%(tar)s" "$@" | '
+            '{ head -c %(cut)d; sleep 60; }; exit 0 ;; esac\n'
+            'exec "%(tar)s" "$@"\n') % {'tar': real, 'cut': 2 * MiB}})
+        alias = path_alias(self.server, 'hang%d' % id(self), bindir)
+        q = self.server.queue(self.queue_path, alias=alias)
+        self.addCleanup(q.close)
+        self.kill_sessions_when(lambda: any(
+            os.path.getsize(p) >= MiB for p in parts(self.into)))
+        with self.assertRaises(tej.ConnectionLost):
+            q.download('x', 'exe', directory=self.into)
+        self.assertFalse(os.path.lexists(self.target))
+        [part] = parts(self.into)
+        size = os.path.getsize(part)
+        self.assertTrue(MiB <= size < self.size, size)
+        self.assertEqual(os.stat(part).st_mode & 0o777, 0o600)
+        return size
+
+    def check_whole(self, counter, fetched):
+        """exe is there, whole, with the server's time and the mode of a
+        whole download (0755 less the umask 022), no part left; the
+        download fetched ``fetched`` bytes.
+        """
+        self.assertTrue(os.path.isfile(self.target), "exe is missing")
+        self.assertTrue(filecmp.cmp(self.remote_file, self.target,
+                                    shallow=False))
+        self.assertEqual(parts(self.into), [])
+        self.assertEqual(counter.done, fetched)
+        st = os.stat(self.target)
+        self.assertEqual(st.st_mode & 0o7777, 0o755)
+        self.assertEqual(int(st.st_mtime),
+                         int(os.stat(self.remote_file).st_mtime))
+        whole = os.path.join(self.tmp, 'whole')
+        self.queue().download('x', 'exe', directory=whole)
+        self.assertEqual(os.stat(os.path.join(whole, 'exe')).st_mode,
+                         st.st_mode)
+
+    def test_resumed_file_has_the_mode_of_a_whole_download(self):
+        done = self.cut()
+        counter = Counter()
+        self.assertEqual(self.queue().download(
+            'x', 'exe', directory=self.into, progress=counter),
+            [self.target])
+        self.check_whole(counter, self.size - done)  # the rest alone
+
+    def test_resumed_without_cksum_or_md5sum(self):
+        # the server cannot check the part ("part 0 changed"): the file
+        # comes again whole, never left missing
+        self.cut()
+        alias = path_alias(self.server, 'nosum',
+                           support.bin_without('cksum', 'md5sum'),
+                           rest=False)
+        q = self.server.queue(self.queue_path, alias=alias)
+        self.addCleanup(q.close)
+        counter = Counter()
+        self.assertEqual(q.download('x', 'exe', directory=self.into,
+                                    progress=counter), [self.target])
+        self.check_whole(counter, self.size)
+
+
+class TestZerosAtChunkEdges(TransferCase):
+    """Files whose 1 MiB pieces (as the download reads and writes them)
+    have a zero byte at the start, in the middle and at the end, beside
+    whole pieces of zeros (holes on disk, one at the end too): they come
+    back byte for byte, whether written at once (under 4 MiB) or by the
+    writer thread (4 MiB and more). Only zeros make holes, never data
+    that merely starts, ends or turns at the middle with one.
+    """
+
+    @staticmethod
+    def edged(size):
+        data = bytearray(os.urandom(size))
+        data[0] = data[size // 2] = data[-1] = 0
+        return bytes(data)
+
+    def test_zero_bytes_at_the_edges_of_pieces(self):
+        zeros = bytes(MiB)
+        small = b''.join([self.edged(MiB), zeros, self.edged(MiB),
+                          self.edged(1001)])
+        big = b''.join([zeros, self.edged(MiB), self.edged(MiB), zeros,
+                        self.edged(MiB), self.edged(MiB), zeros,
+                        bytes(4097)])
+        self.assertLess(len(small), 4 * MiB)
+        self.assertGreater(len(big), 4 * MiB)
+        job = self.job('job', {'start.sh': 'true\n', 'out/small': small,
+                               'out/big': big})
+        q = self.queue()
+        q.submit('z', job)
+        wait_state(q, 'z')
+        into = os.path.join(self.tmp, 'into')
+        q.download('z', 'out', directory=into)
+        differ = []
+        for name, data in [('small', small), ('big', big)]:
+            with open(os.path.join(into, 'out', name), 'rb') as fp:
+                if fp.read() != data:
+                    differ.append(name)
+        self.assertEqual(differ, [])
+        self.assertEqual(parts(into), [])
+
+
 class TestWhereDownloadsGo(TransferCase):
     def setUp(self):
         super(TestWhereDownloadsGo, self).setUp()
@@ -815,6 +948,52 @@ class TestServerDiskFull(TransferCase):
         os.unlink(filler)
         q.submit('small2', small)
         self.assertEqual(wait_state(q, 'small2')['exit'], 0)
+
+
+class TestLocalDiskFull(TransferCase):
+    """A download whose local disk fills (ENOSPC) while the writer thread
+    writes a big file: an error that says so (tej.Error; on the command
+    line one line and exit code 1, no traceback), nothing under the
+    file's name; once there is room, the download goes on from its part.
+    """
+
+    size = 8 * MiB  # 4 MiB and more: written by the writer thread
+
+    def test_disk_full_as_a_big_file_is_written(self):
+        job = self.job('job', {'start.sh': 'true\n'})
+        big_file(os.path.join(job, 'data'), self.size)
+        q = self.queue()
+        q.submit('f', job)
+        wait_state(q, 'f')
+        disk = mount_tmpfs(self, os.path.join(self.tmp, 'data-disk'),
+                           2 * MiB)
+        target = os.path.join(disk, 'data')
+        code, out, err = self.cli('download', self.dest, '--id', 'f',
+                                  'data', '--directory', disk)
+        self.assertEqual((code, out), (1, ''), err)
+        self.assertNotIn('Traceback', err)
+        self.assertEqual(len(err.splitlines()), 1, err)
+        self.assertTrue(err.startswith('tej: error: Cannot write %s: '
+                                       % target), err)
+        self.assertIn('No space left on device', err)
+        self.assertFalse(os.path.lexists(target))
+        # again, still full (from the part it left): the same
+        with self.assertRaises(tej.Error) as caught:
+            q.download('f', 'data', directory=disk)
+        self.assertIn('No space left on device', str(caught.exception))
+        self.assertFalse(os.path.lexists(target))
+        # room: it goes on from the part
+        subprocess.check_call(['mount', '-o', 'remount,size=%d'
+                               % (2 * self.size), disk])
+        [part] = parts(disk)
+        kept = os.path.getsize(part)
+        self.assertGreater(kept, 0)
+        counter = Counter()
+        q.download('f', 'data', directory=disk, progress=counter)
+        self.assertTrue(filecmp.cmp(os.path.join(job, 'data'), target,
+                                    shallow=False))
+        self.assertEqual(counter.done, self.size - kept)
+        self.assertEqual(parts(disk), [])
 
 
 def _tar(members):
