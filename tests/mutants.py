@@ -1126,6 +1126,19 @@ umask 022
                'test_concurrent_writers_lose_no_rows'],
     ),
     dict(
+        name='registry-removed-queue-unreachable',
+        file='tej.py',
+        original="""        except QueueDoesntExist:
+            records = [{'id': i, 'state': _NOTFOUND} for i in ids]""",
+        replacement="""        except QueueDoesntExist:
+            raise""",
+        description="the jobs of a queue removed under them are "
+                    "unreachable, not found: monitor --until-done tries "
+                    "them again for ever",
+        tests=['test_monitor.TestMonitor.'
+               'test_a_queue_removed_under_its_jobs'],
+    ),
+    dict(
         name='waitany-waits-for-all',
         file='runtimes/common.sh',
         original="""        waitany) [ "$#" -ge 2 ] || _die "$RC_INVALID" "usage: waitany SECONDS ID ..."

@@ -6,6 +6,7 @@ local: and on a destination that cannot be reached.
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -121,6 +122,28 @@ class MonitorCase(support.ServerCase):
 
 
 WAIT_FOR_GO = 'while [ ! -f go ]; do sleep 0.2; done'
+#: A job that runs until its directory is gone (its queue removed): no
+#: process is left behind.
+WHILE_THERE = 'while [ -d "$PWD" ]; do sleep 0.2; done'
+
+
+def waiting(queue_path):
+    """Is a monitor's call waiting on the queue ``queue_path`` (a waitany
+    running there, on the test sshd or here)?
+    """
+    return support.processes(
+        lambda p: 'waitany' in p.args and queue_path in p.args)
+
+
+def remove_queue(path):
+    """Remove the queue at ``path`` under its jobs, as ``rm -rf`` would:
+    moved away at once, then removed.
+    """
+    gone = path + '.gone'
+    os.rename(path, gone)
+    wait_for(lambda: not support.processes(lambda p: gone in p.cwd),
+             what="the jobs of %s to end" % path)
+    shutil.rmtree(gone)
 
 
 class TestJobs(MonitorCase):
@@ -286,13 +309,13 @@ class TestMonitor(MonitorCase):
         self.ends = os.path.join(self.tmp, 'ends')
         return self.ON_END.format(log=self.ends)
 
-    def start_monitor(self, interval, command):
-        """``tej monitor --interval INTERVAL --on-end COMMAND`` in the
-        background, killed after the test if it still runs.
+    def start_monitor(self, interval, command, *extra):
+        """``tej monitor --interval INTERVAL --on-end COMMAND [EXTRA...]``
+        in the background, killed after the test if it still runs.
         """
         monitor = subprocess.Popen(
             [sys.executable, TEJ_PY, 'monitor', '--interval', interval,
-             '--on-end', command], stdout=subprocess.PIPE,
+             '--on-end', command] + list(extra), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE)
         self.addCleanup(lambda: monitor.poll() is None and monitor.kill())
         return monitor
@@ -375,6 +398,55 @@ class TestMonitor(MonitorCase):
                          ['r', 'u'])
         self.assertEqual(err.decode().count('%s is unreachable' % FLAKY), 1,
                          err)
+
+    def test_a_queue_removed_under_its_jobs(self):
+        # Someone removes a queue (rm -rf on the server, a cleanup from
+        # another machine) under jobs that the registry knows running: tej
+        # jobs shows them not found, the other queues' jobs as they are,
+        # and a monitor waiting on the queue when it goes reports their
+        # ends and returns, not waiting for ever on jobs that cannot end.
+        # Through the test sshd and through local:.
+        d = self.server.alias
+        q3_path = os.path.join(self.remote, 'q3')
+        local3 = os.path.join(self.tmp, 'localq3')
+        self.submit(d, None, 'a', WHILE_THERE)
+        self.submit(d, self.q2_path, 'c', WAIT_FOR_GO)
+        self.submit('local:', None, 'l', WHILE_THERE)
+        code, out, err = self.tej('jobs')
+        self.assertEqual({k: v[0] for k, v in self.table(out).items()},
+                         {'a': 'running', 'c': 'running', 'l': 'running'})
+        remove_queue(self.queue_path)
+        remove_queue(self.local_path)
+        code, out, err = self.tej('jobs')
+        self.assertEqual(code, 0, err)
+        self.assertEqual({k: v[:2] for k, v in self.table(out).items()}, {
+            'a': ('notfound', '-'), 'c': ('running', '-'),
+            'l': ('notfound', '-')})
+        self.assertNotIn('unreachable', err)
+        self.touch_remote('c', 'go', self.q2_path)
+        wait_state(self.queue('q2'), 'c')
+        # a monitor waits on two more queues, which are removed under it
+        self.submit(d, q3_path, 'w', WHILE_THERE)
+        self.submit('local:', local3, 'v', WHILE_THERE)
+        command = self.on_end()
+        monitor = self.start_monitor('60', command, '--until-done')
+        wait_for(lambda: waiting(q3_path) and waiting(local3), timeout=30,
+                 what='the monitor waiting on both queues')
+        remove_queue(q3_path)
+        remove_queue(local3)
+        try:
+            out, err = monitor.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.fail("the monitor waits on removed queues")
+        self.assertEqual(monitor.returncode, 121, err)  # not found
+        self.assertEqual(sorted(out.decode().splitlines()), sorted([
+            '%s a notfound' % d, '%s c finished 0' % d,
+            'local: l notfound', '%s w notfound' % d, 'local: v notfound']))
+        self.assertEqual(sorted(e.split('|')[2:4] for e in self.ended()),
+                         [['a', 'notfound'], ['c', 'finished'],
+                          ['l', 'notfound'], ['v', 'notfound'],
+                          ['w', 'notfound']])
+        self.assertNotIn(b'Traceback', err)
 
     def test_notify(self):
         # notify-send where there is one (here, one that writes down what
