@@ -4423,7 +4423,8 @@ class KnownJob(collections.namedtuple('KnownJob', _KNOWN_FIELDS)):
     ``paused`` and ``deleted`` (a time, or None) say whether it is
     watched; ``reported`` is when the monitor reported its end.
     ``ssh_options`` and ``multiplex`` are what reaches it again; ``key``
-    identifies the row.
+    identifies the row (once the row is forgotten, or replaced by a job
+    submitted again under its id, a later job's row may have it).
     """
 
     __slots__ = ()
@@ -4815,15 +4816,17 @@ class _JobStore(object):
             db, 'WHERE paused=0 AND deleted IS NULL') if not j.ended]
 
     def _store(self, db, records, now):
-        """Write what the server said of jobs ({key: record}); return
-        ``[(job before, job after)]`` for those whose state changed.
+        """Write what the server said of jobs ({(key, submitted): record},
+        see _ask); return ``[(job before, job after)]`` for those whose
+        state changed.
         """
         changed = []
         with self._write(db):
-            for key, record in records.items():
-                before = self._select(db, 'WHERE rowid=?', (key,))
+            for (key, submitted), record in records.items():
+                before = self._select(db, 'WHERE rowid=? AND submitted=?',
+                                      (key, submitted))
                 if not before:
-                    continue  # forgotten meanwhile
+                    continue  # forgotten, or submitted again, meanwhile
                 db.execute('UPDATE jobs SET state=?, exit_code=?, checked=? '
                            'WHERE rowid=?', (record['state'],
                                              record.get('exit'), now, key))
@@ -4841,8 +4844,9 @@ class _JobStore(object):
         """
         with self._write(db):
             return db.execute(
-                'UPDATE jobs SET reported=? WHERE rowid=? AND reported IS '
-                'NULL', (time.time(), job.key)).rowcount == 1
+                'UPDATE jobs SET reported=? WHERE rowid=? AND submitted=? '
+                'AND reported IS NULL', (time.time(), job.key,
+                                         job.submitted)).rowcount == 1
 
 
 class JobMonitor(_JobStore):
@@ -4878,8 +4882,11 @@ class JobMonitor(_JobStore):
 
     @staticmethod
     def _ask(jobs, verb, seconds, timeout):
-        """One call to the queue of ``jobs``: their records, {key: record},
-        or raise `Error`.
+        """One call to the queue of ``jobs``: their records, {(key,
+        submitted): record}, or raise `Error`. A row is named by its time
+        too: once a job is forgotten, or deleted and submitted again, its
+        key may be another job's by the time the answer is stored (SQLite
+        gives a new row the largest rowid plus one).
         """
         queue = jobs[0].remote_queue()
         queue.timeout = timeout
@@ -4892,11 +4899,13 @@ class JobMonitor(_JobStore):
         except QueueDoesntExist:
             records = [{'id': i, 'state': _NOTFOUND} for i in ids]
         by_id = {r['id']: r for r in records}
-        return {j.key: by_id.get(j.id, {'state': _NOTFOUND}) for j in jobs}
+        return {(j.key, j.submitted): by_id.get(j.id, {'state': _NOTFOUND})
+                for j in jobs}
 
     def _ask_all(self, groups, verb, seconds, timeout, results):
         """Ask every group in a thread of its own; each puts ``(group key,
-        {key: record} or Error)`` into ``results`` (a queue.Queue).
+        {(key, submitted): record} or Error)`` into ``results`` (a
+        queue.Queue).
         Return the threads.
         """
         import threading
@@ -4950,7 +4959,7 @@ class JobMonitor(_JobStore):
                 answers.update(answer)
         for key in groups:
             if key not in errors and not all(
-                    j.key in answers for j in groups[key]):
+                    (j.key, j.submitted) in answers for j in groups[key]):
                 errors[key] = "No answer within %s" % _seconds_text(timeout)
         with self._db() as db:
             for before, after in self._store(db, answers, time.time()):

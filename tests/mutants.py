@@ -1070,10 +1070,10 @@ umask 022
     dict(
         name='registry-end-reported-twice',
         file='tej.py',
-        original="""                'UPDATE jobs SET reported=? WHERE rowid=? AND reported IS '
-                'NULL', (time.time(), job.key)).rowcount == 1""",
-        replacement="""                'UPDATE jobs SET reported=? WHERE rowid=?',
-                (time.time(), job.key)).rowcount == 1""",
+        original="""                'UPDATE jobs SET reported=? WHERE rowid=? AND submitted=? '
+                'AND reported IS NULL', (time.time(), job.key,""",
+        replacement="""                'UPDATE jobs SET reported=? WHERE rowid=? AND submitted=?',
+                (time.time(), job.key,""",
         description="two monitors that see the same end both report it",
         tests=['test_monitor.TestClaim'],
     ),
@@ -1137,6 +1137,29 @@ umask 022
                     "them again for ever",
         tests=['test_monitor.TestMonitor.'
                'test_a_queue_removed_under_its_jobs'],
+    ),
+    dict(
+        name='registry-answer-to-reused-row',
+        file='tej.py',
+        original="""                before = self._select(db, 'WHERE rowid=? AND submitted=?',
+                                      (key, submitted))""",
+        replacement="""                before = self._select(db, 'WHERE rowid=?', (key,))""",
+        description="an answer about a job forgotten (or deleted and "
+                    "submitted again) while the monitor waited is stored "
+                    "in the row of the next job submitted, whose end it "
+                    "reports",
+        tests=['test_monitor.TestMonitor.test_forget_while_a_monitor_waits'],
+    ),
+    dict(
+        name='registry-forgotten-row-crashes',
+        file='tej.py',
+        original="""                if not before:
+                    continue  # forgotten, or submitted again, meanwhile
+""",
+        replacement="",
+        description="the monitor (or tej jobs) crashes on the answer about "
+                    "a job forgotten while it waited",
+        tests=['test_monitor.TestMonitor.test_forget_while_a_monitor_waits'],
     ),
     dict(
         name='waitany-waits-for-all',

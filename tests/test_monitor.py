@@ -317,7 +317,11 @@ class TestMonitor(MonitorCase):
             [sys.executable, TEJ_PY, 'monitor', '--interval', interval,
              '--on-end', command] + list(extra), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE)
-        self.addCleanup(lambda: monitor.poll() is None and monitor.kill())
+        def stop():
+            if monitor.poll() is None:
+                monitor.kill()
+            monitor.communicate()
+        self.addCleanup(stop)
         return monitor
 
     def ended(self):
@@ -447,6 +451,57 @@ class TestMonitor(MonitorCase):
                           ['l', 'notfound'], ['v', 'notfound'],
                           ['w', 'notfound']])
         self.assertNotIn(b'Traceback', err)
+
+    def touch_local(self, job_id, name, queue=None):
+        open(self.remote_file(job_id, name, queue or self.local_path),
+             'w').close()
+
+    def test_forget_while_a_monitor_waits(self):
+        # A job forgotten while a monitor waits on its queue: the monitor
+        # goes on with the others, and when the forgotten job ends, says
+        # nothing of it; tej jobs, meanwhile and after, shows the others.
+        # A job submitted after the forget (its row may take the forgotten
+        # one's place) is not taken for the forgotten job: its end is its
+        # own.
+        d = self.server.alias
+        self.submit(d, None, 'keep', WAIT_FOR_GO)
+        self.submit(d, None, 'gone', WAIT_FOR_GO)
+        command = self.on_end()
+        monitor = self.start_monitor('60', command, '--until-done')
+        wait_for(lambda: waiting(self.queue_path), timeout=30,
+                 what='the monitor waiting')
+        asked = {p.pid for p in waiting(self.queue_path)}
+        code, out, err = self.tej('forget', d, '--id', 'gone')
+        self.assertEqual(code, 0, err)
+        code, out, err = self.tej('jobs')
+        self.assertEqual((code, {k: v[0] for k, v in
+                                 self.table(out).items()}),
+                         (0, {'keep': 'running'}), err)
+        self.submit('local:', None, 'new', WAIT_FOR_GO)
+        self.touch_remote('gone', 'go')
+        # the monitor has its answer, and waits again (on new's queue too)
+        wait_for(lambda: monitor.poll() is not None or (
+            waiting(self.local_path) and
+            {p.pid for p in waiting(self.queue_path)} - asked),
+            timeout=30, what='the monitor waiting again')
+        if monitor.poll() is not None:
+            self.fail("the monitor stopped: %s"
+                      % monitor.communicate()[1].decode())
+        self.assertEqual(self.ended(), [])
+        code, out, err = self.tej('jobs')
+        self.assertEqual((code, {k: v[0] for k, v in
+                                 self.table(out).items()}),
+                         (0, {'keep': 'running', 'new': 'running'}), err)
+        self.touch_remote('keep', 'go')
+        self.touch_local('new', 'go')
+        out, err = monitor.communicate(timeout=60)
+        self.assertEqual((monitor.returncode, sorted(
+            out.decode().splitlines())), (0, sorted([
+                '%s keep finished 0' % d, 'local: new finished 0'])), err)
+        self.assertNotIn(b'Traceback', err)
+        self.assertEqual(sorted(e.split('|')[2] for e in self.ended()),
+                         ['keep', 'new'])
+        self.assertEqual(self.queue('q').status('gone')[0], 'finished')
 
     def test_notify(self):
         # notify-send where there is one (here, one that writes down what
