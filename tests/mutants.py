@@ -1148,7 +1148,9 @@ umask 022
                     "submitted again) while the monitor waited is stored "
                     "in the row of the next job submitted, whose end it "
                     "reports",
-        tests=['test_monitor.TestMonitor.test_forget_while_a_monitor_waits'],
+        tests=['test_monitor.TestMonitor.test_forget_while_a_monitor_waits',
+               'test_monitor.TestMonitor.'
+               'test_an_id_deleted_and_submitted_again'],
     ),
     dict(
         name='registry-forgotten-row-crashes',
@@ -1160,6 +1162,20 @@ umask 022
         description="the monitor (or tej jobs) crashes on the answer about "
                     "a job forgotten while it waited",
         tests=['test_monitor.TestMonitor.test_forget_while_a_monitor_waits'],
+    ),
+    dict(
+        name='registry-resubmit-keeps-old-end',
+        file='tej.py',
+        original="""                if new:
+                    db.execute('DELETE FROM jobs WHERE destination=? AND '
+                               'queue=? AND job_id=?', where)
+""",
+        replacement="",
+        description="a job submitted again under the id of a deleted one "
+                    "keeps the old row's end: the monitor reports it at "
+                    "once, or (reported before) never the new job's",
+        tests=['test_monitor.TestMonitor.'
+               'test_an_id_deleted_and_submitted_again'],
     ),
     dict(
         name='waitany-waits-for-all',

@@ -480,7 +480,7 @@ class TestMonitor(MonitorCase):
         self.submit('local:', None, 'new', WAIT_FOR_GO)
         self.touch_remote('gone', 'go')
         # the monitor has its answer, and waits again (on new's queue too)
-        wait_for(lambda: monitor.poll() is not None or (
+        wait_for(lambda: monitor.poll() is not None or self.ended() or (
             waiting(self.local_path) and
             {p.pid for p in waiting(self.queue_path)} - asked),
             timeout=30, what='the monitor waiting again')
@@ -502,6 +502,63 @@ class TestMonitor(MonitorCase):
         self.assertEqual(sorted(e.split('|')[2] for e in self.ended()),
                          ['keep', 'new'])
         self.assertEqual(self.queue('q').status('gone')[0], 'finished')
+
+    def test_an_id_deleted_and_submitted_again(self):
+        # A job deleted and submitted again under its id is a new job: the
+        # monitor reports the new one's end, not the old row's (reported
+        # before, or only seen by tej jobs); nor an answer about the old
+        # one that came while the monitor was busy (an --on-end command
+        # still running) when the new one took its place.
+        d = self.server.alias
+        self.submit(d, None, 'r', 'exit 3')
+        code, out, err = self.tej('monitor', '--until-done')
+        self.assertEqual((code, out), (3, '%s r finished 3\n' % d), err)
+        self.submit(d, None, 'u', 'exit 4')
+        wait_state(self.queue('q'), 'u')
+        code, out, err = self.tej('jobs')
+        self.assertEqual(self.table(out)['u'][:2], ('finished', '4'))
+        for job_id in ('r', 'u'):
+            code, out, err = self.cli('delete', d, '--id', job_id)
+            self.assertEqual(code, 0, err)
+            self.submit(d, None, job_id, WAIT_FOR_GO)
+        # while the monitor runs the --on-end of "first", "j" is killed and
+        # deleted (the server answers at once, the monitor reads it later)
+        # and submitted again
+        self.submit(d, self.q2_path, 'first', WAIT_FOR_GO)
+        self.submit(d, None, 'j', WAIT_FOR_GO)
+        blocked = os.path.join(self.tmp, 'blocked')
+        release = os.path.join(self.tmp, 'release')
+        command = ('if [ "$TEJ_JOB_ID" = first ]; then : > %s; '
+                   'while [ ! -f %s ]; do sleep 0.1; done; fi; %s' % (
+                       blocked, release, self.on_end()))
+        monitor = self.start_monitor('60', command, '--until-done')
+        wait_for(lambda: waiting(self.queue_path) and waiting(self.q2_path),
+                 timeout=30, what='the monitor waiting on both queues')
+        self.assertEqual(self.ended(), [])
+        self.touch_remote('first', 'go', self.q2_path)
+        wait_for(lambda: os.path.exists(blocked), timeout=30,
+                 what="first's --on-end")
+        code, out, err = self.cli('delete', d, '--id', 'j', '--kill')
+        self.assertEqual(code, 0, err)
+        wait_for(lambda: not waiting(self.queue_path), timeout=30,
+                 what='the answer about the old j')
+        self.submit(d, None, 'j', WAIT_FOR_GO)
+        open(release, 'w').close()
+        wait_for(lambda: monitor.poll() is not None or
+                 waiting(self.queue_path), timeout=30,
+                 what='the monitor waiting on the new jobs')
+        self.assertEqual([e.split('|')[2:5] for e in self.ended()],
+                         [['first', 'finished', '0']])
+        for job_id in ('r', 'u', 'j'):
+            self.touch_remote(job_id, 'go')
+        out, err = monitor.communicate(timeout=60)
+        self.assertEqual((monitor.returncode, sorted(
+            line for line in out.decode().splitlines()
+            if not line.endswith(' running'))), (0, sorted(
+                '%s %s finished 0' % (d, job_id)
+                for job_id in ('first', 'r', 'u', 'j'))), err)
+        self.assertEqual(sorted(e.split('|')[2] for e in self.ended()),
+                         ['first', 'j', 'r', 'u'])
 
     def test_notify(self):
         # notify-send where there is one (here, one that writes down what
