@@ -4443,7 +4443,8 @@ class KnownJob(collections.namedtuple('KnownJob', _KNOWN_FIELDS)):
     ``paused`` and ``deleted`` (a time, or None) say whether it is
     watched; ``reported`` is when the monitor reported its end.
     ``ssh_options`` and ``multiplex`` are what reaches it again; ``key``
-    identifies the row.
+    identifies the row (once the row is forgotten, or replaced by a job
+    submitted again under its id, a later job's row may have it).
     """
 
     __slots__ = ()
@@ -4860,13 +4861,14 @@ class _JobStore(object):
             db, 'WHERE paused=0 AND deleted IS NULL') if not j.ended]
 
     def _changes(self, db, records, now):
-        """What the server said of jobs ({key: record}), as
-        ``[(job before, job after)]``.
+        """What the server said of jobs ({(key, submitted): record}, see
+        _ask), as ``[(job before, job after)]``.
         """
         pairs = []
-        for key, record in records.items():
-            before = self._select(db, 'WHERE rowid=?', (key,))
-            if before:  # (not forgotten meanwhile)
+        for (key, submitted), record in records.items():
+            before = self._select(db, 'WHERE rowid=? AND submitted=?',
+                                  (key, submitted))
+            if before:  # (not forgotten, or submitted again, meanwhile)
                 pairs.append((before[0], before[0]._replace(
                     state=record['state'], exit_code=record.get('exit'),
                     checked=now)))
@@ -4899,8 +4901,9 @@ class _JobStore(object):
         """
         with self._write(db):
             return db.execute(
-                'UPDATE jobs SET reported=? WHERE rowid=? AND reported IS '
-                'NULL', (time.time(), job.key)).rowcount == 1
+                'UPDATE jobs SET reported=? WHERE rowid=? AND submitted=? '
+                'AND reported IS NULL', (time.time(), job.key,
+                                         job.submitted)).rowcount == 1
 
 
 class JobMonitor(_JobStore):
@@ -4936,8 +4939,11 @@ class JobMonitor(_JobStore):
 
     @staticmethod
     def _ask(jobs, verb, seconds, timeout):
-        """One call to the queue of ``jobs``: their records, {key: record},
-        or raise `Error`.
+        """One call to the queue of ``jobs``: their records, {(key,
+        submitted): record}, or raise `Error`. A row is named by its time
+        too: once a job is forgotten, or deleted and submitted again, its
+        key may be another job's by the time the answer is stored (SQLite
+        gives a new row the largest rowid plus one).
         """
         queue = jobs[0].remote_queue()
         queue.timeout = timeout
@@ -4950,11 +4956,13 @@ class JobMonitor(_JobStore):
         except QueueDoesntExist:
             records = [{'id': i, 'state': _NOTFOUND} for i in ids]
         by_id = {r['id']: r for r in records}
-        return {j.key: by_id.get(j.id, {'state': _NOTFOUND}) for j in jobs}
+        return {(j.key, j.submitted): by_id.get(j.id, {'state': _NOTFOUND})
+                for j in jobs}
 
     def _ask_all(self, groups, verb, seconds, timeout, results):
         """Ask every group in a thread of its own; each puts ``(group key,
-        {key: record} or Error)`` into ``results`` (a queue.Queue).
+        {(key, submitted): record} or Error)`` into ``results`` (a
+        queue.Queue).
         Return the threads.
         """
         import threading
@@ -5008,19 +5016,20 @@ class JobMonitor(_JobStore):
                 answers.update(answer)
         for key in groups:
             if key not in errors and not all(
-                    j.key in answers for j in groups[key]):
+                    (j.key, j.submitted) in answers for j in groups[key]):
                 errors[key] = "No answer within %s" % _seconds_text(timeout)
         with self._db() as db:
             now = {}
             for before, after in self._store(db, answers, time.time()):
-                now[after.key] = after
+                now[after.key, after.submitted] = after
                 if callback is not None and (before.state, before.exit_code) \
                         != (after.state, after.exit_code):
                     callback(before, after)
             unreachable = {j.key: errors[key] for key, jobs in groups.items()
                            if key in errors for j in jobs}
-            return [now.get(j.key, j)._replace(error=unreachable.get(j.key))
-                    for j in self._select(db, 'WHERE deleted IS NULL')]
+            return [now.get((j.key, j.submitted), j)._replace(
+                error=unreachable.get(j.key))
+                for j in self._select(db, 'WHERE deleted IS NULL')]
 
     def watch(self, interval=None, on_change=None, stop_event=None,
               on_end=None, until_done=False):

@@ -1173,10 +1173,10 @@ umask 022
     dict(
         name='registry-end-reported-twice',
         file='tej.py',
-        original="""                'UPDATE jobs SET reported=? WHERE rowid=? AND reported IS '
-                'NULL', (time.time(), job.key)).rowcount == 1""",
-        replacement="""                'UPDATE jobs SET reported=? WHERE rowid=?',
-                (time.time(), job.key)).rowcount == 1""",
+        original="""                'UPDATE jobs SET reported=? WHERE rowid=? AND submitted=? '
+                'AND reported IS NULL', (time.time(), job.key,""",
+        replacement="""                'UPDATE jobs SET reported=? WHERE rowid=? AND submitted=?',
+                (time.time(), job.key,""",
         description="two monitors that see the same end both report it",
         tests=['test_monitor.TestClaim'],
     ),
@@ -1227,6 +1227,58 @@ umask 022
         description="concurrent submits fail to record: no busy timeout",
         tests=['test_monitor.TestRegistry.'
                'test_concurrent_writers_lose_no_rows'],
+    ),
+    dict(
+        name='registry-removed-queue-unreachable',
+        file='tej.py',
+        original="""        except QueueDoesntExist:
+            records = [{'id': i, 'state': _NOTFOUND} for i in ids]""",
+        replacement="""        except QueueDoesntExist:
+            raise""",
+        description="the jobs of a queue removed under them are "
+                    "unreachable, not found: monitor --until-done tries "
+                    "them again for ever",
+        tests=['test_monitor.TestMonitor.'
+               'test_a_queue_removed_under_its_jobs'],
+    ),
+    dict(
+        name='registry-answer-to-reused-row',
+        file='tej.py',
+        original="""            before = self._select(db, 'WHERE rowid=? AND submitted=?',
+                                  (key, submitted))""",
+        replacement="""            before = self._select(db, 'WHERE rowid=?', (key,))""",
+        description="an answer about a job forgotten (or deleted and "
+                    "submitted again) while the monitor waited is stored "
+                    "in the row of the next job submitted, whose end it "
+                    "reports",
+        tests=['test_monitor.TestMonitor.test_forget_while_a_monitor_waits',
+               'test_monitor.TestMonitor.'
+               'test_an_id_deleted_and_submitted_again'],
+    ),
+    dict(
+        name='registry-forgotten-row-crashes',
+        file='tej.py',
+        original="""            if before:  # (not forgotten, or submitted again, meanwhile)
+                pairs.append((before[0], before[0]._replace(""",
+        replacement="""            if True:
+                pairs.append((before[0], before[0]._replace(""",
+        description="the monitor (or tej jobs) crashes on the answer about "
+                    "a job forgotten while it waited",
+        tests=['test_monitor.TestMonitor.test_forget_while_a_monitor_waits'],
+    ),
+    dict(
+        name='registry-resubmit-keeps-old-end',
+        file='tej.py',
+        original="""                if new:
+                    db.execute('DELETE FROM jobs WHERE destination=? AND '
+                               'queue=? AND job_id=?', where)
+""",
+        replacement="",
+        description="a job submitted again under the id of a deleted one "
+                    "keeps the old row's end: the monitor reports it at "
+                    "once, or (reported before) never the new job's",
+        tests=['test_monitor.TestMonitor.'
+               'test_an_id_deleted_and_submitted_again'],
     ),
     dict(
         name='waitany-waits-for-all',

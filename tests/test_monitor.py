@@ -122,6 +122,28 @@ class MonitorCase(support.ServerCase):
 
 
 WAIT_FOR_GO = 'while [ ! -f go ]; do sleep 0.2; done'
+#: A job that runs until its directory is gone (its queue removed): no
+#: process is left behind.
+WHILE_THERE = 'while [ -d "$PWD" ]; do sleep 0.2; done'
+
+
+def waiting(queue_path):
+    """Is a monitor's call waiting on the queue ``queue_path`` (a waitany
+    running there, on the test sshd or here)?
+    """
+    return support.processes(
+        lambda p: 'waitany' in p.args and queue_path in p.args)
+
+
+def remove_queue(path):
+    """Remove the queue at ``path`` under its jobs, as ``rm -rf`` would:
+    moved away at once, then removed.
+    """
+    gone = path + '.gone'
+    os.rename(path, gone)
+    wait_for(lambda: not support.processes(lambda p: gone in p.cwd),
+             what="the jobs of %s to end" % path)
+    shutil.rmtree(gone)
 
 
 class TestJobs(MonitorCase):
@@ -287,15 +309,19 @@ class TestMonitor(MonitorCase):
         self.ends = os.path.join(self.tmp, 'ends')
         return self.ON_END.format(log=self.ends)
 
-    def start_monitor(self, interval, command):
-        """``tej monitor --interval INTERVAL --on-end COMMAND`` in the
-        background, killed after the test if it still runs.
+    def start_monitor(self, interval, command, *extra):
+        """``tej monitor --interval INTERVAL --on-end COMMAND [EXTRA...]``
+        in the background, killed after the test if it still runs.
         """
         monitor = subprocess.Popen(
             [sys.executable, TEJ_PY, 'monitor', '--interval', interval,
-             '--on-end', command], stdout=subprocess.PIPE,
+             '--on-end', command] + list(extra), stdout=subprocess.PIPE,
             stderr=subprocess.PIPE)
-        self.addCleanup(lambda: monitor.poll() is None and monitor.kill())
+        def stop():
+            if monitor.poll() is None:
+                monitor.kill()
+            monitor.communicate()
+        self.addCleanup(stop)
         return monitor
 
     def ended(self):
@@ -376,6 +402,163 @@ class TestMonitor(MonitorCase):
                          ['r', 'u'])
         self.assertEqual(err.decode().count('%s is unreachable' % FLAKY), 1,
                          err)
+
+    def test_a_queue_removed_under_its_jobs(self):
+        # Someone removes a queue (rm -rf on the server, a cleanup from
+        # another machine) under jobs that the registry knows running: tej
+        # jobs shows them not found, the other queues' jobs as they are,
+        # and a monitor waiting on the queue when it goes reports their
+        # ends and returns, not waiting for ever on jobs that cannot end.
+        # Through the test sshd and through local:.
+        d = self.server.alias
+        q3_path = os.path.join(self.remote, 'q3')
+        local3 = os.path.join(self.tmp, 'localq3')
+        self.submit(d, None, 'a', WHILE_THERE)
+        self.submit(d, self.q2_path, 'c', WAIT_FOR_GO)
+        self.submit('local:', None, 'l', WHILE_THERE)
+        code, out, err = self.tej('jobs')
+        self.assertEqual({k: v[0] for k, v in self.table(out).items()},
+                         {'a': 'running', 'c': 'running', 'l': 'running'})
+        remove_queue(self.queue_path)
+        remove_queue(self.local_path)
+        code, out, err = self.tej('jobs')
+        self.assertEqual(code, 0, err)
+        self.assertEqual({k: v[:2] for k, v in self.table(out).items()}, {
+            'a': ('notfound', '-'), 'c': ('running', '-'),
+            'l': ('notfound', '-')})
+        self.assertNotIn('unreachable', err)
+        self.touch_remote('c', 'go', self.q2_path)
+        wait_state(self.queue('q2'), 'c')
+        # a monitor waits on two more queues, which are removed under it
+        self.submit(d, q3_path, 'w', WHILE_THERE)
+        self.submit('local:', local3, 'v', WHILE_THERE)
+        command = self.on_end()
+        monitor = self.start_monitor('60', command, '--until-done')
+        wait_for(lambda: waiting(q3_path) and waiting(local3), timeout=30,
+                 what='the monitor waiting on both queues')
+        remove_queue(q3_path)
+        remove_queue(local3)
+        try:
+            out, err = monitor.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.fail("the monitor waits on removed queues")
+        self.assertEqual(monitor.returncode, 121, err)  # not found
+        self.assertEqual(sorted(out.decode().splitlines()), sorted([
+            '%s a notfound' % d, '%s c finished 0' % d,
+            'local: l notfound', '%s w notfound' % d, 'local: v notfound']))
+        self.assertEqual(sorted(e.split('|')[2:4] for e in self.ended()),
+                         [['a', 'notfound'], ['c', 'finished'],
+                          ['l', 'notfound'], ['v', 'notfound'],
+                          ['w', 'notfound']])
+        self.assertNotIn(b'Traceback', err)
+
+    def touch_local(self, job_id, name, queue=None):
+        open(self.remote_file(job_id, name, queue or self.local_path),
+             'w').close()
+
+    def test_forget_while_a_monitor_waits(self):
+        # A job forgotten while a monitor waits on its queue: the monitor
+        # goes on with the others, and when the forgotten job ends, says
+        # nothing of it; tej jobs, meanwhile and after, shows the others.
+        # A job submitted after the forget (its row may take the forgotten
+        # one's place) is not taken for the forgotten job: its end is its
+        # own.
+        d = self.server.alias
+        self.submit(d, None, 'keep', WAIT_FOR_GO)
+        self.submit(d, None, 'gone', WAIT_FOR_GO)
+        command = self.on_end()
+        monitor = self.start_monitor('60', command, '--until-done')
+        wait_for(lambda: waiting(self.queue_path), timeout=30,
+                 what='the monitor waiting')
+        asked = {p.pid for p in waiting(self.queue_path)}
+        code, out, err = self.tej('forget', d, '--id', 'gone')
+        self.assertEqual(code, 0, err)
+        code, out, err = self.tej('jobs')
+        self.assertEqual((code, {k: v[0] for k, v in
+                                 self.table(out).items()}),
+                         (0, {'keep': 'running'}), err)
+        self.submit('local:', None, 'new', WAIT_FOR_GO)
+        self.touch_remote('gone', 'go')
+        # the monitor has its answer, and waits again (on new's queue too)
+        wait_for(lambda: monitor.poll() is not None or self.ended() or (
+            waiting(self.local_path) and
+            {p.pid for p in waiting(self.queue_path)} - asked),
+            timeout=30, what='the monitor waiting again')
+        if monitor.poll() is not None:
+            self.fail("the monitor stopped: %s"
+                      % monitor.communicate()[1].decode())
+        self.assertEqual(self.ended(), [])
+        code, out, err = self.tej('jobs')
+        self.assertEqual((code, {k: v[0] for k, v in
+                                 self.table(out).items()}),
+                         (0, {'keep': 'running', 'new': 'running'}), err)
+        self.touch_remote('keep', 'go')
+        self.touch_local('new', 'go')
+        out, err = monitor.communicate(timeout=60)
+        self.assertEqual((monitor.returncode, sorted(
+            out.decode().splitlines())), (0, sorted([
+                '%s keep finished 0' % d, 'local: new finished 0'])), err)
+        self.assertNotIn(b'Traceback', err)
+        self.assertEqual(sorted(e.split('|')[2] for e in self.ended()),
+                         ['keep', 'new'])
+        self.assertEqual(self.queue('q').status('gone')[0], 'finished')
+
+    def test_an_id_deleted_and_submitted_again(self):
+        # A job deleted and submitted again under its id is a new job: the
+        # monitor reports the new one's end, not the old row's (reported
+        # before, or only seen by tej jobs); nor an answer about the old
+        # one that came while the monitor was busy (an --on-end command
+        # still running) when the new one took its place.
+        d = self.server.alias
+        self.submit(d, None, 'r', 'exit 3')
+        code, out, err = self.tej('monitor', '--until-done')
+        self.assertEqual((code, out), (3, '%s r finished 3\n' % d), err)
+        self.submit(d, None, 'u', 'exit 4')
+        wait_state(self.queue('q'), 'u')
+        code, out, err = self.tej('jobs')
+        self.assertEqual(self.table(out)['u'][:2], ('finished', '4'))
+        for job_id in ('r', 'u'):
+            code, out, err = self.cli('delete', d, '--id', job_id)
+            self.assertEqual(code, 0, err)
+            self.submit(d, None, job_id, WAIT_FOR_GO)
+        # while the monitor runs the --on-end of "first", "j" is killed and
+        # deleted (the server answers at once, the monitor reads it later)
+        # and submitted again
+        self.submit(d, self.q2_path, 'first', WAIT_FOR_GO)
+        self.submit(d, None, 'j', WAIT_FOR_GO)
+        blocked = os.path.join(self.tmp, 'blocked')
+        release = os.path.join(self.tmp, 'release')
+        command = ('if [ "$TEJ_JOB_ID" = first ]; then : > %s; '
+                   'while [ ! -f %s ]; do sleep 0.1; done; fi; %s' % (
+                       blocked, release, self.on_end()))
+        monitor = self.start_monitor('60', command, '--until-done')
+        wait_for(lambda: waiting(self.queue_path) and waiting(self.q2_path),
+                 timeout=30, what='the monitor waiting on both queues')
+        self.assertEqual(self.ended(), [])
+        self.touch_remote('first', 'go', self.q2_path)
+        wait_for(lambda: os.path.exists(blocked), timeout=30,
+                 what="first's --on-end")
+        code, out, err = self.cli('delete', d, '--id', 'j', '--kill')
+        self.assertEqual(code, 0, err)
+        wait_for(lambda: not waiting(self.queue_path), timeout=30,
+                 what='the answer about the old j')
+        self.submit(d, None, 'j', WAIT_FOR_GO)
+        open(release, 'w').close()
+        wait_for(lambda: monitor.poll() is not None or
+                 waiting(self.queue_path), timeout=30,
+                 what='the monitor waiting on the new jobs')
+        self.assertEqual([e.split('|')[2:5] for e in self.ended()],
+                         [['first', 'finished', '0']])
+        for job_id in ('r', 'u', 'j'):
+            self.touch_remote(job_id, 'go')
+        out, err = monitor.communicate(timeout=60)
+        self.assertEqual((monitor.returncode, sorted(
+            line for line in out.decode().splitlines()
+            if not line.endswith(' running'))), (0, sorted(
+                '%s %s finished 0' % (d, job_id)
+                for job_id in ('first', 'r', 'u', 'j'))), err)
+        self.assertEqual(sorted(e.split('|')[2] for e in self.ended()),
+                         ['first', 'j', 'r', 'u'])
 
     def test_notify(self):
         # notify-send where there is one (here, one that writes down what
