@@ -31,7 +31,7 @@ NASTY_FILES = {
 # Waits for a file "go" in its directory: "running" is observed for sure.
 WAIT_FOR_GO = (
     '#!/bin/sh\n'
-    'while [ ! -f go ]; do sleep 0.1; done\n'
+    'while [ ! -f go ] && [ -d "$PWD" ]; do sleep 0.1; done\n'
     'echo "out: $(cat plain.txt)"\n'
     'echo "err" >&2\n'
     'mkdir -p results && cp -R deep results/ && echo done > results/r.txt\n'

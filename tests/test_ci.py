@@ -147,7 +147,8 @@ class TestLogs(CICase):
         # breaks between the two halves
         job = self.job('bin', {'start.sh':
                                'seq 1 1000; seq 1 100 >&2\n'
-                               'while [ ! -f go ]; do sleep 0.1; done\n'
+                               'while [ ! -f go ] && [ -d "$PWD" ]; '
+                               'do sleep 0.1; done\n'
                                'seq 1001 100000; seq 101 200 >&2\n'})
         self.q.submit('bin', job)
         out, err = io.BytesIO(), io.BytesIO()
@@ -244,7 +245,8 @@ class TestRun(CICase):
     def test_interrupted_then_reattached(self):
         job = self.job('r', {
             'start.sh': 'echo started\n'
-                        'while [ ! -f go ]; do sleep 0.1; done\n'
+                        'while [ ! -f go ] && [ -d "$PWD" ]; '
+                        'do sleep 0.1; done\n'
                         'mkdir -p out && echo result > out/r.txt\n'
                         'echo finished; exit 4\n'})
         into = os.path.join(self.tmp, 'results')
@@ -406,7 +408,8 @@ class TestManyCallers(CICase):
 
 class TestServerRestart(CICase):
     def test_wait_survives_a_restart(self):
-        job = self.job('w', {'start.sh': 'while [ ! -f go ]; do sleep 0.1; '
+        job = self.job('w', {'start.sh': 'while [ ! -f go ] && '
+                                         '[ -d "$PWD" ]; do sleep 0.1; '
                                          'done; exit 5\n'})
         self.q.submit('w', job)
         env = dict(os.environ, TEJ_RETRY_FOR='120')

@@ -893,7 +893,8 @@ class TestMasterKilled(support.ServerCase):
 
     def test_during_wait(self):
         q = self.queue()
-        job = self.job('w', {'start.sh': 'while [ ! -f go ]; do sleep 0.1; '
+        job = self.job('w', {'start.sh': 'while [ ! -f go ] && '
+                                         '[ -d "$PWD" ]; do sleep 0.1; '
                                          'done; exit 7\n'})
         q.submit('w', job)
         result = []
@@ -914,7 +915,8 @@ class TestMasterKilled(support.ServerCase):
         q = self.queue()
         job = self.job('f', {'start.sh':
                              'seq 1 1000\n'
-                             'while [ ! -f go ]; do sleep 0.1; done\n'
+                             'while [ ! -f go ] && [ -d "$PWD" ]; '
+                             'do sleep 0.1; done\n'
                              'seq 1001 20000\n'})
         q.submit('f', job)
         out = io.BytesIO()

@@ -121,7 +121,9 @@ class MonitorCase(support.ServerCase):
             db.close()
 
 
-WAIT_FOR_GO = 'while [ ! -f go ]; do sleep 0.2; done'
+#: A job that runs until the file "go" is made in its directory, or its
+#: directory is gone (a test that failed, and removed its queue)
+WAIT_FOR_GO = 'while [ ! -f go ] && [ -d "$PWD" ]; do sleep 0.2; done'
 #: A job that runs until its directory is gone (its queue removed): no
 #: process is left behind.
 WHILE_THERE = 'while [ -d "$PWD" ]; do sleep 0.2; done'

@@ -133,8 +133,8 @@ class NetCase(unittest.TestCase):
         """A job that ends with ``code`` once the test says go; return the
         path of its go file."""
         job = support.make_tree(os.path.join(self.tmp, job_id), {
-            'start.sh': 'while [ ! -f go ]; do sleep 0.1; done; exit %d\n'
-                        % code})
+            'start.sh': 'while [ ! -f go ] && [ -d "$PWD" ]; do sleep 0.1; '
+                        'done; exit %d\n' % code})
         self.q.submit(job_id, job)
         return os.path.join(self.queue_path, 'jobs', job_id, 'stage', 'go')
 

@@ -267,7 +267,7 @@ class TestReadme(support.ServerCase):
         here = self.make_dir('session')
         # sim and train run until "tej jobs" has shown them running
         go = os.path.join(self.remote, 'go')
-        wait = 'while [ ! -e %s ]; do sleep 0.1; done' % go
+        wait = 'while [ ! -e %s ] && [ -d "$PWD" ]; do sleep 0.1; done' % go
         support.make_tree(here, {
             'sim/start.sh': 'mkdir results; %s\n' % wait,
             'train/start.sh': 'mkdir results; %s; exit 1\n' % wait,

@@ -1209,8 +1209,9 @@ class TestStartingJob(LocalCase):
         write_gated(bindir, 'tr', 'status', shutil.which('sleep'))
         q = self.queue()
         go = os.path.join(self.tmp, 'go')
-        q.submit('e', self.job, script='while [ ! -e %s ]; do %s 0.1; '
-                 'done' % (go, shutil.which('sleep')))
+        # (and it ends when its directory is gone: the test's cleanup)
+        q.submit('e', self.job, script='while [ ! -e %s ] && [ -d "$PWD" ]; '
+                 'do %s 0.1; done' % (go, shutil.which('sleep')))
         record = wait_for(lambda: (lambda r: r if r and r.get('pgid')
                                    else None)(
             support.read_record(self.queue_dir, 'e')),
@@ -1829,7 +1830,8 @@ class TestSubmitWindow(LocalCase):
         # the job waits for a file "go": whatever the delete finds, it is
         # not a job that has ended
         support.make_tree(self.job, {
-            'start.sh': 'while [ ! -f go ]; do sleep 0.1; done; exit 3\n'})
+            'start.sh': 'while [ ! -f go ] && [ -d "$PWD" ]; do sleep 0.1; '
+                        'done; exit 3\n'})
         q = self.queue()
         q.setup()
         results = []
