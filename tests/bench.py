@@ -24,6 +24,14 @@ And the cost of recording a submit in the job registry: submits (API,
 warm) with and without recording, alternated, and the registry's own
 write alone. ``--only record`` measures that only.
 
+    python3 tests/bench.py --cut-uploads [OLD_TEJ_PY]
+
+Uploads cut on each boundary between two members of the archive (a client
+killed, a connection gone: GNU and busybox tar both take such a stream for
+a whole archive, and exit 0), under every shell installed and both tars:
+how many made a job that runs on part of its directory; with OLD_TEJ_PY
+(an older tej.py), its count too, in the same run.
+
     python3 tests/bench.py --transfers [--runs N]
 
 The data path only (also printed by a full run): "tej submit" of 2,000
@@ -62,7 +70,81 @@ def run(argv):
                    stderr=subprocess.DEVNULL)
 
 
+def cut_uploads(module, shells):
+    """Submit, through ``module``'s runtime, its archive of a job of 20
+    files cut on each boundary between members, under each of ``shells``
+    (name: argv) with GNU tar and busybox's; return (uploads, jobs made).
+    """
+    import io
+    import shutil
+    import tarfile
+    tmp = tempfile.mkdtemp()
+    try:
+        job = support.make_tree(os.path.join(tmp, 'job'), dict(
+            ('in%02d' % i, 'x\n') for i in range(20)))
+        archive = io.BytesIO()
+        module._write_tar(job, archive)
+        data = archive.getvalue()
+        cuts = [m.offset for m in tarfile.open(
+            fileobj=io.BytesIO(data)).getmembers()][1:]
+        tars = [('gnu', os.environ['PATH'])]
+        if shutil.which('busybox'):
+            bindir = os.path.join(tmp, 'busybox')
+            os.mkdir(bindir)
+            for applet in subprocess.run(['busybox', '--list'],
+                                         stdout=subprocess.PIPE,
+                                         check=True).stdout.split():
+                os.symlink(shutil.which('busybox'),
+                           os.path.join(bindir, applet.decode()))
+            tars.append(('busybox', bindir))
+        uploads = made = 0
+        for name, argv in shells.items():
+            for tar, path in tars:
+                queue = os.path.join(tmp, 'q-%s-%s' % (name, tar))
+                os.mkdir(queue)
+                script = os.path.join(queue, 'tej.sh')
+                with open(script, 'w') as fp:
+                    fp.write(module._runtime_script('default'))
+                for cut in cuts:
+                    uploads += 1
+                    subprocess.run(
+                        [shutil.which(argv[0])] + argv[1:] +
+                        [script, queue, 'submit', 'c%d' % cut, 'command',
+                         'ls | wc -l'], input=data[:cut],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        env=dict(os.environ, PATH=path, TEJ_SH='sh'))
+                    if os.path.isdir(os.path.join(queue, 'jobs',
+                                                  'c%d' % cut)):
+                        made += 1
+        return uploads, made
+    finally:
+        shutil.rmtree(tmp, True)
+
+
+def print_cut_uploads(argv):
+    import importlib.util
+    import shutil
+    from tests.test_runtime import SHELLS
+    shells = dict((name, argv) for name, argv in SHELLS.items()
+                  if shutil.which(argv[0]))
+    modules = [('this tej', tej)]
+    if argv:
+        spec = importlib.util.spec_from_file_location('old_tej', argv[0])
+        old = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(old)
+        modules.append((argv[0], old))
+    print("Uploads cut on a boundary between members (%s; GNU and busybox "
+          "tar):" % ', '.join(shells))
+    for name, module in modules:
+        uploads, made = cut_uploads(module, shells)
+        print("  %-24s %4d cut, %4d jobs made of part of their directory"
+              % (name, uploads, made))
+
+
 def main(argv):
+    if '--cut-uploads' in argv:
+        print_cut_uploads(argv[argv.index('--cut-uploads') + 1:])
+        return 0
     if '--transfers' in argv:
         runs = int(argv[argv.index('--runs') + 1]) if '--runs' in argv \
             else TRANSFER_RUNS
