@@ -6377,7 +6377,6 @@ _RUNTIME_QUEUE = r'''# tej queue: where a queue path from the client leads, and 
 #   _expand_path PATH             the directory PATH names, in _ep_path
 #   _version_ok VERSIONS VERSION  VERSION is not empty and is one of the
 #                                 space-separated VERSIONS
-#   _strict PATH ...              no PATH is another's, or others' to write
 #
 # Comments stand on lines of their own, and there is no "!": tej.py folds
 # this file into one line.
@@ -6402,16 +6401,6 @@ _version_ok() {
         *" $2 "*) [ -n "$2" ] ;;
         *) return 1 ;;
     esac
-}
-
-# _strict PATH ...: true when each PATH (a directory named "DIR/") that is
-# there is the user's, and its group and the others cannot write it; else
-# false, with those that are not one a line in _st_bad. What others can
-# write, they can make run as the user (a queue's tej.sh, a link file's
-# target): tej uses none of it, as sshd's StrictModes uses no such home.
-_strict() {
-    _st_bad=$(find "$@" -prune \( -perm -020 -o -perm -002 \) -print -o -user "$(id -u)" -o -print 2>/dev/null)
-    [ -z "$_st_bad" ]
 }
 '''
 # END runtimes/queue.sh
@@ -6523,9 +6512,17 @@ _expand_path "$queue"
 # shellcheck disable=SC2154 # set by queue.sh's _expand_path
 queue=$_ep_path
 
-# what others can write, they can make run as the user: a link file, the
-# queue it leads to, the queue's runtime (queue.sh's _strict)
-# shellcheck disable=SC2154 # set by queue.sh's _strict
+# _strict PATH ...: true when each PATH (a directory named "DIR/") that is
+# there is the user's, and its group and the others cannot write it; else
+# false, with those that are not one a line in _st_bad. What others can
+# write, they can make run as the user (a link file, the queue it leads to,
+# the queue's tej.sh): tej uses none of it, as sshd's StrictModes uses no
+# such home. (fast.sh checks the queue and its tej.sh itself.)
+_strict() {
+    _st_bad=$(find "$@" -prune \( -perm -020 -o -perm -002 \) -print -o -user "$(id -u)" -o -print 2>/dev/null)
+    [ -z "$_st_bad" ]
+}
+
 _refuse() {
     echo "tej: refusing $_st_bad: it is not yours, or others can write it (its group, anyone), and could make their code run as you (sshd's StrictModes refuses such a home): make it yours, and chmod go-w it" >&2
     exit "$RC_FAILURE"

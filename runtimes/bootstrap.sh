@@ -54,9 +54,17 @@ _expand_path "$queue"
 # shellcheck disable=SC2154 # set by queue.sh's _expand_path
 queue=$_ep_path
 
-# what others can write, they can make run as the user: a link file, the
-# queue it leads to, the queue's runtime (queue.sh's _strict)
-# shellcheck disable=SC2154 # set by queue.sh's _strict
+# _strict PATH ...: true when each PATH (a directory named "DIR/") that is
+# there is the user's, and its group and the others cannot write it; else
+# false, with those that are not one a line in _st_bad. What others can
+# write, they can make run as the user (a link file, the queue it leads to,
+# the queue's tej.sh): tej uses none of it, as sshd's StrictModes uses no
+# such home. (fast.sh checks the queue and its tej.sh itself.)
+_strict() {
+    _st_bad=$(find "$@" -prune \( -perm -020 -o -perm -002 \) -print -o -user "$(id -u)" -o -print 2>/dev/null)
+    [ -z "$_st_bad" ]
+}
+
 _refuse() {
     echo "tej: refusing $_st_bad: it is not yours, or others can write it (its group, anyone), and could make their code run as you (sshd's StrictModes refuses such a home): make it yours, and chmod go-w it" >&2
     exit "$RC_FAILURE"

@@ -9,7 +9,6 @@
 #   _expand_path PATH             the directory PATH names, in _ep_path
 #   _version_ok VERSIONS VERSION  VERSION is not empty and is one of the
 #                                 space-separated VERSIONS
-#   _strict PATH ...              no PATH is another's, or others' to write
 #
 # Comments stand on lines of their own, and there is no "!": tej.py folds
 # this file into one line.
@@ -34,14 +33,4 @@ _version_ok() {
         *" $2 "*) [ -n "$2" ] ;;
         *) return 1 ;;
     esac
-}
-
-# _strict PATH ...: true when each PATH (a directory named "DIR/") that is
-# there is the user's, and its group and the others cannot write it; else
-# false, with those that are not one a line in _st_bad. What others can
-# write, they can make run as the user (a queue's tej.sh, a link file's
-# target): tej uses none of it, as sshd's StrictModes uses no such home.
-_strict() {
-    _st_bad=$(find "$@" -prune \( -perm -020 -o -perm -002 \) -print -o -user "$(id -u)" -o -print 2>/dev/null)
-    [ -z "$_st_bad" ]
 }
