@@ -5108,7 +5108,8 @@ def _exit_codes(command=None):
                  "code, or:",
            'status': "with --check: the job's own exit code, or:",
            'wait': "the job's own exit code (the first that failed), or:",
-           'run': "the job's own exit code, or:",
+           'run': "the job's own exit code (it wins over a result that "
+                  "did not come down), or:",
            'monitor': "with --until-done: 0 when every job whose end it "
                       "reported succeeded,\nelse the first failed job's own "
                       "exit code, or:"}
@@ -5752,7 +5753,9 @@ def _cmd_run(queue, args):
             logger.warning("%s", e)
             if status == 0:
                 status, keep = _EXIT_ERROR, True
-        except Error as e:
+        except (Error, OSError) as e:
+            # on the server or here (a file in the way, a full disk): the
+            # job's own failure wins over it
             logger.warning("Could not download %s: %s", path, e)
             status, keep = status or _EXIT_ERROR, True
     if keep and not args.keep:

@@ -1254,4 +1254,17 @@ umask 022
                     "part of the directory, which runs",
         tests=['test_runtime.TestCutUpload'],
     ),
+    # ---- issue 32: what users rely on -------------------------------------
+    dict(
+        name='run-local-download-failure-hides-the-code',
+        file='tej.py',
+        original="        except (Error, OSError) as e:\n"
+                 "            # on the server or here",
+        replacement="        except Error as e:\n"
+                    "            # on the server or here",
+        description="a result that cannot be written here (a file in its "
+                    "way) ends run with 125: the job's exit code 3 is lost",
+        tests=['test_ci.TestRun.'
+               'test_a_broken_download_does_not_hide_the_jobs_code'],
+    ),
 ]

@@ -18,7 +18,7 @@ import time
 
 from . import support
 from .scenario import wrapper_started
-from .support import LocalCase, tej, run_cli, wait_for
+from .support import LocalCase, make_tree, tej, run_cli, wait_for
 
 TEJ = os.path.join(support.TOP, 'tej.py')
 
@@ -342,6 +342,42 @@ class TestRun(CICase):
                                 timeout=60)
         self.assertEqual(delete.returncode, 0, delete.stderr)
         self.assertEqual(list(self.q.list()), [])
+
+    def test_a_broken_download_does_not_hide_the_jobs_code(self):
+        # the job's own failure wins over its results' failing to come
+        # down, whatever broke (on the server: a result it cannot read;
+        # here: a file where a result's directory goes) and in whichever
+        # order the paths come; a job that succeeded exits 125. Either way
+        # the job is kept, for its results, and every result that could
+        # come came
+        for code, expected in ((3, 3), (0, 125)):
+            for paths in (('unreadable', 'in-the-way', 'fine'),
+                          ('fine', 'in-the-way', 'unreadable')):
+                with self.subTest(code=code, paths=paths):
+                    name = 'b%d%s' % (code, paths[0][0])
+                    job = self.job(name, {'start.sh': (
+                        'echo r > unreadable; chmod 000 unreadable\n'
+                        'mkdir in-the-way; echo r > in-the-way/r\n'
+                        'echo r > fine; exit %d\n' % code)})
+                    into = make_tree(os.path.join(self.tmp, 'into-' + name),
+                                     {'in-the-way': 'a file\n'})
+                    argv = ['run', self.dest, job, '--into', into]
+                    for path in paths:
+                        argv += ['--download', path]
+                    got, out, err = self.cli(*argv)
+                    self.assertEqual(got, expected, err)
+                    self.assertNotIn('Traceback', err)
+                    self.assertNotIn('tej: error:', err)
+                    for path in ('unreadable', 'in-the-way'):
+                        self.assertIn('Could not download %s: ' % path, err)
+                    with open(os.path.join(into, 'fine')) as fp:
+                        self.assertEqual(fp.read(), 'r\n')
+                    job_id = tej.content_id(job)
+                    self.assertIn('Delete it with: ', err)
+                    self.assertEqual(self.q.info(job_id)['state'],
+                                     'finished')
+                    if code:
+                        self.assertIn('failed with exit code %d' % code, err)
 
     def test_json_is_the_whole_record(self):
         job = self.job('j', {'start.sh': 'exit 2\n'})
