@@ -1267,4 +1267,13 @@ umask 022
         tests=['test_ci.TestRun.'
                'test_a_broken_download_does_not_hide_the_jobs_code'],
     ),
+    dict(
+        name='content-id-without-link-targets',
+        file='tej.py',
+        original="            add('link', relative, link)",
+        replacement="            add('link', relative)",
+        description="the content id hashes a link's name, not where it "
+                    "leads: run re-attaches to the job of the old target",
+        tests=['test_ci.TestContentIds.test_a_retargeted_link_is_another_job'],
+    ),
 ]

@@ -212,6 +212,49 @@ class TestContentIds(CICase):
         self.assertEqual(len({out for out, err in outs}), 1)
         self.check_ran_once(outs[0][0].decode().strip())
 
+    def test_a_retargeted_link_is_another_job(self):
+        # a link's target is part of the job (it is sent as a link): one
+        # retargeted inside the job, the files unchanged, is another job,
+        # which run runs instead of re-attaching to the old one; so is one
+        # leading out of it that --dereference sends as its file
+        outside = make_tree(os.path.join(self.tmp, 'outside'),
+                            {'x': 'outside x\n', 'y': 'outside y\n'})
+        job = self.job('l', {'start.sh': 'cat data sub/in/f ext\n',
+                             'a.txt': 'A\n', 'b.txt': 'B\n',
+                             'sub/one/f': '1\n', 'sub/two/f': '2\n'})
+
+        def link(name, target):
+            path = os.path.join(job, name)
+            if os.path.lexists(path):
+                os.remove(path)
+            os.symlink(target, path)
+
+        link('data', 'a.txt')
+        link('sub/in', 'one')
+        link('ext', os.path.join(outside, 'x'))
+        ids, runs = set(), [
+            (None, None, 'A\n1\noutside x\n'),
+            ('data', 'b.txt', 'B\n1\noutside x\n'),
+            ('sub/in', 'two', 'B\n2\noutside x\n'),
+            ('ext', os.path.join(outside, 'y'), 'B\n2\noutside y\n')]
+        for name, target, output in runs:
+            if name is not None:
+                link(name, target)
+            job_id = tej.content_id(job, dereference=True)
+            self.assertNotIn(job_id, ids)
+            ids.add(job_id)
+            code, out, err = self.cli('run', self.dest, job, '--keep',
+                                      '--dereference')
+            self.assertEqual((code, out), (0, output), err)
+            self.assertNotIn('Re-attaching', err)
+            self.assertIn('Submitted job %s' % job_id, err)
+        self.assertEqual({i for i, _ in self.q.list()}, ids)
+        # and the same links again: the same job
+        code, out, err = self.cli('run', self.dest, job, '--keep',
+                                  '--dereference')
+        self.assertEqual(code, 0, err)
+        self.assertIn('Re-attaching to job %s' % job_id, err)
+
     def check_ran_once(self, job_id):
         """The queue has that one job, and it ran once (its pid is once
         in ``runs``).
