@@ -1276,4 +1276,32 @@ umask 022
                     "leads: run re-attaches to the job of the old target",
         tests=['test_ci.TestContentIds.test_a_retargeted_link_is_another_job'],
     ),
+    dict(
+        name='tejignore-unreadable-ignored',
+        file='tej.py',
+        original="    except (FileNotFoundError, NotADirectoryError):\n"
+                 "        lines = []",
+        replacement="    except (FileNotFoundError, NotADirectoryError, "
+                    "PermissionError):\n"
+                    "        lines = []",
+        description="a .tejignore its user cannot read counts as none: "
+                    "what it leaves out (a secret) is uploaded",
+        tests=['test_transfer.TestUpload.'
+               'test_an_unreadable_tejignore_stops_the_upload'],
+    ),
+    dict(
+        name='tejignore-not-a-file-ignored',
+        file='tej.py',
+        original="    def refuse(mode):\n"
+                 "        if not stat.S_ISREG(mode):\n"
+                 "            raise Error(",
+        replacement="    def refuse(mode):\n"
+                    "        if not stat.S_ISREG(mode):\n"
+                    "            raise FileNotFoundError\n"
+                    "            raise Error(",
+        description="a .tejignore that is a directory (or a fifo, a "
+                    "device) counts as none: nothing is left out",
+        tests=['test_transfer.TestUpload.'
+               'test_an_unreadable_tejignore_stops_the_upload'],
+    ),
 ]
