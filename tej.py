@@ -693,9 +693,15 @@ def _classify_ssh(code, log):
         return _SSH_AUTH
     if 'Could not resolve hostname' in log:
         return _SSH_NO_HOST
-    if re.search(r"Bad configuration option|Can't open user config|"
-                 r"^command-line: line|[Uu]nsupported option|"
-                 r"garbage at end of line|Bad port", log, re.M):
+    # an -o that ssh refuses is "command-line line 0: ..." (with a colon
+    # after "command-line" for some); a -F file's bad lines end in
+    # "FILE: terminating, N bad configuration options", whatever they were
+    # (an unknown keyword, a value that is no time, no number)
+    if re.search(r"^command-line:? line \d+: |: terminating, \d+ bad "
+                 r"configuration option|Bad configuration option|"
+                 r"Can't open user config|^Invalid -J argument|"
+                 r"[Uu]nsupported option|garbage at end of line|Bad port",
+                 log, re.M):
         return _SSH_CONFIG
     if 'Session open refused' in log:
         return _SSH_REFUSED
@@ -1821,8 +1827,11 @@ class _SSHTransport(_Transport):
                 "key or an agent, or log in first with: %s"
                 % (self.name, self.command_for('login')))
         if outcome == _SSH_CONFIG:
+            # the lines it refused, not the "terminating" after them
+            said = [line.strip() for line in log.splitlines() if line.strip()
+                    and not re.search(r': terminating, \d+ bad', line)]
             return Error("ssh cannot use its options or configuration: %s"
-                         % _last_line(log))
+                         % ('; '.join(said[:3]) or _last_line(log)))
         error = ConnectionLost(
             "Cannot connect to %s: %s" % (
                 self.name, _last_line(log) or "the connection was lost"),

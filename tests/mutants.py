@@ -1304,4 +1304,16 @@ umask 022
         tests=['test_transfer.TestUpload.'
                'test_an_unreadable_tejignore_stops_the_upload'],
     ),
+    dict(
+        name='ssh-bad-value-is-a-lost-connection',
+        file='tej.py',
+        original='''    if re.search(r"^command-line:? line \\d+: |: terminating, \\d+ bad "
+                 r"configuration option|Bad configuration option|"''',
+        replacement='''    if re.search(r"^command-line: line|Bad configuration option|"''',
+        description="ssh refusing a value (-o ConnectTimeout=soon, a bad "
+                    "line of a -F file) reads as a lost connection: wait, "
+                    "logs and run try again for 300 s",
+        tests=['test_transport.TestClassifySSH.test_outcomes',
+               'test_transport.TestSSHFailures.test_bad_options_fail_at_once'],
+    ),
 ]
