@@ -1316,4 +1316,39 @@ umask 022
         tests=['test_transport.TestClassifySSH.test_outcomes',
                'test_transport.TestSSHFailures.test_bad_options_fail_at_once'],
     ),
+    dict(
+        name='gc-ages-lost-from-its-start',
+        file='runtimes/common.sh',
+        original='''    if [ "$_fl_mode" = gc ] && [ "$st_state" = lost ] && \\
+            [ -z "$st_finished" ]; then''',
+        replacement='''    if false; then''',
+        description="gc ages a lost job without an end from its start: a "
+                    "month-long job whose process vanished is removed by "
+                    "--older-than 1d the moment it is found lost",
+        tests=['test_runtime.TestScan.'
+               'test_a_lost_job_ages_from_when_it_was_found_lost'],
+    ),
+    dict(
+        name='gc-lost-time-written-again',
+        file='runtimes/common.sh',
+        original='''    if [ ! -f "$1/lost" ]; then
+        # (not in _tmp''',
+        replacement='''    if :; then
+        # (not in _tmp''',
+        description="each read of a lost job writes the time it was found "
+                    "lost again: gc never ages a job that list or status "
+                    "reads now and then",
+        tests=['test_runtime.TestScan.'
+               'test_a_lost_job_ages_from_when_it_was_found_lost'],
+    ),
+    dict(
+        name='gc-awk-ages-lost-from-its-start',
+        file='runtimes/common.sh',
+        original='''            if (t == "") { print id > others; next }''',
+        replacement='''            if (t == "") t = r["started"]''',
+        description="gc's awk ages a lost record without an end from its "
+                    "start, when no call has found it lost before",
+        tests=['test_runtime.TestScan.'
+               'test_a_lost_job_ages_from_when_it_was_found_lost'],
+    ),
 ]
