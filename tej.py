@@ -693,9 +693,15 @@ def _classify_ssh(code, log):
         return _SSH_AUTH
     if 'Could not resolve hostname' in log:
         return _SSH_NO_HOST
-    if re.search(r"Bad configuration option|Can't open user config|"
-                 r"^command-line: line|[Uu]nsupported option|"
-                 r"garbage at end of line|Bad port", log, re.M):
+    # an -o that ssh refuses is "command-line line 0: ..." (with a colon
+    # after "command-line" for some); a -F file's bad lines end in
+    # "FILE: terminating, N bad configuration options", whatever they were
+    # (an unknown keyword, a value that is no time, no number)
+    if re.search(r"^command-line:? line \d+: |: terminating, \d+ bad "
+                 r"configuration option|Bad configuration option|"
+                 r"Can't open user config|^Invalid -J argument|"
+                 r"[Uu]nsupported option|garbage at end of line|Bad port",
+                 log, re.M):
         return _SSH_CONFIG
     if 'Session open refused' in log:
         return _SSH_REFUSED
@@ -1821,8 +1827,11 @@ class _SSHTransport(_Transport):
                 "key or an agent, or log in first with: %s"
                 % (self.name, self.command_for('login')))
         if outcome == _SSH_CONFIG:
+            # the lines it refused, not the "terminating" after them
+            said = [line.strip() for line in log.splitlines() if line.strip()
+                    and not re.search(r': terminating, \d+ bad', line)]
             return Error("ssh cannot use its options or configuration: %s"
-                         % _last_line(log))
+                         % ('; '.join(said[:3]) or _last_line(log)))
         error = ConnectionLost(
             "Cannot connect to %s: %s" % (
                 self.name, _last_line(log) or "the connection was lost"),
@@ -3947,7 +3956,8 @@ class RemoteQueue(object):
 
         Return the records of the jobs removed (or that would be), as
         `infos` returns them, in the order of their ids. A job's end is its
-        finished time (else its start, else its submission). Raise
+        finished time; a lost job's without one, when tej first found it
+        lost (any call that read it). Raise
         `QueueDoesntExist`; `ValueError` for a state that has not ended.
         """
         args = [str(int(_duration(older_than, 'older_than')))] + \
@@ -5181,7 +5191,8 @@ def _exit_codes(command=None):
                  "code, or:",
            'status': "with --check: the job's own exit code, or:",
            'wait': "the job's own exit code (the first that failed), or:",
-           'run': "the job's own exit code, or:",
+           'run': "the job's own exit code (it wins over a result that "
+                  "did not come down), or:",
            'monitor': "with --until-done: 0 when every job whose end it "
                       "reported succeeded,\nelse the first failed job's own "
                       "exit code, or:"}
@@ -5470,8 +5481,9 @@ def _parser(wanted=None):
                         "lost) long enough ago, never one that has not; "
                         "prints each: <id> <state>", json=True)
     sub.add_argument('--older-than', type=_age_type, required=True,
-                     metavar='DURATION', help="how long ago they ended "
-                     "(seconds, or 90s, 15m, 2h, 7d, 2w, 1h30m)")
+                     metavar='DURATION', help="how long ago they ended (a "
+                     "lost one: was first found lost) (seconds, or 90s, "
+                     "15m, 2h, 7d, 2w, 1h30m)")
     sub.add_argument('--state', action='append', choices=_GC_STATES,
                      dest='states', help="only the jobs in this state "
                      "(repeatable; default: all three)")
@@ -5825,7 +5837,9 @@ def _cmd_run(queue, args):
             logger.warning("%s", e)
             if status == 0:
                 status, keep = _EXIT_ERROR, True
-        except Error as e:
+        except (Error, OSError) as e:
+            # on the server or here (a file in the way, a full disk): the
+            # job's own failure wins over it
             logger.warning("Could not download %s: %s", path, e)
             status, keep = status or _EXIT_ERROR, True
     if keep and not args.keep:
@@ -6636,8 +6650,9 @@ _RUNTIME_COMMON = r'''#!/bin/sh
 #   gc SECONDS [state=STATE ...] [dry]
 #                         remove the jobs that ended (finished, killed,
 #                         lost; or the STATEs of these) more than SECONDS
-#                         ago, and print their records ("dry": print them
-#                         only); never a job that has not ended
+#                         ago (a lost one without an end: since it was
+#                         found lost), and print their records ("dry":
+#                         print them only); never a job that has not ended
 #   wait SECONDS ID ...   as status, once every job has ended or after
 #                         SECONDS
 #   waitany SECONDS ID ...
@@ -6735,7 +6750,7 @@ _read_state() {  # _read_state JOBDIR: the job's state file (key=value
     # or the file is missing); _load adds what the lock says
     st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
     st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
-    st_mode='' st_token='' st_unasked=''
+    st_mode='' st_token='' st_unasked='' st_lost=''
     [ -f "$1/state" ] || return 0
     while IFS= read -r _rd_line; do
         case $_rd_line in
@@ -7244,11 +7259,29 @@ _load() {  # _load JOBDIR: read the state file into st_* (_read_state).
         # (or the job was removed meanwhile: its lock and record went with
         # it, at once)
         if [ -d "$1" ]; then
-            st_state=lost
+            _seen_lost "$1"
         else
             st_state=notfound
         fi
     fi
+}
+
+_seen_lost() {  # _seen_lost JOBDIR: the loaded job is lost, with no record
+    # of its end: st_state=lost, and st_lost the time tej first found it
+    # so (the file "lost" beside its record, written then), from which gc
+    # ages it; a month-long job whose process vanished yesterday ended
+    # yesterday. A queue that cannot be written keeps no time: now
+    st_state=lost st_lost=
+    if [ ! -f "$1/lost" ]; then
+        # (not in _tmp: _scan's own is there while it calls this)
+        _sl_tmp=$1/lost.tmp.$$
+        { _now > "$_sl_tmp" && mv -f "$_sl_tmp" "$1/lost"; } 2>/dev/null || \
+            rm -f "$_sl_tmp" 2>/dev/null || :
+    fi
+    { read -r st_lost < "$1/lost"; } 2>/dev/null || :
+    case $st_lost in
+        ''|*[!0-9]*) st_lost=$(_now) ;;
+    esac
 }
 
 _save() {  # _save JOBDIR: write st_* variables, atomically (temp file + mv)
@@ -7754,7 +7787,8 @@ _wait() {  # _wait all|any SECONDS ID ...: the records, once every job
 # change; the others (created, queued, running, or without a record) go
 # to sh (_scan's loop: _load and _rt_refresh), which knows their locks and
 # asks the runtime. The time of a job, for the filters: when it was
-# submitted (list since=), when it ended (gc): its finished, else started,
+# submitted (list since=), when it ended (gc): its finished, else (lost)
+# when tej found it lost (_seen_lost; sh's the first time), else started,
 # else submitted time; for a job without a record, when its submission
 # took the lock (lock/beat); none at all: 0, of old.
 
@@ -7786,6 +7820,13 @@ length($0) <= 128 && /^[A-Za-z0-9_][A-Za-z0-9_.,+=@%:-]*$/ {
     if (states != "" && index(states, " " st " ") == 0) next
     if (cut != "") {
         t = gc ? r["finished"] : r["submitted"]
+        if (gc && t == "" && st == "lost") {
+            # since it was found lost (_seen_lost); found now: by sh
+            file = id "/lost"
+            if ((getline t < file) <= 0) t = ""
+            close(file)
+            if (t == "") { print id > others; next }
+        }
         if (gc && t == "") t = r["started"]
         if (t == "") t = r["submitted"]
         if (t == "") {
@@ -7814,7 +7855,8 @@ _filter() {  # _filter MODE ARG ...: the filter of list (MODE "list": ARGs
         case ${1:-} in
             ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of seconds: '${1:-}'" ;;
         esac
-        _fl_cut=$(($(_now) - $1))
+        _fl_now=$(_now)
+        _fl_cut=$((_fl_now - $1))
         shift
     fi
     for _fl_arg do
@@ -7845,7 +7887,13 @@ _wanted() {  # _wanted JOBDIR: does the loaded job (after _rt_refresh) pass
         *) return 1 ;;
     esac
     [ -n "$_fl_cut" ] || return 0
-    if [ "$_fl_mode" = gc ]; then
+    if [ "$_fl_mode" = gc ] && [ "$st_state" = lost ] && \
+            [ -z "$st_finished" ]; then
+        [ -n "$st_lost" ] || _seen_lost "$1"
+        # found lost by this call: as old as the call (gc 0 removes it)
+        _wd_time=$st_lost
+        [ "$_wd_time" -le "$_fl_now" ] || _wd_time=$_fl_now
+    elif [ "$_fl_mode" = gc ]; then
         _wd_time=${st_finished:-${st_started:-$st_submitted}}
     else
         _wd_time=$st_submitted
@@ -8273,13 +8321,13 @@ _alive() {  # _alive PID STARTED: is PID a live process of this queue's
 _rt_refresh() {
     [ "$st_state" = running ] || return 0
     if [ -n "$st_boot" ] && [ "$st_boot" != "$(_bootid)" ]; then
-        st_state=lost  # the machine rebooted since
+        _seen_lost "$1"  # the machine rebooted since
         return 0
     fi
     [ -n "$st_pid" ] && _alive "$st_pid" "$st_started" && return 0
     _load "$1"  # the wrapper may have written its record just now
     if [ "$st_state" = running ]; then
-        st_state=lost
+        _seen_lost "$1"
     fi
 }
 

@@ -38,8 +38,9 @@
 #   gc SECONDS [state=STATE ...] [dry]
 #                         remove the jobs that ended (finished, killed,
 #                         lost; or the STATEs of these) more than SECONDS
-#                         ago, and print their records ("dry": print them
-#                         only); never a job that has not ended
+#                         ago (a lost one without an end: since it was
+#                         found lost), and print their records ("dry":
+#                         print them only); never a job that has not ended
 #   wait SECONDS ID ...   as status, once every job has ended or after
 #                         SECONDS
 #   waitany SECONDS ID ...
@@ -137,7 +138,7 @@ _read_state() {  # _read_state JOBDIR: the job's state file (key=value
     # or the file is missing); _load adds what the lock says
     st_state='' st_exit='' st_submitted='' st_started='' st_finished=''
     st_pid='' st_pgid='' st_boot='' st_killreq='' st_runtime='' st_runtime_id=''
-    st_mode='' st_token='' st_unasked=''
+    st_mode='' st_token='' st_unasked='' st_lost=''
     [ -f "$1/state" ] || return 0
     while IFS= read -r _rd_line; do
         case $_rd_line in
@@ -646,11 +647,29 @@ _load() {  # _load JOBDIR: read the state file into st_* (_read_state).
         # (or the job was removed meanwhile: its lock and record went with
         # it, at once)
         if [ -d "$1" ]; then
-            st_state=lost
+            _seen_lost "$1"
         else
             st_state=notfound
         fi
     fi
+}
+
+_seen_lost() {  # _seen_lost JOBDIR: the loaded job is lost, with no record
+    # of its end: st_state=lost, and st_lost the time tej first found it
+    # so (the file "lost" beside its record, written then), from which gc
+    # ages it; a month-long job whose process vanished yesterday ended
+    # yesterday. A queue that cannot be written keeps no time: now
+    st_state=lost st_lost=
+    if [ ! -f "$1/lost" ]; then
+        # (not in _tmp: _scan's own is there while it calls this)
+        _sl_tmp=$1/lost.tmp.$$
+        { _now > "$_sl_tmp" && mv -f "$_sl_tmp" "$1/lost"; } 2>/dev/null || \
+            rm -f "$_sl_tmp" 2>/dev/null || :
+    fi
+    { read -r st_lost < "$1/lost"; } 2>/dev/null || :
+    case $st_lost in
+        ''|*[!0-9]*) st_lost=$(_now) ;;
+    esac
 }
 
 _save() {  # _save JOBDIR: write st_* variables, atomically (temp file + mv)
@@ -1156,7 +1175,8 @@ _wait() {  # _wait all|any SECONDS ID ...: the records, once every job
 # change; the others (created, queued, running, or without a record) go
 # to sh (_scan's loop: _load and _rt_refresh), which knows their locks and
 # asks the runtime. The time of a job, for the filters: when it was
-# submitted (list since=), when it ended (gc): its finished, else started,
+# submitted (list since=), when it ended (gc): its finished, else (lost)
+# when tej found it lost (_seen_lost; sh's the first time), else started,
 # else submitted time; for a job without a record, when its submission
 # took the lock (lock/beat); none at all: 0, of old.
 
@@ -1188,6 +1208,13 @@ length($0) <= 128 && /^[A-Za-z0-9_][A-Za-z0-9_.,+=@%:-]*$/ {
     if (states != "" && index(states, " " st " ") == 0) next
     if (cut != "") {
         t = gc ? r["finished"] : r["submitted"]
+        if (gc && t == "" && st == "lost") {
+            # since it was found lost (_seen_lost); found now: by sh
+            file = id "/lost"
+            if ((getline t < file) <= 0) t = ""
+            close(file)
+            if (t == "") { print id > others; next }
+        }
         if (gc && t == "") t = r["started"]
         if (t == "") t = r["submitted"]
         if (t == "") {
@@ -1216,7 +1243,8 @@ _filter() {  # _filter MODE ARG ...: the filter of list (MODE "list": ARGs
         case ${1:-} in
             ''|*[!0-9]*) _die "$RC_INVALID" "invalid number of seconds: '${1:-}'" ;;
         esac
-        _fl_cut=$(($(_now) - $1))
+        _fl_now=$(_now)
+        _fl_cut=$((_fl_now - $1))
         shift
     fi
     for _fl_arg do
@@ -1247,7 +1275,13 @@ _wanted() {  # _wanted JOBDIR: does the loaded job (after _rt_refresh) pass
         *) return 1 ;;
     esac
     [ -n "$_fl_cut" ] || return 0
-    if [ "$_fl_mode" = gc ]; then
+    if [ "$_fl_mode" = gc ] && [ "$st_state" = lost ] && \
+            [ -z "$st_finished" ]; then
+        [ -n "$st_lost" ] || _seen_lost "$1"
+        # found lost by this call: as old as the call (gc 0 removes it)
+        _wd_time=$st_lost
+        [ "$_wd_time" -le "$_fl_now" ] || _wd_time=$_fl_now
+    elif [ "$_fl_mode" = gc ]; then
         _wd_time=${st_finished:-${st_started:-$st_submitted}}
     else
         _wd_time=$st_submitted

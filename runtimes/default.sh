@@ -74,13 +74,13 @@ _alive() {  # _alive PID STARTED: is PID a live process of this queue's
 _rt_refresh() {
     [ "$st_state" = running ] || return 0
     if [ -n "$st_boot" ] && [ "$st_boot" != "$(_bootid)" ]; then
-        st_state=lost  # the machine rebooted since
+        _seen_lost "$1"  # the machine rebooted since
         return 0
     fi
     [ -n "$st_pid" ] && _alive "$st_pid" "$st_started" && return 0
     _load "$1"  # the wrapper may have written its record just now
     if [ "$st_state" = running ]; then
-        st_state=lost
+        _seen_lost "$1"
     fi
 }
 

@@ -846,12 +846,12 @@ umask 022
         name='vanished-job-lost',
         file='runtimes/common.sh',
         original='''        if [ -d "$1" ]; then
-            st_state=lost
+            _seen_lost "$1"
         else
             st_state=notfound
         fi
 ''',
-        replacement='''        st_state=lost
+        replacement='''        _seen_lost "$1"
 ''',
         description="a job removed (its submission failed) as a status "
                     "reads it is lost, and tej wait ends on it",
@@ -1473,5 +1473,102 @@ umask 022
         description="a piece whose first, middle and last bytes are zeros "
                     "is taken for zeros: a hole is made in real data",
         tests=['test_transfer.TestZerosAtChunkEdges'],
+    ),
+    # ---- the client and gc: what users rely on ----------------------------
+    dict(
+        name='run-local-download-failure-hides-the-code',
+        file='tej.py',
+        original="        except (Error, OSError) as e:\n"
+                 "            # on the server or here",
+        replacement="        except Error as e:\n"
+                    "            # on the server or here",
+        description="a result that cannot be written here (a file in its "
+                    "way) ends run with 125: the job's exit code 3 is lost",
+        tests=['test_ci.TestRun.'
+               'test_a_broken_download_does_not_hide_the_jobs_code'],
+    ),
+    dict(
+        name='content-id-without-link-targets',
+        file='tej.py',
+        original="            add('link', relative, link)",
+        replacement="            add('link', relative)",
+        description="the content id hashes a link's name, not where it "
+                    "leads: run re-attaches to the job of the old target",
+        tests=['test_ci.TestContentIds.test_a_retargeted_link_is_another_job'],
+    ),
+    dict(
+        name='tejignore-unreadable-ignored',
+        file='tej.py',
+        original="    except (FileNotFoundError, NotADirectoryError):\n"
+                 "        lines = []",
+        replacement="    except (FileNotFoundError, NotADirectoryError, "
+                    "PermissionError):\n"
+                    "        lines = []",
+        description="a .tejignore its user cannot read counts as none: "
+                    "what it leaves out (a secret) is uploaded",
+        tests=['test_transfer.TestUpload.'
+               'test_an_unreadable_tejignore_stops_the_upload'],
+    ),
+    dict(
+        name='tejignore-not-a-file-ignored',
+        file='tej.py',
+        original="    def refuse(mode):\n"
+                 "        if not stat.S_ISREG(mode):\n"
+                 "            raise Error(",
+        replacement="    def refuse(mode):\n"
+                    "        if not stat.S_ISREG(mode):\n"
+                    "            raise FileNotFoundError\n"
+                    "            raise Error(",
+        description="a .tejignore that is a directory (or a fifo, a "
+                    "device) counts as none: nothing is left out",
+        tests=['test_transfer.TestUpload.'
+               'test_an_unreadable_tejignore_stops_the_upload'],
+    ),
+    dict(
+        name='ssh-bad-value-is-a-lost-connection',
+        file='tej.py',
+        original='''    if re.search(r"^command-line:? line \\d+: |: terminating, \\d+ bad "
+                 r"configuration option|Bad configuration option|"''',
+        replacement='''    if re.search(r"^command-line: line|Bad configuration option|"''',
+        description="ssh refusing a value (-o ConnectTimeout=soon, a bad "
+                    "line of a -F file) reads as a lost connection: wait, "
+                    "logs and run try again for 300 s",
+        tests=['test_transport.TestClassifySSH.test_outcomes',
+               'test_transport.TestSSHFailures.test_bad_options_fail_at_once'],
+    ),
+    dict(
+        name='gc-ages-lost-from-its-start',
+        file='runtimes/common.sh',
+        original='''    if [ "$_fl_mode" = gc ] && [ "$st_state" = lost ] && \\
+            [ -z "$st_finished" ]; then''',
+        replacement='''    if false; then''',
+        description="gc ages a lost job without an end from its start: a "
+                    "month-long job whose process vanished is removed by "
+                    "--older-than 1d the moment it is found lost",
+        tests=['test_runtime.TestScan.'
+               'test_a_lost_job_ages_from_when_it_was_found_lost'],
+    ),
+    dict(
+        name='gc-lost-time-written-again',
+        file='runtimes/common.sh',
+        original='''    if [ ! -f "$1/lost" ]; then
+        # (not in _tmp''',
+        replacement='''    if :; then
+        # (not in _tmp''',
+        description="each read of a lost job writes the time it was found "
+                    "lost again: gc never ages a job that list or status "
+                    "reads now and then",
+        tests=['test_runtime.TestScan.'
+               'test_a_lost_job_ages_from_when_it_was_found_lost'],
+    ),
+    dict(
+        name='gc-awk-ages-lost-from-its-start',
+        file='runtimes/common.sh',
+        original='''            if (t == "") { print id > others; next }''',
+        replacement='''            if (t == "") t = r["started"]''',
+        description="gc's awk ages a lost record without an end from its "
+                    "start, when no call has found it lost before",
+        tests=['test_runtime.TestScan.'
+               'test_a_lost_job_ages_from_when_it_was_found_lost'],
     ),
 ]

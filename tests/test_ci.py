@@ -18,7 +18,7 @@ import time
 
 from . import support
 from .scenario import wrapper_started
-from .support import LocalCase, tej, run_cli, wait_for
+from .support import LocalCase, make_tree, tej, run_cli, wait_for
 
 TEJ = os.path.join(support.TOP, 'tej.py')
 
@@ -213,6 +213,49 @@ class TestContentIds(CICase):
         self.assertEqual(len({out for out, err in outs}), 1)
         self.check_ran_once(outs[0][0].decode().strip())
 
+    def test_a_retargeted_link_is_another_job(self):
+        # a link's target is part of the job (it is sent as a link): one
+        # retargeted inside the job, the files unchanged, is another job,
+        # which run runs instead of re-attaching to the old one; so is one
+        # leading out of it that --dereference sends as its file
+        outside = make_tree(os.path.join(self.tmp, 'outside'),
+                            {'x': 'outside x\n', 'y': 'outside y\n'})
+        job = self.job('l', {'start.sh': 'cat data sub/in/f ext\n',
+                             'a.txt': 'A\n', 'b.txt': 'B\n',
+                             'sub/one/f': '1\n', 'sub/two/f': '2\n'})
+
+        def link(name, target):
+            path = os.path.join(job, name)
+            if os.path.lexists(path):
+                os.remove(path)
+            os.symlink(target, path)
+
+        link('data', 'a.txt')
+        link('sub/in', 'one')
+        link('ext', os.path.join(outside, 'x'))
+        ids, runs = set(), [
+            (None, None, 'A\n1\noutside x\n'),
+            ('data', 'b.txt', 'B\n1\noutside x\n'),
+            ('sub/in', 'two', 'B\n2\noutside x\n'),
+            ('ext', os.path.join(outside, 'y'), 'B\n2\noutside y\n')]
+        for name, target, output in runs:
+            if name is not None:
+                link(name, target)
+            job_id = tej.content_id(job, dereference=True)
+            self.assertNotIn(job_id, ids)
+            ids.add(job_id)
+            code, out, err = self.cli('run', self.dest, job, '--keep',
+                                      '--dereference')
+            self.assertEqual((code, out), (0, output), err)
+            self.assertNotIn('Re-attaching', err)
+            self.assertIn('Submitted job %s' % job_id, err)
+        self.assertEqual({i for i, _ in self.q.list()}, ids)
+        # and the same links again: the same job
+        code, out, err = self.cli('run', self.dest, job, '--keep',
+                                  '--dereference')
+        self.assertEqual(code, 0, err)
+        self.assertIn('Re-attaching to job %s' % job_id, err)
+
     def check_ran_once(self, job_id):
         """The queue has that one job, and it ran once (its pid is once
         in ``runs``).
@@ -344,6 +387,42 @@ class TestRun(CICase):
                                 timeout=60)
         self.assertEqual(delete.returncode, 0, delete.stderr)
         self.assertEqual(list(self.q.list()), [])
+
+    def test_a_broken_download_does_not_hide_the_jobs_code(self):
+        # the job's own failure wins over its results' failing to come
+        # down, whatever broke (on the server: a result it cannot read;
+        # here: a file where a result's directory goes) and in whichever
+        # order the paths come; a job that succeeded exits 125. Either way
+        # the job is kept, for its results, and every result that could
+        # come came
+        for code, expected in ((3, 3), (0, 125)):
+            for paths in (('unreadable', 'in-the-way', 'fine'),
+                          ('fine', 'in-the-way', 'unreadable')):
+                with self.subTest(code=code, paths=paths):
+                    name = 'b%d%s' % (code, paths[0][0])
+                    job = self.job(name, {'start.sh': (
+                        'echo r > unreadable; chmod 000 unreadable\n'
+                        'mkdir in-the-way; echo r > in-the-way/r\n'
+                        'echo r > fine; exit %d\n' % code)})
+                    into = make_tree(os.path.join(self.tmp, 'into-' + name),
+                                     {'in-the-way': 'a file\n'})
+                    argv = ['run', self.dest, job, '--into', into]
+                    for path in paths:
+                        argv += ['--download', path]
+                    got, out, err = self.cli(*argv)
+                    self.assertEqual(got, expected, err)
+                    self.assertNotIn('Traceback', err)
+                    self.assertNotIn('tej: error:', err)
+                    for path in ('unreadable', 'in-the-way'):
+                        self.assertIn('Could not download %s: ' % path, err)
+                    with open(os.path.join(into, 'fine')) as fp:
+                        self.assertEqual(fp.read(), 'r\n')
+                    job_id = tej.content_id(job)
+                    self.assertIn('Delete it with: ', err)
+                    self.assertEqual(self.q.info(job_id)['state'],
+                                     'finished')
+                    if code:
+                        self.assertIn('failed with exit code %d' % code, err)
 
     def test_json_is_the_whole_record(self):
         job = self.job('j', {'start.sh': 'exit 2\n'})

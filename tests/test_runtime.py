@@ -827,24 +827,25 @@ class TestScan(unittest.TestCase):
                     ['list', 'dry']):
             code, out, err = self.run_sh(shell, *bad, env=env)
             self.assertEqual(code, 8, (shell, bad, err))
-        ended_old = {'f-old': 'finished', 'k-old': 'killed',
-                     'l-old': 'lost', 'r-gone': 'lost', 'c-dead': 'lost'}
+        # the lost ones ended when they were found lost: just now, by the
+        # first list (see test_a_lost_job_ages_from_when_it_was_found_lost)
+        ended_old = {'f-old': 'finished', 'k-old': 'killed'}
+        lost = {'l-old': 'lost', 'r-gone': 'lost', 'c-dead': 'lost'}
         self.assertEqual(states('gc', '86400', 'dry'), ended_old)
-        self.assertEqual(states('gc', '86400', 'state=lost', 'dry'), {
-            k: v for k, v in ended_old.items() if v == 'lost'})
+        self.assertEqual(states('gc', '0', 'state=lost', 'dry'), lost)
         self.assertEqual(sorted(os.listdir(os.path.join(self.queue,
                                                         'jobs'))),
                          sorted(list(everything) + ['.new.host.1', 'a b',
                                                     'a\\cb']))
         self.assertEqual(states('gc', '86400', 'state=killed'),
                          {'k-old': 'killed'})
-        self.assertEqual(states('gc', '86400'), {
-            k: v for k, v in ended_old.items() if v != 'killed'})
+        self.assertEqual(states('gc', '86400'), {'f-old': 'finished'})
         self.assertEqual(sorted(os.listdir(os.path.join(self.queue,
                                                         'jobs'))),
-                         ['.new.host.1', 'a b', 'a\\cb', 'c-live', 'f-new',
-                          'q-old'])
-        self.assertEqual(states('gc', '0'), {'f-new': 'finished'})
+                         sorted(['.new.host.1', 'a b', 'a\\cb', 'c-live',
+                                 'f-new', 'q-old'] + list(lost)))
+        self.assertEqual(states('gc', '0'), dict(lost, **{'f-new':
+                                                          'finished'}))
         self.assertEqual(states('list'), {'c-live': 'created',
                                           'q-old': 'queued'})
         # no temporary file left
@@ -860,6 +861,63 @@ class TestScan(unittest.TestCase):
 
     def test_busybox_applets_only(self):
         self.check_shell('busybox', env=dict(os.environ, PATH=busybox_bin()))
+
+    def test_a_lost_job_ages_from_when_it_was_found_lost(self):
+        # gc's age of a lost job without a recorded end starts when tej
+        # first found it lost (by any call), not at its submission or
+        # start: a job whose process vanished a month into its run is not
+        # removed by gc --older-than 1d the moment it is seen lost, and
+        # later reads do not start its time again. The server's clock is
+        # moved with a date of the test's
+        real_date = shutil.which('date')
+        need('shells', real_date, "no date command")
+        clock = support.temporary(self)
+        with open(os.path.join(clock, 'date'), 'w') as fp:
+            fp.write('#!/bin/sh\necho $(($(%s +%%s) + ${TEJ_TEST_AHEAD:-0}))'
+                     '\n' % real_date)
+        os.chmod(os.path.join(clock, 'date'), 0o755)
+        boot = os.path.join(clock, 'boot_id')
+        with open(boot, 'w') as fp:
+            fp.write('this boot\n')
+        hour, month = 3600, 30 * 86400
+        for shell in SHELLS:
+            with self.subTest(shell=shell):
+                need('shells', which(SHELLS[shell][0]),
+                     "%s is not installed" % shell)
+                shutil.rmtree(os.path.join(self.queue, 'jobs'), True)
+                now = int(time.time())
+                lost = {'gone': 'lost', 'rebooted': 'lost', 'died': 'lost',
+                        'recorded': 'lost'}
+                # its wrapper vanished; the machine rebooted under it; its
+                # submission died (no record, no lock); an older runtime's
+                # record, lost without a time
+                self.job('gone', state='running', submitted=now - month,
+                         started=now - month, pid=999999999)
+                self.job('rebooted', state='running', submitted=now - month,
+                         started=now - month, pid=os.getpid(),
+                         boot='an earlier boot')
+                self.job('died')
+                self.job('recorded', state='lost', submitted=now - month,
+                         started=now - month)
+                self.job('old', state='finished', exit=0,
+                         submitted=now - month, started=now - month,
+                         finished=now - 2 * 86400)
+
+                def gc(ahead, *args):
+                    env = dict(os.environ, TEJ_BOOT_ID_FILE=boot,
+                               TEJ_TEST_AHEAD=str(ahead),
+                               PATH=clock + os.pathsep + os.environ['PATH'])
+                    return self.states(shell, *args, env=env)
+                self.assertEqual(gc(0, 'gc', '86400'), {'old': 'finished'})
+                self.assertEqual(gc(12 * hour, 'list'), lost)
+                self.assertEqual(gc(12 * hour, 'gc', '86400'), {})
+                self.assertEqual(gc(30 * hour, 'gc', '86400', 'dry'), lost)
+                self.assertEqual(gc(30 * hour, 'gc', '86400'), lost)
+                self.assertEqual(gc(30 * hour, 'list'), {})
+                # --older-than 0: all, those it finds lost itself too
+                self.job('found', state='running', submitted=now - month,
+                         started=now - month, pid=999999999)
+                self.assertEqual(gc(30 * hour, 'gc', '0'), {'found': 'lost'})
 
     def test_empty_and_missing(self):
         self.assertEqual(self.states('dash', 'list'), {})

@@ -34,9 +34,10 @@ class BigQueue(ServerCase):
         self.assertEqual(q.wait('seed'), 0)
         return q
 
-    def copy(self, job_id, text):
+    def copy(self, job_id, text, lost=None):
         """A job ``job_id`` in the queue whose state file is ``text`` (the
-        seed job's other files as they are), the server user's.
+        seed job's other files as they are), the server user's; with
+        ``lost``, the time tej found it lost (common.sh's _seen_lost).
         """
         jobs = os.path.join(self.queue_path, 'jobs')
         path = os.path.join(jobs, job_id)
@@ -51,6 +52,11 @@ class BigQueue(ServerCase):
                      os.path.join(path, 'state'),
                      os.path.join(path, 'script')):
             os.chown(name, self.server.uid, self.server.gid)
+        if lost is not None:
+            with open(os.path.join(path, 'lost'), 'w') as fp:
+                fp.write('%d\n' % lost)
+            os.chown(os.path.join(path, 'lost'), self.server.uid,
+                     self.server.gid)
 
     def jobs_on_disk(self):
         return sorted(n for n in os.listdir(os.path.join(self.queue_path,
@@ -147,11 +153,13 @@ class TestGC(BigQueue):
         for i in range(300):
             state = ('finished', 'killed', 'lost')[i % 3]
             ended = now - (i % 4) * day - 60  # 0 to 3 days ago, and a bit
+            # a lost one without a finish time ended when it was found lost
+            unended = state == 'lost' and i % 2
             text = record(state=state, exit='' if state == 'lost' else i % 2,
                           submitted=ended - 100, started=ended - 50,
-                          finished='' if state == 'lost' and i % 2 else ended,
+                          finished='' if unended else ended,
                           runtime='default')
-            self.copy('j%03d' % i, text)
+            self.copy('j%03d' % i, text, lost=ended if unended else None)
             if (i % 4) >= 1:
                 old['j%03d' % i] = state
         # old, but not ended: never removed
@@ -170,11 +178,17 @@ class TestGC(BigQueue):
                                 '%s=%d' % (key, now - 9 * day))
         with open(state, 'w') as fp:
             fp.write(text)
-        # ended long ago, as sh finds: its process is gone
+        # its process gone long ago, as sh finds, but found lost only now:
+        # not old (never removed at once)
         self.copy('gone-old', record(state='running', submitted=now - 8 * day,
                                      started=now - 8 * day, pid='999999999',
                                      runtime='default'))
-        old['gone-old'] = 'lost'
+        # and one found lost two days ago
+        self.copy('gone-found', record(state='running',
+                                       submitted=now - 8 * day,
+                                       started=now - 8 * day, pid='999999999',
+                                       runtime='default'), lost=now - 2 * day)
+        old['gone-found'] = 'lost'
         return old
 
     def test_removes_exactly_what_it_says(self):
@@ -202,7 +216,7 @@ class TestGC(BigQueue):
         said = [r['id'] for r in removed]
         self.assertEqual(said, sorted(set(old) - set(killed)))
         self.assertEqual(self.jobs_on_disk(), sorted(set(before) - set(old)))
-        for job_id in ('running-old', 'queued-old', 'seed'):
+        for job_id in ('running-old', 'queued-old', 'seed', 'gone-old'):
             self.assertIn(job_id, self.jobs_on_disk())
         self.assertEqual(q.info('running-old')['state'], 'running')
         self.assertEqual(q.gc(86400), [])

@@ -428,6 +428,69 @@ class TestUpload(TransferCase):
         self.assertNotEqual(tej.content_id(job, exclude=['*.o', 'build']),
                             with_ignore)
 
+    def test_an_unreadable_tejignore_stops_the_upload(self):
+        # a .tejignore that cannot be read (a directory; mode 000 read by
+        # a user who is not root) is an error before anything goes up,
+        # never taken for no patterns: what it leaves out may be a secret
+        job = self.job('job', {'start.sh': 'true\n', 'secret.key': 'k'})
+        ignore = os.path.join(job, '.tejignore')
+        os.mkdir(ignore)
+        q = self.queue()
+        q.setup()
+        for extra in ([], ['--content-id']):
+            code, out, err = self.cli('submit', self.dest, job, *extra)
+            self.assertEqual((code, out), (1, ''), err)
+            self.assertEqual(err, 'tej: error: Cannot read %s: it is a '
+                             'directory, not a file of patterns\n' % ignore)
+        code, out, err = self.cli('run', self.dest, job)
+        self.assertEqual(code, 125, err)
+        self.assertIn('tej: error: Cannot read %s' % ignore, err)
+        self.assertNotIn('Traceback', err)
+        self.assertRaises(tej.Error, q.submit, None, job)
+        self.assertRaises(tej.Error, q.submit, None, job, content_id=True)
+        self.assertRaises(tej.Error, tej.content_id, job)
+        self.assertEqual(list(q.list()), [])
+
+        # mode 000, read as a user (root reads it)
+        top = server_readable(self)
+        job = support.make_tree(os.path.join(top, 'job'), {
+            'start.sh': 'true\n', 'secret.key': 'k',
+            '.tejignore': 'secret.key\n'})
+        ignore = os.path.join(job, '.tejignore')
+        os.chmod(job, 0o755)
+        os.chmod(ignore, 0)
+        python, owner = sys.executable, None
+        if os.getuid() == 0:
+            python = '/usr/bin/python3'
+            support.need('sshd', os.path.exists(python),
+                         "as root, the test user runs /usr/bin/python3")
+            owner = self.server.uid, self.server.gid
+
+        def drop():
+            if owner is not None:
+                os.setgroups([])
+                os.setgid(owner[1])
+                os.setuid(owner[0])
+        home = os.path.join(top, 'home')
+        os.mkdir(home)
+        if owner is not None:
+            os.chown(home, *owner)
+        env = dict(os.environ, HOME=home, TEJ_REGISTRY='off')
+        env.pop('XDG_RUNTIME_DIR', None)
+        queue = os.path.join(home, 'q')
+        for extra in ([], ['--content-id']):
+            proc = subprocess.run(
+                [python, os.path.join(support.TOP, 'tej.py'), 'submit',
+                 'local:', job, '--queue', queue] + extra,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                cwd=home, preexec_fn=drop, timeout=60)
+            err = proc.stderr.decode()
+            self.assertEqual((proc.returncode, proc.stdout), (1, b''), err)
+            self.assertEqual(err, 'tej: error: Cannot read %s: Permission '
+                             'denied\n' % ignore)
+        jobs = os.path.join(queue, 'jobs')
+        self.assertEqual(os.listdir(jobs) if os.path.isdir(jobs) else [], [])
+
     def test_links_that_lead_out(self):
         outside = support.make_tree(os.path.join(self.tmp, 'outside'),
                                     {'file': 'outside\n'})

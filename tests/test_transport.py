@@ -322,6 +322,67 @@ class TestSSHFailures(SSHCase):
             q.status('x')
         self.assertIn('Cannot connect', str(ctx.exception))
 
+    def test_bad_options_fail_at_once(self):
+        # an ssh option or configuration file that ssh refuses is a
+        # mistake to mend, said at once (exit 125 where the status is the
+        # job's): not a lost connection, which wait, logs and run try
+        # again for TEJ_RETRY_FOR seconds
+        q = self.queue()
+        job = self.job('job', {'start.sh': 'true\n'})
+        q.submit('j', job)
+        q.wait('j')
+        with open(self.server.config) as fp:
+            config = fp.read()
+        files = {}
+        for name, line in (('unknown', 'NoSuchOption 1'),
+                           ('time', 'ConnectTimeout soon')):
+            files[name] = os.path.join(self.tmp, name)
+            with open(files[name], 'w') as fp:
+                fp.write(config + '  %s\n' % line)
+        missing = os.path.join(self.tmp, 'missing')
+        cases = [
+            (['-o', 'NoSuchOption=1'], 'Bad configuration option: '
+                                       'nosuchoption'),
+            (['-o', 'ConnectTimeout=soon'], 'line 0: invalid time value'),
+            (['-o', 'Compression'], 'no argument after keyword'),
+            (['-F', missing], "Can't open user config file %s" % missing),
+            (['-F', files['unknown']], '%s: line %d: Bad configuration '
+             'option: nosuchoption' % (files['unknown'],
+                                       config.count('\n') + 1)),
+            (['-F', files['time']], '%s line %d: invalid time value'
+             % (files['time'], config.count('\n') + 1)),
+        ]
+        commands = [(125, ['wait', self.dest, '--id', 'j']),
+                    (1, ['logs', self.dest, '--id', 'j', '--follow']),
+                    (125, ['run', self.dest, job])]
+        env = dict(os.environ, TEJ_RETRY_FOR='300')
+        calls = []
+        for options, says in cases:
+            for code, argv in commands:
+                # (ssh takes the first -F: the test's own is left out)
+                argv = argv + options + ['--queue', self.queue_path] + (
+                    [] if options[0] == '-F' else ['-F', self.server.config])
+                # all at once: each starts a Python
+                calls.append((argv, code, says, subprocess.Popen(
+                    [sys.executable, os.path.join(support.TOP, 'tej.py')]
+                    + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    env=env)))
+                self.addCleanup(calls[-1][-1].kill)
+        deadline = time.monotonic() + 60
+        for argv, code, says, proc in calls:
+            try:
+                out, err = proc.communicate(
+                    timeout=max(1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.fail("%s: still trying after 60 s" % argv)
+            err = err.decode()
+            self.assertEqual((proc.returncode, out), (code, b''),
+                             (argv, err))
+            self.assertRegex(err, r'\Atej: error: ssh cannot use its '
+                             r'options or configuration: [^\n]*\n\Z')
+            self.assertIn(says, err)
+        self.assertEqual(q.info('j')['state'], 'finished')
+
     def test_dead_master_is_replaced(self):
         q = self.queue()
         q.setup()
@@ -872,6 +933,24 @@ SSH_LOGS = [
     (tej._SSH_LOST, 'mux_client_request_session: read from master failed: '
                     'Broken pipe\n'),
     (tej._SSH_LOST, ''),
+    # ssh refuses its options (-o: on stderr) or its configuration (-F: in
+    # its log), whatever the option
+    (tej._SSH_CONFIG, 'command-line: line 0: Bad configuration option: '
+                      'nosuchoption\n'),
+    (tej._SSH_CONFIG, 'command-line line 0: invalid time value.\n'),
+    (tej._SSH_CONFIG, 'command-line line 0: no argument after keyword '
+                      '"compression"\n'),
+    (tej._SSH_CONFIG, 'command-line line 0: Invalid ProxyJump "a:b:c"\n'),
+    (tej._SSH_CONFIG, 'Invalid -J argument\n'),
+    (tej._SSH_CONFIG, "Can't open user config file /nonexistent/cfg: No "
+                      "such file or directory\n"),
+    (tej._SSH_CONFIG, '/home/u/cfg line 2: invalid time value.\n'
+                      '/home/u/cfg: terminating, 1 bad configuration '
+                      'options\n'),
+    # a login script's complaint before the connection broke is no
+    # configuration of ssh's
+    (tej._SSH_LOST, '/home/u/.bashrc: line 3: module: command not found\n'
+                    'Connection to host closed by remote host.\n'),
 ]
 
 
