@@ -87,6 +87,9 @@ class Scenario(object):
     def make_queue(self, path):
         raise NotImplementedError
 
+    def own(self, path):
+        """Make ``path``, made here, the queue's user's."""
+
     def setUp(self):
         super(Scenario, self).setUp()
         self.tmp = support.temporary(self)
@@ -358,6 +361,7 @@ class Scenario(object):
         with open(link, 'w') as fp:
             fp.write('tejdir: %s\n' % self.remote_path('nowhere'))
         os.chmod(link, 0o644)
+        self.own(link)  # (one of another user's is refused unread)
         with self.assertRaises(tej.QueueLinkBroken):
             self.make_queue(link).status('x')
 

@@ -36,6 +36,9 @@ class TestScenarioOverSSH(Scenario, SSHCase):
     def make_queue(self, path):
         return self.server.queue(path)
 
+    def own(self, path):
+        os.chown(path, self.server.uid, self.server.gid)
+
 
 class TestCommandLine(CommandLineScenario, SSHCase):
     """The original tej's command line, with its exact output."""
