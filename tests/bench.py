@@ -78,6 +78,7 @@ def cut_uploads(module, shells):
     import io
     import shutil
     import tarfile
+    from tests.test_runtime import busybox_bin
     tmp = tempfile.mkdtemp()
     try:
         job = support.make_tree(os.path.join(tmp, 'job'), dict(
@@ -89,14 +90,7 @@ def cut_uploads(module, shells):
             fileobj=io.BytesIO(data)).getmembers()][1:]
         tars = [('gnu', os.environ['PATH'])]
         if shutil.which('busybox'):
-            bindir = os.path.join(tmp, 'busybox')
-            os.mkdir(bindir)
-            for applet in subprocess.run(['busybox', '--list'],
-                                         stdout=subprocess.PIPE,
-                                         check=True).stdout.split():
-                os.symlink(shutil.which('busybox'),
-                           os.path.join(bindir, applet.decode()))
-            tars.append(('busybox', bindir))
+            tars.append(('busybox', busybox_bin()))
         uploads = made = 0
         for name, argv in shells.items():
             for tar, path in tars:
@@ -125,9 +119,12 @@ def print_cut_uploads(argv):
     import importlib.util
     import shutil
     from tests.test_runtime import SHELLS
+    support.Hermetic.start()  # (busybox_bin's directory is in it)
     shells = dict((name, argv) for name, argv in SHELLS.items()
                   if shutil.which(argv[0]))
     modules = [('this tej', tej)]
+    if argv and not os.path.isfile(argv[0]):
+        raise SystemExit("bench.py: --cut-uploads: no file %s" % argv[0])
     if argv:
         spec = importlib.util.spec_from_file_location('old_tej', argv[0])
         old = importlib.util.module_from_spec(spec)
@@ -143,7 +140,10 @@ def print_cut_uploads(argv):
 
 def main(argv):
     if '--cut-uploads' in argv:
-        print_cut_uploads(argv[argv.index('--cut-uploads') + 1:])
+        try:
+            print_cut_uploads(argv[argv.index('--cut-uploads') + 1:])
+        finally:
+            support.stop_all()
         return 0
     if '--transfers' in argv:
         runs = int(argv[argv.index('--runs') + 1]) if '--runs' in argv \
