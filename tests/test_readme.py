@@ -230,10 +230,9 @@ class TestReadme(support.ServerCase):
         q.submit('ID', self.job('job', {'start.sh': 'exit 0\n'}),
                  walltime=60, prologue='true')
         q.wait('ID')
-        # (batch.sh is the schedulers')
-        names = re.findall(r'^ *(\S+/\S*|version|tej\.sh)\s',
-                           re.sub(r'.*\(slurm, pbs\).*', '', text) + '\n',
-                           re.M)
+        # (batch.sh is the schedulers', lost a lost job's)
+        names = re.findall(r'^ *(\S+/\S*|version|tej\.sh)\s', re.sub(
+            r'.*\((slurm, pbs|a lost job)\).*', '', text) + '\n', re.M)
         self.assertIn('jobs/ID/umask', names)
         for name in names:
             path = name.replace('~/.tej/', '').rstrip('/') or '.'
