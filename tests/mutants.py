@@ -539,16 +539,6 @@ umask 022
     ),
     # ---- the data path: streamed uploads, atomic and resumed downloads -----
     dict(
-        name='upload-error-no-poison',
-        file='tej.py',
-        original="                        pipe.write(b'\\xff' * 1024)",
-        replacement="                        pass",
-        description="an upload whose producer failed between two files is "
-                    "taken by the server's tar for a whole job, and started",
-        tests=['test_transfer.TestUpload.'
-               'test_an_error_while_streaming_makes_no_job'],
-    ),
-    dict(
         name='extract-end-not-checked',
         file='tej.py',
         original="    if not info.ended[0]:",

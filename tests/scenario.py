@@ -182,7 +182,9 @@ class Scenario(object):
 
     def test_kill_leaves_no_process(self):
         q = self.q
-        state = self.start('long', 'sleep 1000 & sleep 1001\n', 3)
+        # (one without the job's token in its environment: the group's
+        # signal reaches it, where the token's cannot)
+        state = self.start('long', 'env -i sleep 1000 & sleep 1001\n', 3)
         with self.assertRaises(tej.JobStillRunning):
             q.delete('long')
         q.kill('long')

@@ -582,12 +582,17 @@ class TestRuntimeDirectly(unittest.TestCase):
 
     def test_paths_checked_on_the_server(self):
         os.makedirs(os.path.join(self.queue, 'jobs', 'j', 'stage'))
-        for bad in ['/etc/passwd', '../state', 'a/../../x', '']:
-            for argv in (['download', 'j', '-', '0', bad],
-                         ['download', 'j', '-', '1', '10', '0', bad, '_x'],
-                         ['_files', 'j', bad]):
-                code, out, err = self.run_sh(*argv)
-                self.assertEqual(code, 8, (argv, err))
+        # (as the client sends them, "./PATH", and as they are: what does
+        # not start with "./" is refused for that alone)
+        for bad in ['/etc/passwd', '../state', 'a/../../x', '', 'a/..',
+                    './/x']:
+            for path in (bad, './' + bad):
+                for argv in (['download', 'j', '-', '0', path],
+                             ['download', 'j', '-', '1', '10', '0', path,
+                              './_x'],
+                             ['_files', 'j', path]):
+                    code, out, err = self.run_sh(*argv)
+                    self.assertEqual(code, 8, (argv, err))
         for bad in (['x', '0'], ['10', '11'], ['', '0'], ['-1', '0']):
             code, out, err = self.run_sh('download', 'j', '-', '1', *(
                 bad + ['f']))
