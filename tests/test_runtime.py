@@ -1116,49 +1116,66 @@ class TestStartingJob(LocalCase):
     that looks at it meanwhile.
     """
 
+    def look_while_submitting(self, verb, look, head, rest):
+        """Submit job "s" with ``head`` of its upload sent; once the
+        submitter holds the job's lock, ``look(q)`` (a call of ``verb``)
+        looks at it and is held up there (its first tr, write_gated); then
+        the upload gets ``rest`` (None: it is cut there), the submission
+        ends, and ``look`` goes on. Return (what ``look`` returned, the
+        submission's error or None).
+        """
+        gate = support.temporary(self)
+        bindir = support.temporary(self)
+        write_gated(bindir, 'tr', verb, shutil.which('sleep'))
+        q = self.queue()
+        q.setup()
+        read, write = os.pipe()
+        os.write(write, head)
+        failures, answers = [None], []
+
+        def submit():
+            with os.fdopen(read, 'rb') as stdin:
+                try:
+                    q._calls.call('submit', ['s', 'file', 'start.sh'],
+                                  stdin=stdin, transfer=True)
+                except tej.Error as e:
+                    failures[0] = e
+        with mock.patch.dict(os.environ, GATE=gate, PATH=bindir +
+                             os.pathsep + os.environ['PATH']):
+            submitter = threading.Thread(target=submit)
+            submitter.start()
+            status = threading.Thread(target=lambda: answers.append(
+                look(q)))
+            try:
+                lock = os.path.join(self.queue_dir, 'jobs', 's', 'lock')
+                wait_for(lambda: support.lock_claim(lock),
+                         what='the submitter to lock the job')
+                status.start()
+                wait_for(lambda: os.path.exists(os.path.join(gate,
+                                                             'waiting')),
+                         what='the %s to look at the lock' % verb)
+            finally:
+                with os.fdopen(write, 'wb') as fp:
+                    if rest is not None:
+                        fp.write(rest)
+                submitter.join(60)
+            open(os.path.join(gate, 'go'), 'w').close()
+            status.join(60)
+        return answers[0], failures[0]
+
     def test_submission_ends_while_status_looks(self):
         # status looks at the lock (its submitter at work), then the
         # submission ends, then status reads the record: running, not a
         # "created" job whose submitter is gone
-        gate = os.path.join(self.tmp, 'gate')
-        bindir = os.path.join(self.tmp, 'bin')
-        for path in (gate, bindir):
-            os.mkdir(path)
-        write_gated(bindir, 'tr', 'status', shutil.which('sleep'))
-        q = self.queue()
-        q.setup()
-        support.patch_env(self.addCleanup, GATE=gate,
-                          PATH=bindir + os.pathsep + os.environ['PATH'])
         archive = io.BytesIO()
         tej._write_tar(support.make_tree(self.job, {
             'start.sh': 'exec %s 1000\n' % shutil.which('sleep')}), archive)
-        read, write = os.pipe()
-        os.write(write, archive.getvalue()[:512])
-
-        def submit():
-            with os.fdopen(read, 'rb') as stdin:
-                q._calls.call('submit', ['s', 'file', 'start.sh'],
-                              stdin=stdin, transfer=True)
-        submitter = threading.Thread(target=submit)
-        submitter.start()
-        records = []
-        status = threading.Thread(target=lambda: records.append(
-            q.info('s')))
-        try:
-            lock = os.path.join(self.queue_dir, 'jobs', 's', 'lock')
-            wait_for(lambda: support.lock_claim(lock),
-                     what='the submitter to lock the job')
-            status.start()
-            wait_for(lambda: os.path.exists(os.path.join(gate, 'waiting')),
-                     what='the status to look at the lock')
-        finally:
-            with os.fdopen(write, 'wb') as fp:
-                fp.write(archive.getvalue()[512:])
-            submitter.join(60)
-        open(os.path.join(gate, 'go'), 'w').close()
-        status.join(60)
-        self.assertEqual(records[0]['state'], 'running')
-        q.kill('s')
+        record, failure = self.look_while_submitting(
+            'status', lambda q: q.info('s'), archive.getvalue()[:512],
+            archive.getvalue()[512:])
+        self.assertIsNone(failure)
+        self.assertEqual(record['state'], 'running')
+        self.queue().kill('s')
 
     def test_wrapper_before_its_exec_is_the_job(self):
         """Between the fork of the wrapper (its pid recorded by the
@@ -1201,7 +1218,6 @@ class TestStartingJob(LocalCase):
             thread.join(60)
         q.delete('s')
 
-
     def test_submission_removed_while_status_looks(self):
         """status (or list) looks at the lock (its submitter at work), then
         the upload is cut and the submission removes the job: there is no
@@ -1217,50 +1233,13 @@ class TestStartingJob(LocalCase):
                              ('list', lambda q: [r['state']
                                                  for _, r in q.list()])]:
             with self.subTest(verb=verb):
-                self.check_removed_while_looking(verb, answer)
-
-    def check_removed_while_looking(self, verb, answer):
-        gate = support.temporary(self)
-        bindir = support.temporary(self)
-        write_gated(bindir, 'tr', verb, shutil.which('sleep'))
-        self.queue_dir = support.temporary(self)
-        q = self.queue()
-        q.setup()
-        path = os.environ['PATH']
-        support.patch_env(self.addCleanup, GATE=gate,
-                          PATH=bindir + os.pathsep + path)
-        read, write = os.pipe()
-        os.write(write, tarfile.TarInfo('big').tobuf())  # and no data yet
-        failures = []
-
-        def submit():
-            with os.fdopen(read, 'rb') as stdin:
-                try:
-                    q._calls.call('submit', ['s', 'file', 'start.sh'],
-                                  stdin=stdin, transfer=True)
-                except tej.Error as e:
-                    failures.append(e)
-        submitter = threading.Thread(target=submit)
-        submitter.start()
-        answers = []
-        status = threading.Thread(target=lambda: answers.append(answer(q)))
-        try:
-            lock = os.path.join(self.queue_dir, 'jobs', 's', 'lock')
-            wait_for(lambda: support.lock_claim(lock),
-                     what='the submitter to lock the job')
-            status.start()
-            wait_for(lambda: os.path.exists(os.path.join(gate, 'waiting')),
-                     what='the %s to look at the lock' % verb)
-        finally:
-            os.close(write)  # the upload cut
-            submitter.join(60)
-        self.assertEqual(len(failures), 1)
-        self.assertFalse(os.path.exists(os.path.join(self.queue_dir, 'jobs',
-                                                     's')))
-        open(os.path.join(gate, 'go'), 'w').close()
-        status.join(60)
-        self.assertEqual(answers, [[]])
-        os.environ['PATH'] = path  # the next gate before the real tr
+                self.queue_dir = support.temporary(self)
+                found, failure = self.look_while_submitting(
+                    verb, answer, tarfile.TarInfo('big').tobuf(), None)
+                self.assertIsInstance(failure, tej.Error)
+                self.assertFalse(os.path.exists(os.path.join(
+                    self.queue_dir, 'jobs', 's')))
+                self.assertEqual(found, [])
 
     def test_job_ends_while_status_looks(self):
         """status has read the record (running), then the job ends (its
