@@ -4884,6 +4884,13 @@ class _JobStore(object):
                     checked=now)))
         return pairs
 
+    @staticmethod
+    def _changed(pairs):
+        """Those of ``[(job before, job after)]`` whose state changed."""
+        return [(before, after) for before, after in pairs
+                if (before.state, before.exit_code) !=
+                (after.state, after.exit_code)]
+
     def _store(self, db, records, now):
         """Write what the server said of jobs ({key: record}); return
         ``[(job before, job after)]`` for each of them. A registry that
@@ -5029,12 +5036,11 @@ class JobMonitor(_JobStore):
                     (j.key, j.submitted) in answers for j in groups[key]):
                 errors[key] = "No answer within %s" % _seconds_text(timeout)
         with self._db() as db:
-            now = {}
-            for before, after in self._store(db, answers, time.time()):
-                now[after.key, after.submitted] = after
-                if callback is not None and (before.state, before.exit_code) \
-                        != (after.state, after.exit_code):
+            pairs = self._store(db, answers, time.time())
+            if callback is not None:
+                for before, after in self._changed(pairs):
                     callback(before, after)
+            now = {(after.key, after.submitted): after for _, after in pairs}
             unreachable = {j.key: errors[key] for key, jobs in groups.items()
                            if key in errors for j in jobs}
             return [now.get((j.key, j.submitted), j)._replace(
@@ -5112,10 +5118,8 @@ class JobMonitor(_JobStore):
                     continue
                 for tried in (failing, retry_at, delay):
                     tried.pop(key, None)
-                changes = [(before, after) for before, after in
-                           self._store(db, answer, time.time())
-                           if (before.state, before.exit_code) !=
-                           (after.state, after.exit_code)]
+                changes = self._changed(self._store(db, answer,
+                                                    time.time()))
                 for before, after in changes:
                     if on_change is not None:
                         on_change(before, after)
